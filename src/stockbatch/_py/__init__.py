@@ -1,0 +1,1 @@
+"""Pure-Python twins of the compiled modules: same names, same behaviour, readable spec."""
