@@ -1,0 +1,701 @@
+# Technical indicators per (symbol, interval) segment, compiled.
+#
+# Inputs are record batches sorted by (symbol, interval, ts), read zero-copy through
+# __arrow_c_array__ (see arrow.pxd). Every indicator runs the same way:
+#   segments  -> for each segment, maximal runs of present values (a null, NaN or inf
+#                ends a run) -> the indicator's recurrence over each run, computed with
+#                exactly TA-Lib's arithmetic so results match it bit for bit.
+# Warm-up rows and missing rows are null; the outputs of one indicator share one
+# validity bitmap. The pure-Python twin (stockbatch._py.indicators) is the readable spec.
+from libc.stdint cimport int64_t, uint8_t, uintptr_t
+from libc.string cimport memset
+from libc.stdlib cimport malloc, free
+from libc.math cimport sqrt, log, fabs, isfinite, NAN
+
+from stockbatch._ext.arrow cimport (
+    ArrowSchema, ArrowArray, Column, K_F64, K_STR, K_LSTR, K_I64, K_I32,
+    col_f64, col_i64, col_valid, import_capsules, find_child, fill_column, segment_starts,
+)
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["segments", "sma", "ema", "rsi", "macd", "bbands", "atr", "volatility", "vwap"]
+
+cdef int64_t US_PER_DAY = 86400000000
+
+# TA-Lib's TA_IS_ZERO / TA_IS_ZERO_OR_NEG thresholds (ta_func.h), kept for bit-parity.
+cdef double TA_EPSILON = 0.00000001
+
+
+ctypedef struct Series:
+    const double* v           # float64 values, row i at v[i]
+    const uint8_t* validity   # NULL when no nulls
+    int64_t voff              # bit offset of row 0 in validity
+    bint positive             # values <= 0 also count as missing (log returns)
+
+
+# One indicator's inputs, outputs and parameters, handed to its per-run function.
+ctypedef struct Job:
+    const double* in0
+    const double* in1
+    const double* in2
+    double* out0
+    double* out1
+    double* out2
+    int nout
+    uint8_t* valid
+    int64_t p0
+    int64_t p1
+    int64_t p2
+    double f0
+    double f1
+    double* tmp
+
+ctypedef int64_t (*run_fn)(Job* j, int64_t a, int64_t b) noexcept nogil
+
+
+cdef inline bint present(const Series* s, int64_t i) noexcept nogil:
+    cdef int64_t k
+    cdef double x
+    if s.validity != NULL:
+        k = i + s.voff
+        if not ((s.validity[k >> 3] >> (k & 7)) & 1):
+            return False
+    x = s.v[i]
+    if s.positive:
+        return isfinite(x) and x > 0.0
+    return isfinite(x)
+
+
+cdef inline bint all_present(const Series* s, int ns, int64_t i) noexcept nogil:
+    cdef int k
+    for k in range(ns):
+        if not present(&s[k], i):
+            return False
+    return True
+
+
+cdef inline void set_bits(uint8_t* bm, int64_t a, int64_t b) noexcept nogil:
+    """Set validity bits [a, b): whole bytes with memset, the ragged ends bit by bit."""
+    cdef int64_t i = a
+    while i < b and (i & 7):
+        bm[i >> 3] |= <uint8_t>(1 << (i & 7))
+        i += 1
+    if b - i >= 8:
+        memset(bm + (i >> 3), 0xFF, <size_t>((b - i) >> 3))
+        i += ((b - i) >> 3) << 3
+    while i < b:
+        bm[i >> 3] |= <uint8_t>(1 << (i & 7))
+        i += 1
+
+
+cdef inline void fill_nan(Job* j, int64_t a, int64_t b) noexcept nogil:
+    cdef int64_t i
+    for i in range(a, b):
+        j.out0[i] = NAN
+    if j.nout > 1:
+        for i in range(a, b):
+            j.out1[i] = NAN
+    if j.nout > 2:
+        for i in range(a, b):
+            j.out2[i] = NAN
+
+
+cdef int64_t drive(Job* j, run_fn fn, const Series* s, int ns,
+                   const int64_t* seg, int64_t nseg) noexcept nogil:
+    """Call fn on every maximal run of present rows of every segment; NaN elsewhere.
+
+    Returns the number of valid output rows."""
+    cdef int64_t k, i, e, a, b, total = 0
+    for k in range(nseg):
+        i = seg[k]
+        e = seg[k + 1]
+        while i < e:
+            a = i
+            while a < e and not all_present(s, ns, a):
+                a += 1
+            fill_nan(j, i, a)
+            if a >= e:
+                break
+            b = a + 1
+            while b < e and all_present(s, ns, b):
+                b += 1
+            total += fn(j, a, b)
+            i = b
+    return total
+
+
+# ---------------------------------------------------------------- per-run recurrences
+# Each writes rows [a, b) of its outputs (NaN for the warm-up), sets the validity bits
+# of the rows it produced and returns their count. Arithmetic order follows TA-Lib.
+
+cdef int64_t sma_run(Job* j, int64_t a, int64_t b) noexcept nogil:
+    # TA-Lib INT_SMA: running total, add the new value, emit, drop the trailing one.
+    cdef int64_t p = j.p0, i, trailing = a
+    cdef const double* x = j.in0
+    cdef double* o = j.out0
+    cdef double total = 0.0, tmp
+    if b - a < p:
+        fill_nan(j, a, b)
+        return 0
+    for i in range(a, a + p - 1):
+        total += x[i]
+        o[i] = NAN
+    for i in range(a + p - 1, b):
+        total += x[i]
+        tmp = total
+        total -= x[trailing]
+        trailing += 1
+        o[i] = tmp / <double>p
+    set_bits(j.valid, a + p - 1, b)
+    return b - (a + p - 1)
+
+
+cdef int64_t ema_run(Job* j, int64_t a, int64_t b) noexcept nogil:
+    # TA-Lib INT_EMA: seeded with the SMA of the first p values, k = 2 / (p + 1).
+    cdef int64_t p = j.p0, i
+    cdef const double* x = j.in0
+    cdef double* o = j.out0
+    cdef double k = 2.0 / <double>(p + 1), prev = 0.0
+    if b - a < p:
+        fill_nan(j, a, b)
+        return 0
+    for i in range(a, a + p):
+        prev += x[i]
+        o[i] = NAN
+    prev = prev / <double>p
+    o[a + p - 1] = prev
+    for i in range(a + p, b):
+        prev = ((x[i] - prev) * k) + prev
+        o[i] = prev
+    set_bits(j.valid, a + p - 1, b)
+    return b - (a + p - 1)
+
+
+cdef inline double rsi_value(double gain, double loss) noexcept nogil:
+    cdef double t = gain + loss
+    if -TA_EPSILON < t < TA_EPSILON:
+        return 0.0
+    return 100.0 * (gain / t)
+
+
+cdef int64_t rsi_run(Job* j, int64_t a, int64_t b) noexcept nogil:
+    # TA-Lib RSI: Wilder's averages seeded by the plain mean of the first p changes.
+    cdef int64_t p = j.p0, i
+    cdef const double* x = j.in0
+    cdef double* o = j.out0
+    cdef double gain = 0.0, loss = 0.0, d, pm1 = <double>(p - 1)
+    if b - a <= p:
+        fill_nan(j, a, b)
+        return 0
+    o[a] = NAN
+    for i in range(a + 1, a + p + 1):
+        d = x[i] - x[i - 1]
+        if d < 0:
+            loss -= d
+        else:
+            gain += d
+        o[i] = NAN
+    loss /= <double>p
+    gain /= <double>p
+    o[a + p] = rsi_value(gain, loss)
+    for i in range(a + p + 1, b):
+        d = x[i] - x[i - 1]
+        loss *= pm1
+        gain *= pm1
+        if d < 0:
+            loss -= d
+        else:
+            gain += d
+        loss /= <double>p
+        gain /= <double>p
+        o[i] = rsi_value(gain, loss)
+    set_bits(j.valid, a + p, b)
+    return b - (a + p)
+
+
+cdef int64_t macd_run(Job* j, int64_t a, int64_t b) noexcept nogil:
+    # TA-Lib MACD: both EMAs start at row slow-1 (the fast one seeded by the SMA of the
+    # fast values ending there), signal = EMA of the MACD line seeded by its first
+    # `signal` values; all three outputs start at (slow - 1) + (signal - 1).
+    cdef int64_t fast = j.p0, slow = j.p1, sig = j.p2, i
+    cdef int64_t t0 = a + slow - 1, start = t0 + sig - 1
+    cdef const double* x = j.in0
+    cdef double kf = 2.0 / <double>(fast + 1)
+    cdef double ks = 2.0 / <double>(slow + 1)
+    cdef double kg = 2.0 / <double>(sig + 1)
+    cdef double ef = 0.0, es = 0.0, m, msum = 0.0, s = 0.0
+    if b <= start:
+        fill_nan(j, a, b)
+        return 0
+    fill_nan(j, a, start)
+    for i in range(a, t0 + 1):
+        es += x[i]
+    es = es / <double>slow
+    for i in range(t0 + 1 - fast, t0 + 1):
+        ef += x[i]
+    ef = ef / <double>fast
+    m = ef - es
+    for i in range(t0, b):
+        if i > t0:
+            ef = ((x[i] - ef) * kf) + ef
+            es = ((x[i] - es) * ks) + es
+            m = ef - es
+        if i < start:
+            msum += m
+            continue
+        if i == start:
+            msum += m
+            s = msum / <double>sig
+        else:
+            s = ((m - s) * kg) + s
+        j.out0[i] = m
+        j.out1[i] = s
+        j.out2[i] = m - s
+    set_bits(j.valid, start, b)
+    return b - start
+
+
+cdef int64_t bbands_run(Job* j, int64_t a, int64_t b) noexcept nogil:
+    # TA-Lib BBANDS (SMA middle): running sums of x and x*x, population variance as
+    # E[x^2] - mean^2, zero width when that is below TA-Lib's 1e-8.
+    cdef int64_t p = j.p0, i, trailing = a
+    cdef const double* x = j.in0
+    cdef double nbdev = j.f0, total = 0.0, total2 = 0.0, mid, mean2, sd, t
+    if b - a < p:
+        fill_nan(j, a, b)
+        return 0
+    fill_nan(j, a, a + p - 1)
+    for i in range(a, a + p - 1):
+        total += x[i]
+        total2 += x[i] * x[i]
+    for i in range(a + p - 1, b):
+        total += x[i]
+        mid = total / <double>p
+        total -= x[trailing]
+        total2 += x[i] * x[i]
+        mean2 = total2 / <double>p
+        total2 -= x[trailing] * x[trailing]
+        trailing += 1
+        mean2 -= mid * mid
+        sd = sqrt(mean2) if not (mean2 < TA_EPSILON) else 0.0
+        t = sd * nbdev
+        j.out0[i] = mid + t
+        j.out1[i] = mid
+        j.out2[i] = mid - t
+    set_bits(j.valid, a + p - 1, b)
+    return b - (a + p - 1)
+
+
+cdef inline double true_range(const double* h, const double* l, const double* c,
+                              int64_t i) noexcept nogil:
+    # TA-Lib TRANGE: max(high - low, |prev close - high|, |prev close - low|)
+    cdef double g = h[i] - l[i], v
+    v = fabs(c[i - 1] - h[i])
+    if v > g:
+        g = v
+    v = fabs(c[i - 1] - l[i])
+    if v > g:
+        g = v
+    return g
+
+
+cdef int64_t atr_run(Job* j, int64_t a, int64_t b) noexcept nogil:
+    # TA-Lib ATR: SMA of the first p true ranges (from row a + 1), then Wilder's
+    # smoothing; period 1 is the true range itself.
+    cdef int64_t p = j.p0, i
+    cdef double prev = 0.0, pm1 = <double>(p - 1)
+    cdef double* o = j.out0
+    if b - a <= p:
+        fill_nan(j, a, b)
+        return 0
+    o[a] = NAN
+    if p == 1:
+        for i in range(a + 1, b):
+            o[i] = true_range(j.in0, j.in1, j.in2, i)
+        set_bits(j.valid, a + 1, b)
+        return b - a - 1
+    for i in range(a + 1, a + p + 1):
+        prev += true_range(j.in0, j.in1, j.in2, i)
+        o[i] = NAN
+    prev = prev / <double>p
+    o[a + p] = prev
+    for i in range(a + p + 1, b):
+        prev *= pm1
+        prev += true_range(j.in0, j.in1, j.in2, i)
+        prev /= <double>p
+        o[i] = prev
+    set_bits(j.valid, a + p, b)
+    return b - (a + p)
+
+
+cdef int64_t vol_run(Job* j, int64_t a, int64_t b) noexcept nogil:
+    # Sample std (ddof j.p1) of the last p log returns, two passes per window so that
+    # flat stretches give exactly 0, times j.f0 (sqrt of the annualisation factor).
+    cdef int64_t p = j.p0, ddof = j.p1, i, k, pos
+    cdef const double* x = j.in0
+    cdef double* o = j.out0
+    cdef double* ring = j.tmp      # the last p returns, at (i % p)
+    cdef double mean, ss, d
+    if b - a <= p:
+        fill_nan(j, a, b)
+        return 0
+    o[a] = NAN
+    for i in range(a + 1, b):
+        ring[i % p] = log(x[i] / x[i - 1])
+        if i < a + p:
+            o[i] = NAN
+            continue
+        # sum oldest first (ring[(i + 1) % p] .. ring[i % p]), as the twin does
+        pos = (i + 1) % p
+        mean = 0.0
+        for k in range(pos, p):
+            mean += ring[k]
+        for k in range(pos):
+            mean += ring[k]
+        mean = mean / <double>p
+        ss = 0.0
+        for k in range(pos, p):
+            d = ring[k] - mean
+            ss += d * d
+        for k in range(pos):
+            d = ring[k] - mean
+            ss += d * d
+        o[i] = sqrt(ss / <double>(p - ddof)) * j.f0
+    set_bits(j.valid, a + p, b)
+    return b - (a + p)
+
+
+# ---------------------------------------------------------------- Python-facing glue
+
+cdef class _Batch:
+    """Borrowed view of a record batch exported through __arrow_c_array__."""
+    cdef object caps          # keeps the exported structs alive
+    cdef ArrowSchema* schema
+    cdef ArrowArray* array
+    cdef int64_t n
+    cdef list keep            # converted columns, alive as long as this view
+
+    def __cinit__(self, data):
+        if not hasattr(data, "__arrow_c_array__"):
+            raise TypeError(
+                f"expected a record batch exporting __arrow_c_array__, got {type(data).__name__}"
+            )
+        self.caps = data.__arrow_c_array__()
+        import_capsules(self.caps, &self.schema, &self.array)
+        self.n = self.array.length
+        self.keep = []
+
+    cdef int column(self, str name, Column* c) except -1:
+        cdef int64_t k = find_child(self.schema, name)
+        if k < 0:
+            raise KeyError(f"column {name!r} is missing")
+        return fill_column(self.schema.children[k], self.array.children[k], self.array.offset, c)
+
+    cdef bint has(self, str name) except -1:
+        return find_child(self.schema, name) >= 0
+
+    cdef int series(self, str name, Series* s, bint positive=False) except -1:
+        """Describe a numeric column as float64 values (converted once if not float64)."""
+        cdef Column c
+        cdef double* p
+        cdef int64_t i
+        self.column(name, &c)
+        if c.kind == K_STR or c.kind == K_LSTR:
+            raise TypeError(f"column {name!r} holds strings; a numeric column is needed")
+        s.validity = c.validity
+        s.voff = c.offset
+        s.positive = positive
+        if c.kind == K_F64:
+            s.v = (<const double*>c.values) + c.offset
+            return 0
+        buf = pa.allocate_buffer(max(self.n, 1) * 8)
+        self.keep.append(buf)
+        p = <double*><uintptr_t>buf.address
+        with nogil:
+            for i in range(self.n):
+                p[i] = col_f64(&c, i)
+        s.v = p
+        return 0
+
+
+cdef object _segments_of(_Batch b):
+    cdef Column sym, itv
+    cdef Column* pitv = NULL
+    cdef int64_t k, n = b.n
+    out = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] o = out
+    if not b.has("symbol"):
+        # no symbol column: one series
+        if n == 0:
+            return out[:1]
+        o[0] = 0
+        o[1] = n
+        return out[:2]
+    b.column("symbol", &sym)
+    if b.has("interval"):
+        b.column("interval", &itv)
+        pitv = &itv
+    with nogil:
+        k = segment_starts(&sym, pitv, n, &o[0])
+    return out[:k + 1]
+
+
+def segments(batch):
+    """Row boundaries of the (symbol, interval) runs: int64 array ``[0, ..., len(batch)]``.
+
+    A batch without a ``symbol`` column is one series."""
+    return _segments_of(_Batch(batch))
+
+
+cdef object _check_segments(object segs, int64_t n):
+    if segs is None:
+        return None
+    arr = np.ascontiguousarray(segs, dtype=np.int64)
+    if arr.ndim != 1 or arr.shape[0] < 1:
+        raise ValueError("segments must be a 1-d array of row boundaries [0, ..., n]")
+    cdef const int64_t[::1] s = arr
+    cdef int64_t k, m = s.shape[0]
+    if s[0] != 0 or s[m - 1] != n:
+        raise ValueError(f"segments must start at 0 and end at the row count {n}")
+    for k in range(1, m):
+        if s[k] < s[k - 1]:
+            raise ValueError("segments must be non-decreasing")
+    return arr
+
+
+cdef class _Out:
+    """One float64 output: a fresh Arrow buffer or the caller's writable buffer."""
+    cdef object buf
+    cdef double* ptr
+
+    def __cinit__(self, object out, int64_t n, str what):
+        cdef double[::1] mv
+        if out is None:
+            self.buf = pa.allocate_buffer(max(n, 1) * 8)
+            self.ptr = <double*><uintptr_t>self.buf.address
+            return
+        try:
+            mv = out
+        except (TypeError, ValueError, BufferError) as exc:
+            raise TypeError(
+                f"{what} must be a writable, contiguous float64 buffer (e.g. numpy.empty(n))"
+            ) from exc
+        if mv.shape[0] != n:
+            raise ValueError(f"{what} has {mv.shape[0]} elements; the data has {n} rows")
+        self.buf = pa.py_buffer(out)
+        self.ptr = &mv[0] if n > 0 else NULL
+        if self.ptr == NULL:
+            self.buf = pa.allocate_buffer(8)
+            self.ptr = <double*><uintptr_t>self.buf.address
+
+
+cdef object _outs(object out, int nout, int64_t n):
+    if nout == 1:
+        return [_Out(out, n, "out")]
+    if out is None:
+        return [_Out(None, n, "out") for _ in range(nout)]
+    if not isinstance(out, (tuple, list)) or len(out) != nout:
+        raise TypeError(f"out must be a tuple of {nout} float64 buffers")
+    return [_Out(o, n, f"out[{k}]") for k, o in enumerate(out)]
+
+
+cdef object _finish(list outs, object bitmap, int64_t n, int64_t nvalid):
+    validity = None if nvalid == n else bitmap
+    return [
+        pa.Array.from_buffers(pa.float64(), n, [validity, (<_Out>o).buf], null_count=n - nvalid)
+        for o in outs
+    ]
+
+
+cdef int _check_period(str name, object value, int64_t minimum) except -1:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > 100_000_000:
+        raise ValueError(f"{name} must be <= 100000000, got {value}")
+    return 0
+
+
+cdef object _run(object batch, run_fn fn, tuple columns, int nout, object out, object segs,
+                 int64_t p0, int64_t p1, int64_t p2, double f0, bint positive, int64_t tmp_n):
+    cdef _Batch b = _Batch(batch)
+    cdef Series s[3]
+    cdef Job j
+    cdef int ns = len(columns), k
+    cdef int64_t n = b.n, nseg, nvalid
+    cdef const int64_t[::1] sv
+    for k in range(ns):
+        b.series(columns[k], &s[k], positive)
+    seg_arr = _check_segments(segs, n)
+    if seg_arr is None:
+        seg_arr = _segments_of(b)
+    sv = seg_arr
+    nseg = sv.shape[0] - 1
+    outs = _outs(out, nout, n)
+    bitmap = pa.allocate_buffer(max((n + 7) >> 3, 1))
+    memset(<void*><uintptr_t>bitmap.address, 0, <size_t>max((n + 7) >> 3, 1))
+    memset(&j, 0, sizeof(Job))
+    j.in0 = s[0].v
+    if ns > 1:
+        j.in1 = s[1].v
+        j.in2 = s[2].v
+    j.nout = nout
+    j.out0 = (<_Out>outs[0]).ptr
+    if nout > 1:
+        j.out1 = (<_Out>outs[1]).ptr
+        j.out2 = (<_Out>outs[2]).ptr
+    j.valid = <uint8_t*><uintptr_t>bitmap.address
+    j.p0 = p0
+    j.p1 = p1
+    j.p2 = p2
+    j.f0 = f0
+    if tmp_n > 0:
+        j.tmp = <double*>malloc(<size_t>tmp_n * sizeof(double))
+        if j.tmp == NULL:
+            raise MemoryError()
+    try:
+        with nogil:
+            nvalid = drive(&j, fn, s, ns, &sv[0], nseg)
+    finally:
+        free(j.tmp)
+    return _finish(outs, bitmap, n, nvalid)
+
+
+def sma(batch, period, *, column="close", out=None, segments=None):
+    """Simple moving average; first value at row period-1 of each run (TA-Lib SMA)."""
+    _check_period("period", period, 1)
+    return _run(batch, sma_run, (column,), 1, out, segments, period, 0, 0, 0.0, False, 0)[0]
+
+
+def ema(batch, period, *, column="close", out=None, segments=None):
+    """Exponential moving average seeded by the SMA of the first period values (TA-Lib EMA)."""
+    _check_period("period", period, 1)
+    return _run(batch, ema_run, (column,), 1, out, segments, period, 0, 0, 0.0, False, 0)[0]
+
+
+def rsi(batch, period, *, column="close", out=None, segments=None):
+    """Wilder's RSI; first value at row period of each run (TA-Lib RSI)."""
+    _check_period("period", period, 1)
+    return _run(batch, rsi_run, (column,), 1, out, segments, period, 0, 0, 0.0, False, 0)[0]
+
+
+def macd(batch, fast, slow, signal, *, column="close", out=None, segments=None):
+    """MACD line, signal and histogram (TA-Lib MACD); returns a 3-tuple of arrays."""
+    _check_period("fast", fast, 1)
+    _check_period("slow", slow, 1)
+    _check_period("signal", signal, 1)
+    if slow < fast:
+        fast, slow = slow, fast   # as TA-Lib does
+    return tuple(_run(batch, macd_run, (column,), 3, out, segments, fast, slow, signal,
+                      0.0, False, 0))
+
+
+def bbands(batch, period, nbdev, *, column="close", out=None, segments=None):
+    """Bollinger bands (upper, middle, lower) around the SMA (TA-Lib BBANDS, matype SMA)."""
+    _check_period("period", period, 1)
+    nbdev = float(nbdev)
+    if not isfinite(nbdev) or nbdev < 0:
+        raise ValueError(f"nbdev must be a finite number >= 0, got {nbdev}")
+    return tuple(_run(batch, bbands_run, (column,), 3, out, segments, period, 0, 0,
+                      nbdev, False, 0))
+
+
+def atr(batch, period, *, out=None, segments=None):
+    """Average true range of high, low, close (TA-Lib ATR); first value at row period."""
+    _check_period("period", period, 1)
+    return _run(batch, atr_run, ("high", "low", "close"), 1, out, segments, period, 0, 0,
+                0.0, False, 0)[0]
+
+
+def volatility(batch, period, *, ddof=1, annualize=None, column="close", out=None,
+               segments=None):
+    """Rolling std (ddof) of the last period log returns, times sqrt(annualize) if given."""
+    _check_period("period", period, 1)
+    _check_period("ddof", ddof, 0)
+    if ddof >= period:
+        raise ValueError(f"period must exceed ddof ({ddof}), got {period}")
+    scale = 1.0
+    if annualize is not None:
+        annualize = float(annualize)
+        if not isfinite(annualize) or annualize <= 0:
+            raise ValueError(f"annualize must be a positive number, got {annualize}")
+        scale = sqrt(annualize)
+    return _run(batch, vol_run, (column,), 1, out, segments, period, ddof, 0, scale, True,
+                period)[0]
+
+
+def vwap(batch, *, day=None, out=None, segments=None):
+    """Volume-weighted average of the typical price (high + low + close) / 3, reset per day.
+
+    ``day`` gives each row's session-day key (int64); by default UTC days of ``ts``."""
+    cdef _Batch b = _Batch(batch)
+    cdef Series s[4]
+    cdef Column ts
+    cdef int64_t n = b.n, nseg, k, i, e, d, cur = 0, nvalid = 0, t
+    cdef bint started
+    cdef double cpv, cv, tp
+    cdef const int64_t[::1] sv
+    cdef const int64_t[::1] dv
+    cdef double* o
+    cdef uint8_t* bm
+    cdef bint own_day = day is None
+    b.series("high", &s[0])
+    b.series("low", &s[1])
+    b.series("close", &s[2])
+    b.series("volume", &s[3])
+    b.column("ts", &ts)
+    if ts.kind != K_I64 and ts.kind != K_I32:
+        raise TypeError("column 'ts' must be a timestamp (or integer) column")
+    if not own_day:
+        day = np.ascontiguousarray(day, dtype=np.int64)
+        if day.shape[0] != n:
+            raise ValueError(f"day has {day.shape[0]} keys; the data has {n} rows")
+    else:
+        day = np.zeros(1, dtype=np.int64)
+    dv = day
+    seg_arr = _check_segments(segments, n)
+    if seg_arr is None:
+        seg_arr = _segments_of(b)
+    sv = seg_arr
+    nseg = sv.shape[0] - 1
+    outs = _outs(out, 1, n)
+    o = (<_Out>outs[0]).ptr
+    bitmap = pa.allocate_buffer(max((n + 7) >> 3, 1))
+    bm = <uint8_t*><uintptr_t>bitmap.address
+    memset(bm, 0, <size_t>max((n + 7) >> 3, 1))
+    with nogil:
+        for k in range(nseg):
+            e = sv[k + 1]
+            started = False
+            cpv = 0.0
+            cv = 0.0
+            for i in range(sv[k], e):
+                if not (col_valid(&ts, i) and all_present(s, 4, i)):
+                    o[i] = NAN
+                    continue
+                if own_day:
+                    # floor division: days before 1970 stay on their own day
+                    t = col_i64(&ts, i)
+                    d = t // US_PER_DAY
+                    if t < 0 and d * US_PER_DAY != t:
+                        d -= 1
+                else:
+                    d = dv[i]
+                if not started or d != cur:
+                    started = True
+                    cur = d
+                    cpv = 0.0
+                    cv = 0.0
+                tp = (s[0].v[i] + s[1].v[i] + s[2].v[i]) / 3.0
+                cpv += tp * s[3].v[i]
+                cv += s[3].v[i]
+                if cv != 0.0:
+                    o[i] = cpv / cv
+                    bm[i >> 3] |= <uint8_t>(1 << (i & 7))
+                    nvalid += 1
+                else:
+                    o[i] = NAN
+    return _finish(outs, bitmap, n, nvalid)[0]

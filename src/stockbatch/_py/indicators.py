@@ -1,0 +1,485 @@
+"""Technical indicators per (symbol, interval) segment: the pure-Python twin.
+
+This module is the readable specification of ``stockbatch._ext.indicators``; both have the
+same names and give the same results.
+
+How every indicator runs
+------------------------
+1. The batch is sorted by (symbol, interval, ts). :func:`segments` finds the row boundaries
+   of each (symbol, interval) run once; a batch without a ``symbol`` column is one series.
+2. Inside a segment, a *missing* input (null, NaN or ±inf; for volatility also a price <= 0)
+   ends a run. Each maximal run of present rows is computed on its own, exactly as TA-Lib
+   computes a series that starts there — so a gap restarts the warm-up, and a value is never
+   made up from across a gap.
+3. The recurrences use TA-Lib's arithmetic (running sums, seeds, Wilder smoothing, its 1e-8
+   zero thresholds). Warm-up rows and missing rows are null (their slot holds NaN); the
+   outputs of one indicator share one validity bitmap.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["segments", "sma", "ema", "rsi", "macd", "bbands", "atr", "volatility", "vwap"]
+
+US_PER_DAY = 86_400_000_000
+TA_EPSILON = 1e-8  # TA-Lib's TA_IS_ZERO / TA_IS_ZERO_OR_NEG threshold
+
+
+# ------------------------------------------------------------------ input and output
+
+
+def _batch(data) -> pa.RecordBatch:
+    if isinstance(data, pa.RecordBatch):
+        return data
+    if not hasattr(data, "__arrow_c_array__"):
+        raise TypeError(
+            f"expected a record batch exporting __arrow_c_array__, got {type(data).__name__}"
+        )
+    return pa.record_batch(data)
+
+
+def _values(batch: pa.RecordBatch, name: str, *, positive: bool = False):
+    """(float values as a list, present flags as a list) of a numeric column."""
+    if name not in batch.schema.names:
+        raise KeyError(f"column {name!r} is missing")
+    col = batch.column(name)
+    t = col.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        raise TypeError(f"column {name!r} holds strings; a numeric column is needed")
+    if pa.types.is_timestamp(t):
+        col = col.cast(pa.int64())
+    x = col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    ok = np.isfinite(x)
+    if col.null_count:
+        ok &= col.is_valid().to_numpy(zero_copy_only=False)
+    if positive:
+        ok &= np.where(ok, x, 1.0) > 0
+    return x.tolist(), ok.tolist()
+
+
+def _check_period(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > 100_000_000:
+        raise ValueError(f"{name} must be <= 100000000, got {value}")
+
+
+def _check_segments(segs, n: int):
+    if segs is None:
+        return None
+    arr = np.ascontiguousarray(segs, dtype=np.int64)
+    if arr.ndim != 1 or arr.shape[0] < 1:
+        raise ValueError("segments must be a 1-d array of row boundaries [0, ..., n]")
+    if arr[0] != 0 or arr[-1] != n:
+        raise ValueError(f"segments must start at 0 and end at the row count {n}")
+    if np.any(np.diff(arr) < 0):
+        raise ValueError("segments must be non-decreasing")
+    return arr
+
+
+def _out_views(out, nout: int, n: int) -> list:
+    """The caller's buffers as float64 numpy views (None where a fresh one is wanted)."""
+    if nout == 1:
+        outs, names = [out], ["out"]
+    elif out is None:
+        outs, names = [None] * nout, ["out"] * nout
+    else:
+        if not isinstance(out, (tuple, list)) or len(out) != nout:
+            raise TypeError(f"out must be a tuple of {nout} float64 buffers")
+        outs, names = list(out), [f"out[{k}]" for k in range(nout)]
+    views = []
+    for o, what in zip(outs, names, strict=True):
+        if o is None:
+            views.append(None)
+            continue
+        try:
+            mv = memoryview(o)
+        except TypeError as exc:
+            raise TypeError(
+                f"{what} must be a writable, contiguous float64 buffer (e.g. numpy.empty(n))"
+            ) from exc
+        if mv.readonly or mv.format != "d" or not mv.c_contiguous or mv.ndim != 1:
+            raise TypeError(
+                f"{what} must be a writable, contiguous float64 buffer (e.g. numpy.empty(n))"
+            )
+        if mv.shape[0] != n:
+            raise ValueError(f"{what} has {mv.shape[0]} elements; the data has {n} rows")
+        views.append(np.frombuffer(o, dtype=np.float64))
+    return views
+
+
+def _finish(values: list[list[float]], valid: list[bool], views: list) -> list[pa.Array]:
+    """Arrow arrays over the values, sharing one validity bitmap (None when all valid)."""
+    n = len(valid)
+    nvalid = sum(valid)
+    bitmap = None
+    if nvalid != n:
+        bitmap = pa.array(valid, pa.bool_()).buffers()[1]
+    arrays = []
+    for vals, view in zip(values, views, strict=True):
+        if view is None:
+            view = np.array(vals, dtype=np.float64)
+        else:
+            view[:] = vals
+        arrays.append(
+            pa.Array.from_buffers(pa.float64(), n, [bitmap, pa.py_buffer(view)],
+                                  null_count=n - nvalid)
+        )
+    return arrays
+
+
+# ------------------------------------------------------------------ segments and runs
+
+
+def segments(batch) -> np.ndarray:
+    """Row boundaries of the (symbol, interval) runs: int64 array ``[0, ..., len(batch)]``.
+
+    A batch without a ``symbol`` column is one series."""
+    batch = _batch(batch)
+    n = batch.num_rows
+    if "symbol" not in batch.schema.names or n == 0:
+        return np.array([0, n] if n else [0], dtype=np.int64)
+    change = np.zeros(n - 1, dtype=bool)
+    for name in ("symbol", "interval"):
+        if name not in batch.schema.names:
+            continue
+        col = batch.column(name)
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        a, b = col.slice(1), col.slice(0, n - 1)
+        eq = pc.equal(a, b)
+        both_null = pc.and_(pc.is_null(a), pc.is_null(b))
+        same = pc.if_else(pc.is_null(eq), both_null, eq)
+        change |= ~same.to_numpy(zero_copy_only=False)
+    return np.concatenate([[0], np.flatnonzero(change) + 1, [n]]).astype(np.int64)
+
+
+def _runs(ok: list[bool], segs):
+    """Maximal runs [a, b) of present rows inside each segment."""
+    for k in range(len(segs) - 1):
+        i, e = int(segs[k]), int(segs[k + 1])
+        while i < e:
+            while i < e and not ok[i]:
+                i += 1
+            a = i
+            while i < e and ok[i]:
+                i += 1
+            if i > a:
+                yield a, i
+
+
+def _prepare(batch, out, segs, nout):
+    batch = _batch(batch)
+    n = batch.num_rows
+    segs = _check_segments(segs, n)
+    if segs is None:
+        segs = segments(batch)
+    views = _out_views(out, nout, n)
+    return batch, n, segs, views
+
+
+# ------------------------------------------------------------------ indicators
+
+
+def sma(batch, period, *, column="close", out=None, segments=None):
+    """Simple moving average; first value at row period-1 of each run (TA-Lib SMA)."""
+    _check_period("period", period, 1)
+    batch, n, segs, views = _prepare(batch, out, segments, 1)
+    x, ok = _values(batch, column)
+    o = [math.nan] * n
+    valid = [False] * n
+    for a, b in _runs(ok, segs):
+        if b - a < period:
+            continue
+        # TA-Lib INT_SMA: add the new value, emit, then drop the trailing one
+        total = 0.0
+        for i in range(a, a + period - 1):
+            total += x[i]
+        for i in range(a + period - 1, b):
+            total += x[i]
+            o[i] = total / period
+            valid[i] = True
+            total -= x[i - period + 1]
+    return _finish([o], valid, views)[0]
+
+
+def ema(batch, period, *, column="close", out=None, segments=None):
+    """Exponential moving average seeded by the SMA of the first period values (TA-Lib EMA)."""
+    _check_period("period", period, 1)
+    batch, n, segs, views = _prepare(batch, out, segments, 1)
+    x, ok = _values(batch, column)
+    o = [math.nan] * n
+    valid = [False] * n
+    k = 2.0 / (period + 1)
+    for a, b in _runs(ok, segs):
+        if b - a < period:
+            continue
+        prev = 0.0
+        for i in range(a, a + period):
+            prev += x[i]
+        prev = prev / period
+        o[a + period - 1] = prev
+        valid[a + period - 1] = True
+        for i in range(a + period, b):
+            prev = ((x[i] - prev) * k) + prev
+            o[i] = prev
+            valid[i] = True
+    return _finish([o], valid, views)[0]
+
+
+def _rsi_value(gain: float, loss: float) -> float:
+    t = gain + loss
+    if -TA_EPSILON < t < TA_EPSILON:
+        return 0.0
+    return 100.0 * (gain / t)
+
+
+def rsi(batch, period, *, column="close", out=None, segments=None):
+    """Wilder's RSI; first value at row period of each run (TA-Lib RSI)."""
+    _check_period("period", period, 1)
+    batch, n, segs, views = _prepare(batch, out, segments, 1)
+    x, ok = _values(batch, column)
+    o = [math.nan] * n
+    valid = [False] * n
+    for a, b in _runs(ok, segs):
+        if b - a <= period:
+            continue
+        gain = loss = 0.0
+        for i in range(a + 1, a + period + 1):
+            d = x[i] - x[i - 1]
+            if d < 0:
+                loss -= d
+            else:
+                gain += d
+        loss /= period
+        gain /= period
+        o[a + period] = _rsi_value(gain, loss)
+        valid[a + period] = True
+        for i in range(a + period + 1, b):
+            d = x[i] - x[i - 1]
+            loss *= period - 1
+            gain *= period - 1
+            if d < 0:
+                loss -= d
+            else:
+                gain += d
+            loss /= period
+            gain /= period
+            o[i] = _rsi_value(gain, loss)
+            valid[i] = True
+    return _finish([o], valid, views)[0]
+
+
+def macd(batch, fast, slow, signal, *, column="close", out=None, segments=None):
+    """MACD line, signal and histogram (TA-Lib MACD); returns a 3-tuple of arrays.
+
+    Both EMAs start at row slow-1 of a run (the fast one seeded by the SMA of the fast
+    values ending there); the signal is the EMA of the MACD line seeded by its first
+    ``signal`` values; all three outputs start at (slow - 1) + (signal - 1)."""
+    _check_period("fast", fast, 1)
+    _check_period("slow", slow, 1)
+    _check_period("signal", signal, 1)
+    if slow < fast:
+        fast, slow = slow, fast  # as TA-Lib does
+    batch, n, segs, views = _prepare(batch, out, segments, 3)
+    x, ok = _values(batch, column)
+    om, os_, oh = [math.nan] * n, [math.nan] * n, [math.nan] * n
+    valid = [False] * n
+    kf, ks, kg = 2.0 / (fast + 1), 2.0 / (slow + 1), 2.0 / (signal + 1)
+    for a, b in _runs(ok, segs):
+        t0 = a + slow - 1
+        start = t0 + signal - 1
+        if b <= start:
+            continue
+        es = 0.0
+        for i in range(a, t0 + 1):
+            es += x[i]
+        es = es / slow
+        ef = 0.0
+        for i in range(t0 + 1 - fast, t0 + 1):
+            ef += x[i]
+        ef = ef / fast
+        m = ef - es
+        msum = s = 0.0
+        for i in range(t0, b):
+            if i > t0:
+                ef = ((x[i] - ef) * kf) + ef
+                es = ((x[i] - es) * ks) + es
+                m = ef - es
+            if i < start:
+                msum += m
+                continue
+            if i == start:
+                msum += m
+                s = msum / signal
+            else:
+                s = ((m - s) * kg) + s
+            om[i], os_[i], oh[i] = m, s, m - s
+            valid[i] = True
+    return tuple(_finish([om, os_, oh], valid, views))
+
+
+def bbands(batch, period, nbdev, *, column="close", out=None, segments=None):
+    """Bollinger bands (upper, middle, lower) around the SMA (TA-Lib BBANDS, matype SMA).
+
+    The width is ``nbdev`` population standard deviations computed as TA-Lib does,
+    sqrt(E[x^2] - mean^2), and zero when that variance is below TA-Lib's 1e-8."""
+    _check_period("period", period, 1)
+    nbdev = float(nbdev)
+    if not math.isfinite(nbdev) or nbdev < 0:
+        raise ValueError(f"nbdev must be a finite number >= 0, got {nbdev}")
+    batch, n, segs, views = _prepare(batch, out, segments, 3)
+    x, ok = _values(batch, column)
+    up, mid_, lo = [math.nan] * n, [math.nan] * n, [math.nan] * n
+    valid = [False] * n
+    for a, b in _runs(ok, segs):
+        if b - a < period:
+            continue
+        total = total2 = 0.0
+        for i in range(a, a + period - 1):
+            total += x[i]
+            total2 += x[i] * x[i]
+        for i in range(a + period - 1, b):
+            trailing = x[i - period + 1]
+            total += x[i]
+            mid = total / period
+            total -= trailing
+            total2 += x[i] * x[i]
+            mean2 = total2 / period
+            total2 -= trailing * trailing
+            mean2 -= mid * mid
+            sd = math.sqrt(mean2) if not mean2 < TA_EPSILON else 0.0
+            t = sd * nbdev
+            up[i], mid_[i], lo[i] = mid + t, mid, mid - t
+            valid[i] = True
+    return tuple(_finish([up, mid_, lo], valid, views))
+
+
+def _true_range(h, lo, c, i) -> float:
+    g = h[i] - lo[i]
+    g = max(g, abs(c[i - 1] - h[i]), abs(c[i - 1] - lo[i]))
+    return g
+
+
+def atr(batch, period, *, out=None, segments=None):
+    """Average true range of high, low, close (TA-Lib ATR); first value at row period.
+
+    The first value is the mean of the first ``period`` true ranges (which start at the
+    second row of a run), then Wilder's smoothing; period 1 is the true range itself."""
+    _check_period("period", period, 1)
+    batch, n, segs, views = _prepare(batch, out, segments, 1)
+    h, okh = _values(batch, "high")
+    lo, okl = _values(batch, "low")
+    c, okc = _values(batch, "close")
+    ok = [p and q and r for p, q, r in zip(okh, okl, okc, strict=True)]
+    o = [math.nan] * n
+    valid = [False] * n
+    for a, b in _runs(ok, segs):
+        if b - a <= period:
+            continue
+        if period == 1:
+            for i in range(a + 1, b):
+                o[i] = _true_range(h, lo, c, i)
+                valid[i] = True
+            continue
+        prev = 0.0
+        for i in range(a + 1, a + period + 1):
+            prev += _true_range(h, lo, c, i)
+        prev = prev / period
+        o[a + period] = prev
+        valid[a + period] = True
+        for i in range(a + period + 1, b):
+            prev *= period - 1
+            prev += _true_range(h, lo, c, i)
+            prev /= period
+            o[i] = prev
+            valid[i] = True
+    return _finish([o], valid, views)[0]
+
+
+def volatility(batch, period, *, ddof=1, annualize=None, column="close", out=None,
+               segments=None):
+    """Rolling std (ddof) of the last ``period`` log returns, times sqrt(annualize) if given.
+
+    Log returns are ``log(x[i] / x[i-1])``; prices <= 0 count as missing. The first value
+    is at row ``period`` of a run (it needs period + 1 prices)."""
+    _check_period("period", period, 1)
+    _check_period("ddof", ddof, 0)
+    if ddof >= period:
+        raise ValueError(f"period must exceed ddof ({ddof}), got {period}")
+    scale = 1.0
+    if annualize is not None:
+        annualize = float(annualize)
+        if not math.isfinite(annualize) or annualize <= 0:
+            raise ValueError(f"annualize must be a positive number, got {annualize}")
+        scale = math.sqrt(annualize)
+    batch, n, segs, views = _prepare(batch, out, segments, 1)
+    x, ok = _values(batch, column, positive=True)
+    o = [math.nan] * n
+    valid = [False] * n
+    for a, b in _runs(ok, segs):
+        if b - a <= period:
+            continue
+        r = [math.log(x[i] / x[i - 1]) for i in range(a + 1, b)]  # r[i - a - 1]
+        for i in range(a + period, b):
+            window = r[i - a - period:i - a]
+            total = 0.0
+            for v in window:  # oldest first, plain sum, as the compiled kernel
+                total += v
+            mean = total / period
+            ss = 0.0
+            for v in window:
+                ss += (v - mean) * (v - mean)
+            o[i] = math.sqrt(ss / (period - ddof)) * scale
+            valid[i] = True
+    return _finish([o], valid, views)[0]
+
+
+def vwap(batch, *, day=None, out=None, segments=None):
+    """Volume-weighted average of the typical price (high + low + close) / 3, reset per day.
+
+    ``day`` gives each row's session-day key (int64); by default the UTC day of ``ts``.
+    A row with a missing price, volume or ts is null and adds nothing; a row is null while
+    its day's cumulative volume is 0."""
+    batch, n, segs, views = _prepare(batch, out, segments, 1)
+    h, okh = _values(batch, "high")
+    lo, okl = _values(batch, "low")
+    c, okc = _values(batch, "close")
+    v, okv = _values(batch, "volume")
+    if "ts" not in batch.schema.names:
+        raise KeyError("column 'ts' is missing")
+    ts_col = batch.column("ts")
+    if not (pa.types.is_timestamp(ts_col.type) or pa.types.is_integer(ts_col.type)):
+        raise TypeError("column 'ts' must be a timestamp (or integer) column")
+    ts_ok = ts_col.is_valid().to_numpy(zero_copy_only=False).tolist()
+    if day is None:
+        ts = ts_col.cast(pa.int64()).fill_null(0).to_numpy()
+        days = (ts // US_PER_DAY).tolist()  # numpy's // floors, like the compiled kernel
+    else:
+        days = np.ascontiguousarray(day, dtype=np.int64)
+        if days.shape[0] != n:
+            raise ValueError(f"day has {days.shape[0]} keys; the data has {n} rows")
+        days = days.tolist()
+    o = [math.nan] * n
+    valid = [False] * n
+    for k in range(len(segs) - 1):
+        cur = None
+        cpv = cv = 0.0
+        for i in range(int(segs[k]), int(segs[k + 1])):
+            if not (ts_ok[i] and okh[i] and okl[i] and okc[i] and okv[i]):
+                continue
+            if days[i] != cur:
+                cur, cpv, cv = days[i], 0.0, 0.0
+            cpv += (h[i] + lo[i] + c[i]) / 3.0 * v[i]
+            cv += v[i]
+            if cv != 0.0:
+                o[i] = cpv / cv
+                valid[i] = True
+    return _finish([o], valid, views)[0]
