@@ -186,12 +186,12 @@ def normalize(data: Any, *, adjust: bool = False) -> NormalizeResult:
         adj, adj_ok = _values(table.column("adj_close").combine_chunks(), np.nan)
         with np.errstate(all="ignore"):
             factor = adj / close
-        # rows without a usable factor keep their prices
-        use = close_ok & adj_ok & np.isfinite(factor) & (close != 0)
+        # rows without a usable (finite) factor keep their prices
+        factor = np.where(close_ok & adj_ok & np.isfinite(factor), factor, 1.0)
         for name in ("open", "high", "low", "close"):
             arr = table.column(name).combine_chunks()
             x, x_ok = _values(arr, np.nan)
-            y = np.where(use & x_ok, x * factor, x)
+            y = x * factor
             table = table.set_column(table.schema.get_field_index(name), name,
                                      pa.array(y, pa.float64(), mask=~x_ok))
     return NormalizeResult(table, dropped, was_unsorted)
@@ -202,7 +202,7 @@ def normalize(data: Any, *, adjust: bool = False) -> NormalizeResult:
 def _returns(data: Any, column: str, log: bool) -> pa.Array:
     batch = prepare(data, ("symbol", "interval", column))
     n = batch.num_rows
-    x, ok = _values(batch.column(column), np.nan)
+    x, ok = _values(batch.column(column), 0)
     x = x.astype(np.float64)
     out = np.zeros(n, np.float64)
     valid = np.zeros(n, bool)
