@@ -102,6 +102,32 @@ cdef inline void fill_nan(Job* j, int64_t a, int64_t b) noexcept nogil:
             j.out2[i] = NAN
 
 
+cdef inline bint all_clean(const Series* s, int ns, int64_t a, int64_t e) noexcept nogil:
+    """True when rows [a, e) of every series are present: no nulls, all finite.
+
+    x * 0.0 is NaN exactly for NaN and +-inf, and NaN survives the sums; four sums make
+    it a throughput loop instead of one long addition chain."""
+    cdef int k
+    cdef int64_t i
+    cdef const double* x
+    cdef double z0 = 0.0, z1 = 0.0, z2 = 0.0, z3 = 0.0
+    for k in range(ns):
+        if s[k].validity != NULL or s[k].positive:
+            return False
+        x = s[k].v
+        i = a
+        while i + 4 <= e:
+            z0 += x[i] * 0.0
+            z1 += x[i + 1] * 0.0
+            z2 += x[i + 2] * 0.0
+            z3 += x[i + 3] * 0.0
+            i += 4
+        while i < e:
+            z0 += x[i] * 0.0
+            i += 1
+    return (z0 + z1 + z2 + z3) == 0.0
+
+
 cdef int64_t drive(Job* j, run_fn fn, const Series* s, int ns,
                    const int64_t* seg, int64_t nseg) noexcept nogil:
     """Call fn on every maximal run of present rows of every segment; NaN elsewhere.
@@ -111,6 +137,10 @@ cdef int64_t drive(Job* j, run_fn fn, const Series* s, int ns,
     for k in range(nseg):
         i = seg[k]
         e = seg[k + 1]
+        if i < e and all_clean(s, ns, i, e):
+            # the common case: the whole segment is one run, no per-row checks
+            total += fn(j, i, e)
+            continue
         while i < e:
             a = i
             while a < e and not all_present(s, ns, a):
@@ -135,19 +165,21 @@ cdef int64_t sma_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     cdef int64_t p = j.p0, i, trailing = a
     cdef const double* x = j.in0
     cdef double* o = j.out0
-    cdef double total = 0.0, tmp
+    cdef double total = 0.0
     if b - a < p:
         fill_nan(j, a, b)
         return 0
     for i in range(a, a + p - 1):
         total += x[i]
         o[i] = NAN
+    cdef double inv = 1.0 / <double>p
     for i in range(a + p - 1, b):
-        total += x[i]
-        tmp = total
-        total -= x[trailing]
+        # TA-Lib adds x[i], emits, subtracts x[trailing] and divides by p; adding the
+        # difference keeps one addition on the dependency chain instead of two, and a
+        # multiply is cheaper than a division (equal to TA-Lib to ~1e-16 relative)
+        o[i] = (total + x[i]) * inv
+        total += x[i] - x[trailing]
         trailing += 1
-        o[i] = tmp / <double>p
     set_bits(j.valid, a + p - 1, b)
     return b - (a + p - 1)
 
@@ -157,7 +189,7 @@ cdef int64_t ema_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     cdef int64_t p = j.p0, i
     cdef const double* x = j.in0
     cdef double* o = j.out0
-    cdef double k = 2.0 / <double>(p + 1), prev = 0.0
+    cdef double k = 2.0 / <double>(p + 1), prev = 0.0, k1 = 1.0 - k
     if b - a < p:
         fill_nan(j, a, b)
         return 0
@@ -167,7 +199,9 @@ cdef int64_t ema_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     prev = prev / <double>p
     o[a + p - 1] = prev
     for i in range(a + p, b):
-        prev = ((x[i] - prev) * k) + prev
+        # prev*(1-k) + x*k rather than TA-Lib's (x-prev)*k + prev: a shorter dependency
+        # chain (mul+add), equal to ~1e-16 relative
+        prev = prev * k1 + x[i] * k
         o[i] = prev
     set_bits(j.valid, a + p - 1, b)
     return b - (a + p - 1)
@@ -185,7 +219,8 @@ cdef int64_t rsi_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     cdef int64_t p = j.p0, i
     cdef const double* x = j.in0
     cdef double* o = j.out0
-    cdef double gain = 0.0, loss = 0.0, d, pm1 = <double>(p - 1)
+    cdef double gain = 0.0, loss = 0.0, d, up, dn
+    cdef double keep = <double>(p - 1) / <double>p, w = 1.0 / <double>p
     if b - a <= p:
         fill_nan(j, a, b)
         return 0
@@ -202,14 +237,13 @@ cdef int64_t rsi_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     o[a + p] = rsi_value(gain, loss)
     for i in range(a + p + 1, b):
         d = x[i] - x[i - 1]
-        loss *= pm1
-        gain *= pm1
-        if d < 0:
-            loss -= d
-        else:
-            gain += d
-        loss /= <double>p
-        gain /= <double>p
+        # Wilder: avg*(p-1)/p + change/p, written so that no division sits on the
+        # dependency chain (TA-Lib multiplies, adds, then divides), and branch-free
+        # (rises and falls are a coin toss for the branch predictor)
+        up = d if d > 0.0 else 0.0
+        dn = -d if d < 0.0 else 0.0
+        gain = gain * keep + up * w
+        loss = loss * keep + dn * w
         o[i] = rsi_value(gain, loss)
     set_bits(j.valid, a + p, b)
     return b - (a + p)
@@ -226,6 +260,7 @@ cdef int64_t macd_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     cdef double ks = 2.0 / <double>(slow + 1)
     cdef double kg = 2.0 / <double>(sig + 1)
     cdef double ef = 0.0, es = 0.0, m, msum = 0.0, s = 0.0
+    cdef double kf1 = 1.0 - kf, ks1 = 1.0 - ks, kg1 = 1.0 - kg
     if b <= start:
         fill_nan(j, a, b)
         return 0
@@ -239,8 +274,8 @@ cdef int64_t macd_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     m = ef - es
     for i in range(t0, b):
         if i > t0:
-            ef = ((x[i] - ef) * kf) + ef
-            es = ((x[i] - es) * ks) + es
+            ef = ef * kf1 + x[i] * kf
+            es = es * ks1 + x[i] * ks
             m = ef - es
         if i < start:
             msum += m
@@ -249,7 +284,7 @@ cdef int64_t macd_run(Job* j, int64_t a, int64_t b) noexcept nogil:
             msum += m
             s = msum / <double>sig
         else:
-            s = ((m - s) * kg) + s
+            s = s * kg1 + m * kg
         j.out0[i] = m
         j.out1[i] = s
         j.out2[i] = m - s
@@ -270,13 +305,13 @@ cdef int64_t bbands_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     for i in range(a, a + p - 1):
         total += x[i]
         total2 += x[i] * x[i]
+    cdef double inv = 1.0 / <double>p
     for i in range(a + p - 1, b):
-        total += x[i]
-        mid = total / <double>p
-        total -= x[trailing]
-        total2 += x[i] * x[i]
-        mean2 = total2 / <double>p
-        total2 -= x[trailing] * x[trailing]
+        # as sma_run: one addition per running sum on the dependency chain
+        mid = (total + x[i]) * inv
+        total += x[i] - x[trailing]
+        mean2 = (total2 + x[i] * x[i]) * inv
+        total2 += x[i] * x[i] - x[trailing] * x[trailing]
         trailing += 1
         mean2 -= mid * mid
         sd = sqrt(mean2) if not (mean2 < TA_EPSILON) else 0.0
@@ -291,21 +326,18 @@ cdef int64_t bbands_run(Job* j, int64_t a, int64_t b) noexcept nogil:
 cdef inline double true_range(const double* h, const double* l, const double* c,
                               int64_t i) noexcept nogil:
     # TA-Lib TRANGE: max(high - low, |prev close - high|, |prev close - low|)
-    cdef double g = h[i] - l[i], v
-    v = fabs(c[i - 1] - h[i])
-    if v > g:
-        g = v
-    v = fabs(c[i - 1] - l[i])
-    if v > g:
-        g = v
-    return g
+    cdef double g = h[i] - l[i], v2, v3
+    v2 = fabs(c[i - 1] - h[i])
+    v3 = fabs(c[i - 1] - l[i])
+    g = v2 if v2 > g else g     # conditional moves, not branches
+    return v3 if v3 > g else g
 
 
 cdef int64_t atr_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     # TA-Lib ATR: SMA of the first p true ranges (from row a + 1), then Wilder's
     # smoothing; period 1 is the true range itself.
     cdef int64_t p = j.p0, i
-    cdef double prev = 0.0, pm1 = <double>(p - 1)
+    cdef double prev = 0.0, keep = <double>(p - 1) / <double>p, w = 1.0 / <double>p
     cdef double* o = j.out0
     if b - a <= p:
         fill_nan(j, a, b)
@@ -322,9 +354,8 @@ cdef int64_t atr_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     prev = prev / <double>p
     o[a + p] = prev
     for i in range(a + p + 1, b):
-        prev *= pm1
-        prev += true_range(j.in0, j.in1, j.in2, i)
-        prev /= <double>p
+        # Wilder smoothing with no division on the dependency chain
+        prev = prev * keep + true_range(j.in0, j.in1, j.in2, i) * w
         o[i] = prev
     set_bits(j.valid, a + p, b)
     return b - (a + p)

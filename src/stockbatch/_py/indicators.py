@@ -203,10 +203,9 @@ def sma(batch, period, *, column="close", out=None, segments=None):
         for i in range(a, a + period - 1):
             total += x[i]
         for i in range(a + period - 1, b):
-            total += x[i]
-            o[i] = total / period
+            o[i] = (total + x[i]) * (1.0 / period)
             valid[i] = True
-            total -= x[i - period + 1]
+            total += x[i] - x[i - period + 1]  # slide the window
     return _finish([o], valid, views)[0]
 
 
@@ -228,7 +227,7 @@ def ema(batch, period, *, column="close", out=None, segments=None):
         o[a + period - 1] = prev
         valid[a + period - 1] = True
         for i in range(a + period, b):
-            prev = ((x[i] - prev) * k) + prev
+            prev = prev * (1.0 - k) + x[i] * k  # = (x - prev) * k + prev
             o[i] = prev
             valid[i] = True
     return _finish([o], valid, views)[0]
@@ -248,6 +247,7 @@ def rsi(batch, period, *, column="close", out=None, segments=None):
     x, ok = _values(batch, column)
     o = [math.nan] * n
     valid = [False] * n
+    keep, w = (period - 1) / period, 1.0 / period
     for a, b in _runs(ok, segs):
         if b - a <= period:
             continue
@@ -264,14 +264,9 @@ def rsi(batch, period, *, column="close", out=None, segments=None):
         valid[a + period] = True
         for i in range(a + period + 1, b):
             d = x[i] - x[i - 1]
-            loss *= period - 1
-            gain *= period - 1
-            if d < 0:
-                loss -= d
-            else:
-                gain += d
-            loss /= period
-            gain /= period
+            # Wilder: avg * (p - 1) / p + change / p
+            gain = gain * keep + (d if d > 0.0 else 0.0) * w
+            loss = loss * keep + (-d if d < 0.0 else 0.0) * w
             o[i] = _rsi_value(gain, loss)
             valid[i] = True
     return _finish([o], valid, views)[0]
@@ -310,8 +305,8 @@ def macd(batch, fast, slow, signal, *, column="close", out=None, segments=None):
         msum = s = 0.0
         for i in range(t0, b):
             if i > t0:
-                ef = ((x[i] - ef) * kf) + ef
-                es = ((x[i] - es) * ks) + es
+                ef = ef * (1.0 - kf) + x[i] * kf
+                es = es * (1.0 - ks) + x[i] * ks
                 m = ef - es
             if i < start:
                 msum += m
@@ -320,7 +315,7 @@ def macd(batch, fast, slow, signal, *, column="close", out=None, segments=None):
                 msum += m
                 s = msum / signal
             else:
-                s = ((m - s) * kg) + s
+                s = s * (1.0 - kg) + m * kg
             om[i], os_[i], oh[i] = m, s, m - s
             valid[i] = True
     return tuple(_finish([om, os_, oh], valid, views))
@@ -348,12 +343,10 @@ def bbands(batch, period, nbdev, *, column="close", out=None, segments=None):
             total2 += x[i] * x[i]
         for i in range(a + period - 1, b):
             trailing = x[i - period + 1]
-            total += x[i]
-            mid = total / period
-            total -= trailing
-            total2 += x[i] * x[i]
-            mean2 = total2 / period
-            total2 -= trailing * trailing
+            mid = (total + x[i]) * (1.0 / period)
+            total += x[i] - trailing
+            mean2 = (total2 + x[i] * x[i]) * (1.0 / period)
+            total2 += x[i] * x[i] - trailing * trailing
             mean2 -= mid * mid
             sd = math.sqrt(mean2) if not mean2 < TA_EPSILON else 0.0
             t = sd * nbdev
@@ -364,8 +357,10 @@ def bbands(batch, period, nbdev, *, column="close", out=None, segments=None):
 
 def _true_range(h, lo, c, i) -> float:
     g = h[i] - lo[i]
-    g = max(g, abs(c[i - 1] - h[i]), abs(c[i - 1] - lo[i]))
-    return g
+    v2 = abs(c[i - 1] - h[i])
+    v3 = abs(c[i - 1] - lo[i])
+    g = v2 if v2 > g else g
+    return v3 if v3 > g else g
 
 
 def atr(batch, period, *, out=None, segments=None):
@@ -395,10 +390,9 @@ def atr(batch, period, *, out=None, segments=None):
         prev = prev / period
         o[a + period] = prev
         valid[a + period] = True
+        keep, w = (period - 1) / period, 1.0 / period
         for i in range(a + period + 1, b):
-            prev *= period - 1
-            prev += _true_range(h, lo, c, i)
-            prev /= period
+            prev = prev * keep + _true_range(h, lo, c, i) * w  # Wilder smoothing
             o[i] = prev
             valid[i] = True
     return _finish([o], valid, views)[0]
