@@ -191,7 +191,8 @@ def normalize(data: Any, *, adjust: bool = False) -> NormalizeResult:
         for name in ("open", "high", "low", "close"):
             arr = table.column(name).combine_chunks()
             x, x_ok = _values(arr, np.nan)
-            y = x * factor
+            with np.errstate(all="ignore"):
+                y = x * factor
             table = table.set_column(table.schema.get_field_index(name), name,
                                      pa.array(y, pa.float64(), mask=~x_ok))
     return NormalizeResult(table, dropped, was_unsorted)
