@@ -1,0 +1,53 @@
+"""A drop-in stockbatch backend for code written against day_trade's ``StockFetcher``.
+
+::
+
+    from stockbatch.compat import StockFetcher
+
+    fetcher = StockFetcher()                      # or StockFetcher(base_url=fixture.url)
+    fetcher.get_current_price("7203")             # {"symbol": "7203.T", "current_price": ...}
+    fetcher.get_historical_data("7203", period="1mo")          # yfinance-style DataFrame
+    frames = fetcher.bulk_get_historical_data(["7203", "6758"], period="1y")  # concurrent
+
+Or keep your own fetcher class and let stockbatch run only its bulk methods::
+
+    from stockbatch.compat import accelerate
+    MyFetcher = accelerate(MyFetcher)
+
+Exceptions keep their original names and sit under :class:`stockbatch.StockbatchError`::
+
+    StockbatchError
+    └── StockFetcherError
+        ├── InvalidSymbolError   (also ValueError)
+        └── DataNotFoundError
+"""
+
+from __future__ import annotations
+
+from ._adapter import BULK_METHODS, accelerate
+from ._backend import (
+    VALID_INTERVALS,
+    VALID_PERIODS,
+    legacy_suffix_rule,
+    tse_suffix_rule,
+)
+from ._errors import DataNotFoundError, InvalidSymbolError, StockFetcherError
+from ._fetcher import BulkMethods, StockFetcher
+from ._frames import COLUMNS, bars_to_frames, exchange_tz
+
+__all__ = [
+    "StockFetcher",
+    "BulkMethods",
+    "accelerate",
+    "BULK_METHODS",
+    "StockFetcherError",
+    "InvalidSymbolError",
+    "DataNotFoundError",
+    "tse_suffix_rule",
+    "legacy_suffix_rule",
+    "bars_to_frames",
+    "COLUMNS",
+    "exchange_tz",
+    "VALID_PERIODS",
+    "VALID_INTERVALS",
+]

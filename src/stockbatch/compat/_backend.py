@@ -1,0 +1,247 @@
+"""What StockFetcher and the accelerate() adapter share: symbol rules, a private event loop that
+drives the async sources from synchronous methods, the calls into stockbatch, and the mapping of
+stockbatch's errors onto the StockFetcher exceptions."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import re
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from .._errors import (
+    ProviderError,
+    RateLimited,
+    StockbatchError,
+    SymbolNotFound,
+)
+from ._errors import DataNotFoundError, InvalidSymbolError, StockFetcherError
+
+T = TypeVar("T")
+
+# Yahoo symbols: letters, digits and . - ^ = (indices ^N225, FX USDJPY=X, classes BRK-B).
+# Anything else (spaces, slashes, '..') never reaches a URL.
+_SYMBOL = re.compile(r"^[A-Za-z0-9^][A-Za-z0-9.\-^=]{0,31}$")
+# Tokyo Stock Exchange codes: 4 characters, digits, with letters allowed in the 2nd and 4th
+# place since 2024 (e.g. 7203, 130A).
+_TSE_CODE = re.compile(r"^[1-9][0-9A-Z][0-9][0-9A-Z]$")
+
+VALID_PERIODS = ("1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max")
+VALID_INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d", "1wk",
+                   "1mo", "3mo")
+
+
+def tse_suffix_rule(suffix: str = ".T") -> Callable[[str], str]:
+    """The default code -> symbol rule: 4-character TSE codes get ``suffix``
+    (``"7203"`` -> ``"7203.T"``); anything else (``"AAPL"``, ``"6758.T"``) is left as is."""
+
+    def rule(code: str) -> str:
+        return f"{code}{suffix}" if _TSE_CODE.match(code) else code
+
+    rule.__name__ = f"tse_suffix_rule({suffix!r})"
+    return rule
+
+
+def legacy_suffix_rule(market: str = "T") -> Callable[[str], str]:
+    """The day_trade original's rule: every code without a dot gets ``.{market}``
+    (so ``"AAPL"`` became ``"AAPL.T"``)."""
+
+    def rule(code: str) -> str:
+        return code if "." in code else f"{code}.{market}"
+
+    rule.__name__ = f"legacy_suffix_rule({market!r})"
+    return rule
+
+
+def validate_code(code: Any) -> str:
+    """The original's checks (non-empty string, 2+ characters) plus a character check that keeps
+    malformed codes out of request URLs."""
+    if not code or not isinstance(code, str):
+        raise InvalidSymbolError(f"invalid symbol: {code!r}")
+    if len(code) < 2:
+        raise InvalidSymbolError(f"symbol too short: {code!r}")
+    if not _SYMBOL.match(code):
+        raise InvalidSymbolError(f"malformed symbol: {code!r}")
+    return code
+
+
+def validate_period_interval(period: str, interval: str) -> None:
+    """The original's period/interval checks, same messages in English, same exception."""
+    if period not in VALID_PERIODS:
+        raise InvalidSymbolError(f"invalid period: {period!r}; valid: {list(VALID_PERIODS)}")
+    if interval not in VALID_INTERVALS:
+        raise InvalidSymbolError(
+            f"invalid interval: {interval!r}; valid: {list(VALID_INTERVALS)}")
+    if interval.endswith("m") and not interval.endswith("mo") and period not in ("1d", "5d"):
+        raise InvalidSymbolError("minute bars are only supported with period '1d' or '5d'")
+
+
+def parse_date(value: Any, what: str) -> _dt.datetime:
+    if isinstance(value, _dt.datetime):
+        return value
+    if isinstance(value, _dt.date):
+        return _dt.datetime(value.year, value.month, value.day)
+    if isinstance(value, str):
+        try:
+            return _dt.datetime.strptime(value, "%Y-%m-%d")
+        except ValueError as exc:
+            raise InvalidSymbolError(f"invalid {what} date (expected YYYY-MM-DD): {value!r}") \
+                from exc
+    raise InvalidSymbolError(f"invalid {what} date: {value!r}")
+
+
+def translate(exc: BaseException, symbol: str | None = None) -> StockFetcherError:
+    """stockbatch error -> the StockFetcher exception the original raised for that case."""
+    where = f" for {symbol}" if symbol else ""
+    if isinstance(exc, StockFetcherError):
+        return exc
+    if isinstance(exc, SymbolNotFound):
+        return DataNotFoundError(f"no data{where}: {exc}")
+    if isinstance(exc, RateLimited):
+        return StockFetcherError(f"rate limited{where}: {exc}")
+    if isinstance(exc, (ProviderError, StockbatchError)):
+        return StockFetcherError(f"fetch failed{where}: {exc}")
+    return StockFetcherError(f"fetch failed{where}: {type(exc).__name__}: {exc}")
+
+
+class LoopThread:
+    """One private asyncio loop on a daemon thread.
+
+    The sources are async (httpx); StockFetcher's methods are synchronous and may be called from
+    any thread, including from inside someone else's running loop (Jupyter). Running every
+    coroutine on this one loop keeps the HTTP connection pool alive between calls.
+    """
+
+    def __init__(self, name: str = "stockbatch-compat"):
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        loop = self._ensure()
+        if self._thread is threading.current_thread():
+            coro.close()
+            raise RuntimeError("StockFetcher methods are synchronous: do not call them from "
+                               "its own loop; use stockbatch's async API instead")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=5)
+        loop.close()
+
+
+def _make_source(source: Any, base_url: str | None) -> Any:
+    if source is not None:
+        if base_url is not None:
+            raise TypeError("pass either source= or base_url=, not both")
+        return source
+    from ..sources import YahooChartSource
+
+    return YahooChartSource(base_url=base_url) if base_url else YahooChartSource()
+
+
+class Backend:
+    """Symbol rule + source + loop: everything the compat classes need from stockbatch."""
+
+    def __init__(
+        self,
+        *,
+        source: Any = None,
+        base_url: str | None = None,
+        suffix_rule: Callable[[str], str] | None = None,
+        market_suffix: str | None = ".T",
+        tz_of: Callable[[str], str] | None = None,
+        timeout: float | None = 120.0,
+    ):
+        from ._frames import exchange_tz
+
+        self.source = _make_source(source, base_url)
+        if suffix_rule is None:
+            suffix_rule = tse_suffix_rule(market_suffix) if market_suffix else (lambda c: c)
+        self.suffix_rule = suffix_rule
+        self.tz_of = tz_of or exchange_tz
+        self.timeout = timeout
+        self.loop = LoopThread()
+
+    # -- symbols ---------------------------------------------------------------------------
+    def symbol(self, code: str) -> str:
+        return validate_code(self.suffix_rule(validate_code(code)))
+
+    def symbols(self, codes: Iterable[Any]) -> tuple[dict[Any, str], dict[Any, Exception]]:
+        """code -> symbol for the valid ones, code -> error for the rest."""
+        good: dict[Any, str] = {}
+        bad: dict[Any, Exception] = {}
+        for code in codes:
+            try:
+                good[code] = self.symbol(code)
+            except (InvalidSymbolError, TypeError) as exc:
+                bad[code] = exc
+        return good, bad
+
+    # -- data ------------------------------------------------------------------------------
+    def history(self, symbol: str, **kw: Any) -> pa.RecordBatch | pa.Table:
+        try:
+            return self.loop.run(self.source.fetch_history(symbol, **kw), self.timeout)
+        except StockbatchError as exc:
+            raise translate(exc, symbol) from exc
+
+    def histories(self, symbols: Sequence[str], **kw: Any) -> pa.Table:
+        """Many symbols through stockbatch.fetch: concurrent, coalesced, one Arrow table."""
+        from .._api import fetch
+
+        async def run() -> pa.Table:
+            # stockbatch.fetch is synchronous (it runs its own loop): keep it off our loop
+            return await asyncio.to_thread(fetch, list(symbols), source=self.source, **kw)
+
+        try:
+            return self.loop.run(run(), self.timeout)
+        except StockbatchError as exc:
+            raise translate(exc) from exc
+
+    def quotes(self, symbols: Sequence[str], *, chunk: int = 100) -> pa.Table:
+        """Quotes through the batched quote endpoint, ``chunk`` symbols a call, calls
+        concurrent."""
+        chunk = max(1, int(chunk))
+        parts = [list(symbols[i:i + chunk]) for i in range(0, len(symbols), chunk)]
+
+        async def run() -> list[Any]:
+            return await asyncio.gather(*(self.source.fetch_quotes(p) for p in parts))
+
+        try:
+            batches = self.loop.run(run(), self.timeout) if parts else []
+        except StockbatchError as exc:
+            raise translate(exc) from exc
+        from ..schema import QUOTES
+
+        tables = [b if isinstance(b, pa.Table) else pa.Table.from_batches([b]) for b in batches]
+        return pa.concat_tables(tables) if tables else QUOTES.empty_table()
+
+    def close(self) -> None:
+        aclose = getattr(self.source, "aclose", None)
+        if aclose is not None and self.loop._loop is not None:
+            try:
+                self.loop.run(aclose(), 10)
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        self.loop.close()
