@@ -1,0 +1,100 @@
+"""Sinks: bulk ingestion of Arrow bars and quotes into SQLite, PostgreSQL, DuckDB and
+MariaDB/MySQL.
+
+>>> from stockbatch import sinks
+>>> with sinks.connect("sqlite:///market.db") as sink:          # doctest: +SKIP
+...     sink.ensure_tables()
+...     result = sink.ingest(bars, mode="upsert", job_id="j1")
+...     back = sink.read(symbols=["AAPL"], start="2026-01-01")
+
+URIs: ``sqlite:///path`` or a bare path (the embedded default), ``postgresql://…`` (ADBC
+PostgreSQL: binary COPY), ``duckdb:///path`` (DuckDB's own ADBC driver), ``mysql://…`` /
+``mariadb://…`` (PyMySQL + ``LOAD DATA LOCAL INFILE`` of Arrow-written CSV: no ADBC driver
+exists for them; see :mod:`stockbatch.sinks._mysql`).
+
+Tables are created by us (:meth:`Sink.ensure_tables`): ``bars`` with PRIMARY KEY (symbol,
+interval, ts), ``quotes`` (symbol, ts), ``quarantine`` (the rejected row as JSON, its
+reasons, the database error, job id, time) and ``ingest_log`` (job id, source, rows
+written/updated/ignored/rejected, started, finished). Names are configurable
+(``tables={"bars": "daily_bars"}``), validated and quoted; values are always bound.
+
+Modes (ADBC's words plus two): ``append``, ``create``, ``replace``, ``create_append``,
+``upsert``, ``insert_new``. Each :meth:`Sink.ingest` is one transaction: all or nothing,
+failures raise :class:`~stockbatch.SinkError` with the database's reason (passwords
+redacted); ``on_error="split"`` bisects failing batches and quarantines exactly the bad rows.
+
+Optimisation levels (:class:`Level`), measured in bench/test_ingest.py: BASIC (bound
+executemany in one transaction), ADVANCED (Arrow batches of ~64k rows through ADBC
+ingest / LOAD DATA, staged set-based upserts), EXTREME (PostgreSQL: read-compare +
+delete-range + COPY upserts that skip unchanged rows; SQLite: WAL, synchronous=NORMAL).
+Parallel connections inside one ingest are not used: they would break the all-or-nothing
+guarantee (a transaction lives on one connection), and on PostgreSQL a keyed table's index
+insertion, not the client, is the bottleneck. Concurrency across calls comes from the
+thread-safe pool (``pool_size``, health check on checkout, reconnect).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .._errors import SinkError
+from ._base import DEFAULT_BATCH_ROWS, MODES, IngestResult, Level, Sink, redact
+from ._pool import Pool
+
+__all__ = ["connect", "Sink", "IngestResult", "Level", "MODES", "Pool",
+           "DEFAULT_BATCH_ROWS", "BASIC", "ADVANCED", "EXTREME"]
+
+BASIC, ADVANCED, EXTREME = Level.BASIC, Level.ADVANCED, Level.EXTREME
+
+
+def connect(uri: str | os.PathLike, **options: Any) -> Sink:
+    """Open a sink for ``uri``.
+
+    Parameters
+    ----------
+    uri : str or path
+        ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, a bare file path,
+        ``postgresql://user:pass@host:5432/db``, ``duckdb:///path.duckdb`` (or
+        ``duckdb://:memory:``), ``mysql://…`` / ``mariadb://…``.
+    **options
+        ``pool_size`` (default 4), ``pool_timeout``, ``level`` (``"basic"``,
+        ``"advanced"``, ``"extreme"``; default per database), ``batch_rows``,
+        ``tables`` (role → name), and per database: ``busy_timeout`` (SQLite),
+        ``upsert_strategy`` (PostgreSQL: ``"range"``, ``"on_conflict"``, ``"merge"``),
+        ``tmpdir`` (MariaDB CSV files).
+
+    Raises
+    ------
+    SinkError
+        Unknown scheme or a missing driver.
+    """
+    text = os.fspath(uri)
+    scheme, sep, rest = text.partition("://")
+    scheme = scheme.lower() if sep else ""
+    if scheme in ("postgresql", "postgres"):
+        from ._postgres import PostgresSink
+        return PostgresSink(text if scheme == "postgresql" else "postgresql://" + rest,
+                            **options)
+    if scheme in ("mysql", "mariadb"):
+        from ._mysql import MysqlSink
+        return MysqlSink(text, **options)
+    if scheme == "duckdb":
+        from ._duckdb import DuckdbSink
+        return DuckdbSink(_path(rest), **options)
+    if scheme == "sqlite":
+        from ._sqlite import SqliteSink
+        return SqliteSink(_path(rest), **options)
+    if sep:
+        raise SinkError(f"unknown sink URI scheme {redact(scheme)!r}: use sqlite, postgresql, "
+                        "duckdb, mysql or mariadb")
+    from ._sqlite import SqliteSink
+    return SqliteSink(text, **options)
+
+
+def _path(rest: str) -> str:
+    # sqlite:///rel.db -> "/rel.db" after the scheme; strip one slash (SQLAlchemy's rule:
+    # three slashes relative, four absolute)
+    if rest.startswith("/"):
+        rest = rest[1:]
+    return rest or ":memory:"

@@ -1,0 +1,108 @@
+"""What SQLite, PostgreSQL and DuckDB share: they all speak ADBC.
+
+Connections run in autocommit mode and transactions are driven with explicit
+``BEGIN``/``COMMIT``/``SAVEPOINT``: the ADBC PostgreSQL driver refuses every statement
+(even ``ROLLBACK TO SAVEPOINT``) once a statement failed inside a driver-managed transaction,
+which would make ``on_error="split"`` impossible.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import adbc_driver_manager
+import pyarrow as pa
+
+from ._base import Level, Sink
+from ._ddl import SPECS, sql
+
+__all__ = ["AdbcSink"]
+
+
+class AdbcSink(Sink):
+    """Sink over an ADBC DB-API connection."""
+
+    #: Ask the driver for the table's Arrow schema (SQLite's driver guesses it from the
+    #: stored values, so the SQLite sink relies on its own DDL instead).
+    lookup_schema = True
+
+    def _db_errors(self) -> tuple:
+        return (adbc_driver_manager.Error,)
+
+    def _split_name(self, table: str) -> tuple[str | None, str]:
+        schema, _, name = table.rpartition(".")
+        return (schema or None), name
+
+    def _target(self, conn: Any, table: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Cast ``batch`` to the exact Arrow types of ``table`` (ADBC append needs exact
+        types); the table's schema is looked up once per sink."""
+        schema = self._schemas.get(table)
+        if schema is None and not self.lookup_schema:
+            return batch
+        if schema is None:
+            db_schema, name = self._split_name(table)
+            try:
+                schema = conn.adbc_get_table_schema(name, db_schema_filter=db_schema)
+            except adbc_driver_manager.Error:
+                return batch
+            self._schemas[table] = schema
+        if all(f.name in batch.schema.names and batch.schema.field(f.name).type == f.type
+               for f in schema) and len(schema) == batch.num_columns:
+            return batch
+        cols = []
+        for f in schema:
+            if f.name not in batch.schema.names:
+                cols.append(pa.nulls(batch.num_rows, f.type))
+                continue
+            col = batch.column(f.name)
+            if col.type != f.type:
+                col = self._cast(col, f.type)
+            cols.append(col)
+        return pa.RecordBatch.from_arrays(cols, names=schema.names)
+
+    def _cast(self, col: pa.Array, to: pa.DataType) -> pa.Array:
+        if pa.types.is_timestamp(col.type) and pa.types.is_integer(to):
+            return col.cast(pa.int64())  # int64 microseconds since the epoch, UTC
+        if pa.types.is_timestamp(col.type) and pa.types.is_timestamp(to):
+            return col.cast(pa.timestamp("us", tz=to.tz)).cast(to)
+        return col.cast(to)
+
+    def _move(self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level,
+              temporary: bool = False) -> None:
+        cur = conn.cursor()
+        try:
+            if level is Level.BASIC:
+                d = self.dialect
+                cols = ", ".join(d.quote(c) for c in batch.schema.names)
+                marks = ", ".join(d.param(i) for i in range(batch.num_columns))
+                cur.executemany(sql("INSERT INTO {t} ({cols}) VALUES ({marks})",
+                                    t=d.quote(table), cols=cols, marks=marks), batch)
+            else:
+                db_schema, name = self._split_name(table)
+                if not temporary:
+                    batch = self._target(conn, table, batch)
+                cur.adbc_ingest(name, batch, mode="append", db_schema_name=db_schema,
+                                temporary=temporary)
+        finally:
+            cur.close()
+
+    def _append_aux(self, conn: Any, table: str, data: pa.Table) -> None:
+        # COPY / bound Arrow ingest: the ADBC PostgreSQL driver ends an explicit transaction
+        # block around parameterised DML in autocommit mode, so no bound INSERT here.
+        for batch in self._aux_prepare(data).to_batches():
+            self._move(conn, table, batch, level=Level.ADVANCED)
+
+    def _aux_prepare(self, data: pa.Table) -> pa.Table:
+        return data
+
+    def _stage(self, conn: Any, kind: str, batch: pa.RecordBatch, level: Level) -> str:
+        stage = self._stage_name(kind)
+        d = self.dialect
+        self._exec(conn, SPECS[kind].create(d, stage, if_not_exists=True, temporary=True,
+                                            keyed=False))
+        self._clear_stage(conn, stage)
+        self._move(conn, stage, batch, level=level, temporary=level is not Level.BASIC)
+        return stage
+
+    def _clear_stage(self, conn: Any, stage: str) -> None:
+        self._exec(conn, sql("DELETE FROM {s}", s=self.dialect.quote(stage)))

@@ -1,0 +1,796 @@
+"""The dialect-independent part of a sink: batching, modes, counts, atomicity, split,
+quarantine, ingest log, reads. Dialects (``_sqlite``, ``_postgres``, ``_duckdb``, ``_mysql``)
+supply how rows move and which SQL merges them.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .._errors import SchemaError, SinkError, StockbatchError
+from ..schema import BARS, QUOTES, conform, to_table
+from . import _ddl
+from ._ddl import SPECS, check_name, kind_of, sql
+from ._pool import Pool
+
+__all__ = ["Level", "IngestResult", "Sink", "MODES", "DEFAULT_BATCH_ROWS"]
+
+MODES = ("append", "create", "replace", "create_append", "upsert", "insert_new")
+DEFAULT_BATCH_ROWS = 65_536
+_SCHEMAS = {"bars": BARS, "quotes": QUOTES}
+UTC_US = pa.timestamp("us", tz="UTC")
+
+
+class Level(enum.Enum):
+    """How hard a sink works to move rows. Each level is a real, measured strategy.
+
+    BASIC
+        Bound ``executemany`` of a prepared INSERT, one transaction (the classic DB-API way;
+        no bulk protocol).
+    ADVANCED
+        Bulk ingest per ~64k-row Arrow batch (ADBC COPY / bound Arrow batches / LOAD DATA);
+        upserts through a staging table and one set-based ``INSERT … ON CONFLICT`` that skips
+        unchanged rows.
+    EXTREME
+        Everything of ADVANCED plus what the database gains from: PostgreSQL upserts by
+        read-compare-then-delete-range + COPY (see :mod:`stockbatch.sinks`), SQLite
+        WAL + ``synchronous=OFF`` inside the transaction and a larger page cache.
+    """
+
+    BASIC = "basic"
+    ADVANCED = "advanced"
+    EXTREME = "extreme"
+
+    @classmethod
+    def of(cls, value: Any) -> Level:
+        if isinstance(value, Level):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise SinkError(f"unknown level {value!r}: use basic, advanced or extreme") from None
+
+
+@dataclass
+class IngestResult:
+    """What one :meth:`Sink.ingest` call did.
+
+    ``written`` new rows inserted; ``updated`` existing rows whose values changed;
+    ``ignored`` input rows that changed nothing (duplicates superseded inside the input,
+    rows identical to the stored ones, conflicts under ``insert_new``); ``rejected`` rows
+    sent to the quarantine table (``on_error="split"``). ``written + updated + ignored +
+    rejected`` equals the number of input rows.
+    """
+
+    table: str
+    mode: str
+    written: int = 0
+    updated: int = 0
+    ignored: int = 0
+    rejected: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    job_id: str | None = None
+    errors: list = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        """Input rows accounted for."""
+        return self.written + self.updated + self.ignored + self.rejected
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, written=0, updated=0, ignored=0, rejected=0) -> None:
+        self.written += written
+        self.updated += updated
+        self.ignored += ignored
+        self.rejected += rejected
+
+
+_USERINFO = re.compile(r"(://[^:/@]*:)([^@]*)@")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with URI passwords and the given secrets replaced by ``***``."""
+    text = _USERINFO.sub(r"\1***@", str(text))
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    return text
+
+
+def to_utc_micros(value: Any) -> int:
+    """A datetime / date / ISO string / Arrow or pandas timestamp as UTC microseconds.
+    Naive values are taken as UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if isinstance(value, pa.Scalar):
+        value = value.as_py()
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise SinkError(f"cannot read {value!r} as a time")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    delta = value - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def micros_to_datetime(us: int) -> datetime:
+    return pa.scalar(us, pa.int64()).cast(UTC_US).as_py()
+
+
+def _rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Yield batches of about ``rows`` rows: big ones sliced, small ones combined."""
+    pending: list[pa.RecordBatch] = []
+    have = 0
+    for b in batches:
+        if b.num_rows == 0:
+            continue
+        offset = 0
+        while offset < b.num_rows:
+            take = min(rows - have, b.num_rows - offset)
+            pending.append(b.slice(offset, take))
+            have += take
+            offset += take
+            if have >= rows:
+                yield _concat(pending)
+                pending, have = [], 0
+    if pending:
+        yield _concat(pending)
+
+
+def _concat(parts: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(parts) == 1:
+        return parts[0]
+    return pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
+
+
+def _raw_batches(data: Any) -> Iterator[pa.RecordBatch]:
+    if isinstance(data, pa.RecordBatch):
+        yield data
+    elif isinstance(data, pa.Table):
+        yield from data.to_batches()
+    elif isinstance(data, pa.RecordBatchReader):
+        yield from data
+    elif hasattr(data, "__arrow_c_stream__") and not hasattr(data, "__iter__"):
+        yield from pa.RecordBatchReader.from_stream(data)
+    elif isinstance(data, Iterable) and not isinstance(data, (dict, str, bytes)) \
+            and not type(data).__module__.startswith(("pandas", "polars")):
+        for item in data:
+            if isinstance(item, pa.RecordBatch):
+                yield item
+            else:
+                yield from to_table(item).to_batches()
+    else:
+        yield from to_table(data).to_batches()
+
+
+def dedup(batch: pa.RecordBatch, key: tuple, *, keep: str) -> tuple[pa.RecordBatch, int]:
+    """Drop rows whose key repeats inside ``batch``, keeping the ``"last"`` or ``"first"``
+    occurrence; returns the batch (input order otherwise kept) and how many rows went."""
+    n = batch.num_rows
+    if n < 2:
+        return batch, 0
+    agg = "max" if keep == "last" else "min"
+    t = pa.table([batch.column(k) for k in key] + [pa.array(np.arange(n, dtype=np.int64))],
+                 names=[*key, "__i"])
+    g = t.group_by(list(key), use_threads=False).aggregate([("__i", agg)])
+    if g.num_rows == n:
+        return batch, 0
+    rows = g.column(f"__i_{agg}").combine_chunks()
+    return batch.take(pc.take(rows, pc.sort_indices(rows))), n - g.num_rows
+
+
+def _reasons_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(v) for v in value)
+    return str(value)
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return v
+
+
+class Sink:
+    """A database that stores bars and quotes. Make one with :func:`stockbatch.sinks.connect`.
+
+    Every :meth:`ingest` call runs in one transaction on one pooled connection: all of it is
+    stored, or nothing (``SinkError`` with the reason). Use as a context manager or call
+    :meth:`close`.
+    """
+
+    dialect: _ddl.Dialect
+    #: Bytes per batch this database ingests best at (measured; see recommend_batch_size).
+    target_batch_bytes = 4 << 20
+    default_level = Level.ADVANCED
+    #: CREATE/DROP TABLE take part in transactions (False for MariaDB, where DDL commits).
+    transactional_ddl = True
+
+    def __init__(self, uri: str, *, pool_size: int = 4, pool_timeout: float = 60.0,
+                 level: Any = None, batch_rows: int | None = None, tables: dict | None = None,
+                 secrets: Iterable[str] = ()):
+        self._uri = uri
+        self._secrets = tuple(s for s in secrets if s)
+        self.level = Level.of(level) if level is not None else self.default_level
+        self._batch_rows = batch_rows
+        self._row_bytes: float | None = None
+        names = {"bars": "bars", "quotes": "quotes", "quarantine": "quarantine",
+                 "ingest_log": "ingest_log"}
+        for k, v in (tables or {}).items():
+            if k not in names:
+                raise SinkError(f"unknown table role {k!r}: use {sorted(names)}")
+            names[k] = check_name(v)
+        self.tables = names
+        self._schemas: dict[str, pa.Schema] = {}
+        self._pool = Pool(self._connect, check=self._ping, max_size=pool_size,
+                          timeout=pool_timeout, name=self.dialect.name)
+
+    # -- plumbing each dialect provides -------------------------------------------------
+    def _connect(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _ping(self, conn: Any) -> None:
+        cur = conn.cursor()
+        try:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+        finally:
+            cur.close()
+
+    def _db_errors(self) -> tuple:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _exec(self, conn: Any, statement: str, params: Any = None) -> int:
+        """Run one statement; return the row count the driver reports (-1 if none)."""
+        cur = conn.cursor()
+        try:
+            if params is None:
+                cur.execute(statement)
+            else:
+                cur.execute(statement, params)
+            return cur.rowcount
+        finally:
+            cur.close()
+
+    def _query(self, conn: Any, statement: str, params: Any = None) -> list:
+        cur = conn.cursor()
+        try:
+            if params is None:
+                cur.execute(statement)
+            else:
+                cur.execute(statement, params)
+            return cur.fetchall()
+        finally:
+            cur.close()
+
+    def _query_arrow(self, conn: Any, statement: str, params: Any = None) -> pa.Table:
+        cur = conn.cursor()
+        try:
+            if params is None:
+                cur.execute(statement)
+            else:
+                cur.execute(statement, params)
+            return cur.fetch_arrow_table()
+        finally:
+            cur.close()
+
+    def _begin(self, conn: Any) -> None:
+        self._exec(conn, "BEGIN")
+
+    def _commit(self, conn: Any) -> None:
+        self._exec(conn, "COMMIT")
+
+    def _rollback(self, conn: Any) -> None:
+        self._exec(conn, "ROLLBACK")
+
+    def _table_exists(self, conn: Any, table: str) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _move(self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level,
+              temporary: bool = False) -> None:
+        """Append ``batch`` (already cast to the table's types) into ``table``."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _prepare(self, batch: pa.RecordBatch, kind: str) -> pa.RecordBatch:
+        """Cast a canonical batch to the types this database's tables take."""
+        return batch
+
+    # -- public API ---------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {redact(self._uri, self._secrets)} level={self.level.value}>"
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._pool.close()
+
+    @property
+    def pool(self) -> Pool:
+        return self._pool
+
+    def recommend_batch_size(self, row_bytes: float | None = None) -> int:
+        """Rows per batch for this database: ``target_batch_bytes`` (measured per database:
+        ADBC encodes a whole batch before sending, ~4 MiB batches were fastest for
+        PostgreSQL) divided by the row width — the one given, else the average measured on
+        the data ingested so far, else 68 bytes (an OHLCV bar) — within 4k…1M rows."""
+        width = row_bytes or self._row_bytes or 68.0
+        rows = int(self.target_batch_bytes // max(width, 1.0))
+        return max(4096, min(1 << 20, rows // 1024 * 1024 or 4096))
+
+    def _err(self, exc: BaseException) -> str:
+        msg = str(exc).strip().splitlines()
+        text = " ".join(line.strip() for line in msg[:3]) if msg else type(exc).__name__
+        return redact(text, self._secrets)[:500]
+
+    def ensure_tables(self, *kinds: str, conn: Any = None) -> None:
+        """Create the tables of ``kinds`` (default: all four) if missing."""
+        kinds = kinds or ("bars", "quotes", "quarantine", "ingest_log")
+        if conn is None:
+            with self._pool.connection() as c:
+                for k in kinds:
+                    self._create(c, self.tables[k], k, if_not_exists=True)
+            return
+        for k in kinds:
+            self._create(conn, self.tables[k], k, if_not_exists=True)
+
+    def _create(self, conn: Any, table: str, kind: str, *, if_not_exists: bool) -> None:
+        if if_not_exists and self._table_exists(conn, table):
+            return
+        self._exec(conn, SPECS[kind].create(self.dialect, table, if_not_exists=if_not_exists))
+
+    def drop_table(self, table: str) -> None:
+        """Drop ``table`` if it exists (tests and ``replace`` use it)."""
+        with self._pool.connection() as conn:
+            self._exec(conn, sql("DROP TABLE IF EXISTS {t}", t=self.dialect.quote(table)))
+        self._schemas.pop(table, None)
+
+    def ingest(self, data: Any, *, table: str | None = None, kind: str | None = None,
+               mode: str = "append", on_error: str = "raise", job_id: str | None = None,
+               source: str | None = None, level: Any = None,
+               batch_rows: int | None = None) -> IngestResult:
+        """Store ``data`` in ``table``, all or nothing.
+
+        Parameters
+        ----------
+        data : pyarrow Table, RecordBatch, RecordBatchReader, or iterable of batches/tables
+            In the canonical ``BARS`` or ``QUOTES`` schema (safe widenings are applied by
+            :func:`stockbatch.conform`). Streamed in batches of ``batch_rows`` rows (default
+            :meth:`recommend_batch_size`); the whole input is never materialised.
+        table : str, optional
+            Target table; default the sink's ``bars`` / ``quotes`` table.
+        kind : {"bars", "quotes"}, optional
+            Schema of the data; guessed from its columns when omitted.
+        mode : str
+            ``append`` (table must exist; a key conflict fails), ``create`` (create the table,
+            fail if it exists), ``replace`` (drop and create), ``create_append`` (create if
+            missing, then append), ``upsert`` (insert new keys, update changed rows, skip
+            identical ones; last duplicate in the input wins), ``insert_new`` (insert new
+            keys, ignore conflicts; first duplicate wins). ``upsert`` / ``insert_new`` create
+            the table if missing.
+        on_error : {"raise", "split"}
+            ``raise``: any failure rolls everything back and raises :class:`SinkError`.
+            ``split``: a failing batch is bisected until the bad rows are isolated; they go
+            to the quarantine table with the database's error, the rest is stored.
+        job_id, source : str, optional
+            With ``job_id`` a row goes to the ingest log in the same transaction.
+        level : Level or str, optional
+            Override the sink's optimisation level for this call.
+
+        Returns
+        -------
+        IngestResult
+        """
+        if mode not in MODES:
+            raise SinkError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+        if on_error not in ("raise", "split"):
+            raise SinkError(f"unknown on_error {on_error!r}: use 'raise' or 'split'")
+        lvl = Level.of(level) if level is not None else self.level
+        t0 = time.perf_counter()
+        started = datetime.now(timezone.utc)
+        rows = batch_rows or self._batch_rows
+        it = _raw_batches(data)
+        first = next(it, None)
+        if first is None:
+            first_batches: list = []
+            kind = kind or ("quotes" if table == self.tables["quotes"] else "bars")
+        else:
+            first_batches = [first]
+            kind = kind or kind_of(first.schema.names)
+            if kind not in _SCHEMAS:
+                raise SinkError(f"unknown kind {kind!r}: use 'bars' or 'quotes'")
+            if rows is None:
+                width = first.nbytes / max(first.num_rows, 1)
+                rows = self.recommend_batch_size(width)
+        table = check_name(table or self.tables[kind])
+        schema = _SCHEMAS[kind]
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            import itertools
+            for b in _rechunk(itertools.chain(first_batches, it), rows or DEFAULT_BATCH_ROWS):
+                try:
+                    t = conform(b, schema)
+                except SchemaError:
+                    raise
+                yield from t.to_batches() if t.num_rows else ()
+
+        result = IngestResult(table=table, mode=mode, job_id=job_id)
+        with self._pool.connection() as conn:
+            try:
+                aux = (["quarantine"] if on_error == "split" else []) + (
+                    ["ingest_log"] if job_id is not None else [])
+                if not self.transactional_ddl:  # MariaDB: DDL commits, so do it first
+                    self._prepare_table(conn, table, kind, mode)
+                    self.ensure_tables(*aux, conn=conn)
+                self._begin_write(conn, lvl)
+                if self.transactional_ddl:
+                    self._prepare_table(conn, table, kind, mode)
+                    self.ensure_tables(*aux, conn=conn)
+                for batch in batches():
+                    self._row_bytes = batch.nbytes / max(batch.num_rows, 1)
+                    result.batches += 1
+                    if on_error == "split":
+                        self._write_split(conn, table, kind, batch, mode, lvl, result, job_id)
+                    else:
+                        self._write(conn, table, kind, batch, mode, lvl, result)
+                result.seconds = time.perf_counter() - t0
+                if job_id is not None:
+                    self._log(conn, job_id=job_id, source=source, target=table, mode=mode,
+                              result=result, started=started)
+                self._commit(conn)
+            except BaseException as exc:
+                self._rollback_quietly(conn)
+                if isinstance(exc, SinkError | SchemaError):
+                    raise
+                if isinstance(exc, StockbatchError) or not isinstance(
+                        exc, (*self._db_errors(), OSError)):
+                    raise
+                raise SinkError(f"ingest into {table!r} ({mode}) failed and was rolled back: "
+                                f"{self._err(exc)}") from None
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _rollback_quietly(self, conn: Any) -> None:
+        try:
+            self._rollback(conn)
+        except Exception:  # noqa: BLE001 - a dead connection rolls back on the server
+            pass
+
+    def _begin_write(self, conn: Any, level: Level) -> None:
+        self._begin(conn)
+
+    def _prepare_table(self, conn: Any, table: str, kind: str, mode: str) -> None:
+        if mode == "replace":
+            self._exec(conn, sql("DROP TABLE IF EXISTS {t}", t=self.dialect.quote(table)))
+            self._schemas.pop(table, None)
+            self._create(conn, table, kind, if_not_exists=False)
+        elif mode == "create":
+            if self._table_exists(conn, table):
+                raise SinkError(f"table {table!r} exists (mode='create'); use 'create_append', "
+                                "'append' or 'replace'")
+            self._create(conn, table, kind, if_not_exists=False)
+        elif mode in ("create_append", "upsert", "insert_new"):
+            self._create(conn, table, kind, if_not_exists=True)
+        elif not self._table_exists(conn, table):
+            raise SinkError(f"table {table!r} does not exist (mode='append'): create it with "
+                            "ensure_tables() or use mode='create_append'")
+
+    def _write(self, conn, table, kind, batch, mode, level, result) -> None:
+        batch = self._prepare(batch, kind)
+        key = SPECS[kind].key
+        if mode == "upsert":
+            batch, dups = dedup(batch, key, keep="last")
+            ins, upd, same = self._upsert(conn, table, kind, batch, level)
+            result.add(written=ins, updated=upd, ignored=same + dups)
+        elif mode == "insert_new":
+            batch, dups = dedup(batch, key, keep="first")
+            ins = self._insert_new(conn, table, kind, batch, level)
+            result.add(written=ins, ignored=batch.num_rows - ins + dups)
+        else:
+            self._move(conn, table, batch, level=level)
+            result.add(written=batch.num_rows)
+
+    # -- on_error="split" ---------------------------------------------------------------
+    def _savepoint(self, conn) -> None:
+        if self.dialect.savepoints:
+            self._exec(conn, "SAVEPOINT sb_split")
+        # without savepoints (DuckDB) what is stored so far is committed: the split mode
+        # then keeps every good piece, as it promises, at the price of per-piece commits.
+        else:
+            self._commit(conn)
+            self._begin(conn)
+
+    def _release(self, conn) -> None:
+        if self.dialect.savepoints:
+            self._exec(conn, "RELEASE SAVEPOINT sb_split")
+
+    def _rollback_to(self, conn) -> None:
+        if self.dialect.savepoints:
+            self._exec(conn, "ROLLBACK TO SAVEPOINT sb_split")
+        else:
+            self._rollback(conn)
+            self._begin(conn)
+
+    def _write_split(self, conn, table, kind, batch, mode, level, result, job_id) -> None:
+        stack = [batch]
+        while stack:
+            part = stack.pop()
+            self._savepoint(conn)
+            sub = IngestResult(table=table, mode=mode)
+            try:
+                self._write(conn, table, kind, part, mode, level, sub)
+            except self._db_errors() as exc:
+                self._rollback_to(conn)
+                if part.num_rows == 1:
+                    err = self._err(exc)
+                    self._quarantine_rows(conn, pa.Table.from_batches([part]), job_id=job_id,
+                                          target=table, reasons=None, error=err)
+                    result.add(rejected=1)
+                    result.errors.append(err)
+                else:
+                    half = part.num_rows // 2
+                    stack.append(part.slice(half))
+                    stack.append(part.slice(0, half))
+                continue
+            self._release(conn)
+            result.add(sub.written, sub.updated, sub.ignored, sub.rejected)
+
+    # -- quarantine and log -------------------------------------------------------------
+    def quarantine(self, rejected: Any, *, job_id: str | None = None,
+                   reasons: Any = None, target: str | None = None,
+                   error: str = "") -> int:
+        """Store rejected rows with their reasons, job id and time; return how many.
+
+        ``rejected`` is a table of bars/quotes; its ``reasons`` column (as the validate
+        kernel's rejected table carries: text, list of text, or anything printable) is used
+        unless ``reasons`` (one text for all rows, or a sequence per row) is given.
+        """
+        table = to_table(rejected)
+        with self._pool.connection() as conn:
+            try:
+                self.ensure_tables("quarantine", conn=conn)
+                self._begin(conn)
+                n = self._quarantine_rows(conn, table, job_id=job_id, target=target or "",
+                                          reasons=reasons, error=error)
+                self._commit(conn)
+            except self._db_errors() as exc:
+                self._rollback_quietly(conn)
+                raise SinkError(f"quarantine failed and was rolled back: {self._err(exc)}") \
+                    from None
+        return n
+
+    def _quarantine_rows(self, conn, table: pa.Table, *, job_id, target, reasons,
+                         error: str) -> int:
+        n = table.num_rows
+        if n == 0:
+            return 0
+        self._create(conn, self.tables["quarantine"], "quarantine", if_not_exists=True)
+        if reasons is None and "reasons" in table.column_names:
+            texts = [_reasons_text(v) for v in table.column("reasons").to_pylist()]
+        elif reasons is None or isinstance(reasons, str):
+            texts = [reasons or ""] * n
+        else:
+            texts = [_reasons_text(v) for v in reasons]
+            if len(texts) != n:
+                raise SinkError(f"{len(texts)} reasons for {n} rejected rows")
+        body = table.drop_columns([c for c in ("reasons",) if c in table.column_names])
+        rows = body.to_pylist()
+        ts = body.column("ts").cast(UTC_US) if "ts" in body.column_names and \
+            pa.types.is_timestamp(body.column("ts").type) else pa.nulls(n, UTC_US)
+        now = datetime.now(timezone.utc)
+        q = pa.table({
+            "job_id": pa.array([job_id] * n, pa.string()),
+            "target": pa.array([target] * n, pa.string()),
+            "symbol": body.column("symbol").cast(pa.string()) if "symbol" in body.column_names
+            else pa.nulls(n, pa.string()),
+            "ts": ts,
+            "reasons": pa.array(texts, pa.string()),
+            "error": pa.array([error] * n, pa.string()),
+            "row_json": pa.array([json.dumps({k: _json_value(v) for k, v in r.items()},
+                                             ensure_ascii=False) for r in rows], pa.string()),
+            "quarantined_at": pa.array([now] * n, UTC_US),
+        })
+        self._append_aux(conn, self.tables["quarantine"], q)
+        return n
+
+    def _append_aux(self, conn, table: str, data: pa.Table) -> None:
+        """Append a small table of ours (quarantine, log) with bound values."""
+        d = self.dialect
+        cols = ", ".join(d.quote(c) for c in data.column_names)
+        marks = ", ".join(d.param(i) for i in range(data.num_columns))
+        stmt = sql("INSERT INTO {t} ({cols}) VALUES ({marks})", t=d.quote(table), cols=cols,
+                   marks=marks)
+        rows = [tuple(self._bind_value(v) for v in r.values()) for r in data.to_pylist()]
+        cur = conn.cursor()
+        try:
+            for r in rows:
+                cur.execute(stmt, r)
+        finally:
+            cur.close()
+
+    def _bind_value(self, v: Any) -> Any:
+        return v
+
+    def log_ingest(self, *, job_id: str, source: str | None = None, target: str | None = None,
+                   mode: str | None = None, written: int = 0, updated: int = 0,
+                   ignored: int = 0, rejected: int = 0, started: datetime | None = None,
+                   finished: datetime | None = None) -> None:
+        """Write one row to the ingest log (its own transaction)."""
+        r = IngestResult(table=target or "", mode=mode or "", written=written, updated=updated,
+                         ignored=ignored, rejected=rejected)
+        with self._pool.connection() as conn:
+            self.ensure_tables("ingest_log", conn=conn)
+            self._begin(conn)
+            try:
+                self._log(conn, job_id=job_id, source=source, target=target, mode=mode,
+                          result=r, started=started, finished=finished)
+                self._commit(conn)
+            except self._db_errors() as exc:
+                self._rollback_quietly(conn)
+                raise SinkError(f"ingest log write failed: {self._err(exc)}") from None
+
+    def _log(self, conn, *, job_id, source, target, mode, result, started,
+             finished=None) -> None:
+        self._create(conn, self.tables["ingest_log"], "ingest_log", if_not_exists=True)
+        now = datetime.now(timezone.utc)
+        row = pa.table({
+            "job_id": pa.array([job_id], pa.string()),
+            "source": pa.array([source], pa.string()),
+            "target": pa.array([target], pa.string()),
+            "mode": pa.array([mode], pa.string()),
+            "rows_written": pa.array([result.written], pa.int64()),
+            "rows_updated": pa.array([result.updated], pa.int64()),
+            "rows_ignored": pa.array([result.ignored], pa.int64()),
+            "rows_rejected": pa.array([result.rejected], pa.int64()),
+            "started": pa.array([started or now], UTC_US),
+            "finished": pa.array([finished or now], UTC_US),
+        })
+        self._append_aux(conn, self.tables["ingest_log"], row)
+
+    # -- reads --------------------------------------------------------------------------
+    def read(self, *, table: str | None = None, kind: str | None = None,
+             symbols: Iterable[str] | None = None, interval: str | None = None,
+             start: Any = None, end: Any = None) -> pa.Table:
+        """Rows of ``table`` in the canonical schema (timestamps UTC), ordered by key.
+
+        ``start`` is inclusive, ``end`` exclusive; naive times are taken as UTC. Values are
+        bound, never formatted into SQL.
+        """
+        if kind is None:
+            kind = "quotes" if table is not None and table == self.tables["quotes"] else "bars"
+        table = check_name(table or self.tables[kind])
+        spec = SPECS[kind]
+        d = self.dialect
+        where, params = [], []
+        if symbols is not None:
+            symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+            if not symbols:
+                return _SCHEMAS[kind].empty_table()
+            marks = ", ".join(d.param(len(params) + i) for i in range(len(symbols)))
+            where.append(d.quote("symbol") + " IN (" + marks + ")")
+            params += symbols
+        if interval is not None and kind == "bars":
+            where.append(d.quote("interval") + " = " + d.param(len(params)))
+            params.append(interval)
+        if start is not None:
+            where.append(d.quote("ts") + " >= " + d.param(len(params)))
+            params.append(self._bind_ts(to_utc_micros(start)))
+        if end is not None:
+            where.append(d.quote("ts") + " < " + d.param(len(params)))
+            params.append(self._bind_ts(to_utc_micros(end)))
+        cols = ", ".join(d.quote(c) for c in spec.names)
+        stmt = sql("SELECT {cols} FROM {t} {where} ORDER BY {keys}", t=d.quote(table),
+                   cols=cols, where="WHERE " + " AND ".join(where) if where else "",
+                   keys=", ".join(d.quote(k) for k in spec.key))
+        with self._pool.connection() as conn:
+            try:
+                out = self._read_arrow(conn, stmt, params, kind)
+            except self._db_errors() as exc:
+                raise SinkError(f"read from {table!r} failed: {self._err(exc)}") from None
+        return self._canonical(out, kind)
+
+    def _bind_ts(self, us: int) -> Any:
+        return micros_to_datetime(us)
+
+    def _read_arrow(self, conn, stmt: str, params: list, kind: str) -> pa.Table:
+        return self._query_arrow(conn, stmt, params or None)
+
+    def _canonical(self, table: pa.Table, kind: str) -> pa.Table:
+        schema = _SCHEMAS[kind]
+        cols = []
+        for f in schema:
+            col = table.column(f.name)
+            if pa.types.is_timestamp(f.type) and pa.types.is_integer(col.type):
+                col = col.cast(pa.int64()).cast(UTC_US)
+            elif pa.types.is_timestamp(f.type) and pa.types.is_timestamp(col.type):
+                if col.type.tz is None:
+                    col = col.cast(pa.timestamp(col.type.unit)).cast(pa.timestamp("us")) \
+                        .cast(pa.timestamp("us", tz="UTC"))
+                col = col.cast(UTC_US)
+            cols.append(col)
+        return conform(pa.Table.from_arrays(cols, names=schema.names), schema)
+
+    # -- merge helpers shared by the SQL dialects ---------------------------------------
+    def _stage_name(self, kind: str) -> str:
+        return f"_sb_stage_{kind}"
+
+    def _stage(self, conn, kind: str, batch: pa.RecordBatch, level: Level) -> str:
+        """Fill the connection's temporary staging table of ``kind`` with ``batch``."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _key_join(self, a: str, b: str, kind: str) -> str:
+        d = self.dialect
+        return " AND ".join(f"{a}.{d.quote(k)} = {b}.{d.quote(k)}" for k in SPECS[kind].key)
+
+    def _changed(self, a: str, b: str, kind: str) -> str:
+        d = self.dialect
+        spec = SPECS[kind]
+        return "(" + " OR ".join(d.differs(f"{a}.{d.quote(c)}", f"{b}.{d.quote(c)}")
+                                 for c in spec.names if c not in spec.key) + ")"
+
+    def _count_existing(self, conn, table: str, stage: str, kind: str) -> tuple[int, int]:
+        """(rows of the stage whose key is stored, of which values differ)."""
+        d = self.dialect
+        stmt = sql("SELECT COUNT(*), COALESCE(SUM(CASE WHEN {changed} THEN 1 ELSE 0 END), 0) "
+                   "FROM {stage} s JOIN {t} t ON {on}", changed=self._changed("s", "t", kind),
+                   on=self._key_join("s", "t", kind), stage=d.quote(stage), t=d.quote(table))
+        existing, changed = self._query(conn, stmt)[0]
+        return int(existing), int(changed)
+
+    def _upsert(self, conn, table, kind, batch, level) -> tuple[int, int, int]:
+        """Generic staged upsert: returns (inserted, updated, unchanged)."""
+        stage = self._stage(conn, kind, batch, level)
+        existing, changed = self._count_existing(conn, table, stage, kind)
+        self._exec(conn, self._merge_sql(table, stage, kind, update=True))
+        return batch.num_rows - existing, changed, existing - changed
+
+    def _insert_new(self, conn, table, kind, batch, level) -> int:
+        stage = self._stage(conn, kind, batch, level)
+        existing, _ = self._count_existing(conn, table, stage, kind)
+        self._exec(conn, self._merge_sql(table, stage, kind, update=False))
+        return batch.num_rows - existing
+
+    def _merge_sql(self, table: str, stage: str, kind: str, *, update: bool) -> str:
+        """INSERT … SELECT … ON CONFLICT for SQLite/PostgreSQL/DuckDB."""
+        d = self.dialect
+        spec = SPECS[kind]
+        cols = ", ".join(d.quote(c) for c in spec.names)
+        keys = ", ".join(d.quote(k) for k in spec.key)
+        head = "INSERT INTO {t} ({cols}) SELECT {cols} FROM {stage} WHERE true ON CONFLICT ({keys}) "
+        if not update:
+            return sql(head + "DO NOTHING", t=d.quote(table), stage=d.quote(stage),
+                       cols=cols, keys=keys)
+        sets = ", ".join(f"{d.quote(c)} = excluded.{d.quote(c)}"
+                         for c in spec.names if c not in spec.key)
+        # the target is named by its quoted name inside the WHERE of DO UPDATE
+        changed = self._changed("{t}", "excluded", kind)
+        return sql(sql(head + "DO UPDATE SET {sets} WHERE {changed}", t="{t}", stage="{stage}",
+                       cols=cols, keys=keys, sets=sets, changed=changed),
+                   t=d.quote(table), stage=d.quote(stage))

@@ -1,0 +1,237 @@
+"""PostgreSQL through the ADBC PostgreSQL driver (binary COPY under ``adbc_ingest``).
+
+Append streams ~64k-row batches cast to the table's exact types (ADBC needs exact types and
+encodes a whole batch before sending). Upserts have three strategies, all exact in their
+counts and correct for inputs that mix new rows, stored rows and duplicates (last wins):
+
+``on_conflict`` (ADVANCED)
+    COPY into a temporary staging table, then one
+    ``INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE <row changed>`` whose
+    ``RETURNING (xmax = 0)`` tells inserted from updated; unchanged rows are not rewritten.
+``merge`` (selectable with ``upsert_strategy="merge"``)
+    the same staging, then ``MERGE … WHEN MATCHED AND <changed> … WHEN NOT MATCHED …``.
+``range`` (EXTREME, the default)
+    per batch: the stored rows inside each (symbol, interval) range of the batch are read
+    back (one indexed range scan) and compared with the batch in Arrow. Unchanged rows are
+    skipped, new rows are COPYed straight into the table, and a range whose stored rows are
+    all in the batch and of which some changed is deleted and COPYed again. Changed rows of
+    ranges the batch does not fully cover (stored rows in between that the batch lacks) go
+    through ``on_conflict``. A transaction-level advisory lock per table serialises
+    ``range`` writers of the same table.
+
+Measured here (PostgreSQL 15 on loopback, 2 cores; server-side part of 1e6 rows, half of
+them conflicting and changed / unchanged): ON CONFLICT DO UPDATE 5.9 s / 6.8 s, MERGE
+5.0 s / 2.5 s, UPDATE…FROM + INSERT…WHERE NOT EXISTS 6.4 s / 3.3 s, DELETE…USING + INSERT
+3.8 s / 3.8 s, delete-range + INSERT 3.5 s / 3.9 s; a plain INSERT of 1e6 rows into the
+empty keyed table 2.0 s. The ``range`` strategy does no staging copy at all and writes
+nothing for unchanged rows; bench/test_ingest.py has the end-to-end figures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import adbc_driver_postgresql.dbapi as pg_dbapi
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .._errors import SinkError
+from ._adbc import AdbcSink
+from ._base import Level
+from ._ddl import DIALECTS, SPECS, sql
+
+__all__ = ["PostgresSink", "UPSERT_STRATEGIES"]
+
+UPSERT_STRATEGIES = ("range", "on_conflict", "merge")
+
+
+class PostgresSink(AdbcSink):
+    """PostgreSQL database."""
+
+    dialect = DIALECTS["postgresql"]
+    target_batch_bytes = 4 << 20  # ~64k bars: 1.7-1.9x faster than whole tables (baselines)
+    default_level = Level.EXTREME
+
+    def __init__(self, uri: str, *, upsert_strategy: str | None = None, **options: Any):
+        from urllib.parse import urlparse
+
+        if upsert_strategy is not None and upsert_strategy not in UPSERT_STRATEGIES:
+            raise SinkError(f"unknown upsert_strategy {upsert_strategy!r}: "
+                            f"use one of {UPSERT_STRATEGIES}")
+        self.upsert_strategy = upsert_strategy
+        self._conn_uri = uri
+        password = urlparse(uri).password
+        super().__init__(uri, secrets=[password] if password else [], **options)
+
+    def _connect(self) -> Any:
+        return pg_dbapi.connect(self._conn_uri, autocommit=True)
+
+    def _table_exists(self, conn: Any, table: str) -> bool:
+        return self._query(conn, "SELECT to_regclass($1) IS NOT NULL",
+                           (self.dialect.quote(table),))[0][0]
+
+    def _clear_stage(self, conn: Any, stage: str) -> None:
+        self._exec(conn, sql("TRUNCATE {s}", s=self.dialect.quote(stage)))
+
+    def _strategy(self, level: Level) -> str:
+        if self.upsert_strategy:
+            return self.upsert_strategy
+        return "range" if level is Level.EXTREME else "on_conflict"
+
+    # -- upsert -------------------------------------------------------------------------
+    def _upsert(self, conn, table, kind, batch, level) -> tuple[int, int, int]:
+        strategy = self._strategy(level)
+        if strategy == "range":
+            return self._upsert_range(conn, table, kind, batch, level)
+        if strategy == "merge":
+            return super()._upsert(conn, table, kind, batch, level)
+        return self._upsert_on_conflict(conn, table, kind, batch, level)
+
+    def _merge_sql(self, table: str, stage: str, kind: str, *, update: bool) -> str:
+        if not update or self._strategy(self.level) != "merge":
+            return super()._merge_sql(table, stage, kind, update=update)
+        d = self.dialect
+        spec = SPECS[kind]
+        sets = ", ".join(f"{d.quote(c)} = s.{d.quote(c)}" for c in spec.names
+                         if c not in spec.key)
+        cols = ", ".join(d.quote(c) for c in spec.names)
+        vals = ", ".join(f"s.{d.quote(c)}" for c in spec.names)
+        return sql("MERGE INTO {t} AS t USING {stage} AS s ON {on} WHEN MATCHED AND {changed} "
+                   "THEN UPDATE SET {sets} WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})",
+                   on=self._key_join("t", "s", kind), changed=self._changed("t", "s", kind),
+                   sets=sets, cols=cols, vals=vals, t=d.quote(table), stage=d.quote(stage))
+
+    def _upsert_on_conflict(self, conn, table, kind, batch, level) -> tuple[int, int, int]:
+        stage = self._stage(conn, kind, batch, level)
+        stmt = sql("WITH u AS ({merge} RETURNING (xmax = 0) AS ins) "
+                   "SELECT COUNT(*) FILTER (WHERE ins), COUNT(*) FILTER (WHERE NOT ins) FROM u",
+                   merge=super()._merge_sql(table, stage, kind, update=True))
+        ins, upd = self._query(conn, stmt)[0]
+        return int(ins), int(upd), batch.num_rows - int(ins) - int(upd)
+
+    def _insert_new(self, conn, table, kind, batch, level) -> int:
+        stage = self._stage(conn, kind, batch, level)
+        return self._exec(conn, super()._merge_sql(table, stage, kind, update=False))
+
+    def _upsert_range(self, conn, table, kind, batch, level) -> tuple[int, int, int]:
+        d = self.dialect
+        spec = SPECS[kind]
+        key = list(spec.key)
+        group = key[:-1]  # (symbol, interval) for bars, (symbol,) for quotes
+        n = batch.num_rows
+        # a computed integer, not a value from outside: parameterised statements are avoided
+        # inside transaction blocks (see _adbc.AdbcSink._append_aux)
+        self._query(conn, sql("SELECT pg_advisory_xact_lock({k})", k=str(_lock_key(table))))
+        data = pa.Table.from_batches([batch])
+        ranges = data.group_by(group, use_threads=False).aggregate(
+            [("ts", "min"), ("ts", "max")])
+        ranges = pa.table([*(ranges.column(g) for g in group),
+                           pa.array(np.arange(ranges.num_rows, dtype=np.int32)),
+                           ranges.column("ts_min"), ranges.column("ts_max")],
+                          names=[*group, "gid", "lo", "hi"])
+        rname = f"_sb_ranges_{kind}"
+        self._exec(conn, sql("CREATE TEMPORARY TABLE IF NOT EXISTS {r} ({groups}, "
+                             "gid INTEGER, lo TIMESTAMPTZ, hi TIMESTAMPTZ)", r=d.quote(rname),
+                             groups=", ".join(f"{d.quote(g)} TEXT" for g in group)))
+        self._clear_stage(conn, rname)
+        cur = conn.cursor()
+        try:
+            cur.adbc_ingest(rname, ranges, mode="append", temporary=True)
+        finally:
+            cur.close()
+        on = " AND ".join(f"t.{d.quote(g)} = r.{d.quote(g)}" for g in group)
+        cols = ", ".join(f"t.{d.quote(c)}" for c in spec.names)
+        stored = self._query_arrow(conn, sql(
+            "SELECT r.gid AS __gid, {cols} FROM {t} t JOIN {r} r ON {on} "
+            "AND t.ts BETWEEN r.lo AND r.hi", cols=cols, on=on, t=d.quote(table),
+            r=d.quote(rname)))
+        if stored.num_rows == 0:
+            self._move(conn, table, batch, level=level)
+            return n, 0, 0
+        # classify the batch against what is stored, in Arrow
+        left = data.append_column("__row", pa.array(np.arange(n, dtype=np.int64)))
+        stored = stored.rename_columns(["__gid"] + [c if c in key else c + "__old"
+                                                    for c in spec.names])
+        stored = stored.append_column("__hit", pa.array(np.ones(stored.num_rows, bool)))
+        stored = stored.cast(pa.schema([
+            f.with_type(data.schema.field(f.name).type) if f.name in key else f
+            for f in stored.schema]))
+        joined = left.join(stored, keys=key, join_type="full outer", use_threads=False)
+        row = joined.column("__row")
+        in_batch = pc.is_valid(row)
+        hit = pc.fill_null(joined.column("__hit"), False)
+        missing = pc.and_(pc.invert(in_batch), hit)  # stored in range, absent from batch
+        changed = pa.array(np.zeros(joined.num_rows, bool))
+        for c in spec.names:
+            if c in key:
+                continue
+            changed = pc.or_(changed, _differs(joined.column(c), joined.column(c + "__old")))
+        changed = pc.and_(pc.and_(changed, hit), in_batch)
+        new = pc.and_(in_batch, pc.invert(hit))
+        n_new = pc.sum(new).as_py() or 0
+        n_changed = pc.sum(changed).as_py() or 0
+        n_same = n - n_new - n_changed
+        if n_changed == 0:
+            if n_new:
+                self._move(conn, table, batch.take(_sorted(pc.filter(row, new))), level=level)
+            return n_new, 0, n_same
+        # groups: covered (no stored row missing from the batch) and with changes -> rewrite
+        gids = joined.column("__gid")
+        uncovered = set(pc.unique(pc.filter(gids, missing)).to_pylist())
+        changed_gids = set(pc.unique(pc.filter(gids, changed)).to_pylist())
+        rewrite = sorted(changed_gids - uncovered)
+        rows_rewrite = pa.array([], pa.int64())
+        if rewrite:
+            self._clear_stage(conn, rname)
+            cur = conn.cursor()
+            try:
+                cur.adbc_ingest(rname, ranges.filter(pc.is_in(ranges.column("gid"), pa.array(
+                    rewrite, pa.int32()))), mode="append", temporary=True)
+            finally:
+                cur.close()
+            self._exec(conn, sql("DELETE FROM {t} t USING {r} r WHERE {on} "
+                                 "AND t.ts BETWEEN r.lo AND r.hi", on=on, t=d.quote(table),
+                                 r=d.quote(rname)))
+            # every batch row of a rewritten range goes in again
+            batch_gid = _row_gids(data, ranges, group)
+            rows_rewrite = pc.filter(pa.array(np.arange(n)), pc.is_in(
+                batch_gid, pa.array(rewrite, pa.int32())))
+        is_rewrite_row = pc.is_in(row, rows_rewrite)
+        direct = pc.filter(row, pc.and_(in_batch, pc.or_(new, pc.fill_null(
+            is_rewrite_row, False))))
+        staged = pc.filter(row, pc.and_(changed, pc.invert(pc.fill_null(
+            is_rewrite_row, False))))
+        if len(direct):
+            self._move(conn, table, batch.take(_sorted(direct)), level=level)
+        if len(staged):
+            self._upsert_on_conflict(conn, table, kind, batch.take(_sorted(staged)), level)
+        return n_new, n_changed, n_same
+
+
+def _lock_key(table: str) -> int:
+    import zlib
+    return 0x5B000000_00000000 + zlib.crc32(table.encode())
+
+
+def _sorted(a) -> pa.Array:
+    a = a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+    return pc.take(a, pc.array_sort_indices(a))
+
+
+def _row_gids(data: pa.Table, ranges: pa.Table, group: list) -> pa.Array:
+    """The range id of each row of ``data``, in row order."""
+    t = data.select(group).append_column("__r", pa.array(np.arange(data.num_rows)))
+    j = t.join(ranges.select([*group, "gid"]), keys=group, use_threads=False)
+    order = pc.sort_indices(j.column("__r"))
+    return pc.take(j.column("gid"), order).combine_chunks()
+
+
+def _differs(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Null-safe, NaN-equal "a differs from b" (as PostgreSQL compares: NaN = NaN)."""
+    ne = pc.not_equal(a, b)
+    if pa.types.is_floating(a.type):
+        both_nan = pc.and_(pc.fill_null(pc.is_nan(a), False), pc.fill_null(pc.is_nan(b), False))
+        ne = pc.and_(ne, pc.invert(both_nan))
+    one_null = pc.xor(pc.is_null(a), pc.is_null(b))
+    return pc.or_(pc.fill_null(ne, False), one_null)
