@@ -96,6 +96,17 @@ def _table_to_batch(table: pa.Table) -> pa.RecordBatch:
 
 def _as_batch(data, column: str) -> pa.RecordBatch:
     """One record batch over the data (zero-copy for a batch or a one-chunk table)."""
+    batch = _any_to_batch(data, column)
+    # the kernels read utf8 / large_utf8 (or dictionaries of them) keys; polars exports
+    # string_view, so those key columns are cast (a copy of the keys only)
+    for key in ("symbol", "interval"):
+        idx = batch.schema.get_field_index(key)
+        if idx >= 0 and pa.types.is_string_view(batch.schema.field(idx).type):
+            batch = batch.set_column(idx, key, batch.column(idx).cast(pa.string()))
+    return batch
+
+
+def _any_to_batch(data, column: str) -> pa.RecordBatch:
     if isinstance(data, pa.RecordBatch):
         return data
     if isinstance(data, pa.Table):

@@ -457,10 +457,11 @@ cdef object _segments_of(_Batch b):
     cdef int64_t k, n = b.n
     out = np.empty(n + 1, dtype=np.int64)
     cdef int64_t[::1] o = out
+    if n == 0:
+        out[0] = 0
+        return out[:1]
     if not b.has("symbol"):
         # no symbol column: one series
-        if n == 0:
-            return out[:1]
         o[0] = 0
         o[1] = n
         return out[:2]
