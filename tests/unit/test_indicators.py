@@ -453,6 +453,21 @@ def test_segments(ind):
     assert ind.segments(b.slice(0, 0)).tolist() == [0]
 
 
+def test_unsorted_ts_is_refused(ind):
+    ts = pa.array([0, 10, 5, 20], pa.timestamp("us", tz="UTC"))
+    b = bars([1.0, 2.0, 3.0, 4.0], symbols=["A", "A", "A", "B"], ts=ts)
+    with pytest.raises(ValueError, match="not sorted.*row 2"):
+        ind.segments(b)
+    with pytest.raises(ValueError, match="not sorted"):
+        ind.sma(b, 2)
+    with pytest.raises(ValueError, match="not sorted"):
+        ind.segments(pa.record_batch({"ts": ts, "close": [1.0, 2.0, 3.0, 4.0]}))
+    # a new segment may start earlier; null ts are skipped; equal ts are allowed
+    ok = bars([1.0] * 5, symbols=["A", "A", "B", "B", "B"],
+              ts=pa.array([5, 9, 1, None, 1], pa.timestamp("us", tz="UTC")))
+    assert ind.segments(ok).tolist() == [0, 2, 5]
+
+
 def test_empty_batch(ind):
     b = bars([])
     for arr in (ind.sma(b, 3), ind.rsi(b, 2), *ind.macd(b, 12, 26, 9)):

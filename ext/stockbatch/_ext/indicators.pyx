@@ -4,7 +4,10 @@
 # __arrow_c_array__ (see arrow.pxd). Every indicator runs the same way:
 #   segments  -> for each segment, maximal runs of present values (a null, NaN or inf
 #                ends a run) -> the indicator's recurrence over each run, computed with
-#                exactly TA-Lib's arithmetic so results match it bit for bit.
+#                TA-Lib's seeds and rules; TA-Lib's arithmetic too, except that recurrences
+#                are written with the shortest dependency chain (no division on it), which
+#                changes results by ~1e-16 relative. The twin runs the same operations, so
+#                both backends agree bit for bit.
 # Warm-up rows and missing rows are null; the outputs of one indicator share one
 # validity bitmap. The pure-Python twin (stockbatch._py.indicators) is the readable spec.
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
@@ -24,7 +27,7 @@ __all__ = ["segments", "sma", "ema", "rsi", "macd", "bbands", "atr", "volatility
 
 cdef int64_t US_PER_DAY = 86400000000
 
-# TA-Lib's TA_IS_ZERO / TA_IS_ZERO_OR_NEG thresholds (ta_func.h), kept for bit-parity.
+# TA-Lib's TA_IS_ZERO / TA_IS_ZERO_OR_NEG thresholds (ta_func.h), kept for parity.
 cdef double TA_EPSILON = 0.00000001
 
 
@@ -158,7 +161,7 @@ cdef int64_t drive(Job* j, run_fn fn, const Series* s, int ns,
 
 # ---------------------------------------------------------------- per-run recurrences
 # Each writes rows [a, b) of its outputs (NaN for the warm-up), sets the validity bits
-# of the rows it produced and returns their count. Arithmetic order follows TA-Lib.
+# of the rows it produced and returns their count.
 
 cdef int64_t sma_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     # TA-Lib INT_SMA: running total, add the new value, emit, drop the trailing one.
@@ -464,20 +467,57 @@ cdef object _segments_of(_Batch b):
         # no symbol column: one series
         o[0] = 0
         o[1] = n
-        return out[:2]
-    b.column("symbol", &sym)
-    if b.has("interval"):
-        b.column("interval", &itv)
-        pitv = &itv
-    with nogil:
-        k = segment_starts(&sym, pitv, n, &o[0])
+        k = 1
+    else:
+        b.column("symbol", &sym)
+        if b.has("interval"):
+            b.column("interval", &itv)
+            pitv = &itv
+        with nogil:
+            k = segment_starts(&sym, pitv, n, &o[0])
+    _check_order(b, &o[0], k)
     return out[:k + 1]
+
+
+cdef int _check_order(_Batch b, const int64_t* seg, int64_t nseg) except -1:
+    """ValueError when ts decreases inside a segment: the rows are not sorted, and every
+    indicator would silently mix unrelated bars. Null ts are skipped."""
+    cdef Column ts
+    cdef int64_t k, i, bad = -1, last, t
+    cdef bint seen
+    if not b.has("ts"):
+        return 0
+    b.column("ts", &ts)
+    if ts.kind != K_I64:
+        return 0
+    with nogil:
+        for k in range(nseg):
+            seen = False
+            last = 0
+            for i in range(seg[k], seg[k + 1]):
+                if not col_valid(&ts, i):
+                    continue
+                t = col_i64(&ts, i)
+                if seen and t < last:
+                    bad = i
+                    break
+                seen = True
+                last = t
+            if bad >= 0:
+                break
+    if bad >= 0:
+        raise ValueError(
+            f"rows are not sorted by (symbol, interval, ts): ts decreases at row {bad}; "
+            "sort them first (stockbatch.normalize does)"
+        )
+    return 0
 
 
 def segments(batch):
     """Row boundaries of the (symbol, interval) runs: int64 array ``[0, ..., len(batch)]``.
 
-    A batch without a ``symbol`` column is one series."""
+    A batch without a ``symbol`` column is one series. ValueError when ``ts`` decreases
+    inside a run (the rows are not sorted)."""
     return _segments_of(_Batch(batch))
 
 

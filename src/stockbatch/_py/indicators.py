@@ -11,9 +11,12 @@ How every indicator runs
    ends a run. Each maximal run of present rows is computed on its own, exactly as TA-Lib
    computes a series that starts there — so a gap restarts the warm-up, and a value is never
    made up from across a gap.
-3. The recurrences use TA-Lib's arithmetic (running sums, seeds, Wilder smoothing, its 1e-8
-   zero thresholds). Warm-up rows and missing rows are null (their slot holds NaN); the
-   outputs of one indicator share one validity bitmap.
+3. The recurrences follow TA-Lib (running sums, seeds, Wilder smoothing, its 1e-8 zero
+   thresholds), written with the shortest dependency chain — e.g. ``avg * (p-1)/p + x/p``
+   rather than ``(avg * (p-1) + x) / p`` — which changes results by ~1e-16 relative; the
+   compiled kernels run exactly these operations, so both backends agree bit for bit.
+   Warm-up rows and missing rows are null (their slot holds NaN); the outputs of one
+   indicator share one validity bitmap.
 """
 
 from __future__ import annotations
@@ -141,11 +144,16 @@ def _finish(values: list[list[float]], valid: list[bool], views: list) -> list[p
 def segments(batch) -> np.ndarray:
     """Row boundaries of the (symbol, interval) runs: int64 array ``[0, ..., len(batch)]``.
 
-    A batch without a ``symbol`` column is one series."""
+    A batch without a ``symbol`` column is one series. ValueError when ``ts`` decreases
+    inside a run (the rows are not sorted)."""
     batch = _batch(batch)
     n = batch.num_rows
-    if "symbol" not in batch.schema.names or n == 0:
-        return np.array([0, n] if n else [0], dtype=np.int64)
+    if n == 0:
+        return np.array([0], dtype=np.int64)
+    if "symbol" not in batch.schema.names:
+        bounds = np.array([0, n], dtype=np.int64)
+        _check_order(batch, bounds)
+        return bounds
     change = np.zeros(n - 1, dtype=bool)
     for name in ("symbol", "interval"):
         if name not in batch.schema.names:
@@ -158,7 +166,28 @@ def segments(batch) -> np.ndarray:
         both_null = pc.and_(pc.is_null(a), pc.is_null(b))
         same = pc.if_else(pc.is_null(eq), both_null, eq)
         change |= ~same.to_numpy(zero_copy_only=False)
-    return np.concatenate([[0], np.flatnonzero(change) + 1, [n]]).astype(np.int64)
+    bounds = np.concatenate([[0], np.flatnonzero(change) + 1, [n]]).astype(np.int64)
+    _check_order(batch, bounds)
+    return bounds
+
+
+def _check_order(batch: pa.RecordBatch, bounds: np.ndarray) -> None:
+    """ValueError when ts decreases inside a segment (null ts are skipped)."""
+    if "ts" not in batch.schema.names:
+        return
+    col = batch.column("ts")
+    if not (pa.types.is_timestamp(col.type) or col.type == pa.int64()):
+        return
+    rows = np.flatnonzero(col.is_valid().to_numpy(zero_copy_only=False))
+    ts = col.cast(pa.int64()).fill_null(0).to_numpy()[rows]
+    seg = np.searchsorted(bounds, rows, side="right")
+    down = (ts[1:] < ts[:-1]) & (seg[1:] == seg[:-1])
+    if down.any():
+        bad = int(rows[1:][down][0])
+        raise ValueError(
+            f"rows are not sorted by (symbol, interval, ts): ts decreases at row {bad}; "
+            "sort them first (stockbatch.normalize does)"
+        )
 
 
 def _runs(ok: list[bool], segs):
