@@ -9,8 +9,10 @@ import enum
 import json
 import math
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
@@ -228,6 +230,8 @@ class Sink:
     default_level = Level.ADVANCED
     #: CREATE/DROP TABLE take part in transactions (False for MariaDB, where DDL commits).
     transactional_ddl = True
+    #: Run this sink's ingest calls one at a time (databases with optimistic concurrency).
+    serialize_writes = False
 
     def __init__(self, uri: str, *, pool_size: int = 4, pool_timeout: float = 60.0,
                  level: Any = None, batch_rows: int | None = None, tables: dict | None = None,
@@ -245,6 +249,9 @@ class Sink:
             names[k] = check_name(v)
         self.tables = names
         self._schemas: dict[str, pa.Schema] = {}
+        # DuckDB aborts concurrent conflicting writers instead of queueing them: it gets a
+        # real lock; the others queue in the database itself.
+        self._write_lock = threading.Lock() if self.serialize_writes else nullcontext()
         self._pool = Pool(self._connect, check=self._ping, max_size=pool_size,
                           timeout=pool_timeout, name=self.dialect.name)
 
@@ -332,6 +339,28 @@ class Sink:
         """Close every pooled connection."""
         self._pool.close()
 
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A pooled connection; failing to open one raises SinkError (password redacted)."""
+        try:
+            conn = self._pool.acquire()
+        except SinkError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any driver error while connecting
+            raise SinkError(f"cannot connect to {redact(self._uri, self._secrets)}: "
+                            f"{self._err(exc)}") from None
+        broken = False
+        try:
+            yield conn
+        except BaseException:
+            try:
+                self._ping(conn)
+            except Exception:  # noqa: BLE001 - the connection died with the failure
+                broken = True
+            raise
+        finally:
+            self._pool.release(conn, broken=broken)
+
     @property
     def pool(self) -> Pool:
         return self._pool
@@ -354,7 +383,7 @@ class Sink:
         """Create the tables of ``kinds`` (default: all four) if missing."""
         kinds = kinds or ("bars", "quotes", "quarantine", "ingest_log")
         if conn is None:
-            with self._pool.connection() as c:
+            with self._connection() as c:
                 for k in kinds:
                     self._create(c, self.tables[k], k, if_not_exists=True)
             return
@@ -364,11 +393,13 @@ class Sink:
     def _create(self, conn: Any, table: str, kind: str, *, if_not_exists: bool) -> None:
         if if_not_exists and self._table_exists(conn, table):
             return
+        if self._lock_table(conn, table) and if_not_exists and self._table_exists(conn, table):
+            return  # another writer created it while we waited
         self._exec(conn, SPECS[kind].create(self.dialect, table, if_not_exists=if_not_exists))
 
     def drop_table(self, table: str) -> None:
         """Drop ``table`` if it exists (tests and ``replace`` use it)."""
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             self._exec(conn, sql("DROP TABLE IF EXISTS {t}", t=self.dialect.quote(table)))
         self._schemas.pop(table, None)
 
@@ -429,7 +460,7 @@ class Sink:
             if rows is None:
                 width = first.nbytes / max(first.num_rows, 1)
                 rows = self.recommend_batch_size(width)
-        table = check_name(table or self.tables[kind])
+        table = check_name(self.tables[kind] if table is None else table)
         schema = _SCHEMAS[kind]
 
         def batches() -> Iterator[pa.RecordBatch]:
@@ -442,17 +473,19 @@ class Sink:
                 yield from t.to_batches() if t.num_rows else ()
 
         result = IngestResult(table=table, mode=mode, job_id=job_id)
-        with self._pool.connection() as conn:
+        with self._write_lock, self._connection() as conn:
             try:
                 aux = (["quarantine"] if on_error == "split" else []) + (
                     ["ingest_log"] if job_id is not None else [])
                 if not self.transactional_ddl:  # MariaDB: DDL commits, so do it first
                     self._prepare_table(conn, table, kind, mode)
-                    self.ensure_tables(*aux, conn=conn)
+                    for a in aux:
+                        self._create(conn, self.tables[a], a, if_not_exists=True)
                 self._begin_write(conn, lvl)
                 if self.transactional_ddl:
                     self._prepare_table(conn, table, kind, mode)
-                    self.ensure_tables(*aux, conn=conn)
+                    for a in aux:
+                        self._create(conn, self.tables[a], a, if_not_exists=True)
                 for batch in batches():
                     self._row_bytes = batch.nbytes / max(batch.num_rows, 1)
                     result.batches += 1
@@ -476,6 +509,11 @@ class Sink:
                                 f"{self._err(exc)}") from None
         result.seconds = time.perf_counter() - t0
         return result
+
+    def _lock_table(self, conn: Any, table: str) -> bool:
+        """Serialise creators of ``table`` until the transaction ends (if the database can);
+        True when a lock was taken."""
+        return False
 
     def _rollback_quietly(self, conn: Any) -> None:
         try:
@@ -573,7 +611,7 @@ class Sink:
         unless ``reasons`` (one text for all rows, or a sequence per row) is given.
         """
         table = to_table(rejected)
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             try:
                 self.ensure_tables("quarantine", conn=conn)
                 self._begin(conn)
@@ -645,7 +683,7 @@ class Sink:
         """Write one row to the ingest log (its own transaction)."""
         r = IngestResult(table=target or "", mode=mode or "", written=written, updated=updated,
                          ignored=ignored, rejected=rejected)
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             self.ensure_tables("ingest_log", conn=conn)
             self._begin(conn)
             try:
@@ -685,7 +723,7 @@ class Sink:
         """
         if kind is None:
             kind = "quotes" if table is not None and table == self.tables["quotes"] else "bars"
-        table = check_name(table or self.tables[kind])
+        table = check_name(self.tables[kind] if table is None else table)
         spec = SPECS[kind]
         d = self.dialect
         where, params = [], []
@@ -709,7 +747,7 @@ class Sink:
         stmt = sql("SELECT {cols} FROM {t} {where} ORDER BY {keys}", t=d.quote(table),
                    cols=cols, where="WHERE " + " AND ".join(where) if where else "",
                    keys=", ".join(d.quote(k) for k in spec.key))
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             try:
                 out = self._read_arrow(conn, stmt, params, kind)
             except self._db_errors() as exc:

@@ -143,8 +143,8 @@ SPECS = {
         ("ts", "ts", False), ("reasons", "text", False), ("error", "text", False),
         ("row_json", "text", False), ("quarantined_at", "ts", True)), ()),
     "ingest_log": TableSpec("ingest_log", (
-        ("job_id", "text", False), ("source", "text", False), ("target", "text", True),
-        ("mode", "text", True), ("rows_written", "int", True), ("rows_updated", "int", True),
+        ("job_id", "text", True), ("source", "text", False), ("target", "text", False),
+        ("mode", "text", False), ("rows_written", "int", True), ("rows_updated", "int", True),
         ("rows_ignored", "int", True), ("rows_rejected", "int", True),
         ("started", "ts", True), ("finished", "ts", True)), ()),
 }

@@ -15,10 +15,12 @@ from typing import Any
 
 import adbc_driver_manager
 import adbc_driver_manager.dbapi as dbapi
+import pyarrow as pa
 
 from .._errors import SinkError
 from ._adbc import AdbcSink
-from ._ddl import DIALECTS
+from ._base import Level
+from ._ddl import DIALECTS, sql
 
 __all__ = ["DuckdbSink", "duckdb_driver_path"]
 
@@ -43,6 +45,7 @@ class DuckdbSink(AdbcSink):
 
     dialect = DIALECTS["duckdb"]
     target_batch_bytes = 16 << 20
+    serialize_writes = True
 
     def __init__(self, path: str, **options: Any):
         self.path = os.fspath(path)
@@ -61,6 +64,22 @@ class DuckdbSink(AdbcSink):
     def _connect(self) -> Any:
         db = self._database()
         return dbapi.Connection(db, adbc_driver_manager.AdbcConnection(db._db), autocommit=True)
+
+    def _move(self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level,
+              temporary: bool = False) -> None:
+        if level is not Level.BASIC:
+            return super()._move(conn, table, batch, level=level, temporary=temporary)
+        # DuckDB's ADBC driver binds one row per execution only
+        d = self.dialect
+        stmt = sql("INSERT INTO {t} ({cols}) VALUES ({marks})", t=d.quote(table),
+                   cols=", ".join(d.quote(c) for c in batch.schema.names),
+                   marks=", ".join(d.param(i) for i in range(batch.num_columns)))
+        cur = conn.cursor()
+        try:
+            for i in range(batch.num_rows):
+                cur.execute(stmt, batch.slice(i, 1))
+        finally:
+            cur.close()
 
     def _table_exists(self, conn: Any, table: str) -> bool:
         schema, name = self._split_name(table)

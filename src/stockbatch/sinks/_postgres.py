@@ -71,6 +71,11 @@ class PostgresSink(AdbcSink):
         return self._query(conn, "SELECT to_regclass($1) IS NOT NULL",
                            (self.dialect.quote(table),))[0][0]
 
+    def _lock_table(self, conn: Any, table: str) -> bool:
+        # concurrent CREATE TABLE IF NOT EXISTS races on pg_type; one creator at a time
+        self._query(conn, sql("SELECT pg_advisory_xact_lock({k})", k=str(_lock_key(table))))
+        return True
+
     def _clear_stage(self, conn: Any, stage: str) -> None:
         self._exec(conn, sql("TRUNCATE {s}", s=self.dialect.quote(stage)))
 
