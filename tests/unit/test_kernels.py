@@ -325,3 +325,27 @@ def test_resample_week_and_month(k):
     tokyo = k.resample(bars(rows), to="1mo", tz="Asia/Tokyo")
     assert tokyo.column("ts").to_pylist() == [_utc(2025, 12, 31, 15), _utc(2026, 1, 31, 15)]
     assert tokyo.column("volume").to_pylist() == [4, 6]
+
+
+@pytest.mark.parametrize("dictionary", [False, True])
+def test_segments_long_runs_of_equal_length_strings(k, dictionary):
+    # runs longer than the 64-row blocks the compiled segment finder compares at once;
+    # neighbours of equal length differ in one byte, an interval change splits a run
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(1, 200, 12)
+    names = [f"S{i:04d}" for i in range(12)] + [""]
+    syms = [names[i] for i, m in enumerate(lengths) for _ in range(m)] + ["", ""]
+    n = len(syms)
+    intervals = ["1m"] * n
+    intervals[100:130] = ["5m"] * 30
+    rows = [(s, i, 1.0, 1.0, 1.0, 1.0 + i % 3, 1) for i, s in enumerate(syms)]
+    t = bars(rows, dictionary=dictionary)
+    t = t.set_column(1, "interval", pa.array(intervals))
+    starts = [i for i in range(n)
+              if i == 0 or (syms[i], intervals[i]) != (syms[i - 1], intervals[i - 1])]
+    for offset in (0, 3):
+        got = k.returns(t.slice(offset)).to_pylist()
+        want = [i - offset for i in starts if i >= offset]
+        if 0 not in want:
+            want = [0, *want]
+        assert [i for i, r in enumerate(got) if r is None] == want

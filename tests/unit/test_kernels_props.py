@@ -35,7 +35,7 @@ normal = st.floats(0.5, 200.0, allow_nan=False, allow_infinity=False)
 special = st.sampled_from([None, NAN, INF, -INF, 0.0, -1.5])
 price = st.one_of(normal, normal, normal, special)
 volume = st.one_of(st.integers(0, 10_000), st.integers(0, 10_000), st.none(), st.integers(-5, -1))
-symbol = st.sampled_from(["A", "BB", "C", "\u00c4x", None])
+symbol = st.sampled_from(["A", "BB", "C", "\u00c4x", "", None])
 
 
 @st.composite
@@ -44,7 +44,7 @@ def tables(draw, *, max_rows=40, sort_ts=False, null_keys=True, ts_step=1):
     pad_lo, pad_hi = draw(st.integers(0, 3)), draw(st.integers(0, 3))
     n = draw(st.integers(0, max_rows))
     total = pad_lo + n + pad_hi
-    syms = draw(st.lists(symbol if null_keys else symbol.filter(bool),
+    syms = draw(st.lists(symbol if null_keys else symbol.filter(lambda s: s is not None),
                          min_size=total, max_size=total))
     syms.sort(key=lambda s: (s is None, s or ""))
     ts_val = st.integers(0, 30)

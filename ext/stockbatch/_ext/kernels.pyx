@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from libc.math cimport fabs, isfinite, log, NAN
-from libc.stdint cimport INT64_MIN, int64_t, uint8_t, uint16_t
+from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint8_t, uint16_t
 from libc.string cimport memcmp
 
 from stockbatch._ext.arrow cimport (
-    ArrowArray, ArrowSchema, Column, batch_column, col_f64, col_str, col_valid,
-    import_capsules, K_F64, segment_starts,
+    ArrowArray, ArrowSchema, Column, batch_column, col_f64, col_str, col_str_eq, col_valid,
+    import_capsules, K_F64,
 )
 
 from stockbatch._validation import (
@@ -68,6 +68,86 @@ cdef inline const int64_t* _i64(const Column* c) noexcept nogil:
     return (<const int64_t*>c.values) + c.offset
 
 
+cdef inline bint _plain_str(const Column* c) noexcept nogil:
+    """A utf8 column (int32 offsets) without nulls and not dictionary-encoded."""
+    return c.index_width == 0 and c.validity == NULL and c.s.off32 != NULL
+
+
+cdef inline bint _row_eq_plain(const int32_t* off, const char* chars, int64_t j) noexcept nogil:
+    cdef int32_t a = off[j - 1], b = off[j], c = off[j + 1]
+    return c - b == b - a and memcmp(chars + a, chars + b, c - b) == 0
+
+
+cdef int64_t _next_change_plain(const Column* col, int64_t i, int64_t end) noexcept nogil:
+    """First row j in [i, end) whose string differs from row j - 1's, else end.
+
+    Within a run of equal strings of length L the offsets step by L, and the bytes of rows
+    j .. j+k-1 equal those of rows j-1 .. j+k-2 shifted by L: one memcmp checks 64 rows."""
+    cdef const int32_t* off = col.s.off32 + col.s.offset
+    cdef const char* chars = col.s.chars
+    cdef int64_t j = i, q, chunk
+    cdef int32_t L
+    cdef bint length_break
+    while j < end:
+        L = off[j] - off[j - 1]
+        chunk = end - j if end - j < 64 else 64
+        length_break = False
+        for q in range(chunk):
+            if off[j + q + 1] - off[j + q] != L:
+                chunk = q
+                length_break = True
+                break
+        if chunk and memcmp(chars + off[j], chars + off[j - 1], chunk * L) != 0:
+            for q in range(chunk):
+                if not _row_eq_plain(off, chars, j + q):
+                    return j + q
+        j += chunk
+        if length_break:
+            return j
+    return end
+
+
+cdef int64_t _next_change(const Column* col, int64_t i, int64_t end) noexcept nogil:
+    """First row j in [i, end) whose value differs from row j - 1's (nulls equal), else end."""
+    cdef int64_t j
+    if _plain_str(col):
+        return _next_change_plain(col, i, end)
+    if col.index_width == 4 and col.validity == NULL:
+        # equal indices mean equal strings; unequal ones may still be (repeated dictionary values)
+        for j in range(i, end):
+            if (<const int32_t*>col.values)[j + col.offset] != \
+                    (<const int32_t*>col.values)[j - 1 + col.offset] and \
+                    not col_str_eq(col, j, j - 1):
+                return j
+        return end
+    for j in range(i, end):
+        if not col_str_eq(col, j, j - 1):
+            return j
+    return end
+
+
+cdef int64_t _find_segments(const Column* sym, const Column* itv, int64_t n,
+                            int64_t* out) noexcept nogil:
+    """segment_starts (arrow.pxd), faster on plain and int32-dictionary strings: the start row
+    of every (symbol, interval) run into out (capacity n + 1), then n; returns the count."""
+    cdef int64_t i = 1, k = 1, js, ji
+    if n == 0:
+        out[0] = 0
+        return 0
+    out[0] = 0
+    js = 0
+    while i < n:
+        if js < i:
+            js = _next_change(sym, i, n)
+        ji = _next_change(itv, i, js) if itv != NULL else js
+        if ji < n:
+            out[k] = ji
+            k += 1
+        i = ji + 1
+    out[k] = n
+    return k
+
+
 cdef class _Batch:
     """Keeps the exported capsules alive while Columns point into them."""
     cdef object caps
@@ -101,7 +181,7 @@ cdef class _Batch:
         starts = np.empty(c_n + 1, np.int64)
         cdef int64_t[::1] v = starts
         with nogil:
-            c_k = segment_starts(&c_sym, c_pint, c_n, &v[0])
+            c_k = _find_segments(&c_sym, c_pint, c_n, &v[0])
         return starts[:c_k + 1]
 
 
@@ -137,6 +217,95 @@ def validate(data, *, rules=Rule.DEFAULT, spike_threshold=None, out=None):
     return ValidationReport(mask, counts, rules, pa.Table.from_batches([batch]))
 
 
+ctypedef struct VCols:
+    # validity of symbol, interval, ts, open, high, low, close, adj_close, volume
+    Bits bs, bi, bt, bo, bh, bl, bc, ba, bv
+    const double* po
+    const double* ph
+    const double* pl
+    const double* pc
+    const double* pa
+    const int64_t* pv
+    const int64_t* pt
+    int adj_on
+    # the bitmaps that exist (columns without one are all valid), for block checks
+    int nmaps
+    const uint8_t* maps[9]
+    int64_t moff[9]
+
+
+cdef inline bint _all_set(const uint8_t* p, int64_t start, int64_t count) noexcept nogil:
+    """Bits start .. start+count-1 of bitmap p are all 1."""
+    cdef int64_t end = start + count
+    while start < end and (start & 7):
+        if not (p[start >> 3] >> (start & 7)) & 1:
+            return False
+        start += 1
+    while start + 8 <= end:
+        if p[start >> 3] != 0xFF:
+            return False
+        start += 8
+    while start < end:
+        if not (p[start >> 3] >> (start & 7)) & 1:
+            return False
+        start += 1
+    return True
+
+
+cdef inline bint _block_valid(const VCols* v, int64_t i, int64_t count) noexcept nogil:
+    cdef int k
+    for k in range(v.nmaps):
+        if not _all_set(v.maps[k], i + v.moff[k], count):
+            return False
+    return True
+
+
+cdef inline unsigned _elem_fast(const VCols* v, int64_t i) noexcept nogil:
+    """Rules 0-5 of a row whose fields are all present; 0xFFFF when a price is not finite
+    (the caller then takes the careful path)."""
+    cdef double xo = v.po[i], xh = v.ph[i], xl = v.pl[i], xc = v.pc[i], xa = v.pa[i]
+    # x * 0 is 0 for finite x and NaN for NaN / inf: one test for all five prices
+    cdef double z = xo * 0.0 + xh * 0.0 + xl * 0.0 + xc * 0.0 + xa * 0.0
+    cdef double top, bottom, least
+    cdef unsigned m
+    if z != z:
+        return 0xFFFF
+    # all finite: "below any of" is "below the max of", branch-free
+    top = xo if xo > xc else xc
+    top = top if top > xl else xl
+    bottom = xo if xo < xc else xc
+    bottom = bottom if bottom < xh else xh
+    least = bottom if bottom < xl else xl
+    least = least if least < xa else xa
+    m = (least <= 0) << 2
+    m |= (xh < top) << 3
+    m |= (xl > bottom) << 4
+    m |= (v.pv[i] < 0) << 5
+    return m
+
+
+cdef inline unsigned _elem_careful(const VCols* v, int64_t i, int* vt_out,
+                                   int* fc_out) noexcept nogil:
+    """Rules 0-5 of any row: nulls and non-finite values never take part in comparisons."""
+    cdef int vs = bit(v.bs, i) & bit(v.bi, i)
+    cdef int vt = bit(v.bt, i)
+    cdef int vo = bit(v.bo, i), vh = bit(v.bh, i), vl = bit(v.bl, i), vc = bit(v.bc, i)
+    cdef int va = bit(v.ba, i) & v.adj_on, vv = bit(v.bv, i)
+    cdef double xo = v.po[i], xh = v.ph[i], xl = v.pl[i], xc = v.pc[i], xa = v.pa[i]
+    cdef int fo = vo & isfinite(xo), fh = vh & isfinite(xh), fl = vl & isfinite(xl)
+    cdef int fc = vc & isfinite(xc), fa = va & isfinite(xa)
+    cdef unsigned m = (vs & vt & vo & vh & vl & vc & vv) ^ 1
+    m |= ((vo ^ fo) | (vh ^ fh) | (vl ^ fl) | (vc ^ fc) | (va ^ fa)) << 1
+    m |= ((fo & (xo <= 0)) | (fh & (xh <= 0)) | (fl & (xl <= 0))
+          | (fc & (xc <= 0)) | (fa & (xa <= 0))) << 2
+    m |= (fh & ((fo & (xh < xo)) | (fc & (xh < xc)) | (fl & (xh < xl)))) << 3
+    m |= (fl & ((fo & (xl > xo)) | (fc & (xl > xc)) | (fh & (xl > xh)))) << 4
+    m |= (vv & (v.pv[i] < 0)) << 5
+    vt_out[0] = vt
+    fc_out[0] = fc
+    return m
+
+
 cdef int _validate(_Batch b, object mask, object hist, int c_rules, double c_thr) except -1:
     cdef Column sym, itv, ts, o, h, lo, c, a, vol
     cdef int64_t n = b.n
@@ -152,27 +321,52 @@ cdef int _validate(_Batch b, object mask, object hist, int c_rules, double c_thr
     if has_adj:
         b.column("adj_close", &a)
     else:
-        a = c  # stand-in, masked out below
+        a = c  # stand-in, masked out by adj_on
     seg = b.segments()
     cdef const int64_t[::1] c_seg = seg
     cdef int64_t c_nseg = seg.shape[0] - 1
     cdef uint16_t[::1] c_mask = mask
     cdef int64_t[::1] c_hist = hist
-    cdef Bits bs = _bits(&sym, n), bi = _bits(&itv, n), bt = _bits(&ts, n)
-    cdef Bits bo = _bits(&o, n), bh = _bits(&h, n), bl = _bits(&lo, n), bc = _bits(&c, n)
-    cdef Bits ba = _bits(&a, n), bv = _bits(&vol, n)
-    cdef const double* po = _f64(&o)
-    cdef const double* ph = _f64(&h)
-    cdef const double* pl = _f64(&lo)
-    cdef const double* pc_ = _f64(&c)
-    cdef const double* pa_ = _f64(&a)
-    cdef const int64_t* pv = _i64(&vol)
-    cdef const int64_t* pt = _i64(&ts)
-    cdef int adj_on = 1 if has_adj else 0
+    cdef VCols v
+    v.bs = _bits(&sym, n)
+    v.bi = _bits(&itv, n)
+    v.bt = _bits(&ts, n)
+    v.bo = _bits(&o, n)
+    v.bh = _bits(&h, n)
+    v.bl = _bits(&lo, n)
+    v.bc = _bits(&c, n)
+    v.ba = _bits(&a, n)
+    v.bv = _bits(&vol, n)
+    v.po = _f64(&o)
+    v.ph = _f64(&h)
+    v.pl = _f64(&lo)
+    v.pc = _f64(&c)
+    v.pa = _f64(&a)
+    v.pv = _i64(&vol)
+    v.pt = _i64(&ts)
+    v.adj_on = 1 if has_adj else 0
+    v.nmaps = 0
+    cdef const Column* cols[9]
+    cols[0] = &sym
+    cols[1] = &itv
+    cols[2] = &ts
+    cols[3] = &o
+    cols[4] = &h
+    cols[5] = &lo
+    cols[6] = &c
+    cols[7] = &a
+    cols[8] = &vol
+    cdef int q
+    for q in range(9):
+        if (q != 7 or has_adj) and cols[q].validity != NULL:
+            v.maps[v.nmaps] = cols[q].validity
+            v.moff[v.nmaps] = cols[q].offset
+            v.nmaps += 1
     cdef bint spike_on = c_thr >= 0
-    cdef int64_t s, i, t, t_max
-    cdef int vs, vt, vo, vh, vl, vc, va, vv, fo, fh, fl, fc, fa, has_max, good, prev_good
-    cdef double xo, xh, xl, xc, xa, prev_c
+    cdef int64_t s, i, j, e, hi, t, t_max
+    cdef int vt, fc, has_max, good, prev_good, hm
+    cdef double xc, prev_c
+    cdef bint fast
     cdef unsigned m
     with nogil:
         for s in range(c_nseg):
@@ -180,52 +374,42 @@ cdef int _validate(_Batch b, object mask, object hist, int c_rules, double c_thr
             t_max = INT64_MIN
             prev_good = 0
             prev_c = 1.0
-            for i in range(c_seg[s], c_seg[s + 1]):
-                vs = bit(bs, i) & bit(bi, i)
-                vt = bit(bt, i)
-                vo = bit(bo, i)
-                vh = bit(bh, i)
-                vl = bit(bl, i)
-                vc = bit(bc, i)
-                va = bit(ba, i) & adj_on
-                vv = bit(bv, i)
-                xo = po[i]
-                xh = ph[i]
-                xl = pl[i]
-                xc = pc_[i]
-                xa = pa_[i]
-                # finite and present: the only values that take part in comparisons
-                fo = vo & isfinite(xo)
-                fh = vh & isfinite(xh)
-                fl = vl & isfinite(xl)
-                fc = vc & isfinite(xc)
-                fa = va & isfinite(xa)
-                m = (vs & vt & vo & vh & vl & vc & vv) ^ 1                     # NULL_FIELD
-                m |= ((vo ^ fo) | (vh ^ fh) | (vl ^ fl) | (vc ^ fc) | (va ^ fa)) << 1
-                m |= ((fo & (xo <= 0)) | (fh & (xh <= 0)) | (fl & (xl <= 0))
-                      | (fc & (xc <= 0)) | (fa & (xa <= 0))) << 2
-                m |= (fh & ((fo & (xh < xo)) | (fc & (xh < xc)) | (fl & (xh < xl)))) << 3
-                m |= (fl & ((fo & (xl > xo)) | (fc & (xl > xc)) | (fh & (xl > xh)))) << 4
-                m |= (vv & (pv[i] < 0)) << 5
-                # against the largest earlier ts of the segment (nulls skipped)
-                t = pt[i]
-                vt = vt & has_max
-                m |= (vt & (t < t_max)) << 6
-                m |= (vt & (t == t_max)) << 7
-                if bit(bt, i):
-                    if t > t_max or not has_max:
+            i = c_seg[s]
+            hi = c_seg[s + 1]
+            while i < hi:
+                # blocks of 64 rows: when no field of the block is null, the fast path
+                # skips every validity bit
+                e = i + 64 if i + 64 < hi else hi
+                fast = _block_valid(&v, i, e - i)
+                for j in range(i, e):
+                    if fast:
+                        m = _elem_fast(&v, j)
+                        vt = 1
+                        fc = 1
+                        if m == 0xFFFF:
+                            m = _elem_careful(&v, j, &vt, &fc)
+                    else:
+                        m = _elem_careful(&v, j, &vt, &fc)
+                    # against the largest earlier ts of the segment (nulls skipped)
+                    t = v.pt[j]
+                    hm = vt & has_max
+                    m |= (hm & (t < t_max)) << 6
+                    m |= (hm & (t == t_max)) << 7
+                    if vt and (t > t_max or not has_max):
                         t_max = t
-                    has_max = 1
-                if spike_on:
-                    good = fc & (xc > 0)
-                    if good & prev_good:
-                        m |= (fabs(xc / prev_c - 1.0) > c_thr) << 8
-                    prev_good = good
-                    prev_c = xc
-                m &= c_rules
-                c_mask[i] = <uint16_t>m
-                if m:
-                    c_hist[m] += 1
+                    has_max |= vt
+                    if spike_on:
+                        xc = v.pc[j]
+                        good = fc & (xc > 0)
+                        if good & prev_good:
+                            m |= (fabs(xc / prev_c - 1.0) > c_thr) << 8
+                        prev_good = good
+                        prev_c = xc
+                    m &= c_rules
+                    c_mask[j] = <uint16_t>m
+                    if m:
+                        c_hist[m] += 1
+                i = e
     return 0
 
 
@@ -251,44 +435,58 @@ cdef inline int _cmp_str(const Column* c, int64_t i, int64_t j) noexcept nogil:
     return (ni > nj) - (ni < nj)
 
 
-cdef inline int _cmp_key(const Column* sym, const Column* itv, const Column* ts,
-                         int64_t i, int64_t j) noexcept nogil:
-    cdef int r = _cmp_str(sym, i, j)
-    cdef bint vi, vj
-    cdef int64_t ti, tj
-    if r:
-        return r
-    r = _cmp_str(itv, i, j)
-    if r:
-        return r
-    vi = col_valid(ts, i)
-    vj = col_valid(ts, j)
-    if not vi or not vj:
-        return (not vi) - (not vj)
-    ti = (<const int64_t*>ts.values)[i + ts.offset]
-    tj = (<const int64_t*>ts.values)[j + ts.offset]
-    return (ti > tj) - (ti < tj)
-
-
-cdef int64_t _scan_keys(_Batch b, uint8_t* keep):
-    """-1 when the rows are out of (symbol, interval, ts) order, else the number of rows
-    whose key equals the next row's (with keep != NULL their bits are cleared)."""
+cdef int64_t _scan_keys(_Batch b, uint8_t* keep) except -2:
+    """-1 when the rows are out of (symbol, interval, ts) order (nulls last), else the number
+    of rows whose key equals the next row's (with keep != NULL their bits are cleared)."""
     cdef Column sym, itv, ts
-    cdef int64_t n = b.n, i, dups = 0
-    cdef int r
+    cdef int64_t n = b.n, s, j, lo, hi, dups = 0
+    cdef int r, vp, vj
     b.column("symbol", &sym)
     b.column("interval", &itv)
     b.column("ts", &ts)
+    seg = b.segments()
+    cdef const int64_t[::1] c_seg = seg
+    cdef int64_t c_nseg = seg.shape[0] - 1
+    cdef const int64_t* pt = _i64(&ts)
+    cdef Bits bt = _bits(&ts, n)
+    cdef bint ts_nulls = ts.validity != NULL
     with nogil:
-        for i in range(1, n):
-            r = _cmp_key(&sym, &itv, &ts, i - 1, i)
-            if r > 0:
-                dups = -1
-                break
-            if r == 0:
+        for s in range(c_nseg):
+            lo = c_seg[s]
+            hi = c_seg[s + 1]
+            if s:
+                # consecutive segments differ in symbol or interval: they must ascend
+                r = _cmp_str(&sym, lo - 1, lo)
+                if r == 0:
+                    r = _cmp_str(&itv, lo - 1, lo)
+                if r > 0:
+                    dups = -1
+                    break
+            # inside a segment only ts decides (nulls last, two nulls are equal keys)
+            for j in range(lo + 1, hi):
+                if ts_nulls:
+                    vp = bit(bt, j - 1)
+                    vj = bit(bt, j)
+                    if vp != vj:
+                        if vj:
+                            dups = -1
+                            break
+                        continue
+                    if vp and pt[j] != pt[j - 1]:
+                        if pt[j] < pt[j - 1]:
+                            dups = -1
+                            break
+                        continue
+                elif pt[j] != pt[j - 1]:
+                    if pt[j] < pt[j - 1]:
+                        dups = -1
+                        break
+                    continue
                 dups += 1
                 if keep != NULL:
-                    keep[(i - 1) >> 3] &= ~(1 << ((i - 1) & 7))
+                    keep[(j - 1) >> 3] &= ~(1 << ((j - 1) & 7))
+            if dups < 0:
+                break
     return dups
 
 
@@ -579,3 +777,8 @@ def _repeat_str(str text, int64_t k):
     offsets = np.arange(k + 1, dtype=np.int32) * np.int32(len(raw))
     return pa.Array.from_buffers(pa.string(), k,
                                  [None, pa.py_buffer(offsets), pa.py_buffer(raw * k)])
+
+
+def _segments(data):
+    """Start row of every (symbol, interval) run, then n (for tests and profiling)."""
+    return _Batch(prepare(data, ("symbol", "interval"))).segments()
