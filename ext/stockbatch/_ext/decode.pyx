@@ -42,6 +42,14 @@ cdef extern from *:
         *lo = (uint64_t)r;
     }
     static inline int sb_clz64(uint64_t x) { return __builtin_clzll(x); }
+    /* SWAR constants (beyond int64, so kept out of Cython's literal handling) */
+    static const uint64_t SB_HI_NIBBLES = 0xF0F0F0F0F0F0F0F0ULL;
+    static const uint64_t SB_SIXES = 0x0606060606060606ULL;
+    static const uint64_t SB_THREES = 0x3333333333333333ULL;
+    static const uint64_t SB_ZEROS = 0x3030303030303030ULL;
+    static const uint64_t SB_MASK = 0x000000FF000000FFULL;
+    static const uint64_t SB_MUL1 = 0x000F424000000064ULL;  /* 100 + (1000000 << 32) */
+    static const uint64_t SB_MUL2 = 0x0000271000000001ULL;  /* 1 + (10000 << 32) */
     /* 128-bit truncated powers of five, 5**-342 .. 5**308 (fast_float's table). */
     static const uint64_t SB_POW5[1302] = {
     0xeef453d6923bd65aULL, 0x113faa2906a13b3fULL, 0x9558b4661b6565f8ULL, 0x4ac7ca59a424c507ULL,
@@ -373,6 +381,7 @@ cdef extern from *:
     """
     void sb_mul128(uint64_t a, uint64_t b, uint64_t *hi, uint64_t *lo) noexcept nogil
     int sb_clz64(uint64_t x) noexcept nogil
+    const uint64_t SB_HI_NIBBLES, SB_SIXES, SB_THREES, SB_ZEROS, SB_MASK, SB_MUL1, SB_MUL2
     const uint64_t SB_POW5[1302]
 
 # return codes of the scanner functions
@@ -534,6 +543,19 @@ cdef inline bint eisel_lemire(uint64_t w, int64_t q, double* out) noexcept nogil
     return True
 
 
+cdef inline bint eight_digits(uint64_t v) noexcept nogil:
+    """All eight bytes of little-endian ``v`` are ASCII digits."""
+    return ((v & SB_HI_NIBBLES) | (((v + SB_SIXES) & SB_HI_NIBBLES) >> 4)) == SB_THREES
+
+
+cdef inline uint64_t parse_eight(uint64_t v) noexcept nogil:
+    """The value of eight ASCII digits (little-endian load), in three multiplications."""
+    v -= SB_ZEROS
+    v = (v * 10) + (v >> 8)
+    v = (((v & SB_MASK) * SB_MUL1) + (((v >> 16) & SB_MASK) * SB_MUL2)) >> 32
+    return v & <uint64_t>0xFFFFFFFF
+
+
 cdef double slow_strtod(const uint8_t* b, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
     cdef char[64] small
     cdef char* tmp = small
@@ -567,6 +589,7 @@ cdef int parse_number(Scan* s, Num* out) noexcept nogil:
     cdef bint eneg = False
     cdef uint8_t c
     cdef double d
+    cdef uint64_t chunk
     if b[p] == 45:  # '-'
         neg = True
         p += 1
@@ -589,6 +612,15 @@ cdef int parse_number(Scan* s, Num* out) noexcept nogil:
         p += 1
         if p >= n or not (48 <= b[p] <= 57):
             return fail(s, p, "invalid number")
+        # eight digits at a time (SWAR) while they fit the 19-digit mantissa
+        while w != 0 and nd <= 11 and p + 8 <= n:
+            memcpy(&chunk, b + p, 8)
+            if not eight_digits(chunk):
+                break
+            w = w * 100000000 + parse_eight(chunk)
+            nd += 8
+            q -= 8
+            p += 8
         while p < n and 48 <= b[p] <= 57:
             c = b[p] - 48
             if w == 0 and c == 0:
@@ -1398,6 +1430,8 @@ cdef int av_walk(Scan* s, AV* a) noexcept nogil:
                 return SLOW
             a.key_s = ks
             a.key_e = ke
+            for i in range(ANCOLS):
+                a.cols[i].present = 1
             rc = av_series(s, a)
         elif key_is(s, ks, ke, b"Error Message", 13) or key_is(s, ks, ke, b"Note", 4) \
                 or key_is(s, ks, ke, b"Information", 11):

@@ -141,8 +141,16 @@ def _corrupt(body: bytes) -> bytes:
 class _Handler:
     def __init__(self, cfg: _Config):
         self.cfg = cfg
+        self.writers: set = set()
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.writers.add(writer)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self.writers.discard(writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         try:
             while True:
                 try:
@@ -405,9 +413,13 @@ class FixtureServer:
 
         def run():
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
             self._loop = loop
+            self._handler = _Handler(self._cfg)
             try:
-                self._server = loop.run_until_complete(_start(self._cfg, self.host, self.port))
+                self._server = loop.run_until_complete(
+                    asyncio.start_server(self._handler, self.host, self.port, backlog=1024,
+                                         reuse_address=True))
                 self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:  # reported to start()
                 failure.append(exc)
@@ -417,10 +429,11 @@ class FixtureServer:
             ready.set()
             loop.run_forever()
             self._server.close()
+            for writer in list(self._handler.writers):  # open keep-alive connections
+                writer.transport.abort()
             tasks = asyncio.all_tasks(loop)
-            for task in tasks:  # open keep-alive connections
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            if tasks:
+                loop.run_until_complete(asyncio.wait(tasks, timeout=5))
             loop.run_until_complete(self._server.wait_closed())
             loop.close()
 

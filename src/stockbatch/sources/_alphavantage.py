@@ -1,0 +1,149 @@
+"""Alpha Vantage TIME_SERIES_DAILY / TIME_SERIES_INTRADAY over httpx.
+
+The API key is taken from ``api_key=`` or ``ALPHAVANTAGE_API_KEY`` and never appears in a
+repr, an error message or a log line (httpx's request log is filtered).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+
+import httpx
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import _backend
+from .._errors import ProviderError, ProviderUnavailable, RateLimited
+from ._base import ReliableSource, window
+
+__all__ = ["AlphaVantageSource"]
+
+_decode = _backend.load("decode")
+_INTRADAY = {"1m": "1min", "5m": "5min", "15m": "15min", "30m": "30min", "60m": "60min",
+             "1h": "60min"}
+_KEY_IN_URL = re.compile(r"(apikey=)[^&\s'\"]+", re.IGNORECASE)
+
+
+class _RedactKeys(logging.Filter):
+    """Masks ``apikey=...`` in log records (httpx logs every request URL at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(_KEY_IN_URL.sub(r"\1***", str(a)) if isinstance(a, (str,
+                                httpx.URL)) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = _KEY_IN_URL.sub(r"\1***", record.msg)
+        return True
+
+
+_FILTER = _RedactKeys()
+for _name in ("httpx", "httpcore"):
+    if _FILTER not in logging.getLogger(_name).filters:
+        logging.getLogger(_name).addFilter(_FILTER)
+
+
+class AlphaVantageSource(ReliableSource):
+    """Bars from Alpha Vantage (one symbol per call).
+
+    Parameters
+    ----------
+    api_key : str, optional
+        Default: the ``ALPHAVANTAGE_API_KEY`` environment variable.
+    base_url : str
+        ``https://www.alphavantage.co`` (the fixture server's ``.url`` in tests).
+    rate, burst : float, int
+        Free-tier safe by default: 5 calls a minute, no burst.
+    outputsize : {"auto", "compact", "full"}
+        ``auto`` asks for ``full`` only when the window reaches past the last 100 bars.
+    """
+
+    name = "alphavantage"
+
+    def __init__(self, *, api_key: str | None = None,
+                 base_url: str = "https://www.alphavantage.co", rate: float = 5 / 60,
+                 burst: int = 1, outputsize: str = "auto", retry=None, breaker=None,
+                 cache=None, timeout: float = 15.0, concurrency: int = 2,
+                 client: httpx.AsyncClient | None = None) -> None:
+        super().__init__(rate=rate, burst=burst, retry=retry, breaker=breaker, cache=cache,
+                         timeout=timeout, concurrency=concurrency)
+        key = api_key if api_key is not None else os.environ.get("ALPHAVANTAGE_API_KEY")
+        if not key:
+            raise ProviderError("alphavantage: no API key: pass api_key= or set "
+                                "ALPHAVANTAGE_API_KEY", provider=self.name)
+        self.__key = key
+        self.base_url = base_url.rstrip("/")
+        self.outputsize = outputsize
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout))
+
+    def __repr__(self) -> str:
+        return f"<AlphaVantageSource {self.base_url!r} api_key=***>"
+
+    def __getstate__(self):
+        raise TypeError("AlphaVantageSource holds a secret and is not picklable")
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self.__key, "***")
+
+    async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
+                            period: str | None = None) -> pa.RecordBatch:
+        if interval == "1d":
+            params = {"function": "TIME_SERIES_DAILY", "symbol": symbol}
+        elif interval in _INTRADAY:
+            params = {"function": "TIME_SERIES_INTRADAY", "symbol": symbol,
+                      "interval": _INTRADAY[interval]}
+        else:
+            raise ProviderError(f"alphavantage: interval {interval!r} is not served "
+                                f"(1d, {', '.join(_INTRADAY)})", provider=self.name,
+                                symbol=symbol)
+        p1, p2, period = window(interval, start, end, period)
+        if p1 is None:
+            p2 = int(time.time())
+            from ._base import period_days
+            p1 = p2 - period_days(period) * 86400
+        size = self.outputsize
+        if size == "auto":
+            span_days = (p2 - p1) / 86400
+            size = "full" if (interval == "1d" and span_days > 140) or \
+                (interval != "1d" and span_days > 1) else "compact"
+        params["outputsize"] = size
+        key = f"{self.name}|{symbol}|{interval}|{size}|{p1}|{p2}"
+
+        async def run() -> pa.RecordBatch:
+            try:
+                resp = await self._client.get(f"{self.base_url}/query",
+                                              params={**params, "apikey": self.__key})
+            except httpx.TimeoutException:
+                raise ProviderUnavailable(f"alphavantage: {symbol}: timed out",
+                                          provider=self.name, symbol=symbol) from None
+            except httpx.HTTPError as exc:
+                raise ProviderUnavailable(
+                    f"alphavantage: {symbol}: connection failed ({type(exc).__name__})",
+                    provider=self.name, symbol=symbol) from None
+            if resp.status_code == 429:
+                raise RateLimited(f"alphavantage: {symbol}: HTTP 429", provider=self.name,
+                                  symbol=symbol, retry_after=60.0)
+            if resp.status_code >= 500:
+                raise ProviderUnavailable(f"alphavantage: {symbol}: HTTP {resp.status_code}",
+                                          provider=self.name, symbol=symbol)
+            try:
+                batch = _decode.decode_alphavantage(resp.content, symbol=symbol,
+                                                    interval=interval, source=self.name)
+            except ProviderError as exc:
+                msg = self._redact(str(exc))
+                if msg != str(exc):
+                    exc.args = (msg,)
+                raise
+            ts = batch.column("ts")
+            keep = pc.and_(pc.greater_equal(ts, pa.scalar(p1 * 1_000_000, ts.type)),
+                           pc.less(ts, pa.scalar(p2 * 1_000_000, ts.type)))
+            return batch.filter(keep)
+
+        return await self._call(key, symbol, run)

@@ -1,0 +1,268 @@
+"""The source interface every provider implements, and the reliability loop they share.
+
+A source is an async object::
+
+    async with YahooChartSource() as src:
+        batch = await src.fetch_history("AAPL", interval="1d", period="1y")   # BARS schema
+        quotes = await src.fetch_quotes(["AAPL", "MSFT"])                     # QUOTES schema
+        async for symbol, result in src.fetch_many(["AAPL", "7203.T"], period="1y"):
+            ...   # result is a RecordBatch or the ProviderError of that symbol
+
+Errors are the ProviderError subclasses of :mod:`stockbatch._errors`: RateLimited,
+SymbolNotFound, DecodeError, ProviderUnavailable. ``fetch_many`` never raises for one symbol:
+it yields the exception in that symbol's place, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .._errors import ProviderError, SymbolNotFound
+from ..schema import BARS
+from ._reliability import CircuitBreaker, ResponseCache, RetryPolicy, SourceStats, TokenBucket
+
+__all__ = ["Source", "ReliableSource", "to_epoch", "PERIOD_DAYS", "normalize_daily",
+           "empty_bars"]
+
+#: Days covered by Yahoo-style period strings.
+PERIOD_DAYS = {"1d": 1, "5d": 5, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 365, "2y": 730,
+               "5y": 1826, "10y": 3652}
+DAILY_INTERVALS = ("1d", "5d", "1wk", "1mo", "3mo")
+_PERIOD = re.compile(r"^(\d+)(d|wk|mo|y)$")
+
+
+def to_epoch(value: Any) -> int | None:
+    """Epoch seconds (UTC) of a datetime, date (midnight UTC), ISO string or number."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not a time")
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return int(value.timestamp())
+    if isinstance(value, dt.date):
+        return int(dt.datetime(value.year, value.month, value.day,
+                               tzinfo=dt.timezone.utc).timestamp())
+    if hasattr(value, "timestamp"):  # pandas.Timestamp
+        return int(value.timestamp())
+    raise TypeError(f"cannot read {type(value).__name__} as a time")
+
+
+def period_days(period: str) -> int:
+    """Days of a period string (``5d``, ``1mo``, ``2y``, ``ytd``, ``max``)."""
+    if period in PERIOD_DAYS:
+        return PERIOD_DAYS[period]
+    if period == "max":
+        return 365 * 60
+    if period == "ytd":
+        return dt.datetime.now(dt.timezone.utc).timetuple().tm_yday
+    m = _PERIOD.match(period)
+    if not m:
+        raise ValueError(f"bad period {period!r} (e.g. 5d, 1mo, 1y, ytd, max)")
+    n, unit = int(m.group(1)), m.group(2)
+    return n * {"d": 1, "wk": 7, "mo": 31, "y": 366}[unit]
+
+
+def empty_bars(symbol: str, interval: str, source: str) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=BARS)
+
+
+def normalize_daily(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Stamp daily-or-coarser bars at 00:00 of the exchange's time zone (as UTC instants), so
+    that every provider gives the same key (symbol, interval, ts) for the same trading day.
+
+    The zone comes from the ``stockbatch.tz`` schema metadata; without it the batch is
+    returned unchanged.
+    """
+    md = batch.schema.metadata or {}
+    tz = md.get(b"stockbatch.tz")
+    if not tz or batch.num_rows == 0:
+        return batch
+    ts = batch.column("ts")
+    local = ts.cast(pa.timestamp("us", tz=tz.decode()))
+    floored = pc.floor_temporal(local, unit="day").cast(ts.type)
+    return batch.set_column(batch.schema.get_field_index("ts"), batch.schema.field("ts"),
+                            floored)
+
+
+class Source:
+    """Base of every source.
+
+    Subclasses set ``name`` and implement :meth:`fetch_history` (and :meth:`fetch_quotes`
+    when ``max_symbols_per_call > 0``).
+
+    Attributes
+    ----------
+    name : str
+        Provider name, written in the ``source`` column.
+    max_symbols_per_call : int
+        Symbols one quote call may carry (0: quotes not served).
+    concurrency : int
+        Default bound of :meth:`fetch_many`.
+    stats : SourceStats
+        Requests, retries, errors, cache hits and saved calls.
+    """
+
+    name: str = "source"
+    max_symbols_per_call: int = 0
+    concurrency: int = 8
+
+    def __init__(self) -> None:
+        self.stats = SourceStats()
+
+    async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
+                            period: str | None = None) -> pa.RecordBatch:
+        """Bars of one symbol as a BARS record batch, oldest first.
+
+        Parameters
+        ----------
+        symbol : str
+            Provider symbol, e.g. ``AAPL``, ``7203.T``.
+        interval : str
+            ``1m`` … ``1h``, ``1d``, ``1wk``, ``1mo``.
+        start, end : datetime, date, ISO string or epoch seconds, optional
+            Window ``[start, end)``; ``end`` defaults to now.
+        period : str, optional
+            ``1d``, ``5d``, ``1mo``, ``3mo``, ``6mo``, ``1y``, ``2y``, ``5y``, ``10y``, ``ytd``,
+            ``max`` — instead of start/end (default ``1mo`` when neither is given).
+
+        Raises
+        ------
+        SymbolNotFound, RateLimited, DecodeError, ProviderUnavailable
+        """
+        raise NotImplementedError
+
+    async def fetch_quotes(self, symbols: Iterable[str]) -> pa.RecordBatch:
+        """Latest quotes as a QUOTES record batch (symbols the provider does not know are
+        absent; their names are in the ``stockbatch.missing`` schema metadata)."""
+        raise ProviderError(f"{self.name} does not serve quotes", provider=self.name)
+
+    async def fetch_many(self, symbols: Iterable[str], *, concurrency: int | None = None,
+                         **options) -> AsyncIterator[tuple[str, pa.RecordBatch | Exception]]:
+        """Fetch many symbols concurrently (at most ``concurrency`` at a time) and yield
+        ``(symbol, batch_or_exception)`` as each completes. Options are those of
+        :meth:`fetch_history`. A ProviderError is yielded, never raised."""
+        symbols = list(dict.fromkeys(symbols))
+        sem = asyncio.Semaphore(concurrency or self.concurrency)
+
+        async def one(sym: str):
+            async with sem:
+                try:
+                    return sym, await self.fetch_history(sym, **options)
+                except ProviderError as exc:
+                    return sym, exc
+
+        tasks = [asyncio.ensure_future(one(s)) for s in symbols]
+        try:
+            for fut in asyncio.as_completed(tasks):
+                yield await fut
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class ReliableSource(Source):
+    """A source whose provider calls go through cache → circuit breaker → rate limiter →
+    call with timeout → retries (backoff, jitter, Retry-After).
+
+    Parameters
+    ----------
+    rate, burst : float, int
+        Token bucket of this provider (calls per second, back-to-back allowance).
+    retry : RetryPolicy, optional
+    breaker : CircuitBreaker, optional
+    cache : ResponseCache or bool, optional
+        ``True`` for a default in-memory cache, ``False``/``None`` for none.
+    timeout : float
+        Seconds per request.
+    """
+
+    def __init__(self, *, rate: float = 50.0, burst: int = 20, retry: RetryPolicy | None = None,
+                 breaker: CircuitBreaker | None = None, cache: ResponseCache | bool | None = None,
+                 timeout: float = 10.0, concurrency: int = 8) -> None:
+        super().__init__()
+        self.limiter = TokenBucket(rate, burst)
+        self.retry = retry or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker()
+        self.cache = ResponseCache() if cache is True else (cache or None)
+        self.timeout = timeout
+        self.concurrency = concurrency
+
+    async def _call(self, key: str | None, symbol: str | None,
+                    call: Callable[[], Awaitable[pa.RecordBatch]], *,
+                    calls: int = 1) -> pa.RecordBatch:
+        """Run ``call`` reliably; ``key`` caches the result, ``calls`` is how many provider
+        calls a cache hit saves."""
+        if key is not None and self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.stats.cache_hits += 1
+                self.stats.saved_calls += calls
+                return hit
+        attempt = 0
+        while True:
+            attempt += 1
+            self.breaker.check(self.name, symbol)
+            await self.limiter.acquire()
+            self.stats.requests += 1
+            try:
+                batch = await call()
+            except SymbolNotFound as exc:
+                self.breaker.success()  # the provider answered: it is healthy
+                self.stats.error(exc)
+                raise
+            except ProviderError as exc:
+                self.stats.error(exc)
+                self.breaker.failure()
+                self.stats.circuit_opened = self.breaker.times_opened
+                wait = self.retry.delay(attempt, exc)
+                if wait is None:
+                    raise
+                self.stats.retries += 1
+                await asyncio.sleep(wait)
+                continue
+            self.breaker.success()
+            self.stats.bars += batch.num_rows
+            if key is not None and self.cache is not None:
+                self.cache.put(key, batch)
+            return batch
+
+
+def window(interval: str, start, end, period: str | None, *, now: float | None = None):
+    """``(p1, p2, period)``: explicit epoch bounds, or None bounds and a period string."""
+    p1, p2 = to_epoch(start), to_epoch(end)
+    if p1 is None and p2 is None:
+        return None, None, period or "1mo"
+    now = time.time() if now is None else now
+    if p2 is None:
+        p2 = int(now)
+    if p1 is None:
+        p1 = p2 - period_days(period or "1mo") * 86400
+    if p2 < p1:
+        raise ValueError("end is before start")
+    return p1, p2, None

@@ -1,0 +1,84 @@
+"""Failover across sources in a configured order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+from .._errors import ProviderError, ProviderUnavailable, SymbolNotFound
+from ._base import Source
+
+__all__ = ["FailoverSource"]
+
+
+class FailoverSource(Source):
+    """Ask each source in turn until one answers.
+
+    Parameters
+    ----------
+    sources : list of Source
+        In order of preference.
+    failover_on : tuple of exception classes
+        Errors that pass the request to the next source (default: every ProviderError,
+        including SymbolNotFound — another provider may know the symbol).
+
+    When every source fails, the error raised is SymbolNotFound if all said so, else
+    ProviderUnavailable naming each source's error (``.errors`` keeps them).
+    ``stats.failovers`` counts requests served by a source other than the first.
+    """
+
+    def __init__(self, sources: Iterable[Source], *,
+                 failover_on: tuple = (ProviderError,)) -> None:
+        super().__init__()
+        self.sources = list(sources)
+        if not self.sources:
+            raise ValueError("FailoverSource needs at least one source")
+        self.failover_on = failover_on
+        self.name = "+".join(s.name for s in self.sources)
+        self.max_symbols_per_call = max(s.max_symbols_per_call for s in self.sources)
+        self.concurrency = max(s.concurrency for s in self.sources)
+        self.served_by: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"<FailoverSource {[repr(s) for s in self.sources]}>"
+
+    async def _each(self, method: str, symbol, *args, **kwargs):
+        errors: list[ProviderError] = []
+        for i, src in enumerate(self.sources):
+            try:
+                result = await getattr(src, method)(*args, **kwargs)
+            except self.failover_on as exc:
+                errors.append(exc)
+                self.stats.error(exc)
+                continue
+            if i:
+                self.stats.failovers += 1
+            self.served_by[src.name] = self.served_by.get(src.name, 0) + 1
+            self.stats.bars += result.num_rows
+            return result
+        detail = "; ".join(f"{s.name}: {e}" for s, e in zip(self.sources, errors, strict=False))
+        cls = SymbolNotFound if all(isinstance(e, SymbolNotFound) for e in errors) \
+            else ProviderUnavailable
+        exc = cls(f"every source failed for {symbol or 'quotes'}: {detail}",
+                  provider=self.name, symbol=symbol)
+        exc.errors = errors
+        raise exc from errors[-1]
+
+    async def fetch_history(self, symbol: str, **options) -> pa.RecordBatch:
+        return await self._each("fetch_history", symbol, symbol, **options)
+
+    async def fetch_quotes(self, symbols: Iterable[str]) -> pa.RecordBatch:
+        symbols = list(symbols)
+        usable = [s for s in self.sources if s.max_symbols_per_call > 0]
+        if not usable:
+            raise ProviderError(f"{self.name}: no source serves quotes", provider=self.name)
+        saved, self.sources = self.sources, usable
+        try:
+            return await self._each("fetch_quotes", None, symbols)
+        finally:
+            self.sources = saved
+
+    async def aclose(self) -> None:
+        for s in self.sources:
+            await s.aclose()

@@ -1,0 +1,203 @@
+"""Any JSON endpoint as a bar source: a URL template and a field mapping."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+
+import httpx
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .._errors import (
+    DecodeError,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    SchemaError,
+    SymbolNotFound,
+)
+from ..schema import BARS, conform
+from ._base import ReliableSource, window
+
+__all__ = ["HTTPJSONSource"]
+
+_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+def _path(doc, path: str):
+    """Follow ``a.b.0.c`` through dicts and lists; None when absent."""
+    cur = doc
+    for part in path.split(".") if path else []:
+        if isinstance(cur, list):
+            try:
+                cur = cur[int(part)]
+            except (ValueError, IndexError):
+                return None
+        elif isinstance(cur, dict):
+            cur = cur.get(part)
+        else:
+            return None
+    return cur
+
+
+class HTTPJSONSource(ReliableSource):
+    """Bars from any JSON API.
+
+    Parameters
+    ----------
+    url_template : str
+        Formatted with ``symbol``, ``interval``, ``start``/``end`` (epoch seconds, or empty)
+        and ``period``, e.g. ``"https://api.example/bars/{symbol}?i={interval}&from={start}"``.
+    fields : mapping
+        Canonical column → path: ``ts`` (required), ``open``, ``high``, ``low``, ``close``,
+        ``adj_close``, ``volume``. With ``records`` the paths are inside each record (``$key``
+        means the record's key when ``records`` points at an object); without, each path
+        points at a whole array (columnar payloads).
+    records : str, optional
+        Path of the list (or object) of records.
+    ts_unit : {"s", "ms", "us", "iso"}
+        How ``ts`` values are written; ``iso`` strings without an offset are read in ``tz``.
+    tz : str
+        Zone of naive ISO times, also stored as ``stockbatch.tz``.
+    name : str
+        Provider name for the ``source`` column and errors.
+    headers : mapping, optional
+        Extra request headers (e.g. an authorization header; never shown in errors).
+    """
+
+    def __init__(self, url_template: str, *, fields: Mapping[str, str],
+                 records: str | None = None, ts_unit: str = "s", tz: str = "UTC",
+                 name: str = "http", headers: Mapping[str, str] | None = None,
+                 rate: float = 20.0, burst: int = 10, retry=None, breaker=None, cache=None,
+                 timeout: float = 10.0, concurrency: int = 8,
+                 client: httpx.AsyncClient | None = None) -> None:
+        super().__init__(rate=rate, burst=burst, retry=retry, breaker=breaker, cache=cache,
+                         timeout=timeout, concurrency=concurrency)
+        if "ts" not in fields:
+            raise ValueError("fields needs a 'ts' path")
+        unknown = set(fields) - {"ts", "open", "high", "low", "close", "adj_close", "volume"}
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}")
+        if ts_unit not in (*_UNITS, "iso"):
+            raise ValueError("ts_unit must be s, ms, us or iso")
+        self.name = name
+        self.url_template = url_template
+        self.fields = dict(fields)
+        self.records = records
+        self.ts_unit = ts_unit
+        self.tz = tz
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout),
+                                                   headers=dict(headers or {}))
+
+    def __repr__(self) -> str:
+        return f"<HTTPJSONSource {self.name!r} {self.url_template.split('?')[0]!r}>"
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    def _columns(self, doc) -> dict[str, list]:
+        if self.records is None:
+            return {k: _path(doc, p) for k, p in self.fields.items()}
+        recs = _path(doc, self.records)
+        if isinstance(recs, dict):
+            items = list(recs.items())
+        elif isinstance(recs, list):
+            items = list(enumerate(recs))
+        else:
+            return {k: None for k in self.fields}
+        cols: dict[str, list] = {k: [] for k in self.fields}
+        for key, rec in items:
+            for k, p in self.fields.items():
+                cols[k].append(key if p == "$key" else _path(rec, p))
+        return cols
+
+    def _decode(self, content: bytes, symbol: str, interval: str) -> pa.RecordBatch:
+        try:
+            doc = json.loads(content)
+        except ValueError as exc:
+            raise DecodeError(f"{self.name}: {symbol}: invalid JSON ({exc})",
+                              provider=self.name, symbol=symbol,
+                              position=getattr(exc, "pos", None)) from None
+        cols = self._columns(doc)
+        ts = cols.get("ts")
+        if not isinstance(ts, list):
+            raise SymbolNotFound(f"{self.name}: {symbol}: no bars in the answer",
+                                 provider=self.name, symbol=symbol)
+        n = len(ts)
+        try:
+            if self.ts_unit == "iso":
+                stamps = []
+                for v in ts:
+                    t = dt.datetime.fromisoformat(str(v))
+                    stamps.append(t)
+                naive = all(t.tzinfo is None for t in stamps)
+                if naive:
+                    arr = pc.assume_timezone(pa.array(stamps, pa.timestamp("us")), self.tz,
+                                             ambiguous="earliest", nonexistent="earliest")
+                else:
+                    arr = pa.array([t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+                                    for t in stamps], pa.timestamp("us", tz="UTC"))
+            else:
+                arr = pa.array([None if v is None else int(v) * _UNITS[self.ts_unit]
+                                for v in ts], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+            data = {"ts": arr}
+            for k in ("open", "high", "low", "close", "adj_close", "volume"):
+                v = cols.get(k)
+                if v is None:
+                    continue
+                if not isinstance(v, list) or len(v) != n:
+                    raise ValueError(f"{k} does not line up with ts")
+                conv = [None if x is None else float(x) for x in v] if k != "volume" else \
+                    [None if x is None else int(float(x)) for x in v]
+                data[k] = pa.array(conv, pa.float64() if k != "volume" else pa.int64())
+            data["symbol"] = pa.array([symbol] * n, pa.string())
+            table = conform(pa.table(data), BARS, interval=interval, source=self.name)
+        except (ValueError, TypeError, pa.ArrowInvalid, SchemaError) as exc:
+            raise DecodeError(f"{self.name}: {symbol}: {exc}", provider=self.name,
+                              symbol=symbol) from None
+        md = dict(BARS.metadata)
+        md[b"stockbatch.tz"] = self.tz.encode()
+        table = table.replace_schema_metadata(md).combine_chunks()
+        batches = table.to_batches()
+        return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+
+    async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
+                            period: str | None = None) -> pa.RecordBatch:
+        p1, p2, period = window(interval, start, end, period)
+        url = self.url_template.format(symbol=symbol, interval=interval,
+                                       start="" if p1 is None else p1,
+                                       end="" if p2 is None else p2, period=period or "")
+        key = f"{self.name}|{url}"
+
+        async def run() -> pa.RecordBatch:
+            try:
+                resp = await self._client.get(url)
+            except httpx.TimeoutException:
+                raise ProviderUnavailable(f"{self.name}: {symbol}: timed out",
+                                          provider=self.name, symbol=symbol) from None
+            except httpx.HTTPError as exc:
+                raise ProviderUnavailable(f"{self.name}: {symbol}: connection failed "
+                                          f"({type(exc).__name__})", provider=self.name,
+                                          symbol=symbol) from None
+            status = resp.status_code
+            if status == 429:
+                ra = resp.headers.get("retry-after")
+                raise RateLimited(f"{self.name}: {symbol}: HTTP 429", provider=self.name,
+                                  symbol=symbol,
+                                  retry_after=float(ra) if ra and ra.isdigit() else None)
+            if status == 404:
+                raise SymbolNotFound(f"{self.name}: {symbol}: HTTP 404", provider=self.name,
+                                     symbol=symbol)
+            if status >= 500:
+                raise ProviderUnavailable(f"{self.name}: {symbol}: HTTP {status}",
+                                          provider=self.name, symbol=symbol)
+            if status != 200:
+                raise ProviderError(f"{self.name}: {symbol}: HTTP {status}",
+                                    provider=self.name, symbol=symbol)
+            return self._decode(resp.content, symbol, interval)
+
+        return await self._call(key, symbol, run)

@@ -1,0 +1,267 @@
+"""Yahoo Finance chart and quote API over httpx (keep-alive, bounded concurrency)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+
+import httpx
+import pyarrow as pa
+
+from .. import _backend
+from .._errors import ProviderError, ProviderUnavailable, RateLimited, SymbolNotFound
+from ..schema import QUOTES
+from ._base import DAILY_INTERVALS, ReliableSource, normalize_daily, period_days, window
+
+__all__ = ["YahooChartSource", "INTERVAL_WINDOW_DAYS"]
+
+_decode = _backend.load("decode")
+
+#: Widest window Yahoo serves per request for these intervals (days); wider asks are split.
+INTERVAL_WINDOW_DAYS = {"1m": 8, "2m": 60, "5m": 60, "15m": 60, "30m": 60, "60m": 730,
+                        "90m": 60, "1h": 730}
+_USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+               "Chrome/131.0.0.0 Safari/537.36")
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def split_window(p1: int, p2: int, interval: str) -> list[tuple[int, int]]:
+    """``[p1, p2)`` cut into pieces no wider than Yahoo allows for ``interval``."""
+    days = INTERVAL_WINDOW_DAYS.get(interval)
+    if days is None or p2 - p1 <= days * 86400:
+        return [(p1, p2)]
+    step = days * 86400
+    return [(a, min(a + step, p2)) for a in range(p1, p2, step)]
+
+
+class YahooChartSource(ReliableSource):
+    """Bars from Yahoo's ``/v8/finance/chart`` and quotes from ``/v7/finance/quote``.
+
+    Parameters
+    ----------
+    base_url : str
+        API root (``https://query2.finance.yahoo.com``; the fixture server's ``.url`` in tests).
+    cookie_url : str, optional
+        Where the session cookie comes from (Yahoo: ``https://fc.yahoo.com``; default
+        ``base_url + "/"`` when ``base_url`` is given).
+    crumb : {"auto", True, False}
+        ``auto``: do the cookie/crumb handshake when the server answers 401/403;
+        ``True``: before the first call; ``False``: never.
+    concurrency : int
+        Requests in flight at once (also the connection pool size).
+    events : bool
+        Ask for dividends and splits (kept in the ``stockbatch.events`` schema metadata).
+    normalize : bool
+        Stamp daily-or-coarser bars at 00:00 exchange time (see ``normalize_daily``).
+    rate, burst, retry, breaker, cache, timeout
+        See :class:`ReliableSource`.
+    """
+
+    name = "yahoo"
+    max_symbols_per_call = 50
+
+    def __init__(self, *, base_url: str = "https://query2.finance.yahoo.com",
+                 cookie_url: str | None = None, crumb="auto", concurrency: int = 16,
+                 events: bool = True, normalize: bool = True, rate: float = 50.0,
+                 burst: int = 50, retry=None, breaker=None, cache=None, timeout: float = 10.0,
+                 client: httpx.AsyncClient | None = None) -> None:
+        super().__init__(rate=rate, burst=burst, retry=retry, breaker=breaker, cache=cache,
+                         timeout=timeout, concurrency=concurrency)
+        self.base_url = base_url.rstrip("/")
+        if cookie_url is None:
+            cookie_url = "https://fc.yahoo.com" if "finance.yahoo.com" in self.base_url \
+                else self.base_url + "/"
+        self.cookie_url = cookie_url
+        self.crumb_mode = crumb
+        self.events = events
+        self.normalize = normalize
+        self._crumb: str | None = None
+        self._crumb_lock = asyncio.Lock()
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=concurrency,
+                                max_keepalive_connections=concurrency),
+            headers={"User-Agent": _USER_AGENT, "Accept": "application/json,*/*"},
+            follow_redirects=True)
+        self._sem = asyncio.Semaphore(concurrency)
+
+    def __repr__(self) -> str:
+        return f"<YahooChartSource {self.base_url!r}>"
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    # -- cookie / crumb ------------------------------------------------------------------------
+    async def _handshake(self, stale: str | None = None) -> str:
+        async with self._crumb_lock:
+            if self._crumb is not None and self._crumb != stale:
+                return self._crumb  # another request did it meanwhile
+            try:
+                await self._client.get(self.cookie_url)
+                resp = await self._client.get(f"{self.base_url}/v1/test/getcrumb")
+            except httpx.HTTPError as exc:
+                raise ProviderUnavailable(f"yahoo: cookie/crumb handshake failed "
+                                          f"({type(exc).__name__})", provider=self.name) from None
+            if resp.status_code == 429:
+                raise RateLimited("yahoo: crumb request rate-limited", provider=self.name,
+                                  retry_after=_retry_after(resp))
+            text = resp.text.strip()
+            if resp.status_code != 200 or not text or "<" in text:
+                raise ProviderUnavailable(f"yahoo: no crumb (HTTP {resp.status_code})",
+                                          provider=self.name)
+            self._crumb = text
+            self.stats.requests += 2
+            return text
+
+    async def _get(self, path: str, params: dict, symbol: str | None) -> httpx.Response:
+        """GET with the crumb when needed; maps transport failures and 429/5xx to errors."""
+        if self.crumb_mode is True and self._crumb is None:
+            await self._handshake()
+        for attempt in range(2):
+            p = dict(params)
+            if self._crumb is not None:
+                p["crumb"] = self._crumb
+            try:
+                async with self._sem:
+                    resp = await self._client.get(self.base_url + path, params=p)
+                    await resp.aread()
+            except httpx.TimeoutException:
+                raise ProviderUnavailable(f"yahoo: {symbol or 'quote'}: timed out after "
+                                          f"{self.timeout:g} s", provider=self.name,
+                                          symbol=symbol) from None
+            except httpx.HTTPError as exc:  # reset, refused, protocol errors
+                raise ProviderUnavailable(f"yahoo: {symbol or 'quote'}: connection failed "
+                                          f"({type(exc).__name__})", provider=self.name,
+                                          symbol=symbol) from None
+            if resp.status_code in (401, 403) and self.crumb_mode and attempt == 0:
+                await self._handshake(stale=self._crumb)
+                continue
+            break
+        status = resp.status_code
+        if status == 429:
+            raise RateLimited(f"yahoo: {symbol or 'quote'}: HTTP 429 Too Many Requests",
+                              provider=self.name, symbol=symbol,
+                              retry_after=_retry_after(resp))
+        if status >= 500:
+            raise ProviderUnavailable(f"yahoo: {symbol or 'quote'}: HTTP {status}",
+                                      provider=self.name, symbol=symbol)
+        if status in (401, 403):
+            raise ProviderUnavailable(f"yahoo: {symbol or 'quote'}: HTTP {status} (crumb "
+                                      "refused)", provider=self.name, symbol=symbol)
+        return resp
+
+    # -- history -------------------------------------------------------------------------------
+    def _params(self, interval: str, p1, p2, period) -> dict:
+        params = {"interval": interval, "includePrePost": "false"}
+        if self.events:
+            params["events"] = "div,splits"
+        if p1 is not None:
+            params["period1"] = str(p1)
+            params["period2"] = str(p2)
+        else:
+            params["range"] = period
+        return params
+
+    async def _chart(self, symbol: str, params: dict, interval: str) -> pa.RecordBatch:
+        resp = await self._get(f"/v8/finance/chart/{symbol}", params, symbol)
+        status = resp.status_code
+        content = resp.content
+        if status == 404 and not content.lstrip().startswith(b"{"):
+            raise SymbolNotFound(f"yahoo: {symbol}: HTTP 404", provider=self.name,
+                                 symbol=symbol)
+        # 200, and Yahoo's JSON error answers (404 Not Found, 400, 422): the decoder raises
+        # SymbolNotFound / ProviderError / DecodeError as the payload says
+        batch = _decode.decode_yahoo_chart(content, symbol=symbol, interval=interval,
+                                           source=self.name)
+        if status != 200:
+            raise ProviderError(f"yahoo: {symbol}: HTTP {status}", provider=self.name,
+                                symbol=symbol)
+        return batch
+
+    async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
+                            period: str | None = None) -> pa.RecordBatch:
+        p1, p2, period = window(interval, start, end, period)
+        limit = INTERVAL_WINDOW_DAYS.get(interval)
+        if p1 is None and limit is not None and period_days(period) > limit:
+            # a period wider than Yahoo serves at this interval: ask for explicit pieces
+            p2 = int(time.time())
+            p1 = p2 - period_days(period) * 86400
+            period = None
+        pieces = split_window(p1, p2, interval) if p1 is not None else [(None, None)]
+        key = f"{self.name}|{symbol}|{interval}|{p1}|{p2}|{period}"
+
+        async def run() -> pa.RecordBatch:
+            if len(pieces) == 1:
+                a, b = pieces[0]
+                batch = await self._chart(symbol, self._params(interval, a, b, period),
+                                          interval)
+            else:
+                parts = await asyncio.gather(*(
+                    self._chart(symbol, self._params(interval, a, b, None), interval)
+                    for a, b in pieces))
+                batch = _concat(parts)
+            if self.normalize and interval in DAILY_INTERVALS:
+                batch = normalize_daily(batch)
+            return batch
+
+        return await self._call(key, symbol, run, calls=len(pieces))
+
+    # -- quotes --------------------------------------------------------------------------------
+    async def fetch_quotes(self, symbols: Iterable[str]) -> pa.RecordBatch:
+        symbols = list(dict.fromkeys(symbols))
+        chunks = [symbols[i:i + self.max_symbols_per_call]
+                  for i in range(0, len(symbols), self.max_symbols_per_call)]
+
+        async def one(chunk):
+            async def run():
+                resp = await self._get("/v7/finance/quote", {"symbols": ",".join(chunk)}, None)
+                if resp.status_code != 200:
+                    raise ProviderError(f"yahoo: quote: HTTP {resp.status_code}",
+                                        provider=self.name)
+                return _decode.decode_yahoo_quote(resp.content, source=self.name)
+            return await self._call(None, None, run)
+
+        parts = await asyncio.gather(*(one(c) for c in chunks)) if chunks else []
+        table = pa.Table.from_batches(parts, schema=QUOTES) if parts else QUOTES.empty_table()
+        found = set(table.column("symbol").to_pylist())
+        missing = [s for s in symbols if s not in found]
+        md = dict(QUOTES.metadata)
+        if missing:
+            md[b"stockbatch.missing"] = ",".join(missing).encode()
+        table = table.replace_schema_metadata(md)
+        batches = table.combine_chunks().to_batches()
+        return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+
+
+def _concat(parts: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """Pieces of one symbol's window into one batch (schema metadata of the last piece, the
+    events of all pieces)."""
+    nonempty = [p for p in parts if p.num_rows] or parts[:1]
+    schema = parts[-1].schema
+    events = {"dividends": [], "splits": []}
+    for p in parts:
+        raw = (p.schema.metadata or {}).get(b"stockbatch.events")
+        if raw:
+            ev = json.loads(raw)
+            events["dividends"] += ev["dividends"]
+            events["splits"] += ev["splits"]
+    md = dict(schema.metadata or {})
+    md.pop(b"stockbatch.events", None)
+    if events["dividends"] or events["splits"]:
+        md[b"stockbatch.events"] = json.dumps(events, separators=(",", ":")).encode()
+    table = pa.Table.from_batches([p.replace_schema_metadata(md) for p in nonempty])
+    batches = table.combine_chunks().to_batches()
+    return batches[0] if batches else nonempty[0].replace_schema_metadata(md)

@@ -1,0 +1,194 @@
+"""yfinance as a source, for users who rely on it: ``yf.download`` converted to BARS.
+
+The conversion fixes what hurts yfinance users: no MultiIndex (one batch per symbol), UTC
+timestamps (never naive), ``adj_close`` kept (``auto_adjust=False``), all-NaN rows dropped, and
+a failed ticker reported as an error for that symbol instead of a silent NaN column.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterable
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+
+from .._errors import ProviderError, ProviderUnavailable, RateLimited, SymbolNotFound
+from ..schema import BARS
+from ._base import DAILY_INTERVALS, Source, normalize_daily, to_epoch
+
+__all__ = ["YFinanceSource", "rewriting_session"]
+
+_LOCK = threading.Lock()  # yf.download keeps shared state: one download at a time
+
+
+def rewriting_session(base_url: str):
+    """A ``requests.Session`` that sends every ``https://*.yahoo.com/...`` request to
+    ``base_url`` instead (how tests and benchmarks point yfinance at the fixture server)."""
+    import requests
+
+    base = base_url.rstrip("/")
+
+    class _Rewrite(requests.Session):
+        def request(self, method, url, *args, **kwargs):
+            parts = urlsplit(str(url))
+            if parts.hostname and parts.hostname.endswith("yahoo.com"):
+                url = base + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            return super().request(method, url, *args, **kwargs)
+
+    return _Rewrite()
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+class YFinanceSource(Source):
+    """Bars through ``yfinance.download``.
+
+    Parameters
+    ----------
+    base_url : str, optional
+        Send yfinance's requests there instead of Yahoo (e.g. the fixture server).
+    threads : bool or int
+        yfinance's own download threads.
+    session : optional
+        A requests / curl_cffi session for yfinance (overrides ``base_url``).
+    normalize : bool
+        Stamp daily-or-coarser bars at 00:00 exchange time (as yfinance does).
+    """
+
+    name = "yfinance"
+
+    def __init__(self, *, base_url: str | None = None, threads=True, session=None,
+                 timeout: float = 10.0, normalize: bool = True, concurrency: int = 1) -> None:
+        super().__init__()
+        import yfinance  # noqa: F401 - fail early when it is not installed
+
+        self.base_url = base_url
+        self.threads = threads
+        self.timeout = timeout
+        self.normalize = normalize
+        self.concurrency = concurrency
+        self._session = session or (rewriting_session(base_url) if base_url else None)
+
+    def __repr__(self) -> str:
+        return f"<YFinanceSource base_url={self.base_url!r}>"
+
+    def _download(self, symbols: list[str], interval: str, start, end, period):
+        import yfinance as yf
+
+        kwargs = dict(interval=interval, threads=self.threads, group_by="ticker",
+                      auto_adjust=False, actions=False, progress=False, ignore_tz=False,
+                      timeout=self.timeout, multi_level_index=True)
+        if self._session is not None:
+            kwargs["session"] = self._session
+        if start is not None or end is not None:
+            kwargs["start"] = to_epoch(start)
+            kwargs["end"] = to_epoch(end)
+        else:
+            kwargs["period"] = period or "1mo"
+        handler = _Collect()
+        logger = logging.getLogger("yfinance")
+        with _LOCK:
+            logger.addHandler(handler)
+            try:
+                self.stats.requests += len(symbols)
+                frame = yf.download(symbols, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - yfinance raises many kinds
+                name = type(exc).__name__
+                cls = RateLimited if "RateLimit" in name else ProviderUnavailable
+                raise cls(f"yfinance: download failed ({name}: {exc})",
+                          provider=self.name) from None
+            finally:
+                logger.removeHandler(handler)
+        return frame, handler.messages
+
+    def _convert(self, frame, symbols, interval, messages) -> dict:
+        import pandas as pd
+
+        out: dict = {}
+        tickers = set(frame.columns.get_level_values(0)) if frame is not None and \
+            isinstance(frame.columns, pd.MultiIndex) else set()
+        for sym in symbols:
+            key = sym.upper()
+            said = [m for m in messages if f"'{key}'" in m]
+            if key not in tickers:
+                out[sym] = self._error(sym, said)
+                continue
+            df = frame[key]
+            cols = {"Open": "open", "High": "high", "Low": "low", "Close": "close",
+                    "Adj Close": "adj_close", "Volume": "volume"}
+            df = df[[c for c in cols if c in df.columns]].rename(columns=cols)
+            df = df.dropna(how="all")
+            if df.empty:
+                out[sym] = self._error(sym, said)
+                continue
+            idx = df.index
+            tz = str(idx.tz) if idx.tz is not None else "UTC"
+            if idx.tz is None:
+                idx = idx.tz_localize("UTC")
+            ts = pa.array(idx.tz_convert("UTC").as_unit("us"), pa.timestamp("us", tz="UTC"))
+            n = len(df)
+            arrays = [pa.array([sym] * n, pa.string()), pa.array([interval] * n, pa.string()),
+                      ts]
+            for name in ("open", "high", "low", "close", "adj_close"):
+                arrays.append(pa.array(df[name].to_numpy(dtype="float64"), pa.float64(),
+                                       from_pandas=True) if name in df else
+                              pa.nulls(n, pa.float64()))
+            vol = df["volume"] if "volume" in df else None
+            arrays.append(pa.array(vol.astype("Int64"), pa.int64()) if vol is not None
+                          else pa.nulls(n, pa.int64()))
+            arrays.append(pa.array([self.name] * n, pa.string()))
+            md = dict(BARS.metadata)
+            md[b"stockbatch.tz"] = tz.encode()
+            batch = pa.RecordBatch.from_arrays(arrays, schema=BARS.with_metadata(md))
+            if self.normalize and interval in DAILY_INTERVALS:
+                batch = normalize_daily(batch)
+            self.stats.bars += n
+            out[sym] = batch
+        return out
+
+    def _error(self, sym: str, said: list[str]) -> ProviderError:
+        text = "; ".join(said) or "no data returned"
+        if "RateLimit" in text or "Too Many Requests" in text:
+            exc: ProviderError = RateLimited(f"yfinance: {sym}: {text}", provider=self.name,
+                                             symbol=sym)
+        elif not said or "delisted" in text or "not found" in text.lower() or \
+                "No data found" in text or "TzMissing" in text:
+            exc = SymbolNotFound(f"yfinance: {sym}: {text}", provider=self.name, symbol=sym)
+        else:
+            exc = ProviderUnavailable(f"yfinance: {sym}: {text}", provider=self.name,
+                                      symbol=sym)
+        self.stats.error(exc)
+        return exc
+
+    async def _fetch(self, symbols: list[str], interval, start, end, period) -> dict:
+        frame, messages = await asyncio.to_thread(self._download, symbols, interval, start,
+                                                  end, period)
+        return self._convert(frame, symbols, interval, messages)
+
+    async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
+                            period: str | None = None) -> pa.RecordBatch:
+        result = (await self._fetch([symbol], interval, start, end, period))[symbol]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def fetch_many(self, symbols: Iterable[str], *, concurrency: int | None = None,
+                         interval: str = "1d", start=None, end=None, period=None,
+                         ) -> AsyncIterator[tuple[str, pa.RecordBatch | Exception]]:
+        """One ``yf.download`` for all symbols (its own threads), then one item per symbol."""
+        symbols = list(dict.fromkeys(symbols))
+        if not symbols:
+            return
+        results = await self._fetch(symbols, interval, start, end, period)
+        for sym in symbols:
+            yield sym, results[sym]
