@@ -58,7 +58,7 @@ __all__ = [
     "prepare",
     "parse_interval",
     "Interval",
-    "bucket_starts",
+    "calendar_edges",
     "mask_buffer",
     "float_array",
     "VALIDATE_COLUMNS",
@@ -291,41 +291,52 @@ def parse_interval(to: str) -> Interval:
     return Interval(to, width, 0, calendar, origin)
 
 
-def _floor(x: np.ndarray, width: int, origin: int) -> np.ndarray:
-    return (x - origin) // width * width + origin
+def _local(us: list[int], tz: str | None) -> list[int]:
+    """Wall-clock microseconds in ``tz`` of the given UTC instants."""
+    if tz is None:
+        return us
+    arr = pa.array(us, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    try:
+        local = pc.local_timestamp(arr.cast(pa.timestamp("us", tz=tz)))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {tz!r}") from exc
+    return local.cast(pa.int64()).to_pylist()
 
 
-def bucket_starts(ts: pa.Array, iv: Interval, tz: str | None) -> np.ndarray | None:
-    """Per-row bucket start (UTC microseconds, int64) when buckets need calendar arithmetic,
-    else None (fixed-width buckets on the UTC epoch grid, computed inside the kernel).
+def calendar_edges(ts: pa.Array, iv: Interval, tz: str | None) -> np.ndarray | None:
+    """Sorted UTC starts (int64 microseconds) of every calendar bucket from before the
+    earliest to after the latest ``ts``, or None for buckets on the fixed UTC grid.
 
-    Intraday buckets (minutes, hours) always lie on the UTC epoch grid. Days, weeks (starting
-    Monday) and months are UTC ones without ``tz``; with ``tz`` they are the exchange's
-    calendar ones: a bucket starts at local midnight, whatever the UTC offset on that day
-    (DST-correct; a midnight skipped by DST starts the day at the transition). Null ``ts``
-    gives 0 (the kernels skip those rows).
+    Intraday buckets (minutes, hours) always lie on the UTC epoch grid, as do days and weeks
+    (starting Monday) without ``tz``. Months, and with ``tz`` days, weeks and months, follow
+    the calendar: with ``tz`` a bucket starts at local midnight, whatever the UTC offset on
+    that day (DST-correct; a midnight that DST skips starts the day at the transition). A row
+    belongs to bucket k when ``edges[k] <= ts < edges[k + 1]``.
     """
     if not iv.calendar or (tz is None and iv.months == 0):
         return None
-    utc = ts.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-    if tz is None:
-        local = utc
-    else:
-        try:
-            zoned = ts.cast(pa.timestamp("us", tz=tz))
-            local = pc.local_timestamp(zoned)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {tz!r}") from exc
-        local = local.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    if tz is not None:
+        _local([0], tz)  # an unknown zone fails here even for empty data
+    mm = pc.min_max(ts.cast(pa.int64()))
+    lo, hi = mm["min"].as_py(), mm["max"].as_py()
+    if lo is None:
+        return np.zeros(2, np.int64)
+    lo, hi = _local([lo, hi], tz)
+    day = 1440 * _MINUTE
+    # a day of margin on each side covers any UTC offset
+    d0, d1 = lo // day - 2, hi // day + 2
     if iv.months:
-        months = local.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
-        months = months // iv.months * iv.months
-        local_start = months.astype("datetime64[M]").astype("datetime64[us]").astype(np.int64)
+        m0 = np.datetime64(d0, "D").astype("datetime64[M]").astype(np.int64)
+        m1 = np.datetime64(d1, "D").astype("datetime64[M]").astype(np.int64)
+        months = np.arange(m0 // iv.months * iv.months, m1 + iv.months + 1, iv.months)
+        local = months.astype("datetime64[M]").astype("datetime64[us]").astype(np.int64)
     else:
-        local_start = _floor(local, iv.width, iv.origin)
+        step = iv.width // day
+        origin = iv.origin // day
+        first = (d0 - origin) // step * step + origin
+        local = np.arange(first, d1 + step + 1, step, dtype=np.int64) * day
     if tz is None:
-        return local_start
-    # a bucket starts at local midnight, whose UTC offset may differ from the row's
-    naive = pa.array(local_start, pa.timestamp("us"))
+        return local
+    naive = pa.array(local, pa.timestamp("us"))
     start = pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="latest")
     return start.cast(pa.int64()).to_numpy(zero_copy_only=False)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from libc.math cimport fabs, isfinite, log, NAN
-from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint8_t, uint16_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint16_t
 from libc.string cimport memcmp
 
 from stockbatch._ext.arrow cimport (
@@ -21,7 +21,7 @@ from stockbatch._ext.arrow cimport (
 
 from stockbatch._validation import (
     RESAMPLE_COLUMNS, RULES, VALIDATE_COLUMNS, NormalizeResult, Rule, ValidationReport,
-    bucket_starts, float_array, mask_buffer, parse_interval, prepare,
+    calendar_edges, float_array, mask_buffer, parse_interval, prepare,
 )
 
 __all__ = ["validate", "normalize", "resample", "returns", "log_returns"]
@@ -629,18 +629,51 @@ cdef inline int _get(const uint8_t* bm, int64_t i) noexcept nogil:
     return (bm[i >> 3] >> (i & 7)) & 1
 
 
+ctypedef struct Grid:
+    const int64_t* edges      # calendar bucket starts (sorted), or NULL for the fixed grid
+    int64_t nedges
+    int64_t width
+    int64_t origin
+
+
+cdef inline void _bucket(const Grid* g, int64_t t, int64_t* start, int64_t* end) noexcept nogil:
+    """The bucket [start, end) holding t; one division or binary search per bucket, not
+    per row (rows inside the current bucket only compare with end)."""
+    cdef int64_t lo, hi, mid
+    if g.edges == NULL:
+        start[0] = _floor_to(t, g.width, g.origin)
+        end[0] = start[0] + g.width
+        return
+    # largest k with edges[k] <= t (the edges span every ts by construction)
+    lo = 0
+    hi = g.nedges - 1
+    while lo < hi:
+        mid = (lo + hi + 1) >> 1
+        if g.edges[mid] <= t:
+            lo = mid
+        else:
+            hi = mid - 1
+    start[0] = g.edges[lo]
+    end[0] = g.edges[lo + 1] if lo + 1 < g.nedges else INT64_MAX
+
+
 def resample(data, *, to, tz=None):
     """Aggregate bars into ``to`` buckets per (symbol, interval) segment."""
     iv = parse_interval(to)
     batch = prepare(data, RESAMPLE_COLUMNS, ("adj_close", "source"))
     cdef _Batch b = _Batch(batch)
     cdef int64_t n = b.n
-    starts = bucket_starts(batch.column("ts"), iv, tz)
-    cdef const int64_t[::1] c_starts
-    cdef const int64_t* p_starts = NULL
-    if starts is not None and n:
-        c_starts = starts
-        p_starts = &c_starts[0]
+    edges = calendar_edges(batch.column("ts"), iv, tz)
+    cdef Grid grid
+    cdef const int64_t[::1] c_edges
+    grid.edges = NULL
+    grid.nedges = 0
+    grid.width = iv.width if iv.width else 1
+    grid.origin = iv.origin
+    if edges is not None:
+        c_edges = edges
+        grid.edges = &c_edges[0]
+        grid.nedges = edges.shape[0]
     cdef Column ts, o, h, lo, c, a, vol
     b.column("ts", &ts)
     b.column("open", &o)
@@ -656,27 +689,25 @@ def resample(data, *, to, tz=None):
     seg = b.segments()
     cdef const int64_t[::1] c_seg = seg
     cdef int64_t c_nseg = seg.shape[0] - 1
-    cdef int64_t width = iv.width if iv.width else 1, origin = iv.origin
     cdef Bits bt = _bits(&ts, n)
+    cdef bint ts_nulls = ts.validity != NULL
     cdef const int64_t* pt = _i64(&ts)
-    cdef int64_t s, i, k = 0, cur = 0, bk, prev_t = 0
+    cdef int64_t s, i, j, k = 0, start = 0, end = 0, prev_t = 0
     cdef bint started, unsorted = False
     # pass 1: count the buckets (and check the order) so outputs are allocated exactly
     with nogil:
         for s in range(c_nseg):
             started = False
             for i in range(c_seg[s], c_seg[s + 1]):
-                if not bit(bt, i):
+                if ts_nulls and not bit(bt, i):
                     continue
-                bk = p_starts[i] if p_starts != NULL else _floor_to(pt[i], width, origin)
-                if not started or bk != cur:
-                    if started and pt[i] < prev_t:
-                        unsorted = True
-                    k += 1
-                    cur = bk
-                    started = True
-                elif pt[i] < prev_t:
+                if started and pt[i] < prev_t:
                     unsorted = True
+                    break
+                if not started or pt[i] >= end:
+                    _bucket(&grid, pt[i], &start, &end)
+                    k += 1
+                    started = True
                 prev_t = pt[i]
             if unsorted:
                 break
@@ -697,62 +728,109 @@ def resample(data, *, to, tz=None):
     cdef uint8_t[::1] m_c = bm["close"], m_a = bm["adj"], m_v = bm["volume"]
     cdef Bits bo = _bits(&o, n), bh = _bits(&h, n), bl = _bits(&lo, n), bc = _bits(&c, n)
     cdef Bits ba = _bits(&a, n), bv = _bits(&vol, n)
+    cdef VCols v  # only the bitmaps, for range checks
+    v.nmaps = 0
+    cdef const Column* cols[7]
+    cols[0] = &ts
+    cols[1] = &o
+    cols[2] = &h
+    cols[3] = &lo
+    cols[4] = &c
+    cols[5] = &a
+    cols[6] = &vol
+    cdef int q
+    for q in range(7):
+        if cols[q].validity != NULL:
+            v.maps[v.nmaps] = cols[q].validity
+            v.moff[v.nmaps] = cols[q].offset
+            v.nmaps += 1
     cdef const double* po = _f64(&o)
     cdef const double* ph = _f64(&h)
     cdef const double* pl = _f64(&lo)
     cdef const double* pc_ = _f64(&c)
     cdef const double* pa_ = _f64(&a)
     cdef const int64_t* pv = _i64(&vol)
-    cdef int64_t g = -1
-    cdef double x, y
+    cdef int64_t g = -1, r, vsum
+    cdef double x, y, hh, ll
     # pass 2: first open, max high, min low, last close / adj_close, summed volume; nulls
     # are skipped, NaN propagates into high/low (as numpy's max/min)
     if k:
         with nogil:
             for s in range(c_nseg):
-                started = False
-                for i in range(c_seg[s], c_seg[s + 1]):
-                    if not bit(bt, i):
+                i = c_seg[s]
+                while i < c_seg[s + 1]:
+                    if ts_nulls and not bit(bt, i):
+                        i += 1
                         continue
-                    bk = p_starts[i] if p_starts != NULL else _floor_to(pt[i], width, origin)
-                    if not started or bk != cur:
-                        g += 1
-                        cur = bk
-                        started = True
-                        c_ts[g] = bk
-                        c_first[g] = i
-                    if bit(bo, i) and not _get(&m_o[0], g):
+                    _bucket(&grid, pt[i], &start, &end)
+                    j = i + 1
+                    while j < c_seg[s + 1] and ((ts_nulls and not bit(bt, j)) or pt[j] < end):
+                        j += 1
+                    g += 1
+                    c_ts[g] = start
+                    c_first[g] = i
+                    if _block_valid(&v, i, j - i):
+                        # no nulls in the bucket: straight reductions
+                        hh = ph[i]
+                        ll = pl[i]
+                        vsum = 0
+                        for r in range(i, j):
+                            x = ph[r]
+                            hh = x if (x > hh or x != x) else hh
+                            y = pl[r]
+                            ll = y if (y < ll or y != y) else ll
+                            vsum += pv[r]
                         c_o[g] = po[i]
+                        c_h[g] = hh
+                        c_l[g] = ll
+                        c_c[g] = pc_[j - 1]
+                        c_a[g] = pa_[j - 1]
+                        c_vol[g] = vsum
                         _set(&m_o[0], g)
-                    if bit(bh, i):
-                        x = ph[i]
-                        if not _get(&m_h[0], g):
-                            c_h[g] = x
-                            _set(&m_h[0], g)
-                        else:
-                            y = c_h[g]
-                            if y == y and (x > y or x != x):
-                                c_h[g] = x
-                    if bit(bl, i):
-                        x = pl[i]
-                        if not _get(&m_l[0], g):
-                            c_l[g] = x
-                            _set(&m_l[0], g)
-                        else:
-                            y = c_l[g]
-                            if y == y and (x < y or x != x):
-                                c_l[g] = x
-                    if bit(bc, i):
-                        c_c[g] = pc_[i]
+                        _set(&m_h[0], g)
+                        _set(&m_l[0], g)
                         _set(&m_c[0], g)
-                    if has_adj and bit(ba, i):
-                        c_a[g] = pa_[i]
-                        _set(&m_a[0], g)
-                    if bit(bv, i):
-                        c_vol[g] += pv[i]
                         _set(&m_v[0], g)
+                        if has_adj:
+                            _set(&m_a[0], g)
+                        i = j
+                        continue
+                    for r in range(i, j):
+                        if not bit(bt, r):
+                            continue
+                        if bit(bo, r) and not _get(&m_o[0], g):
+                            c_o[g] = po[r]
+                            _set(&m_o[0], g)
+                        if bit(bh, r):
+                            x = ph[r]
+                            if not _get(&m_h[0], g):
+                                c_h[g] = x
+                                _set(&m_h[0], g)
+                            else:
+                                y = c_h[g]
+                                if y == y and (x > y or x != x):
+                                    c_h[g] = x
+                        if bit(bl, r):
+                            x = pl[r]
+                            if not _get(&m_l[0], g):
+                                c_l[g] = x
+                                _set(&m_l[0], g)
+                            else:
+                                y = c_l[g]
+                                if y == y and (x < y or x != x):
+                                    c_l[g] = x
+                        if bit(bc, r):
+                            c_c[g] = pc_[r]
+                            _set(&m_c[0], g)
+                        if has_adj and bit(ba, r):
+                            c_a[g] = pa_[r]
+                            _set(&m_a[0], g)
+                        if bit(bv, r):
+                            c_vol[g] += pv[r]
+                            _set(&m_v[0], g)
+                    i = j
     take = pa.Array.from_buffers(pa.int64(), k, [None, pa.py_buffer(first)])
-    cols = {
+    cols_out = {
         "symbol": batch.column("symbol").take(take),
         "interval": _repeat_str(iv.text, k),
         "ts": pa.Array.from_buffers(pa.timestamp("us", tz="UTC"), k,
@@ -763,12 +841,12 @@ def resample(data, *, to, tz=None):
         "close": float_array(fl["close"], bm["close"]),
     }
     if has_adj:
-        cols["adj_close"] = float_array(fl["adj"], bm["adj"])
-    cols["volume"] = pa.Array.from_buffers(pa.int64(), k,
-                                           [pa.py_buffer(bm["volume"]), pa.py_buffer(out_vol)])
+        cols_out["adj_close"] = float_array(fl["adj"], bm["adj"])
+    cols_out["volume"] = pa.Array.from_buffers(
+        pa.int64(), k, [pa.py_buffer(bm["volume"]), pa.py_buffer(out_vol)])
     if b.has("source"):
-        cols["source"] = batch.column("source").take(take)
-    return pa.table(cols)
+        cols_out["source"] = batch.column("source").take(take)
+    return pa.table(cols_out)
 
 
 def _repeat_str(str text, int64_t k):

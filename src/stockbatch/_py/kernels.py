@@ -21,7 +21,7 @@ from .._validation import (
     NormalizeResult,
     Rule,
     ValidationReport,
-    bucket_starts,
+    calendar_edges,
     float_array,
     mask_buffer,
     parse_interval,
@@ -236,9 +236,11 @@ def resample(data: Any, *, to: str, tz: str | None = None) -> pa.Table:
     n = batch.num_rows
     ts_arr = batch.column("ts")
     ts, ts_ok = _values(ts_arr)
-    starts = bucket_starts(ts_arr, iv, tz)
-    if starts is None:
+    edges = calendar_edges(ts_arr, iv, tz)
+    if edges is None:  # the fixed UTC grid
         starts = (ts - iv.origin) // iv.width * iv.width + iv.origin
+    else:  # calendar buckets: edges[k] <= ts < edges[k + 1]
+        starts = edges[np.clip(np.searchsorted(edges, ts, side="right") - 1, 0, None)]
     seg = np.zeros(n, np.int64)
     seg_starts = _segment_starts(batch)
     seg[seg_starts[1:-1]] = 1
