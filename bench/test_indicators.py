@@ -37,11 +37,27 @@ START = 946_684_800_000_000  # 2000-01-01T00:00Z
 SPECS = ["sma20", "ema20", "rsi14", "macd", "bbands20", "atr14"]
 
 
+def log_walk(rng, nsym: int, nbars: int) -> np.ndarray:
+    """Log prices: a random walk per symbol from log(100); a long single series is
+    high-pass filtered (minus its 10,000-bar moving average) so it stays within ~e^±3
+    of 100 rather than wandering over orders of magnitude."""
+    steps = rng.normal(0.0, 0.01, (nsym, nbars))
+    walk = np.cumsum(steps, axis=1)
+    if nbars > 20_000:
+        c = np.concatenate([np.zeros((nsym, 1)), np.cumsum(walk, axis=1)], axis=1)
+        w = 10_000
+        ma = np.empty_like(walk)
+        ma[:, w - 1:] = (c[:, w:] - c[:, :-w]) / w
+        ma[:, :w - 1] = (c[:, 1:w] / np.arange(1, w))
+        walk = walk - ma
+    return (np.log(100.0) + walk).ravel()
+
+
 def make_bars(nsym: int, nbars: int, seed: int) -> pa.Table:
-    """Sorted (symbol, interval, ts) daily bars: a random walk per symbol."""
+    """Sorted (symbol, interval, ts) daily bars."""
     rng = np.random.default_rng(seed)
     n = nsym * nbars
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+    close = np.exp(log_walk(rng, nsym, nbars))
     high = close * (1.0 + np.abs(rng.normal(0.0, 0.005, n)))
     low = close * (1.0 - np.abs(rng.normal(0.0, 0.005, n)))
     names = pa.array([f"S{i:04d}" for i in range(nsym)])

@@ -453,6 +453,34 @@ def test_segments(ind):
     assert ind.segments(b.slice(0, 0)).tolist() == [0]
 
 
+def test_running_sums_do_not_drift(ind):
+    """After values ~1e9 the window sums are recomputed: SMA and bands stay exact where
+    TA-Lib's running sum keeps rounding from the departed values (~1e-6 relative here)."""
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.random(3000) * 1e9, rng.random(3000) + 0.5])
+    b = pa.record_batch({"close": x})
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    w = sliding_window_view(x, 5)[-2000:]
+    np.testing.assert_allclose(values(ind.sma(b, 5))[-2000:], w.mean(axis=1), rtol=1e-13)
+    up, mid, _ = (values(a) for a in ind.bbands(b, 5, 1.0))
+    np.testing.assert_allclose((up - mid)[-2000:], w.std(axis=1), rtol=1e-12)
+
+
+def test_flat_and_tiny_prices(ind):
+    flat = pa.record_batch({"close": np.full(30, 0.1)})
+    up, mid, lo = (values(a)[4:] for a in ind.bbands(flat, 5, 2.0))
+    assert (up - lo).max() == 0.0 and np.allclose(mid, 0.1)
+    assert values(ind.rsi(flat, 5))[5:].tolist() == [0.0] * 25
+    # no absolute thresholds: tiny prices give the same RSI as scaled-up ones (and TA-Lib)
+    y = 1e-7 * (1 + np.random.default_rng(2).random(60) * 0.01)
+    small, big = (values(ind.rsi(pa.record_batch({"close": v}), 5)) for v in (y, y * 1e8))
+    np.testing.assert_allclose(small[5:], big[5:], rtol=1e-9)
+    np.testing.assert_allclose(small[5:], talib.RSI(y, 5)[5:], rtol=1e-9)
+    np.testing.assert_allclose(values(ind.bbands(pa.record_batch({"close": y}), 5, 1.0)[0])[4:],
+                               talib.BBANDS(y, 5, 1.0, 1.0)[0][4:], rtol=1e-12)
+
+
 def test_unsorted_ts_is_refused(ind):
     ts = pa.array([0, 10, 5, 20], pa.timestamp("us", tz="UTC"))
     b = bars([1.0, 2.0, 3.0, 4.0], symbols=["A", "A", "A", "B"], ts=ts)
@@ -466,6 +494,34 @@ def test_unsorted_ts_is_refused(ind):
     ok = bars([1.0] * 5, symbols=["A", "A", "B", "B", "B"],
               ts=pa.array([5, 9, 1, None, 1], pa.timestamp("us", tz="UTC")))
     assert ind.segments(ok).tolist() == [0, 2, 5]
+
+
+@pytest.mark.parametrize("encoding", ["plain", "dictionary", "large", "nulls"])
+def test_segments_long_runs(ind, encoding):
+    """Runs longer and shorter than the compiled block test, strings that share a length or
+    a prefix, sliced arrays: the boundaries are exactly where the key changes."""
+    lengths = [130, 64, 1, 200, 3, 5000, 63, 65, 1, 1, 700]
+    keys = ["AB", "AC", "ABC", "AB", "X", "Y", "YY", "Y", "Z", "ZZZZZZZZZZZZZZZZZZ", "Z"]
+    sym = [k for k, m in zip(keys, lengths, strict=True) for _ in range(m)]
+    itv = ["1d"] * len(sym)
+    itv[300:302] = ["1h", "1h"]                 # an interval change inside a symbol's run
+    arr = pa.array(["pad"] * 7 + sym, pa.string())
+    if encoding == "nulls":
+        arr = pa.array(["pad"] * 7 + [None if k == "X" else k for k in sym], pa.string())
+    if encoding == "dictionary":
+        arr = arr.dictionary_encode()
+    elif encoding == "large":
+        arr = arr.cast(pa.large_string())
+    b = pa.record_batch({"symbol": arr, "interval": pa.array(["1d"] * 7 + itv),
+                         "close": np.ones(len(sym) + 7)}).slice(7)
+    expected = [0]
+    for i in range(1, len(sym)):
+        if sym[i] != sym[i - 1] or itv[i] != itv[i - 1]:
+            expected.append(i)
+    expected.append(len(sym))
+    assert ind.segments(b).tolist() == expected
+    if hasattr(ind, "_segments_reference"):      # the compiled block test vs arrow.pxd's
+        assert ind._segments_reference(b).tolist() == expected
 
 
 def test_empty_batch(ind):

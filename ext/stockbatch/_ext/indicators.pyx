@@ -4,20 +4,21 @@
 # __arrow_c_array__ (see arrow.pxd). Every indicator runs the same way:
 #   segments  -> for each segment, maximal runs of present values (a null, NaN or inf
 #                ends a run) -> the indicator's recurrence over each run, computed with
-#                TA-Lib's seeds and rules; TA-Lib's arithmetic too, except that recurrences
-#                are written with the shortest dependency chain (no division on it), which
-#                changes results by ~1e-16 relative. The twin runs the same operations, so
-#                both backends agree bit for bit.
+#                TA-Lib's seeds and rules, with two changes: recurrences are written
+#                with the shortest dependency chain (no division on it), ~1e-16
+#                relative; window sums are recomputed often enough not to drift. The
+#                twin runs the same operations, so both backends agree bit for bit.
 # Warm-up rows and missing rows are null; the outputs of one indicator share one
 # validity bitmap. The pure-Python twin (stockbatch._py.indicators) is the readable spec.
-from libc.stdint cimport int64_t, uint8_t, uintptr_t
-from libc.string cimport memset
+from libc.stdint cimport int32_t, int64_t, uint8_t, uintptr_t
+from libc.string cimport memcmp, memset
 from libc.stdlib cimport malloc, free
 from libc.math cimport sqrt, log, fabs, isfinite, NAN
 
 from stockbatch._ext.arrow cimport (
     ArrowSchema, ArrowArray, Column, K_F64, K_STR, K_LSTR, K_I64, K_I32,
-    col_f64, col_i64, col_valid, import_capsules, find_child, fill_column, segment_starts,
+    col_f64, col_i64, col_valid, col_str_eq, import_capsules, find_child, fill_column,
+    segment_starts,
 )
 
 import numpy as np
@@ -26,9 +27,6 @@ import pyarrow as pa
 __all__ = ["segments", "sma", "ema", "rsi", "macd", "bbands", "atr", "volatility", "vwap"]
 
 cdef int64_t US_PER_DAY = 86400000000
-
-# TA-Lib's TA_IS_ZERO / TA_IS_ZERO_OR_NEG thresholds (ta_func.h), kept for parity.
-cdef double TA_EPSILON = 0.00000001
 
 
 ctypedef struct Series:
@@ -163,26 +161,53 @@ cdef int64_t drive(Job* j, run_fn fn, const Series* s, int ns,
 # Each writes rows [a, b) of its outputs (NaN for the warm-up), sets the validity bits
 # of the rows it produced and returns their count.
 
+cdef enum:
+    RESUM = 1024          # running window sums are recomputed at least this often
+
+
+# A departing value this many times larger than what is left of a running sum means the
+# sum is mostly rounding left over from it: recompute.
+cdef double CANCEL = 65536.0
+
+
+cdef inline double window_sum(const double* x, int64_t lo, int64_t hi) noexcept nogil:
+    cdef double total = 0.0
+    cdef int64_t k
+    for k in range(lo, hi):
+        total += x[k]
+    return total
+
+
+cdef inline double slide(const double* x, double total, int64_t i, int64_t p,
+                         int64_t age) noexcept nogil:
+    """The window sum of rows i-p+2..i from that of rows i-p+1..i-1 (total).
+
+    Add the new value minus the departing one (one addition on the dependency chain),
+    and recompute from scratch every RESUM rows and after a cancellation, so that
+    rounding from long-gone or much larger values never accumulates (TA-Lib's running
+    sum drifts: 4e-6 relative after prices fell from ~1e9 to ~1)."""
+    cdef double out = total + (x[i] - x[i - p + 1])
+    if (age & (RESUM - 1)) == 0 or fabs(x[i - p + 1]) > CANCEL * fabs(out):
+        return window_sum(x, i - p + 2, i + 1)
+    return out
+
+
 cdef int64_t sma_run(Job* j, int64_t a, int64_t b) noexcept nogil:
-    # TA-Lib INT_SMA: running total, add the new value, emit, drop the trailing one.
-    cdef int64_t p = j.p0, i, trailing = a
+    # TA-Lib INT_SMA's warm-up and start; the running sum as slide() describes, and a
+    # multiply by 1/p instead of a division (equal to TA-Lib to ~1e-16 relative).
+    cdef int64_t p = j.p0, i
     cdef const double* x = j.in0
     cdef double* o = j.out0
-    cdef double total = 0.0
+    cdef double total, inv = 1.0 / <double>p
     if b - a < p:
         fill_nan(j, a, b)
         return 0
     for i in range(a, a + p - 1):
-        total += x[i]
         o[i] = NAN
-    cdef double inv = 1.0 / <double>p
+    total = window_sum(x, a, a + p - 1)
     for i in range(a + p - 1, b):
-        # TA-Lib adds x[i], emits, subtracts x[trailing] and divides by p; adding the
-        # difference keeps one addition on the dependency chain instead of two, and a
-        # multiply is cheaper than a division (equal to TA-Lib to ~1e-16 relative)
         o[i] = (total + x[i]) * inv
-        total += x[i] - x[trailing]
-        trailing += 1
+        total = slide(x, total, i, p, i - a)
     set_bits(j.valid, a + p - 1, b)
     return b - (a + p - 1)
 
@@ -211,8 +236,9 @@ cdef int64_t ema_run(Job* j, int64_t a, int64_t b) noexcept nogil:
 
 
 cdef inline double rsi_value(double gain, double loss) noexcept nogil:
+    # no change at all in the window: 0, as TA-Lib
     cdef double t = gain + loss
-    if -TA_EPSILON < t < TA_EPSILON:
+    if t == 0.0:
         return 0.0
     return 100.0 * (gain / t)
 
@@ -296,29 +322,40 @@ cdef int64_t macd_run(Job* j, int64_t a, int64_t b) noexcept nogil:
 
 
 cdef int64_t bbands_run(Job* j, int64_t a, int64_t b) noexcept nogil:
-    # TA-Lib BBANDS (SMA middle): running sums of x and x*x, population variance as
-    # E[x^2] - mean^2, zero width when that is below TA-Lib's 1e-8.
-    cdef int64_t p = j.p0, i, trailing = a
+    # TA-Lib BBANDS with the SMA middle: mid = the SMA (as sma_run), width = nbdev times
+    # the population std of the window around mid, summed in two passes (as the TA-Lib
+    # installed here does: exact even for flat or tiny-priced windows). The squares are
+    # summed in four interleaved lanes so that the additions overlap.
+    cdef int64_t p = j.p0, i, k, lo
     cdef const double* x = j.in0
-    cdef double nbdev = j.f0, total = 0.0, total2 = 0.0, mid, mean2, sd, t
+    cdef double nbdev = j.f0, total, mid, t, d0, d1, d2, d3, s0, s1, s2, s3
+    cdef double inv = 1.0 / <double>p
     if b - a < p:
         fill_nan(j, a, b)
         return 0
     fill_nan(j, a, a + p - 1)
-    for i in range(a, a + p - 1):
-        total += x[i]
-        total2 += x[i] * x[i]
-    cdef double inv = 1.0 / <double>p
+    total = window_sum(x, a, a + p - 1)
     for i in range(a + p - 1, b):
-        # as sma_run: one addition per running sum on the dependency chain
         mid = (total + x[i]) * inv
-        total += x[i] - x[trailing]
-        mean2 = (total2 + x[i] * x[i]) * inv
-        total2 += x[i] * x[i] - x[trailing] * x[trailing]
-        trailing += 1
-        mean2 -= mid * mid
-        sd = sqrt(mean2) if not (mean2 < TA_EPSILON) else 0.0
-        t = sd * nbdev
+        total = slide(x, total, i, p, i - a)
+        lo = i - p + 1
+        s0 = s1 = s2 = s3 = 0.0
+        k = lo
+        while k + 4 <= i + 1:
+            d0 = x[k] - mid
+            d1 = x[k + 1] - mid
+            d2 = x[k + 2] - mid
+            d3 = x[k + 3] - mid
+            s0 += d0 * d0
+            s1 += d1 * d1
+            s2 += d2 * d2
+            s3 += d3 * d3
+            k += 4
+        while k <= i:
+            d0 = x[k] - mid
+            s0 += d0 * d0
+            k += 1
+        t = sqrt(((s0 + s1) + (s2 + s3)) * inv) * nbdev
         j.out0[i] = mid + t
         j.out1[i] = mid
         j.out2[i] = mid - t
@@ -454,6 +491,75 @@ cdef class _Batch:
         return 0
 
 
+cdef enum:
+    SEG_BLOCK = 64        # smallest block of rows find_segments tests at once
+    SEG_BLOCK_MAX = 8192  # blocks double up to this while rows stay unchanged
+
+
+cdef inline bint block_same(const Column* c, int64_t s, int64_t e) noexcept nogil:
+    """True when rows s..e-1 provably equal row s-1 (False means: check row by row).
+
+    utf8 without nulls: every length equals row s-1's and the bytes of rows s-1..e-1 are
+    that string repeated (one memcmp of the range against itself shifted by one string).
+    Dictionary with int32 indices without nulls: every index equals row s-1's."""
+    cdef const int32_t* off
+    cdef const int32_t* idx
+    cdef int64_t j, base, width, bad = 0
+    if c == NULL:
+        return True
+    if c.validity != NULL:
+        return False
+    if c.index_width == 4:
+        idx = (<const int32_t*>c.values) + c.offset
+        for j in range(s, e):
+            bad |= idx[j] != idx[s - 1]
+        return bad == 0
+    if c.index_width != 0 or c.s.off32 == NULL:
+        return False
+    off = c.s.off32 + c.s.offset
+    base = off[s - 1]
+    width = off[s] - base
+    for j in range(s, e + 1):
+        bad |= (off[j] - base) != (j - s + 1) * width
+    if bad:
+        return False
+    return memcmp(c.s.chars + base + width, c.s.chars + base, <size_t>((e - s) * width)) == 0
+
+
+cdef int64_t find_segments(const Column* symbol, const Column* interval, int64_t n,
+                           int64_t* out) noexcept nogil:
+    """segment_starts of arrow.pxd, with the same result, skipping blocks of rows that are
+    provably unchanged (the common case: thousands of bars per symbol) instead of comparing
+    strings row by row."""
+    cdef int64_t i = 1, j, e, k = 1, block = SEG_BLOCK
+    if n == 0:
+        out[0] = 0
+        return 0
+    out[0] = 0
+    while i < n:
+        e = i + block if i + block < n else n
+        if block_same(symbol, i, e) and block_same(interval, i, e):
+            i = e
+            if block < SEG_BLOCK_MAX:
+                block *= 2
+            continue
+        if block > SEG_BLOCK:
+            # a boundary lies ahead: retry with a smaller block before going row by row
+            block //= 4
+            if block < SEG_BLOCK:
+                block = SEG_BLOCK
+            continue
+        for j in range(i, e):
+            if not col_str_eq(symbol, j, j - 1) or (
+                interval != NULL and not col_str_eq(interval, j, j - 1)
+            ):
+                out[k] = j
+                k += 1
+        i = e
+    out[k] = n
+    return k
+
+
 cdef object _segments_of(_Batch b):
     cdef Column sym, itv
     cdef Column* pitv = NULL
@@ -474,9 +580,20 @@ cdef object _segments_of(_Batch b):
             b.column("interval", &itv)
             pitv = &itv
         with nogil:
-            k = segment_starts(&sym, pitv, n, &o[0])
+            k = find_segments(&sym, pitv, n, &o[0])
     _check_order(b, &o[0], k)
     return out[:k + 1]
+
+
+cdef bint _sorted_fast(const Column* ts, const int64_t* seg, int64_t nseg) noexcept nogil:
+    """ts (int64, no nulls) never decreases inside a segment: a loop without early exit,
+    which the compiler vectorizes."""
+    cdef const int64_t* t = (<const int64_t*>ts.values) + ts.offset
+    cdef int64_t k, i, bad = 0
+    for k in range(nseg):
+        for i in range(seg[k] + 1, seg[k + 1]):
+            bad |= t[i] < t[i - 1]
+    return bad == 0
 
 
 cdef int _check_order(_Batch b, const int64_t* seg, int64_t nseg) except -1:
@@ -489,6 +606,8 @@ cdef int _check_order(_Batch b, const int64_t* seg, int64_t nseg) except -1:
         return 0
     b.column("ts", &ts)
     if ts.kind != K_I64:
+        return 0
+    if ts.validity == NULL and _sorted_fast(&ts, seg, nseg):
         return 0
     with nogil:
         for k in range(nseg):
@@ -511,6 +630,23 @@ cdef int _check_order(_Batch b, const int64_t* seg, int64_t nseg) except -1:
             "sort them first (stockbatch.normalize does)"
         )
     return 0
+
+
+def _segments_reference(batch):
+    """segment_starts of arrow.pxd, row by row (the tests compare find_segments with it)."""
+    cdef _Batch b = _Batch(batch)
+    cdef Column sym, itv
+    cdef Column* pitv = NULL
+    cdef int64_t k, n = b.n
+    out = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] o = out
+    b.column("symbol", &sym)
+    if b.has("interval"):
+        b.column("interval", &itv)
+        pitv = &itv
+    with nogil:
+        k = segment_starts(&sym, pitv, n, &o[0])
+    return out[:k + 1]
 
 
 def segments(batch):

@@ -11,12 +11,14 @@ How every indicator runs
    ends a run. Each maximal run of present rows is computed on its own, exactly as TA-Lib
    computes a series that starts there — so a gap restarts the warm-up, and a value is never
    made up from across a gap.
-3. The recurrences follow TA-Lib (running sums, seeds, Wilder smoothing, its 1e-8 zero
-   thresholds), written with the shortest dependency chain — e.g. ``avg * (p-1)/p + x/p``
-   rather than ``(avg * (p-1) + x) / p`` — which changes results by ~1e-16 relative; the
-   compiled kernels run exactly these operations, so both backends agree bit for bit.
-   Warm-up rows and missing rows are null (their slot holds NaN); the outputs of one
-   indicator share one validity bitmap.
+3. The recurrences follow TA-Lib (seeds, Wilder smoothing, where output starts), written
+   with the shortest dependency chain — e.g. ``avg * (p-1)/p + x/p`` rather than
+   ``(avg * (p-1) + x) / p`` — which changes results by ~1e-16 relative. Window sums slide
+   but are recomputed every 1024 rows and after a cancellation (see :func:`_slide`), so
+   they never drift as TA-Lib's running SMA sum does; the Bollinger width is summed in a
+   second pass over the window. The compiled kernels run exactly these operations, so
+   both backends agree bit for bit. Warm-up rows and missing rows are null (their slot
+   holds NaN); the outputs of one indicator share one validity bitmap.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import pyarrow.compute as pc
 __all__ = ["segments", "sma", "ema", "rsi", "macd", "bbands", "atr", "volatility", "vwap"]
 
 US_PER_DAY = 86_400_000_000
-TA_EPSILON = 1e-8  # TA-Lib's TA_IS_ZERO / TA_IS_ZERO_OR_NEG threshold
+RESUM = 1024  # running window sums are recomputed at least this often
+CANCEL = 65536.0  # ... and when a departing value is this much larger than what is left
 
 
 # ------------------------------------------------------------------ input and output
@@ -217,6 +220,25 @@ def _prepare(batch, out, segs, nout):
 # ------------------------------------------------------------------ indicators
 
 
+def _window_sum(x, lo: int, hi: int) -> float:
+    total = 0.0
+    for k in range(lo, hi):
+        total += x[k]
+    return total
+
+
+def _slide(x, total: float, i: int, p: int, age: int) -> float:
+    """The window sum of rows i-p+2..i from that of rows i-p+1..i-1 (total).
+
+    Add the new value minus the departing one, and recompute from scratch every RESUM
+    rows and after a cancellation, so rounding from long-gone or much larger values never
+    accumulates (TA-Lib's running sum drifts)."""
+    out = total + (x[i] - x[i - p + 1])
+    if age % RESUM == 0 or abs(x[i - p + 1]) > CANCEL * abs(out):
+        return _window_sum(x, i - p + 2, i + 1)
+    return out
+
+
 def sma(batch, period, *, column="close", out=None, segments=None):
     """Simple moving average; first value at row period-1 of each run (TA-Lib SMA)."""
     _check_period("period", period, 1)
@@ -224,17 +246,15 @@ def sma(batch, period, *, column="close", out=None, segments=None):
     x, ok = _values(batch, column)
     o = [math.nan] * n
     valid = [False] * n
+    inv = 1.0 / period
     for a, b in _runs(ok, segs):
         if b - a < period:
             continue
-        # TA-Lib INT_SMA: add the new value, emit, then drop the trailing one
-        total = 0.0
-        for i in range(a, a + period - 1):
-            total += x[i]
+        total = _window_sum(x, a, a + period - 1)
         for i in range(a + period - 1, b):
-            o[i] = (total + x[i]) * (1.0 / period)
+            o[i] = (total + x[i]) * inv
             valid[i] = True
-            total += x[i] - x[i - period + 1]  # slide the window
+            total = _slide(x, total, i, period, i - a)
     return _finish([o], valid, views)[0]
 
 
@@ -264,7 +284,7 @@ def ema(batch, period, *, column="close", out=None, segments=None):
 
 def _rsi_value(gain: float, loss: float) -> float:
     t = gain + loss
-    if -TA_EPSILON < t < TA_EPSILON:
+    if t == 0.0:  # no change at all in the window: 0, as TA-Lib
         return 0.0
     return 100.0 * (gain / t)
 
@@ -353,8 +373,9 @@ def macd(batch, fast, slow, signal, *, column="close", out=None, segments=None):
 def bbands(batch, period, nbdev, *, column="close", out=None, segments=None):
     """Bollinger bands (upper, middle, lower) around the SMA (TA-Lib BBANDS, matype SMA).
 
-    The width is ``nbdev`` population standard deviations computed as TA-Lib does,
-    sqrt(E[x^2] - mean^2), and zero when that variance is below TA-Lib's 1e-8."""
+    The middle band is the SMA; the width is ``nbdev`` population standard deviations of
+    the window around it, summed in a second pass over the window (squares added in four
+    interleaved lanes, as the compiled loop does)."""
     _check_period("period", period, 1)
     nbdev = float(nbdev)
     if not math.isfinite(nbdev) or nbdev < 0:
@@ -363,22 +384,22 @@ def bbands(batch, period, nbdev, *, column="close", out=None, segments=None):
     x, ok = _values(batch, column)
     up, mid_, lo = [math.nan] * n, [math.nan] * n, [math.nan] * n
     valid = [False] * n
+    inv = 1.0 / period
     for a, b in _runs(ok, segs):
         if b - a < period:
             continue
-        total = total2 = 0.0
-        for i in range(a, a + period - 1):
-            total += x[i]
-            total2 += x[i] * x[i]
+        total = _window_sum(x, a, a + period - 1)
         for i in range(a + period - 1, b):
-            trailing = x[i - period + 1]
-            mid = (total + x[i]) * (1.0 / period)
-            total += x[i] - trailing
-            mean2 = (total2 + x[i] * x[i]) * (1.0 / period)
-            total2 += x[i] * x[i] - trailing * trailing
-            mean2 -= mid * mid
-            sd = math.sqrt(mean2) if not mean2 < TA_EPSILON else 0.0
-            t = sd * nbdev
+            mid = (total + x[i]) * inv
+            total = _slide(x, total, i, period, i - a)
+            lanes = [0.0, 0.0, 0.0, 0.0]
+            first = i - period + 1
+            full = first + (period // 4) * 4
+            for k in range(first, i + 1):
+                # rows of full groups of four go to lanes 0..3 in turn, the rest to lane 0
+                d = x[k] - mid
+                lanes[(k - first) % 4 if k < full else 0] += d * d
+            t = math.sqrt(((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) * inv) * nbdev
             up[i], mid_[i], lo[i] = mid + t, mid, mid - t
             valid[i] = True
     return tuple(_finish([up, mid_, lo], valid, views))
