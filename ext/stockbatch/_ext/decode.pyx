@@ -892,7 +892,10 @@ cdef int parse_num_array(Scan* s, Col* c, int kind) noexcept nogil:
                 return NOMEM
             continue
         if not (ch == 45 or 48 <= ch <= 57):
-            return SLOW
+            # another JSON value (the twin reports the type); anything else is a syntax error
+            if ch == 34 or ch == 123 or ch == 91 or ch == 116 or ch == 102:
+                return SLOW
+            return fail(s, s.pos, "expected a value")
         if parse_number(s, &num) < 0:
             return ERR
         if kind == 0:
