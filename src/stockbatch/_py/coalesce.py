@@ -322,6 +322,7 @@ class Coalescer:
         fut = concurrent.futures.Future()
         with self._lock:
             self._add_locked(request, fut)
+        fut.add_done_callback(lambda f: self._withdraw(request, f))
         return fut
 
     def submit_async(self, request) -> asyncio.Future:
@@ -330,14 +331,16 @@ class Coalescer:
         fut = asyncio.get_running_loop().create_future()
         with self._lock:
             self._add_locked(request, fut)
+        fut.add_done_callback(lambda f: self._withdraw(request, f))
         return fut
 
-    def cancel(self, request) -> bool:
-        """Withdraw one request's interest. Other waiters of the same fetch keep theirs; a
-        pending fetch nobody waits for any more is dropped. Its future (if any) is cancelled.
-        Returns False when the request is not waiting here."""
-        if type(request) is not Request:
-            raise TypeError(f"cancel takes a Request, not {type(request).__name__}")
+    def _withdraw(self, request, fut):
+        # done-callback of a waiter's future: when its owner cancelled it, stop waiting
+        if fut.cancelled():
+            self._remove_waiter(request)
+
+    def _remove_waiter(self, request):
+        """Unregister one waiter; returns its future, or False when it was not waiting."""
         with self._lock:
             entry = self._by_key.get(request.key)
             if entry is None:
@@ -348,8 +351,19 @@ class Coalescer:
             fut = entry.waiters.pop(index)[1]
             self._n_cancelled += 1
             if not entry.waiters and entry.call is None:
-                entry.dead = True
+                entry.dead = True  # nobody waits for this pending fetch: do not plan it
                 del self._by_key[entry.key]
+        return fut
+
+    def cancel(self, request) -> bool:
+        """Withdraw one request's interest. Other waiters of the same fetch keep theirs; a
+        pending fetch nobody waits for any more is dropped. Its future (if any) is cancelled.
+        Returns False when the request is not waiting here."""
+        if type(request) is not Request:
+            raise TypeError(f"cancel takes a Request, not {type(request).__name__}")
+        fut = self._remove_waiter(request)
+        if fut is False:
+            return False
         if fut is not None:
             fut.cancel()
         return True
@@ -367,10 +381,6 @@ class Coalescer:
             ranged = {}
             for entry in pending:
                 if entry.dead:
-                    continue
-                if all(_cancelled(f) for _, f in entry.waiters):
-                    entry.dead = True
-                    del self._by_key[entry.key]
                     continue
                 if self._merge and entry.waiters[0][0].kind == "history":
                     ranged.setdefault(entry.range_key, []).append(entry)
@@ -421,9 +431,10 @@ class Coalescer:
                 for e in entries:
                     e.call = call
                 self._inflight[call.id] = call
-                if first.kind == "history":
-                    for rk in {e.range_key for e in entries}:
-                        self._flight_ranges.setdefault(rk, []).append(call)
+                keys = {e.range_key for e in entries}
+                if self._merge and first.kind == "history" and len(keys) == 1:
+                    # one symbol: later requests inside its range may join it in flight
+                    self._flight_ranges.setdefault(keys.pop(), []).append(call)
                 out.append(call)
             self._n_out += len(out)
         out.sort(key=lambda c: (c.priority, c._seq))
@@ -437,13 +448,12 @@ class Coalescer:
         for e in call._entries:
             if self._by_key.get(e.key) is e:
                 del self._by_key[e.key]
-        if call.kind == "history":
-            for rk in {e.range_key for e in call._entries}:
-                lst = self._flight_ranges.get(rk)
-                if lst is not None:
-                    lst.remove(call)
-                    if not lst:
-                        del self._flight_ranges[rk]
+        for rk in {e.range_key for e in call._entries}:
+            lst = self._flight_ranges.get(rk)
+            if lst is not None and call in lst:
+                lst.remove(call)
+                if not lst:
+                    del self._flight_ranges[rk]
         return list(call._entries)
 
     def complete(self, call, result) -> list:
@@ -474,6 +484,26 @@ class Coalescer:
             self._n_answered += len(answers)
         return answers
 
+    def complete_many(self, calls, results) -> list:
+        """:meth:`complete` each call with the result at the same position; returns all the
+        answers in one list. Every call is checked to be in flight before any is answered."""
+        calls = list(calls)
+        results = list(results)
+        if len(calls) != len(results):
+            raise ValueError(f"{len(calls)} calls but {len(results)} results")
+        with self._lock:
+            seen = set()
+            for call in calls:
+                if not isinstance(call, Call) or self._inflight.get(call.id) is not call \
+                        or call.id in seen:
+                    raise ValueError(f"{call!r} is not a call in flight in this Coalescer "
+                                     "(or appears twice)")
+                seen.add(call.id)
+        answers = []
+        for call, result in zip(calls, results, strict=True):
+            answers.extend(self.complete(call, result))
+        return answers
+
     def fail(self, call, exc) -> list:
         """Answer every waiter of ``call`` with the same exception ``exc``; returns the
         ``(request, exc)`` answers."""
@@ -497,10 +527,10 @@ class Coalescer:
         return answers
 
     # -- reporting ---------------------------------------------------------------------------
-    def in_flight(self) -> list:
-        """The calls taken and not yet completed or failed."""
+    def in_flight(self) -> int:
+        """How many calls are taken and not yet completed or failed."""
         with self._lock:
-            return list(self._inflight.values())
+            return len(self._inflight)
 
     def stats(self) -> dict:
         """``requests_in``, ``calls_out``, ``saving_ratio`` (1 - calls_out / requests_in),

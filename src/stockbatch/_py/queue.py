@@ -46,6 +46,7 @@ _queue_ids = itertools.count(1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_DATE = date(1970, 1, 1)
 _US = timedelta(microseconds=1)
+_NO_PARAMS = MappingProxyType({})  # shared: no allocation per request without params
 
 
 def to_us(value, name: str = "value"):
@@ -83,7 +84,7 @@ def _us_to_datetime(us):
 
 def _freeze_params(params):
     if params is None:
-        return (), MappingProxyType({})
+        return (), _NO_PARAMS
     if not isinstance(params, Mapping):
         raise TypeError(f"params must be a mapping or None, not {type(params).__name__}")
     items = []
@@ -525,8 +526,10 @@ class BatchQueue:
 
     @staticmethod
     def _check_max(max_items):
-        if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
-            raise ValueError(f"max_items must be an int >= 1, not {max_items!r}")
+        if not isinstance(max_items, int):
+            raise TypeError(f"max_items must be an int, not {type(max_items).__name__}")
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, not {max_items!r}")
 
     def get_batch(self, max_items, *, timeout=None):
         """Take up to ``max_items`` requests, most urgent first.
