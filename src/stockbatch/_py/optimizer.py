@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["BatchOptimizer"]
+__all__ = ["BatchOptimizer", "fit"]
 
 _SUBSETS = ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,))
 _GROW = 1.2  # cap recovery per successful batch near the cap

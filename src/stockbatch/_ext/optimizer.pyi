@@ -1,0 +1,37 @@
+"""Type stub of the compiled batch optimizer (twin: stockbatch._py.optimizer)."""
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+__all__ = ["BatchOptimizer", "fit"]
+
+def fit(sizes: Sequence[int], seconds: Sequence[float]) -> tuple[float, float, float]: ...
+
+class BatchOptimizer:
+    def __init__(
+        self,
+        *,
+        min_size: int = ...,
+        max_size: int = ...,
+        initial: int | None = ...,
+        latency_target: float | None = ...,
+        decrease: float = ...,
+        window: int = ...,
+        forget: int = ...,
+    ) -> None: ...
+    def configure(
+        self,
+        op: Hashable,
+        *,
+        min_size: int | None = ...,
+        max_size: int | None = ...,
+        initial: int | None = ...,
+        latency_target: float | None = ...,
+    ) -> None: ...
+    def record(
+        self, op: Hashable, batch_size: int, seconds: float, ok: bool, rate_limited: bool = ...
+    ) -> None: ...
+    def recommend(self, op: Hashable) -> int: ...
+    def explain(self, op: Hashable) -> str: ...
+    def stats(self, op: Hashable) -> dict[str, Any]: ...
+    def ops(self) -> list[Hashable]: ...
