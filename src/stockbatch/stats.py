@@ -34,6 +34,7 @@ __all__ = [
     "Monitor",
     "snapshot",
     "health",
+    "grade",
     "DEFAULT_THRESHOLDS",
     "HEALTHY",
     "DEGRADED",

@@ -283,7 +283,7 @@ cdef class BatchOptimizer:
                 r = st.initial
                 why.append(f"no successful observation yet: initial {st.initial}")
             else:
-                _fit(sizes, secs, m, len(set([sizes[i] for i in range(m)])), coef)
+                _fit(sizes, secs, m, len({sizes[i] for i in range(m)}), coef)
                 a, c, d = coef[0], coef[1], coef[2]
                 why.append(f"model t(b) = {a:.4g} + {c:.4g}*b + {d:.4g}*b^2 s over "
                            f"{m} observations")
