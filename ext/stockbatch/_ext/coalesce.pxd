@@ -48,6 +48,7 @@ cdef class Call:
     cdef uint64_t c_seq
     cdef uint64_t c_owner
     cdef int c_state  # 1 in flight, 0 answered, 2 being checked by complete_many
+    cdef readonly bint grouped  # the provider takes several symbols: results are per symbol
     cdef _Entry _single  # the first entry
     cdef list _entries  # None while _single is the only entry
 

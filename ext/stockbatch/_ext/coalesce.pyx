@@ -95,7 +95,10 @@ cdef class Call:
     (datetime or None) and ``start_us``/``end_us`` — the half-open range to fetch, the union
     of the merged requests' ranges; ``params``; ``priority`` (most urgent waiter);
     ``deadline`` (earliest waiter's, monotonic clock, or None); ``requests`` (every request
-    this call will answer, including ones that joined while it was in flight).
+    this call will answer, including ones that joined while it was in flight); ``grouped``
+    (the provider takes several symbols per call: the result must be per symbol — a table
+    with a ``symbol`` column or a mapping symbol -> value — and is split even when the call
+    happens to carry one symbol).
     """
 
     cdef list entries(self):
@@ -240,7 +243,7 @@ def _filter_range(result, start_us, end_us):
 
 cdef object _part(Call call, _Entry e, object result):
     """The slice of ``result`` that answers ``e``: its symbol and its range."""
-    if call._symbols is not None:
+    if call.grouped:
         result = _filter_symbol(result, e.proto.symbol)
     if e.lo != call.c_lo or e.hi != call.c_hi:
         result = _filter_range(result, e.proto.start_us, e.proto.end_us)
@@ -557,9 +560,9 @@ cdef class Coalescer:
                        bucket_order)
         for bucket in bucket_order:
             entries = bucket[0]
-            self._register(_make_call(entries if len(<list>entries) > 1 else entries[0],
-                                      self.c_uid),
-                           bucket[2] if len(bucket[1]) == 1 else None, out)
+            c = _make_call(entries if len(<list>entries) > 1 else entries[0], self.c_uid)
+            c.grouped = True
+            self._register(c, bucket[2] if len(bucket[1]) == 1 else None, out)
         self.n_out += len(out)
         # most urgent first, then oldest: sort only when not already in that order
         prev = None
@@ -605,7 +608,7 @@ cdef class Coalescer:
         cdef list entries = self._finish(call)
         cdef list answers = []
         cdef _Entry e
-        cdef bint multi = call._symbols is not None
+        cdef bint multi = call.grouped
         self.n_done += 1
         for x in entries:
             e = <_Entry>x

@@ -105,12 +105,17 @@ class Call:
         The earliest deadline among the waiters (monotonic clock).
     requests : tuple[Request, ...]
         Every request this call will answer (including ones that joined while in flight).
+    grouped : bool
+        The provider takes several symbols per call (``batch_limits`` > 1): the result must
+        be per symbol (a table with a ``symbol`` column, or a mapping symbol -> value) and is
+        split even when the call happens to carry one symbol.
     """
 
     __slots__ = ("id", "kind", "provider", "symbols", "interval", "start_us", "end_us",
-                 "params", "priority", "deadline", "_entries", "_range_key_sym", "_seq")
+                 "params", "priority", "deadline", "grouped", "_entries", "_seq")
 
-    def __init__(self, entries, first):
+    def __init__(self, entries, first, grouped=False):
+        self.grouped = grouped
         self.id = next(_call_ids)
         self.kind = first.kind
         self.provider = first.provider
@@ -198,7 +203,7 @@ def _filter_range(result, start_us, end_us):
 
 def _part(call, entry, result):
     """The slice of ``result`` that answers ``entry``: its symbol and its range."""
-    if len(call.symbols) > 1:
+    if call.grouped:
         result = _filter_symbol(result, entry.symbol)
     if (entry.start_us, entry.end_us) != (call.start_us, call.end_us):
         result = _filter_range(result, entry.start_us, entry.end_us)
@@ -417,17 +422,17 @@ class Coalescer:
                     bkey = (first.kind, first.provider, first.interval, s, e_, first.key[6])
                     bucket = buckets.get(bkey)
                     if bucket is None or len(bucket[1]) >= lim:
-                        bucket = buckets[bkey] = ([], set(), first)
+                        bucket = buckets[bkey] = ([], set(), first, True)
                         calls.append(bucket)
                     else:
                         self._n_grouped += 1
                     bucket[0].extend(unit)
                     bucket[1].add(first.symbol)
                 else:
-                    calls.append((unit, None, first))
+                    calls.append((unit, None, first, False))
             out = []
-            for entries, _, first in calls:
-                call = Call(entries, first)
+            for entries, _, first, grouped in calls:
+                call = Call(entries, first, grouped)
                 for e in entries:
                     e.call = call
                 self._inflight[call.id] = call
