@@ -321,14 +321,41 @@ cdef int64_t macd_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     return b - start
 
 
+cdef enum:
+    BB_RESHIFT = 64       # Bollinger shifted sums are recomputed around x[i] this often
+
+
+cdef inline double two_pass_ss(const double* x, int64_t lo, int64_t hi,
+                               double mid) noexcept nogil:
+    """Sum of (x - mid)^2 over rows lo..hi-1, in four interleaved lanes."""
+    cdef int64_t k = lo
+    cdef double d0, d1, d2, d3, s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    while k + 4 <= hi:
+        d0 = x[k] - mid
+        d1 = x[k + 1] - mid
+        d2 = x[k + 2] - mid
+        d3 = x[k + 3] - mid
+        s0 += d0 * d0
+        s1 += d1 * d1
+        s2 += d2 * d2
+        s3 += d3 * d3
+        k += 4
+    while k < hi:
+        d0 = x[k] - mid
+        s0 += d0 * d0
+        k += 1
+    return (s0 + s1) + (s2 + s3)
+
+
 cdef int64_t bbands_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     # TA-Lib BBANDS with the SMA middle: mid = the SMA (as sma_run), width = nbdev times
-    # the population std of the window around mid, summed in two passes (as the TA-Lib
-    # installed here does: exact even for flat or tiny-priced windows). The squares are
-    # summed in four interleaved lanes so that the additions overlap.
+    # the population std of the window. The variance comes from sliding sums of x - ref
+    # (ref = a recent value, renewed every BB_RESHIFT rows with the sums recomputed), so
+    # the subtraction Q/p - (S/p)^2 cancels little; when it still cancels heavily (flat
+    # windows) the window is summed again around mid in two passes, which is exact.
     cdef int64_t p = j.p0, i, k, lo
     cdef const double* x = j.in0
-    cdef double nbdev = j.f0, total, mid, t, d0, d1, d2, d3, s0, s1, s2, s3
+    cdef double nbdev = j.f0, total, mid, t, var, d, dq, ref = 0.0, ss = 0.0, qq = 0.0
     cdef double inv = 1.0 / <double>p
     if b - a < p:
         fill_nan(j, a, b)
@@ -339,23 +366,23 @@ cdef int64_t bbands_run(Job* j, int64_t a, int64_t b) noexcept nogil:
         mid = (total + x[i]) * inv
         total = slide(x, total, i, p, i - a)
         lo = i - p + 1
-        s0 = s1 = s2 = s3 = 0.0
-        k = lo
-        while k + 4 <= i + 1:
-            d0 = x[k] - mid
-            d1 = x[k + 1] - mid
-            d2 = x[k + 2] - mid
-            d3 = x[k + 3] - mid
-            s0 += d0 * d0
-            s1 += d1 * d1
-            s2 += d2 * d2
-            s3 += d3 * d3
-            k += 4
-        while k <= i:
-            d0 = x[k] - mid
-            s0 += d0 * d0
-            k += 1
-        t = sqrt(((s0 + s1) + (s2 + s3)) * inv) * nbdev
+        if ((i - a - p + 1) & (BB_RESHIFT - 1)) == 0:
+            ref = x[i]
+            ss = 0.0
+            qq = 0.0
+            for k in range(lo, i + 1):
+                d = x[k] - ref
+                ss += d
+                qq += d * d
+        else:
+            d = x[i] - ref
+            dq = x[lo - 1] - ref
+            ss += d - dq
+            qq += d * d - dq * dq
+        var = (qq - ss * ss * inv) * inv
+        if not (var > qq * inv * 0.00000095367431640625):   # 2^-20: heavy cancellation
+            var = two_pass_ss(x, lo, i + 1, mid) * inv
+        t = sqrt(var) * nbdev
         j.out0[i] = mid + t
         j.out1[i] = mid
         j.out2[i] = mid - t

@@ -370,39 +370,64 @@ def macd(batch, fast, slow, signal, *, column="close", out=None, segments=None):
     return tuple(_finish([om, os_, oh], valid, views))
 
 
+BB_RESHIFT = 64  # Bollinger shifted sums are recomputed around x[i] this often
+
+
+def _two_pass_ss(x, lo: int, hi: int, mid: float) -> float:
+    """Sum of (x - mid)^2 over rows lo..hi-1: full groups of four rows go to lanes 0..3
+    in turn, the remaining rows to lane 0 (as the compiled loop)."""
+    lanes = [0.0, 0.0, 0.0, 0.0]
+    full = lo + ((hi - lo) // 4) * 4
+    for k in range(lo, hi):
+        d = x[k] - mid
+        lanes[(k - lo) % 4 if k < full else 0] += d * d
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+
+
 def bbands(batch, period, nbdev, *, column="close", out=None, segments=None):
     """Bollinger bands (upper, middle, lower) around the SMA (TA-Lib BBANDS, matype SMA).
 
     The middle band is the SMA; the width is ``nbdev`` population standard deviations of
-    the window around it, summed in a second pass over the window (squares added in four
-    interleaved lanes, as the compiled loop does)."""
+    the window. The variance comes from sliding sums of ``x - ref`` (``ref`` a recent
+    value, renewed every BB_RESHIFT rows with the sums recomputed), so ``Q/p - (S/p)^2``
+    cancels little; where it still cancels heavily (flat windows) the window is summed
+    again around the middle band in two passes, which is exact."""
     _check_period("period", period, 1)
     nbdev = float(nbdev)
     if not math.isfinite(nbdev) or nbdev < 0:
         raise ValueError(f"nbdev must be a finite number >= 0, got {nbdev}")
     batch, n, segs, views = _prepare(batch, out, segments, 3)
     x, ok = _values(batch, column)
-    up, mid_, lo = [math.nan] * n, [math.nan] * n, [math.nan] * n
+    up, mid_, lo_ = [math.nan] * n, [math.nan] * n, [math.nan] * n
     valid = [False] * n
     inv = 1.0 / period
     for a, b in _runs(ok, segs):
         if b - a < period:
             continue
         total = _window_sum(x, a, a + period - 1)
+        ref = ss = qq = 0.0
         for i in range(a + period - 1, b):
             mid = (total + x[i]) * inv
             total = _slide(x, total, i, period, i - a)
-            lanes = [0.0, 0.0, 0.0, 0.0]
-            first = i - period + 1
-            full = first + (period // 4) * 4
-            for k in range(first, i + 1):
-                # rows of full groups of four go to lanes 0..3 in turn, the rest to lane 0
-                d = x[k] - mid
-                lanes[(k - first) % 4 if k < full else 0] += d * d
-            t = math.sqrt(((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) * inv) * nbdev
-            up[i], mid_[i], lo[i] = mid + t, mid, mid - t
+            lo = i - period + 1
+            if (i - a - period + 1) % BB_RESHIFT == 0:
+                ref, ss, qq = x[i], 0.0, 0.0
+                for k in range(lo, i + 1):
+                    d = x[k] - ref
+                    ss += d
+                    qq += d * d
+            else:
+                d = x[i] - ref
+                dq = x[lo - 1] - ref
+                ss += d - dq
+                qq += d * d - dq * dq
+            var = (qq - ss * ss * inv) * inv
+            if not var > qq * inv * 2.0**-20:  # heavy cancellation
+                var = _two_pass_ss(x, lo, i + 1, mid) * inv
+            t = math.sqrt(var) * nbdev
+            up[i], mid_[i], lo_[i] = mid + t, mid, mid - t
             valid[i] = True
-    return tuple(_finish([up, mid_, lo], valid, views))
+    return tuple(_finish([up, mid_, lo_], valid, views))
 
 
 def _true_range(h, lo, c, i) -> float:
