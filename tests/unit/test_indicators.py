@@ -472,6 +472,12 @@ def test_flat_and_tiny_prices(ind):
     up, mid, lo = (values(a)[4:] for a in ind.bbands(flat, 5, 2.0))
     assert (up - lo).max() == 0.0 and np.allclose(mid, 0.1)
     assert values(ind.rsi(flat, 5))[5:].tolist() == [0.0] * 25
+    # a flat stretch long after the shift reference was taken: the exact fallback
+    x = np.concatenate([100 + np.cumsum(np.random.default_rng(4).normal(0, 1, 500)),
+                        np.full(300, 123.456)])
+    up, mid, lo = (values(a) for a in ind.bbands(pa.record_batch({"close": x}), 20, 2.0))
+    assert np.abs(up - lo)[-280:].max() < 1e-12 * 123.456
+    np.testing.assert_allclose(up[19:], talib.BBANDS(x, 20, 2.0, 2.0)[0][19:], rtol=1e-12)
     # no absolute thresholds: tiny prices give the same RSI as scaled-up ones (and TA-Lib)
     y = 1e-7 * (1 + np.random.default_rng(2).random(60) * 0.01)
     small, big = (values(ind.rsi(pa.record_batch({"close": v}), 5)) for v in (y, y * 1e8))
