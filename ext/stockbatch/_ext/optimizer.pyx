@@ -9,15 +9,20 @@ latency target, a 2x trust region, AIMD on errors and rate limits, and cliff bis
 import math
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.math cimport INFINITY, fabs, floor, isinf, sqrt
+from libc.math cimport INFINITY, fabs, floor, isinf, log, sqrt
 
-__all__ = ["BatchOptimizer", "fit"]
+__all__ = ["BatchOptimizer", "fit", "fit_all"]
 
 cdef double _GROW = 1.2  # cap recovery per successful batch near the cap
 cdef double _BISECT_STOP = 0.9  # stop bisecting when good >= 0.9 * cliff
+cdef double _PLAUSIBLE = 6.0  # BIC difference below which two models are not told apart
 cdef int[7][3] _SUBSETS = [[0, 1, 2], [0, 1, -1], [0, 2, -1], [1, 2, -1], [0, -1, -1],
                            [1, -1, -1], [2, -1, -1]]
 cdef int[7] _SUBSET_N = [3, 2, 2, 2, 1, 1, 1]
+cdef enum:
+    OK = 0
+    FAILED = 1
+    LIMITED = 2
 
 
 cdef bint _solve(double[3][4] a, int n, double* x) noexcept nogil:
@@ -48,19 +53,23 @@ cdef bint _solve(double[3][4] a, int n, double* x) noexcept nogil:
     return True
 
 
-cdef void _fit(const double* sizes, const double* secs, int m, int distinct,
-               double* coef) noexcept nogil:
-    cdef int si, n, i, j, k
+cdef int _fit_all(const double* sizes, const double* secs, int m, int distinct,
+                  double* scores, double* coefs) noexcept nogil:
+    """Fit every subset of the terms (in _SUBSETS order); scores[s] = BIC, or +inf when the
+    subset is under-determined or a coefficient comes out negative. Returns how many fit."""
+    cdef int si, n, i, j, k, found = 0
     cdef double[3][4] a
     cdef double[3] x
     cdef double[3] f
-    cdef double[3] cand
-    cdef double best_sse = INFINITY, sse, w, t, b, r, fi
+    cdef double sse, w, t, b, r, fi
+    cdef double* cand
     cdef bint ok
-    coef[0] = 0.0
-    coef[1] = 0.0
-    coef[2] = 0.0
     for si in range(7):
+        scores[si] = INFINITY
+        cand = coefs + 3 * si
+        cand[0] = 0.0
+        cand[1] = 0.0
+        cand[2] = 0.0
         n = _SUBSET_N[si]
         if n > distinct:
             continue  # under-determined
@@ -87,9 +96,6 @@ cdef void _fit(const double* sizes, const double* secs, int m, int distinct,
                 ok = False
         if not ok:
             continue
-        cand[0] = 0.0
-        cand[1] = 0.0
-        cand[2] = 0.0
         for i in range(n):
             cand[_SUBSETS[si][i]] = x[i]
         sse = 0.0
@@ -99,29 +105,69 @@ cdef void _fit(const double* sizes, const double* secs, int m, int distinct,
             w = 1.0 / (t * t) if t > 0 else 1e12
             r = cand[0] + cand[1] * b + cand[2] * b * b - t
             sse += w * r * r
-        # strictly better by a relative margin: ties keep the earlier (fuller) model
-        if sse < best_sse * (1 - 1e-9) - 1e-15:
-            best_sse = sse
-            coef[0] = cand[0]
-            coef[1] = cand[1]
-            coef[2] = cand[2]
+        # BIC: a term must pay for itself, so noise does not invent a congestion term
+        scores[si] = m * log(sse / m + 1e-12) + n * log(<double>m)
+        found += 1
+    return found
 
 
-def fit(sizes, seconds):
-    """Non-negative weighted least-squares fit of t = a + c b + d b^2; returns (a, c, d)."""
+def fit_all(sizes, seconds):
+    """Weighted least-squares fits of every subset of the terms of t = a + c b + d b^2 whose
+    coefficients come out non-negative: a list of (BIC, (a, c, d)), in subset order."""
     cdef int m = len(sizes)
-    cdef double* cs = <double*>PyMem_Malloc((2 * m + 1) * sizeof(double))
-    cdef double[3] coef
-    if cs == NULL:
+    cdef double* buf = <double*>PyMem_Malloc((2 * m + 1) * sizeof(double))
+    cdef double[7] scores
+    cdef double[21] coefs
+    if buf == NULL:
         raise MemoryError()
     try:
         for i in range(m):
-            cs[i] = sizes[i]
-            cs[m + i] = seconds[i]
-        _fit(cs, cs + m, m, len(set(sizes)), coef)
+            buf[i] = sizes[i]
+            buf[m + i] = seconds[i]
+        _fit_all(buf, buf + m, m, len(set(sizes)), scores, coefs)
     finally:
-        PyMem_Free(cs)
-    return (coef[0], coef[1], coef[2])
+        PyMem_Free(buf)
+    return [(scores[i], (coefs[3 * i], coefs[3 * i + 1], coefs[3 * i + 2]))
+            for i in range(7) if scores[i] != INFINITY]
+
+
+def fit(sizes, seconds):
+    """Non-negative weighted least-squares fit of t = a + c b + d b^2; returns (a, c, d):
+    the subset of terms with the lowest BIC."""
+    best = None
+    best_score = INFINITY
+    for score, coef in fit_all(sizes, seconds):
+        if score < best_score:
+            best, best_score = coef, score
+    return best if best is not None else (0.0, 0.0, 0.0)
+
+
+def _optimum(double a, double c, double d, lat, int min_size, double largest):
+    """Best size for model (a, c, d) under latency target ``lat`` (None = none): (size, why)."""
+    cdef double r, b_lat
+    why = [f"model t(b) = {a:.4g} + {c:.4g}*b + {d:.4g}*b^2 s"]
+    if d > 0 and a > 0:
+        r = sqrt(a / d)
+        why.append(f"throughput peaks at {r:.1f}")
+    elif d > 0 or (a == 0 and c > 0):
+        r = largest if d == 0 else min_size
+        why.append("throughput does not grow with size")
+    else:
+        r = INFINITY
+        why.append("throughput grows with size")
+    if lat is not None:
+        if a >= lat:
+            b_lat = min_size
+        elif d > 0:
+            b_lat = (-c + sqrt(c * c + 4 * d * (lat - a))) / (2 * d)
+        elif c > 0:
+            b_lat = (lat - a) / c
+        else:
+            b_lat = INFINITY
+        if b_lat < r:
+            r = b_lat
+            why.append(f"latency target {lat:g} s allows {b_lat:.1f}")
+    return r, why
 
 
 cdef class _Op:
@@ -219,7 +265,7 @@ cdef class BatchOptimizer:
         cdef _Op st = self._op(op)
         cdef double b = batch_size
         cdef bint good = bool(ok) and not rate_limited
-        cdef int i, last_ok = -1, last_fail = -1, k
+        cdef int i, n_ok = 0, n_failed = 1, k
         st.n += 1
         st.cliff_age += 1
         if st.cliff_age > self.c_forget:
@@ -234,15 +280,16 @@ cdef class BatchOptimizer:
                 st.n_rl += 1
             if not ok:
                 st.n_fail += 1
-                # A cliff unless a batch this large succeeded since the last such failure.
+                # A cliff when batches this large failed at least twice and more often than
+                # they succeeded (in the window): one failure alone may be chance.
                 for i in range(st.count):
                     k = st.slot(i)
                     if st.sizes[k] >= b:
-                        if st.good[k]:
-                            last_ok = i
-                        else:
-                            last_fail = i
-                if last_ok < 0 or last_fail > last_ok:
+                        if st.good[k] == OK:
+                            n_ok += 1
+                        elif st.good[k] == FAILED:
+                            n_failed += 1
+                if n_failed >= 2 and n_failed > n_ok:
                     if b < st.cliff:
                         st.cliff = b
                     st.cliff_age = 0
@@ -256,16 +303,17 @@ cdef class BatchOptimizer:
             st.count += 1
         st.sizes[k] = b
         st.secs[k] = float(seconds)
-        st.good[k] = good
+        st.good[k] = OK if good else FAILED if not ok else LIMITED
 
     def recommend(self, op):
         """The batch size to use next for ``op``."""
         cdef _Op st = self._op(op)
         cdef double* sizes = <double*>PyMem_Malloc((2 * st.window + 1) * sizeof(double))
         cdef double* secs
-        cdef double[3] coef
-        cdef double a, c, d, r, lat, b_lat, lo, hi, g, limit, smin = INFINITY, smax = 0
-        cdef int m = 0, i, k, out
+        cdef double[7] scores
+        cdef double[21] coefs
+        cdef double r, lo, hi, g, limit, best_score, smin = INFINITY, smax = 0
+        cdef int m = 0, i, k, out, nfit
         if sizes == NULL:
             raise MemoryError()
         secs = sizes + st.window
@@ -273,7 +321,7 @@ cdef class BatchOptimizer:
         try:
             for i in range(st.count):
                 k = st.slot(i)
-                if st.good[k]:
+                if st.good[k] == OK:
                     sizes[m] = st.sizes[k]
                     secs[m] = st.secs[k]
                     smin = min(smin, sizes[m])
@@ -283,32 +331,30 @@ cdef class BatchOptimizer:
                 r = st.initial
                 why.append(f"no successful observation yet: initial {st.initial}")
             else:
-                _fit(sizes, secs, m, len({sizes[i] for i in range(m)}), coef)
-                a, c, d = coef[0], coef[1], coef[2]
-                why.append(f"model t(b) = {a:.4g} + {c:.4g}*b + {d:.4g}*b^2 s over "
-                           f"{m} observations")
-                if d > 0 and a > 0:
-                    r = sqrt(a / d)
-                    why.append(f"throughput peaks at {r:.1f}")
-                elif d > 0 or (a == 0 and c > 0):
-                    r = smax if d == 0 else st.min_size
-                    why.append("throughput does not grow with size")
-                else:
-                    r = INFINITY
-                    why.append("throughput grows with size")
-                lat = st.latency_target
-                if lat > 0:
-                    if a >= lat:
-                        b_lat = st.min_size
-                    elif d > 0:
-                        b_lat = (-c + sqrt(c * c + 4 * d * (lat - a))) / (2 * d)
-                    elif c > 0:
-                        b_lat = (lat - a) / c
-                    else:
-                        b_lat = INFINITY
-                    if b_lat < r:
-                        r = b_lat
-                        why.append(f"latency target {lat:g} s allows {b_lat:.1f}")
+                # Optimism under uncertainty: of the models the data cannot tell apart
+                # (BIC within _PLAUSIBLE of the best), follow the one promising the largest
+                # size, so noise never stops the exploration early.
+                nfit = _fit_all(sizes, secs, m, len({sizes[i] for i in range(m)}), scores,
+                                coefs)
+                best_score = INFINITY
+                for i in range(7):
+                    if scores[i] < best_score:
+                        best_score = scores[i]
+                r = -INFINITY
+                model_why = None
+                lat_obj = None if st.latency_target == 0 else st.latency_target
+                for i in range(7):
+                    if scores[i] != INFINITY and scores[i] <= best_score + _PLAUSIBLE:
+                        rk, wk = _optimum(coefs[3 * i], coefs[3 * i + 1], coefs[3 * i + 2],
+                                          lat_obj, st.min_size, smax)
+                        if rk > r:
+                            r = rk
+                            model_why = wk
+                if nfit == 0:
+                    r = smax
+                    model_why = ["no model fits"]
+                why.append(f"{model_why[0]} over {m} observations")
+                why.extend(model_why[1:])
                 lo = smin / 2.0
                 hi = smax * 2.0
                 if r > hi:

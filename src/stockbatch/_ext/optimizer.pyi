@@ -3,9 +3,12 @@
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-__all__ = ["BatchOptimizer", "fit"]
+__all__ = ["BatchOptimizer", "fit", "fit_all"]
 
 def fit(sizes: Sequence[int], seconds: Sequence[float]) -> tuple[float, float, float]: ...
+def fit_all(
+    sizes: Sequence[int], seconds: Sequence[float]
+) -> list[tuple[float, tuple[float, float, float]]]: ...
 
 class BatchOptimizer:
     def __init__(

@@ -5,7 +5,8 @@ How it chooses a batch size, per operation type:
 1. **Model.** The last ``window`` successful observations are fitted to
    ``t(b) = a + c*b + d*b**2`` (fixed overhead, per-item cost, congestion), by least squares
    weighted by ``1/t**2`` (relative error, so small batches count as much as large ones) with
-   ``a, c, d >= 0`` (the best non-negative subset of terms). Throughput ``b / t(b)`` peaks at
+   ``a, c, d >= 0``: every non-negative subset of the terms is fitted and the lowest BIC wins,
+   so noisy timings do not invent a congestion term. Throughput ``b / t(b)`` peaks at
    ``sqrt(a/d)``, or grows without bound when ``d == 0`` and ``a > 0`` — so a constant latency
    pushes the size *up*, never down to the minimum.
 2. **Latency target.** With ``latency_target`` the size is also at most the largest ``b`` whose
@@ -14,8 +15,9 @@ How it chooses a batch size, per operation type:
    explores by doubling instead of trusting an extrapolation.
 4. **Errors and rate limits.** A failed or rate-limited batch of size ``b`` caps the next
    sizes at ``b * decrease`` (multiplicative decrease, default 0.5); the cap then grows by
-   ``1.2x`` per successful batch near it (AIMD). A failure at ``b`` with no success at ``b`` or
-   above since the last failure there marks a *cliff*: sizes from ``b`` up are not tried again;
+   ``1.2x`` per successful batch near it (AIMD). When batches of ``b`` or more failed at least
+   twice and more often than they succeeded, ``b`` is a *cliff*: sizes from ``b`` up are not
+   tried again;
    the largest good size below it is approached by geometric bisection until it is within 10 %
    of the cliff. A cliff is forgotten after ``forget`` observations, to re-probe.
 5. **Bounds.** Always an int in ``[min_size, max_size]``. The same observations give the same
@@ -27,11 +29,13 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["BatchOptimizer", "fit"]
+__all__ = ["BatchOptimizer", "fit", "fit_all"]
 
 _SUBSETS = ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,))
 _GROW = 1.2  # cap recovery per successful batch near the cap
 _BISECT_STOP = 0.9  # stop bisecting when good >= 0.9 * cliff
+_OK, _FAILED, _LIMITED = 0, 1, 2
+_PLAUSIBLE = 6.0  # BIC difference below which two models are not told apart
 
 
 def _solve(m, v, n):
@@ -58,11 +62,12 @@ def _solve(m, v, n):
     return x
 
 
-def fit(sizes, seconds):
-    """Non-negative weighted least-squares fit of t = a + c b + d b^2; returns (a, c, d)."""
-    best = None
-    best_sse = math.inf
+def fit_all(sizes, seconds):
+    """Weighted least-squares fits of every subset of the terms of t = a + c b + d b^2 whose
+    coefficients come out non-negative: a list of (BIC, (a, c, d)), in subset order."""
+    out = []
     distinct = len(set(sizes))
+    m_obs = len(sizes)
     for subset in _SUBSETS:
         n = len(subset)
         if n > distinct:
@@ -88,10 +93,51 @@ def fit(sizes, seconds):
             w = 1.0 / (t * t) if t > 0 else 1e12
             r = coef[0] + coef[1] * b + coef[2] * b * b - t
             sse += w * r * r
-        # strictly better by a relative margin: ties keep the earlier (fuller) model
-        if sse < best_sse * (1 - 1e-9) - 1e-15:
-            best, best_sse = coef, sse
-    return tuple(best) if best is not None else (0.0, 0.0, 0.0)
+        # BIC: a term must pay for itself, so noise does not invent a congestion term
+        score = m_obs * math.log(sse / m_obs + 1e-12) + n * math.log(m_obs)
+        out.append((score, (coef[0], coef[1], coef[2])))
+    return out
+
+
+def fit(sizes, seconds):
+    """Non-negative weighted least-squares fit of t = a + c b + d b^2; returns (a, c, d).
+
+    Every non-negative subset of the three terms is fitted; the one with the lowest BIC
+    (``m ln(SSE/m) + k ln m``) wins, so a term is kept only when the data support it.
+    """
+    best = None
+    best_score = math.inf
+    for score, coef in fit_all(sizes, seconds):
+        if score < best_score:
+            best, best_score = coef, score
+    return best if best is not None else (0.0, 0.0, 0.0)
+
+
+def _optimum(a, c, d, lat, min_size, largest):
+    """Best size for model (a, c, d) under latency target ``lat`` (None = none): (size, why)."""
+    why = [f"model t(b) = {a:.4g} + {c:.4g}*b + {d:.4g}*b^2 s"]
+    if d > 0 and a > 0:
+        r = math.sqrt(a / d)
+        why.append(f"throughput peaks at {r:.1f}")
+    elif d > 0 or (a == 0 and c > 0):
+        r = float(largest) if d == 0 else float(min_size)
+        why.append("throughput does not grow with size")
+    else:
+        r = math.inf
+        why.append("throughput grows with size")
+    if lat is not None:
+        if a >= lat:
+            b_lat = float(min_size)
+        elif d > 0:
+            b_lat = (-c + math.sqrt(c * c + 4 * d * (lat - a))) / (2 * d)
+        elif c > 0:
+            b_lat = (lat - a) / c
+        else:
+            b_lat = math.inf
+        if b_lat < r:
+            r = b_lat
+            why.append(f"latency target {lat:g} s allows {b_lat:.1f}")
+    return r, why
 
 
 class _Op:
@@ -103,7 +149,7 @@ class _Op:
         self.max_size = max_size
         self.initial = initial
         self.latency_target = latency_target
-        self.hist = deque(maxlen=window)  # (size, seconds, ok) ; ok False = failed or limited
+        self.hist = deque(maxlen=window)  # (size, seconds, status): _OK, _FAILED, _LIMITED
         self.cap = float(max_size)
         self.cliff = math.inf
         self.cliff_age = 0
@@ -206,56 +252,47 @@ class BatchOptimizer:
                 st.n_rl += 1
             if not ok:
                 st.n_fail += 1
-                # A cliff unless a batch this large succeeded since the last such failure.
-                last_ok = last_fail = -1
-                for i, (hb, _, hok) in enumerate(st.hist):
+                # A cliff when batches this large failed at least twice and more often than
+                # they succeeded (in the window): one failure alone may be chance.
+                n_ok, n_failed = 0, 1
+                for hb, _, status in st.hist:
                     if hb >= b:
-                        if hok:
-                            last_ok = i
-                        else:
-                            last_fail = i
-                if last_ok < 0 or last_fail > last_ok:
+                        if status == _OK:
+                            n_ok += 1
+                        elif status == _FAILED:
+                            n_failed += 1
+                if n_failed >= 2 and n_failed > n_ok:
                     if b < st.cliff:
                         st.cliff = float(b)
                     st.cliff_age = 0
             st.cap = max(float(st.min_size), min(st.cap, float(b)) * self._decrease)
-        st.hist.append((b, float(seconds), good))
+        st.hist.append((b, float(seconds), _OK if good else _FAILED if not ok else _LIMITED))
 
     def recommend(self, op) -> int:
         """The batch size to use next for ``op``."""
         st = self._op(op)
         why = []
-        sizes = [b for b, _, g in st.hist if g]
-        secs = [t for _, t, g in st.hist if g]
+        sizes = [b for b, _, status in st.hist if status == _OK]
+        secs = [t for _, t, status in st.hist if status == _OK]
         if not sizes:
             r = float(st.initial)
             why.append(f"no successful observation yet: initial {st.initial}")
         else:
-            a, c, d = fit(sizes, secs)
-            why.append(f"model t(b) = {a:.4g} + {c:.4g}*b + {d:.4g}*b^2 s over "
-                       f"{len(sizes)} observations")
-            if d > 0 and a > 0:
-                r = math.sqrt(a / d)
-                why.append(f"throughput peaks at {r:.1f}")
-            elif d > 0 or (a == 0 and c > 0):
-                r = float(max(sizes)) if d == 0 else float(st.min_size)
-                why.append("throughput does not grow with size")
-            else:
-                r = math.inf
-                why.append("throughput grows with size")
-            lat = st.latency_target
-            if lat is not None:
-                if a >= lat:
-                    b_lat = float(st.min_size)
-                elif d > 0:
-                    b_lat = (-c + math.sqrt(c * c + 4 * d * (lat - a))) / (2 * d)
-                elif c > 0:
-                    b_lat = (lat - a) / c
-                else:
-                    b_lat = math.inf
-                if b_lat < r:
-                    r = b_lat
-                    why.append(f"latency target {lat:g} s allows {b_lat:.1f}")
+            # Optimism under uncertainty: of the models the data cannot tell apart (BIC
+            # within _PLAUSIBLE of the best), follow the one promising the largest size, so
+            # noise never stops the exploration early; wrong ones are refuted as data come.
+            fits = fit_all(sizes, secs)
+            best_score = min(score for score, _ in fits) if fits else 0.0
+            r, model_why = -math.inf, []
+            for score, (a, c, d) in fits:
+                if score <= best_score + _PLAUSIBLE:
+                    rk, wk = _optimum(a, c, d, st.latency_target, st.min_size, max(sizes))
+                    if rk > r:
+                        r, model_why = rk, wk
+            if not fits:
+                r, model_why = float(max(sizes)), ["no model fits"]
+            why.append(f"{model_why[0]} over {len(sizes)} observations")
+            why.extend(model_why[1:])
             lo, hi = min(sizes) / 2.0, max(sizes) * 2.0
             if r > hi:
                 r = hi
