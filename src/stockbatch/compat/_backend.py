@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import logging
 import re
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -22,6 +23,7 @@ from .._errors import (
 from ._errors import DataNotFoundError, InvalidSymbolError, StockFetcherError
 
 T = TypeVar("T")
+_log = logging.getLogger("stockbatch.compat")
 
 # Yahoo symbols: letters, digits and . - ^ = (indices ^N225, FX USDJPY=X, classes BRK-B).
 # Anything else (spaces, slashes, '..') never reaches a URL.
@@ -207,17 +209,28 @@ class Backend:
             raise translate(exc, symbol) from exc
 
     def histories(self, symbols: Sequence[str], **kw: Any) -> pa.Table:
-        """Many symbols through stockbatch.fetch: concurrent, coalesced, one Arrow table."""
-        from .._api import fetch
+        """Many symbols concurrently on the private loop; one Arrow table. Symbols that fail
+        are left out (their reasons are logged)."""
 
-        async def run() -> pa.Table:
-            # stockbatch.fetch is synchronous (it runs its own loop): keep it off our loop
-            return await asyncio.to_thread(fetch, list(symbols), source=self.source, **kw)
+        async def run() -> list[pa.RecordBatch]:
+            out = []
+            async for symbol, result in self.source.fetch_many(list(symbols), **kw):
+                if isinstance(result, BaseException):
+                    _log.warning("no history for %s: %s", symbol, result)
+                elif result.num_rows:
+                    out.append(result)
+            return out
 
         try:
-            return self.loop.run(run(), self.timeout)
+            batches = self.loop.run(run(), self.timeout)
         except StockbatchError as exc:
             raise translate(exc) from exc
+        from ..schema import BARS
+
+        if not batches:
+            return BARS.empty_table()
+        return pa.Table.from_batches([b.replace_schema_metadata(BARS.metadata)
+                                      for b in batches], schema=BARS)
 
     def quotes(self, symbols: Sequence[str], *, chunk: int = 100) -> pa.Table:
         """Quotes through the batched quote endpoint, ``chunk`` symbols a call, calls

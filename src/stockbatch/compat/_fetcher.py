@@ -324,8 +324,11 @@ class StockFetcher(BulkMethods):
         start, end = kw.pop("_start", None), kw.pop("_end", None)
         batch = self._sb.history(symbol, interval=interval, **kw)
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        # the exchange zone the provider reported (chart meta), else the suffix table's
+        reported = (table.schema.metadata or {}).get(b"stockbatch.tz")
+        tz_of = (lambda _s: reported.decode()) if reported else self._sb.tz_of
         frames = bars_to_frames(table, interval=interval, auto_adjust=self._auto_adjust,
-                                tz_of=self._sb.tz_of, start=start, end=end)
+                                tz_of=tz_of, start=start, end=end)
         frame = frames.get(symbol)
         if frame is None or frame.empty:
             raise DataNotFoundError(f"historical data is empty: {symbol}")
