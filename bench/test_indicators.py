@@ -9,8 +9,10 @@ Groups (peers in the same group, ratios compared within one run):
                          functions, write into full-length columns, append them to the table.
   indicators-long        the same set on one series of 5e6 bars: compute vs TA-Lib on the
                          whole arrays (appended to the table the same way).
-  long-<indicator>       each indicator alone on the long series, stockbatch (public
-                         function) vs TA-Lib.
+  long-<indicator>       each indicator alone on the long series: stockbatch's public
+                         function on the bars table (finds the one segment: a scan of the
+                         symbol/interval strings and the ts order check), the same on the
+                         series without symbol/interval (kernel only), and TA-Lib.
 
 Run:
     PYTHONPATH=src python -m pytest bench/test_indicators.py --benchmark-only \
@@ -161,6 +163,16 @@ SINGLE = {
 def test_long_single_stockbatch(benchmark, long, name):
     benchmark.group = f"long-{name}"
     result = benchmark(SINGLE[name][0], long)
+    first = result[0] if isinstance(result, tuple) else result
+    assert len(first) == long.num_rows
+
+
+@pytest.mark.parametrize("name", list(SINGLE))
+def test_long_single_stockbatch_series(benchmark, long, name):
+    """The same call on the series without symbol/interval columns: no segment scan."""
+    benchmark.group = f"long-{name}"
+    series = long.drop_columns(["symbol", "interval"])
+    result = benchmark(SINGLE[name][0], series)
     first = result[0] if isinstance(result, tuple) else result
     assert len(first) == long.num_rows
 

@@ -487,6 +487,16 @@ def test_flat_and_tiny_prices(ind):
                                talib.BBANDS(y, 5, 1.0, 1.0)[0][4:], rtol=1e-12)
 
 
+def test_volatility_long_series_with_flat_stretch(ind):
+    rng = np.random.default_rng(8)
+    x = np.concatenate([100 * np.exp(np.cumsum(rng.normal(0, 0.02, 2000))), np.full(200, 42.0),
+                        42 * np.exp(np.cumsum(rng.normal(0, 1e-6, 300)))])
+    got = values(ind.volatility(pa.record_batch({"close": x}), 30, annualize=252))
+    exp = np_volatility(x, 30, 1, math.sqrt(252))
+    np.testing.assert_allclose(got[30:], exp[30:], rtol=1e-9, atol=1e-15)
+    assert got[2031:2200].max() == 0.0          # flat prices: exactly zero
+
+
 def test_unsorted_ts_is_refused(ind):
     ts = pa.array([0, 10, 5, 20], pa.timestamp("us", tz="UTC"))
     b = bars([1.0, 2.0, 3.0, 4.0], symbols=["A", "A", "A", "B"], ts=ts)

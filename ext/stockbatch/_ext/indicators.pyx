@@ -428,39 +428,66 @@ cdef int64_t atr_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     return b - (a + p)
 
 
+cdef inline double ring_m2(const double* ring, int64_t p, int64_t pos) noexcept nogil:
+    """Sum of squared deviations from the mean of the ring, oldest (pos) first, two passes."""
+    cdef int64_t k
+    cdef double mean = 0.0, ss = 0.0, d
+    for k in range(pos, p):
+        mean += ring[k]
+    for k in range(pos):
+        mean += ring[k]
+    mean = mean / <double>p
+    for k in range(pos, p):
+        d = ring[k] - mean
+        ss += d * d
+    for k in range(pos):
+        d = ring[k] - mean
+        ss += d * d
+    return ss
+
+
 cdef int64_t vol_run(Job* j, int64_t a, int64_t b) noexcept nogil:
-    # Sample std (ddof j.p1) of the last p log returns, two passes per window so that
-    # flat stretches give exactly 0, times j.f0 (sqrt of the annualisation factor).
+    # Sample std (ddof j.p1) of the last p log returns times j.f0 (sqrt of the
+    # annualisation factor). As bbands_run: sliding sums of r - ref (ref renewed every
+    # BB_RESHIFT rows), and an exact two-pass sum over the window where they cancel
+    # heavily (flat stretches give exactly 0).
     cdef int64_t p = j.p0, ddof = j.p1, i, k, pos
     cdef const double* x = j.in0
     cdef double* o = j.out0
     cdef double* ring = j.tmp      # the last p returns, at (i % p)
-    cdef double mean, ss, d
+    cdef double r, d, dq, m2, ref = 0.0, ss = 0.0, qq = 0.0, inv = 1.0 / <double>p
     if b - a <= p:
         fill_nan(j, a, b)
         return 0
     o[a] = NAN
     for i in range(a + 1, b):
-        ring[i % p] = log(x[i] / x[i - 1])
+        r = log(x[i] / x[i - 1])
+        dq = ring[i % p] - ref     # the departing return (row i - p), once the ring is full
+        ring[i % p] = r
         if i < a + p:
             o[i] = NAN
             continue
-        # sum oldest first (ring[(i + 1) % p] .. ring[i % p]), as the twin does
-        pos = (i + 1) % p
-        mean = 0.0
-        for k in range(pos, p):
-            mean += ring[k]
-        for k in range(pos):
-            mean += ring[k]
-        mean = mean / <double>p
-        ss = 0.0
-        for k in range(pos, p):
-            d = ring[k] - mean
-            ss += d * d
-        for k in range(pos):
-            d = ring[k] - mean
-            ss += d * d
-        o[i] = sqrt(ss / <double>(p - ddof)) * j.f0
+        pos = (i + 1) % p          # oldest return in the window
+        if ((i - a - p) & (BB_RESHIFT - 1)) == 0:
+            ref = r
+            ss = 0.0
+            qq = 0.0
+            for k in range(pos, p):
+                d = ring[k] - ref
+                ss += d
+                qq += d * d
+            for k in range(pos):
+                d = ring[k] - ref
+                ss += d
+                qq += d * d
+        else:
+            d = r - ref
+            ss += d - dq
+            qq += d * d - dq * dq
+        m2 = qq - ss * ss * inv
+        if not (m2 > qq * 0.00000095367431640625):   # 2^-20: heavy cancellation
+            m2 = ring_m2(ring, p, pos)
+        o[i] = sqrt(m2 / <double>(p - ddof)) * j.f0
     set_bits(j.valid, a + p, b)
     return b - (a + p)
 
@@ -870,7 +897,8 @@ def vwap(batch, *, day=None, out=None, segments=None):
     cdef Series s[4]
     cdef Column ts
     cdef int64_t n = b.n, nseg, k, i, e, d, cur = 0, nvalid = 0, t
-    cdef bint started
+    cdef bint started, newday
+    cdef int64_t day_lo = 0
     cdef double cpv, cv, tp
     cdef const int64_t[::1] sv
     cdef const int64_t[::1] dv
@@ -912,14 +940,19 @@ def vwap(batch, *, day=None, out=None, segments=None):
                     o[i] = NAN
                     continue
                 if own_day:
-                    # floor division: days before 1970 stay on their own day
                     t = col_i64(&ts, i)
-                    d = t // US_PER_DAY
-                    if t < 0 and d * US_PER_DAY != t:
-                        d -= 1
+                    # rows are sorted: compare with the current day's range and divide
+                    # (40-odd cycles) only when a new day starts
+                    newday = not started or t < day_lo or t - day_lo >= US_PER_DAY
+                    if newday:
+                        d = t // US_PER_DAY
+                        if t < 0 and d * US_PER_DAY != t:
+                            d -= 1    # floor: days before 1970 stay on their own day
+                        day_lo = d * US_PER_DAY
                 else:
                     d = dv[i]
-                if not started or d != cur:
+                    newday = not started or d != cur
+                if newday:
                     started = True
                     cur = d
                     cpv = 0.0

@@ -478,7 +478,8 @@ def volatility(batch, period, *, ddof=1, annualize=None, column="close", out=Non
     """Rolling std (ddof) of the last ``period`` log returns, times sqrt(annualize) if given.
 
     Log returns are ``log(x[i] / x[i-1])``; prices <= 0 count as missing. The first value
-    is at row ``period`` of a run (it needs period + 1 prices)."""
+    is at row ``period`` of a run (it needs period + 1 prices). The variance comes from
+    sliding sums, with an exact two-pass sum where they cancel heavily (as :func:`bbands`)."""
     _check_period("period", period, 1)
     _check_period("ddof", ddof, 0)
     if ddof >= period:
@@ -493,20 +494,35 @@ def volatility(batch, period, *, ddof=1, annualize=None, column="close", out=Non
     x, ok = _values(batch, column, positive=True)
     o = [math.nan] * n
     valid = [False] * n
+    inv = 1.0 / period
     for a, b in _runs(ok, segs):
         if b - a <= period:
             continue
         r = [math.log(x[i] / x[i - 1]) for i in range(a + 1, b)]  # r[i - a - 1]
+        ref = ss = qq = 0.0
         for i in range(a + period, b):
-            window = r[i - a - period:i - a]
-            total = 0.0
-            for v in window:  # oldest first, plain sum, as the compiled kernel
-                total += v
-            mean = total / period
-            ss = 0.0
-            for v in window:
-                ss += (v - mean) * (v - mean)
-            o[i] = math.sqrt(ss / (period - ddof)) * scale
+            window = r[i - a - period:i - a]  # oldest first
+            if (i - a - period) % BB_RESHIFT == 0:
+                ref, ss, qq = window[-1], 0.0, 0.0
+                for v in window:
+                    d = v - ref
+                    ss += d
+                    qq += d * d
+            else:
+                d = window[-1] - ref
+                dq = r[i - a - period - 1] - ref  # the departing return
+                ss += d - dq
+                qq += d * d - dq * dq
+            m2 = qq - ss * ss * inv
+            if not m2 > qq * 2.0**-20:  # heavy cancellation: two passes, exact
+                total = 0.0
+                for v in window:
+                    total += v
+                mean = total / period
+                m2 = 0.0
+                for v in window:
+                    m2 += (v - mean) * (v - mean)
+            o[i] = math.sqrt(m2 / (period - ddof)) * scale
             valid[i] = True
     return _finish([o], valid, views)[0]
 
