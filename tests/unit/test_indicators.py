@@ -421,6 +421,16 @@ def test_other_bad_parameters(ind):
         ind.sma(b, 2, segments=np.array([0, 2, 1, 3]))
 
 
+def test_huge_periods_are_all_null(ind):
+    b = bars([1.0, 2.0, 3.0], high=[1.0, 2, 3], low=[1.0, 2, 3])
+    big = 100_000_000
+    for arr in (ind.sma(b, big), ind.volatility(b, big), ind.rsi(b, big), ind.atr(b, big),
+                *ind.macd(b, big, big, big), *ind.bbands(b, big, 2.0)):
+        assert arr.null_count == 3
+    with pytest.raises(ValueError, match="<= 100000000"):
+        ind.ema(b, big + 1)
+
+
 def test_out_buffers_are_reused(ind):
     x = np.arange(1.0, 11.0)
     b = bars(x)

@@ -814,6 +814,8 @@ cdef object _run(object batch, run_fn fn, tuple columns, int nout, object out, o
     j.p1 = p1
     j.p2 = p2
     j.f0 = f0
+    if tmp_n > n:
+        tmp_n = n       # a run longer than the period fits in the data
     if tmp_n > 0:
         j.tmp = <double*>malloc(<size_t>tmp_n * sizeof(double))
         if j.tmp == NULL:
