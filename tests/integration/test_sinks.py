@@ -458,3 +458,31 @@ def test_errors_and_repr_hide_passwords(pg_uri):
         m.read()
     assert "s3cr3t-pw" not in str(info.value)
     m.close()
+
+
+def test_postgres_deferred_key_rebuild(pg_uri, names):
+    """EXTREME with a whole table at least as large as the target: the primary key is
+    dropped and rebuilt inside the transaction; results, counts and the key survive."""
+    with sinks.connect(pg_uri, tables=names) as s:
+        s.defer_min_rows = 100  # the real threshold is 1e5 rows; exercise the path small
+        try:
+            stored, data = _mixed_input(seed=21)
+            s.ingest(stored, mode="create_append")
+            final, written, updated, ignored = oracle_upsert(stored, data, keep="last")
+            r = s.ingest(data, mode="upsert", batch_rows=128)
+            assert (r.written, r.updated, r.ignored) == (written, updated, ignored)
+            assert rows_of(s.read()) == final
+            # duplicates inside an append fail the key rebuild: all rolled back, key kept
+            big = make_bars(["N1", "N2", "N3"], 400)
+            with pytest.raises(SinkError, match="rolled back"):
+                s.ingest(pa.concat_tables([big, big.slice(10, 1)]), mode="append")
+            assert rows_of(s.read()) == final
+            with s._connection() as conn:
+                pk = s._query(conn, "SELECT count(*) FROM pg_constraint WHERE contype = 'p' "
+                              "AND conrelid = to_regclass($1)", (s.dialect.quote(names["bars"]),))
+            assert pk[0][0] == 1
+            with pytest.raises(SinkError, match="rolled back"):
+                s.ingest(make_bars(["A"], 5), mode="append")  # the key still works
+        finally:
+            for t in names.values():
+                s.drop_table(t)

@@ -6,6 +6,7 @@ supply how rows move and which SQL merges them.
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import math
 import re
@@ -463,13 +464,12 @@ class Sink:
         table = check_name(self.tables[kind] if table is None else table)
         schema = _SCHEMAS[kind]
 
+        known = data.num_rows if isinstance(data, (pa.Table, pa.RecordBatch)) else None
+        feed = {"it": itertools.chain(first_batches, it)}
+
         def batches() -> Iterator[pa.RecordBatch]:
-            import itertools
-            for b in _rechunk(itertools.chain(first_batches, it), rows or DEFAULT_BATCH_ROWS):
-                try:
-                    t = conform(b, schema)
-                except SchemaError:
-                    raise
+            for b in _rechunk(feed["it"], rows or DEFAULT_BATCH_ROWS):
+                t = conform(b, schema)
                 yield from t.to_batches() if t.num_rows else ()
 
         result = IngestResult(table=table, mode=mode, job_id=job_id)
@@ -486,6 +486,19 @@ class Sink:
                     self._prepare_table(conn, table, kind, mode)
                     for a in aux:
                         self._create(conn, self.tables[a], a, if_not_exists=True)
+                if on_error == "raise" and known and self._defer(conn, table, kind, mode,
+                                                                 lvl, known):
+                    # a whole in-memory table written with deferred index work: duplicates
+                    # are resolved across the whole input first (rows written later are
+                    # not visible to the reads of later batches)
+                    whole = conform(data, schema)
+                    if mode in ("upsert", "insert_new"):
+                        whole, dups = dedup(whole.combine_chunks().to_batches()[0]
+                                            if whole.num_rows else whole,
+                                            SPECS[kind].key,
+                                            keep="last" if mode == "upsert" else "first")
+                        result.add(ignored=dups)
+                    feed["it"] = iter(_raw_batches(whole))
                 for batch in batches():
                     self._row_bytes = batch.nbytes / max(batch.num_rows, 1)
                     result.batches += 1
@@ -493,12 +506,14 @@ class Sink:
                         self._write_split(conn, table, kind, batch, mode, lvl, result, job_id)
                     else:
                         self._write(conn, table, kind, batch, mode, lvl, result)
+                self._finish(conn, table, kind, lvl)
                 result.seconds = time.perf_counter() - t0
                 if job_id is not None:
                     self._log(conn, job_id=job_id, source=source, target=table, mode=mode,
                               result=result, started=started)
                 self._commit(conn)
             except BaseException as exc:
+                self._abandon()
                 self._rollback_quietly(conn)
                 if isinstance(exc, SinkError | SchemaError):
                     raise
@@ -509,6 +524,18 @@ class Sink:
                                 f"{self._err(exc)}") from None
         result.seconds = time.perf_counter() - t0
         return result
+
+    def _defer(self, conn: Any, table: str, kind: str, mode: str, level: Level,
+               rows: int) -> bool:
+        """Decide (and prepare) deferred index work for a whole in-memory input of
+        ``rows`` rows; True when the dialect will write the rows in :meth:`_finish`."""
+        return False
+
+    def _finish(self, conn: Any, table: str, kind: str, level: Level) -> None:
+        """Complete deferred work of this call, inside its transaction."""
+
+    def _abandon(self) -> None:
+        """Forget deferred work of a failed call."""
 
     def _lock_table(self, conn: Any, table: str) -> bool:
         """Serialise creators of ``table`` until the transaction ends (if the database can);

@@ -29,6 +29,7 @@ nothing for unchanged rows; bench/test_ingest.py has the end-to-end figures.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import adbc_driver_postgresql.dbapi as pg_dbapi
@@ -60,6 +61,7 @@ class PostgresSink(AdbcSink):
             raise SinkError(f"unknown upsert_strategy {upsert_strategy!r}: "
                             f"use one of {UPSERT_STRATEGIES}")
         self.upsert_strategy = upsert_strategy
+        self._tls = threading.local()  # per-call state of the thread running an ingest
         self._conn_uri = uri
         password = urlparse(uri).password
         super().__init__(uri, secrets=[password] if password else [], **options)
@@ -70,6 +72,69 @@ class PostgresSink(AdbcSink):
     def _table_exists(self, conn: Any, table: str) -> bool:
         return self._query(conn, "SELECT to_regclass($1) IS NOT NULL",
                            (self.dialect.quote(table),))[0][0]
+
+    # -- EXTREME: deferred index work ---------------------------------------------------
+    #: Smallest whole-table input written with the primary key dropped and rebuilt.
+    defer_min_rows = 100_000
+
+    def _defer(self, conn, table, kind, mode, level, rows) -> bool:
+        """EXTREME, a whole in-memory input at least as large as the table: rows written
+        to ``table`` are collected, and at the end the primary key is dropped, the rows are
+        COPYed in one stream and the key is rebuilt by one sort (measured: 1e6 rows into
+        an empty keyed table 1.78 s server-side with the key, 0.68 s + 0.49 s rebuild
+        without). Duplicates then fail the rebuild, which rolls the whole call back."""
+        self._tls.deferred = None
+        if level is not Level.EXTREME or rows < self.defer_min_rows or mode == "insert_new":
+            return False
+        if mode == "upsert" and self._strategy(level) != "range":
+            return False
+        found = self._query(conn, sql(
+            "SELECT c.conname, pg_get_constraintdef(c.oid), "
+            "GREATEST(r.reltuples, pg_relation_size(r.oid) / 120)::bigint, "
+            "EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = r.oid) "
+            "FROM pg_class r JOIN pg_constraint c ON c.conrelid = r.oid AND c.contype = 'p' "
+            "WHERE r.oid = to_regclass({name})::oid",
+            name=_literal(self.dialect.quote(table))))
+        if not found:
+            return False
+        conname, condef, reltuples, referenced = found[0]
+        if referenced or reltuples > rows:
+            return False
+        self._tls.deferred = {"table": table, "conname": conname, "condef": condef,
+                              "batches": []}
+        return True
+
+    def _move(self, conn, table, batch, *, level, temporary=False) -> None:
+        deferred = getattr(self._tls, "deferred", None)
+        if deferred is not None and not temporary and table == deferred["table"]:
+            deferred["batches"].append(self._target(conn, table, batch))
+            return
+        super()._move(conn, table, batch, level=level, temporary=temporary)
+
+    def _finish(self, conn, table, kind, level) -> None:
+        deferred = getattr(self._tls, "deferred", None)
+        self._tls.deferred = None
+        if deferred is None or not deferred["batches"]:
+            return
+        d = self.dialect
+        qt = d.quote(table)
+        self._exec(conn, "SET LOCAL maintenance_work_mem = '256MB'")
+        self._exec(conn, sql("ALTER TABLE {t} DROP CONSTRAINT {c}", t=qt,
+                             c=d.quote(deferred["conname"])))
+        batches = deferred["batches"]
+        db_schema, name = self._split_name(table)
+        cur = conn.cursor()
+        try:
+            cur.adbc_ingest(name, pa.RecordBatchReader.from_batches(batches[0].schema, batches),
+                            mode="append", db_schema_name=db_schema)
+        finally:
+            cur.close()
+        batches.clear()
+        self._exec(conn, sql("ALTER TABLE {t} ADD CONSTRAINT {c} {def}", t=qt,
+                             c=d.quote(deferred["conname"]), **{"def": deferred["condef"]}))
+
+    def _abandon(self) -> None:
+        self._tls.deferred = None
 
     def _lock_table(self, conn: Any, table: str) -> bool:
         # concurrent CREATE TABLE IF NOT EXISTS races on pg_type; one creator at a time
@@ -212,6 +277,14 @@ class PostgresSink(AdbcSink):
         if len(staged):
             self._upsert_on_conflict(conn, table, kind, batch.take(_sorted(staged)), level)
         return n_new, n_changed, n_same
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal of an already validated, quoted identifier (no quotes inside
+    but the identifier's own double quotes)."""
+    if "'" in text or "\\" in text:
+        raise SinkError("refusing to quote text with quotes or backslashes")
+    return "'" + text + "'"
 
 
 def _lock_key(table: str) -> int:
