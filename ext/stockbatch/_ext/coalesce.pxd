@@ -1,20 +1,22 @@
-# Coalescer: groups (one per range_key), entries (one per distinct key) and calls (one per
-# provider fetch).
+# Coalescer: entries (one per distinct key) chained per range_key in an open-addressing
+# table keyed by the hash each Request carries inline; calls (one per provider fetch).
 from libc.stdint cimport uint64_t
 
-from stockbatch._ext.queue cimport HashedKey, Request
+from stockbatch._ext.queue cimport Request
 
 
 cdef class _Entry:
-    cdef Request proto  # the first request ever: kind, provider, symbol, range
-    cdef HashedKey hrange
+    cdef Request proto  # the first request ever: kind, provider, symbol, range, hash
     cdef double lo
     cdef double hi
     cdef Request first  # the first waiter still waiting, or None
     cdef list extra  # None, or the later waiters
     cdef list futs  # None, or one future-or-None per waiter (first, then extra)
     cdef bint flying  # planned into a call
-    cdef _Group group  # its group while pending or in flight (cycle broken on finish)
+    cdef bint dead  # withdrawn before it was planned
+    cdef Call call  # the call it flies in (cleared when answered: no lasting cycle)
+    cdef _Entry next  # the next entry with the same range_key
+    cdef Py_ssize_t n_chain  # on a chain head: entries in the chain
     cdef int priority
     cdef double deadline
     cdef uint64_t seq
@@ -23,24 +25,18 @@ cdef class _Entry:
     cdef list waiters(self)
 
 
-# Every entry (pending or in flight) with the same range_key: dedup is a scan of its few
-# entries for the same [lo, hi), range merging sorts them; one dict lookup per request.
-cdef class _Group:
-    cdef list entries
-    cdef object flying  # None, a Call or a list of Calls in flight for this range_key
-    cdef bint queued  # listed in Coalescer._pending
+cdef struct Slot:
+    Py_hash_t hash
+    void* head  # _Entry (owned reference), NULL = empty
 
 
 cdef class Call:
     cdef uint64_t c_id
-    cdef readonly str kind
-    cdef readonly str provider
-    cdef str c_symbol  # the first symbol
-    cdef tuple _symbols  # None for a one-symbol call (made on demand)
-    cdef readonly object interval
-    cdef readonly object start_us
-    cdef readonly object end_us
-    cdef readonly object params
+    cdef _Entry _single  # the first entry
+    cdef list _entries  # None while _single is the only entry
+    cdef tuple _symbols  # None for a one-symbol call
+    cdef object c_start_us  # None = the first entry's
+    cdef object c_end_us
     cdef readonly int priority
     cdef double c_deadline
     cdef double c_lo
@@ -49,8 +45,6 @@ cdef class Call:
     cdef uint64_t c_owner
     cdef int c_state  # 1 in flight, 0 answered, 2 being checked by complete_many
     cdef readonly bint grouped  # the provider takes several symbols: results are per symbol
-    cdef _Entry _single  # the first entry
-    cdef list _entries  # None while _single is the only entry
 
     cdef list entries(self)
 
@@ -58,8 +52,10 @@ cdef class Call:
 cdef class Coalescer:
     cdef dict _limits
     cdef bint c_merge
-    cdef dict _groups  # HashedKey(range_key) -> _Group
-    cdef list _pending  # groups holding pending entries
+    cdef Slot* c_tab
+    cdef Py_ssize_t c_tab_cap  # power of two
+    cdef Py_ssize_t c_tab_n
+    cdef list _pending  # entries in arrival order (dead / flying ones are skipped)
     cdef Py_ssize_t n_flying
     cdef uint64_t c_seq
     cdef uint64_t c_uid
@@ -75,9 +71,11 @@ cdef class Coalescer:
     cdef long long n_answered
     cdef long long n_cancelled
 
+    cdef Py_ssize_t _probe(self, Request req, Py_ssize_t* empty) except -2
+    cdef int _grow(self) except -1
+    cdef int _unlink(self, _Entry e) except -1
     cdef int _add(self, object obj, object fut) except -1
-    cdef int _emit(self, object unit, _Group g, list out, dict buckets,
-                   list bucket_order) except -1
-    cdef int _register(self, Call c, _Group g, list out) except -1
+    cdef int _emit(self, object unit, list out, dict buckets, list bucket_order) except -1
+    cdef int _register(self, Call c, list out) except -1
     cdef list _finish(self, Call call)
-    cdef list _complete(self, Call call, object result)
+    cdef int _complete(self, Call call, object result, list answers) except -1

@@ -1,9 +1,11 @@
 """Compiled Coalescer. Pure-Python twin and readable spec: stockbatch._py.coalesce.
 
-Every entry (one distinct request key) and call lives in plain dicts keyed by HashedKey (a
-tuple hashed once, when the Request was made), so a lookup costs one pointer compare in the
-common case. State changes run under the GIL without calling Python code, so they are atomic
-between threads; futures are resolved (and pyarrow slicing runs) after the state change.
+Entries (one per distinct request key) are chained per range_key in an open-addressing
+table keyed by the hash every Request carries inline, so the common lookup touches nothing
+but the request and the table (no key object, no dict). Range merging walks a chain; a
+duplicate compares the range keys. State changes run under the GIL without calling Python
+code (except a tuple compare on hash hits), so they are atomic between threads; futures are
+resolved (and pyarrow slicing runs) after the state change.
 """
 
 cimport cython
@@ -13,10 +15,12 @@ import weakref
 import concurrent.futures
 from collections.abc import Mapping
 
-from cpython.dict cimport PyDict_GetItem
-from cpython.ref cimport PyObject
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport Py_EQ, PyObject_RichCompareBool
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.math cimport INFINITY
 from libc.stdint cimport uint64_t
+from libc.string cimport memset
 
 from stockbatch._errors import SchemaError, SymbolNotFound
 
@@ -30,9 +34,10 @@ cdef uint64_t _next_call = 1
 cdef uint64_t _next_coalescer = 1
 
 
-# Entries and calls are not tracked by the cycle collector: they never refer back to a call
-# or a coalescer (futures' callbacks hold a weak reference), so they cannot form cycles, and
-# the full collections do not have to walk every request in flight.
+# Entries and calls are not tracked by the cycle collector: the only cycle (entry.call <->
+# call entries) is broken when the call is answered, and by Coalescer.__dealloc__ for calls
+# never answered; futures' callbacks hold the coalescer weakly. So full collections do not
+# walk every request in flight.
 @cython.no_gc
 cdef class _Entry:
     """One distinct key: its waiting requests (and futures)."""
@@ -42,6 +47,8 @@ cdef class _Entry:
             self.first = req
             if self.futs is not None:
                 self.futs.insert(0, fut)
+            elif fut is not None:
+                self.futs = [fut] + [None] * (len(self.extra) if self.extra else 0)
         else:
             if self.extra is None:
                 self.extra = [req]
@@ -69,7 +76,6 @@ cdef class _Entry:
 cdef _Entry _new_entry(Request req, object fut, uint64_t seq):
     cdef _Entry e = _Entry.__new__(_Entry)
     e.proto = req
-    e.hrange = req.c_hrange
     e.lo = req.c_lo
     e.hi = req.c_hi
     e.first = req
@@ -81,9 +87,12 @@ cdef _Entry _new_entry(Request req, object fut, uint64_t seq):
     return e
 
 
-@cython.no_gc
-cdef class _Group:
-    pass
+cdef inline int _same_range_key(Request a, Request b) except -1:
+    if a is b:
+        return 1
+    if a.c_rhash != b.c_rhash:
+        return 0
+    return PyObject_RichCompareBool(a.range_key, b.range_key, Py_EQ)
 
 
 @cython.no_gc
@@ -109,12 +118,36 @@ cdef class Call:
         return self.c_id
 
     @property
-    def symbols(self):
-        return (self.c_symbol,) if self._symbols is None else self._symbols
+    def kind(self):
+        return self._single.proto.kind
+
+    @property
+    def provider(self):
+        return self._single.proto.provider
+
+    @property
+    def interval(self):
+        return self._single.proto.interval
+
+    @property
+    def params(self):
+        return self._single.proto.params
 
     @property
     def symbol(self):
-        return self.c_symbol
+        return self._single.proto.symbol
+
+    @property
+    def symbols(self):
+        return (self._single.proto.symbol,) if self._symbols is None else self._symbols
+
+    @property
+    def start_us(self):
+        return self._single.proto.start_us if self._entries is None else self.c_start_us
+
+    @property
+    def end_us(self):
+        return self._single.proto.end_us if self._entries is None else self.c_end_us
 
     @property
     def start(self):
@@ -153,27 +186,21 @@ cdef Call _make_call(object unit, uint64_t owner):
     global _next_call
     cdef Call c = Call.__new__(Call)
     cdef _Entry e = <_Entry>(unit[0] if type(unit) is list else unit)
-    cdef Request first = e.proto
     c.c_id = _next_call
     _next_call += 1
     c.c_state = 1
-    c.kind = first.kind
-    c.provider = first.provider
-    c.interval = first.interval
-    c.params = first.params
     c._single = e
     c.c_owner = owner
     c.priority = e.priority
     c.c_deadline = e.deadline
     c.c_seq = e.seq
-    c.c_lo = first.c_lo
-    c.c_hi = first.c_hi
-    c.start_us = first.start_us
-    c.end_us = first.end_us
-    c.c_symbol = first.symbol
+    c.c_lo = e.lo
+    c.c_hi = e.hi
     if type(unit) is not list:
-        return c
+        return c  # the common case touches nothing but the entry
     c._entries = <list>unit
+    c.c_start_us = e.proto.start_us
+    c.c_end_us = e.proto.end_us
     syms = tuple(dict.fromkeys([(<_Entry>x).proto.symbol for x in <list>unit]))
     if len(syms) > 1:
         c._symbols = syms
@@ -187,10 +214,10 @@ cdef Call _make_call(object unit, uint64_t owner):
             c.c_seq = e.seq
         if e.lo < c.c_lo:
             c.c_lo = e.lo
-            c.start_us = e.proto.start_us
+            c.c_start_us = e.proto.start_us
         if e.hi > c.c_hi:
             c.c_hi = e.hi
-            c.end_us = e.proto.end_us
+            c.c_end_us = e.proto.end_us
     return c
 
 
@@ -285,6 +312,13 @@ cdef class Coalescer:
     full contract (the twin documents it at length).
     """
 
+    def __cinit__(self):
+        self.c_tab = <Slot*>PyMem_Malloc(64 * sizeof(Slot))
+        if self.c_tab == NULL:
+            raise MemoryError()
+        memset(self.c_tab, 0, 64 * sizeof(Slot))
+        self.c_tab_cap = 64
+
     def __init__(self, *, batch_limits=None, merge_ranges=True):
         global _next_coalescer
         limits = {}
@@ -298,7 +332,6 @@ cdef class Coalescer:
             limits[k] = v
         self._limits = limits
         self.c_merge = bool(merge_ranges)
-        self._groups = {}
         self._pending = []
         self.c_uid = _next_coalescer
         _next_coalescer += 1
@@ -308,65 +341,153 @@ cdef class Coalescer:
         _track(self)
 
     def __dealloc__(self):
-        # break the group <-> entry cycles of what was never answered (neither is tracked
-        # by the cycle collector)
-        if self._groups is not None:
-            for g in self._groups.values():
-                if (<_Group>g).entries is not None:
-                    for e in (<_Group>g).entries:
-                        (<_Entry>e).group = None
-                    (<_Group>g).entries = None
+        # drop the table; break the entry <-> call cycles of calls never answered (neither
+        # is tracked by the cycle collector)
+        cdef Py_ssize_t i
+        cdef _Entry e
+        if self.c_tab == NULL:
+            return
+        for i in range(self.c_tab_cap):
+            if self.c_tab[i].head != NULL:
+                e = <_Entry>self.c_tab[i].head
+                while e is not None:
+                    e.call = None
+                    e = e.next
+                Py_DECREF(<object>self.c_tab[i].head)
+        PyMem_Free(self.c_tab)
+        self.c_tab = NULL
 
     def limit(self, provider, kind):
         """Most symbols per call for ``provider`` / ``kind``."""
         return self._limits.get((provider, kind)) or self._limits.get(provider) or 1
 
+    # -- the range_key table -----------------------------------------------------------------
+    cdef Py_ssize_t _probe(self, Request req, Py_ssize_t* empty) except -2:
+        """Slot of req's range_key chain, or -1 (then *empty is where it would go)."""
+        cdef Py_ssize_t mask = self.c_tab_cap - 1
+        cdef Py_ssize_t i = _home(req.c_rhash, mask)
+        while self.c_tab[i].head != NULL:
+            if self.c_tab[i].hash == req.c_rhash and \
+                    _same_range_key((<_Entry>self.c_tab[i].head).proto, req):
+                return i
+            i = (i + 1) & mask
+        empty[0] = i
+        return -1
+
+    cdef int _grow(self) except -1:
+        cdef Slot* old = self.c_tab
+        cdef Py_ssize_t old_cap = self.c_tab_cap, i, j, mask
+        cdef Slot* tab = <Slot*>PyMem_Malloc(2 * old_cap * sizeof(Slot))
+        if tab == NULL:
+            raise MemoryError()
+        memset(tab, 0, 2 * old_cap * sizeof(Slot))
+        mask = 2 * old_cap - 1
+        for i in range(old_cap):
+            if old[i].head != NULL:
+                j = _home(old[i].hash, mask)
+                while tab[j].head != NULL:
+                    j = (j + 1) & mask
+                tab[j] = old[i]
+        self.c_tab = tab
+        self.c_tab_cap = 2 * old_cap
+        PyMem_Free(old)
+        return 0
+
+    cdef int _unlink(self, _Entry e) except -1:
+        """Take ``e`` out of its range_key chain (deleting the slot of an emptied chain)."""
+        cdef Py_ssize_t empty, i, j, k, mask
+        cdef _Entry head, prev
+        i = self._probe(e.proto, &empty)
+        if i < 0:
+            return 0
+        head = <_Entry>self.c_tab[i].head
+        if head is e:
+            if e.next is not None:
+                e.next.n_chain = e.n_chain - 1
+                Py_INCREF(e.next)
+                self.c_tab[i].head = <void*>e.next
+                e.next = None
+                Py_DECREF(e)
+                return 0
+            # last of its chain: delete the slot, backward-shift the followers (no tombstones)
+            self.c_tab[i].head = NULL
+            self.c_tab_n -= 1
+            mask = self.c_tab_cap - 1
+            j = i
+            while True:
+                j = (j + 1) & mask
+                if self.c_tab[j].head == NULL:
+                    break
+                k = _home(self.c_tab[j].hash, mask)
+                if (i <= j and (k <= i or k > j)) or (i > j and k <= i and k > j):
+                    self.c_tab[i] = self.c_tab[j]
+                    self.c_tab[j].head = NULL
+                    i = j
+            Py_DECREF(e)
+            return 0
+        prev = head
+        while prev.next is not None and prev.next is not e:
+            prev = prev.next
+        if prev.next is e:
+            prev.next = e.next
+            e.next = None
+            head.n_chain -= 1
+        return 0
+
     # -- intake ------------------------------------------------------------------------------
     cdef int _add(self, object obj, object fut) except -1:
         cdef Request req
-        cdef _Entry entry
-        cdef _Group g
+        cdef _Entry entry, e, head
         cdef Call call
-        cdef PyObject* found
+        cdef Py_ssize_t i, empty = 0
         if type(obj) is not Request:
             raise TypeError(f"Coalescer takes Request objects, not {type(obj).__name__}")
         req = <Request>obj
         self.n_in += 1
-        found = PyDict_GetItem(self._groups, req.c_hrange)
-        if found == NULL:
-            g = _Group.__new__(_Group)
-            self._groups[req.c_hrange] = g
-        else:
-            g = <_Group>found
-            # same range_key: the same key iff the same range
-            if g.entries is not None:
-                for x in g.entries:
-                    entry = <_Entry>x
-                    if entry.lo == req.c_lo and entry.hi == req.c_hi:
-                        entry.join(req, fut)
-                        self.n_dedup += 1
+        i = self._probe(req, &empty)
+        if i >= 0:
+            head = <_Entry>self.c_tab[i].head
+            e = head
+            while e is not None:  # same range_key: the same key iff the same range
+                if e.lo == req.c_lo and e.hi == req.c_hi:
+                    e.join(req, fut)
+                    self.n_dedup += 1
+                    return 0
+                e = e.next
+            self.c_seq += 1
+            entry = _new_entry(req, fut, self.c_seq)
+            entry.next = head.next
+            head.next = entry
+            head.n_chain += 1
+            if self.c_merge and req.c_kind == 0:
+                e = head
+                while e is not None:
+                    call = e.call
+                    if call is not None and call._symbols is None and \
+                            call.c_lo <= req.c_lo and req.c_hi <= call.c_hi:
+                        # joins a one-symbol fetch in flight that covers its range
+                        if call._entries is None:
+                            call._entries = [call._single]
+                            call.c_start_us = call._single.proto.start_us
+                            call.c_end_us = call._single.proto.end_us
+                        call._entries.append(entry)
+                        entry.flying = True
+                        entry.call = call
+                        self.n_merged += 1
                         return 0
+                    e = e.next
+            self._pending.append(entry)
+            return 0
         self.c_seq += 1
         entry = _new_entry(req, fut, self.c_seq)
-        entry.group = g
-        if g.entries is None:
-            g.entries = [entry]
-        else:
-            g.entries.append(entry)
-        if g.flying is not None and self.c_merge and req.c_kind == 0:
-            for x in ((g.flying,) if type(g.flying) is Call else <list>g.flying):
-                call = <Call>x
-                if call.c_lo <= req.c_lo and req.c_hi <= call.c_hi:
-                    # joins a fetch in flight that covers its range
-                    if call._entries is None:
-                        call._entries = [call._single]
-                    call._entries.append(entry)
-                    entry.flying = True
-                    self.n_merged += 1
-                    return 0
-        if not g.queued:
-            g.queued = True
-            self._pending.append(g)
+        entry.n_chain = 1
+        Py_INCREF(entry)
+        self.c_tab[empty].hash = req.c_rhash
+        self.c_tab[empty].head = <void*>entry
+        self.c_tab_n += 1
+        if self.c_tab_n * 2 > self.c_tab_cap:
+            self._grow()
+        self._pending.append(entry)
         return 0
 
     def add(self, request):
@@ -404,26 +525,23 @@ cdef class Coalescer:
 
     def _remove_waiter(self, Request request):
         """Unregister one waiter; returns its future, or False when it was not waiting."""
-        cdef PyObject* found = PyDict_GetItem(self._groups, request.c_hrange)
-        cdef _Group g
-        cdef _Entry entry = None
-        cdef Py_ssize_t index = -1
-        if found == NULL:
+        cdef Py_ssize_t empty = 0, index = -1
+        cdef Py_ssize_t i = self._probe(request, &empty)
+        cdef _Entry entry
+        if i < 0:
             return False
-        g = <_Group>found
-        for x in g.entries:
-            e = <_Entry>x
-            if e.lo == request.c_lo and e.hi == request.c_hi:
-                entry = e
-                break
+        entry = <_Entry>self.c_tab[i].head
+        while entry is not None and not (entry.lo == request.c_lo and
+                                         entry.hi == request.c_hi):
+            entry = entry.next
         if entry is None:
             return False
         if entry.first is request:
             index = 0
         elif entry.extra is not None:
-            for i in range(len(entry.extra)):
-                if entry.extra[i] is request:
-                    index = i + 1
+            for k in range(len(entry.extra)):
+                if entry.extra[k] is request:
+                    index = k + 1
                     break
         if index < 0:
             return False
@@ -436,11 +554,8 @@ cdef class Coalescer:
             fut = entry.futs.pop(index)
         self.n_cancelled += 1
         if entry.first is None and not entry.flying:
-            # nobody waits for this pending fetch: do not plan it
-            g.entries.remove(entry)
-            entry.group = None
-            if not g.entries and g.flying is None:
-                del self._groups[request.c_hrange]
+            entry.dead = True  # nobody waits for this pending fetch: do not plan it
+            self._unlink(entry)
         return fut
 
     def cancel(self, request):
@@ -457,26 +572,19 @@ cdef class Coalescer:
         return True
 
     # -- planning ----------------------------------------------------------------------------
-    cdef int _register(self, Call c, _Group g, list out) except -1:
+    cdef int _register(self, Call c, list out) except -1:
         self.n_flying += 1
         if c._entries is None:
             c._single.flying = True
+            c._single.call = c
         else:
             for x in c._entries:
                 (<_Entry>x).flying = True
-        if g is not None and self.c_merge and c._single.proto.c_kind == 0:
-            # single-symbol history call: later requests inside its range may join it
-            if g.flying is None:
-                g.flying = c
-            elif type(g.flying) is Call:
-                g.flying = [g.flying, c]
-            else:
-                (<list>g.flying).append(c)
+                (<_Entry>x).call = c
         out.append(c)
         return 0
 
-    cdef int _emit(self, object unit, _Group g, list out, dict buckets,
-                   list bucket_order) except -1:
+    cdef int _emit(self, object unit, list out, dict buckets, list bucket_order) except -1:
         """Turn one fetch unit (an entry, or a list of range-merged entries) into a call, or
         put it into a multi-symbol bucket when the provider takes several symbols."""
         cdef _Entry e
@@ -490,14 +598,14 @@ cdef class Coalescer:
         if self._limits:
             lim = self.limit(e.proto.provider, e.proto.kind)
         if lim <= 1:
-            return self._register(_make_call(unit, self.c_uid), g, out)
+            return self._register(_make_call(unit, self.c_uid), out)
         group = unit if type(unit) is list else [unit]
         lo = min([(<_Entry>y).lo for y in group])
         hi = max([(<_Entry>y).hi for y in group])
         bkey = (e.proto.kind, e.proto.provider, e.proto.interval, lo, hi, e.proto.key[6])
         bucket = buckets.get(bkey)
         if bucket is None or len(bucket[1]) >= lim:
-            bucket = buckets[bkey] = (list(group), {e.proto.symbol}, g)
+            bucket = buckets[bkey] = (list(group), {e.proto.symbol})
             bucket_order.append(bucket)
         else:
             self.n_grouped += 1
@@ -516,53 +624,51 @@ cdef class Coalescer:
         cdef list bucket_order = []
         cdef dict buckets = {}
         cdef list group, current
-        cdef _Entry e
-        cdef _Group g
+        cdef _Entry e, y
         cdef Call c, prev
         cdef double hi
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, empty = 0
         self._pending = []
         for x in pending:
-            g = <_Group>x
-            g.queued = False
-            if g.entries is None:
+            e = <_Entry>x
+            if e.dead or e.flying:
                 continue
-            if len(g.entries) == 1:
-                e = <_Entry>g.entries[0]
-                if not e.flying:
-                    self._emit(e, g, out, buckets, bucket_order)
+            if e.n_chain == 1 or not (self.c_merge and e.proto.c_kind == 0):
+                # alone with its range_key (or no merging): one fetch
+                self._emit(e, out, buckets, bucket_order)
                 continue
-            group = [y for y in g.entries if not (<_Entry>y).flying]
-            if not group:
-                continue
+            # history with other entries of the same range_key: merge the pending ones
+            i = self._probe(e.proto, &empty)
+            group = []
+            y = <_Entry>self.c_tab[i].head if i >= 0 else e
+            while y is not None:
+                if not y.flying and not y.dead:
+                    group.append(y)
+                y = y.next
             if len(group) == 1:
-                self._emit(group[0], g, out, buckets, bucket_order)
-                continue
-            if not (self.c_merge and (<_Entry>group[0]).proto.c_kind == 0):
-                for y in group:
-                    self._emit(y, g, out, buckets, bucket_order)
+                self._emit(group[0], out, buckets, bucket_order)
                 continue
             group.sort(key=_entry_order)
             current = [group[0]]
             hi = (<_Entry>group[0]).hi
             for i in range(1, len(group)):
-                e = <_Entry>group[i]
-                if e.lo <= hi:  # overlaps or touches
-                    current.append(e)
-                    if e.hi > hi:
-                        hi = e.hi
+                y = <_Entry>group[i]
+                if y.lo <= hi:  # overlaps or touches
+                    current.append(y)
+                    if y.hi > hi:
+                        hi = y.hi
                 else:
-                    self._emit(current if len(current) > 1 else current[0], g, out, buckets,
+                    self._emit(current if len(current) > 1 else current[0], out, buckets,
                                bucket_order)
-                    current = [e]
-                    hi = e.hi
-            self._emit(current if len(current) > 1 else current[0], g, out, buckets,
+                    current = [y]
+                    hi = y.hi
+            self._emit(current if len(current) > 1 else current[0], out, buckets,
                        bucket_order)
         for bucket in bucket_order:
             entries = bucket[0]
             c = _make_call(entries if len(<list>entries) > 1 else entries[0], self.c_uid)
             c.grouped = True
-            self._register(c, bucket[2] if len(bucket[1]) == 1 else None, out)
+            self._register(c, out)
         self.n_out += len(out)
         # most urgent first, then oldest: sort only when not already in that order
         prev = None
@@ -578,7 +684,6 @@ cdef class Coalescer:
     # -- answers -----------------------------------------------------------------------------
     cdef list _finish(self, Call call):
         cdef _Entry e
-        cdef _Group g
         cdef list entries = call.entries()
         if call.c_owner != self.c_uid or call.c_state != 1:
             raise ValueError(f"call {call.c_id} is not in flight in this Coalescer "
@@ -587,58 +692,48 @@ cdef class Coalescer:
         self.n_flying -= 1
         for x in entries:
             e = <_Entry>x
-            g = e.group
-            e.group = None  # break the group <-> entry cycle
-            if g.flying is not None:
-                if g.flying is call:
-                    g.flying = None
-                elif type(g.flying) is list and call in <list>g.flying:
-                    (<list>g.flying).remove(call)
-                    if len(<list>g.flying) == 1:
-                        g.flying = (<list>g.flying)[0]
-            if len(g.entries) == 1:
-                g.entries = None
-            else:
-                g.entries.remove(e)
-            if g.entries is None and g.flying is None:
-                del self._groups[e.hrange]
+            e.call = None  # break the entry <-> call cycle
+            self._unlink(e)
         return entries
 
-    cdef list _complete(self, Call call, object result):
+    cdef int _complete(self, Call call, object result, list answers) except -1:
         cdef list entries = self._finish(call)
-        cdef list answers = []
         cdef _Entry e
-        cdef bint multi = call.grouped
+        cdef bint split = call.grouped
+        cdef Py_ssize_t before = len(answers)
         self.n_done += 1
         for x in entries:
             e = <_Entry>x
             if e.first is None:
                 continue  # every waiter withdrew
-            if not multi and e.lo == call.c_lo and e.hi == call.c_hi:
+            if not split and e.lo == call.c_lo and e.hi == call.c_hi:
                 value = result
             else:
                 value = _part(call, e, result)
             _answer(e, value, isinstance(value, BaseException), answers)
-        self.n_answered += len(answers)
-        return answers
+        self.n_answered += len(answers) - before
+        return 0
 
     def complete(self, Call call not None, result):
         """Answer every waiter of ``call`` with its slice of ``result``.
 
-        ``result`` is a pyarrow Table/RecordBatch (split by ``symbol`` for multi-symbol calls,
+        ``result`` is a pyarrow Table/RecordBatch (split by ``symbol`` for grouped calls,
         sliced by ``ts`` where a waiter asked for a narrower range), a mapping symbol ->
-        result for multi-symbol calls, or any object when no slicing is needed. Returns the
+        result for grouped calls, or any object when no slicing is needed. Returns the
         ``(request, value)`` answers; a value that is an exception (e.g. SchemaError when the
         result cannot be sliced) went to that waiter as its error.
         """
-        return self._complete(call, result)
+        cdef list answers = []
+        self._complete(call, result, answers)
+        return answers
 
     def complete_many(self, calls, results):
         """:meth:`complete` each call with the result at the same position; returns all the
         answers in one list. Every call is checked to be in flight before any is answered."""
-        cdef list cs = list(calls)
-        cdef list rs = list(results)
+        cdef list cs = calls if type(calls) is list else list(calls)
+        cdef list rs = results if type(results) is list else list(results)
         cdef list answers = []
+        cdef Py_ssize_t i
         if len(cs) != len(rs):
             raise ValueError(f"{len(cs)} calls but {len(rs)} results")
         bad = None
@@ -655,7 +750,7 @@ cdef class Coalescer:
             raise ValueError(f"{bad!r} is not a call in flight in this Coalescer "
                              "(or appears twice)")
         for i in range(len(cs)):
-            answers.extend(self._complete(<Call>cs[i], rs[i]))
+            self._complete(<Call>cs[i], rs[i], answers)
         return answers
 
     def fail(self, Call call not None, exc):
@@ -688,8 +783,8 @@ cdef class Coalescer:
             "deduplicated": self.n_dedup,
             "merged": self.n_merged,
             "grouped": self.n_grouped,
-            "pending": sum([1 for g in self._pending if (<_Group>g).entries is not None
-                            for e in (<_Group>g).entries if not (<_Entry>e).flying]),
+            "pending": sum([1 for e in self._pending
+                            if not (<_Entry>e).dead and not (<_Entry>e).flying]),
             "in_flight": self.n_flying,
             "calls_completed": self.n_done,
             "calls_failed": self.n_failed,
@@ -744,3 +839,8 @@ cdef class _Withdraw:
 
 def _entry_order(_Entry e):
     return (e.lo, e.hi, e.seq)
+
+
+cdef inline Py_ssize_t _home(Py_hash_t h, Py_ssize_t mask) noexcept nogil:
+    # Fibonacci hashing spreads Python's hashes (small ints hash to themselves)
+    return <Py_ssize_t>((<uint64_t>h * 0x9E3779B97F4A7C15ULL) >> 32) & mask

@@ -4,13 +4,6 @@ from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint64_t
 
 
-# A tuple with its hash computed once: dict keys for the coalescer (tuple hashes are not
-# cached by CPython, and a 7-field key would be hashed again at every lookup).
-cdef class HashedKey:
-    cdef readonly tuple value
-    cdef Py_hash_t c_hash
-
-
 cdef class Request:
     cdef readonly object id  # Python int of c_id, made once
     cdef uint64_t c_id
@@ -28,8 +21,7 @@ cdef class Request:
     cdef double c_deadline  # INFINITY without a deadline
     cdef readonly tuple key
     cdef readonly tuple range_key
-    cdef HashedKey c_hkey
-    cdef HashedKey c_hrange
+    cdef Py_hash_t c_rhash  # hash(range_key), kept inline: the coalescer's table key
     cdef int c_state
     cdef uint64_t c_owner  # uid of the queue holding it
     cdef uint64_t c_mark  # put_many generation, to spot a request given twice

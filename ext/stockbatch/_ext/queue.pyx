@@ -124,27 +124,6 @@ def _check_str(value, name, optional=False):
     return value
 
 
-@cython.no_gc
-cdef class HashedKey:
-    """A tuple whose hash is computed once (internal: the coalescer's dict keys)."""
-
-    def __init__(self, tuple value):
-        self.value = value
-        self.c_hash = hash(value)
-
-    def __hash__(self):
-        return self.c_hash
-
-    def __eq__(self, other):
-        if type(other) is not HashedKey:
-            return NotImplemented
-        cdef HashedKey o = <HashedKey>other
-        return self.c_hash == o.c_hash and self.value == o.value
-
-    def __repr__(self):
-        return f"HashedKey({self.value!r})"
-
-
 # Not tracked by the cycle collector: a request refers only to immutable atoms, tuples of
 # them and a read-only params mapping, so it cannot be part of a cycle (unless a params value
 # refers back to its own request). Saves a full-GC traversal of every queued request.
@@ -205,8 +184,7 @@ cdef class Request:
         self.c_deadline = c_deadline
         self.key = (kind, provider, symbol, interval, start_us, end_us, frozen)
         self.range_key = (kind, provider, symbol, interval, frozen)
-        self.c_hkey = HashedKey(self.key)
-        self.c_hrange = HashedKey(self.range_key)
+        self.c_rhash = hash(self.range_key)
         self.c_state = S_NEW
 
     @property
