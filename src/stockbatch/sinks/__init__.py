@@ -26,7 +26,8 @@ redacted); ``on_error="split"`` bisects failing batches and quarantines exactly 
 Optimisation levels (:class:`Level`), measured in bench/test_ingest.py: BASIC (bound
 executemany in one transaction), ADVANCED (Arrow batches of ~64k rows through ADBC
 ingest / LOAD DATA, staged set-based upserts), EXTREME (PostgreSQL: read-compare +
-delete-range + COPY upserts that skip unchanged rows; SQLite: WAL, synchronous=NORMAL).
+delete-range + COPY upserts that skip unchanged rows, deferred primary-key rebuild for large
+whole-table inputs).
 Parallel connections inside one ingest are not used: they would break the all-or-nothing
 guarantee (a transaction lives on one connection), and on PostgreSQL a keyed table's index
 insertion, not the client, is the bottleneck. Concurrency across calls comes from the

@@ -48,8 +48,10 @@ class Level(enum.Enum):
         unchanged rows.
     EXTREME
         Everything of ADVANCED plus what the database gains from: PostgreSQL upserts by
-        read-compare-then-delete-range + COPY (see :mod:`stockbatch.sinks`), SQLite
-        WAL + ``synchronous=OFF`` inside the transaction and a larger page cache.
+        read-compare-then-delete-range + COPY upserts and, for whole-table inputs at least
+        as large as the target, primary-key work deferred to one rebuild (see
+        :mod:`stockbatch.sinks._postgres`); SQLite a larger page cache only (WAL and
+        ``synchronous=OFF`` measured slower or unsafe, see :mod:`stockbatch.sinks._sqlite`).
     """
 
     BASIC = "basic"
