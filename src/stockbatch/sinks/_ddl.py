@@ -25,7 +25,7 @@ _SLOT = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 def check_name(name: str) -> str:
     """Return ``name`` if it is a valid table name, else raise :class:`SinkError`."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise SinkError(
             f"invalid table name {name!r}: use letters, digits and underscores "
             "(optionally schema.table), starting with a letter or underscore, at most 63 each"

@@ -1,0 +1,252 @@
+"""Unit tests of the sink machinery that needs no server: identifiers, SQL slots, dedup,
+re-batching, redaction, time parsing, URI dispatch, levels, batch sizes, the pool (on real
+sqlite3 connections)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from datetime import date, datetime, timedelta, timezone
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from stockbatch import SinkError, sinks
+from stockbatch.sinks import _base, _ddl
+from stockbatch.sinks._pool import Pool
+
+
+@pytest.mark.parametrize("name", ["bars", "_x", "Bars_2026", "market.bars", "a" * 63])
+def test_valid_names(name):
+    assert _ddl.check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ['"; DROP TABLE bars; --', "bars;", 'a"b', "a`b", "a b",
+                                  "1bars", "", "a" * 64, "a.b.c", "bars\n", "bärs", None, 3])
+def test_hostile_names_refused(name):
+    with pytest.raises(SinkError, match="invalid table name"):
+        _ddl.check_name(name)
+
+
+def test_quote_per_dialect():
+    assert _ddl.DIALECTS["postgresql"].quote("s.bars") == '"s"."bars"'
+    assert _ddl.DIALECTS["mysql"].quote("bars") == "`bars`"
+    with pytest.raises(SinkError):
+        _ddl.DIALECTS["sqlite"].quote('x"; --')
+
+
+def test_sql_fills_only_named_slots():
+    out = _ddl.sql("SELECT {cols} FROM {t} WHERE a = '{not_a_slot'", t='"x"', cols="a, b")
+    assert out == "SELECT a, b FROM \"x\" WHERE a = '{not_a_slot'"
+    # replacement text is not scanned again
+    assert _ddl.sql("{a} {b}", a="{b}", b="1") == "{b} 1"
+
+
+def test_ddl_types():
+    pg = _ddl.SPECS["bars"].create(_ddl.DIALECTS["postgresql"], "bars")
+    assert '"ts" TIMESTAMPTZ NOT NULL' in pg and "DOUBLE PRECISION" in pg
+    assert 'PRIMARY KEY ("symbol", "interval", "ts")' in pg
+    lite = _ddl.SPECS["bars"].create(_ddl.DIALECTS["sqlite"], "bars")
+    assert '"ts" INT64_US_UTC NOT NULL' in lite and lite.endswith("WITHOUT ROWID")
+    stage = _ddl.SPECS["bars"].create(_ddl.DIALECTS["sqlite"], "s", temporary=True, keyed=False)
+    assert "PRIMARY KEY" not in stage and "NOT NULL" not in stage
+    my = _ddl.SPECS["bars"].create(_ddl.DIALECTS["mysql"], "bars")
+    assert "`symbol` VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL" in my
+    assert "DATETIME(6)" in my
+
+
+def test_kind_of():
+    assert _ddl.kind_of(["symbol", "interval", "ts", "close"]) == "bars"
+    assert _ddl.kind_of(["symbol", "ts", "price"]) == "quotes"
+    with pytest.raises(SinkError):
+        _ddl.kind_of(["a", "b"])
+
+
+def _batch(keys, values):
+    sym, ts = zip(*keys, strict=True)
+    return pa.record_batch({"symbol": list(sym), "ts": list(ts), "v": values})
+
+
+@pytest.mark.parametrize("keep", ["first", "last"])
+def test_dedup_matches_a_dict_oracle(keep):
+    rng = np.random.default_rng(3)
+    keys = [(f"S{a}", int(b)) for a, b in rng.integers(0, 5, (400, 2))]
+    values = list(range(400))
+    out, dropped = _base.dedup(_batch(keys, values), ("symbol", "ts"), keep=keep)
+    oracle = {}
+    for k, v in zip(keys, values, strict=True):
+        if keep == "last" or k not in oracle:
+            oracle[k] = v
+    assert dropped == 400 - len(oracle)
+    got = dict(zip(zip(out.column("symbol").to_pylist(), out.column("ts").to_pylist(),
+                       strict=True), out.column("v").to_pylist(), strict=True))
+    assert got == oracle
+    assert out.column("v").to_pylist() == sorted(oracle.values())  # input order kept
+
+
+def test_dedup_without_duplicates_is_identity():
+    b = _batch([("A", 1), ("A", 2), ("B", 1)], [1, 2, 3])
+    out, dropped = _base.dedup(b, ("symbol", "ts"), keep="last")
+    assert dropped == 0 and out is b
+
+
+def test_rechunk_sizes_and_content():
+    parts = [pa.record_batch({"x": list(range(s, s + n))}) for s, n in
+             [(0, 5), (5, 300), (305, 1), (306, 0), (306, 94)]]
+    out = list(_base._rechunk(parts, 128))
+    assert [b.num_rows for b in out] == [128, 128, 128, 16]
+    assert pa.Table.from_batches(out).column("x").to_pylist() == list(range(400))
+
+
+def test_raw_batches_accepts_all_inputs():
+    t = pa.table({"x": [1, 2, 3]})
+    for data in [t, t.to_batches()[0], pa.RecordBatchReader.from_batches(t.schema, t.to_batches()),
+                 iter(t.to_batches()), [t, t], {"x": [1, 2, 3]}]:
+        rows = sum(b.num_rows for b in _base._raw_batches(data))
+        assert rows in (3, 6)
+
+
+def test_redact():
+    assert _base.redact("postgresql://bob:hunter2@db:5432/x") == "postgresql://bob:***@db:5432/x"
+    assert _base.redact("failed for hunter2 here", ["hunter2"]) == "failed for *** here"
+    assert _base.redact("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_to_utc_micros():
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    cases = {
+        "1970-01-01T00:00:01Z": 1_000_000,
+        "2024-01-02": (datetime(2024, 1, 2, tzinfo=timezone.utc) - epoch) // timedelta(
+            microseconds=1),
+        date(1969, 12, 31): -86_400_000_000,
+        datetime(2024, 1, 1, 9, 30, tzinfo=timezone(timedelta(hours=9))):
+            (datetime(2024, 1, 1, 0, 30, tzinfo=timezone.utc) - epoch) // timedelta(
+                microseconds=1),
+    }
+    for value, want in cases.items():
+        assert _base.to_utc_micros(value) == want
+    assert _base.micros_to_datetime(1_500_000) == epoch + timedelta(seconds=1.5)
+    with pytest.raises(SinkError):
+        _base.to_utc_micros(12.5)
+
+
+def test_connect_dispatch(tmp_path):
+    p = tmp_path / "a.db"
+    for uri in [f"sqlite:///{p}", str(p), p]:
+        with sinks.connect(uri) as s:
+            assert type(s).__name__ == "SqliteSink" and s.path == str(p)
+    with sinks.connect("duckdb:///" + str(tmp_path / "d.duckdb")) as s:
+        assert type(s).__name__ == "DuckdbSink"
+    with pytest.raises(SinkError, match="unknown sink URI scheme"):
+        sinks.connect("oracle://x")
+    s = sinks.connect("postgresql://u:pw@127.0.0.1:1/x")
+    assert "pw" not in repr(s) and s.level is sinks.EXTREME
+    s.close()
+
+
+def test_levels_and_batch_size(tmp_path):
+    assert sinks.Level.of("Basic") is sinks.BASIC
+    with pytest.raises(SinkError):
+        sinks.Level.of("turbo")
+    with sinks.connect(tmp_path / "x.db", level="extreme") as s:
+        assert s.level is sinks.EXTREME
+        assert s.recommend_batch_size(68) == 61_440  # 4 MiB / 68 B, whole kilo-rows
+        assert s.recommend_batch_size(10_000_000) == 4096
+        assert s.recommend_batch_size(1) == 1 << 20
+    with pytest.raises(SinkError, match="unknown table role"):
+        sinks.connect(tmp_path / "x.db", tables={"bar": "x"})
+    with pytest.raises(SinkError, match="invalid table name"):
+        sinks.connect(tmp_path / "x.db", tables={"bars": "x; --"})
+
+
+def test_ingest_result_accounting():
+    r = sinks.IngestResult(table="bars", mode="upsert")
+    r.add(written=3, updated=2, ignored=1)
+    r.add(rejected=4)
+    r.seconds = 2.0
+    assert r.rows == 10 and r.rows_per_second == 5.0
+
+
+# -- the pool, on real sqlite3 connections ------------------------------------------------
+def _pool(tmp_path, **kw):
+    path = str(tmp_path / "pool.db")
+    made = []
+
+    def factory():
+        c = sqlite3.connect(path, check_same_thread=False)
+        made.append(c)
+        return c
+
+    def check(c):
+        c.execute("SELECT 1").fetchall()
+
+    return Pool(factory, check=check, **kw), made
+
+
+def test_pool_reuses_and_bounds(tmp_path):
+    pool, made = _pool(tmp_path, max_size=2, timeout=0.2)
+    a = pool.acquire()
+    pool.release(a)
+    assert pool.acquire() is a  # reused, not reopened
+    b = pool.acquire()
+    assert len(made) == 2 and pool.size == 2
+    with pytest.raises(SinkError, match="no free connection"):
+        pool.acquire()
+    pool.release(a)
+    pool.release(b)
+
+
+def test_pool_health_check_replaces_dead_connections(tmp_path):
+    pool, made = _pool(tmp_path, max_size=1)
+    a = pool.acquire()
+    pool.release(a)
+    a.close()  # dies while idle (a server restart, a terminated backend)
+    b = pool.acquire()
+    assert b is not a and pool.reconnects == 1
+    assert b.execute("SELECT 2").fetchall() == [(2,)]
+    pool.release(b, broken=True)  # discarded, not kept
+    assert pool.size == 0
+    c = pool.acquire()
+    assert c is not b
+    pool.release(c)
+
+
+def test_pool_waiters_are_served_in_threads(tmp_path):
+    pool, made = _pool(tmp_path, max_size=2, timeout=10)
+    in_use, peak, lock = [0], [0], threading.Lock()
+
+    def work():
+        for _ in range(20):
+            with pool.connection() as c:
+                with lock:
+                    in_use[0] += 1
+                    peak[0] = max(peak[0], in_use[0])
+                c.execute("SELECT 1").fetchall()
+                time.sleep(0.001)  # hold the connection so that others must wait
+                with lock:
+                    in_use[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 2 and len(made) == 2
+    pool.close()
+    with pytest.raises(SinkError, match="closed"):
+        pool.acquire()
+
+
+def test_pool_connection_context_discards_dead_on_error(tmp_path):
+    pool, _ = _pool(tmp_path, max_size=1)
+    with pytest.raises(RuntimeError):
+        with pool.connection() as c:
+            c.close()
+            raise RuntimeError("boom")
+    assert pool.size == 0
+    with pytest.raises(RuntimeError):
+        with pool.connection() as c:
+            raise RuntimeError("healthy connection kept")
+    assert pool.size == 1
