@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport Py_EQ, PyObject_RichCompareBool
-from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.math cimport INFINITY
 from libc.stdint cimport uint64_t
 from libc.string cimport memset
@@ -683,18 +683,23 @@ cdef class Coalescer:
 
     # -- answers -----------------------------------------------------------------------------
     cdef list _finish(self, Call call):
+        """Mark ``call`` answered and unlink its entries; returns them (None for a call with
+        a single entry: no list made on the common path)."""
         cdef _Entry e
-        cdef list entries = call.entries()
         if call.c_owner != self.c_uid or call.c_state != 1:
             raise ValueError(f"call {call.c_id} is not in flight in this Coalescer "
                              "(already completed or failed?)")
         call.c_state = 0
         self.n_flying -= 1
-        for x in entries:
+        if call._entries is None:
+            call._single.call = None  # break the entry <-> call cycle
+            self._unlink(call._single)
+            return None
+        for x in call._entries:
             e = <_Entry>x
-            e.call = None  # break the entry <-> call cycle
+            e.call = None
             self._unlink(e)
-        return entries
+        return call._entries
 
     cdef int _complete(self, Call call, object result, list answers) except -1:
         cdef list entries = self._finish(call)
@@ -702,6 +707,13 @@ cdef class Coalescer:
         cdef bint split = call.grouped
         cdef Py_ssize_t before = len(answers)
         self.n_done += 1
+        if entries is None:
+            e = call._single
+            if e.first is not None:
+                value = result if not split else _part(call, e, result)
+                _answer(e, value, isinstance(value, BaseException), answers)
+            self.n_answered += len(answers) - before
+            return 0
         for x in entries:
             e = <_Entry>x
             if e.first is None:
@@ -761,7 +773,7 @@ cdef class Coalescer:
         cdef list entries = self._finish(call)
         cdef list answers = []
         self.n_failed += 1
-        for x in entries:
+        for x in (entries if entries is not None else (call._single,)):
             _answer(<_Entry>x, exc, True, answers)
         self.n_answered += len(answers)
         return answers
