@@ -9,6 +9,7 @@ cdef class _Entry:
     cdef Request proto  # the first request ever: kind, provider, symbol, range, hash
     cdef double lo
     cdef double hi
+    cdef Py_hash_t hash  # proto.c_rhash, kept here so unlinking does not touch the request
     cdef Request first  # the first waiter still waiting, or None
     cdef list extra  # None, or the later waiters
     cdef list futs  # None, or one future-or-None per waiter (first, then extra)

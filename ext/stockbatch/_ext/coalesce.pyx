@@ -39,6 +39,7 @@ cdef uint64_t _next_coalescer = 1
 # never answered; futures' callbacks hold the coalescer weakly. So full collections do not
 # walk every request in flight.
 @cython.no_gc
+@cython.freelist(2048)
 cdef class _Entry:
     """One distinct key: its waiting requests (and futures)."""
 
@@ -78,6 +79,7 @@ cdef _Entry _new_entry(Request req, object fut, uint64_t seq):
     e.proto = req
     e.lo = req.c_lo
     e.hi = req.c_hi
+    e.hash = req.c_rhash
     e.first = req
     if fut is not None:
         e.futs = [fut]
@@ -96,6 +98,7 @@ cdef inline int _same_range_key(Request a, Request b) except -1:
 
 
 @cython.no_gc
+@cython.freelist(2048)
 cdef class Call:
     """One provider call planned by :meth:`Coalescer.take_calls`.
 
@@ -394,44 +397,48 @@ cdef class Coalescer:
         return 0
 
     cdef int _unlink(self, _Entry e) except -1:
-        """Take ``e`` out of its range_key chain (deleting the slot of an emptied chain)."""
-        cdef Py_ssize_t empty, i, j, k, mask
+        """Take ``e`` out of its range_key chain (deleting the slot of an emptied chain).
+        Found by its stored hash and identity: the request is not touched."""
+        cdef Py_ssize_t i, j, k, mask = self.c_tab_cap - 1
         cdef _Entry head, prev
-        i = self._probe(e.proto, &empty)
-        if i < 0:
-            return 0
-        head = <_Entry>self.c_tab[i].head
-        if head is e:
-            if e.next is not None:
-                e.next.n_chain = e.n_chain - 1
-                Py_INCREF(e.next)
-                self.c_tab[i].head = <void*>e.next
-                e.next = None
-                Py_DECREF(e)
-                return 0
-            # last of its chain: delete the slot, backward-shift the followers (no tombstones)
-            self.c_tab[i].head = NULL
-            self.c_tab_n -= 1
-            mask = self.c_tab_cap - 1
-            j = i
-            while True:
-                j = (j + 1) & mask
-                if self.c_tab[j].head == NULL:
+        i = _home(e.hash, mask)
+        while self.c_tab[i].head != NULL:
+            if self.c_tab[i].hash == e.hash:
+                head = <_Entry>self.c_tab[i].head
+                if head is e:
                     break
-                k = _home(self.c_tab[j].hash, mask)
-                if (i <= j and (k <= i or k > j)) or (i > j and k <= i and k > j):
-                    self.c_tab[i] = self.c_tab[j]
-                    self.c_tab[j].head = NULL
-                    i = j
+                prev = head
+                while prev.next is not None and prev.next is not e:
+                    prev = prev.next
+                if prev.next is e:
+                    prev.next = e.next
+                    e.next = None
+                    head.n_chain -= 1
+                    return 0
+            i = (i + 1) & mask
+        else:
+            return 0  # not linked
+        if e.next is not None:
+            e.next.n_chain = e.n_chain - 1
+            Py_INCREF(e.next)
+            self.c_tab[i].head = <void*>e.next
+            e.next = None
             Py_DECREF(e)
             return 0
-        prev = head
-        while prev.next is not None and prev.next is not e:
-            prev = prev.next
-        if prev.next is e:
-            prev.next = e.next
-            e.next = None
-            head.n_chain -= 1
+        # last of its chain: delete the slot, backward-shift the followers (no tombstones)
+        self.c_tab[i].head = NULL
+        self.c_tab_n -= 1
+        j = i
+        while True:
+            j = (j + 1) & mask
+            if self.c_tab[j].head == NULL:
+                break
+            k = _home(self.c_tab[j].hash, mask)
+            if (i <= j and (k <= i or k > j)) or (i > j and k <= i and k > j):
+                self.c_tab[i] = self.c_tab[j]
+                self.c_tab[j].head = NULL
+                i = j
+        Py_DECREF(e)
         return 0
 
     # -- intake ------------------------------------------------------------------------------

@@ -5,27 +5,29 @@ from libc.stdint cimport int64_t, uint64_t
 
 
 cdef class Request:
-    cdef readonly object id  # Python int of c_id, made once
+    # The C fields the queue and the coalescer read come first, so that they share the
+    # first cache lines of the object (requests are touched once per stage, mostly cold).
     cdef uint64_t c_id
-    cdef readonly str kind
+    cdef uint64_t c_owner  # uid of the queue holding it
+    cdef uint64_t c_mark  # put_many generation, to spot a request given twice
+    cdef double c_enq  # monotonic time it was queued
+    cdef double c_deadline  # INFINITY without a deadline
+    cdef double c_lo  # start_us as a double, -inf when unbounded (exact below 2**53 us)
+    cdef double c_hi  # end_us as a double, +inf when unbounded
+    cdef Py_hash_t c_rhash  # hash(range_key), kept inline: the coalescer's table key
+    cdef int c_state
+    cdef readonly int priority
     cdef int c_kind  # 0 history, 1 quote, 2 profile
+    cdef readonly object id  # Python int of c_id, made once
+    cdef readonly str kind
     cdef readonly str provider
     cdef readonly str symbol
     cdef readonly object interval  # str or None
     cdef readonly object start_us  # int or None
     cdef readonly object end_us
-    cdef double c_lo  # start_us as a double, -inf when unbounded (exact below 2**53 us)
-    cdef double c_hi  # end_us as a double, +inf when unbounded
     cdef readonly object params  # read-only mapping
-    cdef readonly int priority
-    cdef double c_deadline  # INFINITY without a deadline
     cdef readonly tuple key
     cdef readonly tuple range_key
-    cdef Py_hash_t c_rhash  # hash(range_key), kept inline: the coalescer's table key
-    cdef int c_state
-    cdef uint64_t c_owner  # uid of the queue holding it
-    cdef uint64_t c_mark  # put_many generation, to spot a request given twice
-    cdef double c_enq  # monotonic time it was queued
     cdef object __weakref__
 
 
