@@ -97,9 +97,16 @@ def test_key_covers_everything_that_makes_a_fetch(Request):
     assert r.range_key == r.key[:4] + r.key[6:]
 
 
-def test_params_must_be_hashable_mapping(Request):
-    with pytest.raises(TypeError, match="hashable"):
+def test_params_must_be_plain_values(Request):
+    with pytest.raises(TypeError, match="tuple, not a list"):
         Request("quote", "yahoo", "AAPL", params={"fields": ["a", "b"]})
+    with pytest.raises(TypeError, match="params"):
+        Request("quote", "yahoo", "AAPL", params={"when": dt.date(2024, 1, 1)})
+    with pytest.raises(TypeError, match="params"):
+        Request("quote", "yahoo", "AAPL", params={"nested": ("a", object())})
+    ok = Request("quote", "yahoo", "AAPL", params={"n": 1, "x": 1.5, "f": False, "t": ("a", (1,)),
+                                                  "none": None})
+    assert ok.params["t"] == ("a", (1,))
     with pytest.raises(TypeError, match="mapping"):
         Request("quote", "yahoo", "AAPL", params=[("a", 1)])
     r = Request("quote", "yahoo", "AAPL", params={"fields": ("a", "b")})

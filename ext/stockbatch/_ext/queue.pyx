@@ -98,6 +98,17 @@ def _us_to_datetime(us):
     return None if us is None else _EPOCH + timedelta(microseconds=us)
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(value):
+    """Plain immutable values only: keys then compare without running any Python code
+    (which keeps the compiled coalescer's table operations atomic under the GIL)."""
+    if type(value) in _PLAIN:
+        return True
+    return type(value) is tuple and all(_plain(x) for x in value)
+
+
 def _freeze_params(params):
     if params is None:
         return (), _NO_PARAMS
@@ -107,10 +118,9 @@ def _freeze_params(params):
     for k, v in params.items():
         if not isinstance(k, str):
             raise TypeError(f"params keys must be str, not {type(k).__name__}")
-        try:
-            hash(v)
-        except TypeError:
-            raise TypeError(f"params[{k!r}] must be hashable (use a tuple, not a list)") from None
+        if not _plain(v):
+            raise TypeError(f"params[{k!r}] must be str, int, float, bool, None or a tuple of "
+                            f"them (use a tuple, not a list), not {type(v).__name__}")
         items.append((k, v))
     items.sort(key=lambda kv: kv[0])
     return tuple(items), MappingProxyType(dict(items))
@@ -134,7 +144,8 @@ cdef class Request:
     ``Request(kind, provider, symbol, interval=None, start=None, end=None, params=None,
     priority=3, deadline=None)``: kind is ``history``, ``quote`` or ``profile``; the range is
     half-open ``[start, end)`` (int microseconds, datetime, date or ISO string; naive = UTC);
-    ``params`` is a mapping of hashable values (part of the identity, never shown in repr);
+    ``params`` maps str to plain values (str, int, float, bool, None or tuples of them; part
+    of the identity, never shown in repr);
     priority 1 (most urgent) to 5; ``deadline`` an absolute :func:`time.monotonic` time.
 
     ``id`` is unique in the process (a counter); ``key`` is hashable and equal for two requests

@@ -82,6 +82,17 @@ def _us_to_datetime(us):
     return None if us is None else _EPOCH + timedelta(microseconds=us)
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(value):
+    """Plain immutable values only: keys then compare without running any Python code
+    (which keeps the compiled coalescer's table operations atomic under the GIL)."""
+    if type(value) in _PLAIN:
+        return True
+    return type(value) is tuple and all(_plain(x) for x in value)
+
+
 def _freeze_params(params):
     if params is None:
         return (), _NO_PARAMS
@@ -91,10 +102,9 @@ def _freeze_params(params):
     for k, v in params.items():
         if not isinstance(k, str):
             raise TypeError(f"params keys must be str, not {type(k).__name__}")
-        try:
-            hash(v)
-        except TypeError:
-            raise TypeError(f"params[{k!r}] must be hashable (use a tuple, not a list)") from None
+        if not _plain(v):
+            raise TypeError(f"params[{k!r}] must be str, int, float, bool, None or a tuple of "
+                            f"them (use a tuple, not a list), not {type(v).__name__}")
         items.append((k, v))
     items.sort(key=lambda kv: kv[0])
     return tuple(items), MappingProxyType(dict(items))
@@ -122,8 +132,9 @@ class Request:
     start, end : None, int, datetime, date or str
         Half-open range ``[start, end)`` (int = microseconds since the epoch, naive datetimes
         are UTC). None is unbounded on that side.
-    params : Mapping[str, hashable] or None
-        Extra provider parameters; part of the identity (``key``). Never shown in ``repr``.
+    params : Mapping[str, str | int | float | bool | None | tuple] or None
+        Extra provider parameters (plain values or tuples of them); part of the identity
+        (``key``). Never shown in ``repr``: they may hold API keys.
     priority : int
         1 (most urgent) to 5.
     deadline : float or None
