@@ -2,8 +2,9 @@
 
 One group, ``queue-coalesce``; every peer does the same work on the same seeded requests:
 
-* requests arrive in chunks of 10,000 (priorities 1-5; 30 % repeat the key of one of the
-  1,000 requests before them, as when several users ask for the same symbol at once);
+* requests arrive in chunks of 10,000 (priorities 1-5; 30 % repeat the key and priority of
+  one of the 1,000 fresh requests before them, as when several jobs ask for the same symbol
+  at about the same time);
 * a consumer takes them in priority order (FIFO inside a priority) in batches of 50;
 * identical keys pending or in flight share one provider call;
 * up to 1,000 calls are in flight; the oldest are completed when there are more, and every
@@ -46,15 +47,17 @@ ROUNDS = 1 if quick() else 3
 
 
 def specs(n, seed=42):
+    """(symbol, priority): 30 % repeat one of the 1,000 fresh requests before them, with its
+    priority (the same kind of job asking again), so they meet it pending or in flight."""
     rng = random.Random(seed)
     out, fresh = [], []
     for i in range(n):
         if fresh and rng.random() < DUP:
-            sym = fresh[-1 - rng.randrange(min(len(fresh), 1000))]
+            out.append(fresh[-1 - rng.randrange(min(len(fresh), 1000))])
         else:
-            sym = f"S{i}"
-            fresh.append(sym)
-        out.append((sym, rng.randint(1, 5)))
+            spec = (f"S{i}", rng.randint(1, 5))
+            fresh.append(spec)
+            out.append(spec)
     return out
 
 
