@@ -639,6 +639,23 @@ cdef class BatchQueue:
     # -- producers ---------------------------------------------------------------------------
     def put(self, request, *, timeout=None):
         """Add one request; block while full (up to ``timeout`` s, then raise QueueFull)."""
+        cdef Request req
+        cdef double now
+        cdef list fresh
+        if type(request) is Request and not self.c_closed:
+            req = <Request>request
+            if req.c_state == S_NEW or req.c_state == S_TAKEN:
+                # fast path, one C pass: room now and not already past its deadline
+                now = _now()
+                fresh = self._expire(now)
+                if (not self.c_maxsize or self.c_size < self.c_maxsize) and \
+                        req.c_deadline > now:
+                    self._push([req], now, None)
+                    if fresh is not None:
+                        self._report(fresh)
+                    return
+                if fresh is not None:
+                    self._report(fresh)
         self.put_many((request,), timeout=timeout)
 
     def put_nowait(self, request):
