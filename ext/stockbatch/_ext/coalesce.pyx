@@ -90,11 +90,19 @@ cdef _Entry _new_entry(Request req, object fut, uint64_t seq):
 
 
 cdef inline int _same_range_key(Request a, Request b) except -1:
+    # field by field rather than the range_key tuples: the request objects are already in
+    # cache, their tuples mostly are not (strings compare by identity first)
     if a is b:
         return 1
-    if a.c_rhash != b.c_rhash:
+    if a.c_rhash != b.c_rhash or a.c_kind != b.c_kind:
         return 0
-    return PyObject_RichCompareBool(a.range_key, b.range_key, Py_EQ)
+    if not (a.symbol is b.symbol or a.symbol == b.symbol):
+        return 0
+    if not (a.provider is b.provider or a.provider == b.provider):
+        return 0
+    if not (a.interval is b.interval or a.interval == b.interval):
+        return 0
+    return PyObject_RichCompareBool(a.key[6], b.key[6], Py_EQ)  # params: () is shared
 
 
 @cython.no_gc
