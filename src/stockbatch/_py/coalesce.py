@@ -26,9 +26,27 @@ How an engine drives it::
             co.complete(call, result)     # every waiter gets its slice
 
 ``add`` / ``add_many`` register requests without futures: then the ``(request, value)``
-pairs returned by ``complete`` / ``fail`` are the answers (a value that is an exception
-instance is an error). Cancelling one waiter's future never affects the others; a pending
-fetch whose waiters all cancelled is not planned at all.
+pairs returned by ``complete`` / ``complete_many`` / ``fail`` are the answers (a value that
+is an exception instance is an error). Cancelling one waiter's future (or ``cancel(request)``)
+never affects the others; a pending fetch whose waiters all withdrew is not planned at all.
+
+Details an engine relies on:
+
+* Every call returned by ``take_calls`` must be passed once to ``complete``, ``complete_many``
+  or ``fail`` (a second time raises ValueError). Requests that arrive while it is in flight
+  and have the same key (or, for one-symbol history calls, a range inside its range) are
+  answered by it too: ``call.requests`` is read at answer time.
+* A call with ``call.grouped`` (its provider has a ``batch_limits`` entry > 1) must be given
+  a per-symbol result: a table with a ``symbol`` column, or a mapping symbol -> value. In a
+  mapping, an exception value is that symbol's error; a missing symbol answers its waiters
+  with :class:`~stockbatch.SymbolNotFound`.
+* Where a waiter asked for a narrower range than the call fetched, its part is the rows
+  with ``start <= ts < end``; a result that cannot be sliced (no ``ts`` timestamp column)
+  answers those waiters with :class:`~stockbatch.SchemaError`.
+* ``call.priority`` / ``call.deadline`` are the most urgent / earliest of its waiters, for
+  scheduling; ``take_calls`` returns calls most urgent first.
+* Thread-safe; asyncio futures from ``submit_async`` are resolved on their own loop even when
+  another thread completes the call. ``stats()`` feeds :mod:`stockbatch.stats`.
 """
 
 from __future__ import annotations
