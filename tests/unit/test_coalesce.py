@@ -252,3 +252,17 @@ def test_merged_ranges_cover_exactly_the_union(load, spans):
             pc.greater_equal(pc.cast(bars(["AAPL"], 0, 80).column("ts"), pa.int64()), r.start_us),
             pc.less(pc.cast(bars(["AAPL"], 0, 80).column("ts"), pa.int64()), r.end_us)))
         assert table.equals(expected)
+
+
+def test_params_are_part_of_the_shared_key(mods):
+    qmod, cmod = mods
+    co = cmod.Coalescer()
+    a = qmod.Request("quote", "yahoo", "AAPL", params={"fields": ("price", "volume")})
+    b = qmod.Request("quote", "yahoo", "AAPL", params={"fields": ("price", "volume")})
+    c = qmod.Request("quote", "yahoo", "AAPL", params={"fields": ("price",)})
+    d = qmod.Request("quote", "yahoo", "AAPL")
+    co.add_many([a, b, c, d])
+    calls = co.take_calls()
+    assert sorted(len(call) for call in calls) == [1, 1, 2]
+    assert {call.params.get("fields") for call in calls} == {("price", "volume"), ("price",),
+                                                             None}

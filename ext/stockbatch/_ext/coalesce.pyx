@@ -102,7 +102,9 @@ cdef inline int _same_range_key(Request a, Request b) except -1:
         return 0
     if not (a.interval is b.interval or a.interval == b.interval):
         return 0
-    return PyObject_RichCompareBool(a.key[6], b.key[6], Py_EQ)  # params: () is shared
+    if a.c_params is b.c_params:  # () is shared by every request without params
+        return 1
+    return PyObject_RichCompareBool(a.c_params, b.c_params, Py_EQ)
 
 
 @cython.no_gc

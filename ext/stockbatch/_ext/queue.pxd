@@ -18,6 +18,7 @@ cdef class Request:
     cdef int c_state
     cdef readonly int priority
     cdef int c_kind  # 0 history, 1 quote, 2 profile
+    cdef tuple c_params  # the frozen params (key[6]) without touching the key tuple
     cdef readonly object id  # Python int of c_id, made once
     cdef readonly str kind
     cdef readonly str provider

@@ -196,6 +196,7 @@ cdef class Request:
         self.key = (kind, provider, symbol, interval, start_us, end_us, frozen)
         self.range_key = (kind, provider, symbol, interval, frozen)
         self.c_rhash = hash(self.range_key)
+        self.c_params = frozen
         self.c_state = S_NEW
 
     @property
