@@ -60,9 +60,19 @@ from benchutil import quick
 import stockbatch
 from stockbatch.testing import FixtureServer
 
-yf = pytest.importorskip("yfinance")
-pd = pytest.importorskip("pandas")
-pl = pytest.importorskip("polars")
+# The peers' libraries are imported on first use, so that the RSS child of the stockbatch peer
+# carries none of them (yfinance + pandas + polars are ~130 MB resident on their own).
+yf = pd = pl = None
+
+
+def _peer_libs() -> None:
+    global yf, pd, pl
+    if yf is None:
+        import pandas
+        import polars
+        import yfinance
+
+        yf, pd, pl = yfinance, pandas, polars
 
 PG_URI = os.environ.get("STOCKBATCH_PG_URI", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -201,7 +211,7 @@ TABLES = {"naive_loop": "bench_naive", "download_to_sql": "bench_download",
 
 # -- the peers ---------------------------------------------------------------------------------
 
-def _long_frame(wide: pd.DataFrame) -> pd.DataFrame:
+def _long_frame(wide):
     """yfinance.download's wide (field, ticker) frame -> one row per symbol and bar."""
     if wide.empty:
         return wide
@@ -210,7 +220,7 @@ def _long_frame(wide: pd.DataFrame) -> pd.DataFrame:
     return long.dropna(subset=["Close"])
 
 
-def _download(symbols: list[str], spec: dict) -> pd.DataFrame:
+def _download(symbols: list[str], spec: dict):
     kw = {"threads": True, "progress": False, "auto_adjust": True, "interval": spec["interval"]}
     if spec["kind"] == "daily":
         return _long_frame(yf.download(symbols, period=spec["period"], **kw))
@@ -320,6 +330,7 @@ def run_peer(peer: str, symbols: list[str], target: Target, spec: dict, base_url
     if peer == "stockbatch":
         ours(symbols, target, spec, base_url)
     else:
+        _peer_libs()
         globals()[peer](symbols, target, spec)
 
 
@@ -337,7 +348,8 @@ def child_main(spec_json: str) -> None:
 
     job = json.loads(spec_json)
     base, peer, db_path = job["base_url"], job["peer"], job["db_path"]
-    with yfinance_at(base):
+    patch = contextlib.nullcontext() if peer == "stockbatch" else yfinance_at(base)
+    with patch:
         warm = Target("sqlite", db_path + ".warm")
         run_peer(peer, make_symbols(2), warm, job["spec"], base)
         warm.reset([])
@@ -380,8 +392,10 @@ def measure_rss(peer: str, n: int, spec: dict, base_url: str, tmp: Path) -> dict
 
 @pytest.fixture(scope="module")
 def server():
-    with FixtureServer(process=True) as srv, yfinance_at(srv.url):
-        yield srv
+    with FixtureServer(process=True) as srv:
+        have_yf = importlib.util.find_spec("yfinance") is not None
+        with yfinance_at(srv.url) if have_yf else contextlib.nullcontext():
+            yield srv
 
 
 @pytest.fixture(scope="module")
@@ -428,6 +442,9 @@ def _bench(benchmark, peer, symbols, target, spec, base_url, group):
     reason = _skip_reason(peer, n, spec["kind"], target.db)
     if reason:
         pytest.skip(reason)
+    if peer != "stockbatch":
+        for lib in ("yfinance", "pandas", "polars", "sqlalchemy"):
+            pytest.importorskip(lib)
     benchmark.group = group
     benchmark.extra_info["symbols"] = n
     if peer == "naive_loop":
