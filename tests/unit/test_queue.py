@@ -152,6 +152,28 @@ def test_expired_at_put_is_reported_not_queued(mod):
         q.put(late)
 
 
+def test_raising_on_expire_loses_nothing(mod):
+    seen = []
+
+    def on_expire(r):
+        seen.append(r)
+        raise RuntimeError("callback failed")
+
+    q = mod.BatchQueue(on_expire=on_expire)
+    soon = req(mod, "SOON", priority=1, deadline=time.monotonic() + 0.02)
+    keep = req(mod, "KEEP", priority=5)
+    q.put_many([soon, keep])
+    assert q.get_batch(5, timeout=0) == [soon, keep]  # not expired yet
+    q.put_many([req(mod, "SOON2", priority=1, deadline=time.monotonic() + 0.02), keep])
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.03:  # let the deadline pass (a real wait, no work)
+        threading.Event().wait(0.01)
+    with pytest.raises(RuntimeError, match="callback failed"):
+        q.get_batch(5, timeout=0)
+    assert [r.symbol for r in seen] == ["SOON2"]
+    assert q.get_batch(5, timeout=0) == [keep]  # nothing was taken by the failed call
+
+
 def test_deadline_passes_while_queued(mod):
     q = mod.BatchQueue()
     short = req(mod, "SHORT", priority=1, deadline=time.monotonic() + 0.03)

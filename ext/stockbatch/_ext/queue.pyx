@@ -238,6 +238,9 @@ cdef class Request:
         return f"Request({', '.join(parts)})"
 
 
+_RETRY = object()  # an attempt stopped to report fresh expiries first: try again
+
+
 def _resolve(fut):
     if not fut.done():
         fut.set_result(None)
@@ -609,6 +612,8 @@ cdef class BatchQueue:
         cdef double now = _now()
         cdef list fresh = self._expire(now)
         cdef double wait
+        if fresh is not None and self._on_expire is not None:
+            return None, _RETRY, 0.0, fresh  # report them before changing anything else
         if fresh is None:
             fresh = []
         if self.c_closed:
@@ -649,14 +654,11 @@ cdef class BatchQueue:
                 # fast path, one C pass: room now and not already past its deadline
                 now = _now()
                 fresh = self._expire(now)
-                if (not self.c_maxsize or self.c_size < self.c_maxsize) and \
-                        req.c_deadline > now:
+                if fresh is None and req.c_deadline > now and (
+                        not self.c_maxsize or self.c_size < self.c_maxsize):
                     self._push([req], now, None)
-                    if fresh is not None:
-                        self._report(fresh)
                     return
-                if fresh is not None:
-                    self._report(fresh)
+                self._report(fresh)
         self.put_many((request,), timeout=timeout)
 
     def put_nowait(self, request):
@@ -679,6 +681,8 @@ cdef class BatchQueue:
                 raise error
             if waiter is None:
                 return
+            if waiter is _RETRY:
+                continue
             if not waiter.acquire(True, -1 if wait == INFINITY else max(wait, 0.0)):
                 self._forget(self._putters, waiter, False)
 
@@ -699,6 +703,8 @@ cdef class BatchQueue:
                 raise error
             if waiter is None:
                 return
+            if waiter is _RETRY:
+                continue
             await self._await_waiter(waiter, wait, self._putters, False)
 
     async def _await_waiter(self, waiter, wait, waiters, getter):
@@ -719,7 +725,10 @@ cdef class BatchQueue:
         queue is closed and empty."""
         cdef double now = _now()
         cdef list fresh = self._expire(now)
-        cdef list items = self._take(max_items, now)
+        cdef list items
+        if fresh is not None and self._on_expire is not None:
+            return [], fresh, _RETRY, 0.0  # report them before taking anything
+        items = self._take(max_items, now)
         if items or self.c_closed or now >= endtime:
             return items, fresh, (QueueClosed if not items and self.c_closed else None), 0.0
         waiter = make_waiter()
@@ -740,9 +749,9 @@ cdef class BatchQueue:
         # fast path: no Python-level call at all when something is queued
         now = _now()
         fresh = self._expire(now)
-        items = self._take(max_items, now)
         if fresh is not None:
-            self._report(fresh)
+            self._report(fresh)  # before taking: a raising callback loses nothing
+        items = self._take(max_items, now)
         if items:
             return items
         if self.c_closed:
@@ -753,6 +762,8 @@ cdef class BatchQueue:
         while True:
             items, fresh, waiter, wait = self._try_get(max_items, endtime, _new_lock)
             self._report(fresh)
+            if waiter is _RETRY:
+                continue
             if items:
                 return items
             if waiter is QueueClosed:
@@ -775,6 +786,8 @@ cdef class BatchQueue:
             items, fresh, waiter, wait = self._try_get(
                 max_items, endtime, lambda: (loop, loop.create_future()))
             self._report(fresh)
+            if waiter is _RETRY:
+                continue
             if items:
                 return items
             if waiter is QueueClosed:
@@ -798,7 +811,7 @@ cdef class BatchQueue:
             request_id = (<Request>request_id).id
         if isinstance(request_id, bool) or not isinstance(request_id, int):
             raise TypeError(f"cancel takes a request id or a Request, not {request_id!r}")
-        fresh = self._expire(_now())
+        self._report(self._expire(_now()))  # first: a raising callback cancels nothing
         if 0 < request_id < 2 ** 64:
             key = request_id
             obj = self._map_get(key)
@@ -812,7 +825,6 @@ cdef class BatchQueue:
                     self._compact(p)
                 if self._putters:
                     self._wake(self._putters, -1)
-        self._report(fresh)
         return req
 
     def drain_expired(self):

@@ -241,6 +241,9 @@ class Request:
         return f"Request({', '.join(parts)})"
 
 
+_RETRY = object()  # an attempt stopped to report fresh expiries first: try again
+
+
 def _resolve(fut):
     if not fut.done():
         fut.set_result(None)
@@ -267,7 +270,10 @@ class BatchQueue:
         Most requests held at once; 0 means unbounded.
     on_expire : callable(Request) or None
         Called (outside the queue's lock) for each request whose deadline passed while it was
-        queued. Without it, expired requests are kept for :meth:`drain_expired`.
+        queued. Without it, expired requests are kept for :meth:`drain_expired`. Expiries are
+        reported before the operation that found them takes, puts or cancels anything, so an
+        exception from the callback propagates without losing a request (except for requests
+        already past their deadline when put: those are reported after the put).
 
     Notes
     -----
@@ -447,7 +453,9 @@ class BatchQueue:
             with self._lock:
                 now = time.monotonic()
                 fresh = self._expire_locked(now)
-                if self._closed:
+                if fresh and self._on_expire is not None:
+                    error, waiter = None, _RETRY  # report them before changing anything else
+                elif self._closed:
                     error = QueueClosed("put on a closed BatchQueue")
                 elif not self._maxsize or self._size + len(reqs) <= self._maxsize:
                     self._push_locked(reqs, now, fresh)
@@ -467,6 +475,8 @@ class BatchQueue:
                 raise error
             if waiter is None:
                 return
+            if waiter is _RETRY:
+                continue
             if not waiter.acquire(True, -1 if wait == math.inf else max(wait, 0.0)):
                 self._forget(self._putters, waiter, getter=False)
 
@@ -484,7 +494,9 @@ class BatchQueue:
             with self._lock:
                 now = time.monotonic()
                 fresh = self._expire_locked(now)
-                if self._closed:
+                if fresh and self._on_expire is not None:
+                    error, waiter = None, _RETRY  # report them before changing anything else
+                elif self._closed:
                     error = QueueClosed("put on a closed BatchQueue")
                 elif not self._maxsize or self._size + len(reqs) <= self._maxsize:
                     self._push_locked(reqs, now, fresh)
@@ -503,6 +515,8 @@ class BatchQueue:
                 raise error
             if waiter is None:
                 return
+            if waiter is _RETRY:
+                continue
             await self._await_waiter(waiter, wait, self._putters, getter=False)
 
     async def _await_waiter(self, waiter, wait, waiters, *, getter):
@@ -523,6 +537,8 @@ class BatchQueue:
         with self._lock:
             now = time.monotonic()
             fresh = self._expire_locked(now)
+            if fresh and self._on_expire is not None:
+                return [], fresh, _RETRY, 0.0  # report them before taking anything
             items = self._take_locked(max_items, now)
             waiter = None
             wait = 0.0
@@ -554,6 +570,8 @@ class BatchQueue:
         while True:
             items, fresh, waiter, wait = self._get_step(max_items, endtime, _new_lock)
             self._report(fresh)
+            if waiter is _RETRY:
+                continue
             if items:
                 return items
             if waiter is QueueClosed:
@@ -573,6 +591,8 @@ class BatchQueue:
             items, fresh, waiter, wait = self._get_step(
                 max_items, endtime, lambda: (loop, loop.create_future()))
             self._report(fresh)
+            if waiter is _RETRY:
+                continue
             if items:
                 return items
             if waiter is QueueClosed:
@@ -590,15 +610,18 @@ class BatchQueue:
         """
         if isinstance(request_id, Request):
             request_id = request_id._id
+        if isinstance(request_id, bool) or not isinstance(request_id, int):
+            raise TypeError(f"cancel takes a request id or a Request, not {request_id!r}")
         with self._lock:
             fresh = self._expire_locked(time.monotonic())
+        self._report(fresh)  # first: a raising callback cancels nothing
+        with self._lock:
             req = self._live.get(request_id)
             if req is not None:
                 self._unlink_locked(req)
                 req._state = _CANCELLED
                 self._n_cancelled += 1
                 self._wake_all_locked(self._putters)
-        self._report(fresh)
         return req
 
     def drain_expired(self):
