@@ -270,8 +270,9 @@ cdef class BatchQueue:
 
     ``BatchQueue(maxsize=0, *, on_expire=None)``: ``maxsize`` 0 is unbounded; ``on_expire``
     is called for each request whose deadline passed while queued (without it they are kept
-    for :meth:`drain_expired`). Priority 1 first, FIFO inside a priority; every operation
-    first expires overdue requests. ``close()`` wakes every waiter.
+    for :meth:`drain_expired`), before the operation that found them takes, puts or cancels
+    anything (so a raising callback loses nothing). Priority 1 first, FIFO inside a
+    priority; every operation first expires overdue requests. ``close()`` wakes every waiter.
     """
 
     def __cinit__(self):
