@@ -291,13 +291,13 @@ def ours_engine(symbols: list[str], target: Target, spec: dict, base_url: str) -
 
 def ours_pieces(symbols: list[str], target: Target, spec: dict, base_url: str) -> None:
     """The stockbatch pieces without the engine: Source.fetch_many on an event-loop thread,
-    batches handed over a bounded queue to one Sink.ingest transaction (streaming)."""
+    each batch handed over as it arrives to one streaming Sink.ingest transaction."""
     import queue
     import threading
 
     from stockbatch import sinks
 
-    handoff: queue.Queue = queue.Queue(maxsize=64)
+    handoff: queue.SimpleQueue = queue.SimpleQueue()
     done = object()
 
     async def produce():
@@ -305,7 +305,7 @@ def ours_pieces(symbols: list[str], target: Target, spec: dict, base_url: str) -
         try:
             async for _symbol, result in source.fetch_many(symbols, **_history_kw(spec)):
                 if not isinstance(result, BaseException) and result.num_rows:
-                    await asyncio.to_thread(handoff.put, result)
+                    handoff.put(result)
         finally:
             await source.aclose()
             handoff.put(done)
@@ -421,7 +421,7 @@ def target(request, tmp_path):
 
 def _rounds(peer: str, n: int, kind: str) -> int:
     if peer == "stockbatch":
-        return 7 if n <= 200 else 3
+        return 7 if n <= 200 and kind == "daily" else 3
     if kind == "minute" or n >= 200:
         return 1
     return 3 if n <= 50 else 1
