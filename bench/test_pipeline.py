@@ -446,7 +446,6 @@ def _bench(benchmark, peer, symbols, target, spec, base_url, group):
         for lib in ("yfinance", "pandas", "polars", "sqlalchemy"):
             pytest.importorskip(lib)
     benchmark.group = group
-    benchmark.extra_info["symbols"] = n
     if peer == "naive_loop":
         benchmark.extra_info["reference"] = True
     if peer == "stockbatch":

@@ -240,7 +240,8 @@ def render_chart(rows: Sequence[BenchRow], path: str | os.PathLike, *,
 
     groups = _grouped(rows)
     heights = [0.6 + 0.38 * len(m) for m in groups.values()]
-    fig = Figure(figsize=(11, 0.8 + sum(heights)), dpi=110)
+    fig_height = 0.8 + sum(heights)
+    fig = Figure(figsize=(11, fig_height), dpi=110)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(groups), 1, squeeze=False,
                         gridspec_kw={"height_ratios": heights})[:, 0]
@@ -271,7 +272,7 @@ def render_chart(rows: Sequence[BenchRow], path: str | os.PathLike, *,
     axes[-1].set_xlabel("median seconds per call (log scale); ratio vs the grey reference peer",
                         fontsize=8.5)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig_height))  # keep the title clear of panels
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
