@@ -486,3 +486,28 @@ def test_postgres_deferred_key_rebuild(pg_uri, names):
         finally:
             for t in names.values():
                 s.drop_table(t)
+
+
+def test_quotes_upsert_and_insert_new(db, sink, names):
+    def quotes(prices, start=0):
+        n = len(prices)
+        return pa.table({
+            "symbol": ["Q1", "Q2"] * (n // 2), "ts": pa.array(
+                [T0 + timedelta(seconds=start + i // 2) for i in range(n)],
+                QUOTES.field("ts").type),
+            "price": prices, "previous_close": [1.0] * n, "change": [None] * n,
+            "change_percent": [None] * n, "volume": list(range(n)), "market_cap": [None] * n,
+            "currency": ["USD"] * n, "source": ["t"] * n})
+
+    first = quotes([float(i) for i in range(100)])
+    assert sink.ingest(first, mode="upsert").written == 100
+    second = quotes([float(i) + (1000 if i % 4 == 0 else 0) for i in range(100)], start=25)
+    r = sink.ingest(second, mode="upsert")
+    # keys at seconds 25..49 are stored (50 rows), 25..74 arrive: 50 new, 50 existing
+    stored = rows_of(first, "quotes")
+    incoming = rows_of(second, "quotes")
+    updated = sum(1 for k, v in incoming.items() if k in stored and stored[k] != v)
+    assert (r.written, r.updated, r.ignored) == (50, updated, 50 - updated)
+    assert rows_of(sink.read(kind="quotes"), "quotes") == {**stored, **incoming}
+    r = sink.ingest(second, mode="insert_new")
+    assert (r.written, r.ignored) == (0, 100)

@@ -187,20 +187,51 @@ def _raw_batches(data: Any) -> Iterator[pa.RecordBatch]:
         yield from to_table(data).to_batches()
 
 
+def _key_codes(batch: pa.RecordBatch, key: tuple) -> list[np.ndarray]:
+    """Each key column as integers (strings dictionary-encoded in first-seen order)."""
+    out = []
+    for k in key:
+        col = batch.column(k)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = pc.dictionary_encode(col).indices
+        elif pa.types.is_timestamp(col.type):
+            col = col.cast(pa.int64())
+        out.append(np.asarray(col.fill_null(-1) if col.null_count else col))
+    return out
+
+
 def dedup(batch: pa.RecordBatch, key: tuple, *, keep: str) -> tuple[pa.RecordBatch, int]:
     """Drop rows whose key repeats inside ``batch``, keeping the ``"last"`` or ``"first"``
-    occurrence; returns the batch (input order otherwise kept) and how many rows went."""
+    occurrence; returns the batch (input order otherwise kept) and how many rows went.
+
+    Sorted input (the usual: per symbol, by time) is recognised in one O(n) pass; otherwise
+    a stable lexicographic sort of the integer-coded key finds the runs of equal keys."""
     n = batch.num_rows
     if n < 2:
         return batch, 0
-    agg = "max" if keep == "last" else "min"
-    t = pa.table([batch.column(k) for k in key] + [pa.array(np.arange(n, dtype=np.int64))],
-                 names=[*key, "__i"])
-    g = t.group_by(list(key), use_threads=False).aggregate([("__i", agg)])
-    if g.num_rows == n:
+    codes = _key_codes(batch, key)
+    # strictly increasing keys (lexicographically) cannot repeat
+    less = np.zeros(n - 1, bool)
+    equal = np.ones(n - 1, bool)
+    for c in codes:
+        less |= equal & (c[:-1] < c[1:])
+        equal &= c[:-1] == c[1:]
+    if less.all():
         return batch, 0
-    rows = g.column(f"__i_{agg}").combine_chunks()
-    return batch.take(pc.take(rows, pc.sort_indices(rows))), n - g.num_rows
+    order = np.lexsort(codes[::-1])  # stable: equal keys stay in input order
+    same_next = np.ones(n - 1, bool)
+    for c in codes:
+        cs = c[order]
+        same_next &= cs[:-1] == cs[1:]
+    if not same_next.any():
+        return batch, 0
+    keep_mask = np.ones(n, bool)
+    if keep == "last":
+        keep_mask[:-1] = ~same_next  # the last of each run of equal keys
+    else:
+        keep_mask[1:] = ~same_next  # the first of each run
+    rows = np.sort(order[keep_mask])
+    return batch.take(pa.array(rows)), n - len(rows)
 
 
 def _reasons_text(value: Any) -> str:
@@ -233,6 +264,8 @@ class Sink:
     default_level = Level.ADVANCED
     #: CREATE/DROP TABLE take part in transactions (False for MariaDB, where DDL commits).
     transactional_ddl = True
+    #: Rows per batch while classifying a whole input whose writes are deferred.
+    deferred_batch_rows = 262_144
     #: Run this sink's ingest calls one at a time (databases with optimistic concurrency).
     serialize_writes = False
 
@@ -501,13 +534,18 @@ class Sink:
                                             keep="last" if mode == "upsert" else "first")
                         result.add(ignored=dups)
                     feed["it"] = iter(_raw_batches(whole))
+                    feed["unique"] = mode in ("upsert", "insert_new")
+                    # the rows are written at the end anyway: classify in fewer, larger
+                    # batches (fewer round trips and joins)
+                    rows = max(rows or DEFAULT_BATCH_ROWS, self.deferred_batch_rows)
                 for batch in batches():
                     self._row_bytes = batch.nbytes / max(batch.num_rows, 1)
                     result.batches += 1
                     if on_error == "split":
                         self._write_split(conn, table, kind, batch, mode, lvl, result, job_id)
                     else:
-                        self._write(conn, table, kind, batch, mode, lvl, result)
+                        self._write(conn, table, kind, batch, mode, lvl, result,
+                                    unique=feed.get("unique", False))
                 self._finish(conn, table, kind, lvl)
                 result.seconds = time.perf_counter() - t0
                 if job_id is not None:
@@ -569,9 +607,16 @@ class Sink:
             raise SinkError(f"table {table!r} does not exist (mode='append'): create it with "
                             "ensure_tables() or use mode='create_append'")
 
-    def _write(self, conn, table, kind, batch, mode, level, result) -> None:
+    def _write(self, conn, table, kind, batch, mode, level, result, *,
+               unique: bool = False) -> None:
         batch = self._prepare(batch, kind)
         key = SPECS[kind].key
+        if unique:  # the whole input was de-duplicated already
+            dups = 0
+            if mode == "upsert":
+                ins, upd, same = self._upsert(conn, table, kind, batch, level)
+                result.add(written=ins, updated=upd, ignored=same)
+                return
         if mode == "upsert":
             batch, dups = dedup(batch, key, keep="last")
             ins, upd, same = self._upsert(conn, table, kind, batch, level)

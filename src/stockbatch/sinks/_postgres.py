@@ -125,7 +125,10 @@ class PostgresSink(AdbcSink):
         db_schema, name = self._split_name(table)
         cur = conn.cursor()
         try:
-            cur.adbc_ingest(name, pa.RecordBatchReader.from_batches(batches[0].schema, batches),
+            # ~64k-row batches again for COPY: ADBC encodes a whole batch before sending
+            small = (part for b in batches for part in pa.Table.from_batches([b]).to_batches(
+                max_chunksize=self.recommend_batch_size(b.nbytes / max(b.num_rows, 1))))
+            cur.adbc_ingest(name, pa.RecordBatchReader.from_batches(batches[0].schema, small),
                             mode="append", db_schema_name=db_schema)
         finally:
             cur.close()
