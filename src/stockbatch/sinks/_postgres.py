@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from .._errors import SinkError
 from ._adbc import AdbcSink
-from ._base import Level
+from ._base import Level, _key_codes
 from ._ddl import DIALECTS, SPECS, sql
 
 __all__ = ["PostgresSink", "UPSERT_STRATEGIES"]
@@ -196,12 +196,22 @@ class PostgresSink(AdbcSink):
         # a computed integer, not a value from outside: parameterised statements are avoided
         # inside transaction blocks (see _adbc.AdbcSink._append_aux)
         self._query(conn, sql("SELECT pg_advisory_xact_lock({k})", k=str(_lock_key(table))))
-        data = pa.Table.from_batches([batch])
-        ranges = data.group_by(group, use_threads=False).aggregate(
-            [("ts", "min"), ("ts", "max")])
-        ranges = pa.table([*(ranges.column(g) for g in group),
-                           pa.array(np.arange(ranges.num_rows, dtype=np.int32)),
-                           ranges.column("ts_min"), ranges.column("ts_max")],
+        # range id of every row: the group columns as integer codes, made unique
+        codes = _key_codes(batch, tuple(group))
+        combo = codes[0].astype(np.int64)
+        for c in codes[1:]:
+            combo = combo * (int(c.max()) + 2) + c
+        _, first, row_gid = np.unique(combo, return_index=True, return_inverse=True)
+        row_gid = row_gid.astype(np.int32)
+        ts = np.asarray(batch.column("ts").cast(pa.int64()))
+        lo = np.full(len(first), np.iinfo(np.int64).max)
+        hi = np.full(len(first), np.iinfo(np.int64).min)
+        np.minimum.at(lo, row_gid, ts)
+        np.maximum.at(hi, row_gid, ts)
+        ts_type = batch.schema.field("ts").type
+        ranges = pa.table([*(batch.column(g).take(pa.array(first)) for g in group),
+                           pa.array(np.arange(len(first), dtype=np.int32)),
+                           pa.array(lo).cast(ts_type), pa.array(hi).cast(ts_type)],
                           names=[*group, "gid", "lo", "hi"])
         rname = f"_sb_ranges_{kind}"
         self._exec(conn, sql("CREATE TEMPORARY TABLE IF NOT EXISTS {r} ({groups}, "
@@ -214,31 +224,33 @@ class PostgresSink(AdbcSink):
         finally:
             cur.close()
         on = " AND ".join(f"t.{d.quote(g)} = r.{d.quote(g)}" for g in group)
-        cols = ", ".join(f"t.{d.quote(c)}" for c in spec.names)
+        values = [c for c in spec.names if c not in key]
+        # only the range id, ts and the values travel back: no key strings
         stored = self._query_arrow(conn, sql(
-            "SELECT r.gid AS __gid, {cols} FROM {t} t JOIN {r} r ON {on} "
-            "AND t.ts BETWEEN r.lo AND r.hi", cols=cols, on=on, t=d.quote(table),
-            r=d.quote(rname)))
+            "SELECT r.gid AS __gid, t.ts, {cols} FROM {t} t JOIN {r} r ON {on} "
+            "AND t.ts BETWEEN r.lo AND r.hi", on=on, t=d.quote(table), r=d.quote(rname),
+            cols=", ".join(f"t.{d.quote(c)}" for c in values)))
         if stored.num_rows == 0:
             self._move(conn, table, batch, level=level)
             return n, 0, 0
-        # classify the batch against what is stored, in Arrow
-        left = data.append_column("__row", pa.array(np.arange(n, dtype=np.int64)))
-        stored = stored.rename_columns(["__gid"] + [c if c in key else c + "__old"
-                                                    for c in spec.names])
-        stored = stored.append_column("__hit", pa.array(np.ones(stored.num_rows, bool)))
-        stored = stored.cast(pa.schema([
-            f.with_type(data.schema.field(f.name).type) if f.name in key else f
-            for f in stored.schema]))
-        joined = left.join(stored, keys=key, join_type="full outer", use_threads=False)
+        # classify the batch against what is stored, in Arrow, joined on integer keys
+        left = pa.table([pa.array(row_gid), pa.array(ts),
+                         pa.array(np.arange(n, dtype=np.int64)),
+                         *(batch.column(c) for c in values)],
+                        names=["__gid", "__ts", "__row", *values])
+        stored = pa.table([stored.column("__gid").cast(pa.int32()),
+                           stored.column("ts").cast(ts_type).cast(pa.int64()),
+                           pa.array(np.ones(stored.num_rows, bool)),
+                           *(stored.column(c) for c in values)],
+                          names=["__gid", "__ts", "__hit", *(c + "__old" for c in values)])
+        joined = left.join(stored, keys=["__gid", "__ts"], join_type="full outer",
+                           use_threads=False)
         row = joined.column("__row")
         in_batch = pc.is_valid(row)
         hit = pc.fill_null(joined.column("__hit"), False)
         missing = pc.and_(pc.invert(in_batch), hit)  # stored in range, absent from batch
         changed = pa.array(np.zeros(joined.num_rows, bool))
-        for c in spec.names:
-            if c in key:
-                continue
+        for c in values:
             changed = pc.or_(changed, _differs(joined.column(c), joined.column(c + "__old")))
         changed = pc.and_(pc.and_(changed, hit), in_batch)
         new = pc.and_(in_batch, pc.invert(hit))
@@ -267,9 +279,7 @@ class PostgresSink(AdbcSink):
                                  "AND t.ts BETWEEN r.lo AND r.hi", on=on, t=d.quote(table),
                                  r=d.quote(rname)))
             # every batch row of a rewritten range goes in again
-            batch_gid = _row_gids(data, ranges, group)
-            rows_rewrite = pc.filter(pa.array(np.arange(n)), pc.is_in(
-                batch_gid, pa.array(rewrite, pa.int32())))
+            rows_rewrite = pa.array(np.flatnonzero(np.isin(row_gid, rewrite)))
         is_rewrite_row = pc.is_in(row, rows_rewrite)
         direct = pc.filter(row, pc.and_(in_batch, pc.or_(new, pc.fill_null(
             is_rewrite_row, False))))
@@ -298,14 +308,6 @@ def _lock_key(table: str) -> int:
 def _sorted(a) -> pa.Array:
     a = a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
     return pc.take(a, pc.array_sort_indices(a))
-
-
-def _row_gids(data: pa.Table, ranges: pa.Table, group: list) -> pa.Array:
-    """The range id of each row of ``data``, in row order."""
-    t = data.select(group).append_column("__r", pa.array(np.arange(data.num_rows)))
-    j = t.join(ranges.select([*group, "gid"]), keys=group, use_threads=False)
-    order = pc.sort_indices(j.column("__r"))
-    return pc.take(j.column("gid"), order).combine_chunks()
 
 
 def _differs(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
