@@ -751,6 +751,7 @@ def resample(data, *, to, tz=None):
     cdef const double* pa_ = _f64(&a)
     cdef const int64_t* pv = _i64(&vol)
     cdef int64_t g = -1, r, vsum
+    cdef int nan
     cdef double x, y, hh, ll
     # pass 2: first open, max high, min low, last close / adj_close, summed volume; nulls
     # are skipped, NaN propagates into high/low (as numpy's max/min)
@@ -774,15 +775,18 @@ def resample(data, *, to, tz=None):
                         hh = ph[i]
                         ll = pl[i]
                         vsum = 0
+                        nan = 0
                         for r in range(i, j):
+                            # branch-free max/min; NaN tracked apart, then propagated
                             x = ph[r]
-                            hh = x if (x > hh or x != x) else hh
                             y = pl[r]
-                            ll = y if (y < ll or y != y) else ll
+                            nan |= (x != x) | ((y != y) << 1)
+                            hh = x if x > hh else hh
+                            ll = y if y < ll else ll
                             vsum += pv[r]
                         c_o[g] = po[i]
-                        c_h[g] = hh
-                        c_l[g] = ll
+                        c_h[g] = NAN if nan & 1 else hh
+                        c_l[g] = NAN if nan & 2 else ll
                         c_c[g] = pc_[j - 1]
                         c_a[g] = pa_[j - 1]
                         c_vol[g] = vsum
