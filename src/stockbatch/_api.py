@@ -1,0 +1,127 @@
+"""The one-call API: :func:`fetch`, :func:`ingest`, :func:`read`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pyarrow as pa
+
+from ._errors import JobError
+from .pipeline import BatchProcessingEngine, JobResult, Progress
+from .sinks import Sink, connect
+
+__all__ = ["fetch", "ingest", "read"]
+
+DEFAULT_DB = "stockbatch.db"
+
+
+def ingest(symbols: Iterable[str] | str, *, db: str | os.PathLike | Sink = DEFAULT_DB,
+           source: Any = None, base_url: str | None = None, interval: str = "1d",
+           period: str | None = None, start: Any = None, end: Any = None,
+           mode: str = "upsert", table: str | None = None,
+           indicators: Iterable[str] | str | None = None, validate: bool = True,
+           spike_threshold: float | None = None,
+           on_progress: Callable[[Progress], Any] | None = None, job_id: str | None = None,
+           timeout: float | None = None, concurrency: int | None = None) -> JobResult:
+    """Fetch bars for ``symbols``, check them, and store them in ``db``.
+
+    Parameters
+    ----------
+    symbols : str or iterable of str
+        Provider symbols (``"AAPL"``, ``"7203.T"``); duplicates are dropped.
+    db : path, URI or Sink
+        ``stockbatch.db`` (default, SQLite), ``sqlite:///…``, ``postgresql://…``,
+        ``duckdb:///…``, ``mysql://…``, or an open :class:`~stockbatch.sinks.Sink`.
+    source : name, Source, or list of them
+        ``"yahoo"`` (default), ``"yfinance"``, ``"alphavantage"``, a Source instance, or a
+        list of them (failover in that order).
+    base_url : str, optional
+        Base URL for a source given by name (a fixture server, a proxy).
+    interval : str
+        ``1m`` … ``1h``, ``1d``, ``1wk``, ``1mo``.
+    period : str, optional
+        ``5d``, ``1mo``, ``1y``, ``max`` … counted back from now; or ``start``/``end``
+        (datetime, date, ISO text or epoch seconds; ``[start, end)``). Default ``1mo``.
+    mode : str
+        ``upsert`` (default: re-running is idempotent), ``insert_new``, ``append``,
+        ``create``, ``replace``, ``create_append``.
+    indicators : spec strings, optional
+        ``["sma20", "rsi14", "macd"]`` …, computed per symbol and returned in
+        ``result.indicators``.
+    validate, spike_threshold
+        Check the bars (rejected rows go to the quarantine table with their reasons).
+    on_progress : callable, optional
+        Receives :class:`~stockbatch.pipeline.Progress` snapshots.
+    timeout : float, optional
+        Seconds for the whole job.
+    concurrency : int, optional
+        Provider requests in flight at once (default: the source's own).
+
+    Returns
+    -------
+    JobResult
+        Never raises for a symbol's failure: ``result.success`` is False and
+        ``result.symbols[s].error`` says why; every other symbol is stored.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad options (symbols, period, mode, indicator specs).
+    """
+    with BatchProcessingEngine(max_concurrent_jobs=1) as engine:
+        job = engine.create_stock_data_pipeline_job(
+            symbols, source=source, base_url=base_url, sink=db, interval=interval,
+            period=period, start=start, end=end, mode=mode, table=table,
+            indicators=indicators, validate=validate, spike_threshold=spike_threshold,
+            timeout=timeout, on_progress=on_progress, job_id=job_id)
+        if concurrency is not None:
+            job.source.concurrency = concurrency
+        return engine.run(job)
+
+
+def fetch(symbols: Iterable[str] | str, *, source: Any = None, base_url: str | None = None,
+          interval: str = "1d", period: str | None = None, start: Any = None, end: Any = None,
+          errors: str = "raise", timeout: float | None = None) -> pa.Table:
+    """Fetch bars for ``symbols`` into one table (canonical ``BARS`` schema, sorted by
+    symbol, interval, ts, duplicate keys dropped). Nothing is stored or filtered: check the
+    bars with :func:`stockbatch.validate`.
+
+    ``errors="raise"`` (default): if any symbol failed, raise :class:`~stockbatch.JobError`
+    whose ``failures`` maps each failed symbol to its reason and whose ``table`` holds the
+    bars of the others. ``errors="ignore"``: return what was fetched. Other options are
+    those of :func:`ingest`.
+    """
+    if errors not in ("raise", "ignore"):
+        raise ValueError("errors must be 'raise' or 'ignore'")
+    with BatchProcessingEngine(max_concurrent_jobs=1) as engine:
+        job = engine.create_stock_data_pipeline_job(
+            symbols, source=source, base_url=base_url, store_data=False, validate=False,
+            interval=interval, period=period, start=start, end=end, timeout=timeout)
+        result = engine.run(job)
+    if errors == "raise" and not result.success:
+        failures = {s: result.symbols[s].error for s in result.failed_symbols}
+        shown = "; ".join(f"{s}: {e}" for s, e in list(failures.items())[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        exc = JobError(f"{len(failures)} of {len(result.symbols)} symbols failed: "
+                       f"{shown}{more}" if failures else (result.error or result.status))
+        exc.failures, exc.table, exc.result = failures, result.table, result
+        raise exc
+    return result.table
+
+
+def read(db: str | os.PathLike | Sink = DEFAULT_DB, symbols: Iterable[str] | str | None = None,
+         *, interval: str | None = None, start: Any = None, end: Any = None,
+         table: str | None = None, kind: str = "bars") -> pa.Table:
+    """Stored bars (or quotes, ``kind="quotes"``) from ``db`` in the canonical schema,
+    timestamps in UTC, ordered by key. ``start`` is inclusive, ``end`` exclusive.
+    ``result.to_pandas()`` or ``polars.from_arrow(result)`` hand it over."""
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    if isinstance(db, Sink):
+        return db.read(table=table, kind=kind, symbols=symbols, interval=interval,
+                       start=start, end=end)
+    with connect(db) as sink:
+        return sink.read(table=table, kind=kind, symbols=symbols, interval=interval,
+                         start=start, end=end)

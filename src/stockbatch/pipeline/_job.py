@@ -1,0 +1,152 @@
+"""A pipeline job: what to fetch, from where, and where to store it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import itertools
+import os
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..sinks import MODES, Sink
+from ..sources import FailoverSource, Source
+from ..sources._base import DAILY_INTERVALS, period_days, to_epoch
+from ._result import JobResult, Progress
+
+__all__ = ["PipelineJob", "resolve_source", "resolve_window"]
+
+_job_ids = itertools.count(1)
+SOURCE_NAMES = ("yahoo", "yfinance", "alphavantage")
+
+
+def resolve_source(source: Any = None, *, base_url: str | None = None) -> tuple[Source, bool]:
+    """``(source, owned)`` for a name, a Source, or a list of them (failover in that order).
+
+    ``owned`` is True when the source was made here (the engine then closes it).
+    """
+    from .. import sources
+
+    if isinstance(source, Source):
+        return source, False
+    if source is None:
+        source = "yahoo"
+    if isinstance(source, str):
+        kw: dict[str, Any] = {"base_url": base_url} if base_url else {}
+        if source == "yfinance":
+            return sources.YFinanceSource(**kw), True
+        if base_url and _is_loopback(base_url):
+            # the default rate limits protect against a remote provider's 429s; a server on
+            # this machine (the fixture server, a local cache) needs none
+            kw.update(rate=1e9, burst=1_000_000)
+        if source == "yahoo":
+            return sources.YahooChartSource(**kw), True
+        if source == "alphavantage":
+            return sources.AlphaVantageSource(**kw), True
+        raise ValueError(f"unknown source {source!r}: use one of {', '.join(SOURCE_NAMES)} "
+                         "or a stockbatch.sources.Source")
+    if isinstance(source, Sequence):
+        made = [resolve_source(s, base_url=base_url) for s in source]
+        return FailoverSource([s for s, _ in made]), any(o for _, o in made)
+    raise TypeError(f"source must be a name, a Source or a list of them, not "
+                    f"{type(source).__name__}")
+
+
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_window(interval: str, period: str | None, start: Any, end: Any,
+                   *, now: float | None = None) -> tuple[int, int]:
+    """``[start, end)`` in epoch microseconds. A period counts back from now; for daily or
+    coarser bars the end is rounded up to the next UTC midnight so that repeated jobs of one
+    day ask for the same range (and coalesce, and hit the cache)."""
+    if period is not None and (start is not None or end is not None):
+        raise ValueError("give either period or start/end, not both")
+    p1, p2 = to_epoch(start), to_epoch(end)
+    now = time.time() if now is None else now
+    if p2 is None:
+        p2 = int(now)
+        if interval in DAILY_INTERVALS:
+            p2 = (p2 // 86400 + 1) * 86400
+        else:
+            p2 = (p2 // 60 + 1) * 60
+    if p1 is None:
+        p1 = p2 - period_days(period or "1mo") * 86400
+    if p2 <= p1:
+        raise ValueError(f"end ({dt.datetime.fromtimestamp(p2, dt.timezone.utc):%Y-%m-%d %H:%M}) "
+                         f"is not after start "
+                         f"({dt.datetime.fromtimestamp(p1, dt.timezone.utc):%Y-%m-%d %H:%M})")
+    return p1 * 1_000_000, p2 * 1_000_000
+
+
+@dataclass(eq=False)
+class PipelineJob:
+    """One job: symbols through fetch → transform → validate → store → analyze.
+
+    Made by :meth:`BatchProcessingEngine.create_stock_data_pipeline_job`; run by
+    :meth:`~BatchProcessingEngine.execute_job`, :meth:`~BatchProcessingEngine.run` or
+    :meth:`~BatchProcessingEngine.submit`. ``state`` is ``pending``, ``running``, or the
+    result's status once finished.
+    """
+
+    symbols: tuple[str, ...]
+    source: Source
+    sink: Sink | str | os.PathLike | None
+    kind: str = "bars"                      # "bars" (history) or "quotes"
+    interval: str = "1d"
+    start_us: int = 0
+    end_us: int = 0
+    store_data: bool = True
+    mode: str = "upsert"
+    table: str | None = None
+    indicators: tuple[str, ...] = ()
+    validate: bool = True
+    spike_threshold: float | None = None
+    priority: int = 3
+    timeout: float | None = None
+    on_progress: Callable[[Progress], Any] | None = field(default=None, repr=False)
+    job_id: str = ""
+    owns_source: bool = field(default=False, repr=False)
+    state: str = "pending"
+    result: JobResult | None = field(default=None, repr=False)
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _abort: Callable[[BaseException], None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.job_id:
+            self.job_id = f"job-{os.getpid()}-{int(time.time() * 1000)}-{next(_job_ids)}"
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if not 1 <= self.priority <= 5:
+            raise ValueError("priority must be 1 (most urgent) to 5")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+
+
+def clean_symbols(symbols: Iterable[str] | str) -> tuple[str, ...]:
+    """Symbols in order, stripped, duplicates removed; a clear error for anything else."""
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    out: dict[str, None] = {}
+    for s in symbols:
+        if not isinstance(s, str):
+            raise TypeError(f"symbols must be strings, got {type(s).__name__}: {s!r}")
+        s = s.strip()
+        if not s:
+            raise ValueError("empty symbol")
+        if len(s) > 64 or any(ch.isspace() or ord(ch) < 32 for ch in s):
+            raise ValueError(f"invalid symbol {s!r}")
+        out[s] = None
+    if not out:
+        raise ValueError("no symbols given")
+    return tuple(out)
+

@@ -1,0 +1,150 @@
+"""What a pipeline job reports: :class:`JobResult`, per-symbol and per-stage figures, and the
+:class:`Progress` snapshots handed to progress callbacks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+__all__ = ["JobResult", "SymbolOutcome", "StageStats", "Progress", "STAGES"]
+
+#: The five stages, in data-flow order.
+STAGES = ("fetch", "transform", "validate", "store", "analyze")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of a running job, given to ``on_progress`` callbacks."""
+
+    job_id: str
+    symbols_total: int
+    symbols_done: int
+    symbols_failed: int
+    rows_fetched: int
+    rows_stored: int
+    rows_rejected: int
+    stage: str
+    elapsed_s: float
+
+
+@dataclass
+class SymbolOutcome:
+    """What happened to one symbol.
+
+    ``status`` is ``"stored"`` (its valid rows are in the database, or in the result of a
+    job without storage), ``"empty"`` (the provider had no bars for the range),
+    ``"failed"`` (``error`` says why; nothing of it was stored) or ``"cancelled"``.
+    ``rows`` counts its valid rows, ``quarantined`` its rows rejected by validation (kept in
+    the quarantine table with their reasons).
+    """
+
+    symbol: str
+    status: str = "pending"
+    rows: int = 0
+    quarantined: int = 0
+    error: str | None = None
+
+
+@dataclass
+class StageStats:
+    """Rows into and out of one stage, rows it rejected, and the seconds spent in it."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class JobResult:
+    """The outcome of a pipeline job.
+
+    Attributes
+    ----------
+    job_id : str
+    status : str
+        ``"completed"``, ``"failed"`` (the job could not run: bad sink, bad options),
+        ``"cancelled"`` or ``"timed_out"``.
+    success : bool
+        Completed and no symbol failed.
+    symbols : dict of str to SymbolOutcome
+    stages : dict of str to StageStats
+        ``fetch``, ``transform``, ``validate``, ``store``, ``analyze``.
+    total_processing_time_ms : float
+    stats : dict
+        ``requests``, ``provider_calls``, ``calls_saved_by_coalescing``, ``cache_hits``,
+        ``cache_hit_rate``, ``retries``, ``error_rate``, ``duplicates_dropped``,
+        ``store_attempts``, ``peak_rss_mb`` (the process's peak resident size), ``batch_size``
+        (the optimizer's last recommendation).
+    error : str or None
+        Why the job failed, timed out or was cancelled.
+    table : pyarrow.Table or None
+        The fetched bars, for jobs run with ``store_data=False`` (:func:`stockbatch.fetch`).
+    indicators : pyarrow.Table or None
+        ``symbol``, ``interval``, ``ts`` and one column per requested indicator.
+    """
+
+    job_id: str
+    status: str = "completed"
+    symbols: dict[str, SymbolOutcome] = field(default_factory=dict)
+    stages: dict[str, StageStats] = field(default_factory=lambda: {s: StageStats() for s in STAGES})
+    total_processing_time_ms: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    table: pa.Table | None = field(default=None, repr=False)
+    indicators: pa.Table | None = field(default=None, repr=False)
+
+    @property
+    def success(self) -> bool:
+        return self.status == "completed" and not self.failed_symbols
+
+    @property
+    def failed_symbols(self) -> list[str]:
+        return [s for s, o in self.symbols.items() if o.status in ("failed", "cancelled")]
+
+    @property
+    def rows_stored(self) -> int:
+        return sum(o.rows for o in self.symbols.values() if o.status == "stored")
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(o.quarantined for o in self.symbols.values())
+
+    def count(self, status: str) -> int:
+        """Symbols with this outcome status."""
+        return sum(1 for o in self.symbols.values() if o.status == status)
+
+    def summary(self) -> str:
+        """A few human-readable lines: outcome, rows, failures, time per stage."""
+        lines = [
+            f"job {self.job_id}: {self.status}{' (' + self.error + ')' if self.error else ''}",
+            f"symbols: {self.count('stored')} stored, {self.count('empty')} empty, "
+            f"{len(self.failed_symbols)} failed of {len(self.symbols)}",
+            f"rows: {self.rows_stored} stored, {self.rows_rejected} quarantined",
+            "ms per stage: " + ", ".join(f"{k} {v.seconds * 1e3:.1f}"
+                                         for k, v in self.stages.items()),
+            f"total: {self.total_processing_time_ms:.1f} ms",
+        ]
+        for s in self.failed_symbols[:20]:
+            lines.append(f"  failed {s}: {self.symbols[s].error}")
+        if len(self.failed_symbols) > 20:
+            lines.append(f"  ... and {len(self.failed_symbols) - 20} more")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-ready): everything but the tables."""
+        return {
+            "job_id": self.job_id, "status": self.status, "success": self.success,
+            "error": self.error, "total_processing_time_ms": self.total_processing_time_ms,
+            "symbols": {s: asdict(o) for s, o in self.symbols.items()},
+            "stages": {s: asdict(v) for s, v in self.stages.items()},
+            "stats": dict(self.stats),
+        }
+
+    def __repr__(self) -> str:
+        return (f"JobResult(job_id={self.job_id!r}, status={self.status!r}, "
+                f"symbols={len(self.symbols)}, failed={len(self.failed_symbols)}, "
+                f"rows_stored={self.rows_stored}, rows_rejected={self.rows_rejected}, "
+                f"ms={self.total_processing_time_ms:.1f})")
