@@ -104,6 +104,7 @@ class AlphaVantageSource(ReliableSource):
                                 f"(1d, {', '.join(_INTRADAY)})", provider=self.name,
                                 symbol=symbol)
         p1, p2, period = window(interval, start, end, period)
+        asked = f"{p1}|{p2}|{period}"  # the cache key: not the clock-made bounds below
         if p1 is None:
             p2 = int(time.time())
             from ._base import period_days
@@ -114,7 +115,7 @@ class AlphaVantageSource(ReliableSource):
             size = "full" if (interval == "1d" and span_days > 140) or \
                 (interval != "1d" and span_days > 1) else "compact"
         params["outputsize"] = size
-        key = f"{self.name}|{symbol}|{interval}|{size}|{p1}|{p2}"
+        key = f"{self.name}|{symbol}|{interval}|{size}|{asked}"
 
         async def run() -> pa.RecordBatch:
             try:

@@ -209,7 +209,9 @@ class ReliableSource(Source):
         self.limiter = TokenBucket(rate, burst)
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker()
-        self.cache = ResponseCache() if cache is True else (cache or None)
+        # (not ``cache or None``: an empty ResponseCache has len 0 and would be dropped)
+        self.cache = ResponseCache() if cache is True else \
+            (None if cache is None or cache is False else cache)
         self.timeout = timeout
         self.concurrency = concurrency
 

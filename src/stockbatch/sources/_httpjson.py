@@ -27,16 +27,22 @@ _UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 
 def _path(doc, path: str):
-    """Follow ``a.b.0.c`` through dicts and lists; None when absent."""
+    """Follow ``a.b.0.c`` through dicts and lists; None when absent. A key that itself
+    contains dots (Alpha Vantage's ``"1. open"``) is matched whole first."""
     cur = doc
-    for part in path.split(".") if path else []:
+    while path:
+        if isinstance(cur, dict) and path in cur:
+            return cur[path]
+        part, _, path = path.partition(".")
         if isinstance(cur, list):
             try:
                 cur = cur[int(part)]
             except (ValueError, IndexError):
                 return None
         elif isinstance(cur, dict):
-            cur = cur.get(part)
+            if part not in cur:
+                return None
+            cur = cur[part]
         else:
             return None
     return cur
@@ -147,7 +153,8 @@ class HTTPJSONSource(ReliableSource):
             data = {"ts": arr}
             for k in ("open", "high", "low", "close", "adj_close", "volume"):
                 v = cols.get(k)
-                if v is None:
+                if v is None:  # not mapped, or absent from the answer: all null
+                    data[k] = pa.nulls(n, pa.int64() if k == "volume" else pa.float64())
                     continue
                 if not isinstance(v, list) or len(v) != n:
                     raise ValueError(f"{k} does not line up with ts")

@@ -194,6 +194,9 @@ class YahooChartSource(ReliableSource):
     async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
                             period: str | None = None) -> pa.RecordBatch:
         p1, p2, period = window(interval, start, end, period)
+        # keyed by what was asked (a period, not the clock-dependent bounds made from it below,
+        # which would never hit the cache again)
+        key = f"{self.name}|{symbol}|{interval}|{p1}|{p2}|{period}"
         limit = INTERVAL_WINDOW_DAYS.get(interval)
         if p1 is None and limit is not None and period_days(period) > limit:
             # a period wider than Yahoo serves at this interval: ask for explicit pieces
@@ -201,7 +204,6 @@ class YahooChartSource(ReliableSource):
             p1 = p2 - period_days(period) * 86400
             period = None
         pieces = split_window(p1, p2, interval) if p1 is not None else [(None, None)]
-        key = f"{self.name}|{symbol}|{interval}|{p1}|{p2}|{period}"
 
         async def run() -> pa.RecordBatch:
             if len(pieces) == 1:

@@ -41,6 +41,17 @@ def rewriting_session(base_url: str):
     return _Rewrite()
 
 
+def _exchange_tz(symbol: str) -> str | None:
+    """The exchange time zone yfinance learnt for ``symbol`` (its tz cache), if any."""
+    try:
+        from yfinance import cache
+
+        tz = cache.get_tz_cache().lookup(symbol)
+    except Exception:  # noqa: BLE001 - a cache problem only costs the zone
+        return None
+    return tz if isinstance(tz, str) and tz else None
+
+
 class _Collect(logging.Handler):
     def __init__(self):
         super().__init__(logging.ERROR)
@@ -132,7 +143,10 @@ class YFinanceSource(Source):
                 out[sym] = self._error(sym, said)
                 continue
             idx = df.index
-            tz = str(idx.tz) if idx.tz is not None else "UTC"
+            # yf.download converts every ticker's index to the most common zone of the
+            # download: the frame's zone is the symbol's own only for a single ticker
+            tz = _exchange_tz(key) or (str(idx.tz) if idx.tz is not None and len(tickers) == 1
+                                       else None)
             if idx.tz is None:
                 idx = idx.tz_localize("UTC")
             ts = pa.array(idx.tz_convert("UTC").as_unit("us"), pa.timestamp("us", tz="UTC"))
@@ -148,7 +162,8 @@ class YFinanceSource(Source):
                           else pa.nulls(n, pa.int64()))
             arrays.append(pa.array([self.name] * n, pa.string()))
             md = dict(BARS.metadata)
-            md[b"stockbatch.tz"] = tz.encode()
+            if tz:  # unknown: no normalizing (yfinance already stamps days at 00:00 local)
+                md[b"stockbatch.tz"] = tz.encode()
             batch = pa.RecordBatch.from_arrays(arrays, schema=BARS.with_metadata(md))
             if self.normalize and interval in DAILY_INTERVALS:
                 batch = normalize_daily(batch)
