@@ -20,8 +20,12 @@ Groups (peers in the same group, same data, one run):
   decode 1m x1             one long payload of one-minute bars (a year of 8-day windows joined
                            into one Yahoo-shaped document, ~98k bars), same peers and targets
   fetch 1y daily x500      fetch + decode 500 symbols x 1y daily from the server:
-                             stockbatch            YahooChartSource.fetch_many (concurrency 16,
-                                                   rate limiter off: rate=inf)
+                             stockbatch            YahooChartSource.fetch_many (default
+                                                   concurrency 16, rate limiter off: rate=inf)
+                             stockbatch_c4         the same with concurrency=4 (on loopback
+                                                   there is no latency to hide, and httpx's
+                                                   async pool costs more per request the more
+                                                   requests are in flight)
                              yfinance_download     yfinance.download(threads=True)
                              httpx_json_loop       httpx.Client keep-alive loop + json.loads +
                                                    pa.array
@@ -229,10 +233,10 @@ def test_decode_minute(benchmark, minute_payload, peer):
 
 # -- (b) fetch + decode --------------------------------------------------------------------------
 
-def stockbatch_fetch(url: str, syms: list[str]) -> int:
+def stockbatch_fetch(url: str, syms: list[str], concurrency: int = CONCURRENCY) -> int:
     async def go() -> int:
         rows = 0
-        async with YahooChartSource(base_url=url, concurrency=CONCURRENCY,
+        async with YahooChartSource(base_url=url, concurrency=concurrency,
                                     rate=float("inf")) as src:
             async for _sym, result in src.fetch_many(syms, period="1y"):
                 if isinstance(result, Exception):
@@ -289,7 +293,7 @@ def yfinance_session_restored():
         yd.YfData(session=previous)
 
 
-PEERS = ("stockbatch", "yfinance_download", "httpx_json_loop")
+PEERS = ("stockbatch", "stockbatch_c4", "yfinance_download", "httpx_json_loop")
 
 
 @pytest.mark.parametrize("peer", PEERS)
@@ -297,8 +301,10 @@ def test_fetch_daily(benchmark, server, peer):
     benchmark.group = f"fetch 1y daily x{NSYM}"
     syms = symbols()
     stack = contextlib.ExitStack()
-    if peer == "stockbatch":
-        fn, args, opts = stockbatch_fetch, (server.url, syms), rounds(7)
+    if peer.startswith("stockbatch"):
+        conc = 4 if peer == "stockbatch_c4" else CONCURRENCY
+        fn, args, opts = stockbatch_fetch, (server.url, syms, conc), rounds(7)
+        benchmark.extra_info["concurrency"] = conc
     elif peer == "httpx_json_loop":
         fn, args, opts = httpx_json_loop, (server.url, syms), rounds(0, 3)
     else:
