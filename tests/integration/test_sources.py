@@ -237,7 +237,7 @@ def test_slow_body_within_the_timeout_is_simply_slower(faulty_server, fast_retry
 
     batch, elapsed, stats = run(go())
     assert batch.num_rows > 240 and stats.retries == 0
-    assert elapsed >= 0.18  # the body really came in pieces
+    assert elapsed >= 0.17  # the body really came in pieces (3 pauses before the last)
 
 
 @pytest.mark.parametrize("mode", ["auto", True])
@@ -682,6 +682,7 @@ def yf_session_restored():
     yd.YfData(session=previous)
 
 
+@pytest.mark.filterwarnings("ignore:::yfinance")  # its own pandas deprecations
 def test_yfinance_source_via_rewriting_session(fixture_server, yf_session_restored):
     pytest.importorskip("yfinance")
     symbols = ["AAPL", "7203.T", "UNKNOWNYF"]
