@@ -226,9 +226,24 @@ def prepare(data: Any, columns: tuple[str, ...], optional: tuple[str, ...] = ())
         table = pa.Table.from_arrays(
             [conformed.column(c) if c in wanted else table.column(c) for c in names],
             names=names)
-    arrays = [col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    arrays = [_signed_indices(col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
               for col in table.columns]
-    return pa.RecordBatch.from_arrays(arrays, schema=table.schema)
+    schema = pa.schema([f.with_type(a.type) for f, a in zip(table.schema, arrays, strict=True)],
+                       metadata=table.schema.metadata)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+# unsigned dictionary indices (polars exports Categorical with uint32) get the next wider
+# signed type: only the indices are cast, the dictionary stays shared
+_SIGNED = {8: pa.int16(), 16: pa.int32(), 32: pa.int64(), 64: pa.int64()}
+
+
+def _signed_indices(arr: pa.Array) -> pa.Array:
+    t = arr.type
+    if not pa.types.is_dictionary(t) or not pa.types.is_unsigned_integer(t.index_type):
+        return arr
+    indices = arr.indices.cast(_SIGNED[t.index_type.bit_width])
+    return pa.DictionaryArray.from_arrays(indices, arr.dictionary)
 
 
 def mask_buffer(n: int, out: np.ndarray | None) -> np.ndarray:

@@ -349,3 +349,84 @@ def test_segments_long_runs_of_equal_length_strings(k, dictionary):
         if 0 not in want:
             want = [0, *want]
         assert [i for i, r in enumerate(got) if r is None] == want
+
+
+# ------------------------------------------------------------- symbols in arrival order
+
+def _arrival_batches(dictionary=False):
+    """Per-symbol batches as a pipeline receives them (not in symbol order), each sorted by
+    ts except where noted; MSFT comes back at the end (a new run)."""
+    msft = [("MSFT", 0, 400.0, 401.0, 399.0, 400.5, 10), ("MSFT", 1, 400.0, 401.0, 399.0, 400.5, 10),
+            ("MSFT", 1, 400.0, 401.0, 399.0, 400.5, 10),     # DUPLICATE_TS
+            ("MSFT", 3, 400.0, 401.0, 399.0, 400.5, 10)]
+    aapl = [("AAPL", 0, 200.0, 201.0, 199.0, 200.5, 10),     # close halves: not a spike (new run)
+            ("AAPL", 2, 200.0, 201.0, 199.0, 200.5, 10),
+            ("AAPL", 1, 200.0, 201.0, 199.0, 200.5, 10)]     # TS_NOT_INCREASING
+    ibm = [("IBM", 2, 100.0, 101.0, 99.0, 100.5, 10)]        # ts below MSFT's/AAPL's: fine
+    again = [("MSFT", 0, 400.0, 401.0, 399.0, 400.5, 10)]    # ts restarts in a new run: fine
+    return [bars(part, dictionary=dictionary) for part in (msft, aapl, ibm, again)]
+
+
+@pytest.mark.parametrize("dictionary", [False, True])
+def test_validate_symbols_in_arrival_order(k, dictionary):
+    parts = _arrival_batches(dictionary)
+    # each batch has its own dictionary when dictionary-encoded; combining unifies them
+    t = pa.concat_tables(parts).combine_chunks()
+    assert t.column("symbol").to_pylist()[3:5] == ["MSFT", "AAPL"]
+    r = k.validate(t, spike_threshold=0.2)
+    R = Rule
+    want = [0, 0, R.DUPLICATE_TS, 0, 0, 0, R.TS_NOT_INCREASING, 0, 0]
+    assert [int(m) for m in r.mask] == [int(w) for w in want]
+    # the same flags as validating each batch on its own
+    alone = np.concatenate([k.validate(p, spike_threshold=0.2).mask for p in parts])
+    np.testing.assert_array_equal(r.mask, alone)
+    assert r.counts["DUPLICATE_TS"] == 1 and r.counts["TS_NOT_INCREASING"] == 1
+    assert r.counts["PRICE_SPIKE"] == 0
+    assert r.rejected.column("symbol").to_pylist() == ["MSFT", "AAPL"]
+    assert r.rejected.column("reasons").to_pylist() == ["DUPLICATE_TS", "TS_NOT_INCREASING"]
+    # the chunked table (one chunk per arrival) gives the same
+    np.testing.assert_array_equal(k.validate(pa.concat_tables(parts),
+                                             spike_threshold=0.2).mask, alone)
+    got = k.returns(t).to_pylist()
+    assert [i for i, x in enumerate(got) if x is None] == [0, 4, 7, 8]
+
+
+def test_other_kernels_on_symbols_in_arrival_order(k):
+    rows = [("MSFT", t, 400.0 + t, 401.0 + t, 399.0, 400.0 + t, 1) for t in range(0, 12, 2)] + \
+           [("AAPL", t, 200.0 + t, 201.0 + t, 199.0, 200.0 + t, 1) for t in range(1, 12, 2)]
+    t = bars(rows)
+    out = k.resample(t, to="5m")  # one run after another, in arrival order
+    assert out.column("symbol").to_pylist() == ["MSFT"] * 3 + ["AAPL"] * 3
+    assert out.column("open").to_pylist() == [400.0, 406.0, 410.0, 201.0, 205.0, 211.0]
+    assert out.column("volume").to_pylist() == [3, 2, 1, 2, 3, 1]
+    res = k.normalize(t)  # normalize establishes symbol order
+    assert res.sorted is True and res.duplicates_dropped == 0
+    assert res.table.column("symbol").to_pylist() == ["AAPL"] * 6 + ["MSFT"] * 6
+    assert k.validate(res.table).ok and k.validate(t).ok
+
+
+@pytest.mark.parametrize("kind", ["large", "view", "dict8", "dict16", "dict64", "dict_u32",
+                                  "dict_large"])
+def test_symbol_string_types(k, kind):
+    rows = [GOOD, ("A", 1, 10.0, 9.8, 9.5, 9.6, 1), ("B", 0, 1.0, 2.0, 0.5, 1.0, -1),
+            ("B", 0, 1.0, 2.0, 0.5, 1.0, 1), ("A", 3, 1.0, 2.0, 0.5, 1.0, 1)]
+    plain = bars(rows)
+    sym = plain.column("symbol").chunk(0)
+    if kind == "large":
+        sym = sym.cast(pa.large_string())
+    elif kind == "view":
+        sym = sym.cast(pa.string_view())
+    else:
+        d = sym.dictionary_encode()
+        index = {"dict8": pa.int8(), "dict16": pa.int16(), "dict64": pa.int64(),
+                 "dict_u32": pa.uint32()}.get(kind, pa.int32())
+        values = d.dictionary.cast(pa.large_string()) if kind == "dict_large" else d.dictionary
+        sym = pa.DictionaryArray.from_arrays(d.indices.cast(index), values)
+    t = plain.set_column(0, "symbol", sym)
+    want = [0, Rule.HIGH_INCONSISTENT, Rule.NEGATIVE_VOLUME, Rule.DUPLICATE_TS, 0]
+    assert [int(m) for m in k.validate(t).mask] == [int(w) for w in want]
+    assert k.returns(t).to_pylist()[2:4] == [None, 0.0]
+    assert k.returns(t).to_pylist()[4] is None  # A again: a new run
+    res = k.normalize(t)
+    assert res.sorted and res.duplicates_dropped == 1
+    assert res.table.column("symbol").to_pylist() == ["A", "A", "A", "B"]
