@@ -1,0 +1,684 @@
+"""The ``stockbatch`` command.
+
+::
+
+    stockbatch demo                              # offline: fixture server → ./stockbatch.db
+    stockbatch ingest AAPL MSFT 7203.T --period 1y
+    stockbatch ingest --symbols-file tickers.txt --db postgresql://u@host/db --mode upsert
+    stockbatch read AAPL --limit 5               # a table; --csv for CSV on stdout
+    stockbatch serve-fixture --port 0            # the loopback fixture server, until Ctrl-C
+    stockbatch bench --quick                     # runs bench/ and writes the report
+
+Exit codes: 0 everything stored (or done); 1 some symbols failed, or stockbatch refused to
+start (bad database, nothing to read) with a one-line message; 2 usage errors (bad options,
+dates, periods, indicator specs); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser", "demo_symbols"]
+
+SOURCES = ("yahoo", "yfinance", "alphavantage")
+INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d", "1wk", "1mo",
+             "3mo")
+DEFAULT_DB = "stockbatch.db"
+_PERIOD = re.compile(r"^(\d+)(d|wk|mo|y)$|^(ytd|max)$")
+# the front of the demo's symbol list: names people recognise, on both exchanges
+_DEMO_HEAD = ("AAPL", "MSFT", "7203.T", "NVDA", "AMZN", "6758.T", "GOOGL", "META", "9984.T",
+              "TSLA", "JPM", "8306.T", "V", "KO", "7974.T", "NFLX", "INTC", "6861.T", "ORCL",
+              "IBM")
+
+
+class UsageError(Exception):
+    """Bad command-line input found after parsing (exit code 2)."""
+
+
+class Refused(Exception):
+    """The command cannot run (no database, no benchmarks, …): exit code 1, one line."""
+
+
+# -- argument types ------------------------------------------------------------------------
+
+def _date_arg(text: str) -> dt.datetime:
+    """``YYYY-MM-DD`` or an ISO datetime (naive = UTC)."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bad date {text!r} (want YYYY-MM-DD or an ISO datetime like 2025-01-31T14:30)"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _period_arg(text: str) -> str:
+    text = text.strip()
+    if not _PERIOD.match(text):
+        raise argparse.ArgumentTypeError(
+            f"bad period {text!r} (e.g. 5d, 2wk, 1mo, 6mo, 1y, 10y, ytd, max)")
+    return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+# -- the parser ----------------------------------------------------------------------------
+
+def _modes() -> tuple[str, ...]:
+    from .sinks import MODES
+
+    return tuple(MODES)
+
+
+def _add_window(p: argparse.ArgumentParser, *, default_period: str | None) -> None:
+    p.add_argument("--interval", default="1d", choices=INTERVALS, metavar="INTERVAL",
+                   help="bar size: " + ", ".join(INTERVALS) + " (default: %(default)s)")
+    window = p.add_mutually_exclusive_group()
+    window.add_argument("--period", type=_period_arg, default=None,
+                        help="how far back from now: 5d, 1mo, 1y, ytd, max … "
+                             f"(default: {default_period or '1mo'})")
+    window.add_argument("--start", type=_date_arg, default=None,
+                        help="first day (inclusive), YYYY-MM-DD or ISO datetime; UTC if naive")
+    p.add_argument("--end", type=_date_arg, default=None,
+                   help="end (exclusive), YYYY-MM-DD or ISO datetime; default: now")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__, backend
+
+    parser = argparse.ArgumentParser(
+        prog="stockbatch",
+        description="Fetch, check and bulk-store market data for many symbols, fast.",
+        epilog="Exit codes: 0 all stored, 1 some symbols failed or a runtime error, "
+               "2 usage error.")
+    parser.add_argument("--version", action="version",
+                        version=f"stockbatch {__version__} (backend: {backend}, "
+                                f"python {sys.version.split()[0]})")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    # ingest
+    p = sub.add_parser("ingest", help="fetch bars for symbols and store them in a database",
+                       description="Fetch bars for SYMBOLS, validate them, and store them in "
+                                   "--db. Exit code 0 when every symbol was stored, 1 when "
+                                   "some failed (the others are stored), 2 on usage errors.")
+    p.add_argument("symbols", nargs="*", metavar="SYMBOL",
+                   help="provider symbols, e.g. AAPL 7203.T ^GSPC")
+    p.add_argument("--symbols-file", "-f", metavar="FILE",
+                   help="read symbols from FILE ('-' for stdin): whitespace or comma "
+                        "separated, '#' starts a comment")
+    p.add_argument("--source", default="yahoo", choices=SOURCES,
+                   help="data provider (default: %(default)s)")
+    p.add_argument("--base-url", metavar="URL",
+                   help="provider base URL override (a proxy, or `stockbatch serve-fixture`)")
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH_OR_URI",
+                   help="SQLite path, or sqlite:///, postgresql://, duckdb:///, mysql:// URI "
+                        "(default: ./%(default)s)")
+    _add_window(p, default_period=None)
+    p.add_argument("--mode", default="upsert", choices=_modes(),
+                   help="how rows meet existing ones (default: %(default)s: re-running is "
+                        "idempotent)")
+    p.add_argument("--table", default=None, help="bars table name (default: bars)")
+    p.add_argument("--indicators", default=None, metavar="LIST",
+                   help="comma list of indicators to compute, e.g. sma20,rsi14,macd")
+    p.add_argument("--concurrency", type=_positive_int, default=None, metavar="N",
+                   help="provider requests in flight (default: the source's own)")
+    p.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
+                   help="give up on symbols not done after this many seconds")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bar and no summary; failures still go to stderr")
+    p.set_defaults(func=_cmd_ingest)
+
+    # demo
+    p = sub.add_parser("demo", help="offline demo: fixture server → ./stockbatch.db",
+                       description="Start the loopback fixture server in this process and "
+                                   "ingest N synthetic symbols of daily bars into --db. "
+                                   "Needs no network.")
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH_OR_URI",
+                   help="where to store (default: ./%(default)s)")
+    p.add_argument("--symbols", type=_positive_int, default=500, metavar="N",
+                   help="how many symbols (default: %(default)s)")
+    p.add_argument("--period", type=_period_arg, default="1y",
+                   help="how far back (default: %(default)s)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_demo)
+
+    # serve-fixture: its options belong to stockbatch.testing.serve_main
+    p = sub.add_parser("serve-fixture", add_help=False,
+                       help="run the loopback fixture server until Ctrl-C "
+                            "(`stockbatch serve-fixture --help` for its options)",
+                       description="Options: see `stockbatch serve-fixture --help`.")
+    p.set_defaults(func=_cmd_serve_fixture)
+
+    # read
+    p = sub.add_parser("read", help="show stored bars (a table, or CSV with --csv)",
+                       description="Read stored bars back: a table by default, CSV on "
+                                   "stdout with --csv.")
+    p.add_argument("symbols", nargs="*", metavar="SYMBOL",
+                   help="symbols to show (default: all)")
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH_OR_URI",
+                   help="database (default: ./%(default)s)")
+    p.add_argument("--interval", default=None, choices=INTERVALS, metavar="INTERVAL",
+                   help="only this bar size (default: all)")
+    p.add_argument("--start", type=_date_arg, default=None, help="from (inclusive)")
+    p.add_argument("--end", type=_date_arg, default=None, help="to (exclusive)")
+    p.add_argument("--table", default=None, help="bars table name (default: bars)")
+    p.add_argument("--csv", action="store_true", help="CSV on stdout instead of a table")
+    p.add_argument("--limit", type=_non_negative_int, default=None, metavar="N",
+                   help="only the latest N bars of each symbol; 0 = all (default: all for "
+                        "--csv, 20 for the table)")
+    p.set_defaults(func=_cmd_read)
+
+    # bench
+    p = sub.add_parser("bench", help="run the benchmarks in bench/ and write the report",
+                       description="Run `pytest bench --benchmark-only` and turn its JSON "
+                                   "into a markdown table and a PNG chart. Needs a source "
+                                   "checkout (bench/ is not in the wheel) and the [bench] "
+                                   "extra.")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer rounds (--benchmark-max-time=0.1 --benchmark-min-rounds=1)")
+    p.add_argument("--out", default="bench-report", metavar="DIR",
+                   help="report directory (default: ./%(default)s)")
+    p.add_argument("-k", dest="keyword", default=None, metavar="EXPR",
+                   help="only benchmarks matching this pytest -k expression")
+    p.add_argument("--bench-dir", default=None, metavar="DIR",
+                   help="the benchmark directory (default: ./bench)")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+# -- main ----------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "serve-fixture":
+            parser.error("unrecognized arguments: " + " ".join(extra))
+    except SystemExit as exc:  # --help, --version, usage errors
+        return _code(exc.code)
+    args.extra = extra
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        _err(f"stockbatch {args.command}: error: {exc}")
+        return 2
+    except Refused as exc:
+        _err(f"stockbatch {args.command}: error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _err("stockbatch: interrupted")
+        return 130
+    except Exception as exc:
+        from ._errors import StockbatchError
+
+        if isinstance(exc, StockbatchError):
+            _err(f"stockbatch {args.command}: error: {_redact(exc)}")
+            return 1
+        raise
+
+
+def _code(code: Any) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _redact(text: Any) -> str:
+    from .sinks._base import redact
+
+    return redact(str(text))
+
+
+def _console(*, stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+# -- ingest / demo -------------------------------------------------------------------------
+
+def _read_symbols_file(name: str) -> list[str]:
+    try:
+        if name == "-":
+            text = sys.stdin.read()
+        else:
+            text = Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read symbols file {name!r}: {exc.strerror or exc}") from None
+    out = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        out.extend(s for s in re.split(r"[\s,;]+", line) if s)
+    return out
+
+
+def _ingest_symbols(args) -> list[str]:
+    symbols = [s for arg in args.symbols for s in arg.split(",") if s.strip()]
+    if args.symbols_file:
+        symbols += _read_symbols_file(args.symbols_file)
+    if not symbols:
+        raise UsageError("no symbols: give SYMBOL arguments or --symbols-file FILE")
+    return symbols
+
+
+def _cmd_ingest(args) -> int:
+    if args.end is not None and args.period is not None:
+        raise UsageError("--end goes with --start, not with --period")
+    symbols = _ingest_symbols(args)
+    return _run_ingest(symbols, db=args.db, source=args.source, base_url=args.base_url,
+                       interval=args.interval, period=args.period, start=args.start,
+                       end=args.end, mode=args.mode, table=args.table,
+                       indicators=args.indicators, concurrency=args.concurrency,
+                       timeout=args.timeout, quiet=args.quiet, command="ingest")
+
+
+def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
+                concurrency: int | None = None, **options: Any) -> int:
+    """Run one ingest job with a live progress bar, then print the summary. Returns the exit
+    code: 0 all stored (or empty), 1 some failed or the job could not run, 2 bad options.
+
+    The same job as :func:`stockbatch.ingest`, run step by step so that bad options (exit 2)
+    and an unreachable database (exit 1) are reported in one line before anything is
+    fetched or drawn."""
+    from ._errors import StockbatchError
+    from .pipeline import BatchProcessingEngine
+    from .sinks import connect
+
+    where = _redact(db)
+    with BatchProcessingEngine(max_concurrent_jobs=1) as engine:
+        sink = connect(db)  # a bad URI scheme raises SinkError: exit 1
+        try:
+            try:
+                job = engine.create_stock_data_pipeline_job(symbols, sink=sink, **options)
+            except (ValueError, TypeError) as exc:
+                if isinstance(exc, StockbatchError):
+                    raise
+                raise UsageError(_redact(exc)) from None
+            if concurrency is not None:
+                job.source.concurrency = concurrency
+            with sink._connection():  # fail now, in one line, if the database is unreachable
+                pass
+            progress = None if quiet else _LiveProgress(command, where, len(job.symbols))
+            if progress is not None:
+                job.on_progress = progress.on_progress
+                progress.start()
+            try:
+                result = engine.run(job)
+            finally:
+                if progress is not None:
+                    progress.stop()
+        finally:
+            sink.close()
+
+    stored = result.count("stored")
+    if result.status == "failed" and stored == 0 and result.count("empty") == 0:
+        # the job never ran (the database could not be opened, …): one line, no table
+        _err(f"stockbatch {command}: error: {_redact(result.error or 'the job failed')}")
+        return 1
+    if quiet:
+        for s in result.failed_symbols:
+            _err(f"failed {s}: {_redact(result.symbols[s].error)}")
+    else:
+        _print_summary(_console(), result, where)
+    if result.status != "completed" and result.error:
+        _err(f"stockbatch {command}: job {result.status}: {_redact(result.error)}")
+    return 0 if result.success else 1
+
+
+class _LiveProgress:
+    """A rich progress bar (on stderr) fed by the engine's ``on_progress`` snapshots."""
+
+    def __init__(self, command: str, where: str, total: int):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.bar = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+            MofNCompleteColumn(), TextColumn("symbols"),
+            TextColumn("{task.fields[rows]:>10,} rows stored"),
+            TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(),
+            console=_console(stderr=True), transient=False)
+        self.task = self.bar.add_task(f"{command} → {where}", total=total, rows=0, failed=0)
+
+    def on_progress(self, p) -> None:  # any thread; rich's updates take a lock
+        self.bar.update(self.task, total=p.symbols_total, completed=p.symbols_done,
+                        rows=p.rows_stored, failed=p.symbols_failed)
+
+    def start(self) -> None:
+        self.bar.start()
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+
+
+
+def _print_summary(out, result, where: str) -> None:
+    from rich.table import Table
+
+    failed = result.failed_symbols
+    table = Table(title=f"job {result.job_id}: {result.status}", title_justify="left",
+                  show_header=True)
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row("symbols stored", f"{result.count('stored'):,}")
+    table.add_row("symbols empty", f"{result.count('empty'):,}")
+    table.add_row("symbols failed", f"[red]{len(failed):,}" if failed else "0")
+    table.add_row("rows stored", f"{result.rows_stored:,}")
+    table.add_row("rows rejected (quarantined)", f"{result.rows_rejected:,}")
+    for name, st in result.stages.items():
+        table.add_row(f"{name} ms", f"{st.seconds * 1e3:,.1f}")
+    table.add_row("total ms", f"{result.total_processing_time_ms:,.1f}")
+    calls = result.stats.get("provider_calls")
+    if calls is not None:
+        table.add_row("provider calls", f"{calls:,}")
+    table.columns[0].header = "database"
+    table.columns[1].header = where
+    out.print(table)
+    if failed:
+        ft = Table(title=f"failed symbols ({len(failed)})", title_justify="left")
+        ft.add_column("symbol", style="bold")
+        ft.add_column("reason", overflow="fold")
+        for s in failed[:50]:
+            ft.add_row(s, _redact(result.symbols[s].error or ""))
+        if len(failed) > 50:
+            ft.add_row("…", f"and {len(failed) - 50} more")
+        out.print(ft)
+
+
+def demo_symbols(n: int) -> list[str]:
+    """``n`` distinct, deterministic ticker-like symbols: well-known names first, then
+    generated three- and four-letter US tickers with a Tokyo ``.T`` code every fifth."""
+    out = list(_DEMO_HEAD[:n])
+    seen = set(out)
+    i = 0
+    tokyo = 1301
+    while len(out) < n:
+        i += 1
+        if i % 5 == 0:
+            sym = f"{tokyo}.T"
+            tokyo += 7
+        else:
+            x = (i * 7_919 + 1_234) % (26 ** 4)
+            width = 3 if i % 2 else 4
+            letters = []
+            for _ in range(width):
+                x, r = divmod(x, 26)
+                letters.append(chr(65 + r))
+            sym = "".join(letters)
+        if sym not in seen and not sym.startswith(("UNK", "INV")):
+            seen.add(sym)
+            out.append(sym)
+    return out
+
+
+def _cmd_demo(args) -> int:
+    from .testing import FixtureServer
+
+    out = _console()
+    symbols = demo_symbols(args.symbols)
+    with FixtureServer() as server:
+        if not args.quiet:
+            out.print(f"[bold]stockbatch demo[/]: fixture server on {server.url} (synthetic "
+                      f"data, no network); {len(symbols)} symbols x {args.period} daily → "
+                      f"{_redact(args.db)}", soft_wrap=True)
+        code = _run_ingest(symbols, db=args.db, source="yahoo", base_url=server.url,
+                           interval="1d", period=args.period, quiet=args.quiet,
+                           command="demo")
+    if code == 0 or code == 1:
+        db = args.db
+        shown = db if re.fullmatch(r"[\w./:-]+", db) else repr(db)
+        hint = "\n".join([
+            "",
+            "Read it back:",
+            f"  stockbatch read {symbols[0]} --db {shown} --limit 5",
+            f"  stockbatch read {symbols[0]} --db {shown} --csv > {symbols[0]}.csv",
+            f"  python -c \"import stockbatch as sb; "
+            f"print(sb.read({db!r}, [{symbols[0]!r}]).to_pandas().tail())\"",
+        ])
+        out.print(hint, markup=False, soft_wrap=True)
+    return code
+
+
+# -- serve-fixture -------------------------------------------------------------------------
+
+def _cmd_serve_fixture(args) -> int:
+    from .testing import serve_main
+
+    try:
+        return serve_main(list(args.extra))
+    except SystemExit as exc:  # its own --help / usage errors
+        return _code(exc.code)
+
+
+# -- read ----------------------------------------------------------------------------------
+
+def _local_file(db: str) -> str | None:
+    text = os.fspath(db)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    if scheme.lower() in ("sqlite", "duckdb"):
+        path = rest[1:] if rest.startswith("/") else rest
+        return None if path in ("", ":memory:") else path
+    return None
+
+
+def _cmd_read(args) -> int:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    import stockbatch as sb
+
+    path = _local_file(args.db)
+    if path is not None and not os.path.exists(path):
+        raise Refused(f"no database at {path!r}: run `stockbatch demo` or "
+                       "`stockbatch ingest …` first, or pass --db")
+    if args.start and args.end and args.end <= args.start:
+        raise UsageError("--end must be after --start")
+    try:
+        table = sb.read(args.db, args.symbols or None, interval=args.interval,
+                        start=args.start, end=args.end, table=args.table)
+    except (ValueError, TypeError) as exc:
+        from ._errors import StockbatchError
+
+        if isinstance(exc, StockbatchError):
+            raise
+        raise UsageError(_redact(exc)) from None
+    limit = args.limit if args.limit is not None else (None if args.csv else 20)
+    total = table.num_rows
+    if limit:
+        table = _latest(table, limit)
+    if args.csv:
+        import pyarrow.csv as pacsv
+
+        sink = getattr(sys.stdout, "buffer", None)
+        if sink is not None:
+            sys.stdout.flush()
+            pacsv.write_csv(table, sink)
+            sink.flush()
+        else:  # a text-only stdout
+            buf = pa.BufferOutputStream()
+            pacsv.write_csv(table, buf)
+            sys.stdout.write(buf.getvalue().to_pybytes().decode("utf-8"))
+    else:
+        _print_bars(_console(), table, total, args)
+    if total == 0:
+        what = ", ".join(args.symbols) if args.symbols else "any symbol"
+        _err(f"stockbatch read: no bars for {what} in {_redact(args.db)}")
+        return 1
+    missing = sorted(set(args.symbols) - set(pc.unique(table["symbol"]).to_pylist()))
+    if missing:
+        _err("stockbatch read: no bars for " + ", ".join(missing))
+        return 1
+    return 0
+
+
+def _latest(table, n: int):
+    """The last ``n`` rows of each (symbol, interval), keeping the table's key order."""
+    import numpy as np
+    import pyarrow as pa
+
+    if table.num_rows == 0:
+        return table
+    keys = np.asarray(pa.compute.binary_join_element_wise(
+        table["symbol"], table["interval"], "\x1f").to_numpy(zero_copy_only=False),
+        dtype=object)
+    # rows are ordered by key, so each group is contiguous: rank from the end of its group
+    change = np.ones(len(keys), dtype=bool)
+    change[:-1] = keys[1:] != keys[:-1]          # last row of each group
+    ends = np.flatnonzero(change)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    keep = np.zeros(len(keys), dtype=bool)
+    for s, e in zip(starts, ends, strict=True):
+        keep[max(s, e + 1 - n):e + 1] = True
+    return table.filter(pa.array(keep))
+
+
+def _fmt_num(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        return f"{value:.2f}" if abs(value) >= 100 else f"{value:.4f}"
+    return str(value)
+
+
+def _print_bars(out, table, total: int, args) -> None:
+    """A rich table; columns whose value is the same on every row go to the title."""
+    import pyarrow.compute as pc
+    from rich import box
+    from rich.table import Table
+
+    shown = table.num_rows
+    constant = {}
+    for name in ("interval", "source"):
+        if shown and pc.count_distinct(table[name]).as_py() == 1:
+            constant[name] = table[name][0].as_py()
+    if shown and pc.all(pc.equal(table["close"], table["adj_close"])).as_py():
+        constant["adj_close"] = "close"
+    count = f"{shown:,} of {total:,} bars" if shown != total else f"{total:,} bars"
+    title = ", ".join([f"{_redact(args.db)}: {count}"]
+                      + [f"{k} {v}" if k != "adj_close" else "adj_close = close"
+                         for k, v in constant.items()])
+    rt = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+               collapse_padding=True)
+    names = [n for n in table.column_names if n not in constant]
+    numeric = ("open", "high", "low", "close", "adj_close", "volume")
+    for name in names:
+        rt.add_column("ts (UTC)" if name == "ts" else name, no_wrap=True,
+                      justify="right" if name in numeric else "left")
+    for row in table.select(names).to_pylist():
+        rt.add_row(*(v.strftime("%Y-%m-%d %H:%M") if isinstance(v, dt.datetime)
+                     else _fmt_num(v) for v in row.values()))
+    out.print(rt)
+    if shown != total:
+        out.print(f"[dim]latest {args.limit if args.limit is not None else 20} per symbol; "
+                  "--limit 0 for all, --csv for CSV[/]")
+
+
+# -- bench ---------------------------------------------------------------------------------
+
+def _cmd_bench(args) -> int:
+    import importlib.util
+
+    bench_dir = Path(args.bench_dir) if args.bench_dir else Path.cwd() / "bench"
+    if not bench_dir.is_dir():
+        where = (f"--bench-dir {args.bench_dir!r} is not a directory" if args.bench_dir
+                 else f"no bench/ directory in {Path.cwd()}")
+        raise UsageError(f"{where}: the benchmarks ship with the source checkout, not the "
+                         "wheel; run from the repository root or pass --bench-dir")
+    if not any(bench_dir.glob("test_*.py")):
+        raise UsageError(f"no benchmark files (test_*.py) in {str(bench_dir)!r}")
+    missing = [m for m in ("pytest", "pytest_benchmark", "matplotlib")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise Refused(f"missing {', '.join(missing)}: pip install 'stockbatch[bench]'")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "bench.json"
+    if json_path.exists():
+        json_path.unlink()
+    cmd = [sys.executable, "-m", "pytest", str(bench_dir), "--benchmark-only",
+           f"--benchmark-json={json_path}", "-q"]
+    if args.quick:
+        cmd += ["--benchmark-max-time=0.1", "--benchmark-min-rounds=1"]
+    if args.keyword:
+        cmd += ["-k", args.keyword]
+    _err("$ " + " ".join(cmd))
+    code = subprocess.call(cmd)
+    if not json_path.exists():
+        raise Refused(f"pytest exited with {code} and wrote no {json_path}")
+    from .testing.benchreport import load_results, write_report
+
+    rows = load_results(json_path)
+    if not rows:
+        raise Refused(f"no benchmark was timed (pytest exit code {code}); check -k")
+    paths = write_report(json_path, out_dir)
+    out = _console()
+    from rich.markdown import Markdown
+
+    out.print(Markdown(paths.markdown.read_text(encoding="utf-8")))
+    out.print(f"report: {paths.markdown}")
+    if paths.chart is not None:
+        out.print(f"chart:  {paths.chart}")
+    out.print(f"raw:    {json_path}")
+    return 0 if code == 0 else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
