@@ -344,7 +344,7 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
                 job.source.concurrency = concurrency
             with sink._connection():  # fail now, in one line, if the database is unreachable
                 pass
-            progress = None if quiet else _LiveProgress(command, where, len(job.symbols))
+            progress = None if quiet else _LiveProgress(command, len(job.symbols))
             if progress is not None:
                 job.on_progress = progress.on_progress
                 progress.start()
@@ -374,7 +374,7 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
 class _LiveProgress:
     """A rich progress bar (on stderr) fed by the engine's ``on_progress`` snapshots."""
 
-    def __init__(self, command: str, where: str, total: int):
+    def __init__(self, command: str, total: int):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -385,12 +385,12 @@ class _LiveProgress:
         )
 
         self.bar = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(bar_width=24),
             MofNCompleteColumn(), TextColumn("symbols"),
-            TextColumn("{task.fields[rows]:>10,} rows stored"),
-            TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(),
+            TextColumn("{task.fields[rows]:,} rows"),
+            TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
             console=_console(stderr=True), transient=False)
-        self.task = self.bar.add_task(f"{command} → {where}", total=total, rows=0, failed=0)
+        self.task = self.bar.add_task(command, total=total, rows=0, failed=0)
 
     def on_progress(self, p) -> None:  # any thread; rich's updates take a lock
         self.bar.update(self.task, total=p.symbols_total, completed=p.symbols_done,
@@ -408,6 +408,7 @@ class _LiveProgress:
 
 def _print_summary(out, result, where: str) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     failed = result.failed_symbols
     table = Table(title=f"job {result.job_id}: {result.status}", title_justify="left",
@@ -426,14 +427,14 @@ def _print_summary(out, result, where: str) -> None:
     if calls is not None:
         table.add_row("provider calls", f"{calls:,}")
     table.columns[0].header = "database"
-    table.columns[1].header = where
+    table.columns[1].header = Text(where)
     out.print(table)
     if failed:
         ft = Table(title=f"failed symbols ({len(failed)})", title_justify="left")
         ft.add_column("symbol", style="bold")
         ft.add_column("reason", overflow="fold")
         for s in failed[:50]:
-            ft.add_row(s, _redact(result.symbols[s].error or ""))
+            ft.add_row(Text(s), Text(_redact(result.symbols[s].error or "")))
         if len(failed) > 50:
             ft.add_row("…", f"and {len(failed) - 50} more")
         out.print(ft)
@@ -472,9 +473,9 @@ def _cmd_demo(args) -> int:
     symbols = demo_symbols(args.symbols)
     with FixtureServer() as server:
         if not args.quiet:
-            out.print(f"[bold]stockbatch demo[/]: fixture server on {server.url} (synthetic "
-                      f"data, no network); {len(symbols)} symbols x {args.period} daily → "
-                      f"{_redact(args.db)}", soft_wrap=True)
+            out.print(f"stockbatch demo: fixture server on {server.url} (synthetic data, no "
+                      f"network); {len(symbols)} symbols x {args.period} daily → "
+                      f"{_redact(args.db)}", soft_wrap=True, markup=False)
         code = _run_ingest(symbols, db=args.db, source="yahoo", base_url=server.url,
                            interval="1d", period=args.period, quiet=args.quiet,
                            command="demo")
@@ -603,6 +604,7 @@ def _print_bars(out, table, total: int, args) -> None:
     import pyarrow.compute as pc
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     shown = table.num_rows
     constant = {}
@@ -612,9 +614,9 @@ def _print_bars(out, table, total: int, args) -> None:
     if shown and pc.all(pc.equal(table["close"], table["adj_close"])).as_py():
         constant["adj_close"] = "close"
     count = f"{shown:,} of {total:,} bars" if shown != total else f"{total:,} bars"
-    title = ", ".join([f"{_redact(args.db)}: {count}"]
-                      + [f"{k} {v}" if k != "adj_close" else "adj_close = close"
-                         for k, v in constant.items()])
+    title = ", ".join([count] + [f"{k} {v}" if k != "adj_close" else "adj_close = close"
+                                 for k, v in constant.items()])
+    out.print(Text(_redact(args.db), style="bold"), soft_wrap=True)
     rt = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                collapse_padding=True)
     names = [n for n in table.column_names if n not in constant]
@@ -623,8 +625,8 @@ def _print_bars(out, table, total: int, args) -> None:
         rt.add_column("ts (UTC)" if name == "ts" else name, no_wrap=True,
                       justify="right" if name in numeric else "left")
     for row in table.select(names).to_pylist():
-        rt.add_row(*(v.strftime("%Y-%m-%d %H:%M") if isinstance(v, dt.datetime)
-                     else _fmt_num(v) for v in row.values()))
+        rt.add_row(*(Text(v.strftime("%Y-%m-%d %H:%M")) if isinstance(v, dt.datetime)
+                     else Text(_fmt_num(v)) for v in row.values()))
     out.print(rt)
     if shown != total:
         out.print(f"[dim]latest {args.limit if args.limit is not None else 20} per symbol; "
@@ -673,10 +675,10 @@ def _cmd_bench(args) -> int:
     from rich.markdown import Markdown
 
     out.print(Markdown(paths.markdown.read_text(encoding="utf-8")))
-    out.print(f"report: {paths.markdown}")
+    out.print(f"report: {paths.markdown}", markup=False)
     if paths.chart is not None:
-        out.print(f"chart:  {paths.chart}")
-    out.print(f"raw:    {json_path}")
+        out.print(f"chart:  {paths.chart}", markup=False)
+    out.print(f"raw:    {json_path}", markup=False)
     return 0 if code == 0 else 1
 
 
