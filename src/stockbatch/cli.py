@@ -340,6 +340,9 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
                 if isinstance(exc, StockbatchError):
                     raise
                 raise UsageError(_redact(exc)) from None
+            except ImportError as exc:  # e.g. --source yfinance without yfinance installed
+                raise Refused(f"{exc} (pip install 'stockbatch[{exc.name or 'yfinance'}]')"
+                              ) from None
             if concurrency is not None:
                 job.source.concurrency = concurrency
             with sink._connection():  # fail now, in one line, if the database is unreachable
@@ -672,9 +675,7 @@ def _cmd_bench(args) -> int:
         raise Refused(f"no benchmark was timed (pytest exit code {code}); check -k")
     paths = write_report(json_path, out_dir)
     out = _console()
-    from rich.markdown import Markdown
-
-    out.print(Markdown(paths.markdown.read_text(encoding="utf-8")))
+    out.print(paths.markdown.read_text(encoding="utf-8"), markup=False, soft_wrap=True)
     out.print(f"report: {paths.markdown}", markup=False)
     if paths.chart is not None:
         out.print(f"chart:  {paths.chart}", markup=False)

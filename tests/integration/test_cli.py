@@ -150,7 +150,8 @@ def test_usage_errors_exit_2(argv, message, fixture_server, tmp_path, capsys):
 
 
 def test_unreachable_database_exit_1_one_line_no_password(fixture_server, tmp_path, capsys):
-    code = main(["ingest", "AAPL", "--db", "postgresql://bob:s3cretpw@127.0.0.1:1/x",
+    before = fixture_server.hits("chart", "AMZN")
+    code = main(["ingest", "AMZN", "--db", "postgresql://bob:s3cretpw@127.0.0.1:1/x",
                  "--base-url", fixture_server.url])
     out, err = capsys.readouterr()
     assert code == 1
@@ -158,7 +159,7 @@ def test_unreachable_database_exit_1_one_line_no_password(fixture_server, tmp_pa
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("stockbatch ingest: error: cannot connect")
     assert "s3cretpw" not in err and "bob:***@" in err
-    assert fixture_server.hits("chart", "AAPL") >= 0  # server still fine
+    assert fixture_server.hits("chart", "AMZN") == before  # refused before fetching
 
     code = main(["ingest", "AAPL", "--db", str(tmp_path / "no" / "such" / "dir.db"),
                  "--base-url", fixture_server.url])
@@ -168,6 +169,30 @@ def test_unreachable_database_exit_1_one_line_no_password(fixture_server, tmp_pa
     assert main(["ingest", "AAPL", "--db", "oracle://u:pw9@h/x"]) == 1
     err = capsys.readouterr().err
     assert "unknown sink URI scheme" in err and "pw9" not in err
+
+
+def test_provider_error_before_start_exit_1(fixture_server, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("ALPHAVANTAGE_API_KEY", raising=False)
+    code = main(["ingest", "AAPL", "--source", "alphavantage", "--db", str(tmp_path / "av.db"),
+                 "--base-url", fixture_server.url])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().splitlines() == [err.strip()] and "no API key" in err
+    assert "Traceback" not in err
+
+
+def test_ingest_alphavantage_key_never_printed(fixture_server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "k3yZZsecret")
+    db = tmp_path / "av.db"
+    code = main(["ingest", "AAPL", "7203.T", "UNKNOWNAV", "--source", "alphavantage",
+                 "--db", str(db), "--base-url", fixture_server.url, "--period", "1mo"])
+    out, err = capsys.readouterr()
+    assert code == 1  # UNKNOWNAV
+    assert "k3yZZsecret" not in out + err and "UNKNOWNAV" in out
+    with sqlite3.connect(db) as conn:
+        rows = dict(conn.execute("SELECT symbol, count(*) FROM bars WHERE source = "
+                                 "'alphavantage' GROUP BY symbol"))
+    assert set(rows) == {"AAPL", "7203.T"} and min(rows.values()) >= 15
 
 
 # -- read ----------------------------------------------------------------------------------
