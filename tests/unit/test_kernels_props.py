@@ -309,3 +309,31 @@ def test_resample_matches_polars(load, data, to, tz):
     assert got.column("volume").to_pylist() == want["volume"].to_list()
     for name in ("open", "high", "low", "close", "adj_close"):
         assert_floats(got.column(name), want[name].to_list(), name)
+
+
+@pytest.mark.parametrize("to", ["1h", "1d", "1mo"])
+def test_resample_long_buckets_with_nulls_match_polars(load, to):
+    # buckets of hundreds of rows (the compiled kernel jumps to a bucket's end by galloping
+    # search and reduces column by column when only some columns hold nulls)
+    rng = np.random.default_rng(11)
+    per, n = 3_000, 6_000
+    sym = pa.array(["ZZ"] * per + ["AA"] * per)  # arrival order, not symbol order
+    ts = np.concatenate([np.sort(rng.integers(0, 40 * 1440, per)) for _ in range(2)]) * MIN
+    ts += 1_772_800_000_000_000
+    cols = {"symbol": sym, "interval": pa.array(["1m"] * n),
+            "ts": pa.array(ts, pa.int64()).cast(UTC_US)}
+    for name in ("open", "high", "low", "close", "adj_close"):
+        x = rng.uniform(1.0, 100.0, n)
+        x[rng.integers(0, n, 3)] = np.nan
+        cols[name] = pa.array(x, mask=rng.random(n) < (0.002 if name != "high" else 0.0))
+    cols["volume"] = pa.array(rng.integers(0, 1000, n), mask=rng.random(n) < 0.001)
+    table = pa.table(cols)
+    want = oracle_resample(table, to, "America/New_York")
+    got = load("kernels").resample(table, to=to, tz="America/New_York")
+    assert got.column("symbol").to_pylist()[0] == "ZZ"
+    keys = pa.table({"symbol": got.column("symbol"), "ts": got.column("ts")})
+    got = got.take(pc.sort_indices(keys, sort_keys=[("symbol", "ascending"), ("ts", "ascending")]))
+    assert got.column("ts").to_pylist() == want["ts"].to_list()
+    assert got.column("volume").to_pylist() == want["volume"].to_list()
+    for name in ("open", "high", "low", "close", "adj_close"):
+        assert_floats(got.column(name), want[name].to_list(), name)

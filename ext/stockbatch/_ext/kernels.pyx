@@ -641,6 +641,12 @@ cdef inline void _bucket(const Grid* g, int64_t t, int64_t* start, int64_t* end)
     per row (rows inside the current bucket only compare with end)."""
     cdef int64_t lo, hi, mid
     if g.edges == NULL:
+        # the bucket right after the previous one (any segment: the grid is global) needs
+        # no division; start == end only before the first bucket
+        if start[0] != end[0] and t >= end[0] and t - end[0] < g.width:
+            start[0] = end[0]
+            end[0] = start[0] + g.width
+            return
         start[0] = _floor_to(t, g.width, g.origin)
         end[0] = start[0] + g.width
         return
@@ -655,6 +661,109 @@ cdef inline void _bucket(const Grid* g, int64_t t, int64_t* start, int64_t* end)
             hi = mid - 1
     start[0] = g.edges[lo]
     end[0] = g.edges[lo + 1] if lo + 1 < g.nedges else INT64_MAX
+
+
+cdef inline int64_t _bucket_stop(const int64_t* pt, int64_t i, int64_t hi,
+                                 int64_t end) noexcept nogil:
+    """First row r in (i, hi) with pt[r] >= end, else hi, for ts ascending and pt[i] < end:
+    galloping then binary search, so a long bucket costs O(log) instead of a scan."""
+    cdef int64_t lo = i, step = 1, top, mid
+    while lo + step < hi and pt[lo + step] < end:
+        lo += step
+        step <<= 1
+    top = lo + step if lo + step < hi else hi
+    # pt[lo] < end; pt[top] >= end or top == hi
+    while top - lo > 1:
+        mid = (lo + top) >> 1
+        if pt[mid] < end:
+            lo = mid
+        else:
+            top = mid
+    return top
+
+
+cdef inline bint _range_valid(const Column* c, int64_t i, int64_t count) noexcept nogil:
+    return c.validity == NULL or _all_set(c.validity, i + c.offset, count)
+
+
+cdef inline bint _max_of(const double* p, Bits b, bint full, int64_t i, int64_t j,
+                         bint want_max, double* out) noexcept nogil:
+    """Max (or min) of the present values of rows [i, j); NaN when one of them is NaN (as
+    numpy's max/min); False when none is present."""
+    cdef int64_t r
+    cdef double acc = 0.0, x, x1, x2, x3, a1, a2, a3
+    cdef int nan = 0
+    cdef bint has = False
+    if full:
+        # four independent accumulators: the compare/select chains overlap
+        acc = a1 = a2 = a3 = p[i]
+        r = i
+        if want_max:
+            while r + 4 <= j:
+                x, x1, x2, x3 = p[r], p[r + 1], p[r + 2], p[r + 3]
+                nan |= (x != x) | (x1 != x1) | (x2 != x2) | (x3 != x3)
+                acc = x if x > acc else acc
+                a1 = x1 if x1 > a1 else a1
+                a2 = x2 if x2 > a2 else a2
+                a3 = x3 if x3 > a3 else a3
+                r += 4
+            while r < j:
+                x = p[r]
+                nan |= x != x
+                acc = x if x > acc else acc
+                r += 1
+            acc = a1 if a1 > acc else acc
+            acc = a2 if a2 > acc else acc
+            acc = a3 if a3 > acc else acc
+        else:
+            while r + 4 <= j:
+                x, x1, x2, x3 = p[r], p[r + 1], p[r + 2], p[r + 3]
+                nan |= (x != x) | (x1 != x1) | (x2 != x2) | (x3 != x3)
+                acc = x if x < acc else acc
+                a1 = x1 if x1 < a1 else a1
+                a2 = x2 if x2 < a2 else a2
+                a3 = x3 if x3 < a3 else a3
+                r += 4
+            while r < j:
+                x = p[r]
+                nan |= x != x
+                acc = x if x < acc else acc
+                r += 1
+            acc = a1 if a1 < acc else acc
+            acc = a2 if a2 < acc else acc
+            acc = a3 if a3 < acc else acc
+        out[0] = NAN if nan else acc
+        return True
+    for r in range(i, j):
+        if bit(b, r):
+            x = p[r]
+            nan |= x != x
+            if not has:
+                acc = x
+                has = True
+            elif want_max:
+                acc = x if x > acc else acc
+            else:
+                acc = x if x < acc else acc
+    if has:
+        out[0] = NAN if nan else acc
+    return has
+
+
+cdef inline bint _sum_of(const int64_t* p, Bits b, bint full, int64_t i, int64_t j,
+                         int64_t* out) noexcept nogil:
+    cdef int64_t r, acc = 0
+    cdef bint has = full
+    if full:
+        for r in range(i, j):
+            acc += p[r]
+    else:
+        for r in range(i, j):
+            if bit(b, r):
+                acc += p[r]
+                has = True
+    out[0] = acc
+    return has
 
 
 def resample(data, *, to, tz=None):
@@ -694,9 +803,23 @@ def resample(data, *, to, tz=None):
     cdef const int64_t* pt = _i64(&ts)
     cdef int64_t s, i, j, k = 0, start = 0, end = 0, prev_t = 0
     cdef bint started, unsorted = False
+    cdef int64_t hi_
     # pass 1: count the buckets (and check the order) so outputs are allocated exactly
     with nogil:
         for s in range(c_nseg):
+            if not ts_nulls:
+                # no null ts: check the order in one straight loop, then jump bucket to bucket
+                i = c_seg[s]
+                hi_ = c_seg[s + 1]
+                for j in range(i + 1, hi_):
+                    unsorted |= pt[j] < pt[j - 1]
+                if unsorted:
+                    break
+                while i < hi_:
+                    _bucket(&grid, pt[i], &start, &end)
+                    k += 1
+                    i = _bucket_stop(pt, i, hi_, end)
+                continue
             started = False
             for i in range(c_seg[s], c_seg[s + 1]):
                 if ts_nulls and not bit(bt, i):
@@ -751,7 +874,6 @@ def resample(data, *, to, tz=None):
     cdef const double* pa_ = _f64(&a)
     cdef const int64_t* pv = _i64(&vol)
     cdef int64_t g = -1, r, vsum
-    cdef int nan
     cdef double x, y, hh, ll
     # pass 2: first open, max high, min low, last close / adj_close, summed volume; nulls
     # are skipped, NaN propagates into high/low (as numpy's max/min)
@@ -764,29 +886,56 @@ def resample(data, *, to, tz=None):
                         i += 1
                         continue
                     _bucket(&grid, pt[i], &start, &end)
-                    j = i + 1
-                    while j < c_seg[s + 1] and ((ts_nulls and not bit(bt, j)) or pt[j] < end):
-                        j += 1
+                    if ts_nulls:
+                        j = i + 1
+                        while j < c_seg[s + 1] and (not bit(bt, j) or pt[j] < end):
+                            j += 1
+                    else:
+                        j = _bucket_stop(pt, i, c_seg[s + 1], end)
                     g += 1
                     c_ts[g] = start
                     c_first[g] = i
+                    if not _block_valid(&v, i, j - i) and _range_valid(&ts, i, j - i):
+                        # every ts present but some field null: column by column, each
+                        # straight unless that column has a null in the bucket
+                        r = i
+                        while r < j and not bit(bo, r):
+                            r += 1
+                        if r < j:
+                            c_o[g] = po[r]
+                            _set(&m_o[0], g)
+                        if _max_of(ph, bh, _range_valid(&h, i, j - i), i, j, True, &x):
+                            c_h[g] = x
+                            _set(&m_h[0], g)
+                        if _max_of(pl, bl, _range_valid(&lo, i, j - i), i, j, False, &x):
+                            c_l[g] = x
+                            _set(&m_l[0], g)
+                        r = j - 1
+                        while r >= i and not bit(bc, r):
+                            r -= 1
+                        if r >= i:
+                            c_c[g] = pc_[r]
+                            _set(&m_c[0], g)
+                        if has_adj:
+                            r = j - 1
+                            while r >= i and not bit(ba, r):
+                                r -= 1
+                            if r >= i:
+                                c_a[g] = pa_[r]
+                                _set(&m_a[0], g)
+                        if _sum_of(pv, bv, _range_valid(&vol, i, j - i), i, j, &vsum):
+                            c_vol[g] = vsum
+                            _set(&m_v[0], g)
+                        i = j
+                        continue
                     if _block_valid(&v, i, j - i):
-                        # no nulls in the bucket: straight reductions
-                        hh = ph[i]
-                        ll = pl[i]
-                        vsum = 0
-                        nan = 0
-                        for r in range(i, j):
-                            # branch-free max/min; NaN tracked apart, then propagated
-                            x = ph[r]
-                            y = pl[r]
-                            nan |= (x != x) | ((y != y) << 1)
-                            hh = x if x > hh else hh
-                            ll = y if y < ll else ll
-                            vsum += pv[r]
+                        # no nulls in the bucket: straight reductions (NaN propagates)
+                        _max_of(ph, bh, True, i, j, True, &hh)
+                        _max_of(pl, bl, True, i, j, False, &ll)
+                        _sum_of(pv, bv, True, i, j, &vsum)
                         c_o[g] = po[i]
-                        c_h[g] = NAN if nan & 1 else hh
-                        c_l[g] = NAN if nan & 2 else ll
+                        c_h[g] = hh
+                        c_l[g] = ll
                         c_c[g] = pc_[j - 1]
                         c_a[g] = pa_[j - 1]
                         c_vol[g] = vsum
