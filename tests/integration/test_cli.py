@@ -238,6 +238,20 @@ def test_read_table(stored_db, capsys):
     assert "AAPL" not in out
 
 
+def test_read_window_and_partly_missing_symbols(stored_db, capsys):
+    stored = sb.read(str(stored_db), "AAPL")["ts"].to_pylist()
+    start, end = stored[10], stored[20]  # daily bars at 05:00 UTC (New York midnight)
+    assert main(["read", "AAPL", "--db", str(stored_db), "--csv", "--interval", "1d",
+                 "--start", start.isoformat(), "--end", end.isoformat()]) == 0
+    got = _csv(capsys.readouterr().out)
+    assert got["ts"].to_pylist() == stored[10:20]  # start inclusive, end exclusive
+    # one symbol stored, one not: the stored one is shown, the exit code says 1
+    assert main(["read", "MSFT", "NOPE", "--db", str(stored_db), "--csv", "--limit", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert _csv(out)["symbol"].to_pylist() == ["MSFT"]
+    assert "no bars for NOPE" in err
+
+
 def test_read_without_database_exit_1(tmp_path, capsys):
     missing = tmp_path / "missing.db"
     assert main(["read", "AAPL", "--db", str(missing)]) == 1
