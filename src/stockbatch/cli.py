@@ -542,8 +542,11 @@ def _cmd_read(args) -> int:
         if isinstance(exc, StockbatchError):
             raise
         raise UsageError(_redact(exc)) from None
-    limit = args.limit if args.limit is not None else (None if args.csv else 20)
     total = table.num_rows
+    if not args.symbols and not args.csv and args.limit is None and total:
+        _print_overview(_console(), table, args)
+        return 0
+    limit = args.limit if args.limit is not None else (None if args.csv else 20)
     if limit:
         table = _latest(table, limit)
     if args.csv:
@@ -600,6 +603,31 @@ def _fmt_num(value: Any) -> str:
             return "nan"
         return f"{value:.2f}" if abs(value) >= 100 else f"{value:.4f}"
     return str(value)
+
+
+def _print_overview(out, table, args) -> None:
+    """One line per (symbol, interval): bar count, first and last bar, last close."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    groups = table.group_by(["symbol", "interval"], use_threads=False).aggregate(
+        [("ts", "count"), ("ts", "min"), ("ts", "max"), ("close", "last")])
+    out.print(Text(_redact(args.db), style="bold"), soft_wrap=True)
+    rt = Table(title=f"{groups.num_rows:,} series, {table.num_rows:,} bars "
+                     "(`stockbatch read SYMBOL` for the bars)",
+               title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+               collapse_padding=True)
+    for name, justify in (("symbol", "left"), ("interval", "left"), ("bars", "right"),
+                          ("first (UTC)", "left"), ("last (UTC)", "left"),
+                          ("last close", "right")):
+        rt.add_column(name, justify=justify, no_wrap=True)
+    for row in groups.to_pylist():
+        rt.add_row(Text(row["symbol"]), Text(row["interval"]), f"{row['ts_count']:,}",
+                   row["ts_min"].strftime("%Y-%m-%d %H:%M"),
+                   row["ts_max"].strftime("%Y-%m-%d %H:%M"),
+                   Text(_fmt_num(row["close_last"])))
+    out.print(rt)
 
 
 def _print_bars(out, table, total: int, args) -> None:

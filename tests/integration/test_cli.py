@@ -252,6 +252,14 @@ def test_read_window_and_partly_missing_symbols(stored_db, capsys):
     assert "no bars for NOPE" in err
 
 
+def test_read_without_symbols_shows_overview(stored_db, capsys):
+    assert main(["read", "--db", str(stored_db)]) == 0
+    out = capsys.readouterr().out
+    assert "3 series" in out
+    for sym, n in _counts(stored_db).items():
+        assert re.search(rf"^\s*{re.escape(sym)}\s+1d\s+{n}\s", out, re.M), (sym, out)
+
+
 def test_read_without_database_exit_1(tmp_path, capsys):
     missing = tmp_path / "missing.db"
     assert main(["read", "AAPL", "--db", str(missing)]) == 1
