@@ -6,6 +6,7 @@
     stockbatch ingest AAPL MSFT 7203.T --period 1y
     stockbatch ingest --symbols-file tickers.txt --db postgresql://u@host/db --mode upsert
     stockbatch read AAPL --limit 5               # a table; --csv for CSV on stdout
+    stockbatch read                              # what is stored: one line per series
     stockbatch serve-fixture --port 0            # the loopback fixture server, until Ctrl-C
     stockbatch bench --quick                     # runs bench/ and writes the report
 
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read stored bars back: a table by default, CSV on "
                                    "stdout with --csv.")
     p.add_argument("symbols", nargs="*", metavar="SYMBOL",
-                   help="symbols to show (default: all)")
+                   help="symbols to show (none: one line per stored series)")
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH_OR_URI",
                    help="database (default: ./%(default)s)")
     p.add_argument("--interval", default=None, choices=INTERVALS, metavar="INTERVAL",
