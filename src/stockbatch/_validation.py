@@ -31,8 +31,10 @@ Null and non-finite values never take part in a comparison: a row whose ``high``
 ``NON_FINITE`` only, never also ``HIGH_INCONSISTENT``; a null ``open`` is ``NULL_FIELD`` and the
 consistency rules compare the remaining finite fields. Rows with a null ``ts`` neither get nor
 cause timestamp flags; ``PRICE_SPIKE`` needs both closes finite and positive. A segment is a
-run of consecutive rows with equal (symbol, interval): inputs are expected sorted by
-(symbol, interval, ts), which :func:`stockbatch.normalize` establishes.
+run of consecutive rows with equal (symbol, interval). Inputs are expected sorted by
+(symbol, interval, ts), which :func:`stockbatch.normalize` establishes, but only the runs
+matter to validate, returns and resample: per-symbol batches concatenated in arrival order
+(MSFT rows, then AAPL rows) are checked run by run, exactly as each batch on its own.
 """
 
 from __future__ import annotations
@@ -246,12 +248,14 @@ def _signed_indices(arr: pa.Array) -> pa.Array:
     return pa.DictionaryArray.from_arrays(indices, arr.dictionary)
 
 
-def mask_buffer(n: int, out: np.ndarray | None) -> np.ndarray:
-    """The uint16 mask array to write: ``out[:n]`` when given (checked), else a new one."""
+def mask_buffer(n: int, out: np.ndarray | None, dtype: Any = np.uint16) -> np.ndarray:
+    """The output array to write (uint16 masks, float64 returns): ``out[:n]`` when given
+    (checked), else a new one."""
+    dtype = np.dtype(dtype)
     if out is None:
-        return np.empty(n, np.uint16)
-    if not isinstance(out, np.ndarray) or out.dtype != np.uint16 or out.ndim != 1:
-        raise TypeError("out must be a one-dimensional numpy array of uint16")
+        return np.empty(n, dtype)
+    if not isinstance(out, np.ndarray) or out.dtype != dtype or out.ndim != 1:
+        raise TypeError(f"out must be a one-dimensional numpy array of {dtype}")
     if len(out) < n:
         raise ValueError(f"out holds {len(out)} values, the data has {n} rows")
     if not out.flags.c_contiguous or not out.flags.writeable:

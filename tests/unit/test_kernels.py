@@ -430,3 +430,21 @@ def test_symbol_string_types(k, kind):
     res = k.normalize(t)
     assert res.sorted and res.duplicates_dropped == 1
     assert res.table.column("symbol").to_pylist() == ["A", "A", "A", "B"]
+
+
+def test_returns_into_caller_buffer(k):
+    rows = [("A", i, 1.0, 1, 1, c, 1) for i, c in enumerate([10.0, 11.0, None, 12.1])] + \
+           [("B", 0, 1.0, 1, 1, 5.0, 1), ("B", 1, 1.0, 1, 1, 10.0, 1)]
+    t = bars(rows)
+    want = k.returns(t).to_pylist()
+    buf = np.full(8, -7.0)
+    got = k.returns(t, out=buf)
+    assert got.to_pylist() == want
+    assert got.buffers()[1].address == buf.ctypes.data  # the caller's memory, no copy
+    assert buf[1] == pytest.approx(0.1) and list(buf[6:]) == [-7.0, -7.0]
+    lr = k.log_returns(t, out=buf)
+    assert lr.to_pylist()[5] == pytest.approx(math.log(2.0)) and buf[5] == lr.to_pylist()[5]
+    with pytest.raises(ValueError, match="holds 2"):
+        k.returns(t, out=np.zeros(2))
+    with pytest.raises(TypeError, match="float64"):
+        k.returns(t, out=np.zeros(6, np.float32))

@@ -563,7 +563,7 @@ cdef object _adjust(_Batch b):
 # ---------------------------------------------------------------------------------------
 # returns
 
-cdef object _returns(object data, str column, bint c_log):
+cdef object _returns(object data, str column, bint c_log, object out):
     batch = prepare(data, ("symbol", "interval", column))
     cdef _Batch b = _Batch(batch)
     cdef int64_t n = b.n, s, i
@@ -572,7 +572,7 @@ cdef object _returns(object data, str column, bint c_log):
     seg = b.segments()
     cdef const int64_t[::1] c_seg = seg
     cdef int64_t c_nseg = seg.shape[0] - 1
-    values = np.empty(n, np.float64)
+    values = mask_buffer(n, out, np.float64)
     valid = np.zeros((n + 7) // 8, np.uint8)
     cdef double[::1] c_out = values
     cdef uint8_t[::1] c_valid = valid
@@ -600,14 +600,19 @@ cdef object _returns(object data, str column, bint c_log):
     return float_array(values, valid)
 
 
-def returns(data, *, column="close"):
-    """``x[i] / x[i-1] - 1`` per (symbol, interval) segment; null first row / null inputs."""
-    return _returns(data, column, False)
+def returns(data, *, column="close", out=None):
+    """``x[i] / x[i-1] - 1`` per (symbol, interval) segment; null first row / null inputs.
+
+    ``out`` (float64, at least as long as the data) receives the values and backs the
+    returned array without a copy."""
+    return _returns(data, column, False, out)
 
 
-def log_returns(data, *, column="close"):
-    """``log(x[i] / x[i-1])`` per (symbol, interval) segment; null first row / null inputs."""
-    return _returns(data, column, True)
+def log_returns(data, *, column="close", out=None):
+    """``log(x[i] / x[i-1])`` per (symbol, interval) segment; null first row / null inputs.
+
+    ``out`` as for :func:`returns`."""
+    return _returns(data, column, True, out)
 
 
 # ---------------------------------------------------------------------------------------

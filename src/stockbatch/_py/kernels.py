@@ -200,9 +200,10 @@ def normalize(data: Any, *, adjust: bool = False) -> NormalizeResult:
 
 # ---------------------------------------------------------------------------------------
 
-def _returns(data: Any, column: str, log: bool) -> pa.Array:
+def _returns(data: Any, column: str, log: bool, out: np.ndarray | None) -> pa.Array:
     batch = prepare(data, ("symbol", "interval", column))
     n = batch.num_rows
+    values = mask_buffer(n, out, np.float64)
     x, ok = _values(batch.column(column), 0)
     x = x.astype(np.float64)
     out = np.zeros(n, np.float64)
@@ -214,17 +215,23 @@ def _returns(data: Any, column: str, log: bool) -> pa.Array:
         valid[1:] = ok[1:] & ok[:-1]
         valid[_segment_starts(batch)[:-1]] = False
     out[~valid] = 0.0
-    return float_array(out, np.packbits(valid, bitorder="little"))
+    values[:] = out
+    return float_array(values, np.packbits(valid, bitorder="little"))
 
 
-def returns(data: Any, *, column: str = "close") -> pa.Array:
-    """``x[i] / x[i-1] - 1`` per (symbol, interval) segment; null first row / null inputs."""
-    return _returns(data, column, False)
+def returns(data: Any, *, column: str = "close", out: np.ndarray | None = None) -> pa.Array:
+    """``x[i] / x[i-1] - 1`` per (symbol, interval) segment; null first row / null inputs.
+
+    ``out`` (float64, at least as long as the data) receives the values and backs the
+    returned array without a copy."""
+    return _returns(data, column, False, out)
 
 
-def log_returns(data: Any, *, column: str = "close") -> pa.Array:
-    """``log(x[i] / x[i-1])`` per (symbol, interval) segment; null first row / null inputs."""
-    return _returns(data, column, True)
+def log_returns(data: Any, *, column: str = "close", out: np.ndarray | None = None) -> pa.Array:
+    """``log(x[i] / x[i-1])`` per (symbol, interval) segment; null first row / null inputs.
+
+    ``out`` as for :func:`returns`."""
+    return _returns(data, column, True, out)
 
 
 # ---------------------------------------------------------------------------------------
