@@ -313,8 +313,8 @@ def test_resample_matches_polars(load, data, to, tz):
 
 @pytest.mark.parametrize("to", ["1h", "1d", "1mo"])
 def test_resample_long_buckets_with_nulls_match_polars(load, to):
-    # buckets of hundreds of rows (the compiled kernel jumps to a bucket's end by galloping
-    # search and reduces column by column when only some columns hold nulls)
+    # buckets of hundreds of rows (the compiled kernel takes bucket bounds found in its first
+    # pass and reduces column by column when only some columns hold nulls)
     rng = np.random.default_rng(11)
     per, n = 3_000, 6_000
     sym = pa.array(["ZZ"] * per + ["AA"] * per)  # arrival order, not symbol order

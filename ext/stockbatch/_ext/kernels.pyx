@@ -668,25 +668,6 @@ cdef inline void _bucket(const Grid* g, int64_t t, int64_t* start, int64_t* end)
     end[0] = g.edges[lo + 1] if lo + 1 < g.nedges else INT64_MAX
 
 
-cdef inline int64_t _bucket_stop(const int64_t* pt, int64_t i, int64_t hi,
-                                 int64_t end) noexcept nogil:
-    """First row r in (i, hi) with pt[r] >= end, else hi, for ts ascending and pt[i] < end:
-    galloping then binary search, so a long bucket costs O(log) instead of a scan."""
-    cdef int64_t lo = i, step = 1, top, mid
-    while lo + step < hi and pt[lo + step] < end:
-        lo += step
-        step <<= 1
-    top = lo + step if lo + step < hi else hi
-    # pt[lo] < end; pt[top] >= end or top == hi
-    while top - lo > 1:
-        mid = (lo + top) >> 1
-        if pt[mid] < end:
-            lo = mid
-        else:
-            top = mid
-    return top
-
-
 cdef inline bint _range_valid(const Column* c, int64_t i, int64_t count) noexcept nogil:
     return c.validity == NULL or _all_set(c.validity, i + c.offset, count)
 
@@ -755,6 +736,41 @@ cdef inline bint _max_of(const double* p, Bits b, bint full, int64_t i, int64_t 
     return has
 
 
+cdef inline void _hlv_full(const double* ph, const double* pl, const int64_t* pv, int64_t i,
+                           int64_t j, double* hh, double* ll, int64_t* vs) noexcept nogil:
+    """Max high, min low (NaN propagates) and summed volume of rows [i, j), none null: one
+    pass over the three columns, two accumulators each so the chains overlap."""
+    cdef double h0 = ph[i], h1 = ph[i], l0 = pl[i], l1 = pl[i], x, y
+    cdef int64_t v0 = 0, v1 = 0, r = i
+    cdef int nan = 0
+    while r + 2 <= j:
+        x = ph[r]
+        y = ph[r + 1]
+        nan |= (x != x) | (y != y)
+        h0 = x if x > h0 else h0
+        h1 = y if y > h1 else h1
+        x = pl[r]
+        y = pl[r + 1]
+        nan |= ((x != x) | (y != y)) << 1
+        l0 = x if x < l0 else l0
+        l1 = y if y < l1 else l1
+        v0 += pv[r]
+        v1 += pv[r + 1]
+        r += 2
+    if r < j:
+        x = ph[r]
+        y = pl[r]
+        nan |= (x != x) | ((y != y) << 1)
+        h0 = x if x > h0 else h0
+        l0 = y if y < l0 else l0
+        v0 += pv[r]
+    h0 = h1 if h1 > h0 else h0
+    l0 = l1 if l1 < l0 else l0
+    hh[0] = NAN if nan & 1 else h0
+    ll[0] = NAN if nan & 2 else l0
+    vs[0] = v0 + v1
+
+
 cdef inline bint _sum_of(const int64_t* p, Bits b, bint full, int64_t i, int64_t j,
                          int64_t* out) noexcept nogil:
     cdef int64_t r, acc = 0
@@ -809,11 +825,19 @@ def resample(data, *, to, tz=None):
     cdef int64_t s, i, j, k = 0, start = 0, end = 0, prev_t = 0
     cdef bint started, unsorted = False
     cdef int64_t hi_
+    # without null ts, pass 1 also notes where each bucket starts (row and ts): capacity
+    # n + 1, of which only the pages actually written cost memory
+    cdef int64_t[::1] c_bstart, c_bts
+    if not ts_nulls:
+        bstart = np.empty(n + 1, np.int64)
+        bts = np.empty(n + 1, np.int64)
+        c_bstart = bstart
+        c_bts = bts
     # pass 1: count the buckets (and check the order) so outputs are allocated exactly
     with nogil:
         for s in range(c_nseg):
             if not ts_nulls:
-                # no null ts: check the order in one straight loop, then jump bucket to bucket
+                # no null ts: check the order in one straight loop, then find the buckets
                 i = c_seg[s]
                 hi_ = c_seg[s + 1]
                 for j in range(i + 1, hi_):
@@ -822,8 +846,12 @@ def resample(data, *, to, tz=None):
                     break
                 while i < hi_:
                     _bucket(&grid, pt[i], &start, &end)
+                    c_bstart[k] = i
+                    c_bts[k] = start
                     k += 1
-                    i = _bucket_stop(pt, i, hi_, end)
+                    i += 1
+                    while i < hi_ and pt[i] < end:
+                        i += 1
                 continue
             started = False
             for i in range(c_seg[s], c_seg[s + 1]):
@@ -842,6 +870,8 @@ def resample(data, *, to, tz=None):
     if unsorted:
         raise ValueError("resample needs ts ascending within each (symbol, interval); "
                          "run normalize() first")
+    if not ts_nulls:
+        c_bstart[k] = n  # the end of the last bucket
     out_ts = np.empty(k, np.int64)
     first = np.empty(k, np.int64)
     fl = {name: np.empty(k, np.float64) for name in ("open", "high", "low", "close", "adj")}
@@ -890,13 +920,15 @@ def resample(data, *, to, tz=None):
                     if ts_nulls and not bit(bt, i):
                         i += 1
                         continue
-                    _bucket(&grid, pt[i], &start, &end)
                     if ts_nulls:
+                        _bucket(&grid, pt[i], &start, &end)
                         j = i + 1
                         while j < c_seg[s + 1] and (not bit(bt, j) or pt[j] < end):
                             j += 1
                     else:
-                        j = _bucket_stop(pt, i, c_seg[s + 1], end)
+                        # bucket g + 1 starts at row i (pass 1 found it), ends at the next
+                        start = c_bts[g + 1]
+                        j = c_bstart[g + 2]
                     g += 1
                     c_ts[g] = start
                     c_first[g] = i
@@ -935,9 +967,7 @@ def resample(data, *, to, tz=None):
                         continue
                     if _block_valid(&v, i, j - i):
                         # no nulls in the bucket: straight reductions (NaN propagates)
-                        _max_of(ph, bh, True, i, j, True, &hh)
-                        _max_of(pl, bl, True, i, j, False, &ll)
-                        _sum_of(pv, bv, True, i, j, &vsum)
+                        _hlv_full(ph, pl, pv, i, j, &hh, &ll, &vsum)
                         c_o[g] = po[i]
                         c_h[g] = hh
                         c_l[g] = ll
