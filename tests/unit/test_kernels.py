@@ -285,6 +285,13 @@ def test_resample_unsorted_and_bad_arguments(k):
     rows = [("A", 5, 1.0, 1, 1, 1.0, 1), ("A", 1, 1.0, 1, 1, 1.0, 1)]
     with pytest.raises(ValueError, match="normalize"):
         k.resample(bars(rows), to="1h")
+    with pytest.raises(ValueError, match="normalize"):  # the later row in an earlier bucket
+        k.resample(bars(rows), to="5m")
+    late = rows + [("A", 12, 1.0, 1, 1, 1.0, 1), ("A", 11, 1.0, 1, 1, 1.0, 1)]
+    with pytest.raises(ValueError, match="normalize"):
+        k.resample(bars([late[1], late[0], late[2], late[3]]), to="5m")
+    with pytest.raises(ValueError, match="normalize"):
+        k.resample(bars([late[1], late[0], late[2], late[3]]), to="1d", tz="Asia/Tokyo")
     with pytest.raises(ValueError, match="unknown interval"):
         k.resample(bars(rows[:1]), to="7x")
     with pytest.raises(ValueError, match="unknown interval"):

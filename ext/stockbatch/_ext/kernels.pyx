@@ -837,13 +837,10 @@ def resample(data, *, to, tz=None):
     with nogil:
         for s in range(c_nseg):
             if not ts_nulls:
-                # no null ts: check the order in one straight loop, then find the buckets
+                # no null ts: find the buckets and check the order in the same scan (a row
+                # that opens a bucket has ts >= end > every earlier ts)
                 i = c_seg[s]
                 hi_ = c_seg[s + 1]
-                for j in range(i + 1, hi_):
-                    unsorted |= pt[j] < pt[j - 1]
-                if unsorted:
-                    break
                 while i < hi_:
                     _bucket(&grid, pt[i], &start, &end)
                     c_bstart[k] = i
@@ -851,7 +848,10 @@ def resample(data, *, to, tz=None):
                     k += 1
                     i += 1
                     while i < hi_ and pt[i] < end:
+                        unsorted |= pt[i] < pt[i - 1]
                         i += 1
+                if unsorted:
+                    break
                 continue
             started = False
             for i in range(c_seg[s], c_seg[s + 1]):
