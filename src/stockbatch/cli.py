@@ -346,8 +346,7 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
                               ) from None
             if concurrency is not None:
                 job.source.concurrency = concurrency
-            with sink._connection():  # fail now, in one line, if the database is unreachable
-                pass
+            sink.check()  # fail now, in one line, if the database is unreachable
             progress = None if quiet else _LiveProgress(command, len(job.symbols))
             if progress is not None:
                 job.on_progress = progress.on_progress

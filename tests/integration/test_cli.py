@@ -268,8 +268,6 @@ def test_read_without_database_exit_1(tmp_path, capsys):
     assert not missing.exists()  # reading does not create an empty database
 
 
-@pytest.mark.xfail(reason="sinks: reading zero rows from SQLite raises SchemaError (ADBC "
-                          "types the empty result's text columns int64)", strict=False)
 def test_read_unknown_symbol_exit_1(stored_db, capsys):
     assert main(["read", "ZZZZ", "--db", str(stored_db)]) == 1
     assert "no bars for ZZZZ" in capsys.readouterr().err

@@ -310,8 +310,15 @@ class BatchProcessingEngine:
         if not job.store_data:
             return None, False
         if isinstance(job.sink, Sink):
+            job.sink.check()
             return job.sink, False
-        return connect(job.sink), True
+        sink = connect(job.sink)
+        try:
+            sink.check()  # an unreachable database fails the job before anything is fetched
+        except BaseException:
+            sink.close()
+            raise
+        return sink, True
 
     # -- the engine's I/O loop -----------------------------------------------------------
     def _call_soon(self, coro) -> concurrent.futures.Future:
@@ -371,6 +378,7 @@ class _JobRun:
         self.analysis: list[pa.Table] = []
         self.dups = 0
         self.attempts = 0
+        self.refused = 0
         self.task: asyncio.Task | None = None
         self.abort_reason: BaseException | None = None
         self.fetch_end: float | None = None
@@ -420,6 +428,13 @@ class _JobRun:
             q.put_many(reqs)
             q.close()
             calls: set[asyncio.Task] = set()
+
+            def launch() -> None:
+                for call in co.take_calls():
+                    t = loop.create_task(eng._run_call(co, job.source, call))
+                    calls.add(t)
+                    t.add_done_callback(calls.discard)
+
             while True:
                 size = eng.optimizer.recommend(op)
                 try:
@@ -428,14 +443,13 @@ class _JobRun:
                     break
                 futs = []
                 for r in wave:
+                    if self.slots.locked():
+                        launch()  # what is planned must run before we wait for the store
                     await self.slots.acquire()  # backpressure: the store stage keeps up
                     fut = co.submit_async(r)
                     fut.add_done_callback(lambda f, r=r: on_done(r, f))
                     futs.append(fut)
-                for call in co.take_calls():
-                    t = loop.create_task(eng._run_call(co, job.source, call))
-                    calls.add(t)
-                    t.add_done_callback(calls.discard)
+                launch()
                 loop.create_task(self._observe(op, futs, time.perf_counter()))
             if pending:
                 await all_answered
@@ -523,7 +537,8 @@ class _JobRun:
                 self.process(chunk)
             if taken:
                 self.loop.call_soon_threadsafe(_release, self.slots, taken)
-            self.progress("store" if chunk else "fetch")
+            if chunk:
+                self.progress("store")
 
     def _get(self, deadline, *, block):
         while True:
@@ -548,6 +563,7 @@ class _JobRun:
             outcome.error = f"{type(value).__name__}: {value}"
             self.failed += 1
             self.done += 1
+            self.progress("fetch")
             return 0
         n = value.num_rows
         self.fetched += n
@@ -556,8 +572,10 @@ class _JobRun:
         if n == 0:
             outcome.status = "empty"
             self.done += 1
-            return 0
-        chunk.append((symbol, value))
+            n = 0
+        else:
+            chunk.append((symbol, value))
+        self.progress("fetch")
         return n
 
     def process(self, chunk: list[tuple[str, pa.RecordBatch]]) -> None:
@@ -581,9 +599,10 @@ class _JobRun:
         _add(stages["validate"], rows_in - 0, table.num_rows, n_rej, time.perf_counter() - t)
 
         t = time.perf_counter()
-        error = self.store(table, rejected)
+        error, refused = self.store(table, rejected)
         _add(stages["store"], table.num_rows + n_rej,
-             0 if error else table.num_rows, n_rej, time.perf_counter() - t)
+             0 if error else table.num_rows - refused, n_rej + refused, time.perf_counter() - t)
+        self.refused += refused
         valid_counts = _counts(table)
         rej_counts = _counts(rejected)
         for s in symbols:
@@ -595,39 +614,41 @@ class _JobRun:
                 continue
             o.status, o.rows, o.quarantined = "stored", valid_counts.get(s, 0), rej_counts.get(s, 0)
         if error is None:
-            self.stored += table.num_rows
+            self.stored += table.num_rows - refused
             self.rejected += n_rej
             if not job.store_data:
                 self.tables.append(table)
             if job.indicators and table.num_rows:
                 self.analyze(table)
 
-    def store(self, table: pa.Table, rejected: pa.Table | None) -> str | None:
+    def store(self, table: pa.Table, rejected: pa.Table | None) -> tuple[str | None, int]:
         """Write a chunk (one transaction) and its rejected rows; retry, and on the last try
         bisect so that only the rows the database refuses are quarantined. Returns the
-        error when the chunk could not be stored."""
+        error when the chunk could not be stored, and how many rows the database refused
+        (quarantined by the sink with its error)."""
         job, sink, eng = self.job, self.sink, self.engine
         if sink is None:
-            return None
+            return None, 0
         mode = "create_append" if job.mode == "append" else job.mode
         error = None
         for attempt in range(1, eng.store_attempts + 1):
             self.attempts += 1
             split = attempt == eng.store_attempts and attempt > 1
+            refused = 0
             try:
                 if table.num_rows:
-                    sink.ingest(table, table=job.table, kind=job.kind, mode=mode,
-                                on_error="split" if split else "raise", job_id=job.job_id,
-                                source=job.source.name)
+                    refused = sink.ingest(table, table=job.table, kind=job.kind, mode=mode,
+                                          on_error="split" if split else "raise",
+                                          job_id=job.job_id, source=job.source.name).rejected
                 if rejected is not None and rejected.num_rows:
                     sink.quarantine(rejected, job_id=job.job_id,
                                     target=job.table or sink.tables[job.kind])
-                return None
+                return None, refused
             except SinkError as exc:
                 error = f"SinkError: {exc}"
                 if mode == "create":  # a second try would find the table it made
                     break
-        return error
+        return error, 0
 
     def analyze(self, table: pa.Table) -> None:
         from ..indicators import compute
@@ -673,6 +694,7 @@ class _JobRun:
             "error_rate": self.failed / n if n else 0.0,
             "duplicates_dropped": self.dups,
             "store_attempts": self.attempts,
+            "rows_refused_by_db": self.refused,
             "peak_rss_mb": peak / (1024 * 1024 if sys.platform == "darwin" else 1024),
             "batch_size": self.engine.optimizer.recommend(f"fetch:{self.job.source.name}"),
         })

@@ -375,6 +375,12 @@ class Sink:
         """Close every pooled connection."""
         self._pool.close()
 
+    def check(self) -> None:
+        """Open (or take from the pool) one connection and give it back: raises
+        :class:`SinkError` now, with the password redacted, if the database is unreachable."""
+        with self._connection():
+            pass
+
     @contextmanager
     def _connection(self) -> Iterator[Any]:
         """A pooled connection; failing to open one raises SinkError (password redacted)."""
@@ -826,6 +832,8 @@ class Sink:
                 out = self._read_arrow(conn, stmt, params, kind)
             except self._db_errors() as exc:
                 raise SinkError(f"read from {table!r} failed: {self._err(exc)}") from None
+        if out.num_rows == 0:  # drivers type the columns of an empty result loosely
+            return _SCHEMAS[kind].empty_table()
         return self._canonical(out, kind)
 
     def _bind_ts(self, us: int) -> Any:
