@@ -320,6 +320,17 @@ class BatchProcessingEngine:
             raise
         return sink, True
 
+    def run_coroutine(self, coro, timeout: float | None = None) -> Any:
+        """Run ``coro`` on the engine's I/O loop (where its jobs use their sources) and
+        return its result; for code that calls a source directly beside the engine's jobs
+        (an httpx client must stay on one loop). ``TimeoutError`` after ``timeout`` s."""
+        fut = self._call_soon(coro)
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise TimeoutError(f"no answer within {timeout:g} s") from None
+
     # -- the engine's I/O loop -----------------------------------------------------------
     def _call_soon(self, coro) -> concurrent.futures.Future:
         with self._lock:
