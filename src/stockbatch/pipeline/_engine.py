@@ -461,7 +461,9 @@ class _JobRun:
                     fut.add_done_callback(lambda f, r=r: on_done(r, f))
                     futs.append(fut)
                 launch()
-                loop.create_task(self._observe(op, futs, time.perf_counter()))
+                t = loop.create_task(self._observe(op, futs, time.perf_counter()))
+                calls.add(t)  # the loop keeps only weak references to tasks
+                t.add_done_callback(calls.discard)
             if pending:
                 await all_answered
         except asyncio.CancelledError:
