@@ -21,7 +21,7 @@ Groups (peers in the same group, same data, one run):
                            into one Yahoo-shaped document, ~98k bars), same peers and targets
   fetch 1y daily x500      fetch + decode 500 symbols x 1y daily from the server:
                              stockbatch            YahooChartSource.fetch_many (default
-                                                   concurrency 16, rate limiter off: rate=inf)
+                                                   concurrency 8, rate limiter off: rate=inf)
                              stockbatch_c4         the same with concurrency=4 (on loopback
                                                    there is no latency to hide, and httpx's
                                                    async pool costs more per request the more
@@ -74,7 +74,7 @@ NSYM = 5 if quick() else 500
 MINUTE_DAYS = 8 if quick() else 365
 CEILING_REQUESTS = 200 if quick() else 8_000
 CONNECTIONS = 8
-CONCURRENCY = 16
+CONCURRENCY = 8
 US = pa.timestamp("us", tz="UTC")
 CHART_PARAMS = {"interval": "1d", "includePrePost": "false", "events": "div,splits",
                 "range": "1y"}

@@ -59,7 +59,9 @@ class YahooChartSource(ReliableSource):
         ``auto``: do the cookie/crumb handshake when the server answers 401/403;
         ``True``: before the first call; ``False``: never.
     concurrency : int
-        Requests in flight at once (also the connection pool size).
+        Requests in flight at once (also the connection pool size). The default 8 covers the
+        default rate (50/s) at 100+ ms round trips; more costs httpx time per request
+        (measured in bench/test_sources.py and bench/test_pipeline.py).
     events : bool
         Ask for dividends and splits (kept in the ``stockbatch.events`` schema metadata).
     normalize : bool
@@ -72,7 +74,7 @@ class YahooChartSource(ReliableSource):
     max_symbols_per_call = 50
 
     def __init__(self, *, base_url: str = "https://query2.finance.yahoo.com",
-                 cookie_url: str | None = None, crumb="auto", concurrency: int = 16,
+                 cookie_url: str | None = None, crumb="auto", concurrency: int = 8,
                  events: bool = True, normalize: bool = True, rate: float = 50.0,
                  burst: int = 50, retry=None, breaker=None, cache=None, timeout: float = 10.0,
                  client: httpx.AsyncClient | None = None) -> None:
