@@ -25,6 +25,7 @@ import resource
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -98,7 +99,7 @@ class BatchProcessingEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._source_sems: dict[int, asyncio.Semaphore] = {}
+        self._source_sems: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._closed = False
         self._finished = {"completed": 0, "failed": 0, "cancelled": 0, "timed_out": 0}
@@ -350,9 +351,9 @@ class BatchProcessingEngine:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def _source_sem(self, source) -> asyncio.Semaphore:
-        sem = self._source_sems.get(id(source))
+        sem = self._source_sems.get(source)
         if sem is None:
-            sem = self._source_sems[id(source)] = asyncio.Semaphore(max(1, source.concurrency))
+            sem = self._source_sems[source] = asyncio.Semaphore(max(1, source.concurrency))
         return sem
 
     async def _run_call(self, co: Coalescer, source, call) -> None:
