@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import threading
 import urllib.request
 
 import numpy as np
@@ -209,6 +210,29 @@ def test_bulk_history_many_symbols_in_one_go(fetcher, server):
     out = fetcher.bulk_get_historical_data(codes, period="3mo")
     assert all(isinstance(out[c], pd.DataFrame) and len(out[c]) > 50 for c in codes)
     assert_same_frame(out["1320"], yf_history("1320.T", period="3mo"))
+
+
+def test_bulk_history_runs_as_an_engine_job(server):
+    """Bulk history is a BatchProcessingEngine job; single calls share the engine's I/O loop
+    (one loop for the source's HTTP client), and close() stops it."""
+    with StockFetcher(base_url=server.url) as f:
+        f.get_historical_data("7203", period="1mo")  # a single call first: makes the engine
+        engine = f._sb.engine
+        assert engine.health_check()["loop_alive"]
+        assert "stockbatch-compat" not in {t.name for t in threading.enumerate()}
+        co_before = engine.coalescer.stats()["requests_in"]
+        out = f.bulk_get_historical_data(["7203", "6758", "AAPL", "UNKNOWNC"], period="6mo")
+        assert out["UNKNOWNC"] is None and all(out[c] is not None for c in ("7203", "6758"))
+        result = f._sb.last_result
+        assert result.status == "completed"
+        assert result.stats["requests"] == 4
+        assert result.stats["provider_calls"] == 4
+        assert result.failed_symbols == ["UNKNOWNC"]
+        assert result.symbols["AAPL"].rows == len(out["AAPL"])
+        assert engine.coalescer.stats()["requests_in"] - co_before == 4
+        assert engine.health_check()["finished"]["completed"] == 1
+        assert_same_frame(out["6758"], yf_history("6758.T", period="6mo"))
+    assert not engine.health_check()["loop_alive"]
 
 
 def test_bulk_history_refuses_bad_period(fetcher):

@@ -14,6 +14,13 @@ Or keep your own fetcher class and let stockbatch run only its bulk methods::
     from stockbatch.compat import accelerate
     MyFetcher = accelerate(MyFetcher)
 
+Each fetcher owns one :class:`stockbatch.pipeline.BatchProcessingEngine` (made on first use,
+stopped by ``close()`` / ``stockbatch_close()``). The bulk methods run through it: bulk history
+is an engine job (``store_data=False``: concurrent, coalesced fetches, nothing written; codes
+that fail are logged and come back as None), bulk quotes are the source's batched quote calls
+on the engine's I/O loop. Single-symbol calls run on that same loop, so one HTTP connection
+pool serves them all.
+
 Exceptions keep their original names and sit under :class:`stockbatch.StockbatchError`::
 
     StockbatchError

@@ -33,9 +33,12 @@ def accelerate(
     """Make an existing fetcher's bulk methods run through stockbatch.
 
     ``bulk_get_historical_data``, ``bulk_get_current_prices`` and ``get_realtime_data`` are
-    replaced by concurrent stockbatch fetches that return the same shapes (dict code ->
-    yfinance-style DataFrame / price dict / None). Every other method (single-symbol calls,
-    caches, company info, your own additions) stays yours.
+    replaced by methods that run through stockbatch's engine and return the same shapes (dict
+    code -> yfinance-style DataFrame / price dict / None). Each instance gets one
+    :class:`~stockbatch.pipeline.BatchProcessingEngine` (made on first use): bulk history is
+    an engine job (concurrent, coalesced fetches; no storage; failed codes logged and
+    returned as None), and the batched quote calls run on the engine's I/O loop. Every other
+    method (single-symbol calls, caches, company info, your own additions) stays yours.
 
     Codes map to provider symbols with the fetcher's own ``_format_symbol(code)`` when it has
     one (the day_trade convention), else by ``suffix_rule`` / ``market_suffix``.
@@ -63,8 +66,8 @@ def accelerate(
         fetcher = accelerate(MyFetcher(), base_url="http://127.0.0.1:8765")
         prices = fetcher.bulk_get_current_prices(["7203", "AAPL"])
 
-    Call ``stockbatch_close()`` on the instance (or let the process end) to release the
-    connections stockbatch opened.
+    Call ``stockbatch_close()`` on the instance (or let the process end) to close the
+    connections stockbatch opened and stop its engine.
     """
     config = dict(source=source, base_url=base_url, market_suffix=market_suffix,
                   suffix_rule=suffix_rule, timeout=timeout)

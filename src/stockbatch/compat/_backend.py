@@ -1,6 +1,7 @@
-"""What StockFetcher and the accelerate() adapter share: symbol rules, a private event loop that
-drives the async sources from synchronous methods, the calls into stockbatch, and the mapping of
-stockbatch's errors onto the StockFetcher exceptions."""
+"""What StockFetcher and the accelerate() adapter share: symbol rules, the calls into stockbatch
+(one :class:`~stockbatch.pipeline.BatchProcessingEngine` per backend: bulk history runs as an
+engine job, every other source call on the engine's I/O loop), and the mapping of stockbatch's
+errors onto the StockFetcher exceptions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import datetime as _dt
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -110,47 +112,20 @@ def translate(exc: BaseException, symbol: str | None = None) -> StockFetcherErro
     return StockFetcherError(f"fetch failed{where}: {type(exc).__name__}: {exc}")
 
 
-class LoopThread:
-    """One private asyncio loop on a daemon thread.
+def _period_start(period: str, now: float | None = None) -> int | str:
+    """The first second of a Yahoo ``range=period`` request, as Yahoo (and yfinance, which
+    sends ``range=``) count it: back from *now*. The engine, given the period itself, would
+    count back from the next UTC midnight (so that a day's jobs coalesce), which can leave out
+    the first bar yfinance returns; bulk history must equal the single calls and yfinance."""
+    from ..sources._base import period_days
 
-    The sources are async (httpx); StockFetcher's methods are synchronous and may be called from
-    any thread, including from inside someone else's running loop (Jupyter). Running every
-    coroutine on this one loop keeps the HTTP connection pool alive between calls.
-    """
-
-    def __init__(self, name: str = "stockbatch-compat"):
-        self._name = name
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def _ensure(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        loop = self._ensure()
-        if self._thread is threading.current_thread():
-            coro.close()
-            raise RuntimeError("StockFetcher methods are synchronous: do not call them from "
-                               "its own loop; use stockbatch's async API instead")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
-
-    def close(self) -> None:
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(timeout=5)
-        loop.close()
+    now = time.time() if now is None else now
+    if period == "max":
+        return 0
+    if period == "ytd":
+        year = _dt.datetime.fromtimestamp(now, _dt.timezone.utc).year
+        return int(_dt.datetime(year, 1, 1, tzinfo=_dt.timezone.utc).timestamp())
+    return int(now) - period_days(period) * 86400
 
 
 def _make_source(source: Any, base_url: str | None) -> Any:
@@ -164,7 +139,12 @@ def _make_source(source: Any, base_url: str | None) -> Any:
 
 
 class Backend:
-    """Symbol rule + source + loop: everything the compat classes need from stockbatch."""
+    """Symbol rule + source + engine: everything the compat classes need from stockbatch.
+
+    The engine is made on first use and closed by :meth:`close`. All source calls run on its
+    one I/O loop (an httpx client must stay on the loop it was first used on), so single calls
+    and bulk jobs share the source's connection pool.
+    """
 
     def __init__(
         self,
@@ -184,7 +164,33 @@ class Backend:
         self.suffix_rule = suffix_rule
         self.tz_of = tz_of or exchange_tz
         self.timeout = timeout
-        self.loop = LoopThread()
+        self._engine: Any = None
+        self._lock = threading.Lock()
+        #: The last bulk-history job's result (figures: ``stats``, ``stages``, ``symbols``).
+        self.last_result: Any = None
+
+    @property
+    def engine(self) -> Any:
+        """The backend's :class:`~stockbatch.pipeline.BatchProcessingEngine` (made on first
+        use)."""
+        with self._lock:
+            if self._engine is None:
+                from ..pipeline import BatchProcessingEngine
+
+                self._engine = BatchProcessingEngine(max_concurrent_jobs=4)
+            return self._engine
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the engine's I/O loop; StockFetcherError after ``timeout``."""
+        engine = self.engine
+        if engine._thread is not None and engine._thread is threading.current_thread():
+            coro.close()
+            raise RuntimeError("StockFetcher methods are synchronous: do not call them from "
+                               "the engine's loop; use stockbatch's async API instead")
+        try:
+            return engine.run_coroutine(coro, self.timeout)
+        except TimeoutError as exc:
+            raise StockFetcherError(f"no answer within {self.timeout:g} s") from exc
 
     # -- symbols ---------------------------------------------------------------------------
     def symbol(self, code: str) -> str:
@@ -204,33 +210,40 @@ class Backend:
     # -- data ------------------------------------------------------------------------------
     def history(self, symbol: str, **kw: Any) -> pa.RecordBatch | pa.Table:
         try:
-            return self.loop.run(self.source.fetch_history(symbol, **kw), self.timeout)
+            return self.run(self.source.fetch_history(symbol, **kw))
         except StockbatchError as exc:
             raise translate(exc, symbol) from exc
 
-    def histories(self, symbols: Sequence[str], **kw: Any) -> pa.Table:
-        """Many symbols concurrently on the private loop; one Arrow table. Symbols that fail
-        are left out (their reasons are logged)."""
-
-        async def run() -> list[pa.RecordBatch]:
-            out = []
-            async for symbol, result in self.source.fetch_many(list(symbols), **kw):
-                if isinstance(result, BaseException):
-                    _log.warning("no history for %s: %s", symbol, result)
-                elif result.num_rows:
-                    out.append(result)
-            return out
-
-        try:
-            batches = self.loop.run(run(), self.timeout)
-        except StockbatchError as exc:
-            raise translate(exc) from exc
+    def histories(self, symbols: Sequence[str], *, interval: str = "1d",
+                  period: str | None = None, start: Any = None, end: Any = None) -> pa.Table:
+        """Many symbols as one engine job (fetch on the engine's loop, coalesced, no storage,
+        no validation); one Arrow table. Symbols that fail are left out (their reasons are
+        logged)."""
         from ..schema import BARS
 
-        if not batches:
+        if not symbols:
             return BARS.empty_table()
-        return pa.Table.from_batches([b.replace_schema_metadata(BARS.metadata)
-                                      for b in batches], schema=BARS)
+        engine = self.engine
+        if period is not None and start is None and end is None:
+            period, start = None, _period_start(period)
+        try:
+            job = engine.create_stock_data_pipeline_job(
+                list(symbols), source=self.source, store_data=False, validate=False,
+                interval=interval, period=period, start=start, end=end, timeout=self.timeout)
+        except (ValueError, TypeError) as exc:
+            raise InvalidSymbolError(str(exc)) from exc
+        result = engine.run(job)
+        self.last_result = result
+        for symbol in result.failed_symbols:
+            _log.warning("no history for %s: %s", symbol, result.symbols[symbol].error)
+        if result.status == "timed_out":
+            _log.warning("bulk history job %s: %s", result.job_id, result.error)
+        elif result.status == "failed":
+            raise StockFetcherError(f"bulk history failed: {result.error}")
+        table = result.table
+        if table is None or not table.num_rows:
+            return BARS.empty_table()
+        return table.replace_schema_metadata(BARS.metadata)
 
     def quotes(self, symbols: Sequence[str], *, chunk: int = 100) -> pa.Table:
         """Quotes through the batched quote endpoint, ``chunk`` symbols a call, calls
@@ -242,7 +255,7 @@ class Backend:
             return await asyncio.gather(*(self.source.fetch_quotes(p) for p in parts))
 
         try:
-            batches = self.loop.run(run(), self.timeout) if parts else []
+            batches = self.run(run()) if parts else []
         except StockbatchError as exc:
             raise translate(exc) from exc
         from ..schema import QUOTES
@@ -251,10 +264,14 @@ class Backend:
         return pa.concat_tables(tables) if tables else QUOTES.empty_table()
 
     def close(self) -> None:
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is None:
+            return
         aclose = getattr(self.source, "aclose", None)
-        if aclose is not None and self.loop._loop is not None:
+        if aclose is not None and engine._loop is not None:
             try:
-                self.loop.run(aclose(), 10)
+                engine.run_coroutine(aclose(), 10)
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
-        self.loop.close()
+        engine.close()

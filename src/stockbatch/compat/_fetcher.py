@@ -117,7 +117,7 @@ class BulkMethods:
         batch_size: int = 50,
         delay: float = 0.1,
     ) -> dict[str, pd.DataFrame | None]:
-        """History of many codes in one concurrent stockbatch fetch.
+        """History of many codes as one stockbatch engine job (concurrent, coalesced fetches).
 
         Parameters
         ----------
@@ -166,7 +166,8 @@ class BulkMethods:
         delay: float = 0.05,
     ) -> dict[str, dict[str, Any] | None]:
         """Current prices of many codes through the batched quote endpoint: ``batch_size``
-        symbols per request, requests concurrent (``delay`` is accepted and ignored).
+        symbols per request, requests concurrent on the engine's I/O loop (``delay`` is
+        accepted and ignored).
 
         Returns code -> the dict of :meth:`StockFetcher.get_current_price`, or None."""
         del delay
@@ -205,8 +206,9 @@ class BulkMethods:
 class StockFetcher(BulkMethods):
     """Drop-in for day_trade's ``StockFetcher`` (yfinance), backed by stockbatch.
 
-    Same methods, arguments, return shapes and exceptions; the bulk methods fetch all codes
-    concurrently through stockbatch instead of looping over yfinance.
+    Same methods, arguments, return shapes and exceptions; the bulk methods run through the
+    fetcher's :class:`~stockbatch.pipeline.BatchProcessingEngine` (all codes concurrently)
+    instead of looping over yfinance.
 
     Parameters
     ----------
@@ -264,7 +266,7 @@ class StockFetcher(BulkMethods):
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the source's connections and stop the private event loop."""
+        """Close the source's connections and stop the engine (its I/O loop)."""
         self._sb.close()
 
     def __enter__(self) -> StockFetcher:
