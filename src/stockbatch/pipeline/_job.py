@@ -66,21 +66,20 @@ def _is_loopback(url: str) -> bool:
 
 def resolve_window(interval: str, period: str | None, start: Any, end: Any,
                    *, now: float | None = None) -> tuple[int, int]:
-    """``[start, end)`` in epoch microseconds. A period counts back from now; for daily or
-    coarser bars the end is rounded up to the next UTC midnight so that repeated jobs of one
-    day ask for the same range (and coalesce, and hit the cache)."""
+    """``[start, end)`` in epoch microseconds. A period counts back from now, as Yahoo's
+    ``range=`` does; the window is widened to whole UTC days (daily or coarser bars) or whole
+    minutes, so it covers Yahoo's and repeated jobs of one day ask for the same range (they
+    coalesce and hit the cache)."""
     if period is not None and (start is not None or end is not None):
         raise ValueError("give either period or start/end, not both")
     p1, p2 = to_epoch(start), to_epoch(end)
     now = time.time() if now is None else now
+    step = 86400 if interval in DAILY_INTERVALS else 60
+    anchor = now if p2 is None else p2
     if p2 is None:
-        p2 = int(now)
-        if interval in DAILY_INTERVALS:
-            p2 = (p2 // 86400 + 1) * 86400
-        else:
-            p2 = (p2 // 60 + 1) * 60
+        p2 = (int(now) // step + 1) * step  # after now, stable within the step
     if p1 is None:
-        p1 = p2 - period_days(period or "1mo") * 86400
+        p1 = int(anchor - period_days(period or "1mo") * 86400) // step * step
     if p2 <= p1:
         raise ValueError(f"end ({dt.datetime.fromtimestamp(p2, dt.timezone.utc):%Y-%m-%d %H:%M}) "
                          f"is not after start "
