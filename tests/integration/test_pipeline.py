@@ -303,3 +303,19 @@ def test_postgres_connection_killed_mid_job_loses_nothing(fixture_server, pg_uri
         n = admin.execute(f'SELECT count(*), count(DISTINCT symbol) FROM "{table}"').fetchone()
         assert n == (result.rows_stored, 12)
         admin.execute(f'DROP TABLE "{table}"')
+
+
+def test_run_coroutine_runs_on_the_engine_loop_and_refuses_its_own_thread():
+    with BatchProcessingEngine() as engine:
+        async def where():
+            return threading.current_thread().name
+
+        assert engine.run_coroutine(where(), 5) == "stockbatch-io"
+
+        async def nested():
+            return engine.run_coroutine(where(), 5)
+
+        with pytest.raises(RuntimeError, match="own loop thread"):
+            engine.run_coroutine(nested(), 5)
+        with pytest.raises(TimeoutError):
+            engine.run_coroutine(asyncio.sleep(2), 0.05)

@@ -182,13 +182,8 @@ class Backend:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the engine's I/O loop; StockFetcherError after ``timeout``."""
-        engine = self.engine
-        if engine._thread is not None and engine._thread is threading.current_thread():
-            coro.close()
-            raise RuntimeError("StockFetcher methods are synchronous: do not call them from "
-                               "the engine's loop; use stockbatch's async API instead")
-        try:
-            return engine.run_coroutine(coro, self.timeout)
+        try:  # on the engine's own loop thread this raises RuntimeError (it would deadlock)
+            return self.engine.run_coroutine(coro, self.timeout)
         except TimeoutError as exc:
             raise StockFetcherError(f"no answer within {self.timeout:g} s") from exc
 

@@ -324,7 +324,12 @@ class BatchProcessingEngine:
     def run_coroutine(self, coro, timeout: float | None = None) -> Any:
         """Run ``coro`` on the engine's I/O loop (where its jobs use their sources) and
         return its result; for code that calls a source directly beside the engine's jobs
-        (an httpx client must stay on one loop). ``TimeoutError`` after ``timeout`` s."""
+        (an httpx client must stay on one loop). ``TimeoutError`` after ``timeout`` s;
+        ``RuntimeError`` when called from the loop's own thread (it would wait forever)."""
+        if self._thread is not None and self._thread is threading.current_thread():
+            coro.close()
+            raise RuntimeError("run_coroutine was called on the engine's own loop thread: "
+                               "await the coroutine there instead")
         fut = self._call_soon(coro)
         try:
             return fut.result(timeout)
