@@ -319,3 +319,15 @@ def test_run_coroutine_runs_on_the_engine_loop_and_refuses_its_own_thread():
             engine.run_coroutine(nested(), 5)
         with pytest.raises(TimeoutError):
             engine.run_coroutine(asyncio.sleep(2), 0.05)
+
+
+def test_a_job_without_storage_returns_its_rejected_rows():
+    bad = bars("BAD", [10.0, 11.0, 12.0], highs=[11.0, 5.0, 13.0])
+    with BatchProcessingEngine() as engine:
+        job = engine.create_stock_data_pipeline_job(
+            ["BAD"], source=CraftedSource({"BAD": bad}), store_data=False,
+            start="2024-01-01", end="2025-01-01")
+        result = engine.run(job)
+    assert result.success and result.table.num_rows == 2
+    assert result.rejected.num_rows == 1 and "HIGH_INCONSISTENT" in result.rejected["reasons"][0].as_py()
+    assert result.stages["validate"].rows_in == 3 and result.stages["validate"].rejected == 1

@@ -392,6 +392,7 @@ class _JobRun:
         self.t0 = time.perf_counter()
         self.fetched = self.stored = self.rejected = self.done = self.failed = 0
         self.tables: list[pa.Table] = []
+        self.rejected_tables: list[pa.Table] = []
         self.analysis: list[pa.Table] = []
         self.dups = 0
         self.attempts = 0
@@ -517,6 +518,8 @@ class _JobRun:
         elif not job.store_data:
             from ..schema import BARS, QUOTES
             self.result.table = (BARS if job.kind == "bars" else QUOTES).empty_table()
+        if self.rejected_tables:
+            self.result.rejected = pa.concat_tables(self.rejected_tables)
         if self.analysis:
             self.result.indicators = pa.concat_tables(self.analysis)
         if isinstance(self.abort_reason, JobTimeout):
@@ -609,13 +612,14 @@ class _JobRun:
         _add(stages["transform"], rows_in, table.num_rows, 0, time.perf_counter() - t)
 
         t = time.perf_counter()
+        rows_in = table.num_rows
         rejected = None
         if job.kind == "bars" and job.validate:
             report = kernels.validate(table, spike_threshold=job.spike_threshold)
             if report.n_rejected:
                 table, rejected = report.valid, report.rejected
         n_rej = 0 if rejected is None else rejected.num_rows
-        _add(stages["validate"], rows_in - 0, table.num_rows, n_rej, time.perf_counter() - t)
+        _add(stages["validate"], rows_in, table.num_rows, n_rej, time.perf_counter() - t)
 
         t = time.perf_counter()
         error, refused = self.store(table, rejected)
@@ -635,8 +639,10 @@ class _JobRun:
         if error is None:
             self.stored += table.num_rows - refused
             self.rejected += n_rej
-            if not job.store_data:
+            if not job.store_data:  # nothing is stored: the rows travel in the result
                 self.tables.append(table)
+                if rejected is not None:
+                    self.rejected_tables.append(rejected)
             if job.indicators and table.num_rows:
                 self.analyze(table)
 

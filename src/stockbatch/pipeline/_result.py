@@ -84,6 +84,9 @@ class JobResult:
         Why the job failed, timed out or was cancelled.
     table : pyarrow.Table or None
         The fetched bars, for jobs run with ``store_data=False`` (:func:`stockbatch.fetch`).
+    rejected : pyarrow.Table or None
+        For jobs run with ``store_data=False``: the rows validation rejected, with their
+        ``reasons`` (a storing job puts them in the quarantine table instead).
     indicators : pyarrow.Table or None
         ``symbol``, ``interval``, ``ts`` and one column per requested indicator.
     """
@@ -96,6 +99,7 @@ class JobResult:
     stats: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     table: pa.Table | None = field(default=None, repr=False)
+    rejected: pa.Table | None = field(default=None, repr=False)
     indicators: pa.Table | None = field(default=None, repr=False)
 
     @property
