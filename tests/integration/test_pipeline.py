@@ -299,7 +299,10 @@ def test_postgres_connection_killed_mid_job_loses_nothing(fixture_server, pg_uri
             result = engine.run(job)
         assert killed and killed[0] >= 1
         assert result.success, result.summary()
-        assert result.stats["store_attempts"] > sum(1 for _ in syms) - 1
+        chunks = admin.execute("SELECT count(*) FROM ingest_log WHERE job_id = %s",
+                               (result.job_id,)).fetchone()[0]
+        # the pool's checkout health check reconnects (or a store attempt is retried)
+        assert chunks >= 2 and result.stats["store_attempts"] >= chunks
         n = admin.execute(f'SELECT count(*), count(DISTINCT symbol) FROM "{table}"').fetchone()
         assert n == (result.rows_stored, 12)
         admin.execute(f'DROP TABLE "{table}"')
