@@ -75,9 +75,7 @@ def ingest(symbols: Iterable[str] | str, *, db: str | os.PathLike | Sink = DEFAU
             symbols, source=source, base_url=base_url, sink=db, interval=interval,
             period=period, start=start, end=end, mode=mode, table=table,
             indicators=indicators, validate=validate, spike_threshold=spike_threshold,
-            timeout=timeout, on_progress=on_progress, job_id=job_id)
-        if concurrency is not None:
-            job.source.concurrency = concurrency
+            timeout=timeout, on_progress=on_progress, job_id=job_id, concurrency=concurrency)
         return engine.run(job)
 
 

@@ -318,7 +318,7 @@ def _cmd_ingest(args) -> int:
 
 
 def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
-                concurrency: int | None = None, **options: Any) -> int:
+                **options: Any) -> int:
     """Run one ingest job with a live progress bar, then print the summary. Returns the exit
     code: 0 all stored (or empty), 1 some failed or the job could not run, 2 bad options.
 
@@ -342,8 +342,6 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
             except ImportError as exc:  # e.g. --source yfinance without yfinance installed
                 raise Refused(f"{exc} (pip install 'stockbatch[{exc.name or 'yfinance'}]')"
                               ) from None
-            if concurrency is not None:
-                job.source.concurrency = concurrency
             sink.check()  # fail now, in one line, if the database is unreachable
             progress = None if quiet else _LiveProgress(command, len(job.symbols))
             if progress is not None:

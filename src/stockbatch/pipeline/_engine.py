@@ -114,7 +114,7 @@ class BatchProcessingEngine:
             indicators: Iterable[str] | str | None = None, validate: bool = True,
             spike_threshold: float | None = None, priority: int = 3,
             timeout: float | None = None, on_progress: Callable[[Progress], Any] | None = None,
-            job_id: str | None = None) -> PipelineJob:
+            job_id: str | None = None, concurrency: int | None = None) -> PipelineJob:
         """Describe a job (nothing runs yet).
 
         Parameters
@@ -148,9 +148,15 @@ class BatchProcessingEngine:
             Seconds for the whole job; symbols not done by then are reported failed.
         on_progress : callable, optional
             Called with a :class:`Progress` as symbols finish (from the job's thread).
+        concurrency : int, optional
+            Provider requests in flight at once (sets the source's own bound).
         """
         syms = clean_symbols(symbols)
+        if concurrency is not None and concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         src, owned = resolve_source(source, base_url=base_url)
+        if concurrency is not None:
+            src.concurrency = concurrency
         if include_historical:
             start_us, end_us = resolve_window(interval, period, start, end)
         else:
