@@ -49,6 +49,14 @@ cdef inline int bit(Bits b, int64_t i) noexcept nogil:
     return (b.p[j >> 3] >> (j & 7)) & 1
 
 
+cdef inline int64_t _last_valid(Bits b, int64_t i, int64_t j) noexcept nogil:
+    """The last row of [i, j) whose bit is set, or i - 1 when none is."""
+    cdef int64_t r = j - 1
+    while r >= i and not bit(b, r):
+        r -= 1
+    return r
+
+
 cdef Bits _bits(const Column* c, int64_t n):
     cdef Bits b
     if c.validity == NULL:
@@ -947,16 +955,12 @@ def resample(data, *, to, tz=None):
                         if _max_of(pl, bl, _range_valid(&lo, i, j - i), i, j, False, &x):
                             c_l[g] = x
                             _set(&m_l[0], g)
-                        r = j - 1
-                        while r >= i and not bit(bc, r):
-                            r -= 1
+                        r = _last_valid(bc, i, j)
                         if r >= i:
                             c_c[g] = pc_[r]
                             _set(&m_c[0], g)
                         if has_adj:
-                            r = j - 1
-                            while r >= i and not bit(ba, r):
-                                r -= 1
+                            r = _last_valid(ba, i, j)
                             if r >= i:
                                 c_a[g] = pa_[r]
                                 _set(&m_a[0], g)
