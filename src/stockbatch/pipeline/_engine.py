@@ -273,7 +273,7 @@ class BatchProcessingEngine:
             if owns_sink:
                 sink.close()
             if job.owns_source:
-                self._call_soon(job.source.aclose()).result()
+                self.run_coroutine(job.source.aclose(), 30)
             self._leave_turn()
         return self._finish(job, result, t0, status, error)
 
