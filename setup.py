@@ -4,7 +4,9 @@ Build switches (environment):
   STOCKBATCH_CYTHON_DEBUG=1  bounds/wraparound/initialized checks on, -O0 -g, HTML annotation
   STOCKBATCH_CYTHON_TRACE=1  line tracing (CYTHON_TRACE_NOGIL) for coverage of .pyx files
   STOCKBATCH_BUILD_ONLY=a,b  build only these modules (developer convenience)
-Cython directives live here only; generated C goes to build/cython, never into ext/.
+Cython directives live here only; generated C goes to build/cython-<mode>, never into ext/.
+Builds are incremental: a module is re-cythonized only when its .pyx/.pxd changed, and each mode
+(release, debug, trace) keeps its own build dir so modes never mix.
 """
 
 import os
@@ -17,6 +19,7 @@ HERE = Path(__file__).parent
 EXT_DIR = Path("ext") / "stockbatch" / "_ext"
 DEBUG = os.environ.get("STOCKBATCH_CYTHON_DEBUG") == "1"
 TRACE = os.environ.get("STOCKBATCH_CYTHON_TRACE") == "1"
+MODE = "trace" if TRACE else "debug" if DEBUG else "release"
 ONLY = {n for n in os.environ.get("STOCKBATCH_BUILD_ONLY", "").split(",") if n}
 
 directives = {
@@ -58,9 +61,8 @@ setup(
         list(extensions()),
         compiler_directives=directives,
         include_path=["ext"],
-        build_dir="build/cython",
+        build_dir=f"build/cython-{MODE}",
         annotate=DEBUG,
-        force=True,
         nthreads=int(os.environ.get("STOCKBATCH_BUILD_JOBS", "0")) or None,
     ),
 )

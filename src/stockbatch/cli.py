@@ -487,7 +487,7 @@ def _cmd_demo(args) -> int:
             f"  stockbatch read {symbols[0]} --db {shown} --limit 5",
             f"  stockbatch read {symbols[0]} --db {shown} --csv > {symbols[0]}.csv",
             f"  python -c \"import stockbatch as sb; "
-            f"print(sb.read({db!r}, [{symbols[0]!r}]).to_pandas().tail())\"",
+            f"print(sb.read({db!r}, [{symbols[0]!r}]).slice(0, 5))\"",
         ])
         out.print(hint, markup=False, soft_wrap=True)
     return code
