@@ -102,10 +102,9 @@ def fetch(symbols: Iterable[str] | str, *, source: Any = None, base_url: str | N
         failures = {s: result.symbols[s].error for s in result.failed_symbols}
         shown = "; ".join(f"{s}: {e}" for s, e in list(failures.items())[:5])
         more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
-        exc = JobError(f"{len(failures)} of {len(result.symbols)} symbols failed: "
-                       f"{shown}{more}" if failures else (result.error or result.status))
-        exc.failures, exc.table, exc.result = failures, result.table, result
-        raise exc
+        raise JobError(f"{len(failures)} of {len(result.symbols)} symbols failed: "
+                       f"{shown}{more}" if failures else (result.error or result.status),
+                       failures=failures, table=result.table, result=result)
     return result.table
 
 

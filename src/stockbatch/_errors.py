@@ -22,6 +22,8 @@ Messages never contain secrets (API keys, passwords): sources and sinks redact t
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "StockbatchError",
     "SchemaError",
@@ -56,20 +58,20 @@ class SchemaError(StockbatchError, ValueError):
 
 
 class ProviderError(StockbatchError):
-    """A provider call failed. ``provider`` and ``symbol`` say where."""
+    """A provider call failed. ``provider`` and ``symbol`` say where, ``status`` is the HTTP
+    status when there was one, ``retry_after`` the seconds the provider asked to wait."""
 
-    def __init__(self, message: str, *, provider: str | None = None, symbol: str | None = None):
+    def __init__(self, message: str, *, provider: str | None = None, symbol: str | None = None,
+                 status: int | None = None, retry_after: float | None = None):
         super().__init__(message)
         self.provider = provider
         self.symbol = symbol
+        self.status = status
+        self.retry_after = retry_after
 
 
 class RateLimited(ProviderError):
     """The provider refused for rate reasons; ``retry_after`` seconds if it said so."""
-
-    def __init__(self, message: str, *, provider=None, symbol=None, retry_after: float | None = None):
-        super().__init__(message, provider=provider, symbol=symbol)
-        self.retry_after = retry_after
 
 
 class SymbolNotFound(ProviderError):
@@ -79,8 +81,9 @@ class SymbolNotFound(ProviderError):
 class DecodeError(ProviderError):
     """A payload could not be decoded; ``position`` is the byte offset where it failed."""
 
-    def __init__(self, message: str, *, provider=None, symbol=None, position: int | None = None):
-        super().__init__(message, provider=provider, symbol=symbol)
+    def __init__(self, message: str, *, provider: str | None = None, symbol: str | None = None,
+                 position: int | None = None, status: int | None = None):
+        super().__init__(message, provider=provider, symbol=symbol, status=status)
         self.position = position
 
 
@@ -89,7 +92,19 @@ class ProviderUnavailable(ProviderError):
 
 
 class SinkError(StockbatchError):
-    """A database write failed; the transaction was rolled back."""
+    """A database operation failed; a write was rolled back whole.
+
+    ``table`` and ``mode`` say which write, ``sqlstate`` is the database's SQLSTATE (or
+    error code) when it gave one, ``column`` the column at fault when one is known.
+    """
+
+    def __init__(self, message: str, *, table: str | None = None, mode: str | None = None,
+                 sqlstate: str | None = None, column: str | None = None):
+        super().__init__(message)
+        self.table = table
+        self.mode = mode
+        self.sqlstate = sqlstate
+        self.column = column
 
 
 class QueueError(StockbatchError):
@@ -105,7 +120,19 @@ class QueueClosed(QueueError):
 
 
 class JobError(StockbatchError):
-    """A pipeline job failed."""
+    """A pipeline job failed, timed out or was cancelled.
+
+    ``failures`` maps each failed symbol to its reason, ``table`` holds what was fetched of
+    the others (:func:`stockbatch.fetch`), ``result`` the job's
+    :class:`~stockbatch.pipeline.JobResult` when there is one.
+    """
+
+    def __init__(self, message: str, *, failures: dict[str, str] | None = None,
+                 table: Any = None, result: Any = None):
+        super().__init__(message)
+        self.failures = dict(failures or {})
+        self.table = table
+        self.result = result
 
 
 class JobTimeout(JobError):
