@@ -10,9 +10,11 @@
     stockbatch serve-fixture --port 0            # the loopback fixture server, until Ctrl-C
     stockbatch bench --quick                     # runs bench/ and writes the report
 
-Exit codes: 0 everything stored (or done); 1 some symbols failed, or stockbatch refused to
-start (bad database, nothing to read) with a one-line message; 2 usage errors (bad options,
-dates, periods, indicator specs); 130 interrupted.
+Exit codes: 0 everything stored (or done); 1 some symbols failed, the database refused rows,
+or stockbatch refused to start (bad database, nothing to read) with a one-line message; 2
+usage errors (bad options, dates, periods, indicator specs); 130 interrupted (the first Ctrl-C
+cancels the job cleanly and prints what was stored; a second one quits at once). No command
+prints a traceback unless ``--debug`` is given.
 """
 
 from __future__ import annotations
@@ -124,11 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stockbatch",
         description="Fetch, check and bulk-store market data for many symbols, fast.",
-        epilog="Exit codes: 0 all stored, 1 some symbols failed or a runtime error, "
-               "2 usage error.")
+        epilog="Exit codes: 0 all stored, 1 some symbols failed or rows were refused by the "
+               "database or a runtime error, 2 usage error, 130 interrupted (Ctrl-C).")
     parser.add_argument("--version", action="version",
                         version=f"stockbatch {__version__} (backend: {backend}, "
                                 f"python {sys.version.split()[0]})")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -235,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return _code(exc.code)
     args.extra = extra
+    restore = _second_interrupt_quits() if args.command in ("ingest", "demo") else None
     try:
         return args.func(args)
     except UsageError as exc:
@@ -247,12 +252,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err("stockbatch: interrupted")
         return 130
     except Exception as exc:
+        # never a traceback for the user: one line, exit 1 (--debug shows the trace)
         from ._errors import StockbatchError
 
+        if args.debug:
+            raise
         if isinstance(exc, StockbatchError):
             _err(f"stockbatch {args.command}: error: {_redact(exc)}")
-            return 1
-        raise
+        else:
+            _err(f"stockbatch {args.command}: internal error: {type(exc).__name__}: "
+                 f"{_redact(exc)} (run with --debug for the traceback, and please report it)")
+        return 1
+    finally:
+        if restore is not None:
+            restore()
+
+
+def _second_interrupt_quits():
+    """Ctrl-C: the first one raises KeyboardInterrupt (the job is cancelled cleanly, see
+    BatchProcessingEngine.run); a second one ends the process at once with exit 130.
+    Returns a function that puts the previous handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    seen = []
+
+    def on_sigint(signum, frame):
+        if seen:
+            _err("stockbatch: interrupted again, quitting now")
+            os._exit(130)
+        seen.append(signum)
+        _err("stockbatch: interrupted: cancelling (the chunk being stored is committed or "
+             "rolled back whole; Ctrl-C again to quit at once)")
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 def _code(code: Any) -> int:
@@ -347,8 +384,13 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
             if progress is not None:
                 job.on_progress = progress.on_progress
                 progress.start()
+            interrupted = False
             try:
                 result = engine.run(job)
+            except KeyboardInterrupt:  # the job was cancelled and has ended
+                if job.result is None:
+                    raise
+                interrupted, result = True, job.result
             finally:
                 if progress is not None:
                     progress.stop()
@@ -367,6 +409,8 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
         _print_summary(_console(), result, where)
     if result.status != "completed" and result.error:
         _err(f"stockbatch {command}: job {result.status}: {_redact(result.error)}")
+    if interrupted:
+        return 130
     return 0 if result.success else 1
 
 
@@ -417,8 +461,12 @@ def _print_summary(out, result, where: str) -> None:
     table.add_row("symbols stored", f"{result.count('stored'):,}")
     table.add_row("symbols empty", f"{result.count('empty'):,}")
     table.add_row("symbols failed", f"[red]{len(failed):,}" if failed else "0")
-    table.add_row("rows stored", f"{result.rows_stored:,}")
-    table.add_row("rows rejected (quarantined)", f"{result.rows_rejected:,}")
+    if result.count("cancelled"):
+        table.add_row("  of which cancelled (not stored)", f"{result.count('cancelled'):,}")
+    table.add_row("rows stored (committed)", f"{result.rows_stored:,}")
+    table.add_row("rows quarantined", f"{result.rows_rejected:,}")
+    if result.rows_refused:
+        table.add_row("  of which refused by the database", f"[red]{result.rows_refused:,}")
     for name, st in result.stages.items():
         table.add_row(f"{name} ms", f"{st.seconds * 1e3:,.1f}")
     table.add_row("total ms", f"{result.total_processing_time_ms:,.1f}")
@@ -428,6 +476,11 @@ def _print_summary(out, result, where: str) -> None:
     table.columns[0].header = "database"
     table.columns[1].header = Text(where)
     out.print(table)
+    failed = [s for s in failed if result.symbols[s].status != "cancelled"]
+    if result.count("cancelled"):
+        out.print(f"{result.count('cancelled'):,} symbols were cancelled before they were "
+                  "stored: run the same command again to store them (stored rows are kept).",
+                  markup=False, soft_wrap=True)
     if failed:
         ft = Table(title=f"failed symbols ({len(failed)})", title_justify="left")
         ft.add_column("symbol", style="bold")

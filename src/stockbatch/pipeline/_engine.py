@@ -43,7 +43,7 @@ from .._errors import (
     SymbolNotFound,
 )
 from ..queueing import BatchOptimizer, BatchQueue, Coalescer, Request
-from ..sinks import Sink, connect
+from ..sinks import IngestResult, Sink, connect
 from ._job import PipelineJob, clean_symbols, resolve_source, resolve_window
 from ._result import JobResult, Progress, SymbolOutcome
 
@@ -61,10 +61,14 @@ class BatchProcessingEngine:
     max_concurrent_jobs : int
         Jobs running at once; more wait their turn (most urgent priority first).
     slots : int
-        Answers a job may hold between fetch and store (backpressure on fetching).
+        Answers a job may hold between fetch and store that its thread has not taken yet
+        (backpressure on fetching). A slot is freed when the job's thread takes the answer,
+        so the hand-off can never wait on itself.
     chunk_rows : int
         Most rows validated and stored in one transaction; ``min_chunk_rows`` the fewest a
-        job waits for before storing (unless its fetching is done).
+        job gathers before storing, unless its fetching is done or its oldest waiting
+        answer has waited ``flush_seconds`` (so a slow symbol never holds others' rows
+        back).
     store_attempts : int
         Tries per chunk; the last one bisects a failing chunk and quarantines the rows the
         database refuses (``on_error="split"``).
@@ -79,15 +83,21 @@ class BatchProcessingEngine:
     """
 
     def __init__(self, *, max_concurrent_jobs: int = 4, slots: int = 256,
-                 chunk_rows: int = 262_144, min_chunk_rows: int = 16_384,
-                 store_attempts: int = 3, coalescer: Coalescer | None = None,
+                 chunk_rows: int = 65_536, min_chunk_rows: int = 16_384,
+                 flush_seconds: float = 1.0, store_attempts: int = 3,
+                 coalescer: Coalescer | None = None,
                  optimizer: BatchOptimizer | None = None) -> None:
         if max_concurrent_jobs < 1:
             raise ValueError("max_concurrent_jobs must be at least 1")
+        if slots < 1 or chunk_rows < 1 or min_chunk_rows < 1:
+            raise ValueError("slots, chunk_rows and min_chunk_rows must be at least 1")
+        if not flush_seconds > 0:
+            raise ValueError("flush_seconds must be positive")
         self.max_concurrent_jobs = max_concurrent_jobs
         self.slots = slots
         self.chunk_rows = chunk_rows
         self.min_chunk_rows = min(min_chunk_rows, chunk_rows)
+        self.flush_seconds = flush_seconds
         self.store_attempts = max(1, store_attempts)
         self.coalescer = coalescer or Coalescer()
         self.optimizer = optimizer or BatchOptimizer(min_size=1, max_size=1024, initial=64)
@@ -149,14 +159,14 @@ class BatchProcessingEngine:
         on_progress : callable, optional
             Called with a :class:`Progress` as symbols finish (from the job's thread).
         concurrency : int, optional
-            Provider requests in flight at once (sets the source's own bound).
+            This job's provider requests in flight at once (default: the source's own
+            ``concurrency``, shared by every job using that source). The source is not
+            changed.
         """
         syms = clean_symbols(symbols)
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         src, owned = resolve_source(source, base_url=base_url)
-        if concurrency is not None:
-            src.concurrency = concurrency
         if include_historical:
             start_us, end_us = resolve_window(interval, period, start, end)
         else:
@@ -175,7 +185,7 @@ class BatchProcessingEngine:
             start_us=start_us, end_us=end_us, store_data=store_data, mode=mode, table=table,
             indicators=specs, validate=validate, spike_threshold=spike_threshold,
             priority=priority, timeout=timeout, on_progress=on_progress,
-            job_id=job_id or "", owns_source=owned)
+            job_id=job_id or "", owns_source=owned, concurrency=concurrency)
         if specs and not include_historical:
             raise ValueError("indicators need bars (include_historical=True)")
         return job
@@ -194,15 +204,17 @@ class BatchProcessingEngine:
         self._register(job)
         return pool.submit(self.run, job)
 
-    def cancel(self, job_id: str) -> bool:
+    def cancel(self, job_id: str, *, reason: str = "cancelled") -> bool:
         """Cancel a pending or running job. Symbols already stored stay stored (each chunk
-        is its own transaction); the rest are reported ``cancelled``."""
+        is its own transaction, committed or rolled back whole); nothing more is stored and
+        the rest are reported ``cancelled``."""
         job = self._jobs.get(job_id)
         if job is None or job.state not in ("pending", "running"):
             return False
+        job._cancel_reason = f"job {job_id} was {reason}"
         job._cancel.set()
         if job._abort is not None:
-            job._abort(JobCancelled(f"job {job_id} was cancelled"))
+            job._abort(JobCancelled(job._cancel_reason))
         with self._admit:
             self._admit.notify_all()
         return True
@@ -237,6 +249,10 @@ class BatchProcessingEngine:
         if pool is not None:
             pool.shutdown(wait=True)
         if self._loop is not None:
+            try:  # provider calls nobody waits for any more end now, not with the process
+                self.run_coroutine(_cancel_tasks(), 10)
+            except (TimeoutError, RuntimeError):
+                pass
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
             self._loop.close()
@@ -250,9 +266,43 @@ class BatchProcessingEngine:
 
     # -- running a job -------------------------------------------------------------------
     def run(self, job: PipelineJob) -> JobResult:
-        """Run ``job`` in the calling thread (fetching on the engine's loop); return its
-        result. Never raises for a symbol's failure: see ``JobResult.symbols``."""
+        """Run ``job`` to the end and return its result. Never raises for a symbol's
+        failure: see ``JobResult.symbols``.
+
+        The job runs in a thread of its own (fetching on the engine's loop) while the caller
+        waits, so that Ctrl-C reaches the caller at once: a ``KeyboardInterrupt`` cancels the
+        job (the chunk being stored is committed or rolled back whole, nothing else is
+        stored), waits for it to end, and is raised again; ``job.result`` then says what was
+        stored. A second ``KeyboardInterrupt`` while waiting is raised at once.
+        """
         self._register(job)
+        done = threading.Event()
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                self._run_here(job)
+            except BaseException as exc:  # handed to the caller's thread below
+                failure.append(exc)
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=target, name=f"stockbatch-job-{job.job_id}",
+                                  daemon=True)  # a second Ctrl-C must not wait for it
+        worker.start()
+        try:
+            _wait(done)
+        except KeyboardInterrupt:
+            self.cancel(job.job_id, reason="interrupted (Ctrl-C)")
+            _wait(done)
+            raise
+        if failure:
+            raise failure[0]
+        assert job.result is not None
+        return job.result
+
+    def _run_here(self, job: PipelineJob) -> JobResult:
+        """The body of :meth:`run`, in the calling thread."""
         t0 = time.perf_counter()
         result = JobResult(job_id=job.job_id,
                            symbols={s: SymbolOutcome(s) for s in job.symbols})
@@ -367,10 +417,10 @@ class BatchProcessingEngine:
             sem = self._source_sems[source] = asyncio.Semaphore(max(1, source.concurrency))
         return sem
 
-    async def _run_call(self, co: Coalescer, source, call) -> None:
-        """One provider call; every waiter is answered whatever happens."""
+    async def _run_call(self, co: Coalescer, source, call, bound: asyncio.Semaphore) -> None:
+        """One provider call within ``bound``; every waiter is answered whatever happens."""
         try:
-            async with self._source_sem(source):
+            async with bound:
                 if call.kind == "quote":
                     value = await source.fetch_quotes(list(call.symbols))
                 else:
@@ -425,6 +475,8 @@ class _JobRun:
         provider = _provider(job)
         kind = "history" if job.kind == "bars" else "quote"
         co = self.co
+        bound = (asyncio.Semaphore(job.concurrency) if job.concurrency is not None
+                 else eng._source_sem(job.source))
         deadline = None if job.timeout is None else time.monotonic() + job.timeout
         reqs = [Request(kind, provider, s, job.interval if kind == "history" else None,
                         job.start_us or None, job.end_us or None, priority=job.priority,
@@ -455,7 +507,7 @@ class _JobRun:
 
             def launch() -> None:
                 for call in co.take_calls():
-                    t = loop.create_task(eng._run_call(co, job.source, call))
+                    t = loop.create_task(eng._run_call(co, job.source, call, bound))
                     calls.add(t)
                     t.add_done_callback(calls.discard)
 
@@ -510,7 +562,7 @@ class _JobRun:
         ready.wait()
         job._abort = self.abort
         if job._cancel.is_set():
-            self.abort(JobCancelled(f"job {job.job_id} was cancelled"))
+            self.abort(JobCancelled(job._cancel_reason))
         deadline = None if job.timeout is None else time.monotonic() + job.timeout
         try:
             self.consume(deadline)
@@ -535,52 +587,80 @@ class _JobRun:
         return "completed", None
 
     def consume(self, deadline: float | None) -> None:
-        """Take answers from the inbox in chunks and push each chunk through the stages."""
-        eng = self.engine
-        finished = False
-        while not finished:
-            chunk: list[tuple[str, pa.RecordBatch]] = []
-            rows = 0
-            taken = 0
-            while not finished and (rows < eng.min_chunk_rows or not chunk):
-                item = self._get(deadline, block=True)
-                taken += 1
-                if item is _DONE:
-                    finished = True
-                    taken -= 1
-                    self.fetch_end = time.perf_counter()
-                    break
-                rows += self.accept(item, chunk)
-            while not finished and rows < eng.chunk_rows:  # whatever else is already here
-                item = self._get(deadline, block=False)
-                if item is None:
-                    break
-                if item is _DONE:
-                    finished = True
-                    self.fetch_end = time.perf_counter()
-                    break
-                taken += 1
-                rows += self.accept(item, chunk)
-            if chunk:
-                self.process(chunk)
-            if taken:
-                self.loop.call_soon_threadsafe(_release, self.slots, taken)
-            if chunk:
-                self.progress("store")
+        """Take answers from the inbox and push them through the stages in chunks.
 
-    def _get(self, deadline, *, block):
+        A chunk is stored when it reaches ``chunk_rows`` rows; when the inbox is empty and it
+        holds ``min_chunk_rows``; when its oldest answer has waited ``flush_seconds``; and
+        when fetching is done. Each answer's hand-off slot is freed once it is taken (in
+        batches, and always before this thread waits), so fetching never waits on a chunk
+        that waits on fetching, whatever the answer sizes.
+        """
+        eng = self.engine
+        chunk: list[tuple[str, pa.RecordBatch]] = []
+        rows = 0
+        since = 0.0  # when the chunk's oldest answer arrived
+        taken = 0  # answers taken whose slots are not yet freed
         while True:
             try:
-                if not block:
-                    return self.inbox.get_nowait()
-                if deadline is None or self.abort_reason is not None:
-                    return self.inbox.get()
-                return self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                item = self.inbox.get_nowait()
             except queue.Empty:
-                if not block:
-                    return None
-                self.abort(JobTimeout(f"job {self.job.job_id} timed out after "
-                                      f"{self.job.timeout:g} s"))
+                if taken:
+                    self.loop.call_soon_threadsafe(_release, self.slots, taken)
+                    taken = 0
+                waited = time.monotonic() - since
+                if chunk and (rows >= eng.min_chunk_rows or waited >= eng.flush_seconds):
+                    self.flush(chunk)
+                    chunk, rows = [], 0
+                    continue
+                item = self._get(deadline, max(0.0, eng.flush_seconds - waited) if chunk else None)
+                if item is None:  # the chunk's time is up
+                    continue
+            if item is _DONE:
+                self.fetch_end = time.perf_counter()
+                break
+            taken += 1
+            if taken >= 64:
+                self.loop.call_soon_threadsafe(_release, self.slots, taken)
+                taken = 0
+            if not chunk:
+                since = time.monotonic()
+            rows += self.accept(item, chunk)
+            if rows >= eng.chunk_rows:
+                self.flush(chunk)
+                chunk, rows = [], 0
+        if chunk:
+            self.flush(chunk)
+
+    def flush(self, chunk: list[tuple[str, pa.RecordBatch]]) -> None:
+        """Store a chunk, or, once the job is cancelled, report its symbols not stored."""
+        if isinstance(self.abort_reason, JobCancelled):
+            for symbol, _ in chunk:
+                o = self.result.symbols[symbol]
+                o.status, o.error = "cancelled", "cancelled before it was stored"
+                self.done += 1
+                self.failed += 1
+        else:
+            self.process(chunk)
+        self.progress("store")
+
+    def _get(self, deadline: float | None, wait: float | None) -> Any:
+        """The next inbox item, waiting at most ``wait`` seconds (None: as long as it takes;
+        returns None when the wait is over). Past the job's deadline, abort with JobTimeout
+        and keep taking what the aborted fetch stage still hands over."""
+        while True:
+            limit = wait
+            if deadline is not None and self.abort_reason is None:
+                left = max(0.0, deadline - time.monotonic())
+                limit = left if limit is None else min(limit, left)
+            try:
+                return self.inbox.get(timeout=limit) if limit is not None else self.inbox.get()
+            except queue.Empty:
+                if deadline is not None and self.abort_reason is None \
+                        and time.monotonic() >= deadline:
+                    self.abort(JobTimeout(f"job {self.job.job_id} timed out after "
+                                          f"{self.job.timeout:g} s"))
+                    continue
+                return None
 
     def accept(self, item, chunk) -> int:
         """Record one symbol's answer; add its bars to the chunk. Returns rows added."""
@@ -589,6 +669,7 @@ class _JobRun:
         if isinstance(value, BaseException):
             outcome.status = "cancelled" if isinstance(value, JobCancelled) else "failed"
             outcome.error = f"{type(value).__name__}: {value}"
+            outcome.exception = value
             self.failed += 1
             self.done += 1
             self.progress("fetch")
@@ -628,23 +709,33 @@ class _JobRun:
         _add(stages["validate"], rows_in, table.num_rows, n_rej, time.perf_counter() - t)
 
         t = time.perf_counter()
-        error, refused = self.store(table, rejected)
+        error, stored = self.store(table, rejected)
+        refused = stored.rejected if stored is not None else 0
+        by_symbol = stored.refused_by_symbol if stored is not None else {}
         _add(stages["store"], table.num_rows + n_rej,
              0 if error else table.num_rows - refused, n_rej + refused, time.perf_counter() - t)
-        self.refused += refused
         valid_counts = _counts(table)
         rej_counts = _counts(rejected)
         for s in symbols:
             o = self.result.symbols[s]
             self.done += 1
             if error is not None:
-                o.status, o.error = "failed", error
+                o.status, o.error, o.exception = "failed", f"SinkError: {error}", error
                 self.failed += 1
                 continue
-            o.status, o.rows, o.quarantined = "stored", valid_counts.get(s, 0), rej_counts.get(s, 0)
+            # the database's truth: rows it refused are quarantined, not stored
+            o.refused = by_symbol.get(s, 0)
+            o.rows = valid_counts.get(s, 0) - o.refused
+            o.quarantined = rej_counts.get(s, 0) + o.refused
+            o.status = "refused" if o.refused and not o.rows else "stored"
+            if o.refused:
+                o.error = (f"the database refused {o.refused} of its rows: "
+                           f"{stored.refused_errors.get(s, '')}")
+                self.failed += o.status == "refused"
         if error is None:
+            self.refused += refused
             self.stored += table.num_rows - refused
-            self.rejected += n_rej
+            self.rejected += n_rej + refused
             if not job.store_data:  # nothing is stored: the rows travel in the result
                 self.tables.append(table)
                 if rejected is not None:
@@ -652,34 +743,31 @@ class _JobRun:
             if job.indicators and table.num_rows:
                 self.analyze(table)
 
-    def store(self, table: pa.Table, rejected: pa.Table | None) -> tuple[str | None, int]:
-        """Write a chunk (one transaction) and its rejected rows; retry, and on the last try
-        bisect so that only the rows the database refuses are quarantined. Returns the
-        error when the chunk could not be stored, and how many rows the database refused
-        (quarantined by the sink with its error)."""
+    def store(self, table: pa.Table, rejected: pa.Table | None
+              ) -> tuple[SinkError | None, IngestResult | None]:
+        """Write a chunk and its rejected rows in one transaction; retry, and on the last
+        try bisect so that only the rows the database refuses are quarantined (with its
+        error). Returns the error when the chunk could not be stored, else what the sink
+        did (None for a job without storage)."""
         job, sink, eng = self.job, self.sink, self.engine
         if sink is None:
-            return None, 0
+            return None, None
         mode = "create_append" if job.mode == "append" else job.mode
         error = None
         for attempt in range(1, eng.store_attempts + 1):
             self.attempts += 1
             split = attempt == eng.store_attempts and attempt > 1
-            refused = 0
             try:
-                if table.num_rows:
-                    refused = sink.ingest(table, table=job.table, kind=job.kind, mode=mode,
-                                          on_error="split" if split else "raise",
-                                          job_id=job.job_id, source=job.source.name).rejected
-                if rejected is not None and rejected.num_rows:
-                    sink.quarantine(rejected, job_id=job.job_id,
-                                    target=job.table or sink.tables[job.kind])
-                return None, refused
+                return None, sink.ingest(
+                    table, table=job.table, kind=job.kind, mode=mode,
+                    on_error="split" if split else "raise", job_id=job.job_id,
+                    source=job.source.name,
+                    quarantine=rejected if rejected is not None and rejected.num_rows else None)
             except SinkError as exc:
-                error = f"SinkError: {exc}"
+                error = exc
                 if mode == "create":  # a second try would find the table it made
                     break
-        return error, 0
+        return error, None
 
     def analyze(self, table: pa.Table) -> None:
         from ..indicators import compute
@@ -745,6 +833,22 @@ def _source_counts(source) -> dict[str, int]:
             if isinstance(v, int):
                 counts[k] = counts.get(k, 0) + v
     return counts
+
+
+def _wait(event: threading.Event) -> None:
+    """Wait for ``event`` in short steps: a signal that the OS hands to another thread only
+    raises in the main thread once it runs Python code again, so it must wake up often."""
+    while not event.wait(0.05):
+        pass
+
+
+async def _cancel_tasks() -> None:
+    """Cancel every other task of the running loop and wait for them to end."""
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _release(sem: asyncio.Semaphore, n: int) -> None:

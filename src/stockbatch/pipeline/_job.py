@@ -115,10 +115,12 @@ class PipelineJob:
     on_progress: Callable[[Progress], Any] | None = field(default=None, repr=False)
     job_id: str = ""
     owns_source: bool = field(default=False, repr=False)
+    concurrency: int | None = None
     state: str = "pending"
     result: JobResult | None = field(default=None, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _abort: Callable[[BaseException], None] | None = field(default=None, repr=False)
+    _cancel_reason: str = field(default="cancelled", repr=False)
 
     def __post_init__(self) -> None:
         if not self.job_id:

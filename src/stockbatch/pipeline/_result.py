@@ -33,18 +33,30 @@ class Progress:
 class SymbolOutcome:
     """What happened to one symbol.
 
-    ``status`` is ``"stored"`` (its valid rows are in the database, or in the result of a
-    job without storage), ``"empty"`` (the provider had no bars for the range),
-    ``"failed"`` (``error`` says why; nothing of it was stored) or ``"cancelled"``.
-    ``rows`` counts its valid rows, ``quarantined`` its rows rejected by validation (kept in
-    the quarantine table with their reasons).
+    ``status`` is ``"stored"`` (its rows are committed, or in the result of a job without
+    storage), ``"empty"`` (the provider had no bars for the range), ``"refused"`` (the
+    database refused every one of its rows: they are in the quarantine table with the
+    database's error), ``"failed"`` (``error`` says why; nothing of it was stored) or
+    ``"cancelled"`` (the job was cancelled before it was stored).
+
+    Counts are the database's truth: ``rows`` are rows committed; ``quarantined`` counts
+    its rows in the quarantine table: those validation rejected plus the ``refused`` ones
+    the database would not take (``error`` then gives the database's reason).
+    ``exception`` keeps the exception behind a failure.
     """
 
     symbol: str
     status: str = "pending"
     rows: int = 0
     quarantined: int = 0
+    refused: int = 0
     error: str | None = None
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"symbol": self.symbol, "status": self.status, "rows": self.rows,
+                "quarantined": self.quarantined, "refused": self.refused,
+                "error": self.error}
 
 
 @dataclass
@@ -68,7 +80,7 @@ class JobResult:
         ``"completed"``, ``"failed"`` (the job could not run: bad sink, bad options),
         ``"cancelled"`` or ``"timed_out"``.
     success : bool
-        Completed and no symbol failed.
+        Completed, no symbol failed and the database refused no row.
     symbols : dict of str to SymbolOutcome
     stages : dict of str to StageStats
         ``fetch``, ``transform``, ``validate``, ``store``, ``analyze``.
@@ -104,11 +116,18 @@ class JobResult:
 
     @property
     def success(self) -> bool:
-        return self.status == "completed" and not self.failed_symbols
+        return self.status == "completed" and not self.failed_symbols and not self.rows_refused
 
     @property
     def failed_symbols(self) -> list[str]:
-        return [s for s, o in self.symbols.items() if o.status in ("failed", "cancelled")]
+        """Symbols not stored: failed, cancelled, or refused whole by the database."""
+        return [s for s, o in self.symbols.items()
+                if o.status in ("failed", "cancelled", "refused")]
+
+    @property
+    def rows_refused(self) -> int:
+        """Rows the database refused (quarantined with its error; not in ``rows_stored``)."""
+        return sum(o.refused for o in self.symbols.values())
 
     @property
     def rows_stored(self) -> int:
@@ -116,6 +135,7 @@ class JobResult:
 
     @property
     def rows_rejected(self) -> int:
+        """Rows in the quarantine table: rejected by validation or refused by the database."""
         return sum(o.quarantined for o in self.symbols.values())
 
     def count(self, status: str) -> int:
@@ -128,7 +148,8 @@ class JobResult:
             f"job {self.job_id}: {self.status}{' (' + self.error + ')' if self.error else ''}",
             f"symbols: {self.count('stored')} stored, {self.count('empty')} empty, "
             f"{len(self.failed_symbols)} failed of {len(self.symbols)}",
-            f"rows: {self.rows_stored} stored, {self.rows_rejected} quarantined",
+            f"rows: {self.rows_stored} stored, {self.rows_rejected} quarantined"
+            + (f" ({self.rows_refused} refused by the database)" if self.rows_refused else ""),
             "ms per stage: " + ", ".join(f"{k} {v.seconds * 1e3:.1f}"
                                          for k, v in self.stages.items()),
             f"total: {self.total_processing_time_ms:.1f} ms",
@@ -144,7 +165,7 @@ class JobResult:
         return {
             "job_id": self.job_id, "status": self.status, "success": self.success,
             "error": self.error, "total_processing_time_ms": self.total_processing_time_ms,
-            "symbols": {s: asdict(o) for s, o in self.symbols.items()},
+            "symbols": {s: o.to_dict() for s, o in self.symbols.items()},
             "stages": {s: asdict(v) for s, v in self.stages.items()},
             "stats": dict(self.stats),
         }
