@@ -32,8 +32,6 @@ from typing import Any
 __all__ = ["main", "build_parser", "demo_symbols"]
 
 SOURCES = ("yahoo", "yfinance", "alphavantage")
-INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d", "1wk", "1mo",
-             "3mo")
 DEFAULT_DB = "stockbatch.db"
 _PERIOD = re.compile(r"^(\d+)(d|wk|mo|y)$|^(ytd|max)$")
 # the front of the demo's symbol list: names people recognise, on both exchanges
@@ -108,6 +106,8 @@ def _modes() -> tuple[str, ...]:
 
 
 def _add_window(p: argparse.ArgumentParser, *, default_period: str | None) -> None:
+    from .pipeline._job import INTERVALS
+
     p.add_argument("--interval", default="1d", choices=INTERVALS, metavar="INTERVAL",
                    help="bar size: " + ", ".join(INTERVALS) + " (default: %(default)s)")
     window = p.add_mutually_exclusive_group()
@@ -122,6 +122,7 @@ def _add_window(p: argparse.ArgumentParser, *, default_period: str | None) -> No
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__, backend
+    from .pipeline._job import INTERVALS
 
     parser = argparse.ArgumentParser(
         prog="stockbatch",
@@ -231,6 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # before anything heavy is imported, so that an early Ctrl-C is handled too
+    restore = _second_interrupt_quits() if {"ingest", "demo"} & set(argv) else None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        _err("stockbatch: interrupted")
+        return 130
+    finally:
+        if restore is not None:
+            restore()
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -239,7 +253,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return _code(exc.code)
     args.extra = extra
-    restore = _second_interrupt_quits() if args.command in ("ingest", "demo") else None
     try:
         return args.func(args)
     except UsageError as exc:
@@ -263,9 +276,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             _err(f"stockbatch {args.command}: internal error: {type(exc).__name__}: "
                  f"{_redact(exc)} (run with --debug for the traceback, and please report it)")
         return 1
-    finally:
-        if restore is not None:
-            restore()
 
 
 def _second_interrupt_quits():
@@ -288,6 +298,8 @@ def _second_interrupt_quits():
              "rolled back whole; Ctrl-C again to quit at once)")
         raise KeyboardInterrupt
 
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return None  # whoever started us wants Ctrl-C ignored
     previous = signal.signal(signal.SIGINT, on_sigint)
     return lambda: signal.signal(signal.SIGINT, previous)
 
@@ -463,8 +475,8 @@ def _print_summary(out, result, where: str) -> None:
     table.add_row("symbols failed", f"[red]{len(failed):,}" if failed else "0")
     if result.count("cancelled"):
         table.add_row("  of which cancelled (not stored)", f"{result.count('cancelled'):,}")
-    table.add_row("rows stored (committed)", f"{result.rows_stored:,}")
-    table.add_row("rows quarantined", f"{result.rows_rejected:,}")
+    table.add_row("rows stored", f"{result.rows_stored:,}")
+    table.add_row("rows rejected (quarantined)", f"{result.rows_rejected:,}")
     if result.rows_refused:
         table.add_row("  of which refused by the database", f"[red]{result.rows_refused:,}")
     for name, st in result.stages.items():

@@ -44,7 +44,14 @@ from .._errors import (
 )
 from ..queueing import BatchOptimizer, BatchQueue, Coalescer, Request
 from ..sinks import IngestResult, Sink, connect
-from ._job import PipelineJob, clean_symbols, resolve_source, resolve_window
+from ._job import (
+    PipelineJob,
+    check_interval,
+    check_table_name,
+    clean_symbols,
+    resolve_source,
+    resolve_window,
+)
 from ._result import JobResult, Progress, SymbolOutcome
 
 __all__ = ["BatchProcessingEngine"]
@@ -166,7 +173,11 @@ class BatchProcessingEngine:
         syms = clean_symbols(symbols)
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if table is not None:
+            check_table_name(table)
         src, owned = resolve_source(source, base_url=base_url)
+        if include_historical:
+            check_interval(src, interval)
         if include_historical:
             start_us, end_us = resolve_window(interval, period, start, end)
         else:

@@ -18,7 +18,8 @@ from ..sources import FailoverSource, Source
 from ..sources._base import DAILY_INTERVALS, period_days, to_epoch
 from ._result import JobResult, Progress
 
-__all__ = ["PipelineJob", "resolve_source", "resolve_window"]
+__all__ = ["PipelineJob", "INTERVALS", "check_interval", "check_table_name", "resolve_source",
+           "resolve_window"]
 
 _job_ids = itertools.count(1)
 SOURCE_NAMES = ("yahoo", "yfinance", "alphavantage")
@@ -54,6 +55,31 @@ def resolve_source(source: Any = None, *, base_url: str | None = None) -> tuple[
         return FailoverSource([s for s, _ in made]), any(o for _, o in made)
     raise TypeError(f"source must be a name, a Source or a list of them, not "
                     f"{type(source).__name__}")
+
+
+#: Every bar interval some built-in source serves (the CLI's choices).
+INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "1wk", "1mo")
+
+
+def check_interval(source: Source, interval: str) -> None:
+    """``ValueError`` naming what ``source`` serves when it cannot serve ``interval``."""
+    served = source.intervals
+    if not isinstance(interval, str) or (served is not None and interval not in served) \
+            or (served is None and interval not in INTERVALS + DAILY_INTERVALS):
+        can = served if served is not None else INTERVALS + DAILY_INTERVALS
+        raise ValueError(f"{source.name} does not serve interval {interval!r}: use one of "
+                         f"{', '.join(dict.fromkeys(can))}")
+
+
+def check_table_name(table: str) -> None:
+    """``ValueError`` for a table name the sinks would refuse (checked when a job is made)."""
+    from .._errors import SinkError
+    from ..sinks._ddl import check_name
+
+    try:
+        check_name(table)
+    except SinkError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _is_loopback(url: str) -> bool:

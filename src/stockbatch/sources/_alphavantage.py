@@ -61,6 +61,7 @@ class AlphaVantageSource(ReliableSource):
     """
 
     name = "alphavantage"
+    intervals = ("1m", "5m", "15m", "30m", "60m", "1h", "1d")
 
     def __init__(self, *, api_key: str | None = None,
                  base_url: str = "https://www.alphavantage.co", rate: float = 5 / 60,

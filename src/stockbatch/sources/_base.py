@@ -36,6 +36,8 @@ __all__ = ["Source", "ReliableSource", "to_epoch", "PERIOD_DAYS", "normalize_dai
 PERIOD_DAYS = {"1d": 1, "5d": 5, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 365, "2y": 730,
                "5y": 1826, "10y": 3652}
 DAILY_INTERVALS = ("1d", "5d", "1wk", "1mo", "3mo")
+#: What Yahoo's chart API serves (it answers 400 for 5d and 3mo bars).
+YAHOO_INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "1wk", "1mo")
 _PERIOD = re.compile(r"^(\d+)(d|wk|mo|y)$")
 
 
@@ -112,6 +114,9 @@ class Source:
         Symbols one quote call may carry (0: quotes not served).
     concurrency : int
         Default bound of :meth:`fetch_many`.
+    intervals : tuple of str or None
+        The bar intervals the provider serves (None: not known, any is tried). Jobs check
+        it when they are made.
     stats : SourceStats
         Requests, retries, errors, cache hits and saved calls.
     """
@@ -119,6 +124,7 @@ class Source:
     name: str = "source"
     max_symbols_per_call: int = 0
     concurrency: int = 8
+    intervals: tuple[str, ...] | None = None
 
     def __init__(self) -> None:
         self.stats = SourceStats()

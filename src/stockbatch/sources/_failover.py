@@ -38,6 +38,9 @@ class FailoverSource(Source):
         self.name = "+".join(s.name for s in self.sources)
         self.max_symbols_per_call = max(s.max_symbols_per_call for s in self.sources)
         self.concurrency = max(s.concurrency for s in self.sources)
+        served = [s.intervals for s in self.sources]  # what any member serves
+        self.intervals = None if None in served else tuple(
+            dict.fromkeys(i for member in served for i in member or ()))
         self.served_by: dict[str, int] = {}
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ import pyarrow as pa
 from .. import _backend
 from .._errors import ProviderError, ProviderUnavailable, RateLimited, SymbolNotFound
 from ..schema import QUOTES
-from ._base import DAILY_INTERVALS, ReliableSource, normalize_daily, period_days, window
+from ._base import DAILY_INTERVALS, YAHOO_INTERVALS, ReliableSource, normalize_daily, period_days, window
 
 __all__ = ["YahooChartSource", "INTERVAL_WINDOW_DAYS"]
 
@@ -71,6 +71,7 @@ class YahooChartSource(ReliableSource):
     """
 
     name = "yahoo"
+    intervals = YAHOO_INTERVALS
     max_symbols_per_call = 50
 
     def __init__(self, *, base_url: str = "https://query2.finance.yahoo.com",

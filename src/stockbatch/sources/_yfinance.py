@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from .._errors import ProviderError, ProviderUnavailable, RateLimited, SymbolNotFound
 from ..schema import BARS
-from ._base import DAILY_INTERVALS, Source, normalize_daily, to_epoch
+from ._base import DAILY_INTERVALS, YAHOO_INTERVALS, Source, normalize_daily, to_epoch
 
 __all__ = ["YFinanceSource", "rewriting_session"]
 
@@ -77,6 +77,7 @@ class YFinanceSource(Source):
     """
 
     name = "yfinance"
+    intervals = YAHOO_INTERVALS
 
     def __init__(self, *, base_url: str | None = None, threads=True, session=None,
                  timeout: float = 10.0, normalize: bool = True, concurrency: int = 1) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 
 from ._server import FAULT_KINDS, Fault, FixtureServer
@@ -44,6 +45,16 @@ def _fault_arg(text: str) -> dict:
     return spec
 
 
+def _port_arg(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {port}")
+    return port
+
+
 def serve_main(argv: list[str] | None = None) -> int:
     """Run the fixture server in the foreground until Ctrl-C (``stockbatch serve-fixture``).
 
@@ -53,7 +64,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         prog="stockbatch serve-fixture",
         description="Serve synthetic Yahoo chart/quote and Alpha Vantage data on loopback.")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    p.add_argument("--port", type=_port_arg, default=8765, help="0 picks a free port")
     p.add_argument("--now", type=float, default=None, help="fixed clock, epoch seconds")
     p.add_argument("--unknown", action="append", default=[], metavar="SYMBOL",
                    help="answer 404 for this symbol too (repeatable)")
@@ -67,7 +78,12 @@ def serve_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     server = FixtureServer(host=args.host, port=args.port, now=args.now, unknown=args.unknown,
                            faults=args.fault, require_crumb=args.require_crumb)
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:  # the port is taken, the host is not ours, ...
+        print(f"stockbatch serve-fixture: error: cannot listen on {args.host}:{args.port}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"fixture server on {server.url}  (Ctrl-C to stop)", flush=True)
     if args.fault:
         print("faults: " + json.dumps(args.fault), flush=True)

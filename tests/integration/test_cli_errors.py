@@ -1,0 +1,101 @@
+"""Every CLI subcommand over a table of bad inputs: each ends with exit 1 or 2 and a one-line
+reason on stderr, never a traceback. Real files, real fixture server, real databases."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from stockbatch.cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, fixture_server):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "not-a-db.db").write_bytes(b"this is not a database at all\n" * 10)
+    duck = d / "real.duckdb"
+    import duckdb
+
+    duckdb.connect(str(duck)).close()
+    (d / "copy-of-duckdb.db").write_bytes(duck.read_bytes())
+    locked = d / "locked.db"
+    sqlite3.connect(locked).close()
+    good = d / "good.db"
+    assert main(["ingest", "AAPL", "--db", str(good), "--base-url", fixture_server.url,
+                 "-q"]) == 0
+    check = d / "check.db"
+    with sqlite3.connect(check) as conn:  # a bars table with a CHECK no row passes
+        conn.execute("CREATE TABLE bars (symbol TEXT, interval TEXT, ts INTEGER, open REAL, "
+                     "high REAL, low REAL, close REAL CHECK (close < 0), adj_close REAL, "
+                     "volume INTEGER, source TEXT, PRIMARY KEY (symbol, interval, ts))")
+    return d
+
+
+BAD = [
+    # (argv with {d} for the folder and {url} for the fixture server, expected exit code)
+    (["ingest", "AAPL", "--db", "/nonexistent/dir/x.db", "--base-url", "{url}"], 1),
+    (["ingest", "AAPL", "--db", "{d}/not-a-db.db", "--base-url", "{url}"], 1),
+    (["ingest", "AAPL", "--db", "{d}/copy-of-duckdb.db", "--base-url", "{url}"], 1),
+    (["ingest", "AAPL", "--db", "nosuchscheme://x", "--base-url", "{url}"], 1),
+    (["ingest", "AAPL", "--db", "postgresql://nobody@127.0.0.1:1/x", "--base-url", "{url}"], 1),
+    (["ingest", "AAPL", "--db", "{d}/t1.db", "--table", "temp.t", "--base-url", "{url}"], 2),
+    (["ingest", "AAPL", "--db", "{d}/t2.db", "--table", "x; DROP TABLE y", "--base-url",
+      "{url}"], 2),
+    (["ingest", "AAPL", "--db", "{d}/check.db", "--base-url", "{url}", "--period", "1y"], 1),
+    (["ingest", "AAPL", "--db", "{d}/t3.db", "--base-url", "http://127.0.0.1:1",
+      "--timeout", "10"], 1),
+    (["ingest", "AAPL", "--interval", "3h"], 2),
+    (["ingest", "AAPL", "--interval", "5d"], 2),
+    (["ingest", "AAPL", "--period", "7x"], 2),
+    (["ingest", "AAPL", "--start", "yesterday"], 2),
+    (["ingest", "AAPL", "--start", "2025-02-01", "--end", "2025-01-01"], 2),
+    (["ingest", "AAPL", "--mode", "merge"], 2),
+    (["ingest", "AAPL", "--concurrency", "0"], 2),
+    (["ingest", "AAPL", "--indicators", "bogus7"], 2),
+    (["ingest", "--symbols-file", "{d}/missing.txt"], 2),
+    (["ingest"], 2),
+    (["ingest", "A\nB"], 2),
+    (["ingest", "AAPL", "--source", "alphavantage", "--db", "{d}/t4.db"], 1),
+    (["demo", "--symbols", "0"], 2),
+    (["demo", "--db", "/nonexistent/dir/demo.db", "--symbols", "3"], 1),
+    (["read", "--db", "{d}/missing.db"], 1),
+    (["read", "--db", "{d}/not-a-db.db"], 1),
+    (["read", "--db", "{d}/copy-of-duckdb.db"], 1),
+    (["read", "AAPL", "--db", "{d}/good.db", "--table", "sqlite_master"], 1),
+    (["read", "AAPL", "--db", "{d}/good.db", "--table", "no_such_table"], 1),
+    (["read", "AAPL", "--db", "{d}/good.db", "--table", "temp.t"], 1),
+    (["read", "AAPL", "--db", "{d}/good.db", "--start", "nope"], 2),
+    (["read", "AAPL", "--db", "{d}/good.db", "--limit", "-1"], 2),
+    (["read", "AAPL", "--db", "{d}/good.db", "--interval", "3h"], 2),
+    (["serve-fixture", "--fault", "bogus"], 2),
+    (["serve-fixture", "--port", "-5"], 2),
+    (["bench", "--bench-dir", "{d}/no-bench-here"], 2),
+    (["nosuchcommand"], 2),
+    (["ingest", "AAPL", "--bogus"], 2),
+]
+
+
+@pytest.mark.parametrize("argv, code", BAD, ids=[" ".join(a)[:60] for a, _ in BAD])
+def test_bad_input_is_one_line_never_a_traceback(argv, code, files, fixture_server, capsys):
+    args = [a.format(d=files, url=fixture_server.url) for a in argv]
+    got = main(args)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert got == code, err
+    # a usage or start-up error is one line on stderr; a job whose symbols failed prints
+    # its summary with the reasons
+    reason = err if "error:" in err else out
+    assert "error:" in err or ("failed" in out and "reason" in out), out + err
+    assert all(len(line) < 600 for line in reason.splitlines())
+
+
+def test_a_traceback_needs_debug(files, fixture_server):
+    """The console script itself: one line without --debug; the trace with it."""
+    base = [sys.executable, "-m", "stockbatch"]
+    argv = ["read", "AAPL", "--db", f"{files}/good.db", "--table", "sqlite_master"]
+    plain = subprocess.run(base + argv, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    assert len(plain.stderr.strip().splitlines()) == 1
