@@ -1,0 +1,145 @@
+"""Counts are the database's truth: rows a database refuses are never reported stored, the
+ingest log says per chunk what was written, quarantined and refused, and re-running a job
+adds no duplicate quarantine rows. Real SQLite and PostgreSQL, real fixture server."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import uuid
+
+import pytest
+
+import stockbatch as sb
+from stockbatch.cli import main
+
+SYMS = ["AAPL", "MSFT", "7203.T"]
+COLUMNS = ("symbol TEXT NOT NULL, interval TEXT NOT NULL, ts {ts} NOT NULL, open {f}, "
+           "high {f}, low {f}, close {f} {check}, adj_close {f}, volume BIGINT, source TEXT, "
+           "PRIMARY KEY (symbol, interval, ts)")
+
+
+def _sqlite_bars(db, check: str) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE bars (" + COLUMNS.format(ts="INT64_US_UTC", f="REAL",
+                                                            check=check) + ")")
+
+
+def _sqlite_counts(db) -> tuple[dict[str, int], dict[str, int], list[tuple]]:
+    with sqlite3.connect(db) as conn:
+        bars = dict(conn.execute("SELECT symbol, count(*) FROM bars GROUP BY symbol"))
+        quarantined = dict(conn.execute(
+            "SELECT symbol, count(*) FROM quarantine GROUP BY symbol"))
+        log = conn.execute("SELECT rows_written, rows_updated, rows_ignored, rows_rejected, "
+                           "rows_refused FROM ingest_log").fetchall()
+    return bars, quarantined, log
+
+
+def test_rows_refused_by_a_check_are_not_reported_stored(fixture_server, tmp_path):
+    db = tmp_path / "refuse-all.db"
+    _sqlite_bars(db, "CHECK (close < 0)")
+    r = sb.ingest(["AAPL"], db=db, base_url=fixture_server.url, period="1y")
+    o = r.symbols["AAPL"]
+    assert not r.success
+    assert o.status == "refused" and o.rows == 0 and o.refused > 200
+    assert o.quarantined == o.refused + 0 and "CHECK" in o.error.upper()
+    bars, quarantined, log = _sqlite_counts(db)
+    assert bars == {} and quarantined == {"AAPL": o.quarantined}
+    assert sum(row[4] for row in log) == o.refused  # rows_refused
+    assert sum(row[0] for row in log) == 0          # rows_written
+
+
+def test_a_check_refusing_some_rows_splits_exactly(fixture_server, tmp_path):
+    db = tmp_path / "refuse-some.db"
+    _sqlite_bars(db, "CHECK (close < 150)")
+    r = sb.ingest(SYMS, db=db, base_url=fixture_server.url, period="1y")
+    bars, quarantined, log = _sqlite_counts(db)
+    assert any(o.refused for o in r.symbols.values())
+    assert not r.success
+    for s, o in r.symbols.items():
+        assert o.rows == bars.get(s, 0)
+        assert o.quarantined == quarantined.get(s, 0)
+    assert r.rows_stored == sum(bars.values())
+    assert sum(row[0] + row[1] + row[2] for row in log) == r.rows_stored
+    assert sum(row[3] for row in log) == r.rows_rejected - r.rows_refused
+    assert sum(row[4] for row in log) == r.rows_refused
+
+
+def test_cli_says_refused_and_exits_1(fixture_server, tmp_path, capsys):
+    db = tmp_path / "cli.db"
+    _sqlite_bars(db, "CHECK (close < 0)")
+    code = main(["ingest", "AAPL", "--db", str(db), "--base-url", fixture_server.url,
+                 "--period", "1y"])
+    out, _ = capsys.readouterr()
+    assert code == 1
+    assert "refused by the database" in out
+    assert re.search(r"rows stored\s*\S\s*0\s", out), out
+
+
+def test_ingest_log_counts_validation_rejects_per_chunk(fixture_server, tmp_path):
+    db = tmp_path / "log.db"
+    r = sb.ingest(SYMS, db=db, base_url=fixture_server.url, period="1y")
+    assert r.success
+    _, quarantined, log = _sqlite_counts(db)
+    assert r.rows_rejected == sum(quarantined.values()) > 0  # the fixture sends null bars
+    assert sum(row[3] for row in log) == r.rows_rejected
+    assert sum(row[0] for row in log) == r.rows_stored
+
+
+def test_rerunning_a_job_adds_no_duplicate_quarantine_rows(fixture_server, tmp_path):
+    db = tmp_path / "again.db"
+    first = sb.ingest(SYMS, db=db, base_url=fixture_server.url, period="1y")
+    _, q1, _ = _sqlite_counts(db)
+    for _ in range(2):
+        again = sb.ingest(SYMS, db=db, base_url=fixture_server.url, period="1y")
+        assert again.rows_rejected == first.rows_rejected
+    bars, q3, log = _sqlite_counts(db)
+    assert q3 == q1
+    assert sum(bars.values()) == first.rows_stored
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT min(seen_count), max(seen_count) FROM quarantine"
+                            ).fetchone() == (3, 3)
+
+
+@pytest.mark.postgres
+def test_postgres_check_refusals_are_exact(fixture_server, pg_uri):
+    import adbc_driver_postgresql.dbapi as pg
+
+    table = f"bars_truth_{uuid.uuid4().hex[:8]}"
+    with pg.connect(pg_uri) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE {table} (" + COLUMNS.format(
+            ts="timestamptz", f="double precision", check="CHECK (close < 150)") + ")")
+        conn.commit()
+    try:
+        r = sb.ingest(SYMS, db=pg_uri, base_url=fixture_server.url, period="1y", table=table)
+        back = sb.read(pg_uri, table=table)
+        stored = {s: back.filter(back["symbol"] == s).num_rows for s in SYMS}
+        assert any(o.refused for o in r.symbols.values()) and not r.success
+        for s, o in r.symbols.items():
+            assert o.rows == stored[s]
+        assert r.rows_stored == back.num_rows
+    finally:
+        with pg.connect(pg_uri) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.commit()
+
+
+@pytest.mark.postgres
+def test_postgres_integer_column_is_a_sink_error_not_a_raw_one(fixture_server, pg_uri):
+    import adbc_driver_postgresql.dbapi as pg
+
+    table = f"bars_int_{uuid.uuid4().hex[:8]}"
+    with pg.connect(pg_uri) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE {table} (" + COLUMNS.format(
+            ts="timestamptz", f="double precision", check="").replace(
+            "close double precision", "close INTEGER") + ")")
+        conn.commit()
+    try:
+        r = sb.ingest(["AAPL"], db=pg_uri, base_url=fixture_server.url, table=table)
+        o = r.symbols["AAPL"]
+        assert o.status == "failed" and isinstance(o.exception, sb.SinkError)
+        assert "close" in o.error
+    finally:
+        with pg.connect(pg_uri) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.commit()
