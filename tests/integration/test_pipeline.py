@@ -31,7 +31,10 @@ def counts(table) -> dict[str, int]:
 
 
 def rows_in(db, table="bars") -> int:
+    """Rows in ``table`` (0 when no chunk ever made it)."""
     with sqlite3.connect(db) as con:
+        if not con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchall():
+            return 0
         return con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
 
 

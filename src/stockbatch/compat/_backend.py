@@ -264,7 +264,7 @@ class Backend:
         if engine is None:
             return
         aclose = getattr(self.source, "aclose", None)
-        if aclose is not None and engine._loop is not None:
+        if aclose is not None and engine._io.alive:
             try:
                 engine.run_coroutine(aclose(), 10)
             except Exception:  # noqa: BLE001 - closing is best effort

@@ -1,0 +1,261 @@
+"""The chunk stages of one job, in the job's thread: answers from the fetch stage's inbox in
+chunks → normalize → validate → store → indicators.
+
+A chunk is stored when it reaches ``chunk_rows`` rows; when the inbox is empty and it holds
+``min_chunk_rows``; when its oldest answer has waited ``flush_seconds``; and at the end.
+Each chunk is one transaction with its quarantined rows (retried; the last try bisects so
+that only the rows the database refuses are quarantined). Outcomes per symbol are the
+database's truth: committed rows, quarantined rows, refused rows.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import _kernels as kernels
+from .._errors import JobCancelled, JobTimeout, SinkError
+from ..sinks import IngestResult, Sink
+from ._fetch import DONE, FetchStage
+from ._job import PipelineJob
+from ._result import JobResult, Progress, StageStats, SymbolOutcome
+
+__all__ = ["ChunkStages"]
+
+_KEY_COLS = ("symbol", "interval", "ts")
+_RELEASE_EVERY = 64  # answers taken before their slots are given back in one call
+
+
+class ChunkStages:
+    """Consume one job's answers; see the module docstring."""
+
+    def __init__(self, job: PipelineJob, result: JobResult, sink: Sink | None,
+                 fetch: FetchStage, *, chunk_rows: int, min_chunk_rows: int,
+                 flush_seconds: float, store_attempts: int) -> None:
+        self.job, self.result, self.sink, self.fetch = job, result, sink, fetch
+        self.chunk_rows, self.min_chunk_rows = chunk_rows, min_chunk_rows
+        self.flush_seconds, self.store_attempts = flush_seconds, store_attempts
+        self.t0 = time.perf_counter()
+        self.fetch_end: float | None = None
+        self.fetched = self.stored = self.rejected = self.refused = 0
+        self.done = self.failed = self.dups = self.attempts = 0
+        self.tables: list[pa.Table] = []           # jobs without storage return their rows
+        self.rejected_tables: list[pa.Table] = []
+        self.analysis: list[pa.Table] = []
+
+    # -- taking answers ------------------------------------------------------------------
+    def consume(self, deadline: float | None) -> None:
+        """Take every answer (until DONE), storing chunks as they fill. Slots are given back
+        in batches and always before this thread waits: the fetch side never waits on a
+        chunk that waits on it, whatever the answer sizes."""
+        chunk: list[tuple[str, pa.RecordBatch]] = []
+        rows = 0
+        since = 0.0  # when the chunk's oldest answer arrived
+        taken = 0    # answers taken whose slots are not given back yet
+        while True:
+            try:
+                item = self.fetch.inbox.get_nowait()
+            except queue.Empty:
+                if taken:
+                    self.fetch.release(taken)
+                    taken = 0
+                waited = time.monotonic() - since
+                if chunk and (rows >= self.min_chunk_rows or waited >= self.flush_seconds):
+                    self.flush(chunk)
+                    chunk, rows = [], 0
+                    continue
+                item = self._get(deadline,
+                                 max(0.0, self.flush_seconds - waited) if chunk else None)
+                if item is None:  # the chunk's time is up
+                    continue
+            if item is DONE:
+                self.fetch_end = time.perf_counter()
+                break
+            taken += 1
+            if taken >= _RELEASE_EVERY:
+                self.fetch.release(taken)
+                taken = 0
+            if not chunk:
+                since = time.monotonic()
+            rows += self.accept(item, chunk)
+            if rows >= self.chunk_rows:
+                self.flush(chunk)
+                chunk, rows = [], 0
+        if chunk:
+            self.flush(chunk)
+
+    def _get(self, deadline: float | None, wait: float | None) -> Any:
+        """The next inbox item, waiting at most ``wait`` seconds (None: as long as it takes;
+        returns None when the wait is over). Past the job's deadline, abort the fetch stage
+        with JobTimeout and keep taking what it still hands over."""
+        while True:
+            limit = wait
+            if deadline is not None and self.fetch.abort_reason is None:
+                left = max(0.0, deadline - time.monotonic())
+                limit = left if limit is None else min(limit, left)
+            try:
+                if limit is None:
+                    return self.fetch.inbox.get()
+                return self.fetch.inbox.get(timeout=limit)
+            except queue.Empty:
+                if deadline is not None and self.fetch.abort_reason is None \
+                        and time.monotonic() >= deadline:
+                    self.fetch.abort(JobTimeout(f"job {self.job.job_id} timed out after "
+                                                f"{self.job.timeout:g} s"))
+                    continue
+                return None
+
+    def accept(self, item: tuple[str, Any], chunk: list) -> int:
+        """Record one symbol's answer; add its bars to the chunk. Returns rows added."""
+        symbol, value = item
+        outcome = self.result.symbols.setdefault(symbol, SymbolOutcome(symbol))
+        if isinstance(value, BaseException):
+            outcome.status = "cancelled" if isinstance(value, JobCancelled) else "failed"
+            outcome.error = f"{type(value).__name__}: {value}"
+            outcome.exception = value
+            self.failed += 1
+            self.done += 1
+            self.progress("fetch")
+            return 0
+        n = value.num_rows
+        self.fetched += n
+        self.result.stages["fetch"].rows_out += n
+        if n:
+            chunk.append((symbol, value))
+        else:
+            outcome.status = "empty"
+            self.done += 1
+        self.progress("fetch")
+        return n
+
+    def flush(self, chunk: list[tuple[str, pa.RecordBatch]]) -> None:
+        """Store a chunk, or, once the job is cancelled, report its symbols not stored."""
+        if isinstance(self.fetch.abort_reason, JobCancelled):
+            for symbol, _ in chunk:
+                o = self.result.symbols[symbol]
+                o.status, o.error = "cancelled", "cancelled before it was stored"
+                self.done += 1
+                self.failed += 1
+        else:
+            self.process(chunk)
+        self.progress("store")
+
+    # -- the stages ----------------------------------------------------------------------
+    def process(self, chunk: list[tuple[str, pa.RecordBatch]]) -> None:
+        job, stages = self.job, self.result.stages
+        t = time.perf_counter()
+        table = pa.Table.from_batches([b.replace_schema_metadata(None) for _, b in chunk])
+        rows_in = table.num_rows
+        if job.kind == "bars":
+            norm = kernels.normalize(table)
+            table, self.dups = norm.table, self.dups + norm.duplicates_dropped
+        _add(stages["transform"], rows_in, table.num_rows, 0, time.perf_counter() - t)
+
+        t = time.perf_counter()
+        rows_in = table.num_rows
+        rejected = None
+        if job.kind == "bars" and job.validate:
+            report = kernels.validate(table, spike_threshold=job.spike_threshold)
+            if report.n_rejected:
+                table, rejected = report.valid, report.rejected
+        n_rej = 0 if rejected is None else rejected.num_rows
+        _add(stages["validate"], rows_in, table.num_rows, n_rej, time.perf_counter() - t)
+
+        t = time.perf_counter()
+        error, stored = self.store(table, rejected)
+        refused = stored.rejected if stored is not None else 0
+        by_symbol = stored.refused_by_symbol if stored is not None else {}
+        _add(stages["store"], table.num_rows + n_rej,
+             0 if error else table.num_rows - refused, n_rej + refused, time.perf_counter() - t)
+        valid_counts, rej_counts = _counts(table), _counts(rejected)
+        for s, _ in chunk:
+            o = self.result.symbols[s]
+            self.done += 1
+            if error is not None:
+                o.status, o.error, o.exception = "failed", f"SinkError: {error}", error
+                self.failed += 1
+                continue
+            # the database's truth: rows it refused are quarantined, not stored
+            o.refused = by_symbol.get(s, 0)
+            o.rows = valid_counts.get(s, 0) - o.refused
+            o.quarantined = rej_counts.get(s, 0) + o.refused
+            o.status = "refused" if o.refused and not o.rows else "stored"
+            if o.refused:
+                assert stored is not None
+                o.error = (f"the database refused {o.refused} of its rows: "
+                           f"{stored.refused_errors.get(s, '')}")
+                self.failed += o.status == "refused"
+        if error is None:
+            self.refused += refused
+            self.stored += table.num_rows - refused
+            self.rejected += n_rej + refused
+            if not job.store_data:  # nothing is stored: the rows travel in the result
+                self.tables.append(table)
+                if rejected is not None:
+                    self.rejected_tables.append(rejected)
+            if job.indicators and table.num_rows:
+                self.analyze(table)
+
+    def store(self, table: pa.Table, rejected: pa.Table | None
+              ) -> tuple[SinkError | None, IngestResult | None]:
+        """Write a chunk and its rejected rows in one transaction; retry, and on the last
+        try bisect so that only the rows the database refuses are quarantined (with its
+        error). Returns the error when the chunk could not be stored, else what the sink
+        did (None for a job without storage)."""
+        job, sink = self.job, self.sink
+        if sink is None:
+            return None, None
+        mode = "create_append" if job.mode == "append" else job.mode
+        quarantine = rejected if rejected is not None and rejected.num_rows else None
+        error = None
+        for attempt in range(1, self.store_attempts + 1):
+            self.attempts += 1
+            split = attempt == self.store_attempts and attempt > 1
+            try:
+                return None, sink.ingest(
+                    table, table=job.table, kind=job.kind, mode=mode,
+                    on_error="split" if split else "raise", job_id=job.job_id,
+                    source=job.source.name, quarantine=quarantine)
+            except SinkError as exc:
+                error = exc
+                if mode == "create":  # a second try would find the table it made
+                    break
+        return error, None
+
+    def analyze(self, table: pa.Table) -> None:
+        from ..indicators import compute
+
+        t = time.perf_counter()
+        out = compute(table, list(self.job.indicators))
+        keep = list(_KEY_COLS) + out.schema.names[table.num_columns:]
+        self.analysis.append(out.select(keep))
+        _add(self.result.stages["analyze"], table.num_rows, table.num_rows, 0,
+             time.perf_counter() - t)
+
+    def progress(self, stage: str) -> None:
+        cb = self.job.on_progress
+        if cb is None:
+            return
+        cb(Progress(job_id=self.job.job_id, symbols_total=len(self.job.symbols),
+                    symbols_done=self.done, symbols_failed=self.failed,
+                    rows_fetched=self.fetched, rows_stored=self.stored,
+                    rows_rejected=self.rejected, stage=stage,
+                    elapsed_s=time.perf_counter() - self.t0))
+
+
+def _add(st: StageStats, rows_in: int, rows_out: int, rejected: int, seconds: float) -> None:
+    st.rows_in += rows_in
+    st.rows_out += rows_out
+    st.rejected += rejected
+    st.seconds += seconds
+
+
+def _counts(table: pa.Table | None) -> dict[str, int]:
+    if table is None or table.num_rows == 0:
+        return {}
+    vc = pc.value_counts(table.column("symbol").combine_chunks())
+    return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
