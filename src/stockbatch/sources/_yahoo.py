@@ -13,7 +13,14 @@ import pyarrow as pa
 from .. import _backend
 from .._errors import ProviderError, ProviderUnavailable, RateLimited, SymbolNotFound
 from ..schema import QUOTES
-from ._base import DAILY_INTERVALS, YAHOO_INTERVALS, ReliableSource, normalize_daily, period_days, window
+from ._base import (
+    DAILY_INTERVALS,
+    YAHOO_INTERVALS,
+    ReliableSource,
+    normalize_daily,
+    period_days,
+    window,
+)
 
 __all__ = ["YahooChartSource", "INTERVAL_WINDOW_DAYS"]
 
