@@ -18,8 +18,9 @@ from .._errors import (
     SchemaError,
     SymbolNotFound,
 )
+from .._redact import redact
 from ..schema import BARS, conform
-from ._base import ReliableSource, window
+from ._base import ReliableSource, clip_window, url_segment, window
 
 __all__ = ["HTTPJSONSource"]
 
@@ -71,6 +72,12 @@ class HTTPJSONSource(ReliableSource):
         Provider name for the ``source`` column and errors.
     headers : mapping, optional
         Extra request headers (e.g. an authorization header; never shown in errors).
+
+    Symbols (:meth:`normalize_symbol`): the generic rule of :class:`Source` — case kept (an
+    arbitrary API may be case-sensitive), surrounding whitespace stripped, 1-64 printable
+    characters without whitespace. The symbol is put into the template percent-encoded
+    (:func:`url_segment`), so it is one path segment or one query value wherever the
+    template places it.
     """
 
     def __init__(self, url_template: str, *, fields: Mapping[str, str],
@@ -99,7 +106,7 @@ class HTTPJSONSource(ReliableSource):
                                                    headers=dict(headers or {}))
 
     def __repr__(self) -> str:
-        return f"<HTTPJSONSource {self.name!r} {self.url_template.split('?')[0]!r}>"
+        return f"<HTTPJSONSource {self.name!r} {redact(self.url_template.split('?')[0])!r}>"
 
     async def aclose(self) -> None:
         if self._own_client:
@@ -174,8 +181,9 @@ class HTTPJSONSource(ReliableSource):
 
     async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
                             period: str | None = None) -> pa.RecordBatch:
+        symbol = self.normalize_symbol(symbol)
         p1, p2, period = window(interval, start, end, period)
-        url = self.url_template.format(symbol=symbol, interval=interval,
+        url = self.url_template.format(symbol=url_segment(symbol), interval=interval,
                                        start="" if p1 is None else p1,
                                        end="" if p2 is None else p2, period=period or "")
         key = f"{self.name}|{url}"
@@ -205,6 +213,9 @@ class HTTPJSONSource(ReliableSource):
             if status != 200:
                 raise ProviderError(f"{self.name}: {symbol}: HTTP {status}",
                                     provider=self.name, symbol=symbol)
-            return self._decode(resp.content, symbol, interval)
+            batch, dropped = clip_window(self._decode(resp.content, symbol, interval),
+                                         interval, p1, p2, period)
+            self.stats.out_of_window += dropped
+            return batch
 
         return await self._call(key, symbol, run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterable
 
@@ -12,8 +13,17 @@ import pyarrow as pa
 
 from .. import _backend
 from .._errors import ProviderError, ProviderUnavailable, RateLimited, SymbolNotFound
+from .._redact import redact
 from ..schema import QUOTES
-from ._base import DAILY_INTERVALS, ReliableSource, normalize_daily, period_days, window
+from ._base import (
+    DAILY_INTERVALS,
+    ReliableSource,
+    clip_window,
+    normalize_daily,
+    period_days,
+    url_segment,
+    window,
+)
 
 __all__ = ["YahooChartSource", "INTERVAL_WINDOW_DAYS"]
 
@@ -22,6 +32,8 @@ _decode = _backend.load("decode")
 #: Widest window Yahoo serves per request for these intervals (days); wider asks are split.
 INTERVAL_WINDOW_DAYS = {"1m": 8, "2m": 60, "5m": 60, "15m": 60, "30m": 60, "60m": 730,
                         "90m": 60, "1h": 730}
+#: Yahoo symbols: AAPL, BRK-B, 7203.T, ^GSPC, EURUSD=X, ES=F, M&M.NS, BTC-USD.
+_YAHOO_SYMBOL = re.compile(r"[A-Z0-9^][A-Z0-9.\-_=^&]{0,31}")
 _USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
                "Chrome/131.0.0.0 Safari/537.36")
 
@@ -68,10 +80,21 @@ class YahooChartSource(ReliableSource):
         Stamp daily-or-coarser bars at 00:00 exchange time (see ``normalize_daily``).
     rate, burst, retry, breaker, cache, timeout
         See :class:`ReliableSource`.
+
+    Symbols (:meth:`normalize_symbol`): Yahoo's are case-insensitive and it answers them
+    upper-case, so ``aapl`` is ``AAPL``; 1-32 characters of ``A-Z 0-9 . - _ = ^ &`` starting
+    with a letter, a digit or ``^`` (``AAPL``, ``BRK-B``, ``7203.T``, ``^GSPC``,
+    ``EURUSD=X``, ``M&M.NS``). ``/ ? # , %`` and whitespace cannot be in one.
     """
 
     name = "yahoo"
     max_symbols_per_call = 50
+    symbol_rule = ("1-32 of A-Z 0-9 . - _ = ^ &, starting with a letter, digit or ^; "
+                   "upper-cased")
+
+    def normalize_symbol(self, symbol: str) -> str:
+        """``symbol`` upper-cased and stripped; ValueError unless it fits ``symbol_rule``."""
+        return self._check_symbol(symbol, _YAHOO_SYMBOL)
 
     def __init__(self, *, base_url: str = "https://query2.finance.yahoo.com",
                  cookie_url: str | None = None, crumb="auto", concurrency: int = 8,
@@ -100,7 +123,7 @@ class YahooChartSource(ReliableSource):
         self._sem = asyncio.Semaphore(concurrency)
 
     def __repr__(self) -> str:
-        return f"<YahooChartSource {self.base_url!r}>"
+        return f"<YahooChartSource {redact(self.base_url)!r}>"
 
     async def aclose(self) -> None:
         if self._own_client:
@@ -178,7 +201,7 @@ class YahooChartSource(ReliableSource):
         return params
 
     async def _chart(self, symbol: str, params: dict, interval: str) -> pa.RecordBatch:
-        resp = await self._get(f"/v8/finance/chart/{symbol}", params, symbol)
+        resp = await self._get(f"/v8/finance/chart/{url_segment(symbol)}", params, symbol)
         status = resp.status_code
         content = resp.content
         if status == 404 and not content.lstrip().startswith(b"{"):
@@ -195,7 +218,9 @@ class YahooChartSource(ReliableSource):
 
     async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
                             period: str | None = None) -> pa.RecordBatch:
+        symbol = self.normalize_symbol(symbol)
         p1, p2, period = window(interval, start, end, period)
+        asked = (p1, p2, period)
         # keyed by what was asked (a period, not the clock-dependent bounds made from it below,
         # which would never hit the cache again)
         key = f"{self.name}|{symbol}|{interval}|{p1}|{p2}|{period}"
@@ -219,13 +244,15 @@ class YahooChartSource(ReliableSource):
                 batch = _concat(parts)
             if self.normalize and interval in DAILY_INTERVALS:
                 batch = normalize_daily(batch)
+            batch, dropped = clip_window(batch, interval, *asked)
+            self.stats.out_of_window += dropped
             return batch
 
         return await self._call(key, symbol, run, calls=len(pieces))
 
     # -- quotes --------------------------------------------------------------------------------
     async def fetch_quotes(self, symbols: Iterable[str]) -> pa.RecordBatch:
-        symbols = list(dict.fromkeys(symbols))
+        symbols = list(dict.fromkeys(self.normalize_symbol(s) for s in symbols))
         chunks = [symbols[i:i + self.max_symbols_per_call]
                   for i in range(0, len(symbols), self.max_symbols_per_call)]
 
