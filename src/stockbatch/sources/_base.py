@@ -288,8 +288,7 @@ class Source:
         exception is yielded, never raised: a ProviderError, or — for a bug in a source —
         a ProviderError naming the unexpected exception (chained as ``__cause__``). Bad
         options (period, bounds) raise ValueError before anything is fetched."""
-        window(options.get("interval", "1d"), options.get("start"), options.get("end"),
-               options.get("period"))  # refuse bad options once, not once per symbol
+        check_options(**options)  # refuse bad options once, not once per symbol
         good, bad = self._normalize_many(symbols)
         for item in bad:
             yield item
@@ -410,6 +409,14 @@ class ReliableSource(Source):
             if key is not None and self.cache is not None:
                 self.cache.put(key, batch)
             return batch
+
+
+def check_options(*, interval: str = "1d", start=None, end=None, period: str | None = None,
+                  **_other) -> None:
+    """ValueError / TypeError for fetch options no symbol could be fetched with."""
+    window(interval, start, end, period)
+    if period is not None:
+        period_days(period)
 
 
 def window(interval: str, start, end, period: str | None, *, now: float | None = None):

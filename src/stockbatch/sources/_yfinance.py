@@ -19,7 +19,15 @@ import pyarrow as pa
 from .._errors import ProviderError, ProviderUnavailable, RateLimited, SymbolNotFound
 from .._redact import redact
 from ..schema import BARS
-from ._base import DAILY_INTERVALS, Source, clip_window, normalize_daily, to_epoch, window
+from ._base import (
+    DAILY_INTERVALS,
+    Source,
+    check_options,
+    clip_window,
+    normalize_daily,
+    to_epoch,
+    window,
+)
 
 __all__ = ["YFinanceSource", "rewriting_session"]
 
@@ -220,7 +228,7 @@ class YFinanceSource(Source):
                          ) -> AsyncIterator[tuple[str, pa.RecordBatch | Exception]]:
         """One ``yf.download`` for all symbols (its own threads), then one item per symbol
         (normalised names; a refused symbol is a SymbolNotFound under the name given)."""
-        window(interval, start, end, period)  # bad options: ValueError before anything
+        check_options(interval=interval, start=start, end=end, period=period)
         symbols, bad = self._normalize_many(symbols)
         for item in bad:
             yield item
