@@ -462,3 +462,17 @@ def test_a_key_echoed_back_in_any_encoding_is_never_shown(caplog):
         for form in forms:
             assert form not in text, (form, text)
     assert "***" in str(exc)
+
+
+def test_yahoo_quotes_normalize_and_list_refused_symbols_as_missing():
+    with FixtureServer() as srv:
+        async def go():
+            async with YahooChartSource(base_url=srv.url) as src:
+                return await src.fetch_quotes(["aapl", "AAPL", "XYZ/../GOOD9", "UNKNOWNQ"])
+
+        batch = run(go())
+        hits = srv.stats()["hits"]
+    assert batch.column("symbol").to_pylist() == ["AAPL"]
+    missing = batch.schema.metadata[b"stockbatch.missing"].decode().split(",")
+    assert missing == ["UNKNOWNQ", "XYZ/../GOOD9"]
+    assert set(hits) == {"quote:AAPL", "quote:UNKNOWNQ"}

@@ -154,3 +154,22 @@ def test_fetch_many_refuses_bad_options_before_fetching():
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def test_generic_source_masks_its_header_token_and_template_key_in_any_encoding():
+    from urllib.parse import quote
+
+    from stockbatch.sources import HTTPJSONSource
+
+    token, key = "t0k+/=&en", "k3y%2B/x"
+    src = HTTPJSONSource("https://u:pa@ss@api.example/v1/{symbol}?apikey=" + key,
+                         fields={"ts": "t"}, headers={"Authorization": f"Bearer {token}"})
+    try:
+        assert "pa@ss" not in repr(src)
+        for text in (f"echo {token}", f"echo {quote(token, safe='')}", f"got {key}",
+                     f"got {quote(key, safe='')}", "password pa@ss refused"):
+            exc = src._scrub(ProviderError(text))
+            assert token not in str(exc) and quote(token, safe="") not in str(exc)
+            assert key not in str(exc) and "pa@ss" not in str(exc), str(exc)
+    finally:
+        run(src.aclose())

@@ -114,9 +114,6 @@ class AlphaVantageSource(ReliableSource):
     def _secrets(self) -> tuple[str, ...]:
         return (self.__key,)
 
-    def _redact(self, text: str) -> str:
-        return redact(text, self._secrets())
-
     def normalize_symbol(self, symbol: str) -> str:
         """``symbol`` upper-cased and stripped; ValueError unless it fits ``symbol_rule``."""
         return self._check_symbol(symbol, _AV_SYMBOL)
@@ -167,10 +164,7 @@ class AlphaVantageSource(ReliableSource):
                 batch = _decode.decode_alphavantage(resp.content, symbol=symbol,
                                                     interval=interval, source=self.name)
             except ProviderError as exc:
-                msg = self._redact(str(exc))
-                if msg != str(exc):
-                    exc.args = (msg,)
-                raise
+                raise self._scrub(exc) from None
             # Alpha Vantage answers its whole series (compact: 100 bars, full: 20 years):
             # cut to [p1, p2) here. Bars outside are expected, not a provider fault, so they
             # are not counted in stats.out_of_window (1969 / 9999 stamps go with them).

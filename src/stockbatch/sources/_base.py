@@ -224,6 +224,19 @@ class Source:
         absent; their names are in the ``stockbatch.missing`` schema metadata)."""
         raise ProviderError(f"{self.name} does not serve quotes", provider=self.name)
 
+    def _secrets(self) -> tuple[str, ...]:
+        """The secrets this source holds (API keys, credential header values): masked in
+        every error it raises, in any encoding (:func:`stockbatch._redact.redact`)."""
+        return ()
+
+    def _scrub(self, exc: BaseException) -> BaseException:
+        """``exc`` with its message redacted (in place; returned for ``raise``)."""
+        text = str(exc)
+        clean = redact(text, self._secrets())
+        if clean != text:
+            exc.args = (clean,)
+        return exc
+
     #: The rule :meth:`normalize_symbol` enforces (said in its ValueError).
     symbol_rule = ("1-64 printable characters, no whitespace, not '.' or '..'; case is kept "
                    "(surrounding whitespace is stripped)")
@@ -303,7 +316,7 @@ class Source:
                 except Exception as exc:  # noqa: BLE001 - one symbol's bug is its own answer
                     err = ProviderError(
                         f"{self.name}: {sym}: unexpected {type(exc).__name__}: "
-                        f"{redact(exc)}", provider=self.name, symbol=sym)
+                        f"{redact(exc, self._secrets())}", provider=self.name, symbol=sym)
                     err.__cause__ = exc
                     self.stats.error(err)
                     return sym, err
@@ -387,6 +400,7 @@ class ReliableSource(Source):
                 try:
                     batch = await call()
                 except ProviderError as exc:
+                    self._scrub(exc)  # one place: no source error leaves with a secret
                     self.stats.error(exc)
                     self.breaker.record(exc)  # only provider failures count against it
                     verdict = True

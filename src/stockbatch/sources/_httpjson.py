@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pyarrow as pa
@@ -18,7 +20,7 @@ from .._errors import (
     SchemaError,
     SymbolNotFound,
 )
-from .._redact import redact
+from .._redact import redact, uri_secrets
 from ..schema import BARS, conform
 from ._base import ReliableSource, clip_window, url_segment, window
 
@@ -47,6 +49,27 @@ def _path(doc, path: str):
         else:
             return None
     return cur
+
+
+_CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key",
+                       "x-auth-token", "x-access-token", "cookie")
+
+
+def _secrets_of(url_template: str, headers) -> tuple[str, ...]:
+    """Secrets of a generic source: credential header values (and their last word, the token
+    of ``Bearer <token>``), the template's URI password and its secret-looking query values."""
+    found: list[str] = []
+    for name, value in dict(headers or {}).items():
+        if str(name).lower() in _CREDENTIAL_HEADERS and value:
+            found += [str(value), str(value).split()[-1]]
+    found += uri_secrets(url_template)
+    for key, value in parse_qsl(urlsplit(url_template).query, keep_blank_values=False):
+        if _SECRET_PARAM.search(key) and "{" not in value:
+            found.append(value)
+    return tuple(dict.fromkeys(s for s in found if s))
+
+
+_SECRET_PARAM = re.compile(r"(?i)key|token|secret|pass|auth|sig")
 
 
 class HTTPJSONSource(ReliableSource):
@@ -101,12 +124,17 @@ class HTTPJSONSource(ReliableSource):
         self.records = records
         self.ts_unit = ts_unit
         self.tz = tz
+        self.__secrets = _secrets_of(url_template, headers)
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout),
                                                    headers=dict(headers or {}))
 
+    def _secrets(self) -> tuple[str, ...]:
+        return self.__secrets
+
     def __repr__(self) -> str:
-        return f"<HTTPJSONSource {self.name!r} {redact(self.url_template.split('?')[0])!r}>"
+        where = redact(self.url_template.split("?")[0], self.__secrets)
+        return f"<HTTPJSONSource {self.name!r} {where!r}>"
 
     async def aclose(self) -> None:
         if self._own_client:

@@ -252,7 +252,17 @@ class YahooChartSource(ReliableSource):
 
     # -- quotes --------------------------------------------------------------------------------
     async def fetch_quotes(self, symbols: Iterable[str]) -> pa.RecordBatch:
-        symbols = list(dict.fromkeys(self.normalize_symbol(s) for s in symbols))
+        """Quotes of the (normalised) symbols; those Yahoo does not know — or cannot have,
+        by :meth:`normalize_symbol` — are listed in ``stockbatch.missing``."""
+        given = list(symbols)
+        refused = []
+        normal = []
+        for s in given:
+            try:
+                normal.append(self.normalize_symbol(s))
+            except ValueError:
+                refused.append(str(s))
+        symbols = list(dict.fromkeys(normal))
         chunks = [symbols[i:i + self.max_symbols_per_call]
                   for i in range(0, len(symbols), self.max_symbols_per_call)]
 
@@ -268,7 +278,7 @@ class YahooChartSource(ReliableSource):
         parts = await asyncio.gather(*(one(c) for c in chunks)) if chunks else []
         table = pa.Table.from_batches(parts, schema=QUOTES) if parts else QUOTES.empty_table()
         found = set(table.column("symbol").to_pylist())
-        missing = [s for s in symbols if s not in found]
+        missing = [s for s in symbols if s not in found] + refused
         md = dict(QUOTES.metadata)
         if missing:
             md[b"stockbatch.missing"] = ",".join(missing).encode()
