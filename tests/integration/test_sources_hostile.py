@@ -278,6 +278,27 @@ def test_fuzzed_payloads_every_symbol_answered_once_with_bars_or_provider_error(
     assert kinds["bars"] < len(symbols)  # the fuzzer did break some
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_fuzzed_alphavantage_payloads_every_symbol_answered_once(seed):
+    symbols = [f"AV{i}" for i in range(16)]
+    with FixtureServer() as srv:
+        srv.add_fault("fuzz", route="alphavantage", seed=seed)
+
+        async def go():
+            async with AlphaVantageSource(api_key="demo", base_url=srv.url, rate=1000,
+                                          burst=100, retry=ONCE, concurrency=4) as src:
+                return await collect(src, symbols, start=W1, end=W2)
+
+        out = run(go())
+    assert set(out) == set(symbols)
+    for sym, res in out.items():
+        assert isinstance(res, (pa.RecordBatch, ProviderError)), (sym, res)
+        if isinstance(res, pa.RecordBatch):
+            res.to_pylist()
+        else:
+            assert res.symbol == sym
+
+
 def test_fuzz_fault_is_reproducible():
     from stockbatch.testing import _hostile
     from stockbatch.testing._payloads import PayloadBuilder
