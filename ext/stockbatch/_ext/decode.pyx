@@ -1619,7 +1619,10 @@ def decode_yahoo_chart(data, *, symbol=None, interval=None, str source="yahoo"):
             for key, slot in (("tz", M_TZ), ("currency", M_CURRENCY),
                               ("exchange", M_EXCHANGE), ("instrument_type", M_ITYPE)):
                 if c.meta_s[slot] >= 0:
-                    extra.append((key, _span(s.buf, c.meta_s[slot], c.meta_e[slot])))
+                    value = _span(s.buf, c.meta_s[slot], c.meta_e[slot])
+                    extra.append((key, value))
+                    if key == "tz" and not _twin._known_tz(value):
+                        slow = True  # a zone Arrow does not know: the twin raises DecodeError
             if c.has_gmtoff:
                 extra.append(("gmtoffset", str(c.gmtoff)))
             if c.ev_s >= 0:

@@ -14,6 +14,9 @@ Rules shared by both backends
   volume (integers, integral floats or null), ``indicators.adjclose[0].adjclose`` optional.
   A missing column is all null; a column whose length differs from ``timestamp`` is an error.
   No ``timestamp`` means no bars (0 rows) — but values without timestamps are an error.
+  A timestamp whose microseconds overflow int64 (beyond about ±292,000 years) and an
+  ``exchangeTimezoneName`` Arrow does not know are DecodeErrors (never a raw OverflowError /
+  ArrowInvalid later in normalizing or resampling).
 * Alpha Vantage: ``Error Message`` → SymbolNotFound ("Invalid API call") or ProviderError;
   ``Note`` / ``Information`` → :class:`RateLimited`. Values are strings holding JSON numbers.
   Dates are local to the ``Time Zone`` of ``Meta Data`` and become UTC instants; rows come
@@ -27,6 +30,7 @@ Rules shared by both backends
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -42,11 +46,27 @@ __all__ = ["decode_yahoo_chart", "decode_alphavantage", "decode_yahoo_quote",
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?\Z")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# epoch seconds whose microseconds fit int64 (the ts column is timestamp[us])
+_TS_MIN, _TS_MAX = -(2**63 // 1_000_000), (2**63 - 1) // 1_000_000
 _AV_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?: ([0-9]{2}):([0-9]{2}):([0-9]{2}))?\Z")
 
 
 class _Bad(Exception):
     """A semantic problem found after parsing (no byte position)."""
+
+
+@functools.lru_cache(maxsize=512)
+def _known_tz(tz: str) -> bool:
+    """Whether Arrow (and so every later step: normalize_daily, resample) knows zone ``tz``.
+
+    Shared with the compiled backend, which calls it for the zone it found."""
+    if not tz or len(tz) > 64:
+        return False
+    try:
+        pc.assume_timezone(pa.array([0], pa.timestamp("us")), tz)
+    except (pa.ArrowInvalid, ValueError, TypeError):
+        return False
+    return True
 
 
 def _refuse_constant(name: str):
@@ -102,7 +122,20 @@ def _int_or_none(v, what: str):
 
 
 def _str_or_none(v):
-    return v if isinstance(v, str) else None
+    if not isinstance(v, str):
+        return None
+    _utf8(v)
+    return v
+
+
+def _utf8(v: str) -> str:
+    """``v``, or _Bad when it holds a lone surrogate (valid JSON ``"\\ud800"``, but no
+    UTF-8 string: Arrow would refuse it later with a raw UnicodeEncodeError)."""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Bad(f"string {v!r} holds a lone surrogate") from None
+    return v
 
 
 def _obj(v) -> dict:
@@ -212,12 +245,17 @@ def _chart(doc, symbol, interval, source):
         raise _Bad("no symbol (not in meta, none given)")
     if ivl is None:
         raise _Bad("no interval (not in meta, none given)")
+    _utf8(sym)
+    _utf8(ivl)
     ts_raw = res.get("timestamp")
     if ts_raw is not None and not isinstance(ts_raw, list):
         raise _Bad("timestamp is not an array")
     ts = [_int_or_none(v, "timestamp") for v in (ts_raw or [])]
     if any(v is None for v in ts):
         raise _Bad("timestamp holds null")
+    for v in ts:
+        if not _TS_MIN <= v <= _TS_MAX:
+            raise _Bad(f"timestamp {v} is out of range (its microseconds overflow int64)")
     n = len(ts)
     ind = _obj(res.get("indicators"))
     quote = _first(ind.get("quote"))
@@ -243,6 +281,8 @@ def _chart(doc, symbol, interval, source):
         v = _str_or_none(meta.get(field))
         if v is not None:
             extra[key] = v
+    if "tz" in extra and not _known_tz(extra["tz"]):
+        raise _Bad(f"unknown exchange time zone {extra['tz']!r}")
     off = meta.get("gmtoffset")
     if isinstance(off, int) and not isinstance(off, bool) and _INT64_MIN <= off <= _INT64_MAX:
         extra["gmtoffset"] = str(off)
@@ -328,8 +368,10 @@ def _av(doc, symbol, interval, source):
     sym = symbol if symbol is not None else sym
     if sym is None:
         raise _Bad("no symbol (not in Meta Data, none given)")
+    _utf8(sym)
     label = series_key[len("Time Series ("):-1]
     ivl = interval if interval is not None else _av_interval(label)
+    _utf8(ivl)
     rows = []
     for stamp, values in doc[series_key].items():
         m = _AV_DATE.match(stamp)
@@ -421,6 +463,7 @@ def decode_yahoo_quote(data, *, source: str = "yahoo") -> pa.RecordBatch:
             sym = q["symbol"]
             if not isinstance(sym, str):
                 raise TypeError("symbol is not a string")
+            _utf8(sym)
             cols["symbol"].append(sym)
             t = _int_or_none(q.get("regularMarketTime"), "regularMarketTime")
             if t is None:

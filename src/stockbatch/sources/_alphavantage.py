@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import time
+import weakref
 
 import httpx
 import pyarrow as pa
@@ -17,30 +18,45 @@ import pyarrow.compute as pc
 
 from .. import _backend
 from .._errors import ProviderError, ProviderUnavailable, RateLimited
-from ._base import ReliableSource, window
+from .._redact import redact
+from ._base import ReliableSource, period_days, window
 
 __all__ = ["AlphaVantageSource"]
 
 _decode = _backend.load("decode")
 _INTRADAY = {"1m": "1min", "5m": "5min", "15m": "15min", "30m": "30min", "60m": "60min",
              "1h": "60min"}
-_KEY_IN_URL = re.compile(r"(apikey=)[^&\s'\"]+", re.IGNORECASE)
+#: Alpha Vantage symbols: IBM, TSCO.LON, SHOP.TRT, 600104.SHH, BRK-B.
+_AV_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-_]{0,31}")
 
 
 class _RedactKeys(logging.Filter):
-    """Masks ``apikey=...`` in log records (httpx logs every request URL at INFO)."""
+    """Masks secrets in httpx / httpcore log records (httpx logs every request URL at INFO):
+    ``apikey=…`` in any encoding, credential headers, URI passwords, and the keys of live
+    AlphaVantageSource objects wherever they appear (:func:`stockbatch._redact.redact`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+    def _secrets(self) -> list[str]:
+        return [k for src in list(self.keys.values()) for k in src._secrets()]
 
     def filter(self, record: logging.LogRecord) -> bool:
+        secrets = self._secrets()
         if record.args:
-            record.args = tuple(_KEY_IN_URL.sub(r"\1***", str(a)) if isinstance(a, (str,
-                                httpx.URL)) else a for a in record.args)
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(redact(a, secrets) if isinstance(a, (str, httpx.URL, bytes))
+                                else a for a in args)
         if isinstance(record.msg, str):
-            record.msg = _KEY_IN_URL.sub(r"\1***", record.msg)
+            record.msg = redact(record.msg, secrets)
         return True
 
 
 _FILTER = _RedactKeys()
-for _name in ("httpx", "httpcore"):
+# a logger's filters do not apply to its children's records: name each logger that logs
+for _name in ("httpx", "httpcore", "httpcore.connection", "httpcore.http11",
+              "httpcore.http2", "httpcore.proxy"):
     if _FILTER not in logging.getLogger(_name).filters:
         logging.getLogger(_name).addFilter(_FILTER)
 
@@ -58,10 +74,15 @@ class AlphaVantageSource(ReliableSource):
         Free-tier safe by default: 5 calls a minute, no burst.
     outputsize : {"auto", "compact", "full"}
         ``auto`` asks for ``full`` only when the window reaches past the last 100 bars.
+
+    Symbols (:meth:`normalize_symbol`): case-insensitive at Alpha Vantage, upper-cased here;
+    1-32 characters of ``A-Z 0-9 . - _`` starting with a letter or digit (``IBM``,
+    ``TSCO.LON``, ``600104.SHH``). The symbol travels as one query value.
     """
 
     name = "alphavantage"
     intervals = ("1m", "5m", "15m", "30m", "60m", "1h", "1d")
+    symbol_rule = "1-32 of A-Z 0-9 . - _, starting with a letter or digit; upper-cased"
 
     def __init__(self, *, api_key: str | None = None,
                  base_url: str = "https://www.alphavantage.co", rate: float = 5 / 60,
@@ -75,6 +96,7 @@ class AlphaVantageSource(ReliableSource):
             raise ProviderError("alphavantage: no API key: pass api_key= or set "
                                 "ALPHAVANTAGE_API_KEY", provider=self.name)
         self.__key = key
+        _FILTER.keys[id(self)] = self
         self.base_url = base_url.rstrip("/")
         self.outputsize = outputsize
         self._own_client = client is None
@@ -90,11 +112,16 @@ class AlphaVantageSource(ReliableSource):
         if self._own_client:
             await self._client.aclose()
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self.__key, "***")
+    def _secrets(self) -> tuple[str, ...]:
+        return (self.__key,)
+
+    def normalize_symbol(self, symbol: str) -> str:
+        """``symbol`` upper-cased and stripped; ValueError unless it fits ``symbol_rule``."""
+        return self._check_symbol(symbol, _AV_SYMBOL)
 
     async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
                             period: str | None = None) -> pa.RecordBatch:
+        symbol = self.normalize_symbol(symbol)
         if interval == "1d":
             params = {"function": "TIME_SERIES_DAILY", "symbol": symbol}
         elif interval in _INTRADAY:
@@ -108,7 +135,6 @@ class AlphaVantageSource(ReliableSource):
         asked = f"{p1}|{p2}|{period}"  # the cache key: not the clock-made bounds below
         if p1 is None:
             p2 = int(time.time())
-            from ._base import period_days
             p1 = p2 - period_days(period) * 86400
         size = self.outputsize
         if size == "auto":
@@ -139,10 +165,10 @@ class AlphaVantageSource(ReliableSource):
                 batch = _decode.decode_alphavantage(resp.content, symbol=symbol,
                                                     interval=interval, source=self.name)
             except ProviderError as exc:
-                msg = self._redact(str(exc))
-                if msg != str(exc):
-                    exc.args = (msg,)
-                raise
+                raise self._scrub(exc) from None
+            # Alpha Vantage answers its whole series (compact: 100 bars, full: 20 years):
+            # cut to [p1, p2) here. Bars outside are expected, not a provider fault, so they
+            # are not counted in stats.out_of_window (1969 / 9999 stamps go with them).
             ts = batch.column("ts")
             keep = pc.and_(pc.greater_equal(ts, pa.scalar(p1 * 1_000_000, ts.type)),
                            pc.less(ts, pa.scalar(p2 * 1_000_000, ts.type)))

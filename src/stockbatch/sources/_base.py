@@ -11,6 +11,14 @@ A source is an async object::
 Errors are the ProviderError subclasses of :mod:`stockbatch._errors`: RateLimited,
 SymbolNotFound, DecodeError, ProviderUnavailable. ``fetch_many`` never raises for one symbol:
 it yields the exception in that symbol's place, so nothing is lost.
+
+Symbols: :meth:`Source.normalize_symbol` is each provider's rule (Yahoo upper-cases). Every
+fetch applies it, so bars come back under the normalised name; a symbol the provider cannot
+have raises ValueError (``fetch_many`` yields a SymbolNotFound for it instead). In a URL a
+symbol is always exactly one path segment or one query value (:func:`url_segment`).
+
+Window: bars outside the asked window (see :func:`clip_window`) are dropped and counted in
+``stats.out_of_window`` and in the batch's ``stockbatch.out_of_window`` schema metadata.
 """
 
 from __future__ import annotations
@@ -19,18 +27,21 @@ import asyncio
 import datetime as dt
 import re
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._errors import ProviderError, SymbolNotFound
+from .._errors import ProviderError, ProviderUnavailable, SymbolNotFound
+from .._redact import redact
 from ..schema import BARS
 from ._reliability import CircuitBreaker, ResponseCache, RetryPolicy, SourceStats, TokenBucket
 
 __all__ = ["Source", "ReliableSource", "to_epoch", "PERIOD_DAYS", "normalize_daily",
-           "empty_bars"]
+           "empty_bars", "url_segment", "clip_window", "INTERVAL_SECONDS", "OUT_OF_WINDOW_KEY"]
 
 #: Days covered by Yahoo-style period strings.
 PERIOD_DAYS = {"1d": 1, "5d": 5, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 365, "2y": 730,
@@ -76,6 +87,69 @@ def period_days(period: str) -> int:
         raise ValueError(f"bad period {period!r} (e.g. 5d, 1mo, 1y, ytd, max)")
     n, unit = int(m.group(1)), m.group(2)
     return n * {"d": 1, "wk": 7, "mo": 31, "y": 366}[unit]
+
+
+#: Length of one bar (seconds) per interval; a month/quarter at its longest.
+INTERVAL_SECONDS = {"1m": 60, "2m": 120, "5m": 300, "15m": 900, "30m": 1800, "60m": 3600,
+                    "90m": 5400, "1h": 3600, "1d": 86400, "5d": 5 * 86400, "1wk": 7 * 86400,
+                    "1mo": 31 * 86400, "3mo": 92 * 86400}
+#: Schema metadata key of a batch from which out-of-window bars were dropped (their count).
+OUT_OF_WINDOW_KEY = b"stockbatch.out_of_window"
+
+
+def url_segment(symbol: str) -> str:
+    """``symbol`` as exactly one URL path segment or query value: everything outside RFC 3986's
+    unreserved set (``A-Z a-z 0-9 - . _ ~``) percent-encoded (UTF-8), and the dot segments
+    ``.`` / ``..`` encoded too, so a symbol can never address another path or carry a query
+    or a fragment."""
+    seg = quote(symbol, safe="")
+    if seg.strip(".") == "":
+        seg = seg.replace(".", "%2E")
+    return seg
+
+
+def clip_window(batch: pa.RecordBatch, interval: str, p1: int | None, p2: int | None,
+                period: str | None = None, *, now: float | None = None
+                ) -> tuple[pa.RecordBatch, int]:
+    """Drop the bars outside the asked window; return ``(batch, dropped)``.
+
+    Explicit bounds keep ``[p1 - slack, p2)``; a period keeps ``[now - period - slack,
+    now + 1 day)`` (``max``: no lower bound). ``slack`` is one bar of ``interval`` but at
+    least a day: providers round the start down to the bar that contains it (Yahoo answers
+    the week / month holding ``period1``), and a daily bar keyed at the exchange's local
+    midnight (``normalize_daily``) starts up to 14 h before the UTC date it belongs to. The
+    end is exact for explicit bounds — a bar starting at or after ``end`` is outside
+    whatever the zone; for a period the day after ``now`` allows for clock skew between us and
+    the provider. Anything else (1969 or year-9999 stamps in a 2025 window) is dropped and
+    counted; the count is also written as ``stockbatch.out_of_window`` schema metadata.
+    """
+    if batch.num_rows == 0:
+        return batch, 0
+    slack = max(INTERVAL_SECONDS.get(interval, 86400), 86400)
+    if p1 is None and p2 is None:
+        now = time.time() if now is None else now
+        hi = int(now) + 86400
+        lo = None if period == "max" else int(now) - period_days(period or "1mo") * 86400 - slack
+    else:
+        lo = None if p1 is None else p1 - slack
+        hi = p2
+    ts = batch.column("ts").cast(pa.int64())
+    keep = None
+    if lo is not None:
+        keep = pc.greater_equal(ts, lo * 1_000_000)
+    if hi is not None:
+        below = pc.less(ts, hi * 1_000_000)
+        keep = below if keep is None else pc.and_(keep, below)
+    if keep is None:
+        return batch, 0
+    kept = pc.sum(keep).as_py() or 0
+    dropped = batch.num_rows - kept
+    if dropped == 0:
+        return batch, 0
+    out = batch.filter(keep)
+    md = dict(out.schema.metadata or {})
+    md[OUT_OF_WINDOW_KEY] = str(dropped).encode()
+    return out.replace_schema_metadata(md), dropped
 
 
 def empty_bars(symbol: str, interval: str, source: str) -> pa.RecordBatch:
@@ -156,12 +230,87 @@ class Source:
         absent; their names are in the ``stockbatch.missing`` schema metadata)."""
         raise ProviderError(f"{self.name} does not serve quotes", provider=self.name)
 
+    def _secrets(self) -> tuple[str, ...]:
+        """The secrets this source holds (API keys, credential header values): masked in
+        every error it raises, in any encoding (:func:`stockbatch._redact.redact`)."""
+        return ()
+
+    def _scrub(self, exc: BaseException) -> BaseException:
+        """``exc`` with its message redacted (in place; returned for ``raise``)."""
+        text = str(exc)
+        clean = redact(text, self._secrets())
+        if clean != text:
+            exc.args = (clean,)
+        return exc
+
+    #: The rule :meth:`normalize_symbol` enforces (said in its ValueError).
+    symbol_rule = ("1-64 printable characters, no whitespace, not '.' or '..'; case is kept "
+                   "(surrounding whitespace is stripped)")
+
+    def normalize_symbol(self, symbol: str) -> str:
+        """This provider's spelling of ``symbol``; ValueError for a symbol it cannot have.
+
+        The base rule (generic sources): surrounding whitespace stripped, case kept; 1-64
+        printable characters with no whitespace or control characters, and not ``.`` / ``..``.
+        Providers tighten it (:class:`YahooChartSource` upper-cases). Idempotent:
+        ``normalize_symbol(normalize_symbol(s)) == normalize_symbol(s)``.
+
+        Raises
+        ------
+        ValueError
+            Naming the symbol and the rule (``symbol_rule``).
+        """
+        if not isinstance(symbol, str):
+            raise ValueError(f"{self.name}: symbol {symbol!r} is not a string "
+                             f"(rule: {self.symbol_rule})")
+        s = symbol.strip()
+        if not (1 <= len(s) <= 64) or s in (".", "..") or any(
+                ch.isspace() or unicodedata.category(ch)[0] in "CZ" for ch in s):
+            raise ValueError(f"{self.name}: bad symbol {symbol!r} (rule: {self.symbol_rule})")
+        return s
+
+    def _check_symbol(self, symbol: str, pattern: re.Pattern, *, upper: bool = True) -> str:
+        """Helper of provider rules: strip, optionally upper-case, then match ``pattern``."""
+        if not isinstance(symbol, str):
+            raise ValueError(f"{self.name}: symbol {symbol!r} is not a string "
+                             f"(rule: {self.symbol_rule})")
+        s = symbol.strip()
+        if upper:
+            s = s.upper()
+        if not pattern.fullmatch(s):
+            raise ValueError(f"{self.name}: bad symbol {symbol!r} (rule: {self.symbol_rule})")
+        return s
+
+    def _normalize_many(self, symbols: Iterable[str]):
+        """``(normalised unique symbols, [(given, SymbolNotFound)] for refused ones)``."""
+        good: dict[str, None] = {}
+        bad: list[tuple[str, ProviderError]] = []
+        for given in symbols:
+            try:
+                good[self.normalize_symbol(given)] = None
+            except ValueError as exc:
+                err = SymbolNotFound(str(exc), provider=self.name, symbol=str(given))
+                err.__cause__ = exc
+                self.stats.error(err)
+                bad.append((given, err))
+        return list(good), bad
+
     async def fetch_many(self, symbols: Iterable[str], *, concurrency: int | None = None,
                          **options) -> AsyncIterator[tuple[str, pa.RecordBatch | Exception]]:
         """Fetch many symbols concurrently (at most ``concurrency`` at a time) and yield
         ``(symbol, batch_or_exception)`` as each completes. Options are those of
-        :meth:`fetch_history`. A ProviderError is yielded, never raised."""
-        symbols = list(dict.fromkeys(symbols))
+        :meth:`fetch_history`.
+
+        Every distinct normalised symbol is yielded exactly once, under its normalised name
+        (``aapl`` and ``AAPL`` are one symbol at Yahoo); a symbol the provider cannot have
+        is yielded under the name given with a SymbolNotFound (naming the rule). An
+        exception is yielded, never raised: a ProviderError, or — for a bug in a source —
+        a ProviderError naming the unexpected exception (chained as ``__cause__``). Bad
+        options (period, bounds) raise ValueError before anything is fetched."""
+        check_options(**options)  # refuse bad options once, not once per symbol
+        good, bad = self._normalize_many(symbols)
+        for item in bad:
+            yield item
         sem = asyncio.Semaphore(concurrency or self.concurrency)
 
         async def one(sym: str):
@@ -170,8 +319,15 @@ class Source:
                     return sym, await self.fetch_history(sym, **options)
                 except ProviderError as exc:
                     return sym, exc
+                except Exception as exc:  # noqa: BLE001 - one symbol's bug is its own answer
+                    err = ProviderError(
+                        f"{self.name}: {sym}: unexpected {type(exc).__name__}: "
+                        f"{redact(exc, self._secrets())}", provider=self.name, symbol=sym)
+                    err.__cause__ = exc
+                    self.stats.error(err)
+                    return sym, err
 
-        tasks = [asyncio.ensure_future(one(s)) for s in symbols]
+        tasks = [asyncio.ensure_future(one(s)) for s in good]
         try:
             for fut in asyncio.as_completed(tasks):
                 yield await fut
@@ -233,32 +389,54 @@ class ReliableSource(Source):
                 self.stats.saved_calls += calls
                 return hit
         attempt = 0
+        last: ProviderError | None = None
         while True:
             attempt += 1
-            self.breaker.check(self.name, symbol)
-            await self.limiter.acquire()
-            self.stats.requests += 1
             try:
-                batch = await call()
-            except SymbolNotFound as exc:
-                self.breaker.success()  # the provider answered: it is healthy
-                self.stats.error(exc)
+                self.breaker.check(self.name, symbol)
+            except ProviderUnavailable as refused:
+                self.stats.error(refused)
+                if last is not None:
+                    raise last from None  # this symbol's own failure says more than the refusal
                 raise
-            except ProviderError as exc:
-                self.stats.error(exc)
-                self.breaker.failure()
-                self.stats.circuit_opened = self.breaker.times_opened
-                wait = self.retry.delay(attempt, exc)
-                if wait is None:
-                    raise
-                self.stats.retries += 1
-                await asyncio.sleep(wait)
-                continue
-            self.breaker.success()
+            verdict = False  # did this call tell the breaker anything?
+            try:
+                await self.limiter.acquire()
+                self.stats.requests += 1
+                try:
+                    batch = await call()
+                except ProviderError as exc:
+                    self._scrub(exc)  # one place: no source error leaves with a secret
+                    self.stats.error(exc)
+                    self.breaker.record(exc)  # only provider failures count against it
+                    verdict = True
+                    self.stats.circuit_opened = self.breaker.times_opened
+                    if isinstance(exc, SymbolNotFound):
+                        raise
+                    wait = self.retry.delay(attempt, exc)
+                    if wait is None:
+                        raise
+                    last = exc
+                    self.stats.retries += 1
+                    await asyncio.sleep(wait)
+                    continue
+                self.breaker.success()
+                verdict = True
+            finally:
+                if not verdict:  # cancelled or a bug: never keep the half-open trial
+                    self.breaker.release()
             self.stats.bars += batch.num_rows
             if key is not None and self.cache is not None:
                 self.cache.put(key, batch)
             return batch
+
+
+def check_options(*, interval: str = "1d", start=None, end=None, period: str | None = None,
+                  **_other) -> None:
+    """ValueError / TypeError for fetch options no symbol could be fetched with."""
+    window(interval, start, end, period)
+    if period is not None:
+        period_days(period)
 
 
 def window(interval: str, start, end, period: str | None, *, now: float | None = None):

@@ -46,9 +46,22 @@ class FailoverSource(Source):
     def __repr__(self) -> str:
         return f"<FailoverSource {[repr(s) for s in self.sources]}>"
 
-    async def _each(self, method: str, symbol, *args, **kwargs):
+    def normalize_symbol(self, symbol: str) -> str:
+        """The symbol as the first source that accepts it spells it (each source still applies
+        its own rule when asked); ValueError, naming every source's rule, when none does."""
+        reasons = []
+        for src in self.sources:
+            try:
+                return src.normalize_symbol(symbol)
+            except ValueError as exc:
+                reasons.append(str(exc))
+        raise ValueError(f"{self.name}: no source can have symbol {symbol!r}: "
+                         + "; ".join(reasons))
+
+    async def _each(self, method: str, symbol, *args, sources=None, **kwargs):
         errors: list[ProviderError] = []
-        for i, src in enumerate(self.sources):
+        sources = self.sources if sources is None else sources
+        for i, src in enumerate(sources):
             try:
                 result = await getattr(src, method)(*args, **kwargs)
             except self.failover_on as exc:
@@ -60,7 +73,7 @@ class FailoverSource(Source):
             self.served_by[src.name] = self.served_by.get(src.name, 0) + 1
             self.stats.bars += result.num_rows
             return result
-        detail = "; ".join(f"{s.name}: {e}" for s, e in zip(self.sources, errors, strict=False))
+        detail = "; ".join(f"{s.name}: {e}" for s, e in zip(sources, errors, strict=False))
         cls = SymbolNotFound if all(isinstance(e, SymbolNotFound) for e in errors) \
             else ProviderUnavailable
         exc = cls(f"every source failed for {symbol or 'quotes'}: {detail}",
@@ -69,18 +82,30 @@ class FailoverSource(Source):
         raise exc from errors[-1]
 
     async def fetch_history(self, symbol: str, **options) -> pa.RecordBatch:
-        return await self._each("fetch_history", symbol, symbol, **options)
+        symbol = self.normalize_symbol(symbol)
+        usable = []
+        for src in self.sources:  # only the sources that can have this symbol
+            try:
+                src.normalize_symbol(symbol)
+            except ValueError:
+                continue
+            usable.append(src)
+        batch = await self._each("fetch_history", symbol, symbol, sources=usable, **options)
+        if batch.num_rows and batch.column("symbol")[0].as_py() != symbol:
+            # a later source spelt it its own way: keep the one name this source promised
+            idx = batch.schema.get_field_index("symbol")
+            batch = batch.set_column(idx, batch.schema.field(idx),
+                                     pa.array([symbol] * batch.num_rows, pa.string()))
+        return batch
 
     async def fetch_quotes(self, symbols: Iterable[str]) -> pa.RecordBatch:
         symbols = list(symbols)
+        # the sources to ask are a local list passed down, never swapped into self.sources:
+        # overlapping calls (and fetch_history meanwhile) each see the full configuration
         usable = [s for s in self.sources if s.max_symbols_per_call > 0]
         if not usable:
             raise ProviderError(f"{self.name}: no source serves quotes", provider=self.name)
-        saved, self.sources = self.sources, usable
-        try:
-            return await self._each("fetch_quotes", None, symbols)
-        finally:
-            self.sources = saved
+        return await self._each("fetch_quotes", None, symbols, sources=usable)
 
     async def aclose(self) -> None:
         for s in self.sources:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pyarrow as pa
@@ -18,8 +20,9 @@ from .._errors import (
     SchemaError,
     SymbolNotFound,
 )
+from .._redact import redact, uri_secrets
 from ..schema import BARS, conform
-from ._base import ReliableSource, window
+from ._base import ReliableSource, clip_window, url_segment, window
 
 __all__ = ["HTTPJSONSource"]
 
@@ -48,6 +51,27 @@ def _path(doc, path: str):
     return cur
 
 
+_CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key",
+                       "x-auth-token", "x-access-token", "cookie")
+
+
+def _secrets_of(url_template: str, headers) -> tuple[str, ...]:
+    """Secrets of a generic source: credential header values (and their last word, the token
+    of ``Bearer <token>``), the template's URI password and its secret-looking query values."""
+    found: list[str] = []
+    for name, value in dict(headers or {}).items():
+        if str(name).lower() in _CREDENTIAL_HEADERS and value:
+            found += [str(value), str(value).split()[-1]]
+    found += uri_secrets(url_template)
+    for key, value in parse_qsl(urlsplit(url_template).query, keep_blank_values=False):
+        if _SECRET_PARAM.search(key) and "{" not in value:
+            found.append(value)
+    return tuple(dict.fromkeys(s for s in found if s))
+
+
+_SECRET_PARAM = re.compile(r"(?i)key|token|secret|pass|auth|sig")
+
+
 class HTTPJSONSource(ReliableSource):
     """Bars from any JSON API.
 
@@ -71,6 +95,12 @@ class HTTPJSONSource(ReliableSource):
         Provider name for the ``source`` column and errors.
     headers : mapping, optional
         Extra request headers (e.g. an authorization header; never shown in errors).
+
+    Symbols (:meth:`normalize_symbol`): the generic rule of :class:`Source` — case kept (an
+    arbitrary API may be case-sensitive), surrounding whitespace stripped, 1-64 printable
+    characters without whitespace. The symbol is put into the template percent-encoded
+    (:func:`url_segment`), so it is one path segment or one query value wherever the
+    template places it.
     """
 
     def __init__(self, url_template: str, *, fields: Mapping[str, str],
@@ -94,12 +124,17 @@ class HTTPJSONSource(ReliableSource):
         self.records = records
         self.ts_unit = ts_unit
         self.tz = tz
+        self.__secrets = _secrets_of(url_template, headers)
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout),
                                                    headers=dict(headers or {}))
 
+    def _secrets(self) -> tuple[str, ...]:
+        return self.__secrets
+
     def __repr__(self) -> str:
-        return f"<HTTPJSONSource {self.name!r} {self.url_template.split('?')[0]!r}>"
+        where = redact(self.url_template.split("?")[0], self.__secrets)
+        return f"<HTTPJSONSource {self.name!r} {where!r}>"
 
     async def aclose(self) -> None:
         if self._own_client:
@@ -174,8 +209,9 @@ class HTTPJSONSource(ReliableSource):
 
     async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
                             period: str | None = None) -> pa.RecordBatch:
+        symbol = self.normalize_symbol(symbol)
         p1, p2, period = window(interval, start, end, period)
-        url = self.url_template.format(symbol=symbol, interval=interval,
+        url = self.url_template.format(symbol=url_segment(symbol), interval=interval,
                                        start="" if p1 is None else p1,
                                        end="" if p2 is None else p2, period=period or "")
         key = f"{self.name}|{url}"
@@ -205,6 +241,9 @@ class HTTPJSONSource(ReliableSource):
             if status != 200:
                 raise ProviderError(f"{self.name}: {symbol}: HTTP {status}",
                                     provider=self.name, symbol=symbol)
-            return self._decode(resp.content, symbol, interval)
+            batch, dropped = clip_window(self._decode(resp.content, symbol, interval),
+                                         interval, p1, p2, period)
+            self.stats.out_of_window += dropped
+            return batch
 
         return await self._call(key, symbol, run)

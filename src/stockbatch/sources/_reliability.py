@@ -23,8 +23,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from .._errors import DecodeError, ProviderError, ProviderUnavailable, RateLimited
+from .._redact import redact
 
-__all__ = ["TokenBucket", "RetryPolicy", "CircuitBreaker", "ResponseCache", "SourceStats"]
+__all__ = ["TokenBucket", "RetryPolicy", "CircuitBreaker", "ResponseCache", "SourceStats",
+           "is_provider_failure"]
 
 
 class TokenBucket:
@@ -102,9 +104,38 @@ class RetryPolicy:
         return backoff
 
 
+def is_provider_failure(exc: BaseException) -> bool:
+    """What a circuit breaker counts: the provider itself failing — transport errors,
+    timeouts, 5xx (ProviderUnavailable) and 429 / quota answers (RateLimited). A symbol's own
+    answer (SymbolNotFound, a DecodeError of its payload, any other ProviderError such as a 400)
+    means the provider is up and never counts."""
+    return isinstance(exc, (ProviderUnavailable, RateLimited))
+
+
+def describe(exc: BaseException) -> str:
+    """``str(exc)`` plus the transport error under it when the message hides it (sources
+    raise ``from None``: the underlying exception is still ``__context__``), redacted."""
+    text = str(exc)
+    under = exc.__cause__ or exc.__context__
+    if under is not None:
+        detail = str(under) or type(under).__name__
+        if detail not in text:
+            text = f"{text}: {type(under).__name__}: {detail}"
+    return redact(text)
+
+
 class CircuitBreaker:
-    """Opens after ``failure_threshold`` consecutive failures; after ``reset_timeout`` seconds
-    one trial call is let through (half-open): success closes it, failure opens it again."""
+    """Opens after ``failure_threshold`` consecutive provider failures; after
+    ``reset_timeout`` seconds one trial call is let through (half-open): success closes it,
+    failure opens it again.
+
+    Only provider failures count (:func:`is_provider_failure`): a symbol's 404 or undecodable
+    payload says the provider is up, so it resets the count like a success. While open,
+    :meth:`check` raises ProviderUnavailable carrying the last underlying cause and, as
+    ``retry_after``, the seconds until the next trial. A trial that ends without a verdict
+    (cancelled, or an unexpected exception) gives its turn back (:meth:`release`), and a trial
+    older than ``reset_timeout`` is presumed lost — the breaker can never stay shut for good.
+    """
 
     def __init__(self, failure_threshold: int = 5, reset_timeout: float = 30.0, *,
                  clock=time.monotonic):
@@ -113,8 +144,13 @@ class CircuitBreaker:
         self._clock = clock
         self.failures = 0
         self.opened_at: float | None = None
-        self._trial = False
+        self._trial_at: float | None = None
         self.times_opened = 0
+        self.last_error: str | None = None  # redacted text of the last provider failure
+
+    @property
+    def _trial(self) -> bool:
+        return self._trial_at is not None
 
     @property
     def state(self) -> str:
@@ -126,30 +162,54 @@ class CircuitBreaker:
         return "open"
 
     def check(self, provider: str, symbol: str | None = None) -> None:
-        """Raise ProviderUnavailable when calls must not go out now."""
+        """Raise ProviderUnavailable when calls must not go out now; in half-open state let
+        exactly one trial call through."""
         state = self.state
         if state == "closed":
             return
-        if state == "half-open" and not self._trial:
-            self._trial = True
-            return
+        now = self._clock()
+        if state == "half-open":
+            if self._trial_at is None or now - self._trial_at >= self.reset_timeout:
+                self._trial_at = now
+                return
+            wait = max(0.0, self.reset_timeout - (now - self._trial_at))
+        else:
+            wait = max(0.0, self.reset_timeout - (now - self.opened_at))
+        cause = f"; last failure: {self.last_error}" if self.last_error else ""
         raise ProviderUnavailable(
-            f"{provider}: circuit breaker open after {self.failures} consecutive failures "
-            f"(retrying in {max(0.0, self.reset_timeout - (self._clock() - self.opened_at)):.1f}"
-            " s)", provider=provider, symbol=symbol)
+            f"{provider}: {symbol or 'quote'}: circuit breaker open after {self.failures} "
+            f"consecutive failures{cause} (next trial call in {wait:.1f} s)",
+            provider=provider, symbol=symbol, retry_after=wait)
 
     def success(self) -> None:
+        """The provider answered (data, or a symbol's own error): close."""
         self.failures = 0
         self.opened_at = None
-        self._trial = False
+        self._trial_at = None
 
-    def failure(self) -> None:
+    def failure(self, error: BaseException | None = None) -> None:
+        """A provider failure (see :func:`is_provider_failure`); ``error`` is remembered for
+        the open-breaker message."""
+        if error is not None:
+            self.last_error = describe(error)
         self.failures += 1
-        self._trial = False
+        self._trial_at = None
         if self.failures >= self.failure_threshold:
             if self.opened_at is None or self.state != "open":
                 self.times_opened += 1
             self.opened_at = self._clock()
+
+    def record(self, error: BaseException) -> None:
+        """Classify a provider call's exception: a failure, or an answer (a success)."""
+        if is_provider_failure(error):
+            self.failure(error)
+        else:
+            self.success()
+
+    def release(self) -> None:
+        """A call ended with no verdict (cancelled, unexpected exception): if it was the
+        half-open trial, let the next call be the trial."""
+        self._trial_at = None
 
 
 class ResponseCache:
@@ -245,6 +305,7 @@ class SourceStats:
     circuit_opened: int = 0
     failovers: int = 0         # FailoverSource: symbols served by a later source
     bars: int = 0
+    out_of_window: int = 0     # bars dropped for lying outside the asked window
 
     def error(self, exc: BaseException) -> None:
         name = type(exc).__name__

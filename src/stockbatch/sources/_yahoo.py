@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterable
 
@@ -12,13 +13,16 @@ import pyarrow as pa
 
 from .. import _backend
 from .._errors import ProviderError, ProviderUnavailable, RateLimited, SymbolNotFound
+from .._redact import redact
 from ..schema import QUOTES
 from ._base import (
     DAILY_INTERVALS,
     YAHOO_INTERVALS,
     ReliableSource,
+    clip_window,
     normalize_daily,
     period_days,
+    url_segment,
     window,
 )
 
@@ -29,6 +33,8 @@ _decode = _backend.load("decode")
 #: Widest window Yahoo serves per request for these intervals (days); wider asks are split.
 INTERVAL_WINDOW_DAYS = {"1m": 8, "2m": 60, "5m": 60, "15m": 60, "30m": 60, "60m": 730,
                         "90m": 60, "1h": 730}
+#: Yahoo symbols: AAPL, BRK-B, 7203.T, ^GSPC, EURUSD=X, ES=F, M&M.NS, BTC-USD.
+_YAHOO_SYMBOL = re.compile(r"[A-Z0-9^][A-Z0-9.\-_=^&]{0,31}")
 _USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
                "Chrome/131.0.0.0 Safari/537.36")
 
@@ -75,11 +81,22 @@ class YahooChartSource(ReliableSource):
         Stamp daily-or-coarser bars at 00:00 exchange time (see ``normalize_daily``).
     rate, burst, retry, breaker, cache, timeout
         See :class:`ReliableSource`.
+
+    Symbols (:meth:`normalize_symbol`): Yahoo's are case-insensitive and it answers them
+    upper-case, so ``aapl`` is ``AAPL``; 1-32 characters of ``A-Z 0-9 . - _ = ^ &`` starting
+    with a letter, a digit or ``^`` (``AAPL``, ``BRK-B``, ``7203.T``, ``^GSPC``,
+    ``EURUSD=X``, ``M&M.NS``). ``/ ? # , %`` and whitespace cannot be in one.
     """
 
     name = "yahoo"
     intervals = YAHOO_INTERVALS
     max_symbols_per_call = 50
+    symbol_rule = ("1-32 of A-Z 0-9 . - _ = ^ &, starting with a letter, digit or ^; "
+                   "upper-cased")
+
+    def normalize_symbol(self, symbol: str) -> str:
+        """``symbol`` upper-cased and stripped; ValueError unless it fits ``symbol_rule``."""
+        return self._check_symbol(symbol, _YAHOO_SYMBOL)
 
     def __init__(self, *, base_url: str = "https://query2.finance.yahoo.com",
                  cookie_url: str | None = None, crumb="auto", concurrency: int = 8,
@@ -108,7 +125,7 @@ class YahooChartSource(ReliableSource):
         self._sem = asyncio.Semaphore(concurrency)
 
     def __repr__(self) -> str:
-        return f"<YahooChartSource {self.base_url!r}>"
+        return f"<YahooChartSource {redact(self.base_url)!r}>"
 
     async def aclose(self) -> None:
         if self._own_client:
@@ -186,7 +203,7 @@ class YahooChartSource(ReliableSource):
         return params
 
     async def _chart(self, symbol: str, params: dict, interval: str) -> pa.RecordBatch:
-        resp = await self._get(f"/v8/finance/chart/{symbol}", params, symbol)
+        resp = await self._get(f"/v8/finance/chart/{url_segment(symbol)}", params, symbol)
         status = resp.status_code
         content = resp.content
         if status == 404 and not content.lstrip().startswith(b"{"):
@@ -203,7 +220,9 @@ class YahooChartSource(ReliableSource):
 
     async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
                             period: str | None = None) -> pa.RecordBatch:
+        symbol = self.normalize_symbol(symbol)
         p1, p2, period = window(interval, start, end, period)
+        asked = (p1, p2, period)
         # keyed by what was asked (a period, not the clock-dependent bounds made from it below,
         # which would never hit the cache again)
         key = f"{self.name}|{symbol}|{interval}|{p1}|{p2}|{period}"
@@ -227,13 +246,25 @@ class YahooChartSource(ReliableSource):
                 batch = _concat(parts)
             if self.normalize and interval in DAILY_INTERVALS:
                 batch = normalize_daily(batch)
+            batch, dropped = clip_window(batch, interval, *asked)
+            self.stats.out_of_window += dropped
             return batch
 
         return await self._call(key, symbol, run, calls=len(pieces))
 
     # -- quotes --------------------------------------------------------------------------------
     async def fetch_quotes(self, symbols: Iterable[str]) -> pa.RecordBatch:
-        symbols = list(dict.fromkeys(symbols))
+        """Quotes of the (normalised) symbols; those Yahoo does not know — or cannot have,
+        by :meth:`normalize_symbol` — are listed in ``stockbatch.missing``."""
+        given = list(symbols)
+        refused = []
+        normal = []
+        for s in given:
+            try:
+                normal.append(self.normalize_symbol(s))
+            except ValueError:
+                refused.append(str(s))
+        symbols = list(dict.fromkeys(normal))
         chunks = [symbols[i:i + self.max_symbols_per_call]
                   for i in range(0, len(symbols), self.max_symbols_per_call)]
 
@@ -249,7 +280,7 @@ class YahooChartSource(ReliableSource):
         parts = await asyncio.gather(*(one(c) for c in chunks)) if chunks else []
         table = pa.Table.from_batches(parts, schema=QUOTES) if parts else QUOTES.empty_table()
         found = set(table.column("symbol").to_pylist())
-        missing = [s for s in symbols if s not in found]
+        missing = [s for s in symbols if s not in found] + refused
         md = dict(QUOTES.metadata)
         if missing:
             md[b"stockbatch.missing"] = ",".join(missing).encode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Iterable
 from urllib.parse import urlsplit
@@ -16,11 +17,22 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from .._errors import ProviderError, ProviderUnavailable, RateLimited, SymbolNotFound
+from .._redact import redact
 from ..schema import BARS
-from ._base import DAILY_INTERVALS, YAHOO_INTERVALS, Source, normalize_daily, to_epoch
+from ._base import (
+    DAILY_INTERVALS,
+    YAHOO_INTERVALS,
+    Source,
+    check_options,
+    clip_window,
+    normalize_daily,
+    to_epoch,
+    window,
+)
 
 __all__ = ["YFinanceSource", "rewriting_session"]
 
+_YAHOO_SYMBOL = re.compile(r"[A-Z0-9^][A-Z0-9.\-_=^&]{0,31}")  # as YahooChartSource
 _LOCK = threading.Lock()  # yf.download keeps shared state: one download at a time
 
 
@@ -74,10 +86,19 @@ class YFinanceSource(Source):
         A requests / curl_cffi session for yfinance (overrides ``base_url``).
     normalize : bool
         Stamp daily-or-coarser bars at 00:00 exchange time (as yfinance does).
+
+    Symbols (:meth:`normalize_symbol`): Yahoo's rule (yfinance upper-cases tickers): 1-32
+    characters of ``A-Z 0-9 . - _ = ^ &`` starting with a letter, digit or ``^``.
     """
 
     name = "yfinance"
     intervals = YAHOO_INTERVALS
+    symbol_rule = ("1-32 of A-Z 0-9 . - _ = ^ &, starting with a letter, digit or ^; "
+                   "upper-cased")
+
+    def normalize_symbol(self, symbol: str) -> str:
+        """``symbol`` upper-cased and stripped; ValueError unless it fits ``symbol_rule``."""
+        return self._check_symbol(symbol, _YAHOO_SYMBOL)
 
     def __init__(self, *, base_url: str | None = None, threads=True, session=None,
                  timeout: float = 10.0, normalize: bool = True, concurrency: int = 1) -> None:
@@ -92,7 +113,8 @@ class YFinanceSource(Source):
         self._session = session or (rewriting_session(base_url) if base_url else None)
 
     def __repr__(self) -> str:
-        return f"<YFinanceSource base_url={self.base_url!r}>"
+        where = redact(self.base_url) if self.base_url is not None else None
+        return f"<YFinanceSource base_url={where!r}>"
 
     def _download(self, symbols: list[str], interval: str, start, end, period):
         import yfinance as yf
@@ -117,13 +139,14 @@ class YFinanceSource(Source):
             except Exception as exc:  # noqa: BLE001 - yfinance raises many kinds
                 name = type(exc).__name__
                 cls = RateLimited if "RateLimit" in name else ProviderUnavailable
-                raise cls(f"yfinance: download failed ({name}: {exc})",
+                raise cls(f"yfinance: download failed ({name}: {redact(exc)})",
                           provider=self.name) from None
             finally:
                 logger.removeHandler(handler)
         return frame, handler.messages
 
-    def _convert(self, frame, symbols, interval, messages) -> dict:
+    def _convert(self, frame, symbols, interval, messages, bounds=(None, None, None)
+                 ) -> dict:
         import pandas as pd
 
         out: dict = {}
@@ -168,12 +191,14 @@ class YFinanceSource(Source):
             batch = pa.RecordBatch.from_arrays(arrays, schema=BARS.with_metadata(md))
             if self.normalize and interval in DAILY_INTERVALS:
                 batch = normalize_daily(batch)
-            self.stats.bars += n
+            batch, dropped = clip_window(batch, interval, *bounds)
+            self.stats.out_of_window += dropped
+            self.stats.bars += batch.num_rows
             out[sym] = batch
         return out
 
     def _error(self, sym: str, said: list[str]) -> ProviderError:
-        text = "; ".join(said) or "no data returned"
+        text = redact("; ".join(said) or "no data returned")
         if "RateLimit" in text or "Too Many Requests" in text:
             exc: ProviderError = RateLimited(f"yfinance: {sym}: {text}", provider=self.name,
                                              symbol=sym)
@@ -187,12 +212,14 @@ class YFinanceSource(Source):
         return exc
 
     async def _fetch(self, symbols: list[str], interval, start, end, period) -> dict:
+        bounds = window(interval, start, end, period)
         frame, messages = await asyncio.to_thread(self._download, symbols, interval, start,
                                                   end, period)
-        return self._convert(frame, symbols, interval, messages)
+        return self._convert(frame, symbols, interval, messages, bounds)
 
     async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
                             period: str | None = None) -> pa.RecordBatch:
+        symbol = self.normalize_symbol(symbol)
         result = (await self._fetch([symbol], interval, start, end, period))[symbol]
         if isinstance(result, Exception):
             raise result
@@ -201,10 +228,17 @@ class YFinanceSource(Source):
     async def fetch_many(self, symbols: Iterable[str], *, concurrency: int | None = None,
                          interval: str = "1d", start=None, end=None, period=None,
                          ) -> AsyncIterator[tuple[str, pa.RecordBatch | Exception]]:
-        """One ``yf.download`` for all symbols (its own threads), then one item per symbol."""
-        symbols = list(dict.fromkeys(symbols))
+        """One ``yf.download`` for all symbols (its own threads), then one item per symbol
+        (normalised names; a refused symbol is a SymbolNotFound under the name given)."""
+        check_options(interval=interval, start=start, end=end, period=period)
+        symbols, bad = self._normalize_many(symbols)
+        for item in bad:
+            yield item
         if not symbols:
             return
-        results = await self._fetch(symbols, interval, start, end, period)
+        try:
+            results = await self._fetch(symbols, interval, start, end, period)
+        except ProviderError as exc:  # the download as a whole failed: every symbol says so
+            results = {s: exc for s in symbols}
         for sym in symbols:
             yield sym, results[sym]

@@ -32,12 +32,15 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from . import _hostile
+from ._hostile import DATA_FAULT_KINDS
 from ._payloads import JSON_CT, PayloadBuilder
 
-__all__ = ["FixtureServer", "Fault", "FAULT_KINDS"]
+__all__ = ["FixtureServer", "Fault", "FAULT_KINDS", "DATA_FAULT_KINDS"]
 
 FAULT_KINDS = ("latency", "status", "rate_limit", "malformed", "truncate", "reset",
                "slow_body")
+# data-level kinds (DATA_FAULT_KINDS: a 200 answer whose payload lies) live in _hostile.py
 
 _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
             404: "Not Found", 422: "Unprocessable Entity", 429: "Too Many Requests",
@@ -57,7 +60,11 @@ class Fault:
         ``{"Information": …}``), ``malformed`` (valid-looking body with a corrupted byte
         range), ``truncate`` (the JSON cut at ``fraction`` of its length, with a matching
         Content-Length), ``reset`` (TCP RST instead of an answer), ``slow_body`` (the body in
-        ``chunks`` pieces ``delay`` s apart).
+        ``chunks`` pieces ``delay`` s apart). Data-level kinds (a 200 answer whose payload
+        lies; chart and Alpha Vantage routes): ``out_of_window`` (extra 1969 and 9999 bars),
+        ``ts_overflow`` (a timestamp whose microseconds overflow int64), ``bad_tz`` (zone
+        ``Mars/Olympus``), ``echo_secret`` (Alpha Vantage echoes the key), ``fuzz`` (seeded
+        random mutation, ``seed``) — see ``_hostile``.
     route : str
         ``chart``, ``quote``, ``alphavantage``, ``cookie``, ``crumb`` or ``*``.
     symbols : list of str, optional
@@ -76,11 +83,13 @@ class Fault:
     style: str = "note"
     fraction: float = 0.5
     chunks: int = 4
+    seed: int = 0              # data-level "fuzz": seed of the mutations
     fired: int = field(default=0)
 
     def __post_init__(self):
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; one of {FAULT_KINDS}")
+        if self.kind not in FAULT_KINDS + DATA_FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of "
+                             f"{FAULT_KINDS + DATA_FAULT_KINDS}")
         if self.symbols is not None:
             self.symbols = [s.upper() for s in self.symbols]
 
@@ -271,6 +280,19 @@ class _Handler:
         else:
             status, ct, payload, more = cfg.data.alphavantage(query, keys=cfg.av_keys)
         extra.extend(more)
+        # -- data-level faults (a well-formed answer whose payload lies) ----------------------
+        if fault is not None and fault.kind == "echo_secret":
+            if route == "alphavantage":
+                status, ct = 200, JSON_CT
+                payload, echoed = _hostile.echo_secret(query)
+                extra.extend(echoed)
+            fault = None
+        if fault is not None and fault.kind in DATA_FAULT_KINDS:
+            if status == 200 and route in ("chart", "alphavantage"):
+                payload = _hostile.apply(fault.kind, route, payload, seed=fault.seed,
+                                         fired=fault.fired)
+            fault = None
+        # -- transport-level faults on the payload -------------------------------------------
         if fault is not None and fault.kind == "malformed":
             payload = _corrupt(payload)
         elif fault is not None and fault.kind == "truncate":
