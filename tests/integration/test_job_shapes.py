@@ -135,3 +135,16 @@ def test_job_concurrency_does_not_change_the_source(fixture_server, tmp_path):
                                                     sink=str(tmp_path / "c.db"))
         assert src.concurrency == 8 and job.concurrency == 1
         assert engine.run(job).success
+
+
+def test_symbols_are_the_providers_and_path_like_ones_fail_alone(fixture_server, tmp_path):
+    db = tmp_path / "sym.db"
+    bad = ["XYZ/../GOOD9", "GOOD9#x", "GOOD9?a=b", "../../etc/passwd"]
+    r = sb.ingest(["aapl", "AAPL", *bad, "MSFT"], db=db, base_url=fixture_server.url)
+    assert set(r.symbols) == {"AAPL", "MSFT", *bad}
+    assert r.symbols["AAPL"].status == r.symbols["MSFT"].status == "stored"
+    for s in bad:
+        assert r.symbols[s].status == "failed" and "invalid symbol" in r.symbols[s].error
+    with sqlite3.connect(db) as conn:
+        assert {row[0] for row in conn.execute("SELECT DISTINCT symbol FROM bars")} == \
+            {"AAPL", "MSFT"}

@@ -43,6 +43,7 @@ from ._job import (
     check_interval,
     check_table_name,
     clean_symbols,
+    provider_symbols,
     resolve_source,
     resolve_window,
 )
@@ -127,7 +128,10 @@ class BatchProcessingEngine:
         Parameters
         ----------
         symbols : str or iterable of str
-            Provider symbols; duplicates are dropped, order kept.
+            Provider symbols, in the provider's spelling (``source.normalize_symbol``:
+            Yahoo upper-cases, so ``aapl`` is ``AAPL``); duplicates are dropped, order kept.
+            A symbol the provider cannot have (``XYZ/../GOOD``, ``A?b=c``) fails with the
+            rule it breaks; the others run.
         source : name, Source, or list of them
             ``"yahoo"`` (default), ``"yfinance"``, ``"alphavantage"``, a
             :class:`~stockbatch.sources.Source`, or a list (failover in that order).
@@ -160,7 +164,7 @@ class BatchProcessingEngine:
             ``concurrency``, shared by every job using that source). The source is not
             changed.
         """
-        syms = clean_symbols(symbols)
+        raw = clean_symbols(symbols)
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if table is not None:
@@ -168,6 +172,7 @@ class BatchProcessingEngine:
         src, owned = resolve_source(source, base_url=base_url)
         if include_historical:
             check_interval(src, interval)
+        syms, invalid = provider_symbols(src, raw)
         if include_historical:
             start_us, end_us = resolve_window(interval, period, start, end)
         else:
@@ -186,7 +191,8 @@ class BatchProcessingEngine:
             start_us=start_us, end_us=end_us, store_data=store_data, mode=mode, table=table,
             indicators=specs, validate=validate, spike_threshold=spike_threshold,
             priority=priority, timeout=timeout, on_progress=on_progress,
-            job_id=job_id or "", owns_source=owned, concurrency=concurrency)
+            job_id=job_id or "", owns_source=owned, concurrency=concurrency,
+            invalid=invalid)
         if specs and not include_historical:
             raise ValueError("indicators need bars (include_historical=True)")
         return job
@@ -305,6 +311,8 @@ class BatchProcessingEngine:
         t0 = time.perf_counter()
         result = JobResult(job_id=job.job_id,
                            symbols={s: SymbolOutcome(s) for s in job.symbols})
+        for s, why in job.invalid.items():  # refused when the job was made
+            result.symbols[s] = SymbolOutcome(s, status="failed", error=f"invalid symbol: {why}")
         job.result = result
         if not self._admission.enter(job.priority, job._cancel.is_set):
             return self._finish(job, result, t0, "cancelled", "cancelled before it started")
@@ -442,10 +450,12 @@ class _JobRun:
             "cache_hit_rate": src["cache_hits"] / lookups if lookups else 0.0,
             "retries": src["retries"],
             "rate_limited": src["rate_limited"],
-            "error_rate": st.failed / n if n else 0.0,
+            "error_rate": (len(self.result.failed_symbols) / len(self.result.symbols)
+                           if self.result.symbols else 0.0),
             "duplicates_dropped": st.dups,
             "store_attempts": st.attempts,
             "rows_refused_by_db": st.refused,
+            "out_of_window": st.out_of_window,
             "peak_rss_mb": peak / (1024 * 1024 if sys.platform == "darwin" else 1024),
             "batch_size": self.engine.optimizer.recommend(f"fetch:{job.source.name}"),
         })

@@ -18,7 +18,7 @@ from ..sources import FailoverSource, Source
 from ..sources._base import DAILY_INTERVALS, period_days, to_epoch
 from ._result import JobResult, Progress
 
-__all__ = ["PipelineJob", "INTERVALS", "check_interval", "check_table_name", "resolve_source",
+__all__ = ["PipelineJob", "INTERVALS", "provider_symbols", "check_interval", "check_table_name", "resolve_source",
            "resolve_window"]
 
 _job_ids = itertools.count(1)
@@ -123,7 +123,7 @@ class PipelineJob:
     result's status once finished.
     """
 
-    symbols: tuple[str, ...]
+    symbols: tuple[str, ...]  # in the provider's spelling
     source: Source
     sink: Sink | str | os.PathLike | None
     kind: str = "bars"                      # "bars" (history) or "quotes"
@@ -142,6 +142,7 @@ class PipelineJob:
     job_id: str = ""
     owns_source: bool = field(default=False, repr=False)
     concurrency: int | None = None
+    invalid: dict[str, str] = field(default_factory=dict)  # symbols refused, with why
     state: str = "pending"
     result: JobResult | None = field(default=None, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -157,6 +158,21 @@ class PipelineJob:
             raise ValueError("priority must be 1 (most urgent) to 5")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError("timeout must be positive")
+
+
+def provider_symbols(source: Source, symbols: Iterable[str]
+                     ) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``symbols`` in the provider's spelling (``source.normalize_symbol``: Yahoo upper-cases,
+    so ``aapl`` and ``AAPL`` are one series), duplicates dropped, order kept; and the
+    symbols the provider cannot have, each with the reason (they fail, the others run)."""
+    out: dict[str, None] = {}
+    invalid: dict[str, str] = {}
+    for s in symbols:
+        try:
+            out[source.normalize_symbol(s)] = None
+        except ValueError as exc:
+            invalid[s] = str(exc)
+    return tuple(out), invalid
 
 
 def clean_symbols(symbols: Iterable[str] | str) -> tuple[str, ...]:

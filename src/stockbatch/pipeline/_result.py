@@ -88,7 +88,8 @@ class JobResult:
     stats : dict
         ``requests``, ``provider_calls``, ``calls_saved_by_coalescing``, ``cache_hits``,
         ``cache_hit_rate``, ``retries``, ``error_rate``, ``duplicates_dropped``,
-        ``store_attempts``, ``rows_refused_by_db`` (rows the database refused on the last,
+        ``store_attempts``, ``out_of_window`` (bars the provider sent outside the asked
+        window, dropped), ``rows_refused_by_db`` (rows the database refused on the last,
         bisecting store attempt: quarantined by the sink with the database's error; they are
         not in any symbol's ``rows``), ``peak_rss_mb`` (the process's peak resident size), ``batch_size``
         (the optimizer's last recommendation).

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from .. import _kernels as kernels
 from .._errors import JobCancelled, JobTimeout, SinkError
 from ..sinks import IngestResult, Sink
+from ..sources._base import OUT_OF_WINDOW_KEY
 from ._fetch import DONE, FetchStage
 from ._job import PipelineJob
 from ._result import JobResult, Progress, StageStats, SymbolOutcome
@@ -43,6 +44,7 @@ class ChunkStages:
         self.fetch_end: float | None = None
         self.fetched = self.stored = self.rejected = self.refused = 0
         self.done = self.failed = self.dups = self.attempts = 0
+        self.out_of_window = 0  # bars the source dropped outside the asked window
         self.tables: list[pa.Table] = []           # jobs without storage return their rows
         self.rejected_tables: list[pa.Table] = []
         self.analysis: list[pa.Table] = []
@@ -122,6 +124,9 @@ class ChunkStages:
             self.progress("fetch")
             return 0
         n = value.num_rows
+        meta = value.schema.metadata
+        if meta and OUT_OF_WINDOW_KEY in meta:
+            self.out_of_window += int(meta[OUT_OF_WINDOW_KEY])
         self.fetched += n
         self.result.stages["fetch"].rows_out += n
         if n:
