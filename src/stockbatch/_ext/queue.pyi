@@ -4,6 +4,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
+from typing_extensions import disjoint_base
+
 __all__ = ["Request", "BatchQueue", "KINDS", "MIN_PRIORITY", "MAX_PRIORITY", "to_us"]
 
 KINDS: tuple[str, str, str]
@@ -14,6 +16,7 @@ _Time = int | datetime | date | str | None
 
 def to_us(value: _Time, name: str = ...) -> int | None: ...
 
+@disjoint_base  # a cdef class: its C layout admits no second base
 class Request:
     id: int
     kind: str
@@ -48,6 +51,7 @@ class Request:
     def state(self) -> str: ...
     def expired(self, now: float | None = ...) -> bool: ...
 
+@disjoint_base
 class BatchQueue:
     def __init__(
         self, maxsize: int = ..., *, on_expire: Callable[[Request], Any] | None = ...

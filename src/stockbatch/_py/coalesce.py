@@ -57,6 +57,7 @@ import concurrent.futures
 import itertools
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .._errors import SchemaError, SymbolNotFound
 from .queue import Request, _us_to_datetime
@@ -284,10 +285,10 @@ class Coalescer:
         self._limits = limits
         self._merge = bool(merge_ranges)
         self._lock = _thread.allocate_lock()
-        self._by_key = {}  # key -> _Entry, pending or in flight
+        self._by_key: dict[Any, Any] = {}  # key -> _Entry, pending or in flight
         self._pending = []  # _Entry in arrival order
-        self._inflight = {}  # call id -> Call
-        self._flight_ranges = {}  # range_key -> [Call] (history calls in flight)
+        self._inflight: dict[int, Call] = {}  # call id -> Call
+        self._flight_ranges: dict[Any, list[Call]] = {}  # range_key -> [Call] (history calls in flight)
         self._seq = 0
         self._n_in = self._n_out = self._n_dedup = self._n_merged = self._n_grouped = 0
         self._n_done = self._n_failed = self._n_answered = self._n_cancelled = 0
@@ -342,7 +343,7 @@ class Coalescer:
 
         Await it from asyncio with :func:`asyncio.wrap_future`, or use :meth:`submit_async`.
         """
-        fut = concurrent.futures.Future()
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         with self._lock:
             self._add_locked(request, fut)
         fut.add_done_callback(lambda f: self._withdraw(request, f))
@@ -401,7 +402,7 @@ class Coalescer:
         with self._lock:
             pending, self._pending = self._pending, []
             units = []  # (entries, first request) groups that each need one fetch range
-            ranged = {}
+            ranged: dict[Any, list[Any]] = {}
             for entry in pending:
                 if entry.dead:
                     continue
@@ -425,8 +426,9 @@ class Coalescer:
                         current = [e]
                         hi = _hi(e.end_us)
                 units.append(current)
-            calls = []
-            buckets = {}
+            # (entries, symbols of a grouped call or None, first request, grouped)
+            calls: list[tuple[list[Any], set[str] | None, Any, bool]] = []
+            buckets: dict[Any, tuple[list[Any], set[str], Any, bool]] = {}
             for unit in units:
                 first = unit[0].waiters[0][0]
                 if len(unit) > 1:
@@ -464,13 +466,14 @@ class Coalescer:
         return out
 
     # -- answers -----------------------------------------------------------------------------
-    def _finish_locked(self, call):
+    def _finish_locked(self, call: Call) -> list[Any]:
         if self._inflight.pop(call.id, None) is not call:
             raise ValueError(f"call {call.id} is not in flight in this Coalescer "
                              "(already completed or failed?)")
         for e in call._entries:
-            if self._by_key.get(e.key) is e:
-                del self._by_key[e.key]
+            key = e.key
+            if self._by_key.get(key) is e:
+                del self._by_key[key]
         for rk in {e.range_key for e in call._entries}:
             lst = self._flight_ranges.get(rk)
             if lst is not None and call in lst:
@@ -515,7 +518,7 @@ class Coalescer:
         if len(calls) != len(results):
             raise ValueError(f"{len(calls)} calls but {len(results)} results")
         with self._lock:
-            seen = set()
+            seen: set[int] = set()
             for call in calls:
                 if not isinstance(call, Call) or self._inflight.get(call.id) is not call \
                         or call.id in seen:

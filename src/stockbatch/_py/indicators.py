@@ -24,6 +24,7 @@ How every indicator runs
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -77,7 +78,7 @@ def _check_period(name: str, value, minimum: int) -> None:
         raise ValueError(f"{name} must be <= 100000000, got {value}")
 
 
-def _check_segments(segs, n: int):
+def _check_segments(segs: Any, n: int) -> np.ndarray | None:
     if segs is None:
         return None
     arr = np.ascontiguousarray(segs, dtype=np.int64)
@@ -90,7 +91,7 @@ def _check_segments(segs, n: int):
     return arr
 
 
-def _out_views(out, nout: int, n: int) -> list:
+def _out_views(out: Any, nout: int, n: int) -> list[np.ndarray | None]:
     """The caller's buffers as float64 numpy views (None where a fresh one is wanted)."""
     if nout == 1:
         outs, names = [out], ["out"]
@@ -100,7 +101,7 @@ def _out_views(out, nout: int, n: int) -> list:
         if not isinstance(out, (tuple, list)) or len(out) != nout:
             raise TypeError(f"out must be a tuple of {nout} float64 buffers")
         outs, names = list(out), [f"out[{k}]" for k in range(nout)]
-    views = []
+    views: list[np.ndarray | None] = []
     for o, what in zip(outs, names, strict=True):
         if o is None:
             views.append(None)
@@ -115,8 +116,8 @@ def _out_views(out, nout: int, n: int) -> list:
             raise TypeError(
                 f"{what} must be a writable, contiguous float64 buffer (e.g. numpy.empty(n))"
             )
-        if mv.shape[0] != n:
-            raise ValueError(f"{what} has {mv.shape[0]} elements; the data has {n} rows")
+        if len(mv) != n:  # 1-d: len is the element count
+            raise ValueError(f"{what} has {len(mv)} elements; the data has {n} rows")
         views.append(np.frombuffer(o, dtype=np.float64))
     return views
 

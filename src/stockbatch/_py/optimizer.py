@@ -144,12 +144,13 @@ class _Op:
     __slots__ = ("min_size", "max_size", "initial", "latency_target", "hist", "cap",
                  "cliff", "cliff_age", "n", "n_fail", "n_rl", "last", "why")
 
-    def __init__(self, min_size, max_size, initial, latency_target, window):
+    def __init__(self, min_size: int, max_size: int, initial: int,
+                 latency_target: float | None, window: int) -> None:
         self.min_size = min_size
         self.max_size = max_size
         self.initial = initial
         self.latency_target = latency_target
-        self.hist = deque(maxlen=window)  # (size, seconds, status): _OK, _FAILED, _LIMITED
+        self.hist: deque[tuple[int, float, int]] = deque(maxlen=window)  # (size, seconds, status): _OK, _FAILED, _LIMITED
         self.cap = float(max_size)
         self.cliff = math.inf
         self.cliff_age = 0
@@ -197,7 +198,8 @@ class BatchOptimizer:
         self._ops = {}
 
     @staticmethod
-    def _check_limits(min_size, max_size, initial, latency_target):
+    def _check_limits(min_size: int, max_size: int, initial: int | None,
+                      latency_target: float | None) -> tuple[int, int, int, float | None]:
         _check_size(min_size, "min_size")
         _check_size(max_size, "max_size")
         if min_size > max_size:
