@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from ._shared import check_size as _check_size
+
 __all__ = ["BatchOptimizer", "fit", "fit_all"]
 
 _SUBSETS = ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,))
@@ -157,12 +159,6 @@ class _Op:
         self.n = self.n_fail = self.n_rl = 0
         self.last = None
         self.why = ()
-
-
-def _check_size(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, not {value!r}")
-    return value
 
 
 class BatchOptimizer:

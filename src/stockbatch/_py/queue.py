@@ -28,13 +28,10 @@ from types import MappingProxyType
 from typing import Any
 
 from .._errors import QueueClosed, QueueFull
+from ._shared import KINDS, MAX_PRIORITY, MIN_PRIORITY, STATE_NAMES
+from ._shared import us_to_datetime as _us_to_datetime
 
 __all__ = ["Request", "BatchQueue", "KINDS", "MIN_PRIORITY", "MAX_PRIORITY", "to_us"]
-
-#: The request kinds a provider may serve.
-KINDS = ("history", "quote", "profile")
-MIN_PRIORITY = 1  # most urgent
-MAX_PRIORITY = 5
 
 # Request states. Cancelled and expired are final: such a request cannot be put again.
 _NEW, _QUEUED, _TAKEN, _EXPIRED, _CANCELLED = range(5)
@@ -77,10 +74,6 @@ def to_us(value, name: str = "value"):
         f"{name} must be None, int microseconds, datetime, date or ISO string, "
         f"not {type(value).__name__}"
     )
-
-
-def _us_to_datetime(us):
-    return None if us is None else _EPOCH + timedelta(microseconds=us)
 
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -218,7 +211,7 @@ class Request:
     @property
     def state(self) -> str:
         """``"new"``, ``"queued"``, ``"taken"``, ``"expired"`` or ``"cancelled"``."""
-        return ("new", "queued", "taken", "expired", "cancelled")[self._state]
+        return STATE_NAMES[self._state]
 
     def expired(self, now=None) -> bool:
         """True when the deadline has passed (at ``now``, default :func:`time.monotonic`)."""
