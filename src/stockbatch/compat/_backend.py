@@ -268,6 +268,6 @@ class Backend:
         if aclose is not None and engine._loop is not None:
             try:
                 engine.run_coroutine(aclose(), 10)
-            except Exception:  # noqa: BLE001 - closing is best effort
+            except Exception:  # closing is best effort
                 pass
         engine.close()
