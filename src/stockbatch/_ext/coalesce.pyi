@@ -9,13 +9,14 @@ from typing import Any
 from typing_extensions import disjoint_base
 
 from stockbatch._ext.queue import Request
+from stockbatch._types import RequestKind
 
 __all__ = ["Coalescer", "Call"]
 
 @disjoint_base  # a cdef class: its C layout admits no second base
 class Call:
     id: int
-    kind: str
+    kind: RequestKind
     provider: str
     interval: str | None
     start_us: int | None

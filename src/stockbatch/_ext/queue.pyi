@@ -6,9 +6,11 @@ from typing import Any
 
 from typing_extensions import disjoint_base
 
+from stockbatch._types import RequestKind, RequestState
+
 __all__ = ["Request", "BatchQueue", "KINDS", "MIN_PRIORITY", "MAX_PRIORITY", "to_us"]
 
-KINDS: tuple[str, str, str]
+KINDS: tuple[RequestKind, ...]
 MIN_PRIORITY: int
 MAX_PRIORITY: int
 
@@ -19,7 +21,7 @@ def to_us(value: _Time, name: str = ...) -> int | None: ...
 @disjoint_base  # a cdef class: its C layout admits no second base
 class Request:
     id: int
-    kind: str
+    kind: RequestKind
     provider: str
     symbol: str
     interval: str | None
@@ -31,7 +33,7 @@ class Request:
     range_key: tuple[Any, ...]
     def __init__(
         self,
-        kind: str,
+        kind: RequestKind,
         provider: str,
         symbol: str,
         interval: str | None = ...,
@@ -48,7 +50,7 @@ class Request:
     @property
     def deadline(self) -> float | None: ...
     @property
-    def state(self) -> str: ...
+    def state(self) -> RequestState: ...
     def expired(self, now: float | None = ...) -> bool: ...
 
 @disjoint_base
