@@ -13,13 +13,15 @@ from typing import Literal, get_args
 __all__ = [
     "Mode", "MODES",
     "JobStatus", "JOB_STATUSES",
+    "JobState", "JOB_STATES",
     "SymbolStatus", "SYMBOL_STATUSES",
     "RequestState", "REQUEST_STATES",
     "RequestKind", "REQUEST_KINDS",
     "IntervalName", "INTERVALS", "DAILY_INTERVALS",
     "SinkLevel", "SINK_LEVELS",
     "HealthStatus", "HEALTH_STATUSES",
-    "Errors",
+    "DataKind", "DATA_KINDS",
+    "Errors", "OnError",
 ]
 
 #: Ingest modes: ADBC's four words, plus ``upsert`` (update on conflict) and ``insert_new``
@@ -30,6 +32,10 @@ MODES: tuple[Mode, ...] = get_args(Mode)
 #: :attr:`stockbatch.JobResult.status`.
 JobStatus = Literal["completed", "failed", "cancelled", "timed_out"]
 JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+
+#: :attr:`stockbatch.pipeline.PipelineJob.state`: waiting, running, or how it ended.
+JobState = Literal["pending", "running", "completed", "failed", "cancelled", "timed_out"]
+JOB_STATES: tuple[JobState, ...] = get_args(JobState)
 
 #: :attr:`stockbatch.pipeline.SymbolOutcome.status` (``pending`` until the job decides).
 SymbolStatus = Literal["pending", "stored", "empty", "failed", "cancelled"]
@@ -59,5 +65,12 @@ SINK_LEVELS: tuple[SinkLevel, ...] = get_args(SinkLevel)
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
 HEALTH_STATUSES: tuple[HealthStatus, ...] = get_args(HealthStatus)
 
+#: What a table holds: ``kind=`` of :func:`stockbatch.read` and of the sinks.
+DataKind = Literal["bars", "quotes"]
+DATA_KINDS: tuple[DataKind, ...] = get_args(DataKind)
+
 #: ``errors=`` of :func:`stockbatch.fetch`.
 Errors = Literal["raise", "ignore"]
+
+#: ``on_error=`` of :meth:`stockbatch.sinks.Sink.ingest`: raise, or bisect and quarantine.
+OnError = Literal["raise", "split"]

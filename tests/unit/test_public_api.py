@@ -89,6 +89,8 @@ def test_version_single_sourced():
 @pytest.mark.parametrize("alias, values", [
     (_types.Mode, _types.MODES),
     (_types.JobStatus, _types.JOB_STATUSES),
+    (_types.JobState, _types.JOB_STATES),
+    (_types.DataKind, _types.DATA_KINDS),
     (_types.SymbolStatus, _types.SYMBOL_STATUSES),
     (_types.RequestState, _types.REQUEST_STATES),
     (_types.RequestKind, _types.REQUEST_KINDS),
@@ -112,6 +114,7 @@ def test_literals_match_the_code_that_checks_them(load):
     assert set(_types.DAILY_INTERVALS) <= set(_types.INTERVALS)
     assert set(_types.REQUEST_KINDS) == set(load("queue").KINDS)
     assert set(_types.HEALTH_STATUSES) == {stats.HEALTHY, stats.DEGRADED, stats.UNHEALTHY}
+    assert set(_types.JOB_STATUSES) < set(_types.JOB_STATES)
     queue = load("queue")
     req = queue.Request("history", "yahoo", "AAPL", "1d")
     assert req.state in _types.REQUEST_STATES
