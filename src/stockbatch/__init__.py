@@ -9,13 +9,58 @@ their pure-Python twins (``"python"``, with ``STOCKBATCH_PURE_PYTHON=1``) are in
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._backend import backend
-from ._errors import *  # noqa: F403
-from ._errors import __all__ as _errors_all
+from ._errors import (
+    DecodeError,
+    JobCancelled,
+    JobError,
+    JobTimeout,
+    ProviderError,
+    ProviderUnavailable,
+    QueueClosed,
+    QueueError,
+    QueueFull,
+    RateLimited,
+    SchemaError,
+    SinkError,
+    StockbatchError,
+    SymbolNotFound,
+)
+from ._version import __version__
 from .schema import BARS, QUOTES, conform
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    # What the lazy __getattr__ below serves, spelt out for type checkers (never run).
+    from . import compat as compat
+    from . import indicators as indicators
+    from . import pipeline as pipeline
+    from . import queueing as queueing
+    from . import schema as schema
+    from . import sinks as sinks
+    from . import sources as sources
+    from . import stats as stats
+    from . import testing as testing
+    from ._api import fetch, ingest, read
+    from ._kernels import (
+        NormalizeResult,
+        Rule,
+        ValidationReport,
+        log_returns,
+        normalize,
+        resample,
+        returns,
+        validate,
+    )
+    from .pipeline import (
+        BatchProcessingEngine,
+        JobResult,
+        execute_stock_batch_pipeline,
+        run_pipeline,
+    )
+    from .queueing import BatchOptimizer, BatchQueue, Coalescer, Request
+    from .stats import health
 
 # Public names served lazily from their modules, so that `import stockbatch` stays cheap
 # and a missing optional dependency only matters to the feature that needs it.
@@ -23,6 +68,7 @@ _LAZY = {
     # kernels (stockbatch._kernels, stockbatch.indicators)
     "validate": "._kernels",
     "ValidationReport": "._kernels",
+    "NormalizeResult": "._kernels",
     "Rule": "._kernels",
     "normalize": "._kernels",
     "resample": "._kernels",
@@ -42,30 +88,36 @@ _LAZY = {
     "execute_stock_batch_pipeline": ".pipeline",
     "run_pipeline": ".pipeline",
     "health": ".stats",
-    # subpackages and modules
-    "indicators": ".indicators",
-    "sources": ".sources",
-    "sinks": ".sinks",
-    "pipeline": ".pipeline",
-    "compat": ".compat",
-    "testing": ".testing",
-    "stats": ".stats",
-    "queueing": ".queueing",
-    "schema": ".schema",
 }
+# Subpackages and modules reachable as attributes (``sb.sources.YahooChartSource``) but not
+# names of ``from stockbatch import *``: a star import must not drag in the fixture server.
+_SUBMODULES = ("indicators", "sources", "sinks", "pipeline", "compat", "testing", "stats",
+               "queueing", "schema")
 
-__all__ = ["backend", "BARS", "QUOTES", "conform", "__version__", *_errors_all, *_LAZY]
+# Written out (not built from _LAZY) so that type checkers and readers see the names.
+__all__ = [
+    "backend", "__version__", "BARS", "QUOTES", "conform", "validate", "ValidationReport",
+    "NormalizeResult", "Rule", "normalize", "resample", "returns", "log_returns", "Request",
+    "BatchQueue", "Coalescer", "BatchOptimizer", "fetch", "ingest", "read",
+    "BatchProcessingEngine", "JobResult", "execute_stock_batch_pipeline", "run_pipeline", "health",
+    "StockbatchError", "SchemaError", "ProviderError", "RateLimited", "SymbolNotFound",
+    "DecodeError", "ProviderUnavailable", "SinkError", "QueueError", "QueueFull", "QueueClosed",
+    "JobError", "JobTimeout", "JobCancelled",
+]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stockbatch' has no attribute {name!r}")
-    mod = importlib.import_module(module, __name__)
-    value = mod if module.lstrip(".") == name else getattr(mod, name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # a module __getattr__ would make every misspelt name Any to mypy
+
+    def __getattr__(name: str) -> Any:
+        if name in _SUBMODULES:
+            value = importlib.import_module(f".{name}", __name__)
+        elif name in _LAZY:
+            value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        else:
+            raise AttributeError(f"module 'stockbatch' has no attribute {name!r}")
+        globals()[name] = value
+        return value
 
 
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

@@ -7,6 +7,8 @@ its pure-Python twin ``stockbatch._py.kernels``); rule definitions and report ty
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._backend import load
 from ._validation import NormalizeResult, Rule, ValidationReport
 
@@ -21,10 +23,13 @@ __all__ = [
     "log_returns",
 ]
 
-_impl = load("kernels")
+if TYPE_CHECKING:  # the signatures both backends share, from the compiled module's stub
+    from ._ext.kernels import log_returns, normalize, resample, returns, validate
+else:
+    _impl = load("kernels")
 
-validate = _impl.validate
-normalize = _impl.normalize
-resample = _impl.resample
-returns = _impl.returns
-log_returns = _impl.log_returns
+    validate = _impl.validate
+    normalize = _impl.normalize
+    resample = _impl.resample
+    returns = _impl.returns
+    log_returns = _impl.log_returns

@@ -88,7 +88,7 @@ class Rule(enum.IntFlag):
 
 #: The single rules in bit order (bit k of the mask is RULES[k]).
 RULES: tuple[Rule, ...] = tuple(Rule(1 << k) for k in range(9))
-RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
+RULE_NAMES: tuple[str, ...] = tuple(str(r.name) for r in RULES)
 
 KEY_COLUMNS = ("symbol", "interval", "ts")
 VALIDATE_COLUMNS = ("symbol", "interval", "ts", "open", "high", "low", "close", "volume")

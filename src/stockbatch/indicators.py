@@ -310,11 +310,11 @@ _PERIODIC = re.compile(r"(sma|ema|rsi|atr|bbands|vol)(\d*)")
 _MACD = re.compile(r"macd(?:(\d+)_(\d+)_(\d+))?")
 
 
-def _plan(specs) -> list[tuple[str, tuple, list[str]]]:
+def _plan(specs: Iterable[str] | str) -> list[tuple[str, tuple[int, ...], list[str]]]:
     """Parse every spec first: (kind, parameters, output column names)."""
     if isinstance(specs, str):
         specs = [specs]
-    plan = []
+    plan: list[tuple[str, tuple[int, ...], list[str]]] = []
     for spec in specs:
         if not isinstance(spec, str):
             raise ValueError(f"indicator spec {spec!r} is not a string; valid forms: {SPEC_FORMS}")

@@ -27,17 +27,24 @@ times. See each class for the details.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._backend import load
 
 __all__ = ["Request", "BatchQueue", "Coalescer", "Call", "BatchOptimizer", "KINDS"]
 
-_queue = load("queue")
-_coalesce = load("coalesce")
-_optimizer = load("optimizer")
+if TYPE_CHECKING:  # the classes both backends share, as the compiled modules' stubs type them
+    from ._ext.coalesce import Call, Coalescer
+    from ._ext.optimizer import BatchOptimizer
+    from ._ext.queue import KINDS, BatchQueue, Request
+else:
+    _queue = load("queue")
+    _coalesce = load("coalesce")
+    _optimizer = load("optimizer")
 
-Request = _queue.Request
-BatchQueue = _queue.BatchQueue
-KINDS = _queue.KINDS
-Coalescer = _coalesce.Coalescer
-Call = _coalesce.Call
-BatchOptimizer = _optimizer.BatchOptimizer
+    Request = _queue.Request
+    BatchQueue = _queue.BatchQueue
+    KINDS = _queue.KINDS
+    Coalescer = _coalesce.Coalescer
+    Call = _coalesce.Call
+    BatchOptimizer = _optimizer.BatchOptimizer

@@ -71,6 +71,9 @@ _OPTIONAL = {
 
 _MAX_EXACT_INT_IN_F64 = 2**53
 
+# (the converted column, None) or (None, why it cannot be converted)
+_Conformed = tuple[Any, None] | tuple[None, str]
+
 
 def to_table(data: Any) -> pa.Table:
     """Turn any Arrow-exporting object (PyCapsule protocol), pandas frame or dict of lists
@@ -104,7 +107,7 @@ def _describe(t: pa.DataType) -> str:
     return str(t)
 
 
-def _conform_string(col: pa.ChunkedArray, t: pa.DataType):
+def _conform_string(col: pa.ChunkedArray, t: pa.DataType) -> _Conformed:
     if pa.types.is_dictionary(t):
         inner = t.value_type
         if not (pa.types.is_string(inner) or pa.types.is_large_string(inner)
@@ -117,7 +120,7 @@ def _conform_string(col: pa.ChunkedArray, t: pa.DataType):
     return None, "expected a string column"
 
 
-def _conform_float(col: pa.ChunkedArray, t: pa.DataType):
+def _conform_float(col: pa.ChunkedArray, t: pa.DataType) -> _Conformed:
     if pa.types.is_floating(t) or pa.types.is_null(t):
         return col.cast(pa.float64()), None
     if pa.types.is_integer(t):
@@ -132,7 +135,7 @@ def _conform_float(col: pa.ChunkedArray, t: pa.DataType):
     return None, "expected a numeric column"
 
 
-def _conform_int(col: pa.ChunkedArray, t: pa.DataType):
+def _conform_int(col: pa.ChunkedArray, t: pa.DataType) -> _Conformed:
     if pa.types.is_integer(t) or pa.types.is_null(t):
         try:
             return col.cast(pa.int64()), None
@@ -146,7 +149,7 @@ def _conform_int(col: pa.ChunkedArray, t: pa.DataType):
     return None, "expected an integer column"
 
 
-def _conform_ts(col: pa.ChunkedArray, t: pa.DataType, tz: str | None, truncate: bool):
+def _conform_ts(col: pa.ChunkedArray, t: pa.DataType, tz: str | None, truncate: bool) -> _Conformed:
     if pa.types.is_date(t):
         if tz is None:
             return None, "dates carry no time zone: pass tz= (the exchange's zone) to place them"

@@ -26,7 +26,11 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from ._types import HealthStatus
 
 __all__ = [
     "Snapshot",
@@ -41,28 +45,33 @@ __all__ = [
     "UNHEALTHY",
 ]
 
-HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
-_RANK = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
+HEALTHY: HealthStatus = "healthy"
+DEGRADED: HealthStatus = "degraded"
+UNHEALTHY: HealthStatus = "unhealthy"
+_RANK: dict[HealthStatus, int] = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
 
 #: metric -> (degraded at, unhealthy at); see the module docstring.
-DEFAULT_THRESHOLDS = {
+DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
     "error_rate": (0.05, 0.25),
     "expiry_rate": (0.01, 0.10),
     "queue_fill": (0.80, 0.95),
     "mean_wait": (5.0, 30.0),
 }
 
-_tracked: weakref.WeakSet = weakref.WeakSet()
+#: ``thresholds=`` of :func:`health`, :func:`grade` and :class:`Monitor`.
+_Thresholds = Mapping[str, tuple[float, float]]
+
+_tracked: weakref.WeakSet[Any] = weakref.WeakSet()
 _tracked_lock = threading.Lock()
 
 
-def _track(obj) -> None:
+def _track(obj: Any) -> None:
     """Called by BatchQueue and Coalescer constructors (both backends)."""
     with _tracked_lock:
         _tracked.add(obj)
 
 
-def _objects():
+def _objects() -> list[Any]:
     with _tracked_lock:
         return list(_tracked)
 
@@ -108,7 +117,7 @@ class Snapshot:
         """Expired requests / requests put into queues."""
         return self.expired / self.put if self.put else 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out.update(coalescing_ratio=self.coalescing_ratio, error_rate=self.error_rate,
                    expiry_rate=self.expiry_rate)
@@ -119,8 +128,8 @@ class Snapshot:
 class Health:
     """``status`` is ``"healthy"``, ``"degraded"`` or ``"unhealthy"``; ``reasons`` says why."""
 
-    status: str
-    reasons: tuple = ()
+    status: HealthStatus
+    reasons: tuple[str, ...] = ()
     snapshot: Snapshot | None = field(default=None, repr=False)
 
     def __bool__(self) -> bool:
@@ -130,10 +139,10 @@ class Health:
         return self.status if not self.reasons else f"{self.status}: {'; '.join(self.reasons)}"
 
 
-def _collect(objects, at):
+def _collect(objects: tuple[Any, ...] | list[Any], at: float) -> Snapshot:
     from ._backend import load_from
 
-    kinds = {}
+    kinds: dict[type, str] = {}
     for which in ("python", "cython"):
         try:
             mod_q = load_from(which, "queue")
@@ -142,9 +151,10 @@ def _collect(objects, at):
             continue
         kinds[mod_q.BatchQueue] = "queue"
         kinds[mod_c.Coalescer] = "coalescer"
-    agg = dict(queues=0, coalescers=0, queue_depth=0, queue_fill=0.0, put=0, got=0, expired=0,
-               cancelled=0, max_wait=0.0, closed_nonempty=0, requests_in=0, calls_out=0,
-               calls_done=0, calls_failed=0)
+    agg: dict[str, Any] = dict(
+        queues=0, coalescers=0, queue_depth=0, queue_fill=0.0, put=0, got=0, expired=0,
+        cancelled=0, max_wait=0.0, closed_nonempty=0, requests_in=0, calls_out=0, calls_done=0,
+        calls_failed=0)
     wait_total = 0.0
     for obj in objects:
         kind = kinds.get(type(obj))
@@ -173,7 +183,7 @@ def _collect(objects, at):
     return Snapshot(at=at, mean_wait=mean_wait, **agg)
 
 
-def snapshot(*objects) -> Snapshot:
+def snapshot(*objects: Any) -> Snapshot:
     """Sum the counters of ``objects`` (BatchQueue / Coalescer), or of every live one."""
     return _collect(objects or _objects(), time.monotonic())
 
@@ -191,11 +201,12 @@ class Monitor:
         Finished calls / put requests needed before a rate may degrade health.
     """
 
-    def __init__(self, *objects, thresholds=None, min_sample=20):
+    def __init__(self, *objects: Any, thresholds: _Thresholds | None = None,
+                 min_sample: int = 20) -> None:
         self._objects = objects
         self._thresholds = _merge_thresholds(thresholds)
         self._min_sample = int(min_sample)
-        self._last = None
+        self._last: Snapshot | None = None
 
     def snapshot(self) -> Snapshot:
         """A snapshot whose ``ops_per_s`` covers the time since the previous one."""
@@ -212,7 +223,7 @@ class Monitor:
         return grade(self.snapshot(), thresholds=self._thresholds, min_sample=self._min_sample)
 
 
-def _merge_thresholds(thresholds):
+def _merge_thresholds(thresholds: _Thresholds | None) -> dict[str, tuple[float, float]]:
     merged = dict(DEFAULT_THRESHOLDS)
     for name, pair in (thresholds or {}).items():
         if name not in DEFAULT_THRESHOLDS:
@@ -224,7 +235,8 @@ def _merge_thresholds(thresholds):
     return merged
 
 
-def grade(snap: Snapshot, *, thresholds=None, min_sample=20) -> Health:
+def grade(snap: Snapshot, *, thresholds: _Thresholds | None = None,
+          min_sample: int = 20) -> Health:
     """Grade a :class:`Snapshot` against the thresholds (see the module docstring)."""
     th = _merge_thresholds(thresholds)
     status = HEALTHY
@@ -249,7 +261,8 @@ def grade(snap: Snapshot, *, thresholds=None, min_sample=20) -> Health:
     return Health(status, tuple(reasons), snap)
 
 
-def health(*objects, thresholds=None, min_sample=20) -> Health:
+def health(*objects: Any, thresholds: _Thresholds | None = None,
+           min_sample: int = 20) -> Health:
     """Grade the request layer: ``healthy``, ``degraded`` or ``unhealthy``.
 
     ``objects`` are BatchQueue / Coalescer instances, or one :class:`Snapshot` or

@@ -3,36 +3,51 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pyarrow as pa
 import pytest
 
 from stockbatch import DecodeError, ProviderUnavailable, RateLimited, SymbolNotFound
 from stockbatch.schema import BARS
-from stockbatch.sources import CircuitBreaker, ResponseCache, RetryPolicy, TokenBucket
+from stockbatch.sources import CircuitBreaker, ResponseCache, RetryPolicy, TokenBucket, _reliability
 
 
 class Clock:
-    def __init__(self):
-        self.t = 1000.0
+    """A clock the test moves by hand (monotonic seconds, or epoch seconds as time.time)."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
 
     def __call__(self):
         return self.t
 
+    def time(self):  # stands in for the time module inside _reliability
+        return self.t
 
-def test_token_bucket_paces_calls_after_the_burst():
+    monotonic = time
+
+
+def test_token_bucket_paces_calls_after_the_burst(monkeypatch):
+    clock = Clock()
+    slept = []
+
+    async def sleep(seconds):  # the bucket's waits advance the clock, not the test
+        slept.append(seconds)
+        clock.t += seconds
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+
     async def run():
-        bucket = TokenBucket(rate=50.0, burst=5)
-        t0 = time.perf_counter()
+        bucket = TokenBucket(rate=50.0, burst=5, clock=clock)
+        t0 = clock()
         for _ in range(15):
             await bucket.acquire()
-        return time.perf_counter() - t0, bucket.waited
+        return clock() - t0, bucket.waited
 
     elapsed, waited = asyncio.run(run())
-    # 5 immediately, then 10 more at 50/s: about 0.2 s
-    assert 0.17 <= elapsed < 1.0
-    assert waited == pytest.approx(0.2, abs=0.03)
+    # 5 at once, then 10 more at 50/s, one token (0.02 s) each
+    assert slept == pytest.approx([0.02] * 10)
+    assert elapsed == pytest.approx(0.2) and waited == pytest.approx(0.2)
 
 
 def test_token_bucket_rejects_bad_settings():
@@ -87,7 +102,9 @@ def _batch(n: int) -> pa.RecordBatch:
         "adj_close": [None] * n, "volume": [1] * n, "source": ["t"] * n}, schema=BARS)
 
 
-def test_cache_lru_ttl_and_counts(tmp_path):
+def test_cache_lru_ttl_and_counts(monkeypatch):
+    wall = Clock(1_800_000_000.0)
+    monkeypatch.setattr(_reliability, "time", wall)
     c = ResponseCache(maxsize=2, ttl=60)
     c.put("a", _batch(1))
     c.put("b", _batch(2))
@@ -96,9 +113,11 @@ def test_cache_lru_ttl_and_counts(tmp_path):
     assert c.get("b") is None
     assert c.get("c").num_rows == 3
     assert (c.hits, c.misses) == (2, 1)
-    c.ttl = 0.0
-    time.sleep(0.01)
+    wall.t += 59
+    assert c.get("a").num_rows == 1  # younger than the ttl: still fresh
+    wall.t += 2
     assert c.get("a") is None  # expired
+    assert (c.hits, c.misses) == (3, 2)
 
 
 def test_cache_on_disk_survives_a_new_cache(tmp_path):

@@ -13,7 +13,6 @@ cimport cython
 import asyncio
 import weakref
 import concurrent.futures
-from collections.abc import Mapping
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport Py_EQ, PyObject_RichCompareBool
@@ -22,11 +21,12 @@ from libc.math cimport INFINITY
 from libc.stdint cimport uint64_t
 from libc.string cimport memset
 
-from stockbatch._errors import SchemaError, SymbolNotFound
-
 from stockbatch._ext.queue cimport Request
 
-from stockbatch._ext.queue import _us_to_datetime
+from stockbatch._py._shared import filter_range as _filter_range
+from stockbatch._py._shared import filter_symbol as _filter_symbol
+from stockbatch._py._shared import set_future as _set_future
+from stockbatch._py._shared import us_to_datetime as _us_to_datetime
 
 __all__ = ["Coalescer", "Call"]
 
@@ -238,49 +238,6 @@ def _call_order(Call c):
     return (c.priority, c.c_seq)
 
 
-def _filter_symbol(result, symbol):
-    if isinstance(result, Mapping):
-        if symbol not in result:
-            return SymbolNotFound(f"the provider's answer has no {symbol!r}", symbol=symbol)
-        return result[symbol]
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not isinstance(result, (pa.Table, pa.RecordBatch)):
-        return SchemaError(f"cannot split a {type(result).__name__} by symbol: return a "
-                           "pyarrow Table or a mapping symbol -> result")
-    if "symbol" not in result.schema.names:
-        return SchemaError("cannot split the result by symbol: it has no 'symbol' column",
-                           {"symbol": "missing"})
-    return result.filter(pc.equal(result.column("symbol"), symbol))
-
-
-def _filter_range(result, start_us, end_us):
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(result, BaseException):
-        return result
-    if not isinstance(result, (pa.Table, pa.RecordBatch)):
-        return SchemaError(f"cannot slice a {type(result).__name__} by ts: return a pyarrow "
-                           "Table with a 'ts' column")
-    if "ts" not in result.schema.names:
-        return SchemaError("cannot slice the result to the requested range: no 'ts' column",
-                           {"ts": "missing"})
-    ts = result.column("ts")
-    if not pa.types.is_timestamp(ts.type):
-        return SchemaError(f"'ts' must be a timestamp column, not {ts.type}",
-                           {"ts": str(ts.type)})
-    ts_us = pc.cast(pc.cast(ts, pa.timestamp("us", tz=ts.type.tz), safe=False), pa.int64())
-    mask = None
-    if start_us is not None:
-        mask = pc.greater_equal(ts_us, start_us)
-    if end_us is not None:
-        upper = pc.less(ts_us, end_us)
-        mask = upper if mask is None else pc.and_(mask, upper)
-    return result if mask is None else result.filter(mask)
-
-
 cdef object _part(Call call, _Entry e, object result):
     """The slice of ``result`` that answers ``e``: its symbol and its range."""
     if call.grouped:
@@ -288,31 +245,6 @@ cdef object _part(Call call, _Entry e, object result):
     if e.lo != call.c_lo or e.hi != call.c_hi:
         result = _filter_range(result, e.proto.start_us, e.proto.end_us)
     return result
-
-
-def _set_future(fut, value, is_error):
-    """Resolve a waiter's future unless its owner cancelled it (others are unaffected)."""
-    if isinstance(fut, asyncio.Future):
-        loop = fut.get_loop()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not loop:
-            try:
-                loop.call_soon_threadsafe(_set_future, fut, value, is_error)
-            except RuntimeError:  # its loop is closed: nobody is waiting any more
-                pass
-            return
-    if fut.done():
-        return
-    try:
-        if is_error:
-            fut.set_exception(value)
-        else:
-            fut.set_result(value)
-    except (concurrent.futures.InvalidStateError, asyncio.InvalidStateError):
-        pass  # cancelled between the check and the set
 
 
 cdef class Coalescer:

@@ -353,9 +353,12 @@ cdef int64_t bbands_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     # (ref = a recent value, renewed every BB_RESHIFT rows with the sums recomputed), so
     # the subtraction Q/p - (S/p)^2 cancels little; when it still cancels heavily (flat
     # windows) the window is summed again around mid in two passes, which is exact.
+    # "Heavily" is measured against the largest qq since the reshift (peak): once big values
+    # leave the window, qq itself is rounding residue.
     cdef int64_t p = j.p0, i, k, lo
     cdef const double* x = j.in0
     cdef double nbdev = j.f0, total, mid, t, var, d, dq, ref = 0.0, ss = 0.0, qq = 0.0
+    cdef double peak = 0.0
     cdef double inv = 1.0 / <double>p
     if b - a < p:
         fill_nan(j, a, b)
@@ -374,13 +377,16 @@ cdef int64_t bbands_run(Job* j, int64_t a, int64_t b) noexcept nogil:
                 d = x[k] - ref
                 ss += d
                 qq += d * d
+            peak = qq
         else:
             d = x[i] - ref
             dq = x[lo - 1] - ref
             ss += d - dq
             qq += d * d - dq * dq
+            if qq > peak:
+                peak = qq
         var = (qq - ss * ss * inv) * inv
-        if not (var > qq * inv * 0.00000095367431640625):   # 2^-20: heavy cancellation
+        if not (var > peak * inv * 0.00000095367431640625):   # 2^-20: heavy cancellation
             var = two_pass_ss(x, lo, i + 1, mid) * inv
         t = sqrt(var) * nbdev
         j.out0[i] = mid + t
@@ -450,12 +456,14 @@ cdef int64_t vol_run(Job* j, int64_t a, int64_t b) noexcept nogil:
     # Sample std (ddof j.p1) of the last p log returns times j.f0 (sqrt of the
     # annualisation factor). As bbands_run: sliding sums of r - ref (ref renewed every
     # BB_RESHIFT rows), and an exact two-pass sum over the window where they cancel
-    # heavily (flat stretches give exactly 0).
+    # heavily (flat stretches give exactly 0). "Heavily" is measured against the largest
+    # qq since the reshift: after big returns leave the window, qq itself is rounding residue.
     cdef int64_t p = j.p0, ddof = j.p1, i, k, pos
     cdef const double* x = j.in0
     cdef double* o = j.out0
     cdef double* ring = j.tmp      # the last p returns, at (i % p)
-    cdef double r, d, dq, m2, ref = 0.0, ss = 0.0, qq = 0.0, inv = 1.0 / <double>p
+    cdef double r, d, dq, m2, ref = 0.0, ss = 0.0, qq = 0.0, peak = 0.0
+    cdef double inv = 1.0 / <double>p
     if b - a <= p:
         fill_nan(j, a, b)
         return 0
@@ -480,12 +488,15 @@ cdef int64_t vol_run(Job* j, int64_t a, int64_t b) noexcept nogil:
                 d = ring[k] - ref
                 ss += d
                 qq += d * d
+            peak = qq
         else:
             d = r - ref
             ss += d - dq
             qq += d * d - dq * dq
+            if qq > peak:
+                peak = qq
         m2 = qq - ss * ss * inv
-        if not (m2 > qq * 0.00000095367431640625):   # 2^-20: heavy cancellation
+        if not (m2 > peak * 0.00000095367431640625):   # 2^-20: heavy cancellation
             m2 = ring_m2(ring, p, pos)
         o[i] = sqrt(m2 / <double>(p - ddof)) * j.f0
     set_bits(j.valid, a + p, b)

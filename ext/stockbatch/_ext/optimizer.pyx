@@ -11,6 +11,8 @@ import math
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport INFINITY, fabs, floor, isinf, log, sqrt
 
+from stockbatch._py._shared import check_size as _check_size
+
 __all__ = ["BatchOptimizer", "fit", "fit_all"]
 
 cdef double _GROW = 1.2  # cap recovery per successful batch near the cap
@@ -193,12 +195,6 @@ cdef class _Op:
 
     cdef int slot(self, int i) noexcept:
         return (self.head + i) % self.window
-
-
-def _check_size(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, not {value!r}")
-    return value
 
 
 cdef class BatchOptimizer:

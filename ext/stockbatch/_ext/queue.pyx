@@ -31,12 +31,11 @@ from libc.string cimport memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from stockbatch._errors import QueueClosed, QueueFull
+from stockbatch._py._shared import KINDS, MAX_PRIORITY, MIN_PRIORITY
+from stockbatch._py._shared import STATE_NAMES as _STATE_NAMES
+from stockbatch._py._shared import us_to_datetime as _us_to_datetime
 
 __all__ = ["Request", "BatchQueue", "KINDS", "MIN_PRIORITY", "MAX_PRIORITY", "to_us"]
-
-KINDS = ("history", "quote", "profile")
-MIN_PRIORITY = 1
-MAX_PRIORITY = 5
 
 cdef enum:
     S_NEW = 0
@@ -44,8 +43,6 @@ cdef enum:
     S_TAKEN = 2
     S_EXPIRED = 3
     S_CANCELLED = 4
-
-_STATE_NAMES = ("new", "queued", "taken", "expired", "cancelled")
 
 # Odd ids here, even ids in the twin: unique in the process whichever backends run.
 cdef uint64_t _next_id = 1
@@ -92,10 +89,6 @@ def to_us(value, name="value"):
         f"{name} must be None, int microseconds, datetime, date or ISO string, "
         f"not {type(value).__name__}"
     )
-
-
-def _us_to_datetime(us):
-    return None if us is None else _EPOCH + timedelta(microseconds=us)
 
 
 _PLAIN = (str, int, float, bool, type(None))

@@ -6,19 +6,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from typing_extensions import disjoint_base
+
 from stockbatch._ext.queue import Request
+from stockbatch._types import RequestKind
 
 __all__ = ["Coalescer", "Call"]
 
+@disjoint_base  # a cdef class: its C layout admits no second base
 class Call:
     id: int
-    kind: str
+    kind: RequestKind
     provider: str
     interval: str | None
     start_us: int | None
     end_us: int | None
     params: Mapping[str, Any]
     priority: int
+    grouped: bool
     @property
     def symbols(self) -> tuple[str, ...]: ...
     @property
@@ -33,6 +38,7 @@ class Call:
     def requests(self) -> tuple[Request, ...]: ...
     def __len__(self) -> int: ...
 
+@disjoint_base
 class Coalescer:
     def __init__(
         self,

@@ -3,6 +3,8 @@
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+from typing_extensions import disjoint_base
+
 __all__ = ["BatchOptimizer", "fit", "fit_all"]
 
 def fit(sizes: Sequence[int], seconds: Sequence[float]) -> tuple[float, float, float]: ...
@@ -10,6 +12,7 @@ def fit_all(
     sizes: Sequence[int], seconds: Sequence[float]
 ) -> list[tuple[float, tuple[float, float, float]]]: ...
 
+@disjoint_base  # a cdef class: its C layout admits no second base
 class BatchOptimizer:
     def __init__(
         self,

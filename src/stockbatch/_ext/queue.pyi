@@ -4,9 +4,13 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
+from typing_extensions import disjoint_base
+
+from stockbatch._types import RequestKind, RequestState
+
 __all__ = ["Request", "BatchQueue", "KINDS", "MIN_PRIORITY", "MAX_PRIORITY", "to_us"]
 
-KINDS: tuple[str, str, str]
+KINDS: tuple[RequestKind, ...]
 MIN_PRIORITY: int
 MAX_PRIORITY: int
 
@@ -14,9 +18,10 @@ _Time = int | datetime | date | str | None
 
 def to_us(value: _Time, name: str = ...) -> int | None: ...
 
+@disjoint_base  # a cdef class: its C layout admits no second base
 class Request:
     id: int
-    kind: str
+    kind: RequestKind
     provider: str
     symbol: str
     interval: str | None
@@ -28,7 +33,7 @@ class Request:
     range_key: tuple[Any, ...]
     def __init__(
         self,
-        kind: str,
+        kind: RequestKind,
         provider: str,
         symbol: str,
         interval: str | None = ...,
@@ -45,9 +50,10 @@ class Request:
     @property
     def deadline(self) -> float | None: ...
     @property
-    def state(self) -> str: ...
+    def state(self) -> RequestState: ...
     def expired(self, now: float | None = ...) -> bool: ...
 
+@disjoint_base
 class BatchQueue:
     def __init__(
         self, maxsize: int = ..., *, on_expire: Callable[[Request], Any] | None = ...

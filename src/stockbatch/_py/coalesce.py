@@ -56,10 +56,14 @@ import asyncio
 import concurrent.futures
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from typing import Any
 
-from .._errors import SchemaError, SymbolNotFound
-from .queue import Request, _us_to_datetime
+from ._shared import filter_range as _filter_range
+from ._shared import filter_symbol as _filter_symbol
+from ._shared import set_future as _set_future
+from ._shared import us_to_datetime as _us_to_datetime
+from .queue import Request
 
 __all__ = ["Coalescer", "Call"]
 
@@ -176,49 +180,6 @@ class Call:
                 f"end_us={self.end_us}, requests={len(self)})")
 
 
-def _filter_symbol(result, symbol):
-    if isinstance(result, Mapping):
-        if symbol not in result:
-            return SymbolNotFound(f"the provider's answer has no {symbol!r}", symbol=symbol)
-        return result[symbol]
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not isinstance(result, (pa.Table, pa.RecordBatch)):
-        return SchemaError(f"cannot split a {type(result).__name__} by symbol: return a "
-                           "pyarrow Table or a mapping symbol -> result")
-    if "symbol" not in result.schema.names:
-        return SchemaError("cannot split the result by symbol: it has no 'symbol' column",
-                           {"symbol": "missing"})
-    return result.filter(pc.equal(result.column("symbol"), symbol))
-
-
-def _filter_range(result, start_us, end_us):
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(result, BaseException):
-        return result
-    if not isinstance(result, (pa.Table, pa.RecordBatch)):
-        return SchemaError(f"cannot slice a {type(result).__name__} by ts: return a pyarrow "
-                           "Table with a 'ts' column")
-    if "ts" not in result.schema.names:
-        return SchemaError("cannot slice the result to the requested range: no 'ts' column",
-                           {"ts": "missing"})
-    ts = result.column("ts")
-    if not pa.types.is_timestamp(ts.type):
-        return SchemaError(f"'ts' must be a timestamp column, not {ts.type}",
-                           {"ts": str(ts.type)})
-    ts_us = pc.cast(pc.cast(ts, pa.timestamp("us", tz=ts.type.tz), safe=False), pa.int64())
-    mask = None
-    if start_us is not None:
-        mask = pc.greater_equal(ts_us, start_us)
-    if end_us is not None:
-        upper = pc.less(ts_us, end_us)
-        mask = upper if mask is None else pc.and_(mask, upper)
-    return result if mask is None else result.filter(mask)
-
-
 def _part(call, entry, result):
     """The slice of ``result`` that answers ``entry``: its symbol and its range."""
     if call.grouped:
@@ -226,31 +187,6 @@ def _part(call, entry, result):
     if (entry.start_us, entry.end_us) != (call.start_us, call.end_us):
         result = _filter_range(result, entry.start_us, entry.end_us)
     return result
-
-
-def _set_future(fut, value, is_error):
-    """Resolve a waiter's future unless its owner cancelled it (others are unaffected)."""
-    if isinstance(fut, asyncio.Future):
-        loop = fut.get_loop()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not loop:
-            try:
-                loop.call_soon_threadsafe(_set_future, fut, value, is_error)
-            except RuntimeError:  # its loop is closed: nobody is waiting any more
-                pass
-            return
-    if fut.done():
-        return
-    try:
-        if is_error:
-            fut.set_exception(value)
-        else:
-            fut.set_result(value)
-    except (concurrent.futures.InvalidStateError, asyncio.InvalidStateError):
-        pass  # cancelled between the check and the set
 
 
 def _cancelled(fut):
@@ -284,10 +220,10 @@ class Coalescer:
         self._limits = limits
         self._merge = bool(merge_ranges)
         self._lock = _thread.allocate_lock()
-        self._by_key = {}  # key -> _Entry, pending or in flight
+        self._by_key: dict[Any, Any] = {}  # key -> _Entry, pending or in flight
         self._pending = []  # _Entry in arrival order
-        self._inflight = {}  # call id -> Call
-        self._flight_ranges = {}  # range_key -> [Call] (history calls in flight)
+        self._inflight: dict[int, Call] = {}  # call id -> Call
+        self._flight_ranges: dict[Any, list[Call]] = {}  # range_key -> [Call] (history calls in flight)
         self._seq = 0
         self._n_in = self._n_out = self._n_dedup = self._n_merged = self._n_grouped = 0
         self._n_done = self._n_failed = self._n_answered = self._n_cancelled = 0
@@ -342,7 +278,7 @@ class Coalescer:
 
         Await it from asyncio with :func:`asyncio.wrap_future`, or use :meth:`submit_async`.
         """
-        fut = concurrent.futures.Future()
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         with self._lock:
             self._add_locked(request, fut)
         fut.add_done_callback(lambda f: self._withdraw(request, f))
@@ -401,7 +337,7 @@ class Coalescer:
         with self._lock:
             pending, self._pending = self._pending, []
             units = []  # (entries, first request) groups that each need one fetch range
-            ranged = {}
+            ranged: dict[Any, list[Any]] = {}
             for entry in pending:
                 if entry.dead:
                     continue
@@ -425,8 +361,9 @@ class Coalescer:
                         current = [e]
                         hi = _hi(e.end_us)
                 units.append(current)
-            calls = []
-            buckets = {}
+            # (entries, symbols of a grouped call or None, first request, grouped)
+            calls: list[tuple[list[Any], set[str] | None, Any, bool]] = []
+            buckets: dict[Any, tuple[list[Any], set[str], Any, bool]] = {}
             for unit in units:
                 first = unit[0].waiters[0][0]
                 if len(unit) > 1:
@@ -464,13 +401,14 @@ class Coalescer:
         return out
 
     # -- answers -----------------------------------------------------------------------------
-    def _finish_locked(self, call):
+    def _finish_locked(self, call: Call) -> list[Any]:
         if self._inflight.pop(call.id, None) is not call:
             raise ValueError(f"call {call.id} is not in flight in this Coalescer "
                              "(already completed or failed?)")
         for e in call._entries:
-            if self._by_key.get(e.key) is e:
-                del self._by_key[e.key]
+            key = e.key
+            if self._by_key.get(key) is e:
+                del self._by_key[key]
         for rk in {e.range_key for e in call._entries}:
             lst = self._flight_ranges.get(rk)
             if lst is not None and call in lst:
@@ -515,7 +453,7 @@ class Coalescer:
         if len(calls) != len(results):
             raise ValueError(f"{len(calls)} calls but {len(results)} results")
         with self._lock:
-            seen = set()
+            seen: set[int] = set()
             for call in calls:
                 if not isinstance(call, Call) or self._inflight.get(call.id) is not call \
                         or call.id in seen:

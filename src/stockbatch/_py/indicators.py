@@ -24,6 +24,7 @@ How every indicator runs
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -77,7 +78,7 @@ def _check_period(name: str, value, minimum: int) -> None:
         raise ValueError(f"{name} must be <= 100000000, got {value}")
 
 
-def _check_segments(segs, n: int):
+def _check_segments(segs: Any, n: int) -> np.ndarray | None:
     if segs is None:
         return None
     arr = np.ascontiguousarray(segs, dtype=np.int64)
@@ -90,7 +91,7 @@ def _check_segments(segs, n: int):
     return arr
 
 
-def _out_views(out, nout: int, n: int) -> list:
+def _out_views(out: Any, nout: int, n: int) -> list[np.ndarray | None]:
     """The caller's buffers as float64 numpy views (None where a fresh one is wanted)."""
     if nout == 1:
         outs, names = [out], ["out"]
@@ -100,7 +101,7 @@ def _out_views(out, nout: int, n: int) -> list:
         if not isinstance(out, (tuple, list)) or len(out) != nout:
             raise TypeError(f"out must be a tuple of {nout} float64 buffers")
         outs, names = list(out), [f"out[{k}]" for k in range(nout)]
-    views = []
+    views: list[np.ndarray | None] = []
     for o, what in zip(outs, names, strict=True):
         if o is None:
             views.append(None)
@@ -115,8 +116,8 @@ def _out_views(out, nout: int, n: int) -> list:
             raise TypeError(
                 f"{what} must be a writable, contiguous float64 buffer (e.g. numpy.empty(n))"
             )
-        if mv.shape[0] != n:
-            raise ValueError(f"{what} has {mv.shape[0]} elements; the data has {n} rows")
+        if len(mv) != n:  # 1-d: len is the element count
+            raise ValueError(f"{what} has {len(mv)} elements; the data has {n} rows")
         views.append(np.frombuffer(o, dtype=np.float64))
     return views
 
@@ -405,7 +406,7 @@ def bbands(batch, period, nbdev, *, column="close", out=None, segments=None):
         if b - a < period:
             continue
         total = _window_sum(x, a, a + period - 1)
-        ref = ss = qq = 0.0
+        ref = ss = qq = peak = 0.0  # peak: the largest qq since the sums were rebuilt
         for i in range(a + period - 1, b):
             mid = (total + x[i]) * inv
             total = _slide(x, total, i, period, i - a)
@@ -416,13 +417,15 @@ def bbands(batch, period, nbdev, *, column="close", out=None, segments=None):
                     d = x[k] - ref
                     ss += d
                     qq += d * d
+                peak = qq
             else:
                 d = x[i] - ref
                 dq = x[lo - 1] - ref
                 ss += d - dq
                 qq += d * d - dq * dq
+                peak = max(peak, qq)
             var = (qq - ss * ss * inv) * inv
-            if not var > qq * inv * 2.0**-20:  # heavy cancellation
+            if not var > peak * inv * 2.0**-20:  # heavy cancellation (against the peak)
                 var = _two_pass_ss(x, lo, i + 1, mid) * inv
             t = math.sqrt(var) * nbdev
             up[i], mid_[i], lo_[i] = mid + t, mid, mid - t
@@ -479,7 +482,9 @@ def volatility(batch, period, *, ddof=1, annualize=None, column="close", out=Non
 
     Log returns are ``log(x[i] / x[i-1])``; prices <= 0 count as missing. The first value
     is at row ``period`` of a run (it needs period + 1 prices). The variance comes from
-    sliding sums, with an exact two-pass sum where they cancel heavily (as :func:`bbands`)."""
+    sliding sums, with an exact two-pass sum where they cancel heavily (as :func:`bbands`):
+    where m2 is below 2**-20 of the largest sum of squares since the sums were last rebuilt
+    (once big returns leave the window, the sum of squares itself is rounding residue)."""
     _check_period("period", period, 1)
     _check_period("ddof", ddof, 0)
     if ddof >= period:
@@ -499,7 +504,7 @@ def volatility(batch, period, *, ddof=1, annualize=None, column="close", out=Non
         if b - a <= period:
             continue
         r = [math.log(x[i] / x[i - 1]) for i in range(a + 1, b)]  # r[i - a - 1]
-        ref = ss = qq = 0.0
+        ref = ss = qq = peak = 0.0
         for i in range(a + period, b):
             window = r[i - a - period:i - a]  # oldest first
             if (i - a - period) % BB_RESHIFT == 0:
@@ -508,13 +513,15 @@ def volatility(batch, period, *, ddof=1, annualize=None, column="close", out=Non
                     d = v - ref
                     ss += d
                     qq += d * d
+                peak = qq
             else:
                 d = window[-1] - ref
                 dq = r[i - a - period - 1] - ref  # the departing return
                 ss += d - dq
                 qq += d * d - dq * dq
+                peak = max(peak, qq)
             m2 = qq - ss * ss * inv
-            if not m2 > qq * 2.0**-20:  # heavy cancellation: two passes, exact
+            if not m2 > peak * 2.0**-20:  # heavy cancellation: two passes, exact
                 total = 0.0
                 for v in window:
                     total += v

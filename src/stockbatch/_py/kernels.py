@@ -143,7 +143,7 @@ def validate(data: Any, *, rules: Rule = Rule.DEFAULT, spike_threshold: float | 
             flag(Rule.PRICE_SPIKE, spike)
 
     mask[:] = bits
-    counts = {r.name: int(np.count_nonzero(bits & np.uint16(r))) for r in RULES if r & rules}
+    counts = {str(r.name): int(np.count_nonzero(bits & np.uint16(r))) for r in RULES if r & rules}
     return ValidationReport(mask, counts, rules, pa.Table.from_batches([batch]))
 
 

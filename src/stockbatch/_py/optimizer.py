@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from ._shared import check_size as _check_size
+
 __all__ = ["BatchOptimizer", "fit", "fit_all"]
 
 _SUBSETS = ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,))
@@ -144,24 +146,19 @@ class _Op:
     __slots__ = ("min_size", "max_size", "initial", "latency_target", "hist", "cap",
                  "cliff", "cliff_age", "n", "n_fail", "n_rl", "last", "why")
 
-    def __init__(self, min_size, max_size, initial, latency_target, window):
+    def __init__(self, min_size: int, max_size: int, initial: int,
+                 latency_target: float | None, window: int) -> None:
         self.min_size = min_size
         self.max_size = max_size
         self.initial = initial
         self.latency_target = latency_target
-        self.hist = deque(maxlen=window)  # (size, seconds, status): _OK, _FAILED, _LIMITED
+        self.hist: deque[tuple[int, float, int]] = deque(maxlen=window)  # (size, seconds, status): _OK, _FAILED, _LIMITED
         self.cap = float(max_size)
         self.cliff = math.inf
         self.cliff_age = 0
         self.n = self.n_fail = self.n_rl = 0
         self.last = None
         self.why = ()
-
-
-def _check_size(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, not {value!r}")
-    return value
 
 
 class BatchOptimizer:
@@ -197,7 +194,8 @@ class BatchOptimizer:
         self._ops = {}
 
     @staticmethod
-    def _check_limits(min_size, max_size, initial, latency_target):
+    def _check_limits(min_size: int, max_size: int, initial: int | None,
+                      latency_target: float | None) -> tuple[int, int, int, float | None]:
         _check_size(min_size, "min_size")
         _check_size(max_size, "max_size")
         if min_size > max_size:

@@ -25,15 +25,13 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from types import MappingProxyType
+from typing import Any
 
 from .._errors import QueueClosed, QueueFull
+from ._shared import KINDS, MAX_PRIORITY, MIN_PRIORITY, STATE_NAMES
+from ._shared import us_to_datetime as _us_to_datetime
 
 __all__ = ["Request", "BatchQueue", "KINDS", "MIN_PRIORITY", "MAX_PRIORITY", "to_us"]
-
-#: The request kinds a provider may serve.
-KINDS = ("history", "quote", "profile")
-MIN_PRIORITY = 1  # most urgent
-MAX_PRIORITY = 5
 
 # Request states. Cancelled and expired are final: such a request cannot be put again.
 _NEW, _QUEUED, _TAKEN, _EXPIRED, _CANCELLED = range(5)
@@ -46,7 +44,7 @@ _queue_ids = itertools.count(1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_DATE = date(1970, 1, 1)
 _US = timedelta(microseconds=1)
-_NO_PARAMS = MappingProxyType({})  # shared: no allocation per request without params
+_NO_PARAMS: Mapping[str, Any] = MappingProxyType({})  # shared: no allocation per request without params
 
 
 def to_us(value, name: str = "value"):
@@ -76,10 +74,6 @@ def to_us(value, name: str = "value"):
         f"{name} must be None, int microseconds, datetime, date or ISO string, "
         f"not {type(value).__name__}"
     )
-
-
-def _us_to_datetime(us):
-    return None if us is None else _EPOCH + timedelta(microseconds=us)
 
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -217,7 +211,7 @@ class Request:
     @property
     def state(self) -> str:
         """``"new"``, ``"queued"``, ``"taken"``, ``"expired"`` or ``"cancelled"``."""
-        return ("new", "queued", "taken", "expired", "cancelled")[self._state]
+        return STATE_NAMES[self._state]
 
     def expired(self, now=None) -> bool:
         """True when the deadline has passed (at ``now``, default :func:`time.monotonic`)."""
@@ -241,7 +235,7 @@ class Request:
         return f"Request({', '.join(parts)})"
 
 
-_RETRY = object()  # an attempt stopped to report fresh expiries first: try again
+_RETRY: Any = object()  # an attempt stopped to report fresh expiries first: try again
 
 
 def _resolve(fut):
@@ -291,13 +285,14 @@ class BatchQueue:
         self._maxsize = maxsize
         self._on_expire = on_expire
         self._lock = _thread.allocate_lock()
-        self._rings = [deque() for _ in range(MAX_PRIORITY)]
+        self._rings: list[deque[Request]] = [deque() for _ in range(MAX_PRIORITY)]
         self._depth = [0] * MAX_PRIORITY
         self._size = 0
         self._live = {}  # id -> request, for cancel()
         self._deadlines = []  # heap of (deadline, id, request)
-        self._getters = deque()
-        self._putters = deque()
+        # waiters: a locked _thread lock (threads) or a (loop, future) pair (coroutines)
+        self._getters: deque[Any] = deque()
+        self._putters: deque[Any] = deque()
         self._expired = []
         self._closed = False
         self._uid = next(_queue_ids)
@@ -392,7 +387,7 @@ class BatchQueue:
             self._wake_locked(self._getters, n)
 
     def _take_locked(self, max_items, now):
-        items = []
+        items: list[Request] = []
         for p in range(MAX_PRIORITY):
             ring = self._rings[p]
             while ring and len(items) < max_items:
@@ -447,6 +442,7 @@ class BatchQueue:
         """
         reqs = self._check_batch(requests)
         endtime = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        error: Exception | None
         while True:
             fresh = []
             waiter = None
@@ -489,6 +485,7 @@ class BatchQueue:
         reqs = self._check_batch(requests)
         loop = asyncio.get_running_loop()
         endtime = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        error: Exception | None
         while True:
             waiter = None
             with self._lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ._backend import Backend
 from ._fetcher import BulkMethods
@@ -87,7 +87,7 @@ def accelerate(
             sb.close()
 
     if isinstance(target, type):
-        cls = target
+        cls: Any = target
         original_init = cls.__init__
         host_formats = hasattr(cls, "_format_symbol")
 
@@ -107,9 +107,10 @@ def accelerate(
             namespace[name] = getattr(BulkMethods, name)
         if not host_formats:
             namespace["_format_symbol"] = BulkMethods._format_symbol
-        return types.new_class(cls.__name__, (cls,), {}, lambda ns: ns.update(namespace))
+        return cast(F, types.new_class(cls.__name__, (cls,), {},
+                                       lambda ns: ns.update(namespace)))
 
-    obj = target
+    obj: Any = target
     if not hasattr(obj, "__dict__"):
         raise TypeError(f"cannot accelerate {type(obj).__name__}: its instances have no "
                         "__dict__ (slots); accelerate the class instead")

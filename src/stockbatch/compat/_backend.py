@@ -220,7 +220,8 @@ class Backend:
             return BARS.empty_table()
         engine = self.engine
         if period is not None and start is None and end is None:
-            period, start = None, _period_start(period)
+            start = _period_start(period)
+            period = None
         try:
             job = engine.create_stock_data_pipeline_job(
                 list(symbols), source=self.source, store_data=False, validate=False,
@@ -267,6 +268,6 @@ class Backend:
         if aclose is not None and engine._io.alive:
             try:
                 engine.run_coroutine(aclose(), 10)
-            except Exception:  # noqa: BLE001 - closing is best effort
+            except Exception:  # closing is best effort
                 pass
         engine.close()

@@ -94,6 +94,7 @@ class BulkMethods:
     fetcher class."""
 
     _sb: Backend
+    _auto_adjust: bool
 
     def _format_symbol(self, code: str) -> str:  # the host's own rule wins when it has one
         return self._sb.symbol(code)

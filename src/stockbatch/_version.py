@@ -1,0 +1,3 @@
+"""The version of stockbatch, in one place (pyproject.toml reads it: ``dynamic = ["version"]``)."""
+
+__version__ = "0.1.0"
