@@ -190,8 +190,14 @@ class HTTPClient:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.concurrency, ssl=self.ssl),
             headers=self.headers, timeout=self._timeout, trust_env=False,  # see _proxy
-            cookie_jar=aiohttp.CookieJar(unsafe=True),  # cookies from 127.0.0.1 too
+            # cookies from IP hosts (127.0.0.1) too; values sent as set, unquoted, as browsers
+            # do (Yahoo's A3 cookie holds "=" and "&")
+            cookie_jar=aiohttp.CookieJar(unsafe=True, quote_cookie=False),
             auto_decompress=False)
+        # aiohttp silently resends a GET once after a reset; the sources' retry policy does
+        # that, counted in their stats and seen by their circuit breaker
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         return self._session
 
     def _abandon(self) -> None:
