@@ -63,7 +63,7 @@ def serve_main(argv: list[str] | None = None) -> int:
                    metavar="KIND[:k=v,...]",
                    help=f"inject a fault; KIND one of {', '.join(FAULT_KINDS)}; options "
                         "route=, symbols=A+B, times=, delay=, status=, retry_after=, "
-                        "style=, fraction=, chunks= (repeatable)")
+                        "style=, fraction=, chunks=, size=, location= (repeatable)")
     args = p.parse_args(argv)
     server = FixtureServer(host=args.host, port=args.port, now=args.now, unknown=args.unknown,
                            faults=args.fault, require_crumb=args.require_crumb)
