@@ -23,6 +23,9 @@ Groups (peers in the same group, one run):
                         deadline, same-origin redirects): what the sources use
   http client build     building (and closing) one client: httpx.AsyncClient, aiohttp
                         ClientSession, stockbatch HTTPClient
+  fixture server        the server's own CPU per request on the wall clock, 2,000 symbols x 1y
+                        daily asked twice: ``render`` (first ask: series + JSON) and ``cached``
+                        (every later ask, until the payload's content changes)
 
 Run (about a minute):
 
@@ -195,3 +198,29 @@ def test_http_client_build(benchmark, kind):
                            rounds=1 if quick() else 20, iterations=1)
     finally:
         loop.close()
+
+
+# -- the fixture server's own cost -------------------------------------------------------------
+NSERVE = 20 if quick() else 2_000
+
+
+def test_fixture_server_cpu(benchmark):
+    """The server's CPU per request on the wall clock (no fixed ``now``) for 2,000 symbols x
+    1y daily, each asked twice: the first ask renders, the second must be a lookup (and the
+    payloads stay cached across minutes: they are keyed by what they contain, not the time)."""
+    benchmark.group = "fixture server"
+    with FixtureServer(process=True) as srv:
+        pid = server_pid()
+        targets = [f"{srv.url}/v8/finance/chart/F{i:04d}?{QUERY}" for i in range(NSERVE)]
+        out: dict = {}
+
+        def two_passes():
+            for name in ("render", "cached"):
+                s0 = cpu_seconds(pid)
+                asyncio.run(run_peer("aiohttp", targets, 8))
+                out[name] = (cpu_seconds(pid) - s0) / NSERVE * 1e3
+
+        benchmark.pedantic(two_passes, rounds=1, iterations=1)
+    benchmark.extra_info.update(requests=2 * NSERVE,
+                                server_cpu_ms_per_request_render=round(out["render"], 4),
+                                server_cpu_ms_per_request_cached=round(out["cached"], 4))

@@ -136,7 +136,7 @@ class _Config:
 
     def stats(self) -> dict:
         with self.lock:
-            return {"requests": self.requests,
+            return {"requests": self.requests, "renders": self.data.renders,
                     "hits": {f"{r}:{s}": n for (r, s), n in self.hits.items()},
                     "faults": [asdict(f) for f in self.faults]}
 
