@@ -257,3 +257,45 @@ def test_fault_syntax_of_the_command_line():
     assert Fault(**spec).location == "http://127.0.0.2:9/{target}"
     spec = _fault_arg("drip:delay=0.5")
     assert Fault(**spec).delay == 0.5
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl command)."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a certificate")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_verified_by_default_and_your_own_ca_through_ssl(certificate):
+    import ssl
+
+    cert, key = certificate
+    with FixtureServer(now=NOW, tls=(cert, key)) as srv:
+        assert srv.url.startswith("https://127.0.0.1:")
+        refused, _ = fetch(srv.url, ["AAPL"])
+        trusted, _ = fetch(srv.url, ["AAPL"], ssl=ssl.create_default_context(cafile=cert))
+    assert type(refused["AAPL"]) is ProviderUnavailable
+    assert "Certificate" in str(refused["AAPL"])
+    assert_good(trusted, "AAPL")
+
+
+def test_a_source_dropped_without_aclose_logs_nothing(caplog):
+    import gc
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="asyncio")
+    with FixtureServer(now=NOW) as srv:
+        async def go():
+            src = YahooChartSource(base_url=srv.url)
+            return await src.fetch_history("AAPL", period="5d")
+        assert asyncio.run(go()).num_rows > 0
+        gc.collect()
+    assert "Unclosed" not in caplog.text

@@ -211,6 +211,13 @@ class HTTPClient:
         except Exception:  # noqa: BLE001 - best effort on a dead loop
             pass
 
+    def __del__(self) -> None:
+        # a source dropped without aclose(): close the sockets quietly (aiohttp would log
+        # "Unclosed client session" at ERROR; httpx, which this replaced, said nothing)
+        if getattr(self, "_own", False) and self._session is not None \
+                and not self._session.closed:
+            self._abandon()
+
     async def aclose(self) -> None:
         if self._own and self._session is not None:
             session, self._session = self._session, None

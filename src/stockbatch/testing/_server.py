@@ -417,8 +417,20 @@ async def transport_fault(fault: Fault, target: str, status: int, ct: str, paylo
     return False
 
 
-async def _start(cfg: _Config, host: str, port: int):
+def _tls_context(tls):
+    """Server TLS context from ``(certfile, keyfile)``, or None for plain HTTP."""
+    if tls is None:
+        return None
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*tls)
+    return ctx
+
+
+async def _start(cfg: _Config, host: str, port: int, tls=None):
     return await asyncio.start_server(_Handler(cfg), host, port, backlog=1024,
+                                      ssl=_tls_context(tls),
                                       reuse_address=True)
 
 
@@ -427,7 +439,7 @@ def _process_main(spec: dict, conn) -> None:
     cfg = _Config(**spec["config"])
 
     async def main():
-        server = await _start(cfg, spec["host"], spec["port"])
+        server = await _start(cfg, spec["host"], spec["port"], spec.get("tls"))
         conn.send(server.sockets[0].getsockname()[1])
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -457,6 +469,8 @@ class FixtureServer:
         Alpha Vantage keys accepted (default: any non-empty key).
     process : bool
         Serve from a child process instead of a thread (for benchmarks).
+    tls : (certfile, keyfile), optional
+        Serve HTTPS with this certificate (``.url`` then starts with ``https``).
 
     Examples
     --------
@@ -466,10 +480,11 @@ class FixtureServer:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, now: float | None = None,
                  unknown=(), faults=(), require_crumb: bool = False, av_keys=None,
-                 process: bool = False):
+                 process: bool = False, tls: tuple[str, str] | None = None):
         self.host = host
         self.port = port
         self.process = process
+        self.tls = tuple(tls) if tls is not None else None
         self._spec = {"now": now, "unknown": list(unknown),
                       "faults": [asdict(f) if isinstance(f, Fault) else dict(f) for f in faults],
                       "require_crumb": require_crumb,
@@ -487,7 +502,7 @@ class FixtureServer:
         """Base URL, e.g. ``http://127.0.0.1:41234``."""
         if not self.port:
             raise RuntimeError("the fixture server is not started")
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> FixtureServer:
         if self.process:
@@ -495,7 +510,8 @@ class FixtureServer:
             parent, child = ctx.Pipe()
             self._proc = ctx.Process(
                 target=_process_main,
-                args=({"host": self.host, "port": self.port, "config": self._spec}, child),
+                args=({"host": self.host, "port": self.port, "config": self._spec,
+                       "tls": self.tls}, child),
                 daemon=True)
             self._proc.start()
             child.close()
@@ -517,6 +533,7 @@ class FixtureServer:
             try:
                 self._server = loop.run_until_complete(
                     asyncio.start_server(self._handler, self.host, self.port, backlog=1024,
+                                         ssl=_tls_context(self.tls),
                                          reuse_address=True))
                 self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:  # reported to start()
