@@ -299,3 +299,23 @@ def test_a_source_dropped_without_aclose_logs_nothing(caplog):
         assert asyncio.run(go()).num_rows > 0
         gc.collect()
     assert "Unclosed" not in caplog.text
+
+
+@pytest.mark.parametrize("how", ["env", "argument"])
+def test_proxies_from_the_environment_or_proxy_argument(monkeypatch, how):
+    """The fixture server answers absolute-form requests, so it can stand in for a proxy: the
+    source asks for 127.0.0.3:9 (nothing listens there) and gets bars only through it."""
+    for var in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with FixtureServer(now=NOW) as proxy:
+        extra = {"proxy": proxy.url} if how == "argument" else {}
+        if how == "env":
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        via, _ = fetch("http://127.0.0.3:9", ["AAPL"], **extra)
+        assert proxy.hits("chart", "AAPL") == 1
+        if how == "env":
+            monkeypatch.setenv("NO_PROXY", "127.0.0.3")
+            direct, _ = fetch("http://127.0.0.3:9", ["AAPL"], timeout=2.0)
+            assert proxy.hits("chart", "AAPL") == 1
+            assert type(direct["AAPL"]) is ProviderUnavailable
+    assert_good(via, "AAPL")
