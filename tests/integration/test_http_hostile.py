@@ -247,6 +247,14 @@ def test_memory_stays_bounded_under_hostile_bodies():
     assert res["after"] - res["before"] < 100, res
 
 
+def test_every_transport_fault_has_its_test_here():
+    from stockbatch.testing import TRANSPORT_FAULTS
+
+    here = Path(__file__).read_text()
+    for kind in TRANSPORT_FAULTS:
+        assert f'"kind": "{kind}"' in here, kind
+
+
 def test_fault_syntax_of_the_command_line():
     from stockbatch.testing import _fault_arg
     from stockbatch.testing._server import Fault

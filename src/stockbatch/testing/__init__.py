@@ -16,9 +16,9 @@ import json
 import signal
 import threading
 
-from ._server import FAULT_KINDS, Fault, FixtureServer
+from ._server import FAULT_KINDS, TRANSPORT_FAULTS, Fault, FixtureServer
 
-__all__ = ["FixtureServer", "Fault", "FAULT_KINDS", "serve_main"]
+__all__ = ["FixtureServer", "Fault", "FAULT_KINDS", "TRANSPORT_FAULTS", "serve_main"]
 
 
 def _fault_arg(text: str) -> dict:
@@ -61,7 +61,8 @@ def serve_main(argv: list[str] | None = None) -> int:
                    help="demand Yahoo's cookie + crumb on chart/quote requests")
     p.add_argument("--fault", action="append", default=[], type=_fault_arg,
                    metavar="KIND[:k=v,...]",
-                   help=f"inject a fault; KIND one of {', '.join(FAULT_KINDS)}; options "
+                   help=f"inject a fault; KIND one of {', '.join(FAULT_KINDS + TRANSPORT_FAULTS)}; "
+                        "options "
                         "route=, symbols=A+B, times=, delay=, status=, retry_after=, "
                         "style=, fraction=, chunks=, size=, location= (repeatable)")
     args = p.parse_args(argv)
