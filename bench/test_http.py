@@ -38,7 +38,6 @@ Run (about a minute):
 from __future__ import annotations
 
 import asyncio
-import multiprocessing as mp
 import os
 import ssl
 import time
@@ -65,9 +64,9 @@ def server():
         yield srv
 
 
-def server_pid() -> int | None:
-    kids = [p for p in mp.active_children() if p.is_alive()]
-    return kids[0].pid if len(kids) == 1 else None
+def server_pid(srv: FixtureServer) -> int | None:
+    proc = srv._proc  # the server's child process (process=True)
+    return proc.pid if proc is not None and proc.is_alive() else None
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -150,7 +149,7 @@ def test_http_cpu(benchmark, server, peer, conc):
     benchmark.group = f"http cpu C={conc}"
     targets = urls(server.url)
     asyncio.run(run_peer("aiohttp", targets, 4))  # the server renders every payload once
-    pid = server_pid()
+    pid = server_pid(server)
     out: dict = {}
     s0 = cpu_seconds(pid)
     rounds = 1 if quick() else 5
@@ -210,7 +209,7 @@ def test_fixture_server_cpu(benchmark):
     payloads stay cached across minutes: they are keyed by what they contain, not the time)."""
     benchmark.group = "fixture server"
     with FixtureServer(process=True) as srv:
-        pid = server_pid()
+        pid = server_pid(srv)
         targets = [f"{srv.url}/v8/finance/chart/F{i:04d}?{QUERY}" for i in range(NSERVE)]
         out: dict = {}
 
