@@ -129,6 +129,14 @@ def test_redirect_off_origin_is_refused(where):
     assert elapsed < 5
 
 
+def test_redirect_to_an_invalid_location_is_refused():
+    faults = [{"kind": "redirect", "symbols": ["BADLOC"], "location": "http://[::1"}]
+    with FixtureServer(now=NOW, faults=faults) as srv:
+        out, _ = fetch(srv.url, ["AAPL", "BADLOC"])
+    assert_good(out, "AAPL")
+    assert type(out["BADLOC"]) is ProviderError and "invalid Location" in str(out["BADLOC"])
+
+
 def test_same_origin_redirect_is_followed_a_few_hops():
     with FixtureServer(now=NOW) as plain:
         want, _ = fetch(plain.url, ["AAPL"])

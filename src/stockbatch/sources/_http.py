@@ -263,7 +263,11 @@ class HTTPClient:
                                    resp.status, len(resp.body))
                     return resp
                 status, location = resp
-                nxt = target.join(URL(location))
+                try:
+                    nxt = target.join(URL(location))
+                except ValueError:
+                    raise _Fail(ProviderError, f"redirect (HTTP {status}) to an invalid "
+                                "Location refused", status) from None
                 shown = self.redact(str(nxt.with_query(None).with_fragment(None)))
                 if nxt.origin() != origin:
                     raise _Fail(ProviderError, f"redirect (HTTP {status}) to {shown} "
