@@ -142,7 +142,7 @@ class Backend:
     """Symbol rule + source + engine: everything the compat classes need from stockbatch.
 
     The engine is made on first use and closed by :meth:`close`. All source calls run on its
-    one I/O loop (an httpx client must stay on the loop it was first used on), so single calls
+    one I/O loop (an HTTP session must stay on the loop it was first used on), so single calls
     and bulk jobs share the source's connection pool.
     """
 

@@ -1,7 +1,8 @@
-"""Alpha Vantage TIME_SERIES_DAILY / TIME_SERIES_INTRADAY over httpx.
+"""Alpha Vantage TIME_SERIES_DAILY / TIME_SERIES_INTRADAY over aiohttp (:mod:`._http`).
 
 The API key is taken from ``api_key=`` or ``ALPHAVANTAGE_API_KEY`` and never appears in a
-repr, an error message or a log line (httpx's request log is filtered).
+repr, an error message or a log line (URLs are redacted before ``stockbatch.http`` logs them;
+the HTTP libraries' loggers are filtered too).
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import re
 import time
 import weakref
 
-import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
+from yarl import URL
 
 from .. import _backend
 from .._errors import ProviderError, ProviderUnavailable, RateLimited
 from .._redact import redact
 from ._base import ReliableSource, period_days, window
+from ._http import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DEFAULT_MAX_REDIRECTS, HTTPClient
 
 __all__ = ["AlphaVantageSource"]
 
@@ -31,7 +33,7 @@ _AV_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-_]{0,31}")
 
 
 class _RedactKeys(logging.Filter):
-    """Masks secrets in httpx / httpcore log records (httpx logs every request URL at INFO):
+    """Masks secrets in the HTTP libraries' log records (they may log request URLs):
     ``apikey=…`` in any encoding, credential headers, URI passwords, and the keys of live
     AlphaVantageSource objects wherever they appear (:func:`stockbatch._redact.redact`)."""
 
@@ -46,7 +48,7 @@ class _RedactKeys(logging.Filter):
         secrets = self._secrets()
         if record.args:
             args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(redact(a, secrets) if isinstance(a, (str, httpx.URL, bytes))
+            record.args = tuple(redact(a, secrets) if isinstance(a, (str, URL, bytes))
                                 else a for a in args)
         if isinstance(record.msg, str):
             record.msg = redact(record.msg, secrets)
@@ -55,8 +57,8 @@ class _RedactKeys(logging.Filter):
 
 _FILTER = _RedactKeys()
 # a logger's filters do not apply to its children's records: name each logger that logs
-for _name in ("httpx", "httpcore", "httpcore.connection", "httpcore.http11",
-              "httpcore.http2", "httpcore.proxy"):
+for _name in ("stockbatch.http", "aiohttp.client", "httpx", "httpcore",
+              "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy"):
     if _FILTER not in logging.getLogger(_name).filters:
         logging.getLogger(_name).addFilter(_FILTER)
 
@@ -74,6 +76,8 @@ class AlphaVantageSource(ReliableSource):
         Free-tier safe by default: 5 calls a minute, no burst.
     outputsize : {"auto", "compact", "full"}
         ``auto`` asks for ``full`` only when the window reaches past the last 100 bars.
+    timeout, deadline, max_bytes, max_redirects, headers, ssl, proxy, client
+        As for :class:`YahooChartSource` (``client``: your own ``aiohttp.ClientSession``).
 
     Symbols (:meth:`normalize_symbol`): case-insensitive at Alpha Vantage, upper-cased here;
     1-32 characters of ``A-Z 0-9 . - _`` starting with a letter or digit (``IBM``,
@@ -88,7 +92,9 @@ class AlphaVantageSource(ReliableSource):
                  base_url: str = "https://www.alphavantage.co", rate: float = 5 / 60,
                  burst: int = 1, outputsize: str = "auto", retry=None, breaker=None,
                  cache=None, timeout: float = 15.0, concurrency: int = 2,
-                 client: httpx.AsyncClient | None = None) -> None:
+                 deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_redirects: int = DEFAULT_MAX_REDIRECTS, headers=None, ssl=True,
+                 proxy: str | None = None, client=None) -> None:
         super().__init__(rate=rate, burst=burst, retry=retry, breaker=breaker, cache=cache,
                          timeout=timeout, concurrency=concurrency)
         key = api_key if api_key is not None else os.environ.get("ALPHAVANTAGE_API_KEY")
@@ -99,8 +105,10 @@ class AlphaVantageSource(ReliableSource):
         _FILTER.keys[id(self)] = self
         self.base_url = base_url.rstrip("/")
         self.outputsize = outputsize
-        self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout))
+        self._http = HTTPClient(
+            name=self.name, concurrency=concurrency, timeout=timeout, deadline=deadline,
+            max_bytes=max_bytes, max_redirects=max_redirects, headers=headers, ssl=ssl,
+            proxy=proxy, session=client, redact=lambda text: redact(text, self._secrets()))
 
     def __repr__(self) -> str:
         return f"<AlphaVantageSource {self.base_url!r} api_key=***>"
@@ -109,8 +117,7 @@ class AlphaVantageSource(ReliableSource):
         raise TypeError("AlphaVantageSource holds a secret and is not picklable")
 
     async def aclose(self) -> None:
-        if self._own_client:
-            await self._client.aclose()
+        await self._http.aclose()
 
     def _secrets(self) -> tuple[str, ...]:
         return (self.__key,)
@@ -146,23 +153,20 @@ class AlphaVantageSource(ReliableSource):
 
         async def run() -> pa.RecordBatch:
             try:
-                resp = await self._client.get(f"{self.base_url}/query",
-                                              params={**params, "apikey": self.__key})
-            except httpx.TimeoutException:
-                raise ProviderUnavailable(f"alphavantage: {symbol}: timed out",
-                                          provider=self.name, symbol=symbol) from None
-            except httpx.HTTPError as exc:
-                raise ProviderUnavailable(
-                    f"alphavantage: {symbol}: connection failed ({type(exc).__name__})",
-                    provider=self.name, symbol=symbol) from None
-            if resp.status_code == 429:
+                resp = await self._http.get(f"{self.base_url}/query",
+                                            params={**params, "apikey": self.__key},
+                                            symbol=symbol)
+            except ProviderError as exc:  # the layer's messages never hold the URL's query
+                raise self._scrub(exc) from None
+            if resp.status == 429:
                 raise RateLimited(f"alphavantage: {symbol}: HTTP 429", provider=self.name,
-                                  symbol=symbol, retry_after=60.0)
-            if resp.status_code >= 500:
-                raise ProviderUnavailable(f"alphavantage: {symbol}: HTTP {resp.status_code}",
-                                          provider=self.name, symbol=symbol)
+                                  symbol=symbol, status=429, retry_after=60.0)
+            if resp.status >= 500:
+                raise ProviderUnavailable(f"alphavantage: {symbol}: HTTP {resp.status}",
+                                          provider=self.name, symbol=symbol,
+                                          status=resp.status)
             try:
-                batch = _decode.decode_alphavantage(resp.content, symbol=symbol,
+                batch = _decode.decode_alphavantage(resp.body, symbol=symbol,
                                                     interval=interval, source=self.name)
             except ProviderError as exc:
                 raise self._scrub(exc) from None

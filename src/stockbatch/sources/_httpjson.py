@@ -8,7 +8,6 @@ import re
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -23,6 +22,7 @@ from .._errors import (
 from .._redact import redact, uri_secrets
 from ..schema import BARS, conform
 from ._base import ReliableSource, clip_window, url_segment, window
+from ._http import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DEFAULT_MAX_REDIRECTS, HTTPClient
 
 __all__ = ["HTTPJSONSource"]
 
@@ -95,6 +95,8 @@ class HTTPJSONSource(ReliableSource):
         Provider name for the ``source`` column and errors.
     headers : mapping, optional
         Extra request headers (e.g. an authorization header; never shown in errors).
+    timeout, deadline, max_bytes, max_redirects, ssl, proxy, client
+        As for :class:`YahooChartSource` (``client``: your own ``aiohttp.ClientSession``).
 
     Symbols (:meth:`normalize_symbol`): the generic rule of :class:`Source` — case kept (an
     arbitrary API may be case-sensitive), surrounding whitespace stripped, 1-64 printable
@@ -108,7 +110,9 @@ class HTTPJSONSource(ReliableSource):
                  name: str = "http", headers: Mapping[str, str] | None = None,
                  rate: float = 20.0, burst: int = 10, retry=None, breaker=None, cache=None,
                  timeout: float = 10.0, concurrency: int = 8,
-                 client: httpx.AsyncClient | None = None) -> None:
+                 deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_redirects: int = DEFAULT_MAX_REDIRECTS, ssl=True, proxy: str | None = None,
+                 client=None) -> None:
         super().__init__(rate=rate, burst=burst, retry=retry, breaker=breaker, cache=cache,
                          timeout=timeout, concurrency=concurrency)
         if "ts" not in fields:
@@ -125,9 +129,10 @@ class HTTPJSONSource(ReliableSource):
         self.ts_unit = ts_unit
         self.tz = tz
         self.__secrets = _secrets_of(url_template, headers)
-        self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout),
-                                                   headers=dict(headers or {}))
+        self._http = HTTPClient(
+            name=name, concurrency=concurrency, timeout=timeout, deadline=deadline,
+            max_bytes=max_bytes, max_redirects=max_redirects, headers=headers, ssl=ssl,
+            proxy=proxy, session=client, redact=lambda text: redact(text, self._secrets()))
 
     def _secrets(self) -> tuple[str, ...]:
         return self.__secrets
@@ -137,8 +142,7 @@ class HTTPJSONSource(ReliableSource):
         return f"<HTTPJSONSource {self.name!r} {where!r}>"
 
     async def aclose(self) -> None:
-        if self._own_client:
-            await self._client.aclose()
+        await self._http.aclose()
 
     def _columns(self, doc) -> dict[str, list]:
         if self.records is None:
@@ -217,31 +221,23 @@ class HTTPJSONSource(ReliableSource):
         key = f"{self.name}|{url}"
 
         async def run() -> pa.RecordBatch:
-            try:
-                resp = await self._client.get(url)
-            except httpx.TimeoutException:
-                raise ProviderUnavailable(f"{self.name}: {symbol}: timed out",
-                                          provider=self.name, symbol=symbol) from None
-            except httpx.HTTPError as exc:
-                raise ProviderUnavailable(f"{self.name}: {symbol}: connection failed "
-                                          f"({type(exc).__name__})", provider=self.name,
-                                          symbol=symbol) from None
-            status = resp.status_code
+            resp = await self._http.get(url, symbol=symbol)
+            status = resp.status
             if status == 429:
                 ra = resp.headers.get("retry-after")
                 raise RateLimited(f"{self.name}: {symbol}: HTTP 429", provider=self.name,
-                                  symbol=symbol,
+                                  symbol=symbol, status=status,
                                   retry_after=float(ra) if ra and ra.isdigit() else None)
             if status == 404:
                 raise SymbolNotFound(f"{self.name}: {symbol}: HTTP 404", provider=self.name,
-                                     symbol=symbol)
+                                     symbol=symbol, status=status)
             if status >= 500:
                 raise ProviderUnavailable(f"{self.name}: {symbol}: HTTP {status}",
-                                          provider=self.name, symbol=symbol)
+                                          provider=self.name, symbol=symbol, status=status)
             if status != 200:
                 raise ProviderError(f"{self.name}: {symbol}: HTTP {status}",
-                                    provider=self.name, symbol=symbol)
-            batch, dropped = clip_window(self._decode(resp.content, symbol, interval),
+                                    provider=self.name, symbol=symbol, status=status)
+            batch, dropped = clip_window(self._decode(resp.body, symbol, interval),
                                          interval, p1, p2, period)
             self.stats.out_of_window += dropped
             return batch

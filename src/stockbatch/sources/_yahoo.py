@@ -1,4 +1,5 @@
-"""Yahoo Finance chart and quote API over httpx (keep-alive, bounded concurrency)."""
+"""Yahoo Finance chart and quote API over aiohttp (keep-alive, bounded concurrency; see
+:mod:`._http` for the byte caps, the deadline and the redirect rule)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import re
 import time
 from collections.abc import Iterable
 
-import httpx
 import pyarrow as pa
 
 from .. import _backend
@@ -25,6 +25,13 @@ from ._base import (
     url_segment,
     window,
 )
+from ._http import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_REDIRECTS,
+    HTTPClient,
+    HTTPResponse,
+)
 
 __all__ = ["YahooChartSource", "INTERVAL_WINDOW_DAYS"]
 
@@ -39,7 +46,7 @@ _USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like 
                "Chrome/131.0.0.0 Safari/537.36")
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
+def _retry_after(resp: HTTPResponse) -> float | None:
     value = resp.headers.get("retry-after")
     if value is None:
         return None
@@ -73,14 +80,29 @@ class YahooChartSource(ReliableSource):
         ``True``: before the first call; ``False``: never.
     concurrency : int
         Requests in flight at once (also the connection pool size). The default 8 covers the
-        default rate (50/s) at 100+ ms round trips; more costs httpx time per request
-        (measured in bench/test_sources.py and bench/test_pipeline.py).
+        default rate (50/s) at 100+ ms round trips; on aiohttp the CPU per request stays flat
+        from 4 to 32 in flight (bench/test_http.py).
     events : bool
         Ask for dividends and splits (kept in the ``stockbatch.events`` schema metadata).
     normalize : bool
         Stamp daily-or-coarser bars at 00:00 exchange time (see ``normalize_daily``).
     rate, burst, retry, breaker, cache, timeout
-        See :class:`ReliableSource`.
+        See :class:`ReliableSource` (``timeout``: seconds to connect, and without a byte).
+    deadline : float
+        Seconds for one whole request (connect, headers, whole body, redirects).
+    max_bytes : int
+        Cap of one response body, on the wire and after decompression (default 16 MiB).
+    max_redirects : int
+        Same-origin redirects followed; a redirect to another host/port/scheme fails.
+    headers : mapping, optional
+        Extra request headers.
+    ssl : bool or ssl.SSLContext
+        TLS verification: ``True`` (default CAs), ``False``, or your own context.
+    proxy : str, optional
+        Proxy URL; default: ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` from the environment.
+    client : aiohttp.ClientSession, optional
+        Your own session (used as is, never closed here); caps, deadline and the redirect rule
+        still apply per request.
 
     Symbols (:meth:`normalize_symbol`): Yahoo's are case-insensitive and it answers them
     upper-case, so ``aapl`` is ``AAPL``; 1-32 characters of ``A-Z 0-9 . - _ = ^ &`` starting
@@ -102,7 +124,9 @@ class YahooChartSource(ReliableSource):
                  cookie_url: str | None = None, crumb="auto", concurrency: int = 8,
                  events: bool = True, normalize: bool = True, rate: float = 50.0,
                  burst: int = 50, retry=None, breaker=None, cache=None, timeout: float = 10.0,
-                 client: httpx.AsyncClient | None = None) -> None:
+                 deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_redirects: int = DEFAULT_MAX_REDIRECTS, headers=None, ssl=True,
+                 proxy: str | None = None, client=None) -> None:
         super().__init__(rate=rate, burst=burst, retry=retry, breaker=breaker, cache=cache,
                          timeout=timeout, concurrency=concurrency)
         self.base_url = base_url.rstrip("/")
@@ -115,21 +139,19 @@ class YahooChartSource(ReliableSource):
         self.normalize = normalize
         self._crumb: str | None = None
         self._crumb_lock = asyncio.Lock()
-        self._own_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=concurrency,
-                                max_keepalive_connections=concurrency),
-            headers={"User-Agent": _USER_AGENT, "Accept": "application/json,*/*"},
-            follow_redirects=True)
+        self._http = HTTPClient(
+            name=self.name, concurrency=concurrency, timeout=timeout, deadline=deadline,
+            max_bytes=max_bytes, max_redirects=max_redirects,
+            headers={"User-Agent": _USER_AGENT, "Accept": "application/json,*/*",
+                     **dict(headers or {})},
+            ssl=ssl, proxy=proxy, session=client)
         self._sem = asyncio.Semaphore(concurrency)
 
     def __repr__(self) -> str:
         return f"<YahooChartSource {redact(self.base_url)!r}>"
 
     async def aclose(self) -> None:
-        if self._own_client:
-            await self._client.aclose()
+        await self._http.aclose()
 
     # -- cookie / crumb ------------------------------------------------------------------------
     async def _handshake(self, stale: str | None = None) -> str:
@@ -137,57 +159,50 @@ class YahooChartSource(ReliableSource):
             if self._crumb is not None and self._crumb != stale:
                 return self._crumb  # another request did it meanwhile
             try:
-                await self._client.get(self.cookie_url)
-                resp = await self._client.get(f"{self.base_url}/v1/test/getcrumb")
-            except httpx.HTTPError as exc:
-                raise ProviderUnavailable(f"yahoo: cookie/crumb handshake failed "
-                                          f"({type(exc).__name__})", provider=self.name) from None
-            if resp.status_code == 429:
+                await self._http.get(self.cookie_url, what="cookie")
+                resp = await self._http.get(f"{self.base_url}/v1/test/getcrumb", what="crumb")
+            except ProviderError as exc:
+                raise ProviderUnavailable(f"yahoo: cookie/crumb handshake failed ({exc})",
+                                          provider=self.name) from None
+            if resp.status == 429:
                 raise RateLimited("yahoo: crumb request rate-limited", provider=self.name,
-                                  retry_after=_retry_after(resp))
-            text = resp.text.strip()
-            if resp.status_code != 200 or not text or "<" in text:
-                raise ProviderUnavailable(f"yahoo: no crumb (HTTP {resp.status_code})",
-                                          provider=self.name)
+                                  status=429, retry_after=_retry_after(resp))
+            text = resp.text().strip()
+            if resp.status != 200 or not text or "<" in text:
+                raise ProviderUnavailable(f"yahoo: no crumb (HTTP {resp.status})",
+                                          provider=self.name, status=resp.status)
             self._crumb = text
             self.stats.requests += 2
             return text
 
-    async def _get(self, path: str, params: dict, symbol: str | None) -> httpx.Response:
-        """GET with the crumb when needed; maps transport failures and 429/5xx to errors."""
+    async def _get(self, path: str, params: dict, symbol: str | None) -> HTTPResponse:
+        """GET with the crumb when needed; maps 429/5xx to errors (transport failures, the
+        deadline, the byte cap and refused redirects are mapped by :class:`HTTPClient`)."""
         if self.crumb_mode is True and self._crumb is None:
             await self._handshake()
         for attempt in range(2):
             p = dict(params)
             if self._crumb is not None:
                 p["crumb"] = self._crumb
-            try:
-                async with self._sem:
-                    resp = await self._client.get(self.base_url + path, params=p)
-                    await resp.aread()
-            except httpx.TimeoutException:
-                raise ProviderUnavailable(f"yahoo: {symbol or 'quote'}: timed out after "
-                                          f"{self.timeout:g} s", provider=self.name,
-                                          symbol=symbol) from None
-            except httpx.HTTPError as exc:  # reset, refused, protocol errors
-                raise ProviderUnavailable(f"yahoo: {symbol or 'quote'}: connection failed "
-                                          f"({type(exc).__name__})", provider=self.name,
-                                          symbol=symbol) from None
-            if resp.status_code in (401, 403) and self.crumb_mode and attempt == 0:
+            async with self._sem:
+                resp = await self._http.get(self.base_url + path, params=p, symbol=symbol,
+                                            what=symbol or "quote")
+            if resp.status in (401, 403) and self.crumb_mode and attempt == 0:
                 await self._handshake(stale=self._crumb)
                 continue
             break
-        status = resp.status_code
+        status = resp.status
         if status == 429:
             raise RateLimited(f"yahoo: {symbol or 'quote'}: HTTP 429 Too Many Requests",
-                              provider=self.name, symbol=symbol,
+                              provider=self.name, symbol=symbol, status=status,
                               retry_after=_retry_after(resp))
         if status >= 500:
             raise ProviderUnavailable(f"yahoo: {symbol or 'quote'}: HTTP {status}",
-                                      provider=self.name, symbol=symbol)
+                                      provider=self.name, symbol=symbol, status=status)
         if status in (401, 403):
             raise ProviderUnavailable(f"yahoo: {symbol or 'quote'}: HTTP {status} (crumb "
-                                      "refused)", provider=self.name, symbol=symbol)
+                                      "refused)", provider=self.name, symbol=symbol,
+                                      status=status)
         return resp
 
     # -- history -------------------------------------------------------------------------------
@@ -204,8 +219,8 @@ class YahooChartSource(ReliableSource):
 
     async def _chart(self, symbol: str, params: dict, interval: str) -> pa.RecordBatch:
         resp = await self._get(f"/v8/finance/chart/{url_segment(symbol)}", params, symbol)
-        status = resp.status_code
-        content = resp.content
+        status = resp.status
+        content = resp.body
         if status == 404 and not content.lstrip().startswith(b"{"):
             raise SymbolNotFound(f"yahoo: {symbol}: HTTP 404", provider=self.name,
                                  symbol=symbol)
@@ -271,10 +286,10 @@ class YahooChartSource(ReliableSource):
         async def one(chunk):
             async def run():
                 resp = await self._get("/v7/finance/quote", {"symbols": ",".join(chunk)}, None)
-                if resp.status_code != 200:
-                    raise ProviderError(f"yahoo: quote: HTTP {resp.status_code}",
-                                        provider=self.name)
-                return _decode.decode_yahoo_quote(resp.content, source=self.name)
+                if resp.status != 200:
+                    raise ProviderError(f"yahoo: quote: HTTP {resp.status}",
+                                        provider=self.name, status=resp.status)
+                return _decode.decode_yahoo_quote(resp.body, source=self.name)
             return await self._call(None, None, run)
 
         parts = await asyncio.gather(*(one(c) for c in chunks)) if chunks else []

@@ -17,9 +17,10 @@ import signal
 import sys
 import threading
 
-from ._server import DATA_FAULT_KINDS, FAULT_KINDS, Fault, FixtureServer
+from ._server import DATA_FAULT_KINDS, FAULT_KINDS, TRANSPORT_FAULTS, Fault, FixtureServer
 
-__all__ = ["FixtureServer", "Fault", "FAULT_KINDS", "DATA_FAULT_KINDS", "serve_main"]
+__all__ = ["FixtureServer", "Fault", "FAULT_KINDS", "TRANSPORT_FAULTS", "DATA_FAULT_KINDS",
+           "serve_main"]
 
 
 def _fault_arg(text: str) -> dict:
@@ -72,12 +73,12 @@ def serve_main(argv: list[str] | None = None) -> int:
                    help="demand Yahoo's cookie + crumb on chart/quote requests")
     p.add_argument("--fault", action="append", default=[], type=_fault_arg,
                    metavar="KIND[:k=v,...]",
-                   help=f"inject a fault; KIND one of "
-                        f"{', '.join(FAULT_KINDS + DATA_FAULT_KINDS)}; options "
-                        "route=, symbols=A+B, times=, delay=, status=, retry_after=, "
-                        "style=, fraction=, chunks=, seed= (repeatable); data-level KINDs "
-                        "out_of_window, ts_overflow, bad_tz, fuzz (seed=) lie in a 200 "
-                        "payload")
+                   help="inject a fault; KIND one of "
+                        f"{', '.join(FAULT_KINDS + TRANSPORT_FAULTS + DATA_FAULT_KINDS)}; "
+                        "options route=, symbols=A+B, times=, delay=, status=, retry_after=, "
+                        "style=, fraction=, chunks=, size=, location=, seed= (repeatable); "
+                        "data-level KINDs out_of_window, ts_overflow, bad_tz, fuzz (seed=) "
+                        "lie in a 200 payload")
     args = p.parse_args(argv)
     server = FixtureServer(host=args.host, port=args.port, now=args.now, unknown=args.unknown,
                            faults=args.fault, require_crumb=args.require_crumb)

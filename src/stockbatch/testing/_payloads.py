@@ -50,6 +50,13 @@ def _list(a: np.ndarray, null: np.ndarray | None):
 class PayloadBuilder:
     """Builds (and caches) provider responses.
 
+    A payload is rendered once per symbol and shape and kept until its content changes: the
+    cache key is the request (time-relative parts left out) plus the bar indices the answer is
+    made of (first and last bar of the window, the latest started bar, and for intraday bars
+    the minute, and the day of the clock, on which the synthetic series depends), so a
+    wall-clock server renders a 1y daily payload once a day, not once a minute. The cache is bounded by bytes (``cache_bytes``), not entries, so 2,000 symbols x a
+    few shapes stay cached.
+
     Parameters
     ----------
     now : float, optional
@@ -59,11 +66,15 @@ class PayloadBuilder:
         Extra symbols answered as unknown (404), besides the rule of ``_synth.is_unknown``.
     """
 
-    def __init__(self, *, now: float | None = None, unknown=(), cache_size: int = 4096):
+    def __init__(self, *, now: float | None = None, unknown=(), cache_size: int = 1 << 17,
+                 cache_bytes: int = 256 << 20):
         self.now = now
         self.unknown = frozenset(s.upper() for s in unknown)
         self._cache: OrderedDict = OrderedDict()
         self._cache_size = cache_size
+        self._cache_bytes = cache_bytes
+        self._bytes = 0
+        self.renders = 0  # payloads rendered (cache misses), for the server's stats
 
     # -- helpers ---------------------------------------------------------------------------
     def clock(self) -> float:
@@ -75,10 +86,12 @@ class PayloadBuilder:
             self._cache.move_to_end(key)
             return hit
         value = make()
-        if value[0] == 200:
+        self.renders += 1
+        if value[0] == 200 and key is not None:
             self._cache[key] = value
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._bytes += len(value[2])
+            while len(self._cache) > self._cache_size or self._bytes > self._cache_bytes:
+                self._bytes -= len(self._cache.popitem(last=False)[1][2])
         return value
 
     def is_unknown(self, symbol: str) -> bool:
@@ -87,8 +100,51 @@ class PayloadBuilder:
     # -- Yahoo chart -----------------------------------------------------------------------
     def chart(self, symbol: str, query: dict[str, str]):
         now = self.clock()
-        key = ("chart", symbol, tuple(sorted(query.items())), int(now // 60))
+        key = self._chart_key(symbol, query, now)
         return self._cached(key, lambda: self._chart(symbol, query, now))
+
+    def _chart_key(self, symbol: str, q: dict[str, str], now: float):
+        """What a chart answer depends on (None: an error answer, not cached). Mirrors the
+        window arithmetic of :meth:`_chart`; bar times are whole minutes, so ``now`` and
+        time-relative bounds enter rounded to the minute in the direction each comparison
+        uses."""
+        interval = q.get("interval", "1d")
+        if self.is_unknown(symbol) or interval not in VALID_INTERVALS:
+            return None
+        nowi = int(now)
+        rng = q.get("range")
+        try:
+            if "period1" in q:
+                p1 = int(float(q["period1"]))
+                p2 = int(float(q.get("period2", now)))
+            elif rng:
+                p2 = nowi
+                if rng == "max":
+                    p1 = 0
+                elif rng == "ytd":
+                    p1 = int(dt.datetime(dt.datetime.fromtimestamp(now, dt.timezone.utc).year,
+                                         1, 1, tzinfo=dt.timezone.utc).timestamp())
+                elif rng in RANGES:
+                    p1 = p2 - RANGES[rng] * _DAY
+                else:
+                    return None
+            else:
+                p2 = nowi
+                p1 = p2 - 31 * _DAY
+        except ValueError:
+            return None
+        last = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() + dt.timedelta(days=1)
+        ts = _synth.daily(symbol, last).ts
+        i_last = int(np.searchsorted(ts, nowi, side="right"))
+        # (the synthetic series depends on ``last`` too: a new UTC day renders anew)
+        shape = ("chart", symbol, tuple(sorted(q.items())), last, i_last)
+        if interval in _synth.INTRADAY_MINUTES:
+            lo = int(np.searchsorted(ts, p1 - _DAY, side="left"))
+            hi = int(np.searchsorted(ts, p2, side="right"))
+            return (*shape, p2 - p1, lo, hi, -(-p1 // 60), -(-p2 // 60), nowi // 60)
+        lo = int(np.searchsorted(ts, p1, side="left"))
+        hi = int(np.searchsorted(ts, p2, side="left"))
+        return (*shape, p2 - p1, lo, hi)
 
     def _chart(self, symbol: str, q: dict[str, str], now: float):
         if self.is_unknown(symbol):
@@ -253,7 +309,11 @@ class PayloadBuilder:
     # -- Yahoo quote -----------------------------------------------------------------------
     def quote(self, symbols: list[str]):
         now = self.clock()
-        key = ("quote", tuple(symbols), int(now // 60))
+        last = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() + dt.timedelta(days=1)
+        # the answer depends on each symbol's latest started bar
+        bars = tuple(int(np.searchsorted(_synth.daily(s, last).ts, int(now), side="right"))
+                     if s and not self.is_unknown(s) else -1 for s in symbols)
+        key = ("quote", tuple(symbols), last, bars)
         return self._cached(key, lambda: self._quote(symbols, now))
 
     def _quote(self, symbols, now):
@@ -302,8 +362,10 @@ class PayloadBuilder:
                 or self.is_unknown(symbol) or q.get("datatype", "json") != "json":
             return 200, JSON_CT, invalid, ()
         now = self.clock()
-        key = ("av", tuple(sorted((k, v) for k, v in q.items() if k != "apikey")),
-               int(now // 60))
+        last = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() + dt.timedelta(days=1)
+        n = int(np.searchsorted(_synth.daily(symbol, last).ts, int(now), side="right"))
+        key = ("av", tuple(sorted((k, v) for k, v in q.items() if k != "apikey")), last, n,
+               int(now) // 60 if func == "TIME_SERIES_INTRADAY" else None)
         return self._cached(key, lambda: self._alphavantage(func, symbol, q, now, invalid))
 
     def _alphavantage(self, func, symbol, q, now, invalid):

@@ -21,6 +21,8 @@ Route names for faults: ``chart``, ``quote``, ``alphavantage``, ``cookie``, ``cr
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
 import json
 import multiprocessing as mp
 import secrets
@@ -28,6 +30,7 @@ import socket
 import struct
 import threading
 import urllib.request
+import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -36,10 +39,20 @@ from . import _hostile
 from ._hostile import DATA_FAULT_KINDS
 from ._payloads import JSON_CT, PayloadBuilder
 
-__all__ = ["FixtureServer", "Fault", "FAULT_KINDS", "DATA_FAULT_KINDS"]
+__all__ = ["FixtureServer", "Fault", "FAULT_KINDS", "TRANSPORT_FAULTS", "DATA_FAULT_KINDS"]
 
 FAULT_KINDS = ("latency", "status", "rate_limit", "malformed", "truncate", "reset",
                "slow_body")
+# -- transport faults (hostile servers: issue 12), served by _Handler.transport_fault ---------
+#: ``drip``: the real answer one byte every ``delay`` s (default 1 s); ``endless``: a chunked
+#: body that never ends; ``huge``: ``Content-Length: size`` (default 500 MB) and that many
+#: bytes; ``gzip_bomb``: ``Content-Encoding: gzip``, ``size`` zero bytes (default 1 GB) in
+#: ~1 MB on the wire; ``gzip``: the real answer gzipped (a well-behaved server, not a fault);
+#: ``redirect``: 302 to ``location`` (``host``: the same port on 127.0.0.2; ``self``: the same
+#: URL again; else a URL or path where ``{target}`` is the request's path and query).
+#: (Kept apart from FAULT_KINDS, whose every kind the sources' retry/failover tables cover;
+#: these are covered by tests/integration/test_http_hostile.py.)
+TRANSPORT_FAULTS = ("drip", "endless", "huge", "gzip_bomb", "gzip", "redirect")
 # data-level kinds (DATA_FAULT_KINDS: a 200 answer whose payload lies) live in _hostile.py
 
 _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
@@ -84,12 +97,17 @@ class Fault:
     fraction: float = 0.5
     chunks: int = 4
     seed: int = 0              # data-level "fuzz": seed of the mutations
+    # transport faults (TRANSPORT_FAULTS): body size in bytes (0: the kind's default) and the
+    # redirect target
+    size: int = 0
+    location: str = "host"
     fired: int = field(default=0)
 
     def __post_init__(self):
-        if self.kind not in FAULT_KINDS + DATA_FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; one of "
-                             f"{FAULT_KINDS + DATA_FAULT_KINDS}")
+        kinds = FAULT_KINDS + TRANSPORT_FAULTS + DATA_FAULT_KINDS
+        if self.kind not in kinds:
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {kinds}")
+        self.size = int(self.size)  # (from the command line it comes as text)
         if self.symbols is not None:
             self.symbols = [s.upper() for s in self.symbols]
 
@@ -128,7 +146,7 @@ class _Config:
 
     def stats(self) -> dict:
         with self.lock:
-            return {"requests": self.requests,
+            return {"requests": self.requests, "renders": self.data.renders,
                     "hits": {f"{r}:{s}": n for (r, s), n in self.hits.items()},
                     "faults": [asdict(f) for f in self.faults]}
 
@@ -297,6 +315,9 @@ class _Handler:
             payload = _corrupt(payload)
         elif fault is not None and fault.kind == "truncate":
             payload = payload[: max(1, int(len(payload) * fault.fraction))]
+        if fault is not None and fault.kind in TRANSPORT_FAULTS:
+            return await transport_fault(fault, target, status, ct, payload, writer,
+                                         self.cfg)
         if fault is not None and fault.kind == "slow_body":
             writer.write(_head(status, ct, len(payload), extra, close=close))
             step = max(1, -(-len(payload) // max(1, fault.chunks)))
@@ -341,8 +362,98 @@ class _Handler:
         return True
 
 
-async def _start(cfg: _Config, host: str, port: int):
+# -- transport faults -----------------------------------------------------------------------
+_BLOCK = b" " * (1 << 20)  # what huge / endless bodies are made of (JSON whitespace)
+
+
+@functools.lru_cache(maxsize=4)
+def _gzip_zeros(size: int) -> bytes:
+    """A valid gzip member of ``size`` zero bytes (1 GB -> ~1 MB), made in well under a
+    second: one 1 MiB block is deflated after a full flush (which resets the compressor, so
+    every later block deflates to the same bytes) and those bytes are repeated."""
+    mib = 1 << 20
+    block = bytes(mib)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = comp.compress(block) + comp.flush(zlib.Z_FULL_FLUSH)
+    again = comp.compress(block) + comp.flush(zlib.Z_FULL_FLUSH)
+    n, rest = divmod(size, mib)
+    parts = [first] if n else []
+    parts += [again] * max(0, n - 1)
+    parts.append(comp.compress(bytes(rest)) + comp.flush())
+    crc = 0
+    for _ in range(n):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(bytes(rest), crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    return header + b"".join(parts) + struct.pack("<II", crc, size & 0xFFFFFFFF)
+
+
+async def transport_fault(fault: Fault, target: str, status: int, ct: str, payload: bytes,
+                          writer: asyncio.StreamWriter, cfg: _Config) -> bool:
+    """Serve one of TRANSPORT_FAULTS; always closes the connection afterwards (False)."""
+    kind = fault.kind
+    try:
+        if kind == "redirect":
+            where = fault.location
+            if where == "host":
+                port = writer.get_extra_info("sockname")[1]
+                where = f"http://127.0.0.2:{port}{target}"
+            elif where == "self":
+                where = target
+            else:
+                where = where.replace("{target}", target)
+            msg = b"Found"
+            writer.write(_head(302, "text/plain", len(msg), [("Location", where)], close=True)
+                         + msg)
+        elif kind == "drip":
+            writer.write(_head(status, ct, len(payload), close=True))
+            delay = fault.delay or 1.0
+            for i in range(len(payload)):
+                writer.write(payload[i:i + 1])
+                await writer.drain()
+                await asyncio.sleep(delay)
+        elif kind == "huge":
+            size = fault.size or 500_000_000
+            writer.write(_head(200, ct, size, close=True))
+            sent = 0
+            while sent < size:
+                n = min(len(_BLOCK), size - sent)
+                writer.write(_BLOCK[:n] if n < len(_BLOCK) else _BLOCK)
+                sent += n
+                await writer.drain()
+        elif kind == "endless":
+            head = _head(200, ct, 0, close=True).replace(
+                b"Content-Length: 0", b"Transfer-Encoding: chunked")
+            writer.write(head)
+            chunk = b"%x\r\n" % len(_BLOCK) + _BLOCK + b"\r\n"
+            for _ in range(100_000):  # 100 GB: "never" (stops when the client goes away)
+                writer.write(chunk)
+                await writer.drain()
+        elif kind in ("gzip_bomb", "gzip"):
+            body = gzip.compress(payload) if kind == "gzip" else \
+                _gzip_zeros(fault.size or 1_000_000_000)
+            writer.write(_head(status, ct, len(body), [("Content-Encoding", "gzip")],
+                               close=True) + body)
+            await writer.drain()
+    except (ConnectionError, RuntimeError):
+        pass  # the client hung up: what a client that gives up does
+    return False
+
+
+def _tls_context(tls):
+    """Server TLS context from ``(certfile, keyfile)``, or None for plain HTTP."""
+    if tls is None:
+        return None
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*tls)
+    return ctx
+
+
+async def _start(cfg: _Config, host: str, port: int, tls=None):
     return await asyncio.start_server(_Handler(cfg), host, port, backlog=1024,
+                                      ssl=_tls_context(tls),
                                       reuse_address=True)
 
 
@@ -351,7 +462,7 @@ def _process_main(spec: dict, conn) -> None:
     cfg = _Config(**spec["config"])
 
     async def main():
-        server = await _start(cfg, spec["host"], spec["port"])
+        server = await _start(cfg, spec["host"], spec["port"], spec.get("tls"))
         conn.send(server.sockets[0].getsockname()[1])
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -381,6 +492,8 @@ class FixtureServer:
         Alpha Vantage keys accepted (default: any non-empty key).
     process : bool
         Serve from a child process instead of a thread (for benchmarks).
+    tls : (certfile, keyfile), optional
+        Serve HTTPS with this certificate (``.url`` then starts with ``https``).
 
     Examples
     --------
@@ -390,10 +503,11 @@ class FixtureServer:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, now: float | None = None,
                  unknown=(), faults=(), require_crumb: bool = False, av_keys=None,
-                 process: bool = False):
+                 process: bool = False, tls: tuple[str, str] | None = None):
         self.host = host
         self.port = port
         self.process = process
+        self.tls = tuple(tls) if tls is not None else None
         self._spec = {"now": now, "unknown": list(unknown),
                       "faults": [asdict(f) if isinstance(f, Fault) else dict(f) for f in faults],
                       "require_crumb": require_crumb,
@@ -411,7 +525,7 @@ class FixtureServer:
         """Base URL, e.g. ``http://127.0.0.1:41234``."""
         if not self.port:
             raise RuntimeError("the fixture server is not started")
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> FixtureServer:
         if self.process:
@@ -419,7 +533,8 @@ class FixtureServer:
             parent, child = ctx.Pipe()
             self._proc = ctx.Process(
                 target=_process_main,
-                args=({"host": self.host, "port": self.port, "config": self._spec}, child),
+                args=({"host": self.host, "port": self.port, "config": self._spec,
+                       "tls": self.tls}, child),
                 daemon=True)
             self._proc.start()
             child.close()
@@ -441,6 +556,7 @@ class FixtureServer:
             try:
                 self._server = loop.run_until_complete(
                     asyncio.start_server(self._handler, self.host, self.port, backlog=1024,
+                                         ssl=_tls_context(self.tls),
                                          reuse_address=True))
                 self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:  # reported to start()
