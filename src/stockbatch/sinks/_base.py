@@ -122,6 +122,10 @@ class IngestResult:
 
 
 _USERINFO = re.compile(r"(://[^:/@]*:)([^@]*)@")
+# the statement ADBC appends to an error: "... query: SELECT ..." (SQL, not the reason)
+_STATEMENT_TAIL = re.compile(
+    r"\s+query(?: was)?:\s+(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|BEGIN|COMMIT|"
+    r"ROLLBACK|SAVEPOINT|RELEASE|PRAGMA|MERGE|TRUNCATE)\b.*$", re.IGNORECASE | re.DOTALL)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -537,8 +541,11 @@ class Sink:
         return max(4096, min(1 << 20, rows // 1024 * 1024 or 4096))
 
     def _err(self, exc: BaseException) -> str:
+        """The database's message, one line, without the statement the ADBC drivers append
+        (``… query: SELECT …``), passwords redacted, at most 500 characters."""
         msg = str(exc).strip().splitlines()
         text = " ".join(line.strip() for line in msg[:3]) if msg else type(exc).__name__
+        text = _STATEMENT_TAIL.sub("", text)
         return redact(text, self._secrets)[:500]
 
     def ensure_tables(self, *kinds: str, conn: Any = None) -> None:
@@ -589,16 +596,18 @@ class Sink:
         spec = SPECS["quarantine"]
         self._create(conn, table, "quarantine", if_not_exists=True)
         have = self._columns(conn, table)
+        if "row_hash" in have:
+            # a table of this version (created with UNIQUE (row_hash)): rows without a
+            # hash exist only if an upgrade was cut short; one indexed probe. No CREATE
+            # INDEX here: on PostgreSQL its SHARE lock, taken by two first calls at once,
+            # deadlocks their inserts.
+            if not self._query(conn, sql("SELECT 1 FROM {t} WHERE {h} IS NULL LIMIT 1",
+                                         t=d.quote(table), h=d.quote("row_hash"))):
+                return
         for c in ("row_hash", "seen_count", "last_seen"):
             if c not in have:
                 self._add_column(conn, table, "quarantine", c)
         self._exec(conn, spec.unique_index(d, table))
-        if have and "row_hash" in have:
-            # a table of this version: rows without a hash exist only if an upgrade was cut
-            # short; one indexed probe
-            if not self._query(conn, sql("SELECT 1 FROM {t} WHERE {h} IS NULL LIMIT 1",
-                                         t=d.quote(table), h=d.quote("row_hash"))):
-                return
         old = self._query_arrow(conn, sql(
             "SELECT {cols} FROM {t} WHERE {h} IS NULL", t=d.quote(table), h=d.quote("row_hash"),
             cols=", ".join(d.quote(c) for c in _Q_OLD)))
@@ -854,12 +863,27 @@ class Sink:
             self._create(conn, table, kind, if_not_exists=False)
         elif table in self._known:
             return  # created or seen by this sink: no catalogue query per call
+        elif self._table_exists(conn, table):
+            self._check_columns(conn, table, kind, f"ingest ({mode})")
         elif mode in ("create_append", "upsert", "insert_new"):
             self._create(conn, table, kind, if_not_exists=True)
-        elif not self._table_exists(conn, table):
+        else:
             raise SinkError(f"table {table!r} does not exist (mode='append'): create it with "
                             "ensure_tables() or use mode='create_append'", table=table,
                             mode=mode)
+
+    def _check_columns(self, conn: Any, table: str, kind: str, what: str) -> None:
+        """SinkError if ``table`` does not exist, SchemaError naming the columns of the
+        ``kind`` schema it lacks."""
+        have = self._columns(conn, table)
+        if not have:
+            raise SinkError(f"{what}: table {table!r} does not exist", table=table)
+        missing = [c for c in SPECS[kind].names if c not in have]
+        if missing:
+            raise SchemaError(
+                f"{what}: table {table!r} is not a {kind} table: it has no column "
+                + ", ".join(repr(c) for c in missing),
+                {c: f"missing from table {table!r}" for c in missing})
 
     def _write(self, conn, table, kind, batch, mode, level, result, *,
                unique: bool = False) -> None:
@@ -1164,15 +1188,7 @@ class Sink:
             try:
                 if table not in self._known:
                     # SQLite would read a missing column's quoted name as a text literal
-                    have = self._columns(conn, table)
-                    if not have:
-                        raise SinkError(f"read: table {table!r} does not exist", table=table)
-                    missing = [c for c in spec.names if c not in have]
-                    if missing:
-                        raise SchemaError(
-                            f"read: table {table!r} is not a {kind} table: it has no column "
-                            + ", ".join(repr(c) for c in missing),
-                            {c: f"missing from table {table!r}" for c in missing})
+                    self._check_columns(conn, table, kind, "read")
                 out = self._read_arrow(conn, stmt, params, kind)
             except self._db_errors() as exc:
                 self._forget(table)

@@ -127,6 +127,8 @@ class TableSpec:
             cols.append(f"{d.quote(name)} {typ}{' NOT NULL' if not_null and keyed else ''}")
         if keyed and self.key:
             cols.append("PRIMARY KEY (" + ", ".join(d.quote(k) for k in self.key) + ")")
+        if keyed and self.unique:
+            cols.append("UNIQUE (" + d.quote(self.unique) + ")")
         head = "CREATE TEMPORARY TABLE " if temporary else "CREATE TABLE "
         if if_not_exists:
             head += "IF NOT EXISTS "
