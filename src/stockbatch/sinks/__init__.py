@@ -89,6 +89,7 @@ def connect(uri: str | os.PathLike, **options: Any) -> Sink:
     text = os.fspath(uri)
     scheme, sep, rest = text.partition("://")
     scheme = scheme.lower() if sep else ""
+    _check_options(scheme, text, options)
     if scheme in ("postgresql", "postgres"):
         from ._postgres import PostgresSink
         return PostgresSink(text if scheme == "postgresql" else "postgresql://" + rest,
@@ -115,6 +116,24 @@ def connect(uri: str | os.PathLike, **options: Any) -> Sink:
         return DuckdbSink(text, **options)
     from ._sqlite import SqliteSink
     return SqliteSink(text, **options)
+
+
+_COMMON_OPTIONS = {"pool_size", "pool_timeout", "level", "batch_rows", "tables"}
+_OPTIONS = {"postgresql": {"upsert_strategy"}, "postgres": {"upsert_strategy"},
+            "mysql": {"tmpdir"}, "mariadb": {"tmpdir"}, "duckdb": set(),
+            "sqlite": {"busy_timeout"}}
+
+
+def _check_options(scheme: str, text: str, options: dict) -> None:
+    if not scheme:
+        head = text.partition(":")[0].lower()
+        scheme = "duckdb" if head == "duckdb" or text.lower().endswith((".duckdb", ".ddb")) \
+            else "sqlite"
+    allowed = _COMMON_OPTIONS | _OPTIONS.get(scheme, set())
+    unknown = sorted(set(options) - allowed)
+    if unknown and scheme in _OPTIONS:
+        raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for a {scheme} "
+                         f"sink: use {', '.join(sorted(allowed))}")
 
 
 def _path(rest: str) -> str:

@@ -156,6 +156,14 @@ def to_utc_micros(value: Any) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def _time_option(name: str, value: Any) -> int:
+    try:
+        return to_utc_micros(value)
+    except (SinkError, ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"{name}={value!r} is not a time (a datetime, date or ISO 8601 "
+                         f"text): {exc}") from None
+
+
 def micros_to_datetime(us: int) -> datetime:
     return pa.scalar(us, pa.int64()).cast(UTC_US).as_py()
 
@@ -718,6 +726,8 @@ class Sink:
             raise SinkError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         if on_error not in ("raise", "split"):
             raise SinkError(f"unknown on_error {on_error!r}: use 'raise' or 'split'")
+        if batch_rows is not None and (not isinstance(batch_rows, int) or batch_rows < 1):
+            raise ValueError(f"batch_rows must be a positive integer, not {batch_rows!r}")
         if quarantine is not None and not isinstance(quarantine, pa.Table):
             try:
                 quarantine = to_table(quarantine)
@@ -1176,10 +1186,10 @@ class Sink:
             params.append(interval)
         if start is not None:
             where.append(d.quote("ts") + " >= " + d.param(len(params)))
-            params.append(self._bind_ts(to_utc_micros(start)))
+            params.append(self._bind_ts(_time_option("start", start)))
         if end is not None:
             where.append(d.quote("ts") + " < " + d.param(len(params)))
-            params.append(self._bind_ts(to_utc_micros(end)))
+            params.append(self._bind_ts(_time_option("end", end)))
         cols = ", ".join(d.quote(c) for c in spec.names)
         stmt = sql("SELECT {cols} FROM {t} {where} ORDER BY {keys}", t=d.quote(table),
                    cols=cols, where="WHERE " + " AND ".join(where) if where else "",
