@@ -441,3 +441,15 @@ def test_errors_do_not_carry_the_statement(tmp_path):
             s.ingest(make_bars(["A"], 2), mode="append")
         assert "NOT NULL" in str(e.value)
         assert "SELECT" not in str(e.value) and "INSERT" not in str(e.value)
+
+
+def test_a_chunk_of_only_rejected_rows(db, sink, names):
+    """Every row of a chunk failed validation: the quarantine and the log row are still
+    written, in one transaction, and the (empty) data table is created."""
+    bad = rejected_rows(["A", "B"], 2)
+    r = sink.ingest(make_bars(["A"], 1).slice(0, 0), mode="create_append", job_id="job-e",
+                    quarantine=bad)
+    assert (r.written, r.quarantined, r.rejected) == (0, 4, 0)
+    assert log_rows(sink, names) == [("job-e", 0, 0, 0, 4, 0)]
+    assert len(quarantine_rows(sink, names)) == 4
+    assert sink.read().num_rows == 0
