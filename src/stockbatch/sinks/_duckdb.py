@@ -79,8 +79,9 @@ class DuckdbSink(AdbcSink):
                 raise SinkError(problem)
             kind = file_kind(self.path)
             if kind == "sqlite":
-                raise SinkError(f"{self.path!r} is not a DuckDB database (looks like SQLite: "
-                                f"use {uri_for('sqlite', self.path)})")
+                raise SinkError(f"cannot connect to {self._uri}: {self.path!r} is not a "
+                                f"DuckDB database (looks like SQLite: use "
+                                f"{uri_for('sqlite', self.path)})")
         db = self._database()
         return dbapi.Connection(db, adbc_driver_manager.AdbcConnection(db._db), autocommit=True)
 

@@ -80,7 +80,7 @@ def missing_dir(path: str, scheme: str) -> str | None:
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(parent):
         return None
-    msg = (f"cannot open {scheme} database {path!r}: directory "
+    msg = (f"cannot connect to {uri_for(scheme, path)}: directory "
            f"{os.path.dirname(path) or parent!r} does not exist")
     if not os.path.isabs(path):
         msg += (f" (the path is relative to {os.getcwd()!r}; in {scheme}:///path the path is "
@@ -127,7 +127,8 @@ class SqliteSink(AdbcSink):
         if kind not in ("sqlite", "empty"):
             hint = (f" (looks like DuckDB: use {uri_for('duckdb', self.path)})"
                     if kind == "duckdb" else "")
-            raise SinkError(f"{self.path!r} is not a SQLite database{hint}")
+            raise SinkError(f"cannot connect to {self._uri}: {self.path!r} is not a SQLite "
+                            f"database{hint}")
         conn = sqlite_dbapi.connect(self.path, autocommit=True)
         cur = conn.cursor()
         try:
