@@ -43,7 +43,7 @@ import pyarrow as pa
 from .._errors import SinkError
 from ._adbc import AdbcSink
 from ._base import Level, log
-from ._ddl import DIALECTS
+from ._ddl import DIALECTS, sql
 
 __all__ = ["SqliteSink", "DEFAULT_BUSY_TIMEOUT"]
 
@@ -202,3 +202,20 @@ class SqliteSink(AdbcSink):
 
     def _bind_ts(self, us: int) -> Any:
         return us
+
+    def _merge_quarantine(self, conn: Any, table: str, q: pa.Table) -> None:
+        # SQLite binds a whole Arrow batch to one prepared upsert: no staging table
+        d = self.dialect
+        n, last, job = d.quote("seen_count"), d.quote("last_seen"), d.quote("job_id")
+        stmt = sql("INSERT INTO {t} ({cols}) VALUES ({marks}) ON CONFLICT ({h}) DO UPDATE SET "
+                   "{n} = {t}.{n} + excluded.{n}, {last} = excluded.{last}, "
+                   "{job} = excluded.{job}", t=d.quote(table),
+                   cols=", ".join(d.quote(c) for c in q.column_names),
+                   marks=", ".join(["?"] * q.num_columns), h=d.quote("row_hash"), n=n,
+                   last=last, job=job)
+        cur = conn.cursor()
+        try:
+            for batch in self._aux_prepare(q).combine_chunks().to_batches():
+                cur.executemany(stmt, batch)
+        finally:
+            cur.close()
