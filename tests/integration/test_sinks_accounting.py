@@ -179,7 +179,7 @@ def _old_quarantine(sink, table):
     spec = SPECS["quarantine"]
     old = TableSpec("quarantine", tuple(c for c in spec.columns
                                         if c[0] not in ("row_hash", "seen_count", "last_seen")),
-                    (), long_text=spec.long_text)
+                    ())  # text columns VARCHAR(255) on MariaDB, as 0.1 made them
     run(sink, old.create(sink.dialect, table))
     from datetime import datetime, timedelta, timezone
     t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -223,6 +223,12 @@ def test_tables_of_version_0_1_are_upgraded(db, sink, names):
     with sinks.connect(sink._uri, tables=names) as other:
         other.quarantine(again, job_id="job-3", target="bars")
     assert len(quarantine_rows(sink, names)) == 3
+    # long rows and database errors fit (0.1 made these VARCHAR(255) on MariaDB)
+    long = pa.table({"symbol": ["L"], "source": ["x" * 600], "reasons": [["r" * 300]]})
+    assert sink.quarantine(long, target="bars", error="e" * 500) == 1
+    got = [x for x in quarantine_rows(sink, names) if x["symbol"] == "L"]
+    assert [(len(x["reasons"]), len(x["error"]), x["row"]["source"]) for x in got] == [
+        (300, 500, "x" * 600)]
 
 
 # -- 3. typed errors instead of raw driver / Arrow exceptions -----------------------------

@@ -615,6 +615,8 @@ class Sink:
         for c in ("row_hash", "seen_count", "last_seen"):
             if c not in have:
                 self._add_column(conn, table, "quarantine", c)
+        if "row_hash" not in have:
+            self._widen_quarantine(conn, table)
         self._exec(conn, spec.unique_index(d, table))
         old = self._query_arrow(conn, sql(
             "SELECT {cols} FROM {t} WHERE {h} IS NULL", t=d.quote(table), h=d.quote("row_hash"),
@@ -636,6 +638,10 @@ class Sink:
             raise
         log.info("quarantine table %s upgraded: %d rows merged into %d", table,
                  old.num_rows, merged.num_rows)
+
+    def _widen_quarantine(self, conn: Any, table: str) -> None:
+        """Give the text columns of an upgraded 0.1 quarantine table room for long rows and
+        errors (MariaDB: they were VARCHAR(255))."""
 
     def _columns(self, conn: Any, table: str) -> set[str]:  # pragma: no cover - abstract
         """Column names of ``table`` (empty if it does not exist)."""

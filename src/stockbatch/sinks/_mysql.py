@@ -123,6 +123,12 @@ class MysqlSink(Sink):
             conn, "SELECT column_name FROM information_schema.columns WHERE table_schema = "
             "COALESCE(%s, DATABASE()) AND table_name = %s", (schema or None, name))}
 
+    def _widen_quarantine(self, conn: Any, table: str) -> None:
+        d = self.dialect
+        self._exec(conn, sql("ALTER TABLE {t} " + ", ".join(
+            f"MODIFY {d.quote(c)} TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            for c in SPECS["quarantine"].long_text), t=d.quote(table)))
+
     def _schema_refusal(self, schema: str) -> str | None:
         if schema in ("mysql", "information_schema", "performance_schema", "sys"):
             return f"{schema} is a system database"
