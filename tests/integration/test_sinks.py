@@ -295,6 +295,11 @@ def test_split_quarantines_exactly_the_bad_rows(db, sink, names):
     assert len(q) == 10
     assert all(row["job_id"] == "job-split" and row["error"] for row in q)
     assert sorted((row["symbol"] or "") for row in q) == sorted(["A"] * 7 + [""] * 3)
+    assert r.refused_by_symbol == {"A": 7, "": 3}
+    with sink._connection() as conn:
+        logged = sink._query(conn, "SELECT rows_written, rows_rejected, rows_refused FROM "
+                             + sink.dialect.quote(names["ingest_log"]))
+    assert [tuple(x) for x in logged] == [(800, 0, 10)]
 
 
 def _quarantine(sink, names):
@@ -323,10 +328,10 @@ def test_ingest_log(db, sink, names):
     d = sink.dialect
     with sink._connection() as conn:
         rows = sink._query(conn, "SELECT job_id, source, rows_written, rows_updated, "
-                           "rows_ignored, rows_rejected FROM " + d.quote(names["ingest_log"])
-                           + " ORDER BY job_id")
-    assert [tuple(x) for x in rows] == [("job-7", "yahoo", r.written, 0, 0, 0),
-                                        ("job-8", "manual", 1, 0, 0, 2)]
+                           "rows_ignored, rows_rejected, rows_refused FROM "
+                           + d.quote(names["ingest_log"]) + " ORDER BY job_id")
+    assert [tuple(x) for x in rows] == [("job-7", "yahoo", r.written, 0, 0, 0, 0),
+                                        ("job-8", "manual", 1, 0, 0, 2, 0)]
 
 
 # -- reads, names, errors ---------------------------------------------------------------------

@@ -250,3 +250,67 @@ def test_pool_connection_context_discards_dead_on_error(tmp_path):
         with pool.connection() as c:
             raise RuntimeError("healthy connection kept")
     assert pool.size == 1
+
+
+# -- issue 10: quarantine identity, upgrades of 0.1 tables, options, names ----------------
+def test_row_hash_is_the_identity_of_a_rejection():
+    h = _base._row_hash("bars", '{"close": 1}', "high<low", "")
+    assert h == _base._row_hash("bars", '{"close": 1}', "high<low", None)
+    assert len({h, _base._row_hash("bars", '{"close": 1}', "high<low", "db error"),
+                _base._row_hash("quotes", '{"close": 1}', "high<low", ""),
+                _base._row_hash("bars", '{"close": 2}', "high<low", ""),
+                _base._row_hash("bars", '{"close": 1}', "nan", "")}) == 5
+
+
+def test_merge_old_quarantine_counts_repeats():
+    t = [datetime(2025, 1, 1, h, tzinfo=timezone.utc) for h in range(4)]
+    old = pa.table({
+        "job_id": ["j0", "j1", "j2", "j0"], "target": ["bars"] * 4,
+        "symbol": ["A", "A", "A", "B"], "ts": pa.array([0, 0, 0, 5], pa.int64()),
+        "reasons": ["r", "r", "r", "r"], "error": ["", "", "", ""],
+        "row_json": ['{"a": 1}'] * 3 + ['{"b": 1}'],
+        "quarantined_at": pa.array([t[1], t[0], t[2], t[3]], _base.UTC_US)})
+    m = {r["symbol"]: r for r in _base._merge_old_quarantine(old).to_pylist()}
+    assert (m["A"]["seen_count"], m["A"]["quarantined_at"], m["A"]["last_seen"],
+            m["A"]["job_id"]) == (3, t[0], t[2], "j2")
+    assert (m["B"]["seen_count"], m["B"]["job_id"]) == (1, "j0")
+
+
+def test_statement_is_cut_from_driver_errors():
+    text = ("INVALID_ARGUMENT: [SQLite] Failed to prepare query: no such table: t "
+            'query: SELECT "a" FROM "t"')
+    assert _base._STATEMENT_TAIL.sub("", text) == (
+        "INVALID_ARGUMENT: [SQLite] Failed to prepare query: no such table: t")
+
+
+def test_connect_options_and_forms(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="'bogus'"):
+        sinks.connect(tmp_path / "x.db", bogus=1)
+    with pytest.raises(ValueError, match="busy_timeout"):
+        sinks.connect("postgresql://u@127.0.0.1:1/x", busy_timeout=3)
+    monkeypatch.chdir(tmp_path)
+    for uri, kind, path in [("sqlite:rel.db", "SqliteSink", "rel.db"),
+                            ("sqlite:///rel.db", "SqliteSink", "rel.db"),
+                            ("sqlite:////abs/x.db", "SqliteSink", "/abs/x.db"),
+                            ("duckdb:rel.duckdb", "DuckdbSink", "rel.duckdb"),
+                            ("duckdb:///rel.duckdb", "DuckdbSink", "rel.duckdb"),
+                            ("duckdb:////abs/x.duckdb", "DuckdbSink", "/abs/x.duckdb"),
+                            ("new.duckdb", "DuckdbSink", "new.duckdb"),
+                            ("new.DDB", "DuckdbSink", "new.DDB"),
+                            ("new.db", "SqliteSink", "new.db")]:
+        s = sinks.connect(uri)
+        assert (type(s).__name__, s.path) == (kind, path), uri
+        s.close()
+
+
+def test_schema_qualified_names(tmp_path):
+    for name in ("temp.t", "main.t", "other.t"):
+        with pytest.raises(SinkError, match="refused"):
+            sinks.connect(tmp_path / "x.db", tables={"bars": name})
+    pg = sinks.connect("postgresql://u@127.0.0.1:1/x", tables={"bars": "market.bars"})
+    assert pg.tables["bars"] == "market.bars"
+    for name in ("pg_temp.t", "PG_TEMP_12.t", "pg_toast_temp_3.t", "pg_catalog.t",
+                 "information_schema.t"):
+        with pytest.raises(SinkError, match="temporary|system"):
+            pg._check_table(name)
+    pg.close()

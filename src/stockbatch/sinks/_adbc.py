@@ -13,6 +13,7 @@ from typing import Any
 import adbc_driver_manager
 import pyarrow as pa
 
+from .._errors import SchemaError
 from ._base import Level, Sink
 from ._ddl import SPECS, sql
 
@@ -56,9 +57,20 @@ class AdbcSink(Sink):
                 continue
             col = batch.column(f.name)
             if col.type != f.type:
-                col = self._cast(col, f.type)
+                try:
+                    col = self._cast(col, f.type)
+                except pa.ArrowException as exc:
+                    raise SchemaError(
+                        f"column {f.name!r} of table {table!r} holds {f.type} but the data "
+                        f"is {col.type}: {exc}",
+                        {f.name: f"table {table!r} stores {f.type}; the data is {col.type}"}
+                    ) from None
             cols.append(col)
         return pa.RecordBatch.from_arrays(cols, names=schema.names)
+
+    def _check_types(self, conn: Any, table: str, batch: pa.RecordBatch) -> None:
+        if self.lookup_schema:
+            self._target(conn, table, batch)  # raises SchemaError naming the column
 
     def _cast(self, col: pa.Array, to: pa.DataType) -> pa.Array:
         if pa.types.is_timestamp(col.type) and pa.types.is_integer(to):
@@ -94,6 +106,24 @@ class AdbcSink(Sink):
 
     def _aux_prepare(self, data: pa.Table) -> pa.Table:
         return data
+
+    def _merge_quarantine(self, conn: Any, table: str, q: pa.Table) -> None:
+        # COPY / Arrow ingest into a temporary stage, then one set-based merge on the hash
+        d = self.dialect
+        stage = self._stage_name("quarantine")
+        self._exec(conn, SPECS["quarantine"].create(d, stage, if_not_exists=True,
+                                                    temporary=True, keyed=False))
+        self._clear_stage(conn, stage)
+        for batch in self._aux_prepare(q).to_batches():
+            self._move(conn, stage, batch, level=Level.ADVANCED, temporary=True)
+        cols = ", ".join(d.quote(c) for c in q.column_names)
+        qt = d.quote(table)
+        self._exec(conn, sql(
+            "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} WHERE true ON CONFLICT ({h}) "
+            "DO UPDATE SET {n} = {t}.{n} + excluded.{n}, {last} = excluded.{last}, "
+            "{job} = excluded.{job}", t=qt, s=d.quote(stage), cols=cols,
+            h=d.quote("row_hash"), n=d.quote("seen_count"), last=d.quote("last_seen"),
+            job=d.quote("job_id")))
 
     def _stage(self, conn: Any, kind: str, batch: pa.RecordBatch, level: Level) -> str:
         stage = self._stage_name(kind)

@@ -6,8 +6,10 @@ supply how rows move and which SQL merges them.
 from __future__ import annotations
 
 import enum
+import hashlib
 import itertools
 import json
+import logging
 import math
 import re
 import threading
@@ -29,6 +31,8 @@ from ._ddl import SPECS, check_name, kind_of, sql
 from ._pool import Pool
 
 __all__ = ["Level", "IngestResult", "Sink", "MODES", "DEFAULT_BATCH_ROWS"]
+
+log = logging.getLogger("stockbatch.sinks")
 
 MODES = ("append", "create", "replace", "create_append", "upsert", "insert_new")
 DEFAULT_BATCH_ROWS = 65_536
@@ -75,8 +79,16 @@ class IngestResult:
     ``written`` new rows inserted; ``updated`` existing rows whose values changed;
     ``ignored`` input rows that changed nothing (duplicates superseded inside the input,
     rows identical to the stored ones, conflicts under ``insert_new``); ``rejected`` rows
-    sent to the quarantine table (``on_error="split"``). ``written + updated + ignored +
-    rejected`` equals the number of input rows.
+    the database refused (``on_error="split"``), sent to the quarantine table with the
+    database's error. ``written + updated + ignored + rejected`` equals the number of input
+    rows.
+
+    ``refused_by_symbol`` splits ``rejected`` per symbol (a row without a symbol counts
+    under ``""``); ``refused_errors`` holds the database's first error per symbol
+    (passwords redacted). ``quarantined`` counts the validation-rejected rows handed over
+    with ``quarantine=`` and stored in the same transaction (a row quarantined before with
+    the same reasons is counted here but kept once in the table, its ``seen_count``
+    raised).
     """
 
     table: str
@@ -89,6 +101,9 @@ class IngestResult:
     seconds: float = 0.0
     job_id: str | None = None
     errors: list = field(default_factory=list)
+    quarantined: int = 0
+    refused_by_symbol: dict = field(default_factory=dict)
+    refused_errors: dict = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -107,6 +122,10 @@ class IngestResult:
 
 
 _USERINFO = re.compile(r"(://[^:/@]*:)([^@]*)@")
+# the statement ADBC appends to an error: "... query: SELECT ..." (SQL, not the reason)
+_STATEMENT_TAIL = re.compile(
+    r"\s+query(?: was)?:\s+(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|BEGIN|COMMIT|"
+    r"ROLLBACK|SAVEPOINT|RELEASE|PRAGMA|MERGE|TRUNCATE)\b.*$", re.IGNORECASE | re.DOTALL)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -135,6 +154,14 @@ def to_utc_micros(value: Any) -> int:
         value = value.replace(tzinfo=timezone.utc)
     delta = value - datetime(1970, 1, 1, tzinfo=timezone.utc)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _time_option(name: str, value: Any) -> int:
+    try:
+        return to_utc_micros(value)
+    except (SinkError, ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"{name}={value!r} is not a time (a datetime, date or ISO 8601 "
+                         f"text): {exc}") from None
 
 
 def micros_to_datetime(us: int) -> datetime:
@@ -234,6 +261,81 @@ def dedup(batch: pa.RecordBatch, key: tuple, *, keep: str) -> tuple[pa.RecordBat
     return batch.take(pa.array(rows)), n - len(rows)
 
 
+def _castable(col: Any, to: pa.DataType) -> bool:
+    if pa.types.is_timestamp(to) and (pa.types.is_integer(col.type)
+                                      or pa.types.is_timestamp(col.type)):
+        return True
+    try:
+        col.cast(to)
+        return True
+    except pa.ArrowException:
+        return False
+
+
+def _row_hash(target: Any, row_json: Any, reasons: Any, error: Any) -> str:
+    """The identity of a quarantine row: sha256 of (target, row, reasons, error)."""
+    key = json.dumps([target or "", row_json or "", reasons or "", error or ""],
+                     ensure_ascii=False)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+#: Columns of a quarantine table of stockbatch 0.1 (before row_hash/seen_count/last_seen).
+_Q_OLD = ("job_id", "target", "symbol", "ts", "reasons", "error", "row_json", "quarantined_at")
+
+
+def _as_utc(col: Any) -> pa.ChunkedArray | pa.Array:
+    """A time column as read back by any driver (int64 microseconds, naive UTC, zoned,
+    all null) as ``timestamp[us, tz=UTC]``."""
+    if pa.types.is_null(col.type):
+        return pa.nulls(len(col), UTC_US)
+    if pa.types.is_integer(col.type):
+        return col.cast(pa.int64()).cast(UTC_US)
+    if pa.types.is_timestamp(col.type) and col.type.tz is None:
+        return pc.cast(col, pa.timestamp("us"), safe=False).cast(UTC_US)
+    return pc.cast(col, UTC_US, safe=False)
+
+
+def _merge_old_quarantine(old: pa.Table) -> pa.Table:
+    """Rows of a 0.1 quarantine table, one per (target, row, reasons, error): first
+    ``quarantined_at``, ``last_seen`` the latest, ``seen_count`` how many, the job id of
+    the latest."""
+    at = _as_utc(old.column("quarantined_at")).to_pylist()
+    ts = _as_utc(old.column("ts"))
+    cols = {c: old.column(c).to_pylist() for c in ("job_id", "target", "symbol", "reasons",
+                                                   "error", "row_json")}
+    groups: dict[str, list] = {}
+    for i in range(old.num_rows):
+        h = _row_hash(cols["target"][i], cols["row_json"][i], cols["reasons"][i],
+                      cols["error"][i])
+        g = groups.get(h)
+        when = at[i]
+        if g is None:
+            groups[h] = [i, 1, when, when, i]  # first row, count, first at, last at, last row
+            continue
+        g[1] += 1
+        if when is not None and (g[2] is None or when < g[2]):
+            g[2] = when
+        if when is not None and (g[3] is None or when >= g[3]):
+            g[3], g[4] = when, i
+    firsts = pa.array([g[0] for g in groups.values()], pa.int64())
+    lasts = [g[4] for g in groups.values()]
+    now = datetime.now(timezone.utc)
+
+    def text(c):
+        return pa.array(cols[c], pa.string()).take(firsts)
+
+    return pa.table({
+        "job_id": pa.array([cols["job_id"][i] for i in lasts], pa.string()),
+        "target": text("target"), "symbol": text("symbol"),
+        "ts": ts.take(firsts),
+        "reasons": text("reasons"), "error": text("error"), "row_json": text("row_json"),
+        "quarantined_at": pa.array([g[2] or now for g in groups.values()], UTC_US),
+        "row_hash": pa.array(list(groups), pa.string()),
+        "seen_count": pa.array([g[1] for g in groups.values()], pa.int64()),
+        "last_seen": pa.array([g[3] or now for g in groups.values()], UTC_US),
+    })
+
+
 def _reasons_text(value: Any) -> str:
     if value is None:
         return ""
@@ -282,14 +384,39 @@ class Sink:
         for k, v in (tables or {}).items():
             if k not in names:
                 raise SinkError(f"unknown table role {k!r}: use {sorted(names)}")
-            names[k] = check_name(v)
+            names[k] = self._check_table(v)
         self.tables = names
         self._schemas: dict[str, pa.Schema] = {}
+        # tables known to exist in our shape (created, migrated or checked by this sink):
+        # no catalogue query for them; forgotten on drop/replace and on any failure
+        self._known: set[str] = set()
         # DuckDB aborts concurrent conflicting writers instead of queueing them: it gets a
         # real lock; the others queue in the database itself.
         self._write_lock = threading.Lock() if self.serialize_writes else nullcontext()
         self._pool = Pool(self._connect, check=self._ping, max_size=pool_size,
                           timeout=pool_timeout, name=self.dialect.name)
+
+    # -- names ---------------------------------------------------------------------------
+    def _check_table(self, name: str) -> str:
+        """``name`` if it is a valid table name for this database, else :class:`SinkError`.
+
+        Names are letters, digits and underscores, optionally ``schema.table``. A schema
+        whose tables vanish when the connection or session ends (SQLite ``temp``,
+        PostgreSQL ``pg_temp`` / ``pg_temp_N``, DuckDB ``temp``) is refused: rows stored
+        there would be reported stored and be gone after the job. System schemas are
+        refused too; see each dialect's :meth:`_schema_refusal`.
+        """
+        check_name(name)
+        schema, _, _ = name.rpartition(".")
+        if schema:
+            why = self._schema_refusal(schema.lower())
+            if why:
+                raise SinkError(f"table {name!r} refused: {why}", table=name)
+        return name
+
+    def _schema_refusal(self, schema: str) -> str | None:
+        """Why tables in ``schema`` (lower case) are refused, or None if they are fine."""
+        return None
 
     # -- plumbing each dialect provides -------------------------------------------------
     def _connect(self) -> Any:  # pragma: no cover - abstract
@@ -361,6 +488,11 @@ class Sink:
         """Cast a canonical batch to the types this database's tables take."""
         return batch
 
+    def _check_types(self, conn: Any, table: str, batch: pa.RecordBatch) -> None:
+        """Raise :class:`SchemaError` naming the column if ``batch`` does not fit the
+        column types of an existing ``table`` (staged upserts would otherwise let the
+        database round or truncate silently)."""
+
     # -- public API ---------------------------------------------------------------------
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {redact(self._uri, self._secrets)} level={self.level.value}>"
@@ -417,20 +549,103 @@ class Sink:
         return max(4096, min(1 << 20, rows // 1024 * 1024 or 4096))
 
     def _err(self, exc: BaseException) -> str:
+        """The database's message, one line, without the statement the ADBC drivers append
+        (``… query: SELECT …``), passwords redacted, at most 500 characters."""
         msg = str(exc).strip().splitlines()
         text = " ".join(line.strip() for line in msg[:3]) if msg else type(exc).__name__
+        text = _STATEMENT_TAIL.sub("", text)
         return redact(text, self._secrets)[:500]
 
     def ensure_tables(self, *kinds: str, conn: Any = None) -> None:
-        """Create the tables of ``kinds`` (default: all four) if missing."""
+        """Create the tables of ``kinds`` (default: all four) if missing, and bring
+        ``quarantine`` / ``ingest_log`` tables of earlier versions up to date (columns
+        added, duplicate quarantine rows merged, unique index built)."""
         kinds = kinds or ("bars", "quotes", "quarantine", "ingest_log")
-        if conn is None:
-            with self._connection() as c:
-                for k in kinds:
-                    self._create(c, self.tables[k], k, if_not_exists=True)
-            return
         for k in kinds:
-            self._create(conn, self.tables[k], k, if_not_exists=True)
+            if k not in self.tables:
+                raise SinkError(f"unknown table role {k!r}: use {sorted(self.tables)}")
+        if conn is not None:
+            for k in kinds:
+                self._ensure(conn, k, in_tx=False)
+            return
+        with self._connection() as c, self._translating("ensure_tables", None):
+            for k in kinds:
+                self._ensure(c, k, in_tx=False)
+                self._known.add(self.tables[k])
+
+    def _ensure(self, conn: Any, kind: str, *, in_tx: bool) -> None:
+        """Make the table of role ``kind`` exist in the current shape. The caller marks it
+        known (``self._known``) once what it did is committed."""
+        table = self.tables[kind]
+        if table in self._known:
+            return
+        if kind == "quarantine":
+            self._ensure_quarantine(conn, table, in_tx=in_tx)
+        elif kind == "ingest_log":
+            self._create(conn, table, kind, if_not_exists=True)
+            if "rows_refused" not in self._columns(conn, table):
+                self._add_column(conn, table, kind, "rows_refused")
+        else:
+            self._create(conn, table, kind, if_not_exists=True)
+
+    def _add_column(self, conn: Any, table: str, kind: str, column: str) -> None:
+        d = self.dialect
+        # IF NOT EXISTS: two sinks may upgrade the same table at once (SQLite writers are
+        # serialised by BEGIN IMMEDIATE and lack the clause)
+        guard = "" if d.name == "sqlite" else "IF NOT EXISTS "
+        self._exec(conn, sql("ALTER TABLE {t} ADD COLUMN " + guard + "{col}",
+                             t=d.quote(table), col=SPECS[kind].column_sql(d, column)))
+
+    def _ensure_quarantine(self, conn: Any, table: str, *, in_tx: bool) -> None:
+        """Create the quarantine table, or upgrade one of stockbatch 0.1: add ``row_hash``,
+        ``seen_count``, ``last_seen``; merge its rows that repeat (same target, row,
+        reasons and error) into one each, counted; build the unique index on the hash."""
+        d = self.dialect
+        spec = SPECS["quarantine"]
+        self._create(conn, table, "quarantine", if_not_exists=True)
+        have = self._columns(conn, table)
+        if "row_hash" in have:
+            # a table of this version (created with UNIQUE (row_hash)): rows without a
+            # hash exist only if an upgrade was cut short; one indexed probe. No CREATE
+            # INDEX here: on PostgreSQL its SHARE lock, taken by two first calls at once,
+            # deadlocks their inserts.
+            if not self._query(conn, sql("SELECT 1 FROM {t} WHERE {h} IS NULL LIMIT 1",
+                                         t=d.quote(table), h=d.quote("row_hash"))):
+                return
+        for c in ("row_hash", "seen_count", "last_seen"):
+            if c not in have:
+                self._add_column(conn, table, "quarantine", c)
+        if "row_hash" not in have:
+            self._widen_quarantine(conn, table)
+        self._exec(conn, spec.unique_index(d, table))
+        old = self._query_arrow(conn, sql(
+            "SELECT {cols} FROM {t} WHERE {h} IS NULL", t=d.quote(table), h=d.quote("row_hash"),
+            cols=", ".join(d.quote(c) for c in _Q_OLD)))
+        if old.num_rows == 0:
+            return
+        merged = _merge_old_quarantine(old)
+        if not in_tx:
+            self._begin(conn)
+        try:
+            self._exec(conn, sql("DELETE FROM {t} WHERE {h} IS NULL", t=d.quote(table),
+                                 h=d.quote("row_hash")))
+            self._merge_quarantine(conn, table, merged)
+            if not in_tx:
+                self._commit(conn)
+        except BaseException:
+            if not in_tx:
+                self._rollback_quietly(conn)
+            raise
+        log.info("quarantine table %s upgraded: %d rows merged into %d", table,
+                 old.num_rows, merged.num_rows)
+
+    def _widen_quarantine(self, conn: Any, table: str) -> None:
+        """Give the text columns of an upgraded 0.1 quarantine table room for long rows and
+        errors (MariaDB: they were VARCHAR(255))."""
+
+    def _columns(self, conn: Any, table: str) -> set[str]:  # pragma: no cover - abstract
+        """Column names of ``table`` (empty if it does not exist)."""
+        raise NotImplementedError
 
     def _create(self, conn: Any, table: str, kind: str, *, if_not_exists: bool) -> None:
         if if_not_exists and self._table_exists(conn, table):
@@ -441,14 +656,37 @@ class Sink:
 
     def drop_table(self, table: str) -> None:
         """Drop ``table`` if it exists (tests and ``replace`` use it)."""
-        with self._connection() as conn:
+        check_name(table)
+        self._forget(table)
+        with self._connection() as conn, self._translating("drop_table", table):
             self._exec(conn, sql("DROP TABLE IF EXISTS {t}", t=self.dialect.quote(table)))
-        self._schemas.pop(table, None)
+
+    def _forget(self, *tables: str) -> None:
+        for t in tables:
+            self._known.discard(t)
+            self._schemas.pop(t, None)
+
+    @contextmanager
+    def _translating(self, what: str, table: str | None, *, mode: str | None = None):
+        """Turn driver and Arrow exceptions into :class:`SinkError` / :class:`SchemaError`
+        naming ``table`` (typed errors pass through)."""
+        try:
+            yield
+        except StockbatchError:
+            raise
+        except pa.ArrowException as exc:
+            raise SchemaError(f"{what}: the values do not fit table {table!r}: "
+                              f"{redact(str(exc), self._secrets)[:300]}") from None
+        except (*self._db_errors(), OSError) as exc:
+            where = f" of {table!r}" if table else ""
+            raise SinkError(f"{what}{where} failed: {self._err(exc)}", table=table,
+                            mode=mode) from None
 
     def ingest(self, data: Any, *, table: str | None = None, kind: str | None = None,
                mode: str = "append", on_error: str = "raise", job_id: str | None = None,
                source: str | None = None, level: Any = None,
-               batch_rows: int | None = None) -> IngestResult:
+               batch_rows: int | None = None,
+               quarantine: pa.Table | None = None) -> IngestResult:
         """Store ``data`` in ``table``, all or nothing.
 
         Parameters
@@ -458,7 +696,9 @@ class Sink:
             :func:`stockbatch.conform`). Streamed in batches of ``batch_rows`` rows (default
             :meth:`recommend_batch_size`); the whole input is never materialised.
         table : str, optional
-            Target table; default the sink's ``bars`` / ``quotes`` table.
+            Target table; default the sink's ``bars`` / ``quotes`` table. ``schema.table``
+            is accepted where the database has schemas, except temporary and system
+            schemas (SQLite takes no schema at all: see :meth:`_check_table`).
         kind : {"bars", "quotes"}, optional
             Schema of the data; guessed from its columns when omitted.
         mode : str
@@ -471,11 +711,18 @@ class Sink:
         on_error : {"raise", "split"}
             ``raise``: any failure rolls everything back and raises :class:`SinkError`.
             ``split``: a failing batch is bisected until the bad rows are isolated; they go
-            to the quarantine table with the database's error, the rest is stored.
+            to the quarantine table with the database's error, the rest is stored
+            (``rejected``, ``refused_by_symbol``, ``refused_errors`` of the result).
         job_id, source : str, optional
-            With ``job_id`` a row goes to the ingest log in the same transaction.
+            With ``job_id`` a row goes to the ingest log in the same transaction: rows
+            written, updated, ignored, ``rows_rejected`` (the ``quarantine=`` rows) and
+            ``rows_refused`` (rows the database refused).
         level : Level or str, optional
             Override the sink's optimisation level for this call.
+        quarantine : pyarrow.Table, optional
+            Rows validation rejected (bars/quotes columns plus ``reasons``, as
+            ``stockbatch.validate(...).rejected`` gives), stored in the quarantine table in
+            the same transaction as ``data``, in bulk; counted in ``quarantined``.
 
         Returns
         -------
@@ -485,6 +732,16 @@ class Sink:
             raise SinkError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         if on_error not in ("raise", "split"):
             raise SinkError(f"unknown on_error {on_error!r}: use 'raise' or 'split'")
+        if batch_rows is not None and (not isinstance(batch_rows, int) or batch_rows < 1):
+            raise ValueError(f"batch_rows must be a positive integer, not {batch_rows!r}")
+        if quarantine is not None and not isinstance(quarantine, pa.Table):
+            try:
+                quarantine = to_table(quarantine)
+            except StockbatchError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any unreadable input
+                raise SchemaError(f"quarantine= must be a pyarrow Table of rejected rows, "
+                                  f"not {type(quarantine).__name__}: {exc}") from None
         lvl = Level.of(level) if level is not None else self.level
         t0 = time.perf_counter()
         started = datetime.now(timezone.utc)
@@ -502,7 +759,7 @@ class Sink:
             if rows is None:
                 width = first.nbytes / max(first.num_rows, 1)
                 rows = self.recommend_batch_size(width)
-        table = check_name(self.tables[kind] if table is None else table)
+        table = self._check_table(self.tables[kind] if table is None else table)
         schema = _SCHEMAS[kind]
 
         known = data.num_rows if isinstance(data, (pa.Table, pa.RecordBatch)) else None
@@ -514,19 +771,20 @@ class Sink:
                 yield from t.to_batches() if t.num_rows else ()
 
         result = IngestResult(table=table, mode=mode, job_id=job_id)
+        quarantining = quarantine is not None and quarantine.num_rows > 0
+        aux = (["quarantine"] if on_error == "split" or quarantining else []) + (
+            ["ingest_log"] if job_id is not None else [])
         with self._write_lock, self._connection() as conn:
             try:
-                aux = (["quarantine"] if on_error == "split" else []) + (
-                    ["ingest_log"] if job_id is not None else [])
                 if not self.transactional_ddl:  # MariaDB: DDL commits, so do it first
                     self._prepare_table(conn, table, kind, mode)
                     for a in aux:
-                        self._create(conn, self.tables[a], a, if_not_exists=True)
+                        self._ensure(conn, a, in_tx=False)
                 self._begin_write(conn, lvl)
                 if self.transactional_ddl:
                     self._prepare_table(conn, table, kind, mode)
                     for a in aux:
-                        self._create(conn, self.tables[a], a, if_not_exists=True)
+                        self._ensure(conn, a, in_tx=True)
                 if on_error == "raise" and known and self._defer(conn, table, kind, mode,
                                                                  lvl, known):
                     # a whole in-memory table written with deferred index work: duplicates
@@ -553,21 +811,33 @@ class Sink:
                         self._write(conn, table, kind, batch, mode, lvl, result,
                                     unique=feed.get("unique", False))
                 self._finish(conn, table, kind, lvl)
+                if quarantining:
+                    result.quarantined = self._quarantine_rows(
+                        conn, quarantine, job_id=job_id, target=table, reasons=None, error="")
                 result.seconds = time.perf_counter() - t0
                 if job_id is not None:
                     self._log(conn, job_id=job_id, source=source, target=table, mode=mode,
-                              result=result, started=started)
+                              written=result.written, updated=result.updated,
+                              ignored=result.ignored, rejected=result.quarantined,
+                              refused=result.rejected, started=started)
                 self._commit(conn)
             except BaseException as exc:
                 self._abandon()
                 self._rollback_quietly(conn)
+                self._forget(table, *(self.tables[a] for a in aux))
                 if isinstance(exc, SinkError | SchemaError):
                     raise
+                if isinstance(exc, pa.ArrowException):
+                    raise SchemaError(f"ingest into {table!r} ({mode}) failed and was rolled "
+                                      f"back: the data does not fit the table: "
+                                      f"{redact(str(exc), self._secrets)[:300]}") from None
                 if isinstance(exc, StockbatchError) or not isinstance(
                         exc, (*self._db_errors(), OSError)):
                     raise
                 raise SinkError(f"ingest into {table!r} ({mode}) failed and was rolled back: "
-                                f"{self._err(exc)}") from None
+                                f"{self._err(exc)}", table=table, mode=mode) from None
+        self._known.add(table)
+        self._known.update(self.tables[a] for a in aux)
         result.seconds = time.perf_counter() - t0
         return result
 
@@ -599,23 +869,42 @@ class Sink:
 
     def _prepare_table(self, conn: Any, table: str, kind: str, mode: str) -> None:
         if mode == "replace":
+            self._forget(table)
             self._exec(conn, sql("DROP TABLE IF EXISTS {t}", t=self.dialect.quote(table)))
-            self._schemas.pop(table, None)
             self._create(conn, table, kind, if_not_exists=False)
         elif mode == "create":
-            if self._table_exists(conn, table):
+            if table in self._known or self._table_exists(conn, table):
                 raise SinkError(f"table {table!r} exists (mode='create'); use 'create_append', "
-                                "'append' or 'replace'")
+                                "'append' or 'replace'", table=table, mode=mode)
             self._create(conn, table, kind, if_not_exists=False)
+        elif table in self._known:
+            return  # created or seen by this sink: no catalogue query per call
+        elif self._table_exists(conn, table):
+            self._check_columns(conn, table, kind, f"ingest ({mode})")
         elif mode in ("create_append", "upsert", "insert_new"):
             self._create(conn, table, kind, if_not_exists=True)
-        elif not self._table_exists(conn, table):
+        else:
             raise SinkError(f"table {table!r} does not exist (mode='append'): create it with "
-                            "ensure_tables() or use mode='create_append'")
+                            "ensure_tables() or use mode='create_append'", table=table,
+                            mode=mode)
+
+    def _check_columns(self, conn: Any, table: str, kind: str, what: str) -> None:
+        """SinkError if ``table`` does not exist, SchemaError naming the columns of the
+        ``kind`` schema it lacks."""
+        have = self._columns(conn, table)
+        if not have:
+            raise SinkError(f"{what}: table {table!r} does not exist", table=table)
+        missing = [c for c in SPECS[kind].names if c not in have]
+        if missing:
+            raise SchemaError(
+                f"{what}: table {table!r} is not a {kind} table: it has no column "
+                + ", ".join(repr(c) for c in missing),
+                {c: f"missing from table {table!r}" for c in missing})
 
     def _write(self, conn, table, kind, batch, mode, level, result, *,
                unique: bool = False) -> None:
         batch = self._prepare(batch, kind)
+        self._check_types(conn, table, batch)
         key = SPECS[kind].key
         if unique:  # the whole input was de-duplicated already
             dups = 0
@@ -657,7 +946,12 @@ class Sink:
             self._begin(conn)
 
     def _write_split(self, conn, table, kind, batch, mode, level, result, job_id) -> None:
+        """Bisect a failing batch down to the single rows the database refuses; those go to
+        the quarantine table (one bulk write per batch) with the database's error, counted
+        per symbol."""
         stack = [batch]
+        refused: list[pa.RecordBatch] = []
+        errors: list[str] = []
         while stack:
             part = stack.pop()
             self._savepoint(conn)
@@ -668,10 +962,15 @@ class Sink:
                 self._rollback_to(conn)
                 if part.num_rows == 1:
                     err = self._err(exc)
-                    self._quarantine_rows(conn, pa.Table.from_batches([part]), job_id=job_id,
-                                          target=table, reasons=None, error=err)
+                    refused.append(part)
+                    errors.append(err)
+                    sym = part.column("symbol")[0].as_py() if "symbol" in \
+                        part.schema.names else None
+                    sym = "" if sym is None else str(sym)
                     result.add(rejected=1)
                     result.errors.append(err)
+                    result.refused_by_symbol[sym] = result.refused_by_symbol.get(sym, 0) + 1
+                    result.refused_errors.setdefault(sym, err)
                 else:
                     half = part.num_rows // 2
                     stack.append(part.slice(half))
@@ -679,37 +978,66 @@ class Sink:
                 continue
             self._release(conn)
             result.add(sub.written, sub.updated, sub.ignored, sub.rejected)
+        if refused:
+            self._quarantine_rows(conn, pa.Table.from_batches(refused), job_id=job_id,
+                                  target=table, reasons=None, error=errors)
 
     # -- quarantine and log -------------------------------------------------------------
     def quarantine(self, rejected: Any, *, job_id: str | None = None,
                    reasons: Any = None, target: str | None = None,
                    error: str = "") -> int:
-        """Store rejected rows with their reasons, job id and time; return how many.
+        """Store rejected rows with their reasons, job id and time (one transaction, in
+        bulk); return how many rows were handed over.
 
         ``rejected`` is a table of bars/quotes; its ``reasons`` column (as the validate
         kernel's rejected table carries: text, list of text, or anything printable) is used
         unless ``reasons`` (one text for all rows, or a sequence per row) is given.
+
+        The table keeps one row per (target, row content, reasons, error): storing a row
+        again raises its ``seen_count`` and moves ``last_seen`` and ``job_id`` (the first
+        ``quarantined_at`` stays), so re-running a job does not grow the table.
+        :meth:`ingest` takes the same rows with ``quarantine=`` and stores them in the
+        transaction of the data.
         """
-        table = to_table(rejected)
+        try:
+            table = to_table(rejected)
+        except StockbatchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any unreadable input
+            raise SchemaError(f"quarantine: cannot read the rejected rows: {exc}") from None
+        qt = self.tables["quarantine"]
         with self._connection() as conn:
             try:
-                self.ensure_tables("quarantine", conn=conn)
+                if not self.transactional_ddl:
+                    self._ensure(conn, "quarantine", in_tx=False)
                 self._begin(conn)
+                if self.transactional_ddl:
+                    self._ensure(conn, "quarantine", in_tx=True)
                 n = self._quarantine_rows(conn, table, job_id=job_id, target=target or "",
                                           reasons=reasons, error=error)
                 self._commit(conn)
-            except self._db_errors() as exc:
+            except BaseException as exc:
                 self._rollback_quietly(conn)
-                raise SinkError(f"quarantine failed and was rolled back: {self._err(exc)}") \
-                    from None
+                self._forget(qt)
+                if isinstance(exc, StockbatchError):
+                    raise
+                if isinstance(exc, pa.ArrowException):
+                    raise SchemaError(f"quarantine into {qt!r} failed and was rolled back: "
+                                      f"{redact(str(exc), self._secrets)[:300]}") from None
+                if isinstance(exc, (*self._db_errors(), OSError)):
+                    raise SinkError(f"quarantine into {qt!r} failed and was rolled back: "
+                                    f"{self._err(exc)}", table=qt) from None
+                raise
+        self._known.add(qt)
         return n
 
     def _quarantine_rows(self, conn, table: pa.Table, *, job_id, target, reasons,
-                         error: str) -> int:
+                         error: Any) -> int:
+        """Merge ``table``'s rows into the quarantine table (inside the caller's
+        transaction); ``error`` is one text or one per row. Returns ``table.num_rows``."""
         n = table.num_rows
         if n == 0:
             return 0
-        self._create(conn, self.tables["quarantine"], "quarantine", if_not_exists=True)
         if reasons is None and "reasons" in table.column_names:
             texts = [_reasons_text(v) for v in table.column("reasons").to_pylist()]
         elif reasons is None or isinstance(reasons, str):
@@ -718,25 +1046,51 @@ class Sink:
             texts = [_reasons_text(v) for v in reasons]
             if len(texts) != n:
                 raise SinkError(f"{len(texts)} reasons for {n} rejected rows")
+        errors = [error or ""] * n if error is None or isinstance(error, str) else \
+            [e or "" for e in error]
         body = table.drop_columns([c for c in ("reasons",) if c in table.column_names])
         rows = body.to_pylist()
-        ts = body.column("ts").cast(UTC_US) if "ts" in body.column_names and \
+        ts = pc.cast(body.column("ts"), UTC_US, safe=False) if "ts" in body.column_names and \
             pa.types.is_timestamp(body.column("ts").type) else pa.nulls(n, UTC_US)
+        symbol = body.column("symbol").cast(pa.string()) if "symbol" in body.column_names \
+            else pa.nulls(n, pa.string())
+        target = target or ""
+        row_json = [json.dumps({k: _json_value(v) for k, v in r.items()}, ensure_ascii=False)
+                    for r in rows]
+        # one row per (target, row, reasons, error), counted
+        first: dict[str, int] = {}
+        seen: dict[str, int] = {}
+        for i in range(n):
+            h = _row_hash(target, row_json[i], texts[i], errors[i])
+            if h in first:
+                seen[h] += 1
+            else:
+                first[h] = i
+                seen[h] = 1
+        take = pa.array(list(first.values()), pa.int64())
         now = datetime.now(timezone.utc)
+        m = len(first)
         q = pa.table({
-            "job_id": pa.array([job_id] * n, pa.string()),
-            "target": pa.array([target] * n, pa.string()),
-            "symbol": body.column("symbol").cast(pa.string()) if "symbol" in body.column_names
-            else pa.nulls(n, pa.string()),
-            "ts": ts,
-            "reasons": pa.array(texts, pa.string()),
-            "error": pa.array([error] * n, pa.string()),
-            "row_json": pa.array([json.dumps({k: _json_value(v) for k, v in r.items()},
-                                             ensure_ascii=False) for r in rows], pa.string()),
-            "quarantined_at": pa.array([now] * n, UTC_US),
+            "job_id": pa.array([job_id] * m, pa.string()),
+            "target": pa.array([target] * m, pa.string()),
+            "symbol": symbol.take(take),
+            "ts": ts.take(take),
+            "reasons": pa.array(texts, pa.string()).take(take),
+            "error": pa.array(errors, pa.string()).take(take),
+            "row_json": pa.array(row_json, pa.string()).take(take),
+            "quarantined_at": pa.array([now] * m, UTC_US),
+            "row_hash": pa.array(list(first), pa.string()),
+            "seen_count": pa.array(list(seen.values()), pa.int64()),
+            "last_seen": pa.array([now] * m, UTC_US),
         })
-        self._append_aux(conn, self.tables["quarantine"], q)
+        self._merge_quarantine(conn, self.tables["quarantine"], q)
         return n
+
+    def _merge_quarantine(self, conn, table: str, q: pa.Table) -> None:
+        """Insert the rows of ``q`` (columns of the quarantine table, ``row_hash`` unique
+        within ``q``); a hash already stored adds ``seen_count`` and takes ``last_seen`` and
+        ``job_id``."""
+        raise NotImplementedError  # pragma: no cover
 
     def _append_aux(self, conn, table: str, data: pa.Table) -> None:
         """Append a small table of ours (quarantine, log) with bound values."""
@@ -748,8 +1102,7 @@ class Sink:
         rows = [tuple(self._bind_value(v) for v in r.values()) for r in data.to_pylist()]
         cur = conn.cursor()
         try:
-            for r in rows:
-                cur.execute(stmt, r)
+            cur.executemany(stmt, rows)
         finally:
             cur.close()
 
@@ -758,35 +1111,45 @@ class Sink:
 
     def log_ingest(self, *, job_id: str, source: str | None = None, target: str | None = None,
                    mode: str | None = None, written: int = 0, updated: int = 0,
-                   ignored: int = 0, rejected: int = 0, started: datetime | None = None,
-                   finished: datetime | None = None) -> None:
-        """Write one row to the ingest log (its own transaction)."""
-        r = IngestResult(table=target or "", mode=mode or "", written=written, updated=updated,
-                         ignored=ignored, rejected=rejected)
+                   ignored: int = 0, rejected: int = 0, refused: int = 0,
+                   started: datetime | None = None, finished: datetime | None = None) -> None:
+        """Write one row to the ingest log (its own transaction). ``rejected``: rows
+        validation rejected (quarantined); ``refused``: rows the database refused."""
+        lt = self.tables["ingest_log"]
         with self._connection() as conn:
-            self.ensure_tables("ingest_log", conn=conn)
-            self._begin(conn)
             try:
+                if not self.transactional_ddl:
+                    self._ensure(conn, "ingest_log", in_tx=False)
+                self._begin(conn)
+                if self.transactional_ddl:
+                    self._ensure(conn, "ingest_log", in_tx=True)
                 self._log(conn, job_id=job_id, source=source, target=target, mode=mode,
-                          result=r, started=started, finished=finished)
+                          written=written, updated=updated, ignored=ignored,
+                          rejected=rejected, refused=refused, started=started,
+                          finished=finished)
                 self._commit(conn)
-            except self._db_errors() as exc:
+            except BaseException as exc:
                 self._rollback_quietly(conn)
-                raise SinkError(f"ingest log write failed: {self._err(exc)}") from None
+                self._forget(lt)
+                if isinstance(exc, (*self._db_errors(), OSError, pa.ArrowException)):
+                    raise SinkError(f"ingest log write into {lt!r} failed: {self._err(exc)}",
+                                    table=lt) from None
+                raise
+        self._known.add(lt)
 
-    def _log(self, conn, *, job_id, source, target, mode, result, started,
-             finished=None) -> None:
-        self._create(conn, self.tables["ingest_log"], "ingest_log", if_not_exists=True)
+    def _log(self, conn, *, job_id, source, target, mode, written=0, updated=0, ignored=0,
+             rejected=0, refused=0, started=None, finished=None) -> None:
         now = datetime.now(timezone.utc)
         row = pa.table({
             "job_id": pa.array([job_id], pa.string()),
             "source": pa.array([source], pa.string()),
             "target": pa.array([target], pa.string()),
             "mode": pa.array([mode], pa.string()),
-            "rows_written": pa.array([result.written], pa.int64()),
-            "rows_updated": pa.array([result.updated], pa.int64()),
-            "rows_ignored": pa.array([result.ignored], pa.int64()),
-            "rows_rejected": pa.array([result.rejected], pa.int64()),
+            "rows_written": pa.array([written], pa.int64()),
+            "rows_updated": pa.array([updated], pa.int64()),
+            "rows_ignored": pa.array([ignored], pa.int64()),
+            "rows_rejected": pa.array([rejected], pa.int64()),
+            "rows_refused": pa.array([refused], pa.int64()),
             "started": pa.array([started or now], UTC_US),
             "finished": pa.array([finished or now], UTC_US),
         })
@@ -800,10 +1163,20 @@ class Sink:
 
         ``start`` is inclusive, ``end`` exclusive; naive times are taken as UTC. Values are
         bound, never formatted into SQL.
+
+        Raises
+        ------
+        SinkError
+            The table does not exist, or the database failed.
+        SchemaError
+            The table lacks a column of the ``kind`` schema, or holds values that cannot be
+            read as its type (the column is named).
         """
         if kind is None:
             kind = "quotes" if table is not None and table == self.tables["quotes"] else "bars"
-        table = check_name(self.tables[kind] if table is None else table)
+        if kind not in _SCHEMAS:
+            raise SinkError(f"unknown kind {kind!r}: use 'bars' or 'quotes'")
+        table = self._check_table(self.tables[kind] if table is None else table)
         spec = SPECS[kind]
         d = self.dialect
         where, params = [], []
@@ -819,22 +1192,38 @@ class Sink:
             params.append(interval)
         if start is not None:
             where.append(d.quote("ts") + " >= " + d.param(len(params)))
-            params.append(self._bind_ts(to_utc_micros(start)))
+            params.append(self._bind_ts(_time_option("start", start)))
         if end is not None:
             where.append(d.quote("ts") + " < " + d.param(len(params)))
-            params.append(self._bind_ts(to_utc_micros(end)))
+            params.append(self._bind_ts(_time_option("end", end)))
         cols = ", ".join(d.quote(c) for c in spec.names)
         stmt = sql("SELECT {cols} FROM {t} {where} ORDER BY {keys}", t=d.quote(table),
                    cols=cols, where="WHERE " + " AND ".join(where) if where else "",
                    keys=", ".join(d.quote(k) for k in spec.key))
         with self._connection() as conn:
             try:
+                if table not in self._known:
+                    # SQLite would read a missing column's quoted name as a text literal
+                    self._check_columns(conn, table, kind, "read")
                 out = self._read_arrow(conn, stmt, params, kind)
             except self._db_errors() as exc:
-                raise SinkError(f"read from {table!r} failed: {self._err(exc)}") from None
+                self._forget(table)
+                raise SinkError(f"read from {table!r} failed: {self._err(exc)}",
+                                table=table) from None
         if out.num_rows == 0:  # drivers type the columns of an empty result loosely
             return _SCHEMAS[kind].empty_table()
-        return self._canonical(out, kind)
+        try:
+            back = self._canonical(out, kind)
+        except (pa.ArrowException, SchemaError) as exc:
+            bad = [f.name for f in _SCHEMAS[kind] if f.name in out.column_names
+                   and not _castable(out.column(f.name), f.type)]
+            raise SchemaError(f"read: table {table!r} holds values that do not read as the "
+                              f"{kind} schema" + (f" in column {', '.join(map(repr, bad))}"
+                                                  if bad else "") + f": {exc}",
+                              {c: f"values of table {table!r} do not fit" for c in bad}) \
+                from None
+        self._known.add(table)
+        return back
 
     def _bind_ts(self, us: int) -> Any:
         return micros_to_datetime(us)

@@ -103,6 +103,11 @@ class TableSpec:
     columns: tuple  # ((name, logical type, not null), ...)
     key: tuple
     schema: pa.Schema | None = None
+    #: a column holding a unique value (the quarantine's row hash), indexed by
+    #: :meth:`unique_index`
+    unique: str | None = None
+    #: mysql: columns that need TEXT rather than VARCHAR(255)
+    long_text: tuple = ()
 
     @property
     def names(self) -> list[str]:
@@ -114,13 +119,16 @@ class TableSpec:
         for name, logical, not_null in self.columns:
             typ = d.types[logical]
             if d.name == "mysql" and logical == "text":
-                typ = d.key_text if name in self.key else "VARCHAR(255)"
+                typ = d.key_text if name in self.key or name == self.unique else (
+                    "TEXT" if name in self.long_text else "VARCHAR(255)")
                 typ += " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
             elif logical == "text" and name in self.key:
                 typ = d.key_text
             cols.append(f"{d.quote(name)} {typ}{' NOT NULL' if not_null and keyed else ''}")
         if keyed and self.key:
             cols.append("PRIMARY KEY (" + ", ".join(d.quote(k) for k in self.key) + ")")
+        if keyed and self.unique:
+            cols.append("UNIQUE (" + d.quote(self.unique) + ")")
         head = "CREATE TEMPORARY TABLE " if temporary else "CREATE TABLE "
         if if_not_exists:
             head += "IF NOT EXISTS "
@@ -134,6 +142,26 @@ class TableSpec:
         return head + d.quote(table) + " (" + ", ".join(cols) + ")" + tail
 
 
+    def unique_index(self, d: Dialect, table: str) -> str:
+        """``CREATE UNIQUE INDEX IF NOT EXISTS`` on :attr:`unique` of ``table`` (the index
+        is named after the table, in the table's schema)."""
+        schema, _, name = table.rpartition(".")
+        index = (name + "_" + self.unique)[:63]
+        head = "CREATE UNIQUE INDEX IF NOT EXISTS "
+        if d.name in ("sqlite",) and schema:
+            index = schema + "." + index
+        return (head + d.quote(index) + " ON " + d.quote(table if d.name != "sqlite" else name)
+                + " (" + d.quote(self.unique) + ")")
+
+    def column_sql(self, d: Dialect, name: str) -> str:
+        """``name TYPE`` of one column, nullable (for ALTER TABLE … ADD COLUMN)."""
+        logical = next(c[1] for c in self.columns if c[0] == name)
+        typ = d.types[logical]
+        if d.name == "mysql" and logical == "text":
+            typ = d.key_text if name == self.unique else "TEXT"
+        return d.quote(name) + " " + typ
+
+
 def _from_schema(kind: str, schema: pa.Schema, key: tuple) -> TableSpec:
     cols = tuple((f.name, _logical(f.type), not f.nullable) for f in schema)
     return TableSpec(kind, cols, key, schema)
@@ -142,15 +170,22 @@ def _from_schema(kind: str, schema: pa.Schema, key: tuple) -> TableSpec:
 SPECS = {
     "bars": _from_schema("bars", BARS, ("symbol", "interval", "ts")),
     "quotes": _from_schema("quotes", QUOTES, ("symbol", "ts")),
+    # one row per (target, row content, reasons, error): ``row_hash`` (sha256 of those
+    # four) is unique, a repeat raises ``seen_count`` and moves ``last_seen`` / ``job_id``
     "quarantine": TableSpec("quarantine", (
         ("job_id", "text", False), ("target", "text", False), ("symbol", "text", False),
         ("ts", "ts", False), ("reasons", "text", False), ("error", "text", False),
-        ("row_json", "text", False), ("quarantined_at", "ts", True)), ()),
+        ("row_json", "text", False), ("quarantined_at", "ts", True),
+        ("row_hash", "text", False), ("seen_count", "int", False), ("last_seen", "ts", False)),
+        (), unique="row_hash", long_text=("reasons", "error", "row_json")),
+    # rows_rejected: rows validation rejected (quarantined by the call); rows_refused: rows
+    # the database refused (on_error="split")
     "ingest_log": TableSpec("ingest_log", (
         ("job_id", "text", True), ("source", "text", False), ("target", "text", False),
         ("mode", "text", False), ("rows_written", "int", True), ("rows_updated", "int", True),
         ("rows_ignored", "int", True), ("rows_rejected", "int", True),
-        ("started", "ts", True), ("finished", "ts", True)), ()),
+        ("started", "ts", True), ("finished", "ts", True), ("rows_refused", "int", False)),
+        ()),
 }
 
 

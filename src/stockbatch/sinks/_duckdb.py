@@ -4,6 +4,16 @@ extension module exports ``duckdb_adbc_init``).
 One ADBC database object is shared by the pool's connections (DuckDB locks its file per
 database instance). DuckDB has no savepoints: with ``on_error="split"`` each good piece is
 committed as it is isolated (the default mode stays all-or-nothing).
+
+Paths follow the same rule as ``sqlite:``: ``duckdb:///rel.duckdb`` is relative to the
+working directory, ``duckdb:////abs/path.duckdb`` absolute (SQLAlchemy's convention);
+``duckdb:rel.duckdb`` and a bare path ending ``.duckdb`` / ``.ddb`` work too. Tables in the
+``temp`` schema (gone with the connection) and in system schemas are refused.
+
+Durability: DuckDB writes a committed transaction to its write-ahead log and syncs it before
+``COMMIT`` returns (checkpoints move it into the file later): a committed chunk survives a
+crash of the process or the machine and is replayed from the ``.wal`` file on the next open.
+With ``on_error="split"`` each isolated good piece is committed on its own (no savepoints).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from .._errors import SinkError
 from ._adbc import AdbcSink
 from ._base import Level
 from ._ddl import DIALECTS, sql
+from ._sqlite import file_kind, missing_dir, uri_for
 
 __all__ = ["DuckdbSink", "duckdb_driver_path"]
 
@@ -51,7 +62,7 @@ class DuckdbSink(AdbcSink):
         self.path = os.fspath(path)
         self._db = None
         self._db_lock = threading.Lock()
-        super().__init__(f"duckdb:///{self.path}", **options)
+        super().__init__(uri_for("duckdb", self.path), **options)
 
     def _database(self) -> Any:
         with self._db_lock:
@@ -62,6 +73,15 @@ class DuckdbSink(AdbcSink):
             return self._db
 
     def _connect(self) -> Any:
+        if self._db is None and self.path != ":memory:":
+            problem = missing_dir(self.path, "duckdb")
+            if problem:
+                raise SinkError(problem)
+            kind = file_kind(self.path)
+            if kind == "sqlite":
+                raise SinkError(f"cannot connect to {self._uri}: {self.path!r} is not a "
+                                f"DuckDB database (looks like SQLite: use "
+                                f"{uri_for('sqlite', self.path)})")
         db = self._database()
         return dbapi.Connection(db, adbc_driver_manager.AdbcConnection(db._db), autocommit=True)
 
@@ -86,6 +106,20 @@ class DuckdbSink(AdbcSink):
         return bool(self._query(
             conn, "SELECT 1 FROM information_schema.tables WHERE table_name = $1 "
             "AND table_schema = COALESCE($2, current_schema())", (name, schema)))
+
+    def _columns(self, conn: Any, table: str) -> set[str]:
+        schema, name = self._split_name(table)
+        return {r[0] for r in self._query(
+            conn, "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
+            "AND table_schema = COALESCE($2, current_schema())", (name, schema))}
+
+    def _schema_refusal(self, schema: str) -> str | None:
+        if schema == "temp":
+            return ("DuckDB's temp schema lives as long as one connection: its tables vanish "
+                    "when the connection closes")
+        if schema in ("system", "pg_catalog", "information_schema"):
+            return f"{schema} is a system schema"
+        return None
 
     def close(self) -> None:
         super().close()

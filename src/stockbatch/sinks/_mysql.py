@@ -18,6 +18,14 @@ Details that matter:
   with the session zone); the session runs with ``time_zone = '+00:00'``.
 - Text keys are ``VARCHAR(64) … COLLATE utf8mb4_bin``: full Unicode, byte-exact comparison
   like the other databases.
+- Table names may name another database (``market.bars``), not a system one
+  (``mysql``, ``information_schema``, ``performance_schema``, ``sys``).
+
+Durability: InnoDB with the server's defaults (``innodb_flush_log_at_trx_commit=1``,
+``sync_binlog=1``) flushes the redo log at every ``COMMIT``: a committed chunk survives a
+crash of the server or the machine. Other settings (0 or 2) may lose about a second of
+commits on a crash, never half a chunk. DDL commits implicitly here, so tables are created
+(and quarantine/log tables upgraded) before a chunk's transaction starts.
 """
 
 from __future__ import annotations
@@ -108,6 +116,39 @@ class MysqlSink(Sink):
         return bool(self._query(
             conn, "SELECT 1 FROM information_schema.tables WHERE table_schema = "
             "COALESCE(%s, DATABASE()) AND table_name = %s", (schema or None, name)))
+
+    def _columns(self, conn: Any, table: str) -> set[str]:
+        schema, _, name = table.rpartition(".")
+        return {r[0] for r in self._query(
+            conn, "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            "COALESCE(%s, DATABASE()) AND table_name = %s", (schema or None, name))}
+
+    def _widen_quarantine(self, conn: Any, table: str) -> None:
+        d = self.dialect
+        self._exec(conn, sql("ALTER TABLE {t} " + ", ".join(
+            f"MODIFY {d.quote(c)} TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            for c in SPECS["quarantine"].long_text), t=d.quote(table)))
+
+    def _schema_refusal(self, schema: str) -> str | None:
+        if schema in ("mysql", "information_schema", "performance_schema", "sys"):
+            return f"{schema} is a system database"
+        return None
+
+    def _merge_quarantine(self, conn: Any, table: str, q: pa.Table) -> None:
+        # one multi-row INSERT … ON DUPLICATE KEY UPDATE (PyMySQL's executemany batches it)
+        d = self.dialect
+        cols = ", ".join(d.quote(c) for c in q.column_names)
+        n, last, job = d.quote("seen_count"), d.quote("last_seen"), d.quote("job_id")
+        stmt = sql("INSERT INTO {t} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE "
+                   "{n} = {n} + VALUES({n}), {last} = VALUES({last}), {job} = VALUES({job})",
+                   t=d.quote(table), cols=cols, marks=", ".join(["%s"] * q.num_columns),
+                   n=n, last=last, job=job)
+        rows = [tuple(self._bind_value(v) for v in r.values()) for r in q.to_pylist()]
+        cur = conn.cursor()
+        try:
+            cur.executemany(stmt, rows)
+        finally:
+            cur.close()
 
     def _bind_ts(self, us: int) -> Any:
         from ._base import micros_to_datetime

@@ -25,10 +25,21 @@ them conflicting and changed / unchanged): ON CONFLICT DO UPDATE 5.9 s / 6.8 s, 
 3.8 s / 3.8 s, delete-range + INSERT 3.5 s / 3.9 s; a plain INSERT of 1e6 rows into the
 empty keyed table 2.0 s. The ``range`` strategy does no staging copy at all and writes
 nothing for unchanged rows; bench/test_ingest.py has the end-to-end figures.
+
+Table names may be schema-qualified (``market.bars``), except temporary schemas
+(``pg_temp``, ``pg_temp_N``, ``pg_toast_temp_N``: their tables vanish when the session ends)
+and system schemas (``pg_catalog``, ``information_schema``, ``pg_toast``).
+
+Durability: stockbatch does not change ``synchronous_commit`` or ``fsync``; with the server's
+defaults (both on) ``COMMIT`` returns after the WAL record is flushed to disk, so a committed
+chunk survives a crash of the server or the machine. A server run with
+``synchronous_commit=off`` may lose the last few hundred milliseconds of commits on a crash
+(never half a chunk); ``fsync=off`` gives no guarantee.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -72,6 +83,19 @@ class PostgresSink(AdbcSink):
     def _table_exists(self, conn: Any, table: str) -> bool:
         return self._query(conn, "SELECT to_regclass($1) IS NOT NULL",
                            (self.dialect.quote(table),))[0][0]
+
+    def _columns(self, conn: Any, table: str) -> set[str]:
+        return {r[0] for r in self._query(
+            conn, "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) "
+            "AND attnum > 0 AND NOT attisdropped", (self.dialect.quote(table),))}
+
+    def _schema_refusal(self, schema: str) -> str | None:
+        if re.fullmatch(r"pg_(toast_)?temp(_\d+)?", schema):
+            return (f"{schema} is PostgreSQL's temporary schema: its tables vanish when the "
+                    "session ends")
+        if schema in ("pg_catalog", "information_schema", "pg_toast"):
+            return f"{schema} is a system schema"
+        return None
 
     # -- EXTREME: deferred index work ---------------------------------------------------
     #: Smallest whole-table input written with the primary key dropped and rebuilt.

@@ -6,8 +6,20 @@ zone (baselines.md); :meth:`Sink.read` turns them back into ``timestamp[us, tz=U
 SQLite has no NaN: it stores a bound NaN as NULL (so NaN reads back as null).
 
 Keyed tables are ``WITHOUT ROWID`` (one B-tree ordered by the key). Writes take
-``BEGIN IMMEDIATE`` so that concurrent writers queue on the busy timeout instead of failing on
-a lock upgrade.
+``BEGIN IMMEDIATE`` so that concurrent writers queue instead of failing on a lock upgrade.
+
+Waiting for another writer is bounded: ``busy_timeout`` (seconds, default 30; ``connect(uri,
+busy_timeout=…)``). The wait is logged once at WARNING on the ``stockbatch.sinks`` logger
+when it passes a few seconds, and ends with :class:`~stockbatch.SinkError` ("locked by
+another writer") when the timeout is spent.
+
+Table names carry no schema: ``temp.x`` would vanish with the connection, ``main.x`` is
+``x``, and sinks attach no other database.
+
+Durability: the default rollback journal with ``synchronous=FULL`` (SQLite's default, not
+changed at any level): a committed chunk is fsynced to the file before ``COMMIT`` returns and
+survives a crash of the process or of the machine (power loss included); an uncommitted one
+is rolled back from the journal on the next open.
 
 Levels, measured with 1e6 bars (bench/test_ingest.py): BASIC binds rows through
 ``executemany`` of a prepared INSERT in one transaction; ADVANCED ingests 64k-row Arrow
@@ -21,16 +33,70 @@ corrupt the file on power loss, and building the key after the rows gains nothin
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
+import adbc_driver_manager
 import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import pyarrow as pa
 
+from .._errors import SinkError
 from ._adbc import AdbcSink
-from ._base import Level
-from ._ddl import DIALECTS
+from ._base import Level, log
+from ._ddl import DIALECTS, sql
 
-__all__ = ["SqliteSink"]
+__all__ = ["SqliteSink", "DEFAULT_BUSY_TIMEOUT"]
+
+#: Seconds a write waits for another writer's lock by default.
+DEFAULT_BUSY_TIMEOUT = 30.0
+#: Seconds SQLite's own busy handler waits per try; between tries we log and check the
+#: deadline.
+_SLICE = 0.5
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def file_kind(path: str) -> str | None:
+    """What the file at ``path`` holds by its first bytes: ``"sqlite"``, ``"duckdb"``,
+    ``"empty"`` (or missing), or None (something else)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return "empty"
+    if not head:
+        return "empty"
+    if head == _SQLITE_MAGIC:
+        return "sqlite"
+    if head[8:12] == b"DUCK":
+        return "duckdb"
+    return None
+
+
+def missing_dir(path: str, scheme: str) -> str | None:
+    """A message if the directory of the database file ``path`` does not exist."""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return None
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(parent):
+        return None
+    msg = (f"cannot connect to {uri_for(scheme, path)}: directory "
+           f"{os.path.dirname(path) or parent!r} does not exist")
+    if not os.path.isabs(path):
+        msg += (f" (the path is relative to {os.getcwd()!r}; in {scheme}:///path the path is "
+                f"relative, {scheme}:////path is absolute)")
+    return msg
+
+
+def uri_for(scheme: str, path: str) -> str:
+    """The URI that opens ``path`` (three slashes and a relative path, or four and an
+    absolute one)."""
+    return f"{scheme}:///{path}"
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "sqlite_busy" in text or "database is busy" in text
 
 
 class SqliteSink(AdbcSink):
@@ -40,31 +106,88 @@ class SqliteSink(AdbcSink):
     target_batch_bytes = 4 << 20
     lookup_schema = False
 
-    def __init__(self, path: str, *, busy_timeout: float = 60.0, **options: Any):
+    def __init__(self, path: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+                 **options: Any):
+        try:
+            busy = float(busy_timeout)
+        except (TypeError, ValueError):
+            busy = -1.0
+        if not busy >= 0:
+            raise ValueError(f"busy_timeout must be a number of seconds >= 0, "
+                             f"not {busy_timeout!r}")
         self.path = os.fspath(path)
-        self._busy_ms = int(busy_timeout * 1000)
-        super().__init__(f"sqlite:///{self.path}", **options)
+        self.busy_timeout = busy
+        super().__init__(uri_for("sqlite", self.path), **options)
 
     def _connect(self) -> Any:
+        problem = missing_dir(self.path, "sqlite")
+        if problem:
+            raise SinkError(problem)
+        kind = file_kind(self.path) if self.path != ":memory:" else "empty"
+        if kind not in ("sqlite", "empty"):
+            hint = (f" (looks like DuckDB: use {uri_for('duckdb', self.path)})"
+                    if kind == "duckdb" else "")
+            raise SinkError(f"cannot connect to {self._uri}: {self.path!r} is not a SQLite "
+                            f"database{hint}")
         conn = sqlite_dbapi.connect(self.path, autocommit=True)
         cur = conn.cursor()
         try:
-            cur.execute(f"PRAGMA busy_timeout = {self._busy_ms:d}")
+            ms = int(min(self.busy_timeout, _SLICE) * 1000)
+            cur.execute(f"PRAGMA busy_timeout = {ms:d}")
             if self.level is Level.EXTREME:
                 cur.execute("PRAGMA cache_size = -262144")
         finally:
             cur.close()
         return conn
 
+    # every statement that may wait for another writer's lock (BEGIN IMMEDIATE, COMMIT,
+    # DDL outside a transaction, reads during another's commit) waits in bounded slices
+    def _patiently(self, run, *args) -> Any:
+        started = time.monotonic()
+        warned = False
+        while True:
+            try:
+                return run(*args)
+            except adbc_driver_manager.Error as exc:
+                if not _is_busy(exc):
+                    raise
+                waited = time.monotonic() - started
+                if waited >= self.busy_timeout:
+                    raise SinkError(
+                        f"SQLite database {self.path!r} is locked by another writer: gave up "
+                        f"after {waited:.1f} s (busy_timeout={self.busy_timeout:g} s; "
+                        "connect(uri, busy_timeout=…) waits longer)") from None
+                if not warned and waited >= min(3.0, self.busy_timeout / 2):
+                    warned = True
+                    log.warning("SQLite database %s is locked by another writer: waiting up "
+                                "to %g s (busy_timeout)", self.path, self.busy_timeout)
+
+    def _exec(self, conn: Any, statement: str, params: Any = None) -> int:
+        return self._patiently(super()._exec, conn, statement, params)
+
+    def _query(self, conn: Any, statement: str, params: Any = None) -> list:
+        return self._patiently(super()._query, conn, statement, params)
+
+    def _query_arrow(self, conn: Any, statement: str, params: Any = None) -> pa.Table:
+        return self._patiently(super()._query_arrow, conn, statement, params)
+
     def _begin(self, conn: Any) -> None:
         self._exec(conn, "BEGIN IMMEDIATE")
 
+    def _schema_refusal(self, schema: str) -> str | None:
+        if schema == "temp":
+            return ("SQLite's temp schema is private to one connection: its tables vanish "
+                    "when the connection closes; name the table without a schema")
+        return ("SQLite table names take no schema here (main.x is x; sinks attach no other "
+                "database)")
+
     def _table_exists(self, conn: Any, table: str) -> bool:
-        schema, name = self._split_name(table)
-        stmt = ("SELECT 1 FROM temp.sqlite_master WHERE type = 'table' AND name = ?"
-                if schema == "temp" else
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
-        return bool(self._query(conn, stmt, (name,)))
+        return bool(self._query(
+            conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)))
+
+    def _columns(self, conn: Any, table: str) -> set[str]:
+        return {r[0] for r in self._query(conn, "SELECT name FROM pragma_table_info(?)",
+                                          (table,))}
 
     def _prepare(self, batch: pa.RecordBatch, kind: str) -> pa.RecordBatch:
         # cast ts to int64 microseconds: the type of the INT64_US_UTC column
@@ -79,3 +202,20 @@ class SqliteSink(AdbcSink):
 
     def _bind_ts(self, us: int) -> Any:
         return us
+
+    def _merge_quarantine(self, conn: Any, table: str, q: pa.Table) -> None:
+        # SQLite binds a whole Arrow batch to one prepared upsert: no staging table
+        d = self.dialect
+        n, last, job = d.quote("seen_count"), d.quote("last_seen"), d.quote("job_id")
+        stmt = sql("INSERT INTO {t} ({cols}) VALUES ({marks}) ON CONFLICT ({h}) DO UPDATE SET "
+                   "{n} = {t}.{n} + excluded.{n}, {last} = excluded.{last}, "
+                   "{job} = excluded.{job}", t=d.quote(table),
+                   cols=", ".join(d.quote(c) for c in q.column_names),
+                   marks=", ".join(["?"] * q.num_columns), h=d.quote("row_hash"), n=n,
+                   last=last, job=job)
+        cur = conn.cursor()
+        try:
+            for batch in self._aux_prepare(q).combine_chunks().to_batches():
+                cur.executemany(stmt, batch)
+        finally:
+            cur.close()
