@@ -318,7 +318,7 @@ def _err(message: str) -> None:
 
 
 def _redact(text: Any) -> str:
-    from .sinks._base import redact
+    from ._redact import redact
 
     return redact(str(text))
 

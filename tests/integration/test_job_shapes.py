@@ -148,3 +148,12 @@ def test_symbols_are_the_providers_and_path_like_ones_fail_alone(fixture_server,
     with sqlite3.connect(db) as conn:
         assert {row[0] for row in conn.execute("SELECT DISTINCT symbol FROM bars")} == \
             {"AAPL", "MSFT"}
+
+
+def test_a_job_never_shows_the_database_password():
+    with BatchProcessingEngine() as engine:
+        job = engine.create_stock_data_pipeline_job(
+            ["AAPL"], sink="postgresql://user:p@ss:w/rd%40x@127.0.0.1:5432/db")
+        for text in (repr(job), str(job)):
+            assert "p@ss" not in text and "rd%40x" not in text and "w/rd" not in text
+            assert "127.0.0.1:5432/db" in text

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._redact import redact
 from ..sinks import MODES, Sink
 from ..sources import FailoverSource, Source
 from ..sources._base import DAILY_INTERVALS, period_days, to_epoch
@@ -113,7 +114,7 @@ def resolve_window(interval: str, period: str | None, start: Any, end: Any,
     return p1 * 1_000_000, p2 * 1_000_000
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class PipelineJob:
     """One job: symbols through fetch → transform → validate → store → analyze.
 
@@ -148,6 +149,15 @@ class PipelineJob:
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _abort: Callable[[BaseException], None] | None = field(default=None, repr=False)
     _cancel_reason: str = field(default="cancelled", repr=False)
+
+    def __repr__(self) -> str:  # never the database password (a URI may carry it)
+        sink = self.sink if self.sink is None or isinstance(self.sink, Sink) \
+            else redact(str(self.sink))
+        return (f"PipelineJob(job_id={self.job_id!r}, state={self.state!r}, "
+                f"symbols={len(self.symbols)}, source={self.source.name!r}, sink={sink!r}, "
+                f"kind={self.kind!r}, interval={self.interval!r}, mode={self.mode!r})")
+
+    __str__ = __repr__
 
     def __post_init__(self) -> None:
         if not self.job_id:

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._errors import SchemaError, SinkError, StockbatchError
+from .._redact import redact, uri_secrets
 from ..schema import BARS, QUOTES, conform, to_table
 from . import _ddl
 from ._ddl import SPECS, check_name, kind_of, sql
@@ -121,20 +122,10 @@ class IngestResult:
         self.rejected += rejected
 
 
-_USERINFO = re.compile(r"(://[^:/@]*:)([^@]*)@")
 # the statement ADBC appends to an error: "... query: SELECT ..." (SQL, not the reason)
 _STATEMENT_TAIL = re.compile(
     r"\s+query(?: was)?:\s+(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|BEGIN|COMMIT|"
     r"ROLLBACK|SAVEPOINT|RELEASE|PRAGMA|MERGE|TRUNCATE)\b.*$", re.IGNORECASE | re.DOTALL)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with URI passwords and the given secrets replaced by ``***``."""
-    text = _USERINFO.sub(r"\1***@", str(text))
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return text
 
 
 def to_utc_micros(value: Any) -> int:
@@ -375,7 +366,8 @@ class Sink:
                  level: Any = None, batch_rows: int | None = None, tables: dict | None = None,
                  secrets: Iterable[str] = ()):
         self._uri = uri
-        self._secrets = tuple(s for s in secrets if s)
+        # the URI's password in every spelling, and whatever else the caller says is secret
+        self._secrets = tuple(s for s in (*secrets, *uri_secrets(uri)) if s)
         self.level = Level.of(level) if level is not None else self.default_level
         self._batch_rows = batch_rows
         self._row_bytes: float | None = None
