@@ -27,7 +27,6 @@ from stockbatch.sources import (
 from stockbatch.sources._http import DEFAULT_MAX_BYTES, HTTPClient
 from stockbatch.testing import FixtureServer
 
-NOW = 1_767_225_600.0  # 2026-01-01
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
@@ -57,7 +56,7 @@ def assert_good(out: dict, *symbols: str) -> None:
 
 
 def test_huge_body_with_content_length_fails_that_symbol_only():
-    with FixtureServer(now=NOW, faults=[{"kind": "huge", "symbols": ["HUGE"]}]) as srv:
+    with FixtureServer(faults=[{"kind": "huge", "symbols": ["HUGE"]}]) as srv:
         out, elapsed = fetch(srv.url, ["AAPL", "HUGE", "MSFT"])
     assert_good(out, "AAPL", "MSFT")
     err = out["HUGE"]
@@ -68,7 +67,7 @@ def test_huge_body_with_content_length_fails_that_symbol_only():
 
 
 def test_endless_chunked_body_stops_at_the_cap():
-    with FixtureServer(now=NOW, faults=[{"kind": "endless", "symbols": ["ENDLESS"]}]) as srv:
+    with FixtureServer(faults=[{"kind": "endless", "symbols": ["ENDLESS"]}]) as srv:
         out, elapsed = fetch(srv.url, ["AAPL", "ENDLESS", "MSFT"], max_bytes=4_000_000)
     assert_good(out, "AAPL", "MSFT")
     err = out["ENDLESS"]
@@ -78,7 +77,7 @@ def test_endless_chunked_body_stops_at_the_cap():
 
 
 def test_gzip_bomb_stops_at_the_cap_after_decompression():
-    with FixtureServer(now=NOW, faults=[{"kind": "gzip_bomb", "symbols": ["BOMB"]}]) as srv:
+    with FixtureServer(faults=[{"kind": "gzip_bomb", "symbols": ["BOMB"]}]) as srv:
         out, elapsed = fetch(srv.url, ["AAPL", "BOMB", "MSFT"])
     assert_good(out, "AAPL", "MSFT")
     err = out["BOMB"]
@@ -89,8 +88,8 @@ def test_gzip_bomb_stops_at_the_cap_after_decompression():
 
 def test_gzip_answers_are_decoded():
     """A well-behaved server that gzips: the same bars as without."""
-    with FixtureServer(now=NOW) as plain, \
-            FixtureServer(now=NOW, faults=[{"kind": "gzip", "route": "chart"}]) as gz:
+    with FixtureServer() as plain, \
+            FixtureServer(faults=[{"kind": "gzip", "route": "chart"}]) as gz:
         want, _ = fetch(plain.url, ["AAPL"])
         got, _ = fetch(gz.url, ["AAPL"])
         assert gz.stats()["faults"][0]["fired"] == 1
@@ -100,7 +99,7 @@ def test_gzip_answers_are_decoded():
 def test_a_dripping_server_fails_within_the_deadline():
     """One byte every 0.2 s: the read timeout (2 s) never fires, the total deadline does."""
     faults = [{"kind": "drip", "symbols": ["DRIP"], "delay": 0.2}]
-    with FixtureServer(now=NOW, faults=faults) as srv:
+    with FixtureServer(faults=faults) as srv:
         out, elapsed = fetch(srv.url, ["AAPL", "DRIP", "MSFT"], timeout=2.0, deadline=1.5)
     assert_good(out, "AAPL", "MSFT")
     err = out["DRIP"]
@@ -114,11 +113,11 @@ def test_redirect_off_origin_is_refused(where):
     """A 302 to 127.0.0.2 (same port) or to another port: that symbol fails naming the target,
     and the other server is never asked."""
     host = "127.0.0.2" if where == "other host" else "127.0.0.1"
-    with FixtureServer(host=host, now=NOW) as other:
+    with FixtureServer(host=host) as other:
         target = f"http://{host}:{other.port}"
         faults = [{"kind": "redirect", "symbols": ["MOVED"], "location": target + "{target}"}]
         port = other.port if where == "other host" else 0  # same port, another address
-        with FixtureServer(port=port, now=NOW, faults=faults) as srv:
+        with FixtureServer(port=port, faults=faults) as srv:
             out, elapsed = fetch(srv.url, ["AAPL", "MOVED", "MSFT"])
         assert other.stats()["requests"] == 0
     assert_good(out, "AAPL", "MSFT")
@@ -131,18 +130,18 @@ def test_redirect_off_origin_is_refused(where):
 
 def test_redirect_to_an_invalid_location_is_refused():
     faults = [{"kind": "redirect", "symbols": ["BADLOC"], "location": "http://[::1"}]
-    with FixtureServer(now=NOW, faults=faults) as srv:
+    with FixtureServer(faults=faults) as srv:
         out, _ = fetch(srv.url, ["AAPL", "BADLOC"])
     assert_good(out, "AAPL")
     assert type(out["BADLOC"]) is ProviderError and "invalid Location" in str(out["BADLOC"])
 
 
 def test_same_origin_redirect_is_followed_a_few_hops():
-    with FixtureServer(now=NOW) as plain:
+    with FixtureServer() as plain:
         want, _ = fetch(plain.url, ["AAPL"])
     faults = [{"kind": "redirect", "symbols": ["AAPL"], "location": "{target}", "times": 2},
               {"kind": "redirect", "symbols": ["LOOP"], "location": "self"}]
-    with FixtureServer(now=NOW, faults=faults) as srv:
+    with FixtureServer(faults=faults) as srv:
         out, _ = fetch(srv.url, ["AAPL", "LOOP"])
         assert srv.hits("chart", "AAPL") == 3
         assert srv.hits("chart", "LOOP") == 4  # the first ask and 3 hops
@@ -151,7 +150,7 @@ def test_same_origin_redirect_is_followed_a_few_hops():
 
 
 def test_caps_deadline_and_redirects_are_configurable_per_source():
-    with FixtureServer(now=NOW) as srv:
+    with FixtureServer() as srv:
         out, _ = fetch(srv.url, ["AAPL"], max_bytes=10_000)  # a 1y payload is ~30 kB
         assert "max_bytes=10000" in str(out["AAPL"])
         src = YahooChartSource(base_url=srv.url, deadline=5, max_redirects=0, max_bytes=1 << 20)
@@ -164,7 +163,7 @@ def test_caps_deadline_and_redirects_are_configurable_per_source():
 def test_alphavantage_and_httpjson_have_the_same_caps():
     faults = [{"kind": "huge", "route": "alphavantage", "symbols": ["BIG"]},
               {"kind": "redirect", "route": "chart", "symbols": ["AWAY"]}]
-    with FixtureServer(now=NOW, faults=faults) as srv:
+    with FixtureServer(faults=faults) as srv:
         async def go():
             async with AlphaVantageSource(api_key="k3y-secret", base_url=srv.url,
                                           **opts(burst=10)) as av:
@@ -188,7 +187,7 @@ def test_a_users_own_aiohttp_session():
     """client= takes an aiohttp.ClientSession: used (its headers go out), not closed, and the
     caps still apply; an httpx client is refused with the fix in the message."""
     faults = [{"kind": "huge", "symbols": ["HUGE"]}]
-    with FixtureServer(now=NOW, faults=faults) as srv:
+    with FixtureServer(faults=faults) as srv:
         async def go():
             async with aiohttp.ClientSession(headers={"X-Mine": "1"}) as session:
                 async with YahooChartSource(base_url=srv.url, client=session,
@@ -206,7 +205,7 @@ def test_a_users_own_aiohttp_session():
 
 def test_one_client_across_event_loops():
     """A source used from two asyncio.run calls in turn (a new session on the new loop)."""
-    with FixtureServer(now=NOW) as srv:
+    with FixtureServer() as srv:
         client = HTTPClient(name="t")
         url = srv.url + "/v8/finance/chart/AAPL?range=5d"
         assert asyncio.run(client.get(url)).status == 200
@@ -243,7 +242,7 @@ def test_memory_stays_bounded_under_hostile_bodies():
     body and the 1 GB gzip bomb add less than 100 MB to the peak of a normal run."""
     faults = [{"kind": "huge", "symbols": ["HUGE"]}, {"kind": "endless", "symbols": ["ENDLESS"]},
               {"kind": "gzip_bomb", "symbols": ["BOMB"]}]
-    with FixtureServer(now=NOW, faults=faults) as srv:
+    with FixtureServer(faults=faults) as srv:
         proc = subprocess.run([sys.executable, "-c", _MEMORY_CLIENT, srv.url],
                               capture_output=True, text=True, timeout=120,
                               env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"})
@@ -294,7 +293,7 @@ def test_tls_verified_by_default_and_your_own_ca_through_ssl(certificate):
     import ssl
 
     cert, key = certificate
-    with FixtureServer(now=NOW, tls=(cert, key)) as srv:
+    with FixtureServer(tls=(cert, key)) as srv:
         assert srv.url.startswith("https://127.0.0.1:")
         refused, _ = fetch(srv.url, ["AAPL"])
         trusted, _ = fetch(srv.url, ["AAPL"], ssl=ssl.create_default_context(cafile=cert))
@@ -308,7 +307,7 @@ def test_a_source_dropped_without_aclose_logs_nothing(caplog):
     import logging
 
     caplog.set_level(logging.DEBUG, logger="asyncio")
-    with FixtureServer(now=NOW) as srv:
+    with FixtureServer() as srv:
         async def go():
             src = YahooChartSource(base_url=srv.url)
             return await src.fetch_history("AAPL", period="5d")
@@ -323,7 +322,7 @@ def test_proxies_from_the_environment_or_proxy_argument(monkeypatch, how):
     source asks for 127.0.0.3:9 (nothing listens there) and gets bars only through it."""
     for var in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
-    with FixtureServer(now=NOW) as proxy:
+    with FixtureServer() as proxy:
         extra = {"proxy": proxy.url} if how == "argument" else {}
         if how == "env":
             monkeypatch.setenv("HTTP_PROXY", proxy.url)

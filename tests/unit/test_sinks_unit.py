@@ -312,5 +312,5 @@ def test_schema_qualified_names(tmp_path):
     for name in ("pg_temp.t", "PG_TEMP_12.t", "pg_toast_temp_3.t", "pg_catalog.t",
                  "information_schema.t"):
         with pytest.raises(SinkError, match="temporary|system"):
-            pg._check_table(name)
+            pg.check_table(name)
     pg.close()

@@ -168,7 +168,7 @@ class BatchProcessingEngine:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if table is not None:
-            check_table_name(table)
+            check_table_name(table, sink)
         src, owned = resolve_source(source, base_url=base_url)
         if include_historical:
             check_interval(src, interval)
@@ -358,6 +358,8 @@ class BatchProcessingEngine:
             return job.sink, False
         sink = connect(job.sink)
         try:
+            if job.table is not None:
+                sink.check_table(job.table)  # this database's rules (temporary schemas)
             sink.check()  # an unreachable database fails the job before anything is fetched
         except BaseException:
             sink.close()

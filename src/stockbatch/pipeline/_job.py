@@ -72,13 +72,14 @@ def check_interval(source: Source, interval: str) -> None:
                          f"{', '.join(dict.fromkeys(can))}")
 
 
-def check_table_name(table: str) -> None:
-    """``ValueError`` for a table name the sinks would refuse (checked when a job is made)."""
+def check_table_name(table: str, sink: Any = None) -> None:
+    """``ValueError`` for a table name the sinks would refuse (checked when a job is made;
+    with an open :class:`Sink`, by that database's rules, e.g. no temporary schemas)."""
     from .._errors import SinkError
     from ..sinks._ddl import check_name
 
     try:
-        check_name(table)
+        sink.check_table(table) if isinstance(sink, Sink) else check_name(table)
     except SinkError as exc:
         raise ValueError(str(exc)) from None
 

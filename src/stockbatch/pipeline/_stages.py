@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import _kernels as kernels
-from .._errors import JobCancelled, JobTimeout, SinkError
+from .._errors import JobCancelled, JobTimeout, SchemaError, SinkError
 from ..sinks import IngestResult, Sink
 from ..sources._base import OUT_OF_WINDOW_KEY
 from ._fetch import DONE, FetchStage
@@ -181,7 +181,8 @@ class ChunkStages:
             o = self.result.symbols[s]
             self.done += 1
             if error is not None:
-                o.status, o.error, o.exception = "failed", f"SinkError: {error}", error
+                o.status, o.exception = "failed", error
+                o.error = f"{type(error).__name__}: {error}"
                 self.failed += 1
                 continue
             # the database's truth: rows it refused are quarantined, not stored
@@ -206,7 +207,7 @@ class ChunkStages:
                 self.analyze(table)
 
     def store(self, table: pa.Table, rejected: pa.Table | None
-              ) -> tuple[SinkError | None, IngestResult | None]:
+              ) -> tuple[SinkError | SchemaError | None, IngestResult | None]:
         """Write a chunk and its rejected rows in one transaction; retry, and on the last
         try bisect so that only the rows the database refuses are quarantined (with its
         error). Returns the error when the chunk could not be stored, else what the sink
@@ -225,6 +226,8 @@ class ChunkStages:
                     table, table=job.table, kind=job.kind, mode=mode,
                     on_error="split" if split else "raise", job_id=job.job_id,
                     source=job.source.name, quarantine=quarantine)
+            except SchemaError as exc:  # the table does not take these rows: no retry
+                return exc, None
             except SinkError as exc:
                 error = exc
                 if mode == "create":  # a second try would find the table it made

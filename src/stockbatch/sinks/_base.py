@@ -376,7 +376,7 @@ class Sink:
         for k, v in (tables or {}).items():
             if k not in names:
                 raise SinkError(f"unknown table role {k!r}: use {sorted(names)}")
-            names[k] = self._check_table(v)
+            names[k] = self.check_table(v)
         self.tables = names
         self._schemas: dict[str, pa.Schema] = {}
         # tables known to exist in our shape (created, migrated or checked by this sink):
@@ -389,7 +389,7 @@ class Sink:
                           timeout=pool_timeout, name=self.dialect.name)
 
     # -- names ---------------------------------------------------------------------------
-    def _check_table(self, name: str) -> str:
+    def check_table(self, name: str) -> str:
         """``name`` if it is a valid table name for this database, else :class:`SinkError`.
 
         Names are letters, digits and underscores, optionally ``schema.table``. A schema
@@ -690,7 +690,7 @@ class Sink:
         table : str, optional
             Target table; default the sink's ``bars`` / ``quotes`` table. ``schema.table``
             is accepted where the database has schemas, except temporary and system
-            schemas (SQLite takes no schema at all: see :meth:`_check_table`).
+            schemas (SQLite takes no schema at all: see :meth:`check_table`).
         kind : {"bars", "quotes"}, optional
             Schema of the data; guessed from its columns when omitted.
         mode : str
@@ -751,7 +751,7 @@ class Sink:
             if rows is None:
                 width = first.nbytes / max(first.num_rows, 1)
                 rows = self.recommend_batch_size(width)
-        table = self._check_table(self.tables[kind] if table is None else table)
+        table = self.check_table(self.tables[kind] if table is None else table)
         schema = _SCHEMAS[kind]
 
         known = data.num_rows if isinstance(data, (pa.Table, pa.RecordBatch)) else None
@@ -1168,7 +1168,7 @@ class Sink:
             kind = "quotes" if table is not None and table == self.tables["quotes"] else "bars"
         if kind not in _SCHEMAS:
             raise SinkError(f"unknown kind {kind!r}: use 'bars' or 'quotes'")
-        table = self._check_table(self.tables[kind] if table is None else table)
+        table = self.check_table(self.tables[kind] if table is None else table)
         spec = SPECS[kind]
         d = self.dialect
         where, params = [], []
