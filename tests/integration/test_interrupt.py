@@ -20,7 +20,7 @@ import stockbatch as sb
 from stockbatch.cli import demo_symbols
 
 SRC = Path(sb.__file__).resolve().parents[1]
-SYMBOLS = demo_symbols(300)
+SYMBOLS = demo_symbols(1000)
 # 130, or killed by SIGINT itself (a signal after the job, while Python shuts down): a shell
 # reports both as 130
 INTERRUPTED = (130, -signal.SIGINT)
@@ -125,7 +125,7 @@ def test_cli_ctrl_c_at_random_moments(fixture_server, symbols_file, clean_counts
     for i in range(20):
         db = tmp_path / f"r{i}.db"
         code, text, took = _interrupt_once(fixture_server, symbols_file, db,
-                                           rng.uniform(0.6, 2.5))
+                                           rng.uniform(0.6, 2.0))
         assert code in (0, *INTERRUPTED), text[-2000:]
         assert "Traceback" not in text
         codes.append(code)
