@@ -17,7 +17,7 @@ __all__ = ["fetch", "ingest", "read"]
 DEFAULT_DB = "stockbatch.db"
 
 
-def ingest(symbols: Iterable[str] | str, *, db: str | os.PathLike | Sink = DEFAULT_DB,
+def ingest(symbols: Iterable[str] | str, *, db: str | os.PathLike[str] | Sink = DEFAULT_DB,
            source: Any = None, base_url: str | None = None, interval: str = "1d",
            period: str | None = None, start: Any = None, end: Any = None,
            mode: str = "upsert", table: str | None = None,
@@ -99,7 +99,8 @@ def fetch(symbols: Iterable[str] | str, *, source: Any = None, base_url: str | N
             interval=interval, period=period, start=start, end=end, timeout=timeout)
         result = engine.run(job)
     if errors == "raise" and not result.success:
-        failures = {s: result.symbols[s].error for s in result.failed_symbols}
+        failures = {s: result.symbols[s].error or result.symbols[s].status
+                    for s in result.failed_symbols}
         shown = "; ".join(f"{s}: {e}" for s, e in list(failures.items())[:5])
         more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
         raise JobError(f"{len(failures)} of {len(result.symbols)} symbols failed: "
@@ -108,7 +109,7 @@ def fetch(symbols: Iterable[str] | str, *, source: Any = None, base_url: str | N
     return result.table
 
 
-def read(db: str | os.PathLike | Sink = DEFAULT_DB, symbols: Iterable[str] | str | None = None,
+def read(db: str | os.PathLike[str] | Sink = DEFAULT_DB, symbols: Iterable[str] | str | None = None,
          *, interval: str | None = None, start: Any = None, end: Any = None,
          table: str | None = None, kind: str = "bars") -> pa.Table:
     """Stored bars (or quotes, ``kind="quotes"``) from ``db`` in the canonical schema,

@@ -287,7 +287,7 @@ def _second_interrupt_quits():
 
     if threading.current_thread() is not threading.main_thread():
         return None
-    seen = []
+    seen: list[int] = []
 
     def on_sigint(signum, frame):
         if seen:
@@ -339,7 +339,7 @@ def _read_symbols_file(name: str) -> list[str]:
             text = Path(name).read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read symbols file {name!r}: {exc.strerror or exc}") from None
-    out = []
+    out: list[str] = []
     for line in text.splitlines():
         line = line.split("#", 1)[0]
         out.extend(s for s in re.split(r"[\s,;]+", line) if s)
@@ -679,10 +679,9 @@ def _print_overview(out, table, args) -> None:
                      "(`stockbatch read SYMBOL` for the bars)",
                title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                collapse_padding=True)
-    for name, justify in (("symbol", "left"), ("interval", "left"), ("bars", "right"),
-                          ("first (UTC)", "left"), ("last (UTC)", "left"),
-                          ("last close", "right")):
-        rt.add_column(name, justify=justify, no_wrap=True)
+    for name in ("symbol", "interval", "bars", "first (UTC)", "last (UTC)", "last close"):
+        rt.add_column(name, justify="right" if name in ("bars", "last close") else "left",
+                      no_wrap=True)
     for row in groups.to_pylist():
         rt.add_row(Text(row["symbol"]), Text(row["interval"]), f"{row['ts_count']:,}",
                    row["ts_min"].strftime("%Y-%m-%d %H:%M"),

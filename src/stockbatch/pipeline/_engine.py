@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import queue
 import resource
 import sys
@@ -115,7 +116,7 @@ class BatchProcessingEngine:
     # -- jobs ----------------------------------------------------------------------------
     def create_stock_data_pipeline_job(
             self, symbols: Iterable[str] | str, *, source: Any = None,
-            base_url: str | None = None, sink: Sink | str | None = None,
+            base_url: str | None = None, sink: Sink | str | os.PathLike[str] | None = None,
             include_historical: bool = True, store_data: bool = True, interval: str = "1d",
             period: str | None = None, start: Any = None, end: Any = None,
             mode: str = "upsert", table: str | None = None,
@@ -327,7 +328,7 @@ class BatchProcessingEngine:
         try:
             status, error = _JobRun(self, job, result, sink).run()
         finally:
-            if owns_sink:
+            if owns_sink and sink is not None:
                 sink.close()
             if job.owns_source:
                 self.run_coroutine(job.source.aclose(), 30)
@@ -356,6 +357,7 @@ class BatchProcessingEngine:
         if isinstance(job.sink, Sink):
             job.sink.check()
             return job.sink, False
+        assert job.sink is not None  # a storing job always has one (the default file)
         sink = connect(job.sink)
         try:
             if job.table is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import queue
 import threading
 import time
@@ -26,6 +27,7 @@ from .._errors import (
     RateLimited,
     SymbolNotFound,
 )
+from .._types import RequestKind
 from ..queueing import BatchOptimizer, BatchQueue, Coalescer, Request
 from ._job import PipelineJob
 from ._loop import IOLoop
@@ -74,7 +76,7 @@ class FetchStage:
         self._loop, self._task = loop, asyncio.current_task()
         self._slots = slots = asyncio.Semaphore(self.slot_count)
         self._started.set()
-        kind = "history" if job.kind == "bars" else "quote"
+        kind: RequestKind = "history" if job.kind == "bars" else "quote"
         deadline = None if job.timeout is None else time.monotonic() + job.timeout
         reqs = [Request(kind, self.provider, s, job.interval if kind == "history" else None,
                         job.start_us or None, job.end_us or None, priority=job.priority,
@@ -122,7 +124,7 @@ class FetchStage:
                         launch()  # what is planned must run before we wait for a slot
                     await slots.acquire()  # backpressure: the job's thread keeps up
                     fut = co.submit_async(r)
-                    fut.add_done_callback(lambda f, r=r: on_done(r, f))
+                    fut.add_done_callback(functools.partial(on_done, r))
                     futs.append(fut)
                 launch()
                 keep(loop.create_task(self._observe(op, futs, time.perf_counter())))
