@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from test_compat import assert_same_frame, yfinance_at
 
-from stockbatch.compat import BULK_METHODS, COLUMNS, accelerate
+from stockbatch.compat import BULK_METHODS, accelerate
 from stockbatch.testing import FixtureServer
 
 yf = pytest.importorskip("yfinance")

@@ -364,8 +364,8 @@ class Backend:
         if not symbols:
             return BARS.empty_table()
         engine = self.engine
-        if period is not None and start is None and end is None:
-            start = _period_start(period)
+        if period not in (None, "max") and start is None and end is None:
+            start = _period_start(period)  # "max" stays a period: start 0 would read as unset
             period = None
         try:
             job = engine.create_stock_data_pipeline_job(

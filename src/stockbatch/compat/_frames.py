@@ -158,10 +158,10 @@ def bars_to_frames(
             local = local.normalize()
         wall[sel] = local.as_unit("us").to_numpy()
 
-    # yfinance keepna=False: drop rows where every data column is NaN or 0
+    # yfinance keepna=False: drop rows where every data column is NaN or 0 (unless a dividend
+    # or split sits on it: yfinance keeps those with NaN prices)
     data = np.column_stack([opn, high, low, close])
     empty = ((np.isnan(data) | (data == 0)).all(axis=1)) & (volume == 0)
-    keep &= ~empty
 
     unit = _INTRADAY_UNIT if intraday else _DAILY_UNIT
     index_name = "Datetime" if intraday else "Date"
@@ -170,33 +170,36 @@ def bars_to_frames(
     stops = np.concatenate((bounds, [len(codes)]))
     frames: dict[str, pd.DataFrame] = {}
     for a, b in zip(starts, stops, strict=True):
-        k = keep[a:b]
-        if not k.any():
-            continue
+        k = keep[a:b]  # in the window
         sl = slice(a, b)
         name = names[codes[a]]
+        acts = _actions(wall[sl][k], (events or {}).get(name), zone_of_code[codes[a]],
+                        interval) if actions else {}
+        held = ~empty[sl][k]
+        for col in acts.values():
+            held |= col != 0
+        if not held.any():
+            continue
+        k = np.flatnonzero(k)[held]
         idx = pd.DatetimeIndex(wall[sl][k], name=index_name).as_unit(unit)
         cols = {"Open": opn[sl][k], "High": high[sl][k], "Low": low[sl][k],
                 "Close": close[sl][k]}
         if not auto_adjust:
             cols["Adj Close"] = adj_close[sl][k]
         cols["Volume"] = volume[sl][k]
-        if actions:
-            cols.update(_actions(idx, (events or {}).get(name), zone_of_code[codes[a]],
-                                 interval))
+        cols.update({c: v[held] for c, v in acts.items()})
         frames[name] = pd.DataFrame(cols, index=idx)
     return frames
 
 
-def _actions(idx: pd.DatetimeIndex, events: dict | None, zone: str,
+def _actions(bars: np.ndarray, events: dict | None, zone: str,
              interval: str) -> dict[str, np.ndarray]:
     """Dividends and Stock Splits per bar: each event goes to the bar whose period holds its
     exchange-local time (daily bars: its date); dividends in one bar add up, splits multiply;
     events outside every bar are left out (as yfinance does for a window)."""
-    divs = np.zeros(len(idx), dtype=np.float64)
-    splits = np.zeros(len(idx), dtype=np.float64)
-    if events and len(idx):
-        bars = idx.as_unit("us").to_numpy()
+    divs = np.zeros(len(bars), dtype=np.float64)
+    splits = np.zeros(len(bars), dtype=np.float64)
+    if events and len(bars):
         intraday = is_intraday(interval)
         last_end = bars[-1] + (np.timedelta64(1, "D") if intraday else
                                np.timedelta64(_BUCKET.get(interval, 1), "D"))
