@@ -336,6 +336,18 @@ def test_bulk_history_equals_single_calls(fetcher):
     assert fetcher.bulk_get_historical_data([]) == {}
 
 
+def test_bulk_frames_of_a_source_you_pass_have_its_actions(server):
+    from stockbatch.sources import YahooChartSource
+
+    source = YahooChartSource(base_url=server.url)
+    with StockFetcher(source=source) as f:
+        bulk = f.bulk_get_historical_data(["7203"], period="2y")["7203"]
+        assert (bulk["Dividends"] > 0).sum() >= 4
+        pd.testing.assert_frame_equal(bulk, f.get_historical_data("7203", "2y"),
+                                      check_freq=False, rtol=1e-12)
+    assert "fetch_history" not in vars(source)  # close() takes the events tap off again
+
+
 def test_bulk_methods_are_engine_jobs_in_yfinance_mode(server):
     with StockFetcher(base_url=server.url, mode="yfinance") as f, \
             patch("yfinance.Ticker") as ticker:

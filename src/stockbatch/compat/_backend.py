@@ -187,7 +187,7 @@ class EventTap:
     def __init__(self, source: Any):
         self.source = source
         self.events: dict[str, dict] = {}
-        self._inner = source.__dict__.get("fetch_history")
+        self._inner = getattr(source, "__dict__", {}).get("fetch_history")
         fetch = source.fetch_history
 
         async def fetch_history(symbol: str, **kw: Any) -> Any:
@@ -195,6 +195,7 @@ class EventTap:
             self.record(batch)
             return batch
 
+        self._wrapper = fetch_history
         try:
             source.fetch_history = fetch_history
             self.installed = True
@@ -217,11 +218,13 @@ class EventTap:
     def remove(self) -> None:
         if not self.installed:
             return
+        self.installed = False
+        if getattr(self.source, "__dict__", {}).get("fetch_history") is not self._wrapper:
+            return  # another tap went on top of this one: leave the chain as it is
         if self._inner is not None:
             self.source.fetch_history = self._inner
         else:
             self.source.__dict__.pop("fetch_history", None)
-        self.installed = False
 
 
 class Backend:
