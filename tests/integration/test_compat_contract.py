@@ -320,17 +320,18 @@ def test_realtime_data_keeps_only_successes(fetcher):
 
 
 def test_bulk_current_prices_keep_every_code(fetcher):
-    out = fetcher.bulk_get_current_prices(["7203", "UNKNOWNS", "6758"])
-    assert list(out) == ["7203", "UNKNOWNS", "6758"]
+    out = fetcher.bulk_get_current_prices(["7203", "UNKNOWNS", "6758", "sony"])
+    assert list(out) == ["7203", "UNKNOWNS", "6758", "sony"]
     assert out["UNKNOWNS"] is None and out["6758"]["symbol"] == "6758.T"
+    assert out["sony"]["symbol"] == "sony.T"  # as the caller spelled it, like the original
     assert fetcher.bulk_get_current_prices([]) == {}
 
 
 def test_bulk_history_equals_single_calls(fetcher):
-    codes = ["7203", "6758", "UNKNOWNT", "EMPTY_TEST"]
+    codes = ["7203", "6758", "UNKNOWNT", "EMPTY_TEST", "sony"]  # sony -> sony.T (SONY.T)
     out = fetcher.bulk_get_historical_data(codes, period="1y")
     assert list(out) == codes and out["UNKNOWNT"] is None
-    for code in ("7203", "6758", "EMPTY_TEST"):
+    for code in ("7203", "6758", "EMPTY_TEST", "sony"):
         pd.testing.assert_frame_equal(out[code], fetcher.get_historical_data(code, "1y"),
                                       check_freq=False, rtol=1e-12)
     assert fetcher.bulk_get_historical_data([]) == {}

@@ -126,7 +126,10 @@ _LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def register(fetcher: Any) -> None:
-    _LIVE.add(fetcher)
+    try:
+        _LIVE.add(fetcher)
+    except TypeError:  # an unhashable subclass: its own caches still work, clear_all_caches too
+        pass
 
 
 def cached_method(kind: str, ttl: Callable[[Any], float]) -> Callable[[Any], Any]:
