@@ -21,10 +21,17 @@ that fail are logged and come back as None), bulk quotes are the source's batche
 on the engine's I/O loop. Single-symbol calls run on that same loop, so one HTTP connection
 pool serves them all.
 
+Two modes: ``StockFetcher()`` (``mode="stockbatch"``) fetches everything through stockbatch;
+``StockFetcher(mode="yfinance")`` makes the single-symbol methods call ``yfinance.Ticker``
+exactly as the original did (so suites that patch ``yfinance.Ticker`` pass unchanged).
+:mod:`stockbatch.compat.stock_fetcher` mirrors ``day_trade.data.stock_fetcher`` (its names, a
+patchable ``yf``, yfinance mode by default).
+
 Exceptions keep their original names and sit under :class:`stockbatch.StockbatchError`::
 
     StockbatchError
     └── StockFetcherError
+        ├── NetworkError         (connection, timeout, 5xx, 429 after the retries)
         ├── InvalidSymbolError   (also ValueError)
         └── DataNotFoundError
 """
@@ -38,9 +45,10 @@ from ._backend import (
     legacy_suffix_rule,
     tse_suffix_rule,
 )
-from ._errors import DataNotFoundError, InvalidSymbolError, StockFetcherError
-from ._fetcher import BulkMethods, StockFetcher
-from ._frames import COLUMNS, bars_to_frames, exchange_tz
+from ._cache import DataCache, cache_with_ttl
+from ._errors import DataNotFoundError, InvalidSymbolError, NetworkError, StockFetcherError
+from ._fetcher import MODES, BulkMethods, StockFetcher
+from ._frames import ACTION_COLUMNS, COLUMNS, bars_to_frames, exchange_tz, history_columns
 
 __all__ = [
     "StockFetcher",
@@ -48,12 +56,18 @@ __all__ = [
     "accelerate",
     "BULK_METHODS",
     "StockFetcherError",
+    "NetworkError",
     "InvalidSymbolError",
     "DataNotFoundError",
     "tse_suffix_rule",
     "legacy_suffix_rule",
     "bars_to_frames",
     "COLUMNS",
+    "ACTION_COLUMNS",
+    "history_columns",
+    "MODES",
+    "DataCache",
+    "cache_with_ttl",
     "exchange_tz",
     "VALID_PERIODS",
     "VALID_INTERVALS",

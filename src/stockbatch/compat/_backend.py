@@ -18,11 +18,13 @@ import pyarrow as pa
 
 from .._errors import (
     ProviderError,
+    ProviderUnavailable,
     RateLimited,
     StockbatchError,
     SymbolNotFound,
 )
-from ._errors import DataNotFoundError, InvalidSymbolError, StockFetcherError
+from ..sources import RetryPolicy
+from ._errors import DataNotFoundError, InvalidSymbolError, NetworkError, StockFetcherError
 
 T = TypeVar("T")
 _log = logging.getLogger("stockbatch.compat")
@@ -61,16 +63,50 @@ def legacy_suffix_rule(market: str = "T") -> Callable[[str], str]:
     return rule
 
 
-def validate_code(code: Any) -> str:
-    """The original's checks (non-empty string, 2+ characters) plus a character check that keeps
-    malformed codes out of request URLs."""
+def validate_original(code: Any) -> str:
+    """The original's ``_validate_symbol``: a non-empty string of 2+ characters (``EMPTY_TEST``
+    and ``72 03`` pass; a symbol the provider cannot have then fails as DataNotFoundError,
+    without a request)."""
     if not code or not isinstance(code, str):
         raise InvalidSymbolError(f"invalid symbol: {code!r}")
     if len(code) < 2:
         raise InvalidSymbolError(f"symbol too short: {code!r}")
+    return code
+
+
+def validate_code(code: Any) -> str:
+    """The strict rule (``symbols="strict"``): the original's checks plus a character check,
+    so a malformed code is an InvalidSymbolError before anything is fetched."""
+    validate_original(code)
     if not _SYMBOL.match(code):
         raise InvalidSymbolError(f"malformed symbol: {code!r}")
     return code
+
+
+#: code checks by name: ``"original"`` (the default) and ``"strict"``.
+SYMBOL_RULES = {"original": validate_original, "strict": validate_code}
+
+
+class LinearRetry(RetryPolicy):
+    """The original's retry schedule: ``attempts`` tries in all, the n-th retry after
+    ``base * n`` seconds (``retry_delay * (attempt + 1)``), no jitter; only connection
+    failures, timeouts, HTTP 5xx and 429 are retried. A longer Retry-After is waited for (up to
+    ``max_retry_after``)."""
+
+    def __init__(self, attempts: int, delay: float):
+        super().__init__(attempts=max(1, int(attempts)), base=max(0.0, float(delay)),
+                         jitter=0.0, retry_on=(RateLimited, ProviderUnavailable))
+
+    def delay(self, attempt: int, error: BaseException | None = None) -> float | None:
+        if attempt >= self.attempts or not isinstance(error, self.retry_on):
+            return None
+        wait = self.base * attempt
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            if retry_after > self.max_retry_after:
+                return None
+            wait = max(wait, float(retry_after))
+        return wait
 
 
 def validate_period_interval(period: str, interval: str) -> None:
@@ -104,9 +140,12 @@ def translate(exc: BaseException, symbol: str | None = None) -> StockFetcherErro
     if isinstance(exc, StockFetcherError):
         return exc
     if isinstance(exc, SymbolNotFound):
-        return DataNotFoundError(f"no data{where}: {exc}")
-    if isinstance(exc, RateLimited):
-        return StockFetcherError(f"rate limited{where}: {exc}")
+        return DataNotFoundError(f"no data{where}: {exc}", "DATA_NOT_FOUND")
+    if isinstance(exc, (RateLimited, ProviderUnavailable)):
+        # what the original's _handle_error made of connection errors, timeouts, 5xx, 429
+        return NetworkError(f"network error{where}: {exc}", "NETWORK_ERROR")
+    if isinstance(exc, ValueError):  # the source refuses the symbol: no provider can have it
+        return DataNotFoundError(f"no data{where}: {exc}", "DATA_NOT_FOUND")
     if isinstance(exc, (ProviderError, StockbatchError)):
         return StockFetcherError(f"fetch failed{where}: {exc}")
     return StockFetcherError(f"fetch failed{where}: {type(exc).__name__}: {exc}")
@@ -128,14 +167,64 @@ def _period_start(period: str, now: float | None = None) -> int | str:
     return int(now) - period_days(period) * 86400
 
 
-def _make_source(source: Any, base_url: str | None) -> Any:
+def _make_source(source: Any, base_url: str | None, retry: RetryPolicy | None = None) -> Any:
     if source is not None:
         if base_url is not None:
             raise TypeError("pass either source= or base_url=, not both")
         return source
     from ..sources import YahooChartSource
 
-    return YahooChartSource(base_url=base_url) if base_url else YahooChartSource()
+    kw: dict[str, Any] = {"retry": retry} if retry is not None else {}
+    return YahooChartSource(base_url=base_url, **kw) if base_url else YahooChartSource(**kw)
+
+
+class EventTap:
+    """Keeps the dividends and splits (``stockbatch.events`` metadata) of every history batch
+    the source returns, per symbol: an engine job's table drops per-symbol metadata, and the
+    bulk frames need them for Dividends / Stock Splits. Installed on the source instance
+    (its ``fetch_history`` wrapped), removed by :meth:`remove`."""
+
+    def __init__(self, source: Any):
+        self.source = source
+        self.events: dict[str, dict] = {}
+        self._inner = getattr(source, "__dict__", {}).get("fetch_history")
+        fetch = source.fetch_history
+
+        async def fetch_history(symbol: str, **kw: Any) -> Any:
+            batch = await fetch(symbol, **kw)
+            self.record(batch)
+            return batch
+
+        self._wrapper = fetch_history
+        try:
+            source.fetch_history = fetch_history
+            self.installed = True
+        except (AttributeError, TypeError):  # slotted or frozen source: no actions in bulk
+            self.installed = False
+
+    def record(self, batch: Any) -> None:
+        raw = (batch.schema.metadata or {}).get(b"stockbatch.events")
+        if not raw or not batch.num_rows:
+            return
+        import json
+
+        got = json.loads(raw)
+        symbol = batch.column(batch.schema.get_field_index("symbol"))[0].as_py()
+        have = self.events.setdefault(symbol, {"dividends": [], "splits": []})
+        for kind in ("dividends", "splits"):
+            seen = {row[0] for row in have[kind]}
+            have[kind] = sorted(have[kind] + [r for r in got.get(kind, []) if r[0] not in seen])
+
+    def remove(self) -> None:
+        if not self.installed:
+            return
+        self.installed = False
+        if getattr(self.source, "__dict__", {}).get("fetch_history") is not self._wrapper:
+            return  # another tap went on top of this one: leave the chain as it is
+        if self._inner is not None:
+            self.source.fetch_history = self._inner
+        else:
+            self.source.__dict__.pop("fetch_history", None)
 
 
 class Backend:
@@ -155,10 +244,14 @@ class Backend:
         market_suffix: str | None = ".T",
         tz_of: Callable[[str], str] | None = None,
         timeout: float | None = 120.0,
+        retry: RetryPolicy | None = None,
+        strict: bool = True,
     ):
         from ._frames import exchange_tz
 
-        self.source = _make_source(source, base_url)
+        self.source = _make_source(source, base_url, retry)
+        self.strict = strict
+        self.tap = EventTap(self.source)
         if suffix_rule is None:
             suffix_rule = tse_suffix_rule(market_suffix) if market_suffix else (lambda c: c)
         self.suffix_rule = suffix_rule
@@ -188,8 +281,13 @@ class Backend:
             raise StockFetcherError(f"no answer within {self.timeout:g} s") from exc
 
     # -- symbols ---------------------------------------------------------------------------
+    def check(self, code: Any) -> str:
+        """``code`` if it passes the configured rule (strict or the original's), else
+        InvalidSymbolError."""
+        return validate_code(code) if self.strict else validate_original(code)
+
     def symbol(self, code: str) -> str:
-        return validate_code(self.suffix_rule(validate_code(code)))
+        return self.check(self.suffix_rule(self.check(code)))
 
     def symbols(self, codes: Iterable[Any]) -> tuple[dict[Any, str], dict[Any, Exception]]:
         """code -> symbol for the valid ones, code -> error for the rest."""
@@ -206,8 +304,58 @@ class Backend:
     def history(self, symbol: str, **kw: Any) -> pa.RecordBatch | pa.Table:
         try:
             return self.run(self.source.fetch_history(symbol, **kw))
-        except StockbatchError as exc:
+        except (StockbatchError, ValueError) as exc:
             raise translate(exc, symbol) from exc
+
+    def summary(self, symbol: str, modules: Sequence[str], *, attempts: int = 1,
+                delay: float = 0.0) -> dict[str, Any]:
+        """Yahoo's ``quoteSummary`` modules of ``symbol`` (company profile), flattened into one
+        dict as yfinance's ``Ticker.info`` does. Connection failures, 5xx and 429 are retried
+        ``attempts`` times in all, ``delay * n`` seconds before the n-th retry.
+
+        Raises DataNotFoundError (unknown symbol), NetworkError, StockFetcherError."""
+        import json
+
+        from ..sources import YahooChartSource
+        from ..sources._base import url_segment
+
+        source = self.source
+        if not isinstance(source, YahooChartSource):
+            raise StockFetcherError(
+                f"company info needs the Yahoo source, not {type(source).__name__} "
+                "(or use mode='yfinance')")
+        try:
+            name = source.normalize_symbol(symbol)
+        except ValueError as exc:
+            raise DataNotFoundError(f"no company info for {symbol}: {exc}") from exc
+        path = f"/v10/finance/quoteSummary/{url_segment(name)}"
+        params = {"modules": ",".join(modules), "formatted": "false", "symbol": name}
+        for attempt in range(max(1, attempts)):
+            try:
+                resp = self.run(source._get(path, params, name))
+                break
+            except (ProviderUnavailable, RateLimited) as exc:
+                if attempt + 1 >= max(1, attempts):
+                    raise translate(exc, symbol) from exc
+                _log.warning("retry %d/%d: %s", attempt + 1, attempts, exc)
+                time.sleep(delay * (attempt + 1))
+            except StockbatchError as exc:
+                raise translate(exc, symbol) from exc
+        try:
+            doc = json.loads(resp.body)
+            result = (doc.get("quoteSummary") or {}).get("result")
+        except (ValueError, AttributeError) as exc:
+            raise StockFetcherError(f"undecodable company info for {symbol}") from exc
+        if resp.status == 404 or not result:
+            raise DataNotFoundError(f"no company info for {symbol} (HTTP {resp.status})",
+                                    "DATA_NOT_FOUND")
+        if resp.status != 200 or not isinstance(result[0], dict):
+            raise StockFetcherError(f"company info for {symbol}: HTTP {resp.status}")
+        info: dict[str, Any] = {}
+        for module in result[0].values():
+            if isinstance(module, dict):
+                info.update({k: v for k, v in module.items() if v is not None})
+        return info
 
     def histories(self, symbols: Sequence[str], *, interval: str = "1d",
                   period: str | None = None, start: Any = None, end: Any = None) -> pa.Table:
@@ -219,8 +367,8 @@ class Backend:
         if not symbols:
             return BARS.empty_table()
         engine = self.engine
-        if period is not None and start is None and end is None:
-            start = _period_start(period)
+        if period not in (None, "max") and start is None and end is None:
+            start = _period_start(period)  # "max" stays a period: start 0 would read as unset
             period = None
         try:
             job = engine.create_stock_data_pipeline_job(
@@ -228,7 +376,10 @@ class Backend:
                 interval=interval, period=period, start=start, end=end, timeout=self.timeout)
         except (ValueError, TypeError) as exc:
             raise InvalidSymbolError(str(exc)) from exc
-        result = engine.run(job)
+        try:
+            result = engine.run(job)
+        except StockbatchError as exc:
+            raise translate(exc) from exc
         self.last_result = result
         for symbol in result.failed_symbols:
             _log.warning("no history for %s: %s", symbol, result.symbols[symbol].error)
@@ -260,6 +411,7 @@ class Backend:
         return pa.concat_tables(tables) if tables else QUOTES.empty_table()
 
     def close(self) -> None:
+        self.tap.remove()
         with self._lock:
             engine, self._engine = self._engine, None
         if engine is None:

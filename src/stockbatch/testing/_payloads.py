@@ -29,6 +29,17 @@ INTERVAL_WINDOW_DAYS = {"1m": 8, "2m": 60, "5m": 60, "15m": 60, "30m": 60, "60m"
                         "90m": 60, "1h": 730}
 _DAY = 86_400
 
+# Company profiles of the quoteSummary route (picked by a hash of the symbol).
+_PROFILE_SECTORS = [("Consumer Cyclical", "Auto Manufacturers"),
+                    ("Technology", "Consumer Electronics"),
+                    ("Communication Services", "Telecom Services"),
+                    ("Financial Services", "Banks - Diversified"),
+                    ("Healthcare", "Drug Manufacturers - General"),
+                    ("Industrials", "Specialty Industrial Machinery")]
+_PROFILE_PLACES = {"JPX": ("Tokyo", "Japan"), "LSE": ("London", "United Kingdom"),
+                   "GER": ("Frankfurt", "Germany"), "HKG": ("Hong Kong", "Hong Kong"),
+                   "PAR": ("Paris", "France")}
+
 
 def _dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
@@ -344,6 +355,51 @@ class PayloadBuilder:
             })
         body = _dumps({"quoteResponse": {"result": out, "error": None}})
         return 200, JSON_CT, body, ()
+
+    # -- Yahoo quoteSummary and fundamentals-timeseries (company info) -----------------------
+    # Added for stockbatch.compat.StockFetcher.get_company_info and yfinance's Ticker.info.
+    # Prices in these modules are the quote endpoint's, so .info and /v7 quote agree.
+    def quote_summary(self, symbol: str, query: dict[str, str]):
+        """``/v10/finance/quoteSummary/{symbol}?modules=a,b``: the modules yfinance's
+        ``Ticker.info`` asks for (quoteType, assetProfile, summaryDetail, financialData,
+        defaultKeyStatistics); unknown symbols get Yahoo's 404 JSON error."""
+        if not symbol or self.is_unknown(symbol):
+            body = _dumps({"quoteSummary": {"result": None, "error": {
+                "code": "Not Found", "description": f"Quote not found for symbol: {symbol}"}}})
+            return 404, JSON_CT, body, ()
+        q = json.loads(self.quote([symbol])[2])["quoteResponse"]["result"][0]
+        ex = _synth.exchange_of(symbol)
+        seed = _synth.seed_of("profile", symbol.upper())
+        sector, industry = _PROFILE_SECTORS[seed % len(_PROFILE_SECTORS)]
+        city, country = _PROFILE_PLACES.get(ex.code, ("New York", "United States"))
+        modules = {
+            "quoteType": {"exchange": ex.code, "quoteType": q["quoteType"],
+                          "symbol": symbol, "shortName": q["shortName"],
+                          "longName": q["longName"], "timeZoneFullName": ex.tz,
+                          "timeZoneShortName": ex.tz_short, "market": q["market"]},
+            "assetProfile": {"sector": sector, "industry": industry, "city": city,
+                             "country": country,
+                             "website": f"https://www.{symbol.lower().replace('.', '-')}.example",
+                             "fullTimeEmployees": 1000 + seed % 90000,
+                             "longBusinessSummary": f"{q['longName']} is a synthetic company "
+                                                    f"in {industry.lower()}."},
+            "summaryDetail": {"previousClose": q["regularMarketPreviousClose"],
+                              "regularMarketPreviousClose": q["regularMarketPreviousClose"],
+                              "volume": q["regularMarketVolume"],
+                              "regularMarketVolume": q["regularMarketVolume"],
+                              "marketCap": q["marketCap"], "currency": q["currency"]},
+            "financialData": {"currentPrice": q["regularMarketPrice"],
+                              "financialCurrency": q["currency"]},
+            "defaultKeyStatistics": {"sharesOutstanding": 1_000_000_000},
+        }
+        asked = [m for m in query.get("modules", "").split(",") if m]
+        result = {m: modules[m] for m in asked if m in modules}
+        return 200, JSON_CT, _dumps({"quoteSummary": {"result": [result], "error": None}}), ()
+
+    def timeseries(self, symbol: str):
+        """``/ws/fundamentals-timeseries/v1/finance/timeseries/{symbol}``: no series (what
+        Yahoo answers for a key it has no data for)."""
+        return 200, JSON_CT, _dumps({"timeseries": {"result": [], "error": None}}), ()
 
     # -- Alpha Vantage ---------------------------------------------------------------------
     def alphavantage(self, q: dict[str, str], *, keys: frozenset[str] | None = None):

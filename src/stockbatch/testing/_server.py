@@ -9,13 +9,15 @@ Routes
 ``GET /v8/finance/chart/{symbol}``   Yahoo chart (``period1``/``period2`` or ``range``,
                                       ``interval``, ``events``, ``includePrePost``)
 ``GET /v7/finance/quote?symbols=``    Yahoo quote, many symbols per call
+``GET /v10/finance/quoteSummary/{symbol}?modules=``  company profile modules (``.info``)
+``GET /ws/fundamentals-timeseries/v1/finance/timeseries/{symbol}``  empty series
 ``GET /query?function=…``             Alpha Vantage TIME_SERIES_DAILY / TIME_SERIES_INTRADAY
 ``GET /``                             the cookie endpoint (Yahoo's fc.yahoo.com): sets ``A3``
 ``GET /v1/test/getcrumb``             the crumb (needs the cookie when crumbs are required)
 ``GET|POST|DELETE /__fixture__/faults``  add / clear faults (JSON), ``GET /__fixture__/stats``
 
-Route names for faults: ``chart``, ``quote``, ``alphavantage``, ``cookie``, ``crumb`` (or
-``*``).
+Route names for faults: ``chart``, ``quote``, ``summary``, ``timeseries``, ``alphavantage``,
+``cookie``, ``crumb`` (or ``*``).
 """
 
 from __future__ import annotations
@@ -224,6 +226,10 @@ class _Handler:
         elif path == "/v7/finance/quote":
             route = "quote"
             symbols = [s for s in query.get("symbols", "").split(",") if s]
+        elif path.startswith("/v10/finance/quoteSummary/"):  # company info (compat)
+            route, symbols = "summary", [path[len("/v10/finance/quoteSummary/"):]]
+        elif path.startswith("/ws/fundamentals-timeseries/v1/finance/timeseries/"):
+            route, symbols = "timeseries", [path.rsplit("/", 1)[1]]
         elif path == "/query":
             route, symbols = "alphavantage", [query.get("symbol", "")]
         elif path == "/v1/test/getcrumb":
@@ -284,7 +290,7 @@ class _Handler:
             msg = cfg.crumb.encode()
             writer.write(_head(200, "text/plain;charset=utf-8", len(msg), close=close) + msg)
             return True
-        if cfg.require_crumb and route in ("chart", "quote") and (
+        if cfg.require_crumb and route in ("chart", "quote", "summary") and (
                 query.get("crumb") != cfg.crumb or cfg.cookie not in headers.get("cookie", "")):
             msg = json.dumps({"finance": {"result": None, "error": {
                 "code": "Unauthorized", "description": "Invalid Crumb"}}}).encode()
@@ -295,6 +301,10 @@ class _Handler:
             status, ct, payload, more = cfg.data.chart(symbols[0], query)
         elif route == "quote":
             status, ct, payload, more = cfg.data.quote(symbols)
+        elif route == "summary":  # company info (compat)
+            status, ct, payload, more = cfg.data.quote_summary(symbols[0], query)
+        elif route == "timeseries":
+            status, ct, payload, more = cfg.data.timeseries(symbols[0])
         else:
             status, ct, payload, more = cfg.data.alphavantage(query, keys=cfg.av_keys)
         extra.extend(more)
