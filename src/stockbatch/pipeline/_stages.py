@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from .. import _kernels as kernels
 from .._errors import JobCancelled, JobTimeout, SchemaError, SinkError
 from ..sinks import IngestResult, Sink
+from ..sinks._meta import meta_from_batch
 from ..sources._base import OUT_OF_WINDOW_KEY
 from ._fetch import DONE, FetchStage
 from ._job import PipelineJob
@@ -153,6 +154,8 @@ class ChunkStages:
     def process(self, chunk: list[tuple[str, pa.RecordBatch]]) -> None:
         job, stages = self.job, self.result.stages
         t = time.perf_counter()
+        # the provider's metadata per symbol (exchange zone, currency, dividends, splits)
+        meta = {sym: m for sym, b in chunk if (m := meta_from_batch(b))}
         table = pa.Table.from_batches([b.replace_schema_metadata(None) for _, b in chunk])
         rows_in = table.num_rows
         if job.kind == "bars":
@@ -171,7 +174,7 @@ class ChunkStages:
         _add(stages["validate"], rows_in, table.num_rows, n_rej, time.perf_counter() - t)
 
         t = time.perf_counter()
-        error, stored = self.store(table, rejected)
+        error, stored = self.store(table, rejected, meta)
         refused = stored.rejected if stored is not None else 0
         by_symbol = stored.refused_by_symbol if stored is not None else {}
         _add(stages["store"], table.num_rows + n_rej,
@@ -206,7 +209,7 @@ class ChunkStages:
             if job.indicators and table.num_rows:
                 self.analyze(table)
 
-    def store(self, table: pa.Table, rejected: pa.Table | None
+    def store(self, table: pa.Table, rejected: pa.Table | None, meta: dict | None = None
               ) -> tuple[SinkError | SchemaError | None, IngestResult | None]:
         """Write a chunk and its rejected rows in one transaction; retry, and on the last
         try bisect so that only the rows the database refuses are quarantined (with its
@@ -225,7 +228,8 @@ class ChunkStages:
                 return None, sink.ingest(
                     table, table=job.table, kind=job.kind, mode=mode,
                     on_error="split" if split else "raise", job_id=job.job_id,
-                    source=job.source.name, quarantine=quarantine)
+                    source=job.source.name, quarantine=quarantine,
+                    meta=meta if job.kind == "bars" else None)
             except SchemaError as exc:  # the table does not take these rows: no retry
                 return exc, None
             except SinkError as exc:

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from .._errors import SchemaError, SinkError, StockbatchError
 from .._redact import redact, uri_secrets
 from ..schema import BARS, QUOTES, conform, to_table
-from . import _ddl
+from . import _ddl, _meta
 from ._ddl import SPECS, check_name, kind_of, sql
 from ._pool import Pool
 
@@ -327,6 +327,28 @@ def _merge_old_quarantine(old: pa.Table) -> pa.Table:
     })
 
 
+def _check_meta(meta: Any) -> dict:
+    """``meta=`` of :meth:`Sink.ingest` checked: symbol -> dict, events parsed."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta= must be a dict of symbol -> metadata dict, not "
+                         f"{type(meta).__name__}")
+    out = {}
+    for sym, m in meta.items():
+        if not isinstance(sym, str) or not isinstance(m, dict):
+            raise ValueError(f"meta= must map symbol text to a dict; got {sym!r}: {m!r}")
+        m = dict(m)
+        ev = m.get("events")
+        if isinstance(ev, (str, bytes)):
+            try:
+                m["events"] = json.loads(ev)
+            except ValueError:
+                raise ValueError(f"meta[{sym!r}]['events'] is not JSON") from None
+        out[sym] = m
+    return out
+
+
 def _reasons_text(value: Any) -> str:
     if value is None:
         return ""
@@ -338,7 +360,7 @@ def _reasons_text(value: Any) -> str:
 def _json_value(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
-    if isinstance(v, datetime):
+    if isinstance(v, (datetime, date)):
         return v.isoformat()
     return v
 
@@ -372,7 +394,7 @@ class Sink:
         self._batch_rows = batch_rows
         self._row_bytes: float | None = None
         names = {"bars": "bars", "quotes": "quotes", "quarantine": "quarantine",
-                 "ingest_log": "ingest_log"}
+                 "ingest_log": "ingest_log", "symbols": "symbols", "actions": "actions"}
         for k, v in (tables or {}).items():
             if k not in names:
                 raise SinkError(f"unknown table role {k!r}: use {sorted(names)}")
@@ -382,6 +404,8 @@ class Sink:
         # tables known to exist in our shape (created, migrated or checked by this sink):
         # no catalogue query for them; forgotten on drop/replace and on any failure
         self._known: set[str] = set()
+        # symbol -> exchange time zone (None: never reported; its bars are dated in UTC)
+        self._zones: dict[str, str | None] = {}
         # DuckDB aborts concurrent conflicting writers instead of queueing them: it gets a
         # real lock; the others queue in the database itself.
         self._write_lock = threading.Lock() if self.serialize_writes else nullcontext()
@@ -678,7 +702,8 @@ class Sink:
                mode: str = "append", on_error: str = "raise", job_id: str | None = None,
                source: str | None = None, level: Any = None,
                batch_rows: int | None = None,
-               quarantine: pa.Table | None = None) -> IngestResult:
+               quarantine: pa.Table | None = None,
+               meta: dict | None = None) -> IngestResult:
         """Store ``data`` in ``table``, all or nothing.
 
         Parameters
@@ -715,6 +740,14 @@ class Sink:
             Rows validation rejected (bars/quotes columns plus ``reasons``, as
             ``stockbatch.validate(...).rejected`` gives), stored in the quarantine table in
             the same transaction as ``data``, in bulk; counted in ``quarantined``.
+        meta : dict, optional
+            Provider metadata per symbol: ``{"7203.T": {"timezone": "Asia/Tokyo",
+            "exchange": "JPX", "currency": "JPY", "instrument_type": "EQUITY",
+            "events": {...}}}`` (what :func:`stockbatch.sinks._meta.meta_from_batch` reads
+            from a decoded batch). Bars get their ``date`` in the symbol's zone (else the
+            zone stored in the ``symbols`` table, else UTC); the ``symbols`` table is
+            updated and ``events`` (dividends, splits) are upserted into ``actions``, all
+            in the same transaction.
 
         Returns
         -------
@@ -764,8 +797,15 @@ class Sink:
 
         result = IngestResult(table=table, mode=mode, job_id=job_id)
         quarantining = quarantine is not None and quarantine.num_rows > 0
+        meta = _check_meta(meta)
+        for sym, m in meta.items():
+            if m.get("timezone"):
+                self._zones[sym] = m["timezone"]
+        has_events = any(m.get("events") for m in meta.values())
+        seen: dict[str, tuple[Any, Any]] = {}
         aux = (["quarantine"] if on_error == "split" or quarantining else []) + (
-            ["ingest_log"] if job_id is not None else [])
+            ["ingest_log"] if job_id is not None else []) + (
+            ["symbols"] if kind == "bars" else []) + (["actions"] if has_events else [])
         with self._write_lock, self._connection() as conn:
             try:
                 if not self.transactional_ddl:  # MariaDB: DDL commits, so do it first
@@ -795,6 +835,8 @@ class Sink:
                     # batches (fewer round trips and joins)
                     rows = max(rows or DEFAULT_BATCH_ROWS, self.deferred_batch_rows)
                 for batch in batches():
+                    if kind == "bars":
+                        batch = self._dated(conn, batch, seen)
                     self._row_bytes = batch.nbytes / max(batch.num_rows, 1)
                     result.batches += 1
                     if on_error == "split":
@@ -803,6 +845,10 @@ class Sink:
                         self._write(conn, table, kind, batch, mode, lvl, result,
                                     unique=feed.get("unique", False))
                 self._finish(conn, table, kind, lvl)
+                if kind == "bars" and (seen or meta):
+                    self._store_symbols(conn, seen, meta, source)
+                if has_events:
+                    self._store_actions(conn, meta, source)
                 if quarantining:
                     result.quarantined = self._quarantine_rows(
                         conn, quarantine, job_id=job_id, target=table, reasons=None, error="")
@@ -971,7 +1017,10 @@ class Sink:
             self._release(conn)
             result.add(sub.written, sub.updated, sub.ignored, sub.rejected)
         if refused:
-            self._quarantine_rows(conn, pa.Table.from_batches(refused), job_id=job_id,
+            rows = pa.Table.from_batches(refused)
+            if "date" in rows.column_names:  # derived from ts: not part of the input row
+                rows = rows.drop_columns(["date"])
+            self._quarantine_rows(conn, rows, job_id=job_id,
                                   target=table, reasons=None, error=errors)
 
     # -- quarantine and log -------------------------------------------------------------
@@ -1147,14 +1196,164 @@ class Sink:
         })
         self._append_aux(conn, self.tables["ingest_log"], row)
 
+    # -- trading dates, symbols, corporate actions (see _meta) ----------------------------
+    def _in_chunks(self, values: list, size: int = 500) -> Iterator[tuple[list, str]]:
+        """``values`` in slices, each with its ``(?, ?, …)`` placeholder list."""
+        d = self.dialect
+        for i in range(0, len(values), size):
+            part = values[i:i + size]
+            yield part, "(" + ", ".join(d.param(j) for j in range(len(part))) + ")"
+
+    def _dated(self, conn: Any, batch: pa.RecordBatch, seen: dict) -> pa.RecordBatch:
+        """``batch`` with its ``date`` column (exchange-local day of ``ts``); records each
+        symbol's first and last ``ts`` in ``seen``."""
+        sym, ts = batch.column("symbol"), batch.column("ts")
+        by = pa.table({"symbol": sym, "ts": ts}).group_by("symbol").aggregate(
+            [("ts", "min"), ("ts", "max")])
+        names = by.column("symbol").to_pylist()
+        for s, lo, hi in zip(names, by.column("ts_min").to_pylist(),
+                             by.column("ts_max").to_pylist(), strict=True):
+            if s is None:  # the database refuses it (NOT NULL)
+                continue
+            old = seen.get(s)
+            seen[s] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+        missing = [s for s in names if s is not None and s not in self._zones]
+        if missing:
+            self._load_zones(conn, missing)
+        return batch.append_column("date", _meta.local_dates(sym, ts, self._zones))
+
+    def _load_zones(self, conn: Any, symbols: list[str]) -> None:
+        d = self.dialect
+        for part, marks in self._in_chunks(symbols):
+            for sym, zone in self._query(conn, sql(
+                    "SELECT {s}, {z} FROM {t} WHERE {s} IN {marks}", marks=marks,
+                    t=d.quote(self.tables["symbols"]), s=d.quote("symbol"),
+                    z=d.quote("timezone")), tuple(part)):
+                self._zones[sym] = zone
+        for sym in symbols:
+            self._zones.setdefault(sym, None)
+
+    def _select_aux(self, conn: Any, kind: str, where: str, params: list) -> pa.Table:
+        d = self.dialect
+        stmt = sql("SELECT {cols} FROM {t} {where}", where=where, t=d.quote(self.tables[kind]),
+                   cols=", ".join(d.quote(c) for c in SPECS[kind].names))
+        return self._aux_canonical(self._query_arrow(conn, stmt, params or None), kind)
+
+    def _aux_canonical(self, t: pa.Table, kind: str) -> pa.Table:
+        """Rows of an aux table as read by any driver, in its Arrow schema."""
+        schema = _meta.SCHEMAS[kind]
+        cols = []
+        for f in schema:
+            col = t.column(f.name) if t.num_rows else pa.array([], f.type)
+            if pa.types.is_timestamp(f.type):
+                col = _as_utc(col)
+            elif pa.types.is_date(f.type) and not pa.types.is_date(col.type):
+                col = (col.cast(pa.string()).cast(pa.timestamp("s")).cast(pa.date32())
+                       if not pa.types.is_null(col.type) else col.cast(pa.date32()))
+            else:
+                col = col.cast(f.type)
+            cols.append(col)
+        return pa.Table.from_arrays(cols, schema=schema)
+
+    def _store_symbols(self, conn: Any, seen: dict, meta: dict, source: str | None) -> None:
+        """Upsert the ``symbols`` rows of this ingest (inside its transaction)."""
+        d = self.dialect
+        t = self.tables["symbols"]
+        syms = sorted(set(seen) | set(meta))
+        existing: list[dict] = []
+        for part, marks in self._in_chunks(syms):
+            where = sql("WHERE {s} IN {marks}", s=d.quote("symbol"), marks=marks)
+            existing += self._select_aux(conn, "symbols", where, list(part)).to_pylist()
+        # one upsert per symbol, in symbol order (no DELETE: its gap locks deadlock
+        # concurrent writers on MariaDB)
+        spec = SPECS["symbols"]
+        stmt = self._upsert_row_sql(t, spec.names, spec.key)
+        for row in _meta.merge_symbols(existing, seen, meta, source):
+            self._exec(conn, stmt, tuple(
+                self._bind_ts(to_utc_micros(row[c])) if row.get(c) is not None
+                and isinstance(row[c], datetime) else row.get(c) for c in spec.names))
+
+    def _upsert_row_sql(self, table: str, names: list, key: tuple) -> str:
+        """One row's ``INSERT … ON CONFLICT (key) DO UPDATE`` (every other column)."""
+        d = self.dialect
+        cols = ", ".join(d.quote(c) for c in names)
+        marks = ", ".join(d.param(i) for i in range(len(names)))
+        sets = ", ".join(f"{d.quote(c)} = excluded.{d.quote(c)}" for c in names
+                         if c not in key)
+        return sql("INSERT INTO {t} ({cols}) VALUES ({marks}) ON CONFLICT ({keys}) "
+                   "DO UPDATE SET {sets}", t=d.quote(table), cols=cols, marks=marks,
+                   keys=", ".join(d.quote(k) for k in key), sets=sets)
+
+    def _store_actions(self, conn: Any, meta: dict, source: str | None) -> None:
+        """Upsert the dividends and splits of ``meta`` into ``actions`` (by symbol, date)."""
+        t = self.tables["actions"]
+        parts = [_meta.actions_from_events(sym, m["events"], self._zones.get(sym), source)
+                 for sym, m in sorted(meta.items()) if m.get("events")]
+        parts = [p for p in parts if p.num_rows]
+        if not parts:
+            return
+        spec = SPECS["actions"]
+        stmt = self._upsert_row_sql(t, spec.names, spec.key)
+        for row in pa.concat_tables(parts).to_pylist():
+            self._exec(conn, stmt, tuple(
+                self._bind_date(v) if isinstance(v, date) and not isinstance(v, datetime)
+                else self._bind_ts(to_utc_micros(v)) if isinstance(v, datetime) else v
+                for v in (row[c] for c in spec.names)))
+
+    def _bind_date(self, value: date) -> Any:
+        return value
+
+    def read_aux(self, kind: str, *, symbols: Iterable[str] | None = None, start: Any = None,
+                 end: Any = None) -> pa.Table:
+        """Rows of the ``actions`` or ``symbols`` table, ordered by key; ``start``/``end``
+        (dates, ``end`` exclusive) select actions by exchange date."""
+        if kind not in ("actions", "symbols"):
+            raise SinkError(f"unknown kind {kind!r}: use 'bars', 'quotes', 'actions' or "
+                            "'symbols'")
+        d = self.dialect
+        where, params = [], []
+        if symbols is not None:
+            symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+            if not symbols:
+                return _meta.SCHEMAS[kind].empty_table()
+            where.append(d.quote("symbol") + " IN (" + ", ".join(
+                d.param(i) for i in range(len(symbols))) + ")")
+            params += symbols
+        for name, value, op in (("start", start, ">="), ("end", end, "<")):
+            if value is None:
+                continue
+            if kind != "actions":
+                raise ValueError(f"{name}= selects actions by date; symbols rows have none")
+            day = _meta.date_bound(name, value)
+            if day is None:
+                day = micros_to_datetime(_time_option(name, value)).date()
+            where.append(f"{d.quote('date')} {op} {d.param(len(params))}")
+            params.append(self._bind_date(day))
+        table = self.tables[kind]
+        order = ", ".join(d.quote(k) for k in SPECS[kind].key)
+        with self._connection() as conn:
+            try:
+                if not self._table_exists(conn, table):
+                    return _meta.SCHEMAS[kind].empty_table()
+                return self._select_aux(conn, kind, ("WHERE " + " AND ".join(where)
+                                                     if where else "") + " ORDER BY " + order,
+                                        params)
+            except self._db_errors() as exc:
+                raise SinkError(f"read from {table!r} failed: {self._err(exc)}",
+                                table=table) from None
+
     # -- reads --------------------------------------------------------------------------
     def read(self, *, table: str | None = None, kind: str | None = None,
              symbols: Iterable[str] | None = None, interval: str | None = None,
              start: Any = None, end: Any = None) -> pa.Table:
         """Rows of ``table`` in the canonical schema (timestamps UTC), ordered by key.
 
-        ``start`` is inclusive, ``end`` exclusive; naive times are taken as UTC. Values are
-        bound, never formatted into SQL.
+        ``start`` is inclusive, ``end`` exclusive. A date (``datetime.date`` or text
+        ``YYYY-MM-DD``) selects bars by their stored ``date``: the exchange's trading date
+        of daily and longer bars, the exchange-local day of intraday bars. A datetime or
+        ISO text with a time is a UTC instant (naive: UTC) compared with ``ts``. Values
+        are bound, never formatted into SQL. ``kind="actions"`` / ``"symbols"`` read
+        those tables (:meth:`read_aux`).
 
         Raises
         ------
@@ -1166,8 +1365,11 @@ class Sink:
         """
         if kind is None:
             kind = "quotes" if table is not None and table == self.tables["quotes"] else "bars"
+        if kind in ("actions", "symbols") and table is None:
+            return self.read_aux(kind, symbols=symbols, start=start, end=end)
         if kind not in _SCHEMAS:
-            raise SinkError(f"unknown kind {kind!r}: use 'bars' or 'quotes'")
+            raise SinkError(f"unknown kind {kind!r}: use 'bars', 'quotes', 'actions' or "
+                            "'symbols'")
         table = self.check_table(self.tables[kind] if table is None else table)
         spec = SPECS[kind]
         d = self.dialect
@@ -1182,13 +1384,17 @@ class Sink:
         if interval is not None and kind == "bars":
             where.append(d.quote("interval") + " = " + d.param(len(params)))
             params.append(interval)
-        if start is not None:
-            where.append(d.quote("ts") + " >= " + d.param(len(params)))
-            params.append(self._bind_ts(_time_option("start", start)))
-        if end is not None:
-            where.append(d.quote("ts") + " < " + d.param(len(params)))
-            params.append(self._bind_ts(_time_option("end", end)))
-        cols = ", ".join(d.quote(c) for c in spec.names)
+        for name, value, op in (("start", start, " >= "), ("end", end, " < ")):
+            if value is None:
+                continue
+            day = _meta.date_bound(name, value) if kind == "bars" else None
+            if day is not None:  # the exchange's day (trading date of daily bars)
+                where.append(d.quote("date") + op + d.param(len(params)))
+                params.append(self._bind_date(day))
+            else:  # an instant (naive: UTC)
+                where.append(d.quote("ts") + op + d.param(len(params)))
+                params.append(self._bind_ts(_time_option(name, value)))
+        cols = ", ".join(d.quote(c) for c in _SCHEMAS[kind].names)
         stmt = sql("SELECT {cols} FROM {t} {where} ORDER BY {keys}", t=d.quote(table),
                    cols=cols, where="WHERE " + " AND ".join(where) if where else "",
                    keys=", ".join(d.quote(k) for k in spec.key))
@@ -1228,7 +1434,10 @@ class Sink:
         cols = []
         for f in schema:
             col = table.column(f.name)
-            if pa.types.is_timestamp(f.type) and pa.types.is_integer(col.type):
+            if col.type != f.type and col.null_count == len(col):
+                # a driver types an all-null column by guess (SQLite ADBC: int64)
+                col = pa.nulls(len(col), f.type)
+            elif pa.types.is_timestamp(f.type) and pa.types.is_integer(col.type):
                 col = col.cast(pa.int64()).cast(UTC_US)
             elif pa.types.is_timestamp(f.type) and pa.types.is_timestamp(col.type):
                 if col.type.tz is None:

@@ -5,6 +5,11 @@ Timestamps are stored as int64 microseconds since the epoch (UTC) in columns dec
 zone (baselines.md); :meth:`Sink.read` turns them back into ``timestamp[us, tz=UTC]``.
 SQLite has no NaN: it stores a bound NaN as NULL (so NaN reads back as null).
 
+Readable by every client: each table ``t`` stockbatch creates comes with a view ``t_v``
+holding the same rows with timestamps as ISO 8601 UTC text (``bars_v.ts`` is
+``2026-11-29T15:00:00.000Z``; the exact integer stays as ``ts_us``); bars also carry their
+exchange ``date`` as ``YYYY-MM-DD`` text. The view costs nothing at ingest.
+
 Keyed tables are ``WITHOUT ROWID`` (one B-tree ordered by the key). Writes take
 ``BEGIN IMMEDIATE`` so that concurrent writers queue instead of failing on a lock upgrade.
 
@@ -43,7 +48,7 @@ import pyarrow as pa
 from .._errors import SinkError
 from ._adbc import AdbcSink
 from ._base import Level, log
-from ._ddl import DIALECTS, sql
+from ._ddl import DIALECTS, SPECS, sql
 
 __all__ = ["SqliteSink", "DEFAULT_BUSY_TIMEOUT"]
 
@@ -92,6 +97,26 @@ def uri_for(scheme: str, path: str) -> str:
     """The URI that opens ``path`` (three slashes and a relative path, or four and an
     absolute one)."""
     return f"{scheme}:///{path}"
+
+
+def readable_view(table: str, kind: str) -> str | None:
+    """``CREATE VIEW IF NOT EXISTS <table>_v``: the rows of ``table`` with every timestamp
+    as ISO 8601 UTC text (``2026-11-29T15:00:00.000Z``, millisecond precision, what
+    ``datetime()`` and every client read as a time) and the raw microseconds beside it as
+    ``<column>_us``; None when the name would pass 63 characters."""
+    if len(table) > 61:
+        return None
+    d = DIALECTS["sqlite"]
+    cols = []
+    for name, logical, _ in SPECS[kind].columns:
+        q = d.quote(name)
+        if logical == "ts":
+            cols.append(f"strftime('%Y-%m-%dT%H:%M:%fZ', {q} / 1000000.0, 'unixepoch') AS {q}")
+            cols.append(f"{q} AS {d.quote(name + '_us')}")
+        else:
+            cols.append(q)
+    return sql("CREATE VIEW IF NOT EXISTS {v} AS SELECT {cols} FROM {t}",
+               v=d.quote(table + "_v"), cols=", ".join(cols), t=d.quote(table))
 
 
 def _is_busy(exc: BaseException) -> bool:
@@ -181,6 +206,19 @@ class SqliteSink(AdbcSink):
         return ("SQLite table names take no schema here (main.x is x; sinks attach no other "
                 "database)")
 
+    def _create(self, conn: Any, table: str, kind: str, *, if_not_exists: bool) -> None:
+        super()._create(conn, table, kind, if_not_exists=if_not_exists)
+        view = readable_view(table, kind)
+        if view:
+            self._exec(conn, view)
+
+    def drop_table(self, table: str) -> None:
+        super().drop_table(table)
+        if len(table) <= 61:
+            with self._connection() as conn:
+                self._exec(conn, sql("DROP VIEW IF EXISTS {v}",
+                                     v=self.dialect.quote(table + "_v")))
+
     def _table_exists(self, conn: Any, table: str) -> bool:
         return bool(self._query(
             conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)))
@@ -190,15 +228,25 @@ class SqliteSink(AdbcSink):
                                           (table,))}
 
     def _prepare(self, batch: pa.RecordBatch, kind: str) -> pa.RecordBatch:
-        # cast ts to int64 microseconds: the type of the INT64_US_UTC column
+        # cast ts to int64 microseconds: the type of the INT64_US_UTC column; the date
+        # to ISO 'YYYY-MM-DD' text
         i = batch.schema.get_field_index("ts")
-        return batch.set_column(i, "ts", batch.column(i).cast(pa.int64()))
+        batch = batch.set_column(i, "ts", batch.column(i).cast(pa.int64()))
+        j = batch.schema.get_field_index("date")
+        if j >= 0:
+            batch = batch.set_column(j, "date", batch.column(j).cast(pa.string()))
+        return batch
 
     def _aux_prepare(self, data: pa.Table) -> pa.Table:
         for i, f in enumerate(data.schema):
             if pa.types.is_timestamp(f.type):
                 data = data.set_column(i, f.name, data.column(i).cast(pa.int64()))
+            elif pa.types.is_date(f.type):
+                data = data.set_column(i, f.name, data.column(i).cast(pa.string()))
         return data
+
+    def _bind_date(self, value: Any) -> Any:
+        return value.isoformat()
 
     def _bind_ts(self, us: int) -> Any:
         return us
