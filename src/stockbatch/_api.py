@@ -48,8 +48,9 @@ def ingest(symbols: Iterable[str] | str, *, db: str | os.PathLike | Sink = DEFAU
         ``upsert`` (default: re-running is idempotent), ``insert_new``, ``append``,
         ``create``, ``replace``, ``create_append``.
     indicators : spec strings, optional
-        ``["sma20", "rsi14", "macd"]`` …, computed per symbol and returned in
-        ``result.indicators``.
+        ``["sma20", "rsi14", "macd"]`` …, computed per symbol, returned in
+        ``result.indicators`` and stored in the ``indicators`` table (one row per bar and
+        indicator, upserted; ``result.stats["indicator_values_stored"]``).
     validate, spike_threshold
         Check the bars (rejected rows go to the quarantine table with their reasons).
     on_progress : callable, optional
@@ -124,7 +125,8 @@ def read(db: str | os.PathLike | Sink = DEFAULT_DB, symbols: Iterable[str] | str
     ``kind="actions"``: the stored dividends and splits (symbol, date, ts, dividend,
     split_ratio, source; ``start``/``end`` select by date). ``kind="symbols"``: one row
     per symbol (exchange, timezone, currency, instrument_type, first_bar, last_bar,
-    last_ingested, source).
+    last_ingested, source). ``kind="indicators"``: the values stored by
+    ``ingest(indicators=…)`` (symbol, interval, name, ts, value; ``start``/``end`` by ts).
     """
     if isinstance(symbols, str):
         symbols = [symbols]

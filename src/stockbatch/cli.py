@@ -217,9 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "exchange-local day for intraday bars); a datetime is a UTC instant")
     p.add_argument("--end", type=_read_bound, default=None, help="to (exclusive), as --start")
     p.add_argument("--table", default=None, help="bars table name (default: bars)")
-    p.add_argument("--kind", default="bars", choices=("bars", "actions", "symbols"),
+    p.add_argument("--kind", default="bars",
+                   choices=("bars", "actions", "symbols", "indicators"),
                    help="what to read: bars (default), actions (dividends and splits) or "
-                        "symbols (exchange, zone, currency, first/last bar per symbol)")
+                        "symbols (exchange, zone, currency, first/last bar per symbol) or "
+                        "indicators (values stored by ingest --indicators)")
     p.add_argument("--csv", action="store_true", help="CSV on stdout instead of a table")
     p.add_argument("--limit", type=_non_negative_int, default=None, metavar="N",
                    help="only the latest N bars of each symbol; 0 = all (default: all for "

@@ -312,3 +312,40 @@ def test_cli_migrate(tmp_path, capsys):
         con.close()
     assert main(["migrate", "--db", str(db)]) == 0
     assert "bars: current" in capsys.readouterr().out
+
+
+def test_indicators_stored_on_request_and_upserted(fixture_server, uri, names):
+    from stockbatch.indicators import compute
+
+    names = {**names, "indicators": names["bars"].replace("bars", "ind")}
+    with sinks.connect(uri, tables=names) as sink:
+        try:
+            for _ in range(2):
+                res = stockbatch.ingest(["AAPL", "7203.T"], db=sink, period="3mo",
+                                        base_url=fixture_server.url,
+                                        indicators="sma20,rsi14")
+                assert res.success
+                stored = res.stats["indicator_values_stored"]
+                ind = stockbatch.read(sink, kind="indicators")
+                assert stored == ind.num_rows > 0
+            bars = sink.read()
+            want = compute(bars, ["sma20", "rsi14"])
+            oracle = {}
+            for r in want.to_pylist():
+                for name in ("sma20", "rsi14"):
+                    v = r[name]
+                    if v is not None and v == v:
+                        oracle[(r["symbol"], r["interval"], name, r["ts"])] = v
+            got = {(r["symbol"], r["interval"], r["name"], r["ts"]): r["value"]
+                   for r in ind.to_pylist()}
+            assert got.keys() == oracle.keys()
+            assert all(abs(got[k] - oracle[k]) <= 1e-9 * max(1.0, abs(oracle[k]))
+                       for k in got)
+            # idempotent: a second identical run changed nothing
+            assert ind.num_rows == len(oracle)
+            win = sink.read(kind="indicators", symbols=["AAPL"],
+                            start=bars.column("ts")[-1].as_py())
+            assert set(win.column("name").to_pylist()) == {"sma20", "rsi14"}
+        finally:
+            for t in names.values():
+                sink.drop_table(t)

@@ -174,7 +174,10 @@ class ChunkStages:
         _add(stages["validate"], rows_in, table.num_rows, n_rej, time.perf_counter() - t)
 
         t = time.perf_counter()
-        error, stored = self.store(table, rejected, meta)
+        # indicators asked for are computed before the store, to be stored with the bars
+        wide = self.indicators(table) if job.indicators and table.num_rows and \
+            self.sink is not None else None
+        error, stored = self.store(table, rejected, meta, wide)
         refused = stored.rejected if stored is not None else 0
         by_symbol = stored.refused_by_symbol if stored is not None else {}
         _add(stages["store"], table.num_rows + n_rej,
@@ -206,10 +209,18 @@ class ChunkStages:
                 self.tables.append(table)
                 if rejected is not None:
                     self.rejected_tables.append(rejected)
-            if job.indicators and table.num_rows:
+            if wide is not None:
+                self.analysis.append(wide)
+                if stored is not None:
+                    st = self.result.stats
+                    st["indicator_values_stored"] = st.get("indicator_values_stored", 0) + \
+                        stored.indicators_written + stored.indicators_updated + \
+                        stored.indicators_ignored
+            elif job.indicators and table.num_rows:
                 self.analyze(table)
 
-    def store(self, table: pa.Table, rejected: pa.Table | None, meta: dict | None = None
+    def store(self, table: pa.Table, rejected: pa.Table | None, meta: dict | None = None,
+              indicators: pa.Table | None = None
               ) -> tuple[SinkError | SchemaError | None, IngestResult | None]:
         """Write a chunk and its rejected rows in one transaction; retry, and on the last
         try bisect so that only the rows the database refuses are quarantined (with its
@@ -229,7 +240,7 @@ class ChunkStages:
                     table, table=job.table, kind=job.kind, mode=mode,
                     on_error="split" if split else "raise", job_id=job.job_id,
                     source=job.source.name, quarantine=quarantine,
-                    meta=meta if job.kind == "bars" else None)
+                    meta=meta if job.kind == "bars" else None, indicators=indicators)
             except SchemaError as exc:  # the table does not take these rows: no retry
                 return exc, None
             except SinkError as exc:
@@ -239,14 +250,18 @@ class ChunkStages:
         return error, None
 
     def analyze(self, table: pa.Table) -> None:
+        self.analysis.append(self.indicators(table))
+
+    def indicators(self, table: pa.Table) -> pa.Table:
+        """The job's indicators of ``table``: the bar key and one column per indicator."""
         from ..indicators import compute
 
         t = time.perf_counter()
         out = compute(table, list(self.job.indicators))
         keep = list(_KEY_COLS) + out.schema.names[table.num_columns:]
-        self.analysis.append(out.select(keep))
         _add(self.result.stages["analyze"], table.num_rows, table.num_rows, 0,
              time.perf_counter() - t)
+        return out.select(keep)
 
     def progress(self, stage: str) -> None:
         cb = self.job.on_progress

@@ -105,6 +105,10 @@ class IngestResult:
     quarantined: int = 0
     refused_by_symbol: dict = field(default_factory=dict)
     refused_errors: dict = field(default_factory=dict)
+    #: indicator values (``ingest(indicators=…)``) inserted / changed / unchanged
+    indicators_written: int = 0
+    indicators_updated: int = 0
+    indicators_ignored: int = 0
 
     @property
     def rows(self) -> int:
@@ -417,7 +421,8 @@ class Sink:
         self._batch_rows = batch_rows
         self._row_bytes: float | None = None
         names = {"bars": "bars", "quotes": "quotes", "quarantine": "quarantine",
-                 "ingest_log": "ingest_log", "symbols": "symbols", "actions": "actions"}
+                 "ingest_log": "ingest_log", "symbols": "symbols", "actions": "actions",
+                 "indicators": "indicators"}
         for k, v in (tables or {}).items():
             if k not in names:
                 raise SinkError(f"unknown table role {k!r}: use {sorted(names)}")
@@ -734,7 +739,8 @@ class Sink:
                source: str | None = None, level: Any = None,
                batch_rows: int | None = None,
                quarantine: pa.Table | None = None,
-               meta: dict | None = None) -> IngestResult:
+               meta: dict | None = None,
+               indicators: pa.Table | None = None) -> IngestResult:
         """Store ``data`` in ``table``, all or nothing.
 
         Parameters
@@ -779,6 +785,12 @@ class Sink:
             zone stored in the ``symbols`` table, else UTC); the ``symbols`` table is
             updated and ``events`` (dividends, splits) are upserted into ``actions``, all
             in the same transaction.
+        indicators : pyarrow.Table, optional
+            Indicator values beside the bar key (``symbol``, ``interval``, ``ts`` and one
+            column per indicator, as :func:`stockbatch.indicators.compute` adds them),
+            upserted into the ``indicators`` table (one row per bar and indicator name) in
+            the same transaction; counted in ``indicators_written`` / ``_updated`` /
+            ``_ignored``.
 
         Returns
         -------
@@ -837,6 +849,11 @@ class Sink:
         aux = (["quarantine"] if on_error == "split" or quarantining else []) + (
             ["ingest_log"] if job_id is not None else []) + (
             ["symbols"] if kind == "bars" else []) + (["actions"] if has_events else [])
+        values = None
+        if indicators is not None:
+            values = _meta.indicators_long(to_table(indicators))
+            if values.num_rows:
+                aux.append("indicators")
         with self._write_lock, self._connection() as conn:
             try:
                 if not self.transactional_ddl:  # MariaDB: DDL commits, so do it first
@@ -884,6 +901,8 @@ class Sink:
                     self._store_symbols(conn, seen, meta, source)
                 if has_events:
                     self._store_actions(conn, meta, source)
+                if values is not None and values.num_rows:
+                    self._store_indicators(conn, values, lvl, result)
                 if quarantining:
                     result.quarantined = self._quarantine_rows(
                         conn, quarantine, job_id=job_id, target=table, reasons=None, error="")
@@ -1328,6 +1347,17 @@ class Sink:
                    "DO UPDATE SET {sets}", t=d.quote(table), cols=cols, marks=marks,
                    keys=", ".join(d.quote(k) for k in key), sets=sets)
 
+    def _store_indicators(self, conn: Any, values: pa.Table, level: Level,
+                          result: IngestResult) -> None:
+        """Upsert indicator values (long rows) through the bars' staged upsert."""
+        t = self.tables["indicators"]
+        sub = IngestResult(table=t, mode="upsert")
+        for batch in _rechunk(values.to_batches(), DEFAULT_BATCH_ROWS):
+            self._write(conn, t, "indicators", batch, "upsert", level, sub)
+        result.indicators_written += sub.written
+        result.indicators_updated += sub.updated
+        result.indicators_ignored += sub.ignored
+
     def _store_actions(self, conn: Any, meta: dict, source: str | None) -> None:
         """Upsert the dividends and splits of ``meta`` into ``actions`` (by symbol, date)."""
         t = self.tables["actions"]
@@ -1429,11 +1459,12 @@ class Sink:
 
     def read_aux(self, kind: str, *, symbols: Iterable[str] | None = None, start: Any = None,
                  end: Any = None) -> pa.Table:
-        """Rows of the ``actions`` or ``symbols`` table, ordered by key; ``start``/``end``
-        (dates, ``end`` exclusive) select actions by exchange date."""
-        if kind not in ("actions", "symbols"):
-            raise SinkError(f"unknown kind {kind!r}: use 'bars', 'quotes', 'actions' or "
-                            "'symbols'")
+        """Rows of the ``actions``, ``symbols`` or ``indicators`` table, ordered by key;
+        ``start``/``end`` (``end`` exclusive) select actions by exchange date, indicator
+        values by ``ts`` (UTC instants)."""
+        if kind not in ("actions", "symbols", "indicators"):
+            raise SinkError(f"unknown kind {kind!r}: use 'bars', 'quotes', 'actions', "
+                            "'symbols' or 'indicators'")
         d = self.dialect
         where, params = [], []
         if symbols is not None:
@@ -1445,6 +1476,10 @@ class Sink:
             params += symbols
         for name, value, op in (("start", start, ">="), ("end", end, "<")):
             if value is None:
+                continue
+            if kind == "indicators":
+                where.append(f"{d.quote('ts')} {op} {d.param(len(params))}")
+                params.append(self._bind_ts(_time_option(name, value)))
                 continue
             if kind != "actions":
                 raise ValueError(f"{name}= selects actions by date; symbols rows have none")
@@ -1489,7 +1524,7 @@ class Sink:
         """
         if kind is None:
             kind = "quotes" if table is not None and table == self.tables["quotes"] else "bars"
-        if kind in ("actions", "symbols") and table is None:
+        if kind in ("actions", "symbols", "indicators") and table is None:
             return self.read_aux(kind, symbols=symbols, start=start, end=end)
         if kind not in _SCHEMAS:
             raise SinkError(f"unknown kind {kind!r}: use 'bars', 'quotes', 'actions' or "

@@ -211,6 +211,11 @@ SPECS = {
         ("symbol", "text", True), ("date", "date", True), ("ts", "ts", False),
         ("dividend", "float", False), ("split_ratio", "float", False),
         ("source", "text", False)), ("symbol", "date")),
+    # indicator values computed on request (ingest(indicators=…)): one row per bar and
+    # indicator name (sma20, rsi14, macd_signal …), keyed like the bars plus the name
+    "indicators": TableSpec("indicators", (
+        ("symbol", "text", True), ("interval", "text", True), ("name", "text", True),
+        ("ts", "ts", True), ("value", "float", False)), ("symbol", "interval", "name", "ts")),
     # the layout version of the tables of a database (key 'schema_version')
     "stockbatch_meta": TableSpec("stockbatch_meta", (
         ("key", "text", True), ("value", "text", False)), ("key",)),

@@ -16,11 +16,13 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..schema import local_dates
 
 __all__ = ["local_dates", "SymbolMeta", "meta_from_batch", "actions_from_events",
-           "date_bound", "merge_symbols", "SYMBOL_FIELDS", "SYMBOLS", "ACTIONS", "SCHEMAS"]
+           "date_bound", "merge_symbols", "SYMBOL_FIELDS", "SYMBOLS", "ACTIONS", "SCHEMAS",
+           "INDICATORS", "indicators_long"]
 
 UTC_US = pa.timestamp("us", tz="UTC")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -42,7 +44,40 @@ ACTIONS = pa.schema([
     pa.field("symbol", pa.string(), nullable=False), pa.field("date", pa.date32(), nullable=False),
     ("ts", UTC_US), ("dividend", pa.float64()), ("split_ratio", pa.float64()),
     ("source", pa.string())])
-SCHEMAS = {"symbols": SYMBOLS, "actions": ACTIONS}
+#: Arrow schema of the ``indicators`` table (long: one value per bar and indicator).
+INDICATORS = pa.schema([
+    pa.field("symbol", pa.string(), nullable=False),
+    pa.field("interval", pa.string(), nullable=False),
+    pa.field("name", pa.string(), nullable=False), pa.field("ts", UTC_US, nullable=False),
+    ("value", pa.float64())])
+SCHEMAS = {"symbols": SYMBOLS, "actions": ACTIONS, "indicators": INDICATORS}
+_KEY = ("symbol", "interval", "ts")
+
+
+def indicators_long(wide: pa.Table) -> pa.Table:
+    """Indicator columns beside the bar key (what :func:`stockbatch.indicators.compute`
+    adds) as ``indicators`` rows: one per bar and indicator, warm-up nulls and NaN left
+    out."""
+    parts = []
+    for name in wide.column_names:
+        if name in _KEY:
+            continue
+        col = wide.column(name)
+        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+            continue
+        value = col.cast(pa.float64())
+        keep = pc.and_kleene(pc.is_valid(value), pc.invert(pc.is_nan(value)))
+        keep = pc.fill_null(keep, False)
+        n = pc.sum(keep).as_py() or 0
+        if not n:
+            continue
+        parts.append(pa.Table.from_arrays([
+            wide.column("symbol").filter(keep).cast(pa.string()),
+            wide.column("interval").filter(keep).cast(pa.string()),
+            pa.array([name] * n, pa.string()),
+            wide.column("ts").filter(keep).cast(UTC_US), value.filter(keep)],
+            schema=INDICATORS))
+    return pa.concat_tables(parts) if parts else INDICATORS.empty_table()
 
 
 def meta_from_batch(batch: pa.RecordBatch | pa.Table) -> SymbolMeta:
