@@ -211,6 +211,9 @@ class MysqlSink(Sink):
         self._move(conn, stage, batch, level=level)
         return stage
 
+    def _aux_ready(self, data: pa.Table) -> pa.Table:
+        return pa.Table.from_batches([self._prepare(b, "") for b in data.to_batches()])
+
     def _upsert_row_sql(self, table: str, names: list, key: tuple) -> str:
         d = self.dialect
         return sql("INSERT INTO {t} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {sets}",

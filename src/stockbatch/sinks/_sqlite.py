@@ -7,8 +7,10 @@ SQLite has no NaN: it stores a bound NaN as NULL (so NaN reads back as null).
 
 Readable by every client: each table ``t`` stockbatch creates comes with a view ``t_v``
 holding the same rows with timestamps as ISO 8601 UTC text (``bars_v.ts`` is
-``2026-11-29T15:00:00.000Z``; the exact integer stays as ``ts_us``); bars also carry their
-exchange ``date`` as ``YYYY-MM-DD`` text. The view costs nothing at ingest.
+``2026-11-29T15:00:00.000Z``; the exact integer stays as ``ts_us``) and dates as
+``YYYY-MM-DD`` text. The view costs nothing at ingest. In the tables, the bars' exchange
+``date`` is an integer YYYYMMDD (``WHERE date = 20261130``): ISO text there made appends
+15 % slower.
 
 Keyed tables are ``WITHOUT ROWID`` (one B-tree ordered by the key). Writes take
 ``BEGIN IMMEDIATE`` so that concurrent writers queue instead of failing on a lock upgrade.
@@ -100,11 +102,13 @@ def uri_for(scheme: str, path: str) -> str:
     return f"{scheme}:///{path}"
 
 
-def iso_dates(col: pa.Array) -> pa.Array:
-    """A date32 column as ``YYYY-MM-DD`` text: the few distinct days formatted once and
-    taken by index (10x faster than casting a million dates to text)."""
+def yyyymmdd(col: Any) -> pa.Array:
+    """A date32 column as integers YYYYMMDD: the few distinct days computed once and
+    taken by index."""
     days = pc.unique(col)
-    return pc.take(days.cast(pa.string()), pc.index_in(col, value_set=days))
+    num = pc.add(pc.add(pc.multiply(pc.year(days), 10_000), pc.multiply(pc.month(days), 100)),
+                 pc.day(days))
+    return pc.take(num.cast(pa.int64()), pc.index_in(col, value_set=days))
 
 
 def readable_view(table: str, kind: str) -> str | None:
@@ -121,6 +125,9 @@ def readable_view(table: str, kind: str) -> str | None:
         if logical == "ts":
             cols.append(f"strftime('%Y-%m-%dT%H:%M:%fZ', {q} / 1000000.0, 'unixepoch') AS {q}")
             cols.append(f"{q} AS {d.quote(name + '_us')}")
+        elif logical == "date":
+            cols.append(f"printf('%04d-%02d-%02d', {q} / 10000, {q} / 100 % 100, {q} % 100) "
+                        f"AS {q}")
         else:
             cols.append(q)
     return sql("CREATE VIEW IF NOT EXISTS {v} AS SELECT {cols} FROM {t}",
@@ -252,7 +259,7 @@ class SqliteSink(AdbcSink):
         batch = batch.set_column(i, "ts", batch.column(i).cast(pa.int64()))
         j = batch.schema.get_field_index("date")
         if j >= 0:
-            batch = batch.set_column(j, "date", iso_dates(batch.column(j)))
+            batch = batch.set_column(j, "date", yyyymmdd(batch.column(j)))
         return batch
 
     def _aux_prepare(self, data: pa.Table) -> pa.Table:
@@ -260,11 +267,14 @@ class SqliteSink(AdbcSink):
             if pa.types.is_timestamp(f.type):
                 data = data.set_column(i, f.name, data.column(i).cast(pa.int64()))
             elif pa.types.is_date(f.type):
-                data = data.set_column(i, f.name, data.column(i).cast(pa.string()))
+                data = data.set_column(i, f.name, yyyymmdd(data.column(i)))
         return data
 
+    def _aux_ready(self, data: pa.Table) -> pa.Table:
+        return self._aux_prepare(data)
+
     def _bind_date(self, value: Any) -> Any:
-        return value.isoformat()
+        return value.year * 10_000 + value.month * 100 + value.day
 
     def _bind_ts(self, us: int) -> Any:
         return us
