@@ -1449,7 +1449,7 @@ class Sink:
         self._forget(bars)
         self.ensure_tables("symbols")
         rows = 0
-        self.ingest(SPECS["bars"].schema.empty_table(), table=new, kind="bars",
+        self.ingest(BARS.empty_table(), table=new, kind="bars",
                     mode="create_append")
         for i in range(0, len(syms), step):
             part = self.read(table=bars, kind="bars", symbols=syms[i:i + step])
@@ -1565,7 +1565,8 @@ class Sink:
         table = self.check_table(self.tables[kind] if table is None else table)
         spec = SPECS[kind]
         d = self.dialect
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if symbols is not None:
             symbols = [symbols] if isinstance(symbols, str) else list(symbols)
             if not symbols:

@@ -109,7 +109,7 @@ class MysqlSink(Sink):
                 col = col.cast(f.type) if not pa.types.is_timestamp(f.type) else col.cast(
                     pa.timestamp("us"))
             cols.append(col)
-        return pa.table(cols, names=spec.schema.names)
+        return pa.table(cols, names=[f.name for f in spec.schema or ()])
 
     def _table_exists(self, conn: Any, table: str) -> bool:
         schema, _, name = table.rpartition(".")
