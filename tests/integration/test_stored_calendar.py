@@ -374,3 +374,25 @@ def test_time_window_index(sink, names, uri):
             assert f"{t}_ts" in keys
     got = sink.read(start=datetime(2026, 3, 29, tzinfo=UTC), end=datetime(2026, 3, 31, tzinfo=UTC))
     assert got.num_rows == 4
+
+
+@pytest.mark.parametrize("code, symbol", [("7203", "7203.T"), ("SAP.DE", "SAP.DE"),
+                                          ("AAPL", "AAPL")])
+def test_compat_and_read_agree_on_a_date_window(fixture_server, tmp_path, code, symbol):
+    """compat takes dates as exchange-local days; read() takes them as trading dates: the
+    same window gives the same bars."""
+    from stockbatch.compat import StockFetcher
+
+    db = str(tmp_path / "agree.db")
+    assert stockbatch.ingest([symbol], db=db, base_url=fixture_server.url, period="3mo").success
+    stored = stockbatch.read(db, [symbol]).column("ts").to_pylist()
+    zone = ZoneInfo(ZONES[symbol])
+    lo = stored[5].astimezone(zone).date().isoformat()
+    hi = stored[15].astimezone(zone).date().isoformat()
+    got = stockbatch.read(db, [symbol], start=lo, end=hi).column("ts").to_pylist()
+    assert got == stored[5:15]
+    with StockFetcher(base_url=fixture_server.url, auto_adjust=False) as f:
+        frame = f.get_historical_data_range(code, lo, hi)
+    assert frame is not None
+    # compat's index: the exchange-local day (as yfinance's)
+    assert [t.date() for t in frame.index] == [g.astimezone(zone).date() for g in got]
