@@ -340,14 +340,11 @@ def _ranges(symbol: Any, ts: Any) -> tuple[list, list, list]:
     names = enc.dictionary.to_pylist()
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     if len(starts) == len(names) and (enc.indices.null_count == 0 or -1 not in codes):
-        los = np.minimum.reduceat(us, starts)
-        his = np.maximum.reduceat(us, starts)
-        order = codes[starts]
-        lo_l, hi_l = [0] * len(names), [0] * len(names)
-        for k, c in enumerate(order.tolist()):
-            lo_l[c], hi_l[c] = int(los[k]), int(his[k])
-        return (names, [micros_to_datetime(x) for x in lo_l],
-                [micros_to_datetime(x) for x in hi_l])
+        order = np.argsort(codes[starts])
+        los = np.minimum.reduceat(us, starts)[order]
+        his = np.maximum.reduceat(us, starts)[order]
+        return (names, pa.array(los).cast(UTC_US).to_pylist(),
+                pa.array(his).cast(UTC_US).to_pylist())
     by = pa.table({"symbol": symbol, "ts": ts}).group_by("symbol").aggregate(
         [("ts", "min"), ("ts", "max")])
     return (by.column("symbol").to_pylist(), by.column("ts_min").to_pylist(),
