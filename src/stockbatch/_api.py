@@ -48,8 +48,9 @@ def ingest(symbols: Iterable[str] | str, *, db: str | os.PathLike[str] | Sink = 
         ``upsert`` (default: re-running is idempotent), ``insert_new``, ``append``,
         ``create``, ``replace``, ``create_append``.
     indicators : spec strings, optional
-        ``["sma20", "rsi14", "macd"]`` …, computed per symbol and returned in
-        ``result.indicators``.
+        ``["sma20", "rsi14", "macd"]`` …, computed per symbol, returned in
+        ``result.indicators`` and stored in the ``indicators`` table (one row per bar and
+        indicator, upserted; ``result.stats["indicator_values_stored"]``).
     validate, spike_threshold
         Check the bars (rejected rows go to the quarantine table with their reasons).
     on_progress : callable, optional
@@ -113,8 +114,21 @@ def read(db: str | os.PathLike[str] | Sink = DEFAULT_DB, symbols: Iterable[str] 
          *, interval: str | None = None, start: Any = None, end: Any = None,
          table: str | None = None, kind: str = "bars") -> pa.Table:
     """Stored bars (or quotes, ``kind="quotes"``) from ``db`` in the canonical schema,
-    timestamps in UTC, ordered by key. ``start`` is inclusive, ``end`` exclusive.
-    ``result.to_pandas()`` or ``polars.from_arrow(result)`` hand it over."""
+    timestamps in UTC, ordered by key. ``result.to_pandas()`` or
+    ``polars.from_arrow(result)`` hand it over.
+
+    ``start`` is inclusive, ``end`` exclusive. A date (``datetime.date`` or
+    ``"YYYY-MM-DD"``) is the exchange's trading date for daily and longer bars and the
+    exchange-local day for intraday bars (``"2026-11-30"`` finds Tokyo's bar of that day,
+    stored at ``2026-11-29T15:00Z``); a datetime or ISO text with a time is a UTC instant
+    (naive: UTC).
+
+    ``kind="actions"``: the stored dividends and splits (symbol, date, ts, dividend,
+    split_ratio, source; ``start``/``end`` select by date). ``kind="symbols"``: one row
+    per symbol (exchange, timezone, currency, instrument_type, first_bar, last_bar,
+    last_ingested, source). ``kind="indicators"``: the values stored by
+    ``ingest(indicators=…)`` (symbol, interval, name, ts, value; ``start``/``end`` by ts).
+    """
     if isinstance(symbols, str):
         symbols = [symbols]
     if isinstance(db, Sink):

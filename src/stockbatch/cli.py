@@ -61,6 +61,18 @@ def _date_arg(text: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
+def _read_bound(text: str) -> dt.date | dt.datetime:
+    """``YYYY-MM-DD`` (a calendar date: the exchange's day) or an ISO datetime (naive =
+    UTC), for ``read --start/--end``."""
+    text = text.strip()
+    if len(text) == 10:
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+    return _date_arg(text)
+
+
 def _period_arg(text: str) -> str:
     text = text.strip()
     if not _PERIOD.match(text):
@@ -200,9 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="database (default: ./%(default)s)")
     p.add_argument("--interval", default=None, choices=INTERVALS, metavar="INTERVAL",
                    help="only this bar size (default: all)")
-    p.add_argument("--start", type=_date_arg, default=None, help="from (inclusive)")
-    p.add_argument("--end", type=_date_arg, default=None, help="to (exclusive)")
+    p.add_argument("--start", type=_read_bound, default=None,
+                   help="from (inclusive): YYYY-MM-DD is the exchange's trading date (the "
+                        "exchange-local day for intraday bars); a datetime is a UTC instant")
+    p.add_argument("--end", type=_read_bound, default=None, help="to (exclusive), as --start")
     p.add_argument("--table", default=None, help="bars table name (default: bars)")
+    p.add_argument("--kind", default="bars",
+                   choices=("bars", "actions", "symbols", "indicators"),
+                   help="what to read: bars (default), actions (dividends and splits) or "
+                        "symbols (exchange, zone, currency, first/last bar per symbol) or "
+                        "indicators (values stored by ingest --indicators)")
     p.add_argument("--csv", action="store_true", help="CSV on stdout instead of a table")
     p.add_argument("--limit", type=_non_negative_int, default=None, metavar="N",
                    help="only the latest N bars of each symbol; 0 = all (default: all for "
@@ -224,7 +243,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-dir", default=None, metavar="DIR",
                    help="the benchmark directory (default: ./bench)")
     p.set_defaults(func=_cmd_bench)
+    _add_migrate_parser(sub)
     return parser
+
+
+def _add_migrate_parser(sub) -> None:
+    p = sub.add_parser("migrate", help="upgrade the tables of an older stockbatch in place",
+                       description="Upgrade tables written by stockbatch 0.1 to this "
+                                   "version's layout: bars get their trading date column, "
+                                   "the symbols and actions tables are created, the layout "
+                                   "version is recorded. Running it again changes nothing.")
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH_OR_URI",
+                   help="database (default: ./%(default)s)")
+    p.add_argument("--table", default=None, help="bars table name (default: bars)")
+    p.set_defaults(func=_cmd_migrate)
+
+
+def _cmd_migrate(args) -> int:
+    from .sinks import connect
+
+    path = _local_file(args.db)
+    if path is not None and not os.path.exists(path):
+        raise Refused(f"no database at {path!r}")
+    tables = {"bars": args.table} if args.table else None
+    with connect(args.db, tables=tables) as sink:
+        done = sink.migrate()
+    for table, what in done.items():
+        print(f"{table}: {what}")
+    print(f"schema version: {sink.SCHEMA_VERSION}")
+    return 0
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -592,8 +639,11 @@ def _cmd_read(args) -> int:
     if path is not None and not os.path.exists(path):
         raise Refused(f"no database at {path!r}: run `stockbatch demo` or "
                        "`stockbatch ingest …` first, or pass --db")
-    if args.start and args.end and args.end <= args.start:
+    if args.start and args.end and type(args.start) is type(args.end) \
+            and args.end <= args.start:
         raise UsageError("--end must be after --start")
+    if args.kind != "bars":
+        return _read_aux(args)
     try:
         table = sb.read(args.db, args.symbols or None, interval=args.interval,
                         start=args.start, end=args.end, table=args.table)
@@ -631,6 +681,48 @@ def _cmd_read(args) -> int:
     missing = sorted(set(args.symbols) - set(pc.unique(table["symbol"]).to_pylist()))
     if missing:
         _err("stockbatch read: no bars for " + ", ".join(missing))
+        return 1
+    return 0
+
+
+def _read_aux(args) -> int:
+    """``read --kind actions|symbols``: the rows as CSV (``--csv``) or aligned text."""
+    import pyarrow.csv as pacsv
+
+    import stockbatch as sb
+
+    if args.table:
+        raise UsageError("--table names a bars table; --kind actions/symbols read the "
+                         "tables of that name")
+    try:
+        table = sb.read(args.db, args.symbols or None, start=args.start, end=args.end,
+                        kind=args.kind)
+    except (ValueError, TypeError) as exc:
+        from ._errors import StockbatchError
+
+        if isinstance(exc, StockbatchError):
+            raise
+        raise UsageError(_redact(exc)) from None
+    if args.csv:
+        sys.stdout.flush()
+        out = getattr(sys.stdout, "buffer", None)
+        if out is not None:
+            pacsv.write_csv(table, out)
+            out.flush()
+            return 0
+    rows = [[("" if v is None else str(v)) for v in r.values()] for r in table.to_pylist()]
+    if args.csv:  # a text-only stdout
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(table.column_names)
+        w.writerows(rows)
+        return 0
+    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(table.column_names)]
+    for line in [table.column_names, *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+    if not rows:
+        _err(f"stockbatch read: no {args.kind} in {_redact(args.db)}")
         return 1
     return 0
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from ._errors import SchemaError
 
-__all__ = ["BARS", "QUOTES", "BAR_KEY", "conform", "to_table", "PRICE_COLUMNS"]
+__all__ = ["BARS", "QUOTES", "BAR_KEY", "conform", "to_table", "PRICE_COLUMNS", "local_dates"]
 
 UTC_US = pa.timestamp("us", tz="UTC")
 
@@ -252,3 +252,31 @@ def conform(
             problems,
         )
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def local_dates(symbol: pa.Array | pa.ChunkedArray, ts: pa.Array | pa.ChunkedArray,
+                zones: Mapping[str, str | None]) -> pa.Array:
+    """The exchange-local calendar day (``date32``) of each ``ts``, in the zone of its
+    symbol (``zones``; a symbol missing or None there is dated in UTC)."""
+    ts = ts.cast(UTC_US)
+    by_zone: dict[str, list[str]] = {}
+    for s in pc.unique(symbol).to_pylist():
+        by_zone.setdefault(zones.get(s) or "UTC", []).append(s)
+
+    def in_zone(zone: str) -> Any:
+        if zone == "UTC":
+            return ts.cast(pa.timestamp("us")).cast(pa.date32())
+        local = pc.local_timestamp(ts.cast(pa.timestamp("us", tz=zone)))
+        return local.cast(pa.date32())
+
+    if len(by_zone) <= 1:
+        out = in_zone(next(iter(by_zone), "UTC"))
+    else:
+        out = in_zone("UTC")
+        for zone, syms in by_zone.items():
+            if zone != "UTC":
+                mask = pc.is_in(symbol, value_set=pa.array(syms, pa.string()))
+                out = pc.if_else(mask, in_zone(zone), out)
+    if isinstance(out, pa.ChunkedArray):
+        out = out.combine_chunks()
+    return out

@@ -48,6 +48,7 @@ LAYERS = {
     "stockbatch._validation": CORE,
     "stockbatch.indicators": CORE,
     "stockbatch.schema": CORE,
+    "stockbatch.adjust": CORE,
     "stockbatch._py": CORE,
     "stockbatch._ext": CORE,
     "stockbatch._errors": BASE,

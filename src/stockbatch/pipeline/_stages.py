@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from .. import _kernels as kernels
 from .._errors import JobCancelled, JobTimeout, SchemaError, SinkError
 from ..sinks import IngestResult, Sink
+from ..sinks._meta import meta_from_batch
 from ..sources._base import OUT_OF_WINDOW_KEY
 from ._fetch import DONE, FetchStage
 from ._job import PipelineJob
@@ -153,6 +154,8 @@ class ChunkStages:
     def process(self, chunk: list[tuple[str, pa.RecordBatch]]) -> None:
         job, stages = self.job, self.result.stages
         t = time.perf_counter()
+        # the provider's metadata per symbol (exchange zone, currency, dividends, splits)
+        meta = {sym: m for sym, b in chunk if (m := meta_from_batch(b))}
         table = pa.Table.from_batches([b.replace_schema_metadata(None) for _, b in chunk])
         rows_in = table.num_rows
         if job.kind == "bars":
@@ -171,7 +174,10 @@ class ChunkStages:
         _add(stages["validate"], rows_in, table.num_rows, n_rej, time.perf_counter() - t)
 
         t = time.perf_counter()
-        error, stored = self.store(table, rejected)
+        # indicators asked for are computed before the store, to be stored with the bars
+        wide = self.indicators(table) if job.indicators and table.num_rows and \
+            self.sink is not None else None
+        error, stored = self.store(table, rejected, meta, wide)
         refused = stored.rejected if stored is not None else 0
         by_symbol = stored.refused_by_symbol if stored is not None else {}
         _add(stages["store"], table.num_rows + n_rej,
@@ -203,10 +209,18 @@ class ChunkStages:
                 self.tables.append(table)
                 if rejected is not None:
                     self.rejected_tables.append(rejected)
-            if job.indicators and table.num_rows:
+            if wide is not None:
+                self.analysis.append(wide)
+                if stored is not None:
+                    st = self.result.stats
+                    st["indicator_values_stored"] = st.get("indicator_values_stored", 0) + \
+                        stored.indicators_written + stored.indicators_updated + \
+                        stored.indicators_ignored
+            elif job.indicators and table.num_rows:
                 self.analyze(table)
 
-    def store(self, table: pa.Table, rejected: pa.Table | None
+    def store(self, table: pa.Table, rejected: pa.Table | None, meta: dict | None = None,
+              indicators: pa.Table | None = None
               ) -> tuple[SinkError | SchemaError | None, IngestResult | None]:
         """Write a chunk and its rejected rows in one transaction; retry, and on the last
         try bisect so that only the rows the database refuses are quarantined (with its
@@ -225,7 +239,8 @@ class ChunkStages:
                 return None, sink.ingest(
                     table, table=job.table, kind=job.kind, mode=mode,
                     on_error="split" if split else "raise", job_id=job.job_id,
-                    source=job.source.name, quarantine=quarantine)
+                    source=job.source.name, quarantine=quarantine,
+                    meta=meta if job.kind == "bars" else None, indicators=indicators)
             except SchemaError as exc:  # the table does not take these rows: no retry
                 return exc, None
             except SinkError as exc:
@@ -235,14 +250,18 @@ class ChunkStages:
         return error, None
 
     def analyze(self, table: pa.Table) -> None:
+        self.analysis.append(self.indicators(table))
+
+    def indicators(self, table: pa.Table) -> pa.Table:
+        """The job's indicators of ``table``: the bar key and one column per indicator."""
         from ..indicators import compute
 
         t = time.perf_counter()
         out = compute(table, list(self.job.indicators))
         keep = list(_KEY_COLS) + out.schema.names[table.num_columns:]
-        self.analysis.append(out.select(keep))
         _add(self.result.stages["analyze"], table.num_rows, table.num_rows, 0,
              time.perf_counter() - t)
+        return out.select(keep)
 
     def progress(self, stage: str) -> None:
         cb = self.job.on_progress

@@ -16,7 +16,8 @@ import pyarrow as pa
 from .._errors import SinkError
 from ..schema import BARS, QUOTES
 
-__all__ = ["Dialect", "DIALECTS", "TableSpec", "SPECS", "sql", "check_name", "kind_of"]
+__all__ = ["Dialect", "DIALECTS", "TableSpec", "SPECS", "sql", "check_name", "kind_of",
+           "DATE_COLUMN"]
 
 # A plain identifier, optionally schema-qualified; nothing that could close a quote.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
@@ -67,20 +68,24 @@ class Dialect:
 
 _COMMON = {"float": "DOUBLE PRECISION", "int": "BIGINT", "text": "TEXT"}
 DIALECTS = {
-    "postgresql": Dialect("postgresql", '"', {**_COMMON, "ts": "TIMESTAMPTZ"}, "TEXT",
+    "postgresql": Dialect("postgresql", '"', {**_COMMON, "ts": "TIMESTAMPTZ", "date": "DATE"},
+                          "TEXT",
                           "{a} IS DISTINCT FROM {b}", "$"),
     # SQLite: timestamps are int64 microseconds since the epoch, UTC; the declared type
     # (INTEGER affinity, because it contains "INT") documents the unit. 2x faster ingest than
-    # ISO text (baselines.md); reads turn it back into timestamp[us, tz=UTC].
+    # ISO text (baselines.md); reads turn it back into timestamp[us, tz=UTC]. Dates are
+    # integers YYYYMMDD (20261130): as ISO text they made 1e6-bar appends 15 % slower
+    # (bench/append_speed.py); the <table>_v views show them as 'YYYY-MM-DD'.
     "sqlite": Dialect("sqlite", '"', {"float": "REAL", "int": "INTEGER", "text": "TEXT",
-                                      "ts": "INT64_US_UTC"}, "TEXT", "{a} IS NOT {b}", "?"),
+                                      "ts": "INT64_US_UTC", "date": "INT_YYYYMMDD"}, "TEXT",
+                      "{a} IS NOT {b}", "?"),
     "duckdb": Dialect("duckdb", '"', {"float": "DOUBLE", "int": "BIGINT", "text": "VARCHAR",
-                                      "ts": "TIMESTAMPTZ"}, "VARCHAR",
+                                      "ts": "TIMESTAMPTZ", "date": "DATE"}, "VARCHAR",
                       "{a} IS DISTINCT FROM {b}", "$", savepoints=False),
     # MariaDB: DATETIME(6) holding UTC (TIMESTAMP stops in 2038 and converts with the
     # session zone); keys need a bounded VARCHAR.
     "mysql": Dialect("mysql", "`", {"float": "DOUBLE", "int": "BIGINT", "text": "TEXT",
-                                    "ts": "DATETIME(6)"}, "VARCHAR(64)",
+                                    "ts": "DATETIME(6)", "date": "DATE"}, "VARCHAR(64)",
                      "NOT ({a} <=> {b})", "%s"),
 }
 
@@ -88,6 +93,8 @@ DIALECTS = {
 def _logical(t: pa.DataType) -> str:
     if pa.types.is_timestamp(t):
         return "ts"
+    if pa.types.is_date(t):
+        return "date"
     if pa.types.is_floating(t):
         return "float"
     if pa.types.is_integer(t):
@@ -167,8 +174,13 @@ def _from_schema(kind: str, schema: pa.Schema, key: tuple) -> TableSpec:
     return TableSpec(kind, cols, key, schema)
 
 
+#: The column each bars table holds beside the canonical ``BARS`` columns: the exchange's
+#: trading date of the bar (its exchange-local calendar day), from ``symbols.timezone``.
+DATE_COLUMN = ("date", "date", False)
+
 SPECS = {
-    "bars": _from_schema("bars", BARS, ("symbol", "interval", "ts")),
+    "bars": TableSpec("bars", (*_from_schema("bars", BARS, ()).columns, DATE_COLUMN),
+                      ("symbol", "interval", "ts"), BARS),
     "quotes": _from_schema("quotes", QUOTES, ("symbol", "ts")),
     # one row per (target, row content, reasons, error): ``row_hash`` (sha256 of those
     # four) is unique, a repeat raises ``seen_count`` and moves ``last_seen`` / ``job_id``
@@ -186,6 +198,28 @@ SPECS = {
         ("rows_ignored", "int", True), ("rows_rejected", "int", True),
         ("started", "ts", True), ("finished", "ts", True), ("rows_refused", "int", False)),
         ()),
+    # a bars table of stockbatch 0.1 (no date column): written as it is until migrated
+    "bars_0_1": _from_schema("bars", BARS, ("symbol", "interval", "ts")),
+    # one row per symbol, from the provider's metadata and the bars stored (see _meta)
+    "symbols": TableSpec("symbols", (
+        ("symbol", "text", True), ("exchange", "text", False), ("timezone", "text", False),
+        ("currency", "text", False), ("instrument_type", "text", False),
+        ("first_bar", "ts", False), ("last_bar", "ts", False),
+        ("last_ingested", "ts", False), ("source", "text", False)), ("symbol",)),
+    # corporate actions: one row per symbol and exchange date (a dividend and a split on
+    # the same day share it); ``ts`` is the provider's instant of the event
+    "actions": TableSpec("actions", (
+        ("symbol", "text", True), ("date", "date", True), ("ts", "ts", False),
+        ("dividend", "float", False), ("split_ratio", "float", False),
+        ("source", "text", False)), ("symbol", "date")),
+    # indicator values computed on request (ingest(indicators=…)): one row per bar and
+    # indicator name (sma20, rsi14, macd_signal …), keyed like the bars plus the name
+    "indicators": TableSpec("indicators", (
+        ("symbol", "text", True), ("interval", "text", True), ("name", "text", True),
+        ("ts", "ts", True), ("value", "float", False)), ("symbol", "interval", "name", "ts")),
+    # the layout version of the tables of a database (key 'schema_version')
+    "stockbatch_meta": TableSpec("stockbatch_meta", (
+        ("key", "text", True), ("value", "text", False)), ("key",)),
 }
 
 

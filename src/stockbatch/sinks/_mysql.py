@@ -109,7 +109,7 @@ class MysqlSink(Sink):
                 col = col.cast(f.type) if not pa.types.is_timestamp(f.type) else col.cast(
                     pa.timestamp("us"))
             cols.append(col)
-        return pa.table(cols, names=spec.names)
+        return pa.table(cols, names=[f.name for f in spec.schema or ()])
 
     def _table_exists(self, conn: Any, table: str) -> bool:
         schema, _, name = table.rpartition(".")
@@ -210,6 +210,17 @@ class MysqlSink(Sink):
         self._exec(conn, sql("DELETE FROM {s}", s=d.quote(stage)))
         self._move(conn, stage, batch, level=level)
         return stage
+
+    def _aux_ready(self, data: pa.Table) -> pa.Table:
+        return pa.Table.from_batches([self._prepare(b, "") for b in data.to_batches()])
+
+    def _upsert_row_sql(self, table: str, names: list, key: tuple) -> str:
+        d = self.dialect
+        return sql("INSERT INTO {t} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {sets}",
+                   t=d.quote(table), cols=", ".join(d.quote(c) for c in names),
+                   marks=", ".join(["%s"] * len(names)),
+                   sets=", ".join(f"{d.quote(c)} = VALUES({d.quote(c)})" for c in names
+                                  if c not in key))
 
     def _merge_sql(self, table: str, stage: str, kind: str, *, update: bool) -> str:
         d = self.dialect

@@ -80,6 +80,16 @@ class PostgresSink(AdbcSink):
     def _connect(self) -> Any:
         return pg_dbapi.connect(self._conn_uri, autocommit=True)
 
+    def _time_index(self, table: str) -> str | None:
+        # BRIN: a few pages per table, cheap to keep (see Sink.create_time_index)
+        _, _, bare = table.rpartition(".")
+        if len(bare) > 57:
+            return None
+        d = self.dialect
+        return sql("CREATE INDEX IF NOT EXISTS {i} ON {t} USING brin ({ts})",
+                   i=d.quote(bare + "_ts_brin"),
+                   t=d.quote(table), ts=d.quote("ts"))
+
     def _table_exists(self, conn: Any, table: str) -> bool:
         return self._query(conn, "SELECT to_regclass($1) IS NOT NULL",
                            (self.dialect.quote(table),))[0][0]

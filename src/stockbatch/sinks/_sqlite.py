@@ -5,6 +5,15 @@ Timestamps are stored as int64 microseconds since the epoch (UTC) in columns dec
 zone (baselines.md); :meth:`Sink.read` turns them back into ``timestamp[us, tz=UTC]``.
 SQLite has no NaN: it stores a bound NaN as NULL (so NaN reads back as null).
 
+Readable by every client: each table ``t`` stockbatch creates comes with a view ``t_v``
+holding the same rows with timestamps as ISO 8601 UTC text (``bars_v.ts`` is
+``2026-11-29T15:00:00.000Z``; the exact integer stays as ``ts_us``) and dates as
+``YYYY-MM-DD`` text. The view costs nothing at ingest. In the tables, the bars' exchange
+``date`` is an integer YYYYMMDD (``WHERE date = 20261130``): ISO text there made appends
+15 % slower. The column itself costs appends about 5-20 % (bench/append_speed.py, 1e6 bars,
+on a loaded 2-core machine; SQLite binding and storing an 11th column, the Python side is
+~0.1 s per 1e6 rows) — the price of a trading date every client can select by.
+
 Keyed tables are ``WITHOUT ROWID`` (one B-tree ordered by the key). Writes take
 ``BEGIN IMMEDIATE`` so that concurrent writers queue instead of failing on a lock upgrade.
 
@@ -38,12 +47,14 @@ from typing import Any
 
 import adbc_driver_manager
 import adbc_driver_sqlite.dbapi as sqlite_dbapi
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._errors import SinkError
 from ._adbc import AdbcSink
 from ._base import Level, log
-from ._ddl import DIALECTS, sql
+from ._ddl import DIALECTS, SPECS, sql
 
 __all__ = ["SqliteSink", "DEFAULT_BUSY_TIMEOUT"]
 
@@ -92,6 +103,49 @@ def uri_for(scheme: str, path: str) -> str:
     """The URI that opens ``path`` (three slashes and a relative path, or four and an
     absolute one)."""
     return f"{scheme}:///{path}"
+
+
+def yyyymmdd(col: Any) -> pa.Array:
+    """A date32 column as integers YYYYMMDD, by integer arithmetic on the day numbers
+    (H. Hinnant's civil_from_days; casting through text or calendar kernels was the
+    largest cost of the date column)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    z = np.asarray(col.cast(pa.int32()).fill_null(0), dtype=np.int32) + np.int32(719_468)
+    era = np.floor_divide(z, 146_097)
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = np.where(mp < 10, mp + 3, mp - 9)
+    year = yoe + era * 400 + (month <= 2)
+    out = pa.array((year * 10_000 + month * 100 + day).astype(np.int64), pa.int64())
+    return pc.if_else(col.is_valid(), out, pa.scalar(None, pa.int64())) if col.null_count \
+        else out
+
+
+def readable_view(table: str, kind: str) -> str | None:
+    """``CREATE VIEW IF NOT EXISTS <table>_v``: the rows of ``table`` with every timestamp
+    as ISO 8601 UTC text (``2026-11-29T15:00:00.000Z``, millisecond precision, what
+    ``datetime()`` and every client read as a time) and the raw microseconds beside it as
+    ``<column>_us``; None when the name would pass 63 characters."""
+    if len(table) > 61:
+        return None
+    d = DIALECTS["sqlite"]
+    cols = []
+    for name, logical, _ in SPECS[kind].columns:
+        q = d.quote(name)
+        if logical == "ts":
+            cols.append(f"strftime('%Y-%m-%dT%H:%M:%fZ', {q} / 1000000.0, 'unixepoch') AS {q}")
+            cols.append(f"{q} AS {d.quote(name + '_us')}")
+        elif logical == "date":
+            cols.append(f"printf('%04d-%02d-%02d', {q} / 10000, {q} / 100 % 100, {q} % 100) "
+                        f"AS {q}")
+        else:
+            cols.append(q)
+    return sql("CREATE VIEW IF NOT EXISTS {v} AS SELECT {cols} FROM {t}",
+               v=d.quote(table + "_v"), cols=", ".join(cols), t=d.quote(table))
 
 
 def _is_busy(exc: BaseException) -> bool:
@@ -181,6 +235,29 @@ class SqliteSink(AdbcSink):
         return ("SQLite table names take no schema here (main.x is x; sinks attach no other "
                 "database)")
 
+    def _create(self, conn: Any, table: str, kind: str, *, if_not_exists: bool) -> None:
+        super()._create(conn, table, kind, if_not_exists=if_not_exists)
+        view = readable_view(table, kind)
+        if view:
+            self._exec(conn, view)
+
+    def drop_table(self, table: str) -> None:
+        super().drop_table(table)
+        if len(table) <= 61:
+            with self._connection() as conn:
+                self._exec(conn, sql("DROP VIEW IF EXISTS {v}",
+                                     v=self.dialect.quote(table + "_v")))
+
+    def _after_rename(self, conn: Any, old: str, new: str) -> None:
+        # the view made with the migrated table follows its rename: replace it by the
+        # view of its new name
+        for name in (old + "_v", new + "_v"):
+            if len(name) <= 63:
+                self._exec(conn, sql("DROP VIEW IF EXISTS {v}", v=self.dialect.quote(name)))
+        view = readable_view(new, "bars")
+        if view:
+            self._exec(conn, view)
+
     def _table_exists(self, conn: Any, table: str) -> bool:
         return bool(self._query(
             conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)))
@@ -190,15 +267,28 @@ class SqliteSink(AdbcSink):
                                           (table,))}
 
     def _prepare(self, batch: pa.RecordBatch, kind: str) -> pa.RecordBatch:
-        # cast ts to int64 microseconds: the type of the INT64_US_UTC column
+        # cast ts to int64 microseconds: the type of the INT64_US_UTC column; the date
+        # to ISO 'YYYY-MM-DD' text
         i = batch.schema.get_field_index("ts")
-        return batch.set_column(i, "ts", batch.column(i).cast(pa.int64()))
+        batch = batch.set_column(i, "ts", batch.column(i).cast(pa.int64()))
+        j = batch.schema.get_field_index("date")
+        if j >= 0:
+            batch = batch.set_column(j, "date", yyyymmdd(batch.column(j)))
+        return batch
 
     def _aux_prepare(self, data: pa.Table) -> pa.Table:
         for i, f in enumerate(data.schema):
             if pa.types.is_timestamp(f.type):
                 data = data.set_column(i, f.name, data.column(i).cast(pa.int64()))
+            elif pa.types.is_date(f.type):
+                data = data.set_column(i, f.name, yyyymmdd(data.column(i)))
         return data
+
+    def _aux_ready(self, data: pa.Table) -> pa.Table:
+        return self._aux_prepare(data)
+
+    def _bind_date(self, value: Any) -> Any:
+        return value.year * 10_000 + value.month * 100 + value.day
 
     def _bind_ts(self, us: int) -> Any:
         return us

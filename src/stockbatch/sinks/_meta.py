@@ -1,0 +1,175 @@
+"""Exchange calendars as stored: trading dates, per-symbol metadata, corporate actions.
+
+Daily bars are keyed at exchange-local midnight as a UTC instant (as the provider sends
+them), so a Tokyo bar of 2026-11-30 is ``2026-11-29T15:00Z``. Every bars row therefore also
+stores its ``date``: the calendar day of ``ts`` in the exchange's time zone (for daily and
+longer bars the trading date, for intraday bars the exchange-local day). The zone comes from
+the provider's metadata (``stockbatch.tz`` on decoded batches), kept per symbol in the
+``symbols`` table; a symbol whose zone was never reported is dated in UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..schema import local_dates
+
+__all__ = ["local_dates", "SymbolMeta", "meta_from_batch", "actions_from_events",
+           "date_bound", "merge_symbols", "SYMBOL_FIELDS", "SYMBOLS", "ACTIONS", "SCHEMAS",
+           "INDICATORS", "indicators_long"]
+
+UTC_US = pa.timestamp("us", tz="UTC")
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+#: The provider metadata a ``symbols`` row keeps (schema-metadata key → column).
+SYMBOL_FIELDS = {"exchange": "exchange", "tz": "timezone", "currency": "currency",
+                 "instrument_type": "instrument_type"}
+
+SymbolMeta = dict  # {"timezone": ..., "exchange": ..., "currency": ..., ...}
+
+#: Arrow schema of the ``symbols`` table as read back.
+SYMBOLS = pa.schema([
+    pa.field("symbol", pa.string(), nullable=False), ("exchange", pa.string()),
+    ("timezone", pa.string()), ("currency", pa.string()), ("instrument_type", pa.string()),
+    ("first_bar", UTC_US), ("last_bar", UTC_US), ("last_ingested", UTC_US),
+    ("source", pa.string())])
+#: Arrow schema of the ``actions`` table: ``split_ratio`` is new shares per old share.
+ACTIONS = pa.schema([
+    pa.field("symbol", pa.string(), nullable=False), pa.field("date", pa.date32(), nullable=False),
+    ("ts", UTC_US), ("dividend", pa.float64()), ("split_ratio", pa.float64()),
+    ("source", pa.string())])
+#: Arrow schema of the ``indicators`` table (long: one value per bar and indicator).
+INDICATORS = pa.schema([
+    pa.field("symbol", pa.string(), nullable=False),
+    pa.field("interval", pa.string(), nullable=False),
+    pa.field("name", pa.string(), nullable=False), pa.field("ts", UTC_US, nullable=False),
+    ("value", pa.float64())])
+SCHEMAS = {"symbols": SYMBOLS, "actions": ACTIONS, "indicators": INDICATORS}
+_KEY = ("symbol", "interval", "ts")
+
+
+def indicators_long(wide: pa.Table) -> pa.Table:
+    """Indicator columns beside the bar key (what :func:`stockbatch.indicators.compute`
+    adds) as ``indicators`` rows: one per bar and indicator, warm-up nulls and NaN left
+    out."""
+    parts = []
+    for name in wide.column_names:
+        if name in _KEY:
+            continue
+        col = wide.column(name)
+        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+            continue
+        value = col.cast(pa.float64())
+        keep = pc.and_kleene(pc.is_valid(value), pc.invert(pc.is_nan(value)))
+        keep = pc.fill_null(keep, False)
+        n = pc.sum(keep).as_py() or 0
+        if not n:
+            continue
+        parts.append(pa.Table.from_arrays([
+            wide.column("symbol").filter(keep).cast(pa.string()),
+            wide.column("interval").filter(keep).cast(pa.string()),
+            pa.array([name] * n, pa.string()),
+            wide.column("ts").filter(keep).cast(UTC_US), value.filter(keep)],
+            schema=INDICATORS))
+    return pa.concat_tables(parts) if parts else INDICATORS.empty_table()
+
+
+def meta_from_batch(batch: pa.RecordBatch | pa.Table) -> SymbolMeta:
+    """The provider metadata a decoder left in ``batch``'s schema metadata
+    (``stockbatch.tz`` …), as ``symbols`` columns; empty when there is none."""
+    md = batch.schema.metadata or {}
+    out = {}
+    for key, column in SYMBOL_FIELDS.items():
+        raw = md.get(f"stockbatch.{key}".encode())
+        if raw:
+            out[column] = raw.decode()
+    raw = md.get(b"stockbatch.events")
+    if raw:
+        out["events"] = raw.decode()
+    return out
+
+
+def actions_from_events(symbol: str, events: Mapping[str, Any], zone: str | None,
+                        source: str | None) -> pa.Table:
+    """Rows of the ``actions`` table from a decoder's events
+    (``{"dividends": [[ts, amount]], "splits": [[ts, num, den]]}``): one row per exchange
+    date, ``split_ratio`` = numerator / denominator (2.0 for a 2-for-1 split)."""
+    rows: dict[int, list] = {}  # epoch seconds -> [dividend, split ratio]
+    for ts, amount in events.get("dividends") or ():
+        rows.setdefault(int(ts), [None, None])[0] = amount
+    for ts, num, den in events.get("splits") or ():
+        ratio = num / den if num is not None and den else None
+        rows.setdefault(int(ts), [None, None])[1] = ratio
+    tss = sorted(rows)
+    ts_arr = pa.array([t * 1_000_000 for t in tss], pa.int64()).cast(UTC_US)
+    sym = pa.array([symbol] * len(tss), pa.string())
+    table = pa.Table.from_pydict({
+        "symbol": sym,
+        "date": local_dates(sym, ts_arr, {symbol: zone}),
+        "ts": ts_arr,
+        "dividend": pa.array([rows[t][0] for t in tss], pa.float64()),
+        "split_ratio": pa.array([rows[t][1] for t in tss], pa.float64()),
+        "source": pa.array([source] * len(tss), pa.string()),
+    }, schema=ACTIONS)
+    return _last_per_date(table)
+
+
+def _last_per_date(table: pa.Table) -> pa.Table:
+    # two events of one symbol on one exchange day: keep one row, both values
+    dates = table.column("date").to_pylist()
+    if len(set(dates)) == len(dates):
+        return table
+    merged: dict[Any, dict] = {}
+    for r in table.to_pylist():
+        m = merged.setdefault(r["date"], dict(r))
+        for k in ("dividend", "split_ratio"):
+            if r[k] is not None:
+                m[k] = r[k]
+    return pa.Table.from_pylist(list(merged.values()), schema=table.schema)
+
+
+def date_bound(name: str, value: Any) -> date | None:
+    """``value`` as a calendar date when it names a day (a ``datetime.date``, or text
+    ``YYYY-MM-DD``), else None (an instant: a datetime, text with a time)."""
+    if isinstance(value, datetime):
+        return None
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and _DATE_ONLY.match(value.strip()):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{name}={value!r} is not a date (YYYY-MM-DD)") from None
+    return None
+
+
+def merge_symbols(existing: Iterable[dict], seen: Mapping[str, tuple[Any, Any]],
+                  meta: Mapping[str, SymbolMeta], source: str | None) -> list[dict]:
+    """The new ``symbols`` rows: stored rows updated with this ingest's bar range
+    (``seen``: symbol → (first ts, last ts)) and provider metadata (``meta``)."""
+    now = datetime.now(timezone.utc)
+    rows = {r["symbol"]: dict(r) for r in existing}
+    for sym in set(seen) | set(meta):
+        r = rows.setdefault(sym, {"symbol": sym})
+        for column in SYMBOL_FIELDS.values():
+            value = (meta.get(sym) or {}).get(column)
+            if value:
+                r[column] = value
+            else:
+                r.setdefault(column, None)
+        if sym in seen:
+            lo, hi = seen[sym]
+            r["first_bar"] = min(x for x in (r.get("first_bar"), lo) if x is not None)
+            r["last_bar"] = max(x for x in (r.get("last_bar"), hi) if x is not None)
+        else:
+            r.setdefault("first_bar", None)
+            r.setdefault("last_bar", None)
+        r["last_ingested"] = now
+        r["source"] = source or r.get("source")
+    return [rows[s] for s in sorted(rows) if s in seen or s in meta]
