@@ -33,6 +33,7 @@ from .schema import BARS, QUOTES, conform
 
 if TYPE_CHECKING:
     # What the lazy __getattr__ below serves, spelt out for type checkers (never run).
+    from . import alerts as alerts
     from . import compat as compat
     from . import indicators as indicators
     from . import pipeline as pipeline
@@ -92,7 +93,7 @@ _LAZY = {
 # Subpackages and modules reachable as attributes (``sb.sources.YahooChartSource``) but not
 # names of ``from stockbatch import *``: a star import must not drag in the fixture server.
 _SUBMODULES = ("indicators", "sources", "sinks", "pipeline", "compat", "testing", "stats",
-               "queueing", "schema")
+               "queueing", "schema", "alerts")
 
 # Written out (not built from _LAZY) so that type checkers and readers see the names.
 __all__ = [

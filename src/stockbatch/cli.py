@@ -20,6 +20,7 @@ prints a traceback unless ``--debug`` is given.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -99,6 +100,28 @@ def _positive_float(text: str) -> float:
 
 # -- the parser ----------------------------------------------------------------------------
 
+_ALERT_METRICS = ("latency_p95_s", "error_rate", "rate_429", "queue_fill", "rss_share",
+                  "rss_mb")
+
+
+def _alert_arg(text: str) -> tuple[str, float | None]:
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or name not in _ALERT_METRICS:
+        raise argparse.ArgumentTypeError(
+            f"expected METRIC=LIMIT with METRIC one of {', '.join(_ALERT_METRICS)}: {text!r}")
+    if value.strip().lower() == "off":
+        return name, None
+    try:
+        limit = float(value)
+    except ValueError:
+        limit = -1.0
+    if not limit > 0:
+        raise argparse.ArgumentTypeError(f"{name}: expected a positive number or 'off', "
+                                         f"got {value!r}")
+    return name, limit
+
+
 def _modes() -> tuple[str, ...]:
     from .sinks import MODES
 
@@ -165,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="provider requests in flight (default: the source's own)")
     p.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
                    help="give up on symbols not done after this many seconds")
+    p.add_argument("--alert", action="append", default=[], type=_alert_arg,
+                   metavar="METRIC=LIMIT",
+                   help="alert threshold, repeatable: latency_p95_s=5, error_rate=0.1, "
+                        "rate_429=0.1, queue_fill=0.9, rss_share=0.9, rss_mb=N; 'off' turns "
+                        "one off (defaults: stockbatch.alerts.Thresholds)")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar and no summary; failures still go to stderr")
     p.set_defaults(func=_cmd_ingest)
@@ -363,11 +391,12 @@ def _cmd_ingest(args) -> int:
                        interval=args.interval, period=args.period, start=args.start,
                        end=args.end, mode=args.mode, table=args.table,
                        indicators=args.indicators, concurrency=args.concurrency,
-                       timeout=args.timeout, quiet=args.quiet, command="ingest")
+                       timeout=args.timeout, quiet=args.quiet, command="ingest",
+                       alerts=dict(args.alert))
 
 
 def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
-                **options: Any) -> int:
+                alerts: dict[str, float | None] | None = None, **options: Any) -> int:
     """Run one ingest job with a live progress bar, then print the summary. Returns the exit
     code: 0 all stored (or empty), 1 some failed or the job could not run, 2 bad options.
 
@@ -375,11 +404,14 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
     and an unreachable database (exit 1) are reported in one line before anything is
     fetched or drawn."""
     from ._errors import StockbatchError
+    from .alerts import Thresholds
     from .pipeline import BatchProcessingEngine
     from .sinks import connect
 
     where = _redact(db)
-    with BatchProcessingEngine(max_concurrent_jobs=1) as engine:
+    limits: dict[str, Any] = dict(alerts or {})
+    thresholds = dataclasses.replace(Thresholds(), **limits)
+    with BatchProcessingEngine(max_concurrent_jobs=1, alert_thresholds=thresholds) as engine:
         sink = connect(db)  # a bad URI scheme raises SinkError: exit 1
         try:
             try:
@@ -395,6 +427,8 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
             progress = None if quiet else _LiveProgress(command, len(job.symbols))
             if progress is not None:
                 job.on_progress = progress.on_progress
+                engine.on_alert(progress.on_alert)
+                _quiet_alert_log()  # the live display shows them instead
                 progress.start()
             interrupted = False
             try:
@@ -444,8 +478,22 @@ class _LiveProgress:
             MofNCompleteColumn(), TextColumn("symbols"),
             TextColumn("{task.fields[rows]:,} rows"),
             TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
+            TextColumn("{task.fields[alerts]}"),
             console=_console(stderr=True), transient=False)
-        self.task = self.bar.add_task(command, total=total, rows=0, failed=0)
+        self.task = self.bar.add_task(command, total=total, rows=0, failed=0, alerts="")
+        self.firing: dict[str, str] = {}
+
+    def on_alert(self, alert) -> None:  # any thread
+        """A threshold alert: one line above the bar, and the bar shows what is firing."""
+        if alert.state == "firing":
+            self.firing[alert.metric] = alert.metric
+            self.bar.console.print(f"[bold yellow]⚠ alert:[/] {alert.message}",
+                                   highlight=False)
+        else:
+            self.firing.pop(alert.metric, None)
+            self.bar.console.print(f"[green]✓ resolved:[/] {alert.message}", highlight=False)
+        text = f"[yellow]⚠ {', '.join(self.firing)}" if self.firing else ""
+        self.bar.update(self.task, alerts=text)
 
     def on_progress(self, p) -> None:  # any thread; rich's updates take a lock
         self.bar.update(self.task, total=p.symbols_total, completed=p.symbols_done,
@@ -459,6 +507,15 @@ class _LiveProgress:
 
 
 
+
+
+def _quiet_alert_log() -> None:
+    """Alerts are drawn by the live display: no second copy from logging's last resort."""
+    import logging
+
+    log = logging.getLogger("stockbatch.alerts")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
 
 
 def _print_summary(out, result, where: str) -> None:
@@ -488,6 +545,16 @@ def _print_summary(out, result, where: str) -> None:
     table.columns[0].header = "database"
     table.columns[1].header = Text(where)
     out.print(table)
+    alerts = result.stats.get("alerts") or []
+    if alerts:
+        at = Table(title=f"alerts ({sum(a['state'] == 'firing' for a in alerts)} fired)",
+                   title_justify="left")
+        at.add_column("state")
+        at.add_column("alert", overflow="fold")
+        for a in alerts:
+            at.add_row("[yellow]firing" if a["state"] == "firing" else "[green]resolved",
+                       Text(a["message"]))
+        out.print(at)
     failed = [s for s in failed if result.symbols[s].status != "cancelled"]
     if result.count("cancelled"):
         out.print(f"{result.count('cancelled'):,} symbols were cancelled before they were "

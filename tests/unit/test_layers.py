@@ -4,7 +4,7 @@
     5  API            _api
     4  pipeline       pipeline/
     3  I/O            sources/ | sinks/          (never each other)
-    2  request layer  queueing, stats, _py/queue, _py/coalesce, _py/optimizer
+    2  request layer  queueing, stats, alerts, _py/queue, _py/coalesce, _py/optimizer
        and kernels    _kernels, _validation, indicators, schema, _py/kernels, _py/indicators,
                       _py/decode, and every compiled _ext module
     1  base           _errors, _backend, _time, _redact, _types, _version
@@ -44,6 +44,7 @@ LAYERS = {
     "stockbatch.sinks": IO,
     "stockbatch.queueing": CORE,
     "stockbatch.stats": CORE,
+    "stockbatch.alerts": CORE,
     "stockbatch._kernels": CORE,
     "stockbatch._validation": CORE,
     "stockbatch.indicators": CORE,
