@@ -11,7 +11,8 @@
 
 Imports inside functions count too: a lazy import is still a dependency. ``testing/`` sits
 beside the library: it may use layers 1-2, and only the CLI's demo, serve-fixture and bench
-commands import it. The package root (``stockbatch/__init__.py``) is the lazy façade: at run
+commands import it, and the pytest plugin ``testing.pytest_plugin`` (an entry point, layer
+6) does. The package root (``stockbatch/__init__.py``) is the lazy façade: at run
 time it imports layers 1-2 only (its ``if TYPE_CHECKING:`` imports are for type checkers).
 A module this file does not place fails the test: give it a layer here and in ARCHITECTURE.md.
 """
@@ -58,10 +59,14 @@ LAYERS = {
     "stockbatch._types": BASE,
     "stockbatch._version": BASE,
     "stockbatch.testing": TESTING,
+    # the pytest plugin is an entry point (pytest's) that lives in testing/
+    "stockbatch.testing.pytest_plugin": ENTRY,
 }
 # the CLI commands that may reach the fixture server and the bench report
 TESTING_CALLERS = {("stockbatch.cli", f) for f in ("_cmd_demo", "_cmd_serve_fixture",
                                                    "_cmd_bench")}
+# entry points that are part of testing/ and use it throughout
+TESTING_USERS = {"stockbatch.testing.pytest_plugin"}
 NEVER_EACH_OTHER = ("stockbatch.sources", "stockbatch.sinks")
 
 
@@ -176,7 +181,7 @@ def violation(imp: Import) -> str | None:
     if imp.importer == "stockbatch":  # the façade
         return None if imp.type_only or dst <= CORE else f"{where} at run time (keep it lazy)"
     if dst == TESTING and src != TESTING:
-        ok = (imp.importer, imp.function) in TESTING_CALLERS
+        ok = (imp.importer, imp.function) in TESTING_CALLERS or imp.importer in TESTING_USERS
         return None if ok else f"{where}: only the CLI's demo/serve-fixture/bench reach testing/"
     if src == TESTING:
         return None if dst <= CORE else f"{where}: testing/ may use layers 1-2 only"
