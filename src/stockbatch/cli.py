@@ -240,13 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     # bench
     p = sub.add_parser("bench", help="run the benchmarks in bench/ and write the report",
                        description="Run `pytest bench --benchmark-only` and turn its JSON "
-                                   "into a markdown table and a PNG chart. Needs a source "
-                                   "checkout (bench/ is not in the wheel) and the [bench] "
-                                   "extra.")
+                                   "into a markdown report (targets met/missed first) and "
+                                   "one PNG per area. PostgreSQL and MariaDB benchmarks run "
+                                   "only when STOCKBATCH_PG_URI / STOCKBATCH_MYSQL_URI are "
+                                   "set. Needs a source checkout (bench/ is not in the "
+                                   "wheel) and the [bench] extra.")
     p.add_argument("--quick", action="store_true",
-                   help="fewer rounds (--benchmark-max-time=0.1 --benchmark-min-rounds=1)")
-    p.add_argument("--out", default="bench-report", metavar="DIR",
-                   help="report directory (default: ./%(default)s)")
+                   help="small sizes, one short round each (a few minutes at most)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="report directory (default: BENCH_DIR/report; a .gitignore in it "
+                        "keeps it out of git)")
     p.add_argument("-k", dest="keyword", default=None, metavar="EXPR",
                    help="only benchmarks matching this pytest -k expression")
     p.add_argument("--bench-dir", default=None, metavar="DIR",
@@ -796,6 +799,7 @@ def _print_bars(out, table, total: int, args) -> None:
 
 def _cmd_bench(args) -> int:
     import importlib.util
+    import time
 
     bench_dir = Path(args.bench_dir) if args.bench_dir else Path.cwd() / "bench"
     if not bench_dir.is_dir():
@@ -809,33 +813,55 @@ def _cmd_bench(args) -> int:
                if importlib.util.find_spec(m) is None]
     if missing:
         raise Refused(f"missing {', '.join(missing)}: pip install 'stockbatch[bench]'")
-    out_dir = Path(args.out)
+    out_dir = Path(args.out) if args.out else bench_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "bench.json"
+    # whatever folder it is, git never picks the report up
+    (out_dir / ".gitignore").write_text("# written by stockbatch bench\n*\n", encoding="utf-8")
+    json_path, log_path = out_dir / "bench.json", out_dir / "pytest.log"
     if json_path.exists():
         json_path.unlink()
     cmd = [sys.executable, "-m", "pytest", str(bench_dir), "--benchmark-only",
-           f"--benchmark-json={json_path}", "-q"]
-    if args.quick:
+           f"--benchmark-json={json_path}", "-q", "-p", "no:cacheprovider"]
+    env = dict(os.environ)
+    if args.quick:  # small sizes (bench/benchutil.py), one short round each
         cmd += ["--benchmark-max-time=0.1", "--benchmark-min-rounds=1"]
+        env["STOCKBATCH_BENCH_QUICK"] = "1"
     if args.keyword:
         cmd += ["-k", args.keyword]
+    dbs = [name for name, var in (("PostgreSQL", "STOCKBATCH_PG_URI"),
+                                  ("MariaDB", "STOCKBATCH_MYSQL_URI")) if env.get(var)]
     _err("$ " + " ".join(cmd))
-    code = subprocess.call(cmd)
+    _err(f"databases: SQLite and DuckDB in temporary files"
+         f"{''.join(', ' + d for d in dbs)} (PostgreSQL / MariaDB only with "
+         "STOCKBATCH_PG_URI / STOCKBATCH_MYSQL_URI); pytest's output: " + str(log_path))
+    t0 = time.monotonic()
+    with open(log_path, "w", encoding="utf-8") as log, _console(stderr=True).status(
+            "running the benchmarks" + (" (quick)" if args.quick else "")):
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    lines = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    _err(f"pytest: {lines[-1].strip('= ') if lines else 'no output'} "
+         f"({time.monotonic() - t0:.0f} s)")
     if not json_path.exists():
-        raise Refused(f"pytest exited with {code} and wrote no {json_path}")
-    from .testing.benchreport import load_results, write_report
+        raise Refused(f"pytest exited with {code} and wrote no {json_path} (see {log_path})")
+    from .testing.benchreport import check_targets, load_results, write_report
 
     rows = load_results(json_path)
     if not rows:
         raise Refused(f"no benchmark was timed (pytest exit code {code}); check -k")
-    paths = write_report(json_path, out_dir)
+    paths = write_report(json_path, out_dir, quick=args.quick)
     out = _console()
-    out.print(paths.markdown.read_text(encoding="utf-8"), markup=False, soft_wrap=True)
-    out.print(f"report: {paths.markdown}", markup=False)
-    if paths.chart is not None:
-        out.print(f"chart:  {paths.chart}", markup=False)
-    out.print(f"raw:    {json_path}", markup=False)
+    checked = check_targets(rows)
+    met = sum(c[3].startswith("✓") for c in checked)
+    missed = sum(c[3].startswith("✗") for c in checked)
+    out.print(f"{len(rows)} benchmarks timed; targets: {met} met, {missed} missed"
+              + (" (quick run: small sizes)" if args.quick else ""), markup=False)
+    out.print(f"report:  {paths.markdown}", markup=False)
+    for fig in paths.figures:
+        out.print(f"figure:  {fig}", markup=False)
+    out.print(f"raw:     {json_path}", markup=False)
+    if code != 0:
+        _err(f"stockbatch bench: some benchmarks failed (pytest exit code {code}); "
+             f"see {log_path}")
     return 0 if code == 0 else 1
 
 
