@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     )
     from .queueing import BatchOptimizer, BatchQueue, Coalescer, Request
     from .stats import health
+    from .tuning import tune
 
 # Public names served lazily from their modules, so that `import stockbatch` stays cheap
 # and a missing optional dependency only matters to the feature that needs it.
@@ -84,6 +85,7 @@ _LAZY = {
     "fetch": "._api",
     "ingest": "._api",
     "read": "._api",
+    "tune": ".tuning",
     "BatchProcessingEngine": ".pipeline",
     "JobResult": ".pipeline",
     "execute_stock_batch_pipeline": ".pipeline",
@@ -101,6 +103,7 @@ __all__ = [
     "NormalizeResult", "Rule", "normalize", "resample", "returns", "log_returns", "Request",
     "BatchQueue", "Coalescer", "BatchOptimizer", "fetch", "ingest", "read",
     "BatchProcessingEngine", "JobResult", "execute_stock_batch_pipeline", "run_pipeline", "health",
+    "tune",
     "StockbatchError", "SchemaError", "ProviderError", "RateLimited", "SymbolNotFound",
     "DecodeError", "ProviderUnavailable", "SinkError", "QueueError", "QueueFull", "QueueClosed",
     "JobError", "JobTimeout", "JobCancelled",

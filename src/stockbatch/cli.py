@@ -188,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="provider requests in flight (default: the source's own)")
     p.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
                    help="give up on symbols not done after this many seconds")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="settings from a config file (`stockbatch tune -o tuned.toml`: "
+                        "concurrency, level, chunk_rows, upsert_strategy, and source, "
+                        "base_url, db, mode, table, period, interval); options given here "
+                        "win")
     p.add_argument("--alert", action="append", default=[], type=_alert_arg,
                    metavar="METRIC=LIMIT",
                    help="alert threshold, repeatable: latency_p95_s=5, error_rate=0.1, "
@@ -195,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "one off (defaults: stockbatch.alerts.Thresholds)")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar and no summary; failures still go to stderr")
-    p.set_defaults(func=_cmd_ingest)
+    p.set_defaults(func=_cmd_ingest, tuned={})
+    parser.ingest_parser = p  # type: ignore[attr-defined]  # (for --config, see _main)
 
     # demo
     p = sub.add_parser("demo", help="offline demo: fixture server → ./stockbatch.db",
@@ -236,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the latest N bars of each symbol; 0 = all (default: all for "
                         "--csv, 20 for the table)")
     p.set_defaults(func=_cmd_read)
+
+    _add_tune_parser(sub)
 
     # bench
     p = sub.add_parser("bench", help="run the benchmarks in bench/ and write the report",
@@ -285,6 +293,8 @@ def _main(argv: list[str]) -> int:
         return _code(exc.code)
     args.extra = extra
     try:
+        if getattr(args, "config", None):
+            args = _with_config(parser, argv, args)
         return args.func(args)
     except UsageError as exc:
         _err(f"stockbatch {args.command}: error: {exc}")
@@ -307,6 +317,31 @@ def _main(argv: list[str]) -> int:
             _err(f"stockbatch {args.command}: internal error: {type(exc).__name__}: "
                  f"{_redact(exc)} (run with --debug for the traceback, and please report it)")
         return 1
+
+
+def _with_config(parser: argparse.ArgumentParser, argv: list[str], args):
+    """``ingest --config FILE``: the file's settings become the defaults, then the command
+    line is parsed again (so what it gives wins)."""
+    from .tuning import load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if "source" in cfg and cfg["source"] not in SOURCES:
+        raise UsageError(f"config: source must be one of {', '.join(SOURCES)}")
+    if "mode" in cfg and cfg["mode"] not in _modes():
+        raise UsageError(f"config: mode must be one of {', '.join(_modes())}")
+    tuned = {k: cfg.pop(k) for k in ("level", "chunk_rows", "upsert_strategy") if k in cfg}
+    if "chunk_rows" in tuned and tuned["chunk_rows"] < 1:
+        raise UsageError("config: chunk_rows must be at least 1")
+    parser.ingest_parser.set_defaults(tuned=tuned, **cfg)  # type: ignore[attr-defined]
+    try:
+        again, _ = parser.parse_known_args(argv)
+    except SystemExit as exc:  # a bad value in the file (a period, …)
+        raise UsageError(f"config {args.config!r}: a value is not valid") from exc
+    again.extra = args.extra
+    return again
 
 
 def _second_interrupt_quits():
@@ -395,11 +430,12 @@ def _cmd_ingest(args) -> int:
                        end=args.end, mode=args.mode, table=args.table,
                        indicators=args.indicators, concurrency=args.concurrency,
                        timeout=args.timeout, quiet=args.quiet, command="ingest",
-                       alerts=dict(args.alert))
+                       alerts=dict(args.alert), tuned=args.tuned)
 
 
 def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
-                alerts: dict[str, float | None] | None = None, **options: Any) -> int:
+                alerts: dict[str, float | None] | None = None,
+                tuned: dict[str, Any] | None = None, **options: Any) -> int:
     """Run one ingest job with a live progress bar, then print the summary. Returns the exit
     code: 0 all stored (or empty), 1 some failed or the job could not run, 2 bad options.
 
@@ -414,8 +450,17 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
     where = _redact(db)
     limits: dict[str, Any] = dict(alerts or {})
     thresholds = dataclasses.replace(Thresholds(), **limits)
-    with BatchProcessingEngine(max_concurrent_jobs=1, alert_thresholds=thresholds) as engine:
-        sink = connect(db)  # a bad URI scheme raises SinkError: exit 1
+    tuned = dict(tuned or {})  # from --config: engine and sink settings
+    chunk = tuned.pop("chunk_rows", None)
+    sizes = {} if chunk is None else {"chunk_rows": chunk, "min_chunk_rows": min(chunk, 16_384)}
+    with BatchProcessingEngine(max_concurrent_jobs=1, alert_thresholds=thresholds,
+                               **sizes) as engine:
+        try:
+            sink = connect(db, **tuned)  # a bad URI scheme raises SinkError: exit 1
+        except ValueError as exc:  # e.g. upsert_strategy from a PostgreSQL tune, on SQLite
+            if isinstance(exc, StockbatchError):
+                raise
+            raise UsageError(f"--config: {_redact(exc)}") from None
         try:
             try:
                 job = engine.create_stock_data_pipeline_job(symbols, sink=sink, **options)
@@ -510,6 +555,81 @@ class _LiveProgress:
 
 
 
+
+
+def _add_tune_parser(sub) -> None:
+    p = sub.add_parser("tune", help="measure settings on your database and provider, and "
+                                    "recommend them",
+                       description="Short, bounded trials against --db and the provider: "
+                                   "fetch concurrency, optimisation level, rows per "
+                                   "transaction, upsert strategy (PostgreSQL). Prints "
+                                   "recommendations with the numbers they rest on; -o writes "
+                                   "a config for `stockbatch ingest --config`. Only a scratch "
+                                   "table is written, and dropped.")
+    p.add_argument("--db", required=True, metavar="PATH_OR_URI",
+                   help="the database to tune for (as for ingest)")
+    p.add_argument("--source", default="yahoo", choices=SOURCES,
+                   help="data provider (default: %(default)s)")
+    p.add_argument("--base-url", metavar="URL", help="provider base URL override")
+    p.add_argument("--symbols", nargs="+", default=None, metavar="SYMBOL",
+                   help="symbols to fetch (default: 48 large US names); at most 64 are used")
+    p.add_argument("--symbols-file", "-f", metavar="FILE", help="read symbols from FILE")
+    p.add_argument("--budget", type=_positive_float, default=60.0, metavar="SECONDS",
+                   help="seconds for all trials (default: %(default)g)")
+    p.add_argument("--rows", type=_int_at_least(1000), default=100_000, metavar="N",
+                   help="rows the database trials store (default: %(default)s)")
+    p.add_argument("--output", "-o", default=None, metavar="FILE",
+                   help="write the config (TOML; a .json name writes the JSON report)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_tune)
+
+
+def _cmd_tune(args) -> int:
+    from .tuning import tune
+
+    symbols = list(args.symbols or [])
+    if args.symbols_file:
+        symbols += _read_symbols_file(args.symbols_file)
+    bar = None
+    if not args.quiet:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        bar = Progress(TextColumn("[bold]tune"), BarColumn(bar_width=24),
+                       MofNCompleteColumn(), TimeElapsedColumn(),
+                       TextColumn("{task.fields[label]}"), console=_console(stderr=True))
+        task = bar.add_task("tune", total=None, label="")
+        bar.start()
+    try:
+        report = tune(args.db, source=args.source, base_url=args.base_url,
+                      symbols=symbols or None, budget_s=args.budget, rows=args.rows,
+                      on_progress=None if bar is None else (
+                          lambda done, total, label: bar.update(task, completed=done,
+                                                                total=total, label=label)))
+    except (ValueError, TypeError) as exc:
+        from ._errors import StockbatchError
+
+        if isinstance(exc, StockbatchError):
+            raise
+        raise UsageError(_redact(exc)) from None
+    finally:
+        if bar is not None:
+            bar.stop()
+    out = _console()
+    if args.json:
+        print(report.to_json())
+    else:
+        out.print(report.text(), markup=False, highlight=False, soft_wrap=True)
+    if args.output:
+        path = report.write_config(args.output)
+        _err(f"wrote {path}: stockbatch ingest --config {path} --db {_redact(args.db)} …")
+    return 0 if report.settings() else 1
 
 
 def _quiet_alert_log() -> None:

@@ -1,7 +1,7 @@
 """The layers of ARCHITECTURE.md, enforced: every import of every module points down.
 
     6  entry points   cli, __main__, compat, dask
-    5  API            _api
+    5  API            _api, tuning
     4  pipeline       pipeline/
     3  I/O            sources/ | sinks/          (never each other)
     2  request layer  queueing, stats, alerts, _py/queue, _py/coalesce, _py/optimizer
@@ -40,6 +40,7 @@ LAYERS = {
     "stockbatch.compat": ENTRY,
     "stockbatch.dask": ENTRY,
     "stockbatch._api": API,
+    "stockbatch.tuning": API,
     "stockbatch.pipeline": PIPELINE,
     "stockbatch.sources": IO,
     "stockbatch.sinks": IO,
