@@ -963,17 +963,20 @@ def _cmd_bench(args) -> int:
          f"({time.monotonic() - t0:.0f} s)")
     if not json_path.exists():
         raise Refused(f"pytest exited with {code} and wrote no {json_path} (see {log_path})")
-    from .testing.benchreport import check_targets, load_results, write_report
+    from .testing.benchreport import check_targets, failed_tests, load_results, write_report
 
-    rows = load_results(json_path)
+    failed = failed_tests("\n".join(lines))  # their timings mean nothing: left out
+    rows = load_results(json_path, exclude=failed)
     if not rows:
         raise Refused(f"no benchmark was timed (pytest exit code {code}); check -k")
-    paths = write_report(json_path, out_dir, quick=args.quick)
+    paths = write_report(json_path, out_dir, quick=args.quick, failed=failed)
     out = _console()
     checked = check_targets(rows)
     met = sum(c[3].startswith("✓") for c in checked)
     missed = sum(c[3].startswith("✗") for c in checked)
-    out.print(f"{len(rows)} benchmarks timed; targets: {met} met, {missed} missed"
+    out.print(f"{len(rows)} benchmarks timed"
+              + (f", {len(failed)} failed (left out)" if failed else "")
+              + f"; targets: {met} met, {missed} missed"
               + (" (quick run: small sizes)" if args.quick else ""), markup=False)
     out.print(f"report:  {paths.markdown}", markup=False)
     for fig in paths.figures:

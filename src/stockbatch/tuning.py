@@ -361,6 +361,9 @@ def _pick_concurrency(trials: list[Trial]) -> Recommendation:
            f"{vs}), no 429s")
     if pick is not top:
         why += f"; {top.value} was only {top.rate / pick.rate:.2f}x faster"
+    rest = [t for t in clean if t is not pick and t is not top and t is not base]
+    if rest:
+        why += "; " + ", ".join(f"{t.value}: {t.rate:,.0f} bars/s" for t in rest)
     if worst:
         why += f"; {worst}"
     return Recommendation("concurrency", pick.value, why)
@@ -421,9 +424,12 @@ def _tune_database(report: TuneReport, db: str, dialect: str, data: pa.Table, ta
     top = max(levels, key=lambda t: t.rate)
     best = top if top.rate >= base.rate * GAIN else base
     others = ", ".join(f"{t.value} {t.rate:,.0f}" for t in levels if t is not best)
-    if best is base:
-        why = (f"{best.rate:,.0f} rows/s on your database, the default; no level was 10 % "
-               f"faster ({others} rows/s)")
+    if best is top and best is base:
+        why = (f"{best.rate:,.0f} rows/s on your database, the default and the fastest "
+               f"({others} rows/s)")
+    elif best is base:
+        why = (f"{best.rate:,.0f} rows/s on your database, the default; {top.value} was "
+               f"not 10 % faster ({others} rows/s)")
     else:
         why = (f"{best.rate / base.rate:.1f}x {base.value} on your database, "
                f"{best.rate:,.0f} rows/s ({others} rows/s)")

@@ -106,6 +106,21 @@ def test_markdown_opens_with_the_targets():
     assert "2 met, 1 missed, 0 not run." in head
 
 
+def test_failed_benchmarks_are_left_out_and_named(tmp_path):
+    log = ("....F\nFAILED bench/test_pipeline.py::test_daily[stockbatch-200] - AssertionE...\n"
+           "ERROR bench/test_kernels.py::test_validate_numpy - boom\n1 failed, 4 passed in 1.0s\n")
+    failed = br.failed_tests(log)
+    assert failed == {"bench/test_pipeline.py::test_daily[stockbatch-200]",
+                      "bench/test_kernels.py::test_validate_numpy"}
+    src = tmp_path / "r.json"
+    src.write_text(json.dumps(DATA))
+    paths = br.write_report(src, tmp_path / "out", failed=failed)
+    md = paths.markdown.read_text(encoding="utf-8")
+    assert "**2 benchmarks failed** and are left out" in md
+    assert "| `test_daily[stockbatch-200]`" not in md
+    assert "| `test_validate_numpy`" not in md
+
+
 def test_markdown_without_timed_benchmarks_says_so():
     md = br.render_markdown([])
     assert "--benchmark-disable" in md

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchRow", "ReportPaths", "Target", "TARGETS", "AREAS", "load_results",
+__all__ = ["BenchRow", "ReportPaths", "Target", "TARGETS", "AREAS", "load_results", "failed_tests",
            "render_markdown", "render_figures", "check_targets", "write_report", "main"]
 
 UNGROUPED = "(no group)"
@@ -115,10 +115,18 @@ def _as_bool(value: Any) -> bool:
     return bool(value)
 
 
-def load_results(source: str | os.PathLike | dict) -> list[BenchRow]:
+def failed_tests(log_text: str) -> set[str]:
+    """Node ids of the tests pytest's summary lists as ``FAILED`` / ``ERROR``: their timings
+    are in the JSON (pytest-benchmark keeps them) but mean nothing."""
+    return {m.group(1) for m in re.finditer(r"^(?:FAILED|ERROR) (\S+::\S+)", log_text, re.M)}
+
+
+def load_results(source: str | os.PathLike | dict,
+                 exclude: Iterable[str] = ()) -> list[BenchRow]:
     """Read pytest-benchmark's ``--benchmark-json`` output (a path or the parsed dict).
 
-    Benchmarks that were skipped or never timed (no ``stats``) are left out.
+    Benchmarks that were skipped or never timed (no ``stats``) are left out, and those whose
+    node id is in ``exclude`` (failed tests, see :func:`failed_tests`).
 
     Raises
     ------
@@ -134,10 +142,11 @@ def load_results(source: str | os.PathLike | dict) -> list[BenchRow]:
     if not isinstance(benchmarks, list):
         raise ValueError("not a pytest-benchmark JSON file: no 'benchmarks' list")
     rows: list[BenchRow] = []
+    dropped = {e.rsplit("/", 1)[-1] for e in exclude}
     for bench in benchmarks:
         stats = bench.get("stats") or {}
         median = stats.get("median")
-        if median is None:
+        if median is None or str(bench.get("fullname", "")).rsplit("/", 1)[-1] in dropped:
             continue
         extra = dict(bench.get("extra_info") or {})
         raw_rows = extra.pop("rows", None)
@@ -304,13 +313,17 @@ def _by_area(rows: Sequence[BenchRow]) -> dict[str, dict[str, list[BenchRow]]]:
 
 
 def render_markdown(rows: Sequence[BenchRow], *, title: str = "Benchmarks",
-                    quick: bool = False, figures: Sequence[Path] = ()) -> str:
+                    quick: bool = False, figures: Sequence[Path] = (),
+                    failed: Sequence[str] = ()) -> str:
     """The markdown report: the targets table first, then per area one table per group
     (fastest first; ``vs best peer`` = best peer's median / median)."""
     out = [f"# {title}", ""]
     if quick:
         out += ["**Quick run** (`--quick`): small sizes, few rounds; the figures show the "
                 "code paths work and roughly how they compare, not the published numbers.", ""]
+    if failed:
+        out += [f"**{len(failed)} benchmarks failed** and are left out: "
+                + ", ".join(f"`{_md_escape(f)}`" for f in sorted(failed)), ""]
     if not rows:
         out += ["No timed benchmarks in the results (were they run with --benchmark-disable?).",
                 ""]
@@ -470,21 +483,23 @@ def _panel(ax: Any, members: list[BenchRow], LogLocator: Any, FuncFormatter: Any
 
 def write_report(json_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                  title: str = "stockbatch benchmarks", stem: str = "benchmarks",
-                 quick: bool = False) -> ReportPaths:
+                 quick: bool = False, failed: Iterable[str] = ()) -> ReportPaths:
     """Read pytest-benchmark JSON; write ``<out_dir>/<stem>.md`` and one PNG per area.
 
     Returns
     -------
     ReportPaths
-        ``markdown`` and ``figures`` (none when no benchmark was timed).
+        ``markdown`` and ``figures`` (none when no benchmark was timed). ``failed`` node ids
+    are left out, and named at the top.
     """
-    rows = load_results(json_path)
+    failed = sorted(failed)
+    rows = load_results(json_path, exclude=failed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = render_figures(rows, out, title=title) if rows else []
     md_path = out / f"{stem}.md"
-    md_path.write_text(render_markdown(rows, title=title, quick=quick, figures=figures),
-                       encoding="utf-8")
+    md_path.write_text(render_markdown(rows, title=title, quick=quick, figures=figures,
+                                       failed=failed), encoding="utf-8")
     return ReportPaths(markdown=md_path, figures=figures)
 
 def main(argv: Sequence[str] | None = None) -> int:
