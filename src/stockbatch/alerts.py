@@ -157,6 +157,7 @@ class AlertMonitor:
         self._firing: dict[str, Alert] = {}
         self.history: list[Alert] = []
         self._lock = threading.Lock()
+        self._fills: dict[int, Callable[[], float]] = {}  # the running jobs' hand-offs
 
     def subscribe(self, callback: Callable[[Alert], Any]) -> Callable[[Alert], Any]:
         """Call ``callback(alert)`` at every episode's start and end; returns it."""
@@ -187,16 +188,21 @@ class AlertMonitor:
     @contextmanager
     def watch(self, source: Any, fill: Callable[[], float]) -> Iterator[None]:
         """Sample ``source``'s counters and ``fill()`` (the hand-off's fill, 0-1) while the
-        block runs, evaluating the thresholds each time."""
+        block runs, evaluating the thresholds each time (with jobs running side by side, the
+        fullest hand-off counts)."""
         stop = threading.Event()
         last = _http_counts(source)
+        with self._lock:
+            self._fills[id(stop)] = fill
 
         def sample() -> None:
             nonlocal last
             now = _http_counts(source)
             self.observe_http(now[0] - last[0], now[1] - last[1])
             last = now
-            self.evaluate(queue_fill=fill())
+            with self._lock:
+                fills = list(self._fills.values())
+            self.evaluate(queue_fill=max((f() for f in fills), default=None))
 
         def loop() -> None:
             while not stop.wait(self.sample_s):
@@ -210,6 +216,8 @@ class AlertMonitor:
             stop.set()
             t.join()
             sample()
+            with self._lock:
+                del self._fills[id(stop)]
 
     # -- judging -------------------------------------------------------------------------
     def measure(self, *, queue_fill: float | None = None) -> dict[str, float | None]:

@@ -346,6 +346,8 @@ def _tune_concurrency(engine: Any, report: TuneReport, names: list[str], source:
 
 
 def _pick_concurrency(trials: list[Trial]) -> Recommendation:
+    if not trials:
+        return Recommendation("concurrency", None, "not measured (budget)")
     clean = [t for t in trials if t.rate_limited == 0 and t.failures == 0]
     bad = [t for t in trials if t not in clean]
     worst = "; ".join(f"{t.value} drew {t.rate_limited} 429s and {t.failures} failures"
