@@ -27,8 +27,13 @@ def user(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
 
+    from importlib.metadata import entry_points
+
+    installed = any(ep.value == PLUGIN for ep in entry_points(group="pytest11"))
+    load = [] if installed else ["-p", PLUGIN]  # (loading it twice is an error)
+
     def run(*args: str):
-        return pytester.runpytest_subprocess("-p", PLUGIN, "-p", "no:cacheprovider", *args)
+        return pytester.runpytest_subprocess(*load, "-p", "no:cacheprovider", *args)
 
     return run
 
