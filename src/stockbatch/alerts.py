@@ -16,8 +16,8 @@ metric             default   meaning
 ``latency_p95``    5 s       95th percentile of provider call time (retries included)
 ``error_rate``     10 %      calls that failed (a symbol not found is not a failure)
 ``rate_429``       10 %      HTTP requests answered 429 / quota, of requests sent
-``queue_fill``     90 %      answers waiting in the job's hand-off / its slots (the
-                             database is not keeping up)
+``queue_fill``     90 %      hand-off slots in use (answers fetched, not yet taken
+                             back by the job's thread): the database is not keeping up
 ``rss_share``      90 %      resident memory / the machine's memory or the cgroup limit
 ``rss_mb``         off       resident memory in MiB (absolute)
 =================  ========  ==========================================================
@@ -202,7 +202,8 @@ class AlertMonitor:
             last = now
             with self._lock:
                 fills = list(self._fills.values())
-            self.evaluate(queue_fill=max((f() for f in fills), default=None))
+            # no job running: no answer waits for a database
+            self.evaluate(queue_fill=max((f() for f in fills), default=0.0))
 
         def loop() -> None:
             while not stop.wait(self.sample_s):
@@ -215,9 +216,9 @@ class AlertMonitor:
         finally:
             stop.set()
             t.join()
-            sample()
-            with self._lock:
+            with self._lock:  # the job is over: its hand-off is empty
                 del self._fills[id(stop)]
+            sample()
 
     # -- judging -------------------------------------------------------------------------
     def measure(self, *, queue_fill: float | None = None) -> dict[str, float | None]:

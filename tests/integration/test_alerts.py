@@ -133,3 +133,32 @@ def test_cli_refuses_bad_alert_options(arg, why, capsys):
 
     assert main(["ingest", "AAPL", "--alert", arg]) == 2
     assert why in capsys.readouterr().err
+
+
+def test_a_blocked_database_fills_the_hand_off(fixture_server, tmp_path):
+    """Another writer holds SQLite's write lock for 1.5 s: the job's thread waits in its
+    store, answers pile up in the hand-off, queue_fill fires; the lock goes, it resolves."""
+    import sqlite3
+    import threading
+
+    db = tmp_path / "locked.db"
+    got = []
+    with BatchProcessingEngine(slots=8, chunk_rows=600, min_chunk_rows=300,
+                               alert_thresholds=Thresholds(queue_fill=0.5)) as engine:
+        engine.on_alert(got.append)
+        blocker = sqlite3.connect(db, check_same_thread=False)
+        blocker.execute("CREATE TABLE hold (x)")
+        blocker.execute("BEGIN IMMEDIATE")  # the write lock, until the timer commits
+        timer = threading.Timer(1.5, blocker.commit)
+        timer.start()
+        try:
+            result = engine.run(engine.create_stock_data_pipeline_job(
+                [f"Q{i:03d}" for i in range(40)], source=source(fixture_server),
+                period="1y", sink=str(db)))
+        finally:
+            timer.join()
+            blocker.close()
+    assert result.success
+    fill = [(a.state, a.value) for a in got if a.metric == "queue_fill"]
+    assert [s for s, _ in fill] == ["firing", "resolved"]
+    assert fill[0][1] > 0.5 and fill[1][1] <= 0.5

@@ -420,7 +420,7 @@ class _JobRun:
         alerts = self.engine.alerts
         seen = len(alerts.history)
         try:
-            with alerts.watch(job.source, lambda: fetch.inbox.qsize() / self.engine.slots):
+            with alerts.watch(job.source, fetch.fill):
                 stages.consume(deadline)
         finally:
             job._abort = None

@@ -66,6 +66,12 @@ class FetchStage:
         if self._task is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._task.cancel)
 
+    def fill(self) -> float:
+        """Share of the hand-off slots in use (answers the job's thread has not given back),
+        0-1: near 1 means fetching waits for the database (read from any thread)."""
+        sem = self._slots
+        return 0.0 if sem is None else 1.0 - sem._value / self.slot_count  # (a gauge)
+
     def release(self, n: int) -> None:
         """Give back ``n`` hand-off slots (from the job's thread, as it takes answers)."""
         if self._loop is not None and self._slots is not None:
