@@ -1,21 +1,42 @@
 """Helpers shared by the benchmark suites.
 
-Under ``pytest bench --benchmark-disable`` (what CI runs, to keep the suites runnable) every
-size is capped by :func:`sized`, so CI checks the code paths without paying for 1e7 rows.
+Under ``pytest bench --benchmark-disable`` (what CI runs, to keep the suites runnable) or with
+``STOCKBATCH_BENCH_QUICK=1`` (``stockbatch bench --quick``) every size is capped by
+:func:`sized`, so the code paths run without paying for 1e7 rows.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
+from typing import Any
 
 QUICK_CAP = 20_000
 
+# database -> (URI variable, words naming it in a benchmark's id or parameters)
+DATABASES = {
+    "PostgreSQL": ("STOCKBATCH_PG_URI", ("postgresql", "postgres", "pg")),
+    "MariaDB/MySQL": ("STOCKBATCH_MYSQL_URI", ("mysql", "mariadb")),
+}
+
 
 def quick() -> bool:
-    """True when the benchmarks run once each for coverage (--benchmark-disable)."""
+    """True when the benchmarks run once each on small data (--benchmark-disable, --quick)."""
     return os.environ.get("STOCKBATCH_BENCH_QUICK") == "1"
 
 
 def sized(n: int) -> int:
     """``n``, or a small stand-in when the benchmarks only run for coverage."""
     return min(n, QUICK_CAP) if quick() else n
+
+
+def needs_database(nodeid: str, params: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """Why a benchmark must not run here: it uses a database whose URI variable is unset
+    (None when it may run). Read from its parameters and its id's words."""
+    words = {w.lower() for w in re.split(r"[^A-Za-z0-9]+", nodeid) if w}
+    words |= {str(v).lower() for v in params.values() if isinstance(v, str)}
+    for name, (var, names) in DATABASES.items():
+        if not env.get(var) and words & set(names):
+            return f"{var} is not set: no {name} benchmark (only databases given to bench)"
+    return None

@@ -33,6 +33,7 @@ from .schema import BARS, QUOTES, conform
 
 if TYPE_CHECKING:
     # What the lazy __getattr__ below serves, spelt out for type checkers (never run).
+    from . import alerts as alerts
     from . import compat as compat
     from . import indicators as indicators
     from . import pipeline as pipeline
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     )
     from .queueing import BatchOptimizer, BatchQueue, Coalescer, Request
     from .stats import health
+    from .tuning import tune
 
 # Public names served lazily from their modules, so that `import stockbatch` stays cheap
 # and a missing optional dependency only matters to the feature that needs it.
@@ -83,6 +85,7 @@ _LAZY = {
     "fetch": "._api",
     "ingest": "._api",
     "read": "._api",
+    "tune": ".tuning",
     "BatchProcessingEngine": ".pipeline",
     "JobResult": ".pipeline",
     "execute_stock_batch_pipeline": ".pipeline",
@@ -92,7 +95,7 @@ _LAZY = {
 # Subpackages and modules reachable as attributes (``sb.sources.YahooChartSource``) but not
 # names of ``from stockbatch import *``: a star import must not drag in the fixture server.
 _SUBMODULES = ("indicators", "sources", "sinks", "pipeline", "compat", "testing", "stats",
-               "queueing", "schema")
+               "queueing", "schema", "alerts")
 
 # Written out (not built from _LAZY) so that type checkers and readers see the names.
 __all__ = [
@@ -100,6 +103,7 @@ __all__ = [
     "NormalizeResult", "Rule", "normalize", "resample", "returns", "log_returns", "Request",
     "BatchQueue", "Coalescer", "BatchOptimizer", "fetch", "ingest", "read",
     "BatchProcessingEngine", "JobResult", "execute_stock_batch_pipeline", "run_pipeline", "health",
+    "tune",
     "StockbatchError", "SchemaError", "ProviderError", "RateLimited", "SymbolNotFound",
     "DecodeError", "ProviderUnavailable", "SinkError", "QueueError", "QueueFull", "QueueClosed",
     "JobError", "JobTimeout", "JobCancelled",

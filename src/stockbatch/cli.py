@@ -20,6 +20,7 @@ prints a traceback unless ``--debug`` is given.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -111,6 +112,28 @@ def _positive_float(text: str) -> float:
 
 # -- the parser ----------------------------------------------------------------------------
 
+_ALERT_METRICS = ("latency_p95_s", "error_rate", "rate_429", "queue_fill", "rss_share",
+                  "rss_mb")
+
+
+def _alert_arg(text: str) -> tuple[str, float | None]:
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or name not in _ALERT_METRICS:
+        raise argparse.ArgumentTypeError(
+            f"expected METRIC=LIMIT with METRIC one of {', '.join(_ALERT_METRICS)}: {text!r}")
+    if value.strip().lower() == "off":
+        return name, None
+    try:
+        limit = float(value)
+    except ValueError:
+        limit = -1.0
+    if not limit > 0:
+        raise argparse.ArgumentTypeError(f"{name}: expected a positive number or 'off', "
+                                         f"got {value!r}")
+    return name, limit
+
+
 def _modes() -> tuple[str, ...]:
     from .sinks import MODES
 
@@ -177,9 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="provider requests in flight (default: the source's own)")
     p.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
                    help="give up on symbols not done after this many seconds")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="settings from a config file (`stockbatch tune -o tuned.toml`: "
+                        "concurrency, level, chunk_rows, upsert_strategy, and source, "
+                        "base_url, db, mode, table, period, interval); options given here "
+                        "win")
+    p.add_argument("--alert", action="append", default=[], type=_alert_arg,
+                   metavar="METRIC=LIMIT",
+                   help="alert threshold, repeatable: latency_p95_s=5, error_rate=0.1, "
+                        "rate_429=0.1, queue_fill=0.9, rss_share=0.9, rss_mb=N; 'off' turns "
+                        "one off (defaults: stockbatch.alerts.Thresholds)")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar and no summary; failures still go to stderr")
-    p.set_defaults(func=_cmd_ingest)
+    p.set_defaults(func=_cmd_ingest, tuned={})
+    parser.ingest_parser = p  # type: ignore[attr-defined]  # (for --config, see _main)
 
     # demo
     p = sub.add_parser("demo", help="offline demo: fixture server → ./stockbatch.db",
@@ -228,16 +262,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "--csv, 20 for the table)")
     p.set_defaults(func=_cmd_read)
 
+    _add_tune_parser(sub)
+
     # bench
     p = sub.add_parser("bench", help="run the benchmarks in bench/ and write the report",
                        description="Run `pytest bench --benchmark-only` and turn its JSON "
-                                   "into a markdown table and a PNG chart. Needs a source "
-                                   "checkout (bench/ is not in the wheel) and the [bench] "
-                                   "extra.")
+                                   "into a markdown report (targets met/missed first) and "
+                                   "one PNG per area. PostgreSQL and MariaDB benchmarks run "
+                                   "only when STOCKBATCH_PG_URI / STOCKBATCH_MYSQL_URI are "
+                                   "set. Needs a source checkout (bench/ is not in the "
+                                   "wheel) and the [bench] extra.")
     p.add_argument("--quick", action="store_true",
-                   help="fewer rounds (--benchmark-max-time=0.1 --benchmark-min-rounds=1)")
-    p.add_argument("--out", default="bench-report", metavar="DIR",
-                   help="report directory (default: ./%(default)s)")
+                   help="small sizes, one short round each (a few minutes at most)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="report directory (default: BENCH_DIR/report; a .gitignore in it "
+                        "keeps it out of git)")
     p.add_argument("-k", dest="keyword", default=None, metavar="EXPR",
                    help="only benchmarks matching this pytest -k expression")
     p.add_argument("--bench-dir", default=None, metavar="DIR",
@@ -301,6 +340,8 @@ def _main(argv: list[str]) -> int:
         return _code(exc.code)
     args.extra = extra
     try:
+        if getattr(args, "config", None):
+            args = _with_config(parser, argv, args)
         return args.func(args)
     except UsageError as exc:
         _err(f"stockbatch {args.command}: error: {exc}")
@@ -323,6 +364,31 @@ def _main(argv: list[str]) -> int:
             _err(f"stockbatch {args.command}: internal error: {type(exc).__name__}: "
                  f"{_redact(exc)} (run with --debug for the traceback, and please report it)")
         return 1
+
+
+def _with_config(parser: argparse.ArgumentParser, argv: list[str], args):
+    """``ingest --config FILE``: the file's settings become the defaults, then the command
+    line is parsed again (so what it gives wins)."""
+    from .tuning import load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if "source" in cfg and cfg["source"] not in SOURCES:
+        raise UsageError(f"config: source must be one of {', '.join(SOURCES)}")
+    if "mode" in cfg and cfg["mode"] not in _modes():
+        raise UsageError(f"config: mode must be one of {', '.join(_modes())}")
+    tuned = {k: cfg.pop(k) for k in ("level", "chunk_rows", "upsert_strategy") if k in cfg}
+    if "chunk_rows" in tuned and tuned["chunk_rows"] < 1:
+        raise UsageError("config: chunk_rows must be at least 1")
+    parser.ingest_parser.set_defaults(tuned=tuned, **cfg)  # type: ignore[attr-defined]
+    try:
+        again, _ = parser.parse_known_args(argv)
+    except SystemExit as exc:  # a bad value in the file (a period, …)
+        raise UsageError(f"config {args.config!r}: a value is not valid") from exc
+    again.extra = args.extra
+    return again
 
 
 def _second_interrupt_quits():
@@ -410,11 +476,13 @@ def _cmd_ingest(args) -> int:
                        interval=args.interval, period=args.period, start=args.start,
                        end=args.end, mode=args.mode, table=args.table,
                        indicators=args.indicators, concurrency=args.concurrency,
-                       timeout=args.timeout, quiet=args.quiet, command="ingest")
+                       timeout=args.timeout, quiet=args.quiet, command="ingest",
+                       alerts=dict(args.alert), tuned=args.tuned)
 
 
 def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
-                **options: Any) -> int:
+                alerts: dict[str, float | None] | None = None,
+                tuned: dict[str, Any] | None = None, **options: Any) -> int:
     """Run one ingest job with a live progress bar, then print the summary. Returns the exit
     code: 0 all stored (or empty), 1 some failed or the job could not run, 2 bad options.
 
@@ -422,12 +490,24 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
     and an unreachable database (exit 1) are reported in one line before anything is
     fetched or drawn."""
     from ._errors import StockbatchError
+    from .alerts import Thresholds
     from .pipeline import BatchProcessingEngine
     from .sinks import connect
 
     where = _redact(db)
-    with BatchProcessingEngine(max_concurrent_jobs=1) as engine:
-        sink = connect(db)  # a bad URI scheme raises SinkError: exit 1
+    limits: dict[str, Any] = dict(alerts or {})
+    thresholds = dataclasses.replace(Thresholds(), **limits)
+    tuned = dict(tuned or {})  # from --config: engine and sink settings
+    chunk = tuned.pop("chunk_rows", None)
+    sizes = {} if chunk is None else {"chunk_rows": chunk, "min_chunk_rows": min(chunk, 16_384)}
+    with BatchProcessingEngine(max_concurrent_jobs=1, alert_thresholds=thresholds,
+                               **sizes) as engine:
+        try:
+            sink = connect(db, **tuned)  # a bad URI scheme raises SinkError: exit 1
+        except ValueError as exc:  # e.g. upsert_strategy from a PostgreSQL tune, on SQLite
+            if isinstance(exc, StockbatchError):
+                raise
+            raise UsageError(f"--config: {_redact(exc)}") from None
         try:
             try:
                 job = engine.create_stock_data_pipeline_job(symbols, sink=sink, **options)
@@ -442,6 +522,8 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
             progress = None if quiet else _LiveProgress(command, len(job.symbols))
             if progress is not None:
                 job.on_progress = progress.on_progress
+                engine.on_alert(progress.on_alert)
+                _quiet_alert_log()  # the live display shows them instead
                 progress.start()
             interrupted = False
             try:
@@ -491,8 +573,22 @@ class _LiveProgress:
             MofNCompleteColumn(), TextColumn("symbols"),
             TextColumn("{task.fields[rows]:,} rows"),
             TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
+            TextColumn("{task.fields[alerts]}"),
             console=_console(stderr=True), transient=False)
-        self.task = self.bar.add_task(command, total=total, rows=0, failed=0)
+        self.task = self.bar.add_task(command, total=total, rows=0, failed=0, alerts="")
+        self.firing: dict[str, str] = {}
+
+    def on_alert(self, alert) -> None:  # any thread
+        """A threshold alert: one line above the bar, and the bar shows what is firing."""
+        if alert.state == "firing":
+            self.firing[alert.metric] = alert.metric
+            self.bar.console.print(f"[bold yellow]⚠ alert:[/] {alert.message}",
+                                   highlight=False)
+        else:
+            self.firing.pop(alert.metric, None)
+            self.bar.console.print(f"[green]✓ resolved:[/] {alert.message}", highlight=False)
+        text = f"[yellow]⚠ {', '.join(self.firing)}" if self.firing else ""
+        self.bar.update(self.task, alerts=text)
 
     def on_progress(self, p) -> None:  # any thread; rich's updates take a lock
         self.bar.update(self.task, total=p.symbols_total, completed=p.symbols_done,
@@ -506,6 +602,90 @@ class _LiveProgress:
 
 
 
+
+
+def _add_tune_parser(sub) -> None:
+    p = sub.add_parser("tune", help="measure settings on your database and provider, and "
+                                    "recommend them",
+                       description="Short, bounded trials against --db and the provider: "
+                                   "fetch concurrency, optimisation level, rows per "
+                                   "transaction, upsert strategy (PostgreSQL). Prints "
+                                   "recommendations with the numbers they rest on; -o writes "
+                                   "a config for `stockbatch ingest --config`. Only a scratch "
+                                   "table is written, and dropped.")
+    p.add_argument("--db", required=True, metavar="PATH_OR_URI",
+                   help="the database to tune for (as for ingest)")
+    p.add_argument("--source", default="yahoo", choices=SOURCES,
+                   help="data provider (default: %(default)s)")
+    p.add_argument("--base-url", metavar="URL", help="provider base URL override")
+    p.add_argument("--symbols", nargs="+", default=None, metavar="SYMBOL",
+                   help="symbols to fetch (default: 48 large US names); at most 64 are used")
+    p.add_argument("--symbols-file", "-f", metavar="FILE", help="read symbols from FILE")
+    p.add_argument("--budget", type=_positive_float, default=60.0, metavar="SECONDS",
+                   help="seconds for all trials (default: %(default)g)")
+    p.add_argument("--rows", type=_int_at_least(1000), default=100_000, metavar="N",
+                   help="rows the database trials store (default: %(default)s)")
+    p.add_argument("--output", "-o", default=None, metavar="FILE",
+                   help="write the config (TOML; a .json name writes the JSON report)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_tune)
+
+
+def _cmd_tune(args) -> int:
+    from .tuning import tune
+
+    symbols = list(args.symbols or [])
+    if args.symbols_file:
+        symbols += _read_symbols_file(args.symbols_file)
+    bar = None
+    if not args.quiet:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        bar = Progress(TextColumn("[bold]tune"), BarColumn(bar_width=24),
+                       MofNCompleteColumn(), TimeElapsedColumn(),
+                       TextColumn("{task.fields[label]}"), console=_console(stderr=True))
+        task = bar.add_task("tune", total=None, label="")
+        bar.start()
+    try:
+        report = tune(args.db, source=args.source, base_url=args.base_url,
+                      symbols=symbols or None, budget_s=args.budget, rows=args.rows,
+                      on_progress=None if bar is None else (
+                          lambda done, total, label: bar.update(task, completed=done,
+                                                                total=total, label=label)))
+    except (ValueError, TypeError) as exc:
+        from ._errors import StockbatchError
+
+        if isinstance(exc, StockbatchError):
+            raise
+        raise UsageError(_redact(exc)) from None
+    finally:
+        if bar is not None:
+            bar.stop()
+    out = _console()
+    if args.json:
+        print(report.to_json())
+    else:
+        out.print(report.text(), markup=False, highlight=False, soft_wrap=True)
+    if args.output:
+        path = report.write_config(args.output)
+        _err(f"wrote {path}: stockbatch ingest --config {path} --db {_redact(args.db)} …")
+    return 0 if report.settings() else 1
+
+
+def _quiet_alert_log() -> None:
+    """Alerts are drawn by the live display: no second copy from logging's last resort."""
+    import logging
+
+    log = logging.getLogger("stockbatch.alerts")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
 
 
 def _print_summary(out, result, where: str) -> None:
@@ -535,6 +715,16 @@ def _print_summary(out, result, where: str) -> None:
     table.columns[0].header = "database"
     table.columns[1].header = Text(where)
     out.print(table)
+    alerts = result.stats.get("alerts") or []
+    if alerts:
+        at = Table(title=f"alerts ({sum(a['state'] == 'firing' for a in alerts)} fired)",
+                   title_justify="left")
+        at.add_column("state")
+        at.add_column("alert", overflow="fold")
+        for a in alerts:
+            at.add_row("[yellow]firing" if a["state"] == "firing" else "[green]resolved",
+                       Text(a["message"]))
+        out.print(at)
     failed = [s for s in failed if result.symbols[s].status != "cancelled"]
     if result.count("cancelled"):
         out.print(f"{result.count('cancelled'):,} symbols were cancelled before they were "
@@ -820,6 +1010,7 @@ def _print_bars(out, table, total: int, args) -> None:
 
 def _cmd_bench(args) -> int:
     import importlib.util
+    import time
 
     bench_dir = Path(args.bench_dir) if args.bench_dir else Path.cwd() / "bench"
     if not bench_dir.is_dir():
@@ -833,33 +1024,58 @@ def _cmd_bench(args) -> int:
                if importlib.util.find_spec(m) is None]
     if missing:
         raise Refused(f"missing {', '.join(missing)}: pip install 'stockbatch[bench]'")
-    out_dir = Path(args.out)
+    out_dir = Path(args.out) if args.out else bench_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "bench.json"
+    # whatever folder it is, git never picks the report up
+    (out_dir / ".gitignore").write_text("# written by stockbatch bench\n*\n", encoding="utf-8")
+    json_path, log_path = out_dir / "bench.json", out_dir / "pytest.log"
     if json_path.exists():
         json_path.unlink()
     cmd = [sys.executable, "-m", "pytest", str(bench_dir), "--benchmark-only",
-           f"--benchmark-json={json_path}", "-q"]
-    if args.quick:
+           f"--benchmark-json={json_path}", "-q", "-p", "no:cacheprovider"]
+    env = dict(os.environ)
+    if args.quick:  # small sizes (bench/benchutil.py), one short round each
         cmd += ["--benchmark-max-time=0.1", "--benchmark-min-rounds=1"]
+        env["STOCKBATCH_BENCH_QUICK"] = "1"
     if args.keyword:
         cmd += ["-k", args.keyword]
+    dbs = [name for name, var in (("PostgreSQL", "STOCKBATCH_PG_URI"),
+                                  ("MariaDB", "STOCKBATCH_MYSQL_URI")) if env.get(var)]
     _err("$ " + " ".join(cmd))
-    code = subprocess.call(cmd)
+    _err(f"databases: SQLite and DuckDB in temporary files"
+         f"{''.join(', ' + d for d in dbs)} (PostgreSQL / MariaDB only with "
+         "STOCKBATCH_PG_URI / STOCKBATCH_MYSQL_URI); pytest's output: " + str(log_path))
+    t0 = time.monotonic()
+    with open(log_path, "w", encoding="utf-8") as log, _console(stderr=True).status(
+            "running the benchmarks" + (" (quick)" if args.quick else "")):
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    lines = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    _err(f"pytest: {lines[-1].strip('= ') if lines else 'no output'} "
+         f"({time.monotonic() - t0:.0f} s)")
     if not json_path.exists():
-        raise Refused(f"pytest exited with {code} and wrote no {json_path}")
-    from .testing.benchreport import load_results, write_report
+        raise Refused(f"pytest exited with {code} and wrote no {json_path} (see {log_path})")
+    from .testing.benchreport import check_targets, failed_tests, load_results, write_report
 
-    rows = load_results(json_path)
+    failed = failed_tests("\n".join(lines))  # their timings mean nothing: left out
+    rows = load_results(json_path, exclude=failed)
     if not rows:
         raise Refused(f"no benchmark was timed (pytest exit code {code}); check -k")
-    paths = write_report(json_path, out_dir)
+    paths = write_report(json_path, out_dir, quick=args.quick, failed=failed)
     out = _console()
-    out.print(paths.markdown.read_text(encoding="utf-8"), markup=False, soft_wrap=True)
-    out.print(f"report: {paths.markdown}", markup=False)
-    if paths.chart is not None:
-        out.print(f"chart:  {paths.chart}", markup=False)
-    out.print(f"raw:    {json_path}", markup=False)
+    checked = check_targets(rows)
+    met = sum(c[3].startswith("✓") for c in checked)
+    missed = sum(c[3].startswith("✗") for c in checked)
+    out.print(f"{len(rows)} benchmarks timed"
+              + (f", {len(failed)} failed (left out)" if failed else "")
+              + f"; targets: {met} met, {missed} missed"
+              + (" (quick run: small sizes)" if args.quick else ""), markup=False)
+    out.print(f"report:  {paths.markdown}", markup=False)
+    for fig in paths.figures:
+        out.print(f"figure:  {fig}", markup=False)
+    out.print(f"raw:     {json_path}", markup=False)
+    if code != 0:
+        _err(f"stockbatch bench: some benchmarks failed (pytest exit code {code}); "
+             f"see {log_path}")
     return 0 if code == 0 else 1
 
 

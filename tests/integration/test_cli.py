@@ -341,7 +341,7 @@ def test_bench_without_bench_dir_is_a_clear_error(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     assert main(["bench"]) == 2
     assert "no bench/ directory" in capsys.readouterr().err
-    assert not (tmp_path / "bench-report").exists()
+    assert not (tmp_path / "bench" / "report").exists()
 
 
 def test_bench_runs_pytest_and_writes_report(tmp_path):
@@ -350,7 +350,7 @@ def test_bench_runs_pytest_and_writes_report(tmp_path):
     bench = tmp_path / "bench"
     bench.mkdir()
     (bench / "test_tiny.py").write_text(
-        "def test_sum_small(benchmark):\n"
+        "def test_sum_stockbatch(benchmark):\n"
         "    benchmark.group = 'tiny'\n"
         "    assert benchmark(sum, range(100)) == 4950\n\n"
         "def test_sum_large(benchmark):\n"
@@ -364,7 +364,29 @@ def test_bench_runs_pytest_and_writes_report(tmp_path):
                           capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "--benchmark-max-time=0.1" in done.stderr  # the command is shown
+    assert "1 passed" not in done.stdout and len(done.stdout.splitlines()) < 10  # short
     assert (out / "bench.json").stat().st_size > 0
+    assert (out / ".gitignore").read_text().splitlines()[-1] == "*"
     md = (out / "benchmarks.md").read_text()
-    assert "sum_small" in md and "sum_large" in md
-    assert (out / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert md.startswith("# stockbatch benchmarks\n\n**Quick run**")
+    assert "sum_stockbatch" in md and "sum_large" in md
+    assert (out / "bench-other.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_touches_no_database_it_was_not_given():
+    """Without STOCKBATCH_PG_URI / STOCKBATCH_MYSQL_URI, bench/conftest.py skips every
+    PostgreSQL / MariaDB benchmark, whatever default URI a benchmark file has."""
+    root = SRC.parent
+    if not (root / "bench" / "conftest.py").exists():
+        pytest.skip("no source checkout")
+    env = {k: v for k, v in _env().items()
+           if k not in ("STOCKBATCH_PG_URI", "STOCKBATCH_MYSQL_URI")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "bench/test_pipeline.py", "bench/test_ingest.py",
+         "-q", "-rs", "-p", "no:cacheprovider", "--benchmark-disable", "-k",
+         "(daily and stockbatch-10-postgresql) or mysql_append or pg_upsert"],
+        capture_output=True, text=True, env=env, cwd=root, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "passed" not in done.stdout.splitlines()[-1]
+    assert "STOCKBATCH_PG_URI is not set: no PostgreSQL benchmark" in done.stdout
+    assert "test_ingest.py" in done.stdout and "STOCKBATCH_MYSQL_URI" in done.stdout

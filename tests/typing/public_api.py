@@ -15,6 +15,7 @@ import stockbatch as sb
 from stockbatch import _types
 from stockbatch.pipeline import JobResult
 from stockbatch.stats import Health
+from stockbatch.tuning import TuneReport
 
 
 def check(table: Any, queue: sb.BatchQueue, request: sb.Request) -> None:
@@ -28,6 +29,8 @@ def check(table: Any, queue: sb.BatchQueue, request: sb.Request) -> None:
     assert_type(sb.Coalescer().take_calls(), list[sb.queueing.Call])
     assert_type(sb.BatchOptimizer().recommend("fetch"), int)
     assert_type(sb.health(), Health)
+    assert_type(sb.tune("x.db", budget_s=5), TuneReport)
+    assert_type(sb.BatchProcessingEngine().alerts.firing, list[sb.alerts.Alert])
     assert_type(sb.health().status, _types.HealthStatus)
     assert_type(sb.__version__, str)
     sb.indicators.sma(table, 20)

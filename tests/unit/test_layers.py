@@ -1,17 +1,18 @@
 """The layers of ARCHITECTURE.md, enforced: every import of every module points down.
 
     6  entry points   cli, __main__, compat, dask
-    5  API            _api
+    5  API            _api, tuning
     4  pipeline       pipeline/
     3  I/O            sources/ | sinks/          (never each other)
-    2  request layer  queueing, stats, _py/queue, _py/coalesce, _py/optimizer
+    2  request layer  queueing, stats, alerts, _py/queue, _py/coalesce, _py/optimizer
        and kernels    _kernels, _validation, indicators, schema, _py/kernels, _py/indicators,
                       _py/decode, and every compiled _ext module
     1  base           _errors, _backend, _time, _redact, _types, _version
 
 Imports inside functions count too: a lazy import is still a dependency. ``testing/`` sits
 beside the library: it may use layers 1-2, and only the CLI's demo, serve-fixture and bench
-commands import it. The package root (``stockbatch/__init__.py``) is the lazy façade: at run
+commands import it, and the pytest plugin ``testing.pytest_plugin`` (an entry point, layer
+6) does. The package root (``stockbatch/__init__.py``) is the lazy façade: at run
 time it imports layers 1-2 only (its ``if TYPE_CHECKING:`` imports are for type checkers).
 A module this file does not place fails the test: give it a layer here and in ARCHITECTURE.md.
 """
@@ -39,11 +40,13 @@ LAYERS = {
     "stockbatch.compat": ENTRY,
     "stockbatch.dask": ENTRY,
     "stockbatch._api": API,
+    "stockbatch.tuning": API,
     "stockbatch.pipeline": PIPELINE,
     "stockbatch.sources": IO,
     "stockbatch.sinks": IO,
     "stockbatch.queueing": CORE,
     "stockbatch.stats": CORE,
+    "stockbatch.alerts": CORE,
     "stockbatch._kernels": CORE,
     "stockbatch._validation": CORE,
     "stockbatch.indicators": CORE,
@@ -58,10 +61,14 @@ LAYERS = {
     "stockbatch._types": BASE,
     "stockbatch._version": BASE,
     "stockbatch.testing": TESTING,
+    # the pytest plugin is an entry point (pytest's) that lives in testing/
+    "stockbatch.testing.pytest_plugin": ENTRY,
 }
 # the CLI commands that may reach the fixture server and the bench report
 TESTING_CALLERS = {("stockbatch.cli", f) for f in ("_cmd_demo", "_cmd_serve_fixture",
                                                    "_cmd_bench")}
+# entry points that are part of testing/ and use it throughout
+TESTING_USERS = {"stockbatch.testing.pytest_plugin"}
 NEVER_EACH_OTHER = ("stockbatch.sources", "stockbatch.sinks")
 
 
@@ -176,7 +183,7 @@ def violation(imp: Import) -> str | None:
     if imp.importer == "stockbatch":  # the façade
         return None if imp.type_only or dst <= CORE else f"{where} at run time (keep it lazy)"
     if dst == TESTING and src != TESTING:
-        ok = (imp.importer, imp.function) in TESTING_CALLERS
+        ok = (imp.importer, imp.function) in TESTING_CALLERS or imp.importer in TESTING_USERS
         return None if ok else f"{where}: only the CLI's demo/serve-fixture/bench reach testing/"
     if src == TESTING:
         return None if dst <= CORE else f"{where}: testing/ may use layers 1-2 only"

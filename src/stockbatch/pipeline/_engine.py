@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from .. import _kernels as kernels
 from .._errors import JobCancelled, JobTimeout
+from ..alerts import Alert, AlertMonitor, Thresholds
 from ..queueing import BatchOptimizer, Coalescer
 from ..sinks import Sink, connect
 from ..sources import Source
@@ -88,7 +89,8 @@ class BatchProcessingEngine:
                  chunk_rows: int = 65_536, min_chunk_rows: int = 16_384,
                  flush_seconds: float = 1.0, store_attempts: int = 3,
                  coalescer: Coalescer | None = None,
-                 optimizer: BatchOptimizer | None = None) -> None:
+                 optimizer: BatchOptimizer | None = None,
+                 alert_thresholds: Thresholds | None = None) -> None:
         if max_concurrent_jobs < 1:
             raise ValueError("max_concurrent_jobs must be at least 1")
         if slots < 1 or chunk_rows < 1 or min_chunk_rows < 1:
@@ -103,6 +105,7 @@ class BatchProcessingEngine:
         self.store_attempts = max(1, store_attempts)
         self.coalescer = coalescer or Coalescer()
         self.optimizer = optimizer or BatchOptimizer(min_size=1, max_size=1024, initial=64)
+        self.alerts = AlertMonitor(alert_thresholds)  # see stockbatch.alerts
         self._jobs: dict[str, PipelineJob] = {}
         self._admission = Admission(max_concurrent_jobs)
         self._io = IOLoop()
@@ -112,6 +115,12 @@ class BatchProcessingEngine:
         self._lock = threading.Lock()
         self._closed = False
         self._finished = {"completed": 0, "failed": 0, "cancelled": 0, "timed_out": 0}
+
+    def on_alert(self, callback: Callable[[Alert], Any]) -> Callable[[Alert], Any]:
+        """Call ``callback(alert)`` when a threshold of ``alert_thresholds`` is crossed and
+        when it recovers (one :class:`~stockbatch.alerts.Alert` per edge of an episode, also
+        logged once); see :mod:`stockbatch.alerts`. Returns ``callback`` (a decorator)."""
+        return self.alerts.subscribe(callback)
 
     # -- jobs ----------------------------------------------------------------------------
     def create_stock_data_pipeline_job(
@@ -397,7 +406,7 @@ class _JobRun:
         self.src_before = _source_counts(job.source)
         self.fetch = FetchStage(job, queue.SimpleQueue(), coalescer=self.co,
                                 optimizer=engine.optimizer, bound=engine._bound(job),
-                                slots=engine.slots)
+                                slots=engine.slots, observe=engine.alerts.observe_call)
         self.stages = ChunkStages(job, result, sink, self.fetch, chunk_rows=engine.chunk_rows,
                                   min_chunk_rows=engine.min_chunk_rows,
                                   flush_seconds=engine.flush_seconds,
@@ -410,12 +419,16 @@ class _JobRun:
         if job._cancel.is_set():
             fetch.abort(JobCancelled(job._cancel_reason))
         deadline = None if job.timeout is None else time.monotonic() + job.timeout
+        alerts = self.engine.alerts
+        seen = len(alerts.history)
         try:
-            stages.consume(deadline)
+            with alerts.watch(job.source, fetch.fill):
+                stages.consume(deadline)
         finally:
             job._abort = None
             fetching.result()  # the fetch stage has ended (it put DONE last)
         self.collect_stats()
+        self.result.stats["alerts"] = [a.to_dict() for a in alerts.history[seen:]]
         if stages.tables:  # each chunk is sorted; the whole is sorted once more
             whole = pa.concat_tables(stages.tables)
             self.result.table = kernels.normalize(whole).table if job.kind == "bars" else whole

@@ -17,6 +17,7 @@ import functools
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .._errors import (
@@ -42,8 +43,10 @@ class FetchStage:
     """Fetch ``job``'s symbols into ``inbox``; see the module docstring."""
 
     def __init__(self, job: PipelineJob, inbox: queue.SimpleQueue, *, coalescer: Coalescer,
-                 optimizer: BatchOptimizer, bound: asyncio.Semaphore, slots: int) -> None:
+                 optimizer: BatchOptimizer, bound: asyncio.Semaphore, slots: int,
+                 observe: Callable[[float, bool], Any] | None = None) -> None:
         self.job, self.inbox, self.co, self.optimizer = job, inbox, coalescer, optimizer
+        self.observe = observe  # told each provider call's seconds and whether it failed
         self.bound = bound
         self.slot_count = slots
         self.provider = provider_key(job)
@@ -64,6 +67,12 @@ class FetchStage:
         self.abort_reason = reason
         if self._task is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._task.cancel)
+
+    def fill(self) -> float:
+        """Share of the hand-off slots in use (answers the job's thread has not given back),
+        0-1: near 1 means fetching waits for the database (read from any thread)."""
+        sem = self._slots
+        return 0.0 if sem is None else 1.0 - sem._value / self.slot_count  # (a gauge)
 
     def release(self, n: int) -> None:
         """Give back ``n`` hand-off slots (from the job's thread, as it takes answers)."""
@@ -108,7 +117,8 @@ class FetchStage:
 
         def launch() -> None:
             for call in co.take_calls():
-                keep(loop.create_task(run_call(co, job.source, call, self.bound)))
+                keep(loop.create_task(run_call(co, job.source, call, self.bound,
+                                                observe=self.observe)))
 
         try:
             q.put_many(reqs)
@@ -147,16 +157,22 @@ class FetchStage:
                               rate_limited=any(isinstance(e, RateLimited) for e in errs))
 
 
-async def run_call(co: Coalescer, source: Any, call: Any, bound: asyncio.Semaphore) -> None:
-    """One provider call within ``bound``; every waiter is answered whatever happens."""
+async def run_call(co: Coalescer, source: Any, call: Any, bound: asyncio.Semaphore, *,
+                   observe: Callable[[float, bool], Any] | None = None) -> None:
+    """One provider call within ``bound``; every waiter is answered whatever happens.
+    ``observe(seconds, failed)`` is told how it went (a symbol not found is no failure)."""
+    t0 = 0.0
     try:
         async with bound:
+            t0 = time.perf_counter()
             if call.kind == "quote":
                 value = await source.fetch_quotes(list(call.symbols))
             else:
                 value = await source.fetch_history(call.symbol, interval=call.interval,
                                                    start=call.start, end=call.end)
     except ProviderError as exc:
+        if observe is not None:
+            observe(time.perf_counter() - t0, not isinstance(exc, SymbolNotFound))
         co.fail(call, exc)
     except asyncio.CancelledError:
         co.fail(call, JobCancelled("the fetch was cancelled"))
@@ -167,6 +183,8 @@ async def run_call(co: Coalescer, source: Any, call: Any, bound: asyncio.Semapho
         err.__cause__ = exc  # kept for debugging (SymbolOutcome.exception.__cause__)
         co.fail(call, err)
     else:
+        if observe is not None:
+            observe(time.perf_counter() - t0, False)
         co.complete(call, value)
 
 

@@ -92,7 +92,8 @@ class JobResult:
         window, dropped), ``rows_refused_by_db`` (rows the database refused on the last,
         bisecting store attempt: quarantined by the sink with the database's error; they are
         not in any symbol's ``rows``), ``peak_rss_mb`` (the process's peak resident size), ``batch_size``
-        (the optimizer's last recommendation).
+        (the optimizer's last recommendation), ``alerts`` (the alert edges of this job, as
+        dicts of :class:`stockbatch.alerts.Alert`).
     error : str or None
         Why the job failed, timed out or was cancelled.
     table : pyarrow.Table or None

@@ -72,7 +72,9 @@ class Fault:
         ``latency`` (wait ``delay`` s, then answer normally), ``status`` (answer ``status``,
         e.g. 500/503), ``rate_limit`` (429 with ``Retry-After: retry_after``; on the Alpha
         Vantage route HTTP 200 with ``{"Note": …}`` or, with ``style="information"``,
-        ``{"Information": …}``), ``malformed`` (valid-looking body with a corrupted byte
+        ``{"Information": …}``; with ``max_in_flight=N`` only a request that finds N of
+        its route's requests already in flight is refused, the others answer normally after
+        ``delay`` s: a provider that limits concurrency), ``malformed`` (valid-looking body with a corrupted byte
         range), ``truncate`` (the JSON cut at ``fraction`` of its length, with a matching
         Content-Length), ``reset`` (TCP RST instead of an answer), ``slow_body`` (the body in
         ``chunks`` pieces ``delay`` s apart). Data-level kinds (a 200 answer whose payload
@@ -103,6 +105,7 @@ class Fault:
     # redirect target
     size: int = 0
     location: str = "host"
+    max_in_flight: int = 0     # rate_limit: refuse only beyond this many requests in flight
     fired: int = field(default=0)
 
     def __post_init__(self):
@@ -110,6 +113,7 @@ class Fault:
         if self.kind not in kinds:
             raise ValueError(f"unknown fault kind {self.kind!r}; one of {kinds}")
         self.size = int(self.size)  # (from the command line it comes as text)
+        self.max_in_flight = int(self.max_in_flight)
         if self.symbols is not None:
             self.symbols = [s.upper() for s in self.symbols]
 
@@ -137,6 +141,7 @@ class _Config:
         self.cookie = "A3=d=" + secrets.token_hex(8)
         self.crumb = secrets.token_urlsafe(8)
         self.requests = 0
+        self.in_flight: Counter = Counter()  # route -> requests admitted by max_in_flight
 
     def take_fault(self, route: str, symbols: list[str]) -> Fault | None:
         with self.lock:
@@ -247,6 +252,14 @@ class _Handler:
         fault = cfg.take_fault(route, symbols)
         if fault is not None and fault.kind == "latency":
             await asyncio.sleep(fault.delay)
+            fault = None
+        if fault is not None and fault.kind == "rate_limit" and fault.max_in_flight \
+                and cfg.in_flight[route] < fault.max_in_flight:
+            cfg.in_flight[route] += 1  # (the loop's thread only)
+            try:
+                await asyncio.sleep(fault.delay)
+            finally:
+                cfg.in_flight[route] -= 1
             fault = None
         if fault is not None and fault.kind == "reset":
             sock = writer.get_extra_info("socket")
