@@ -114,14 +114,23 @@ def ingest(symbols: Iterable[str] | str, *, client: Any, db: str | os.PathLike,
     minter = TokenMinter(client, f"stockbatch-{job_id}", rate, burst or 1) \
         if rate is not None and rate < UNLIMITED else None
     deadline = None if timeout is None else time.time() + timeout
+    submitted: list[Any] = []
     try:
-        futures = [client.submit(run_shard, i, shard, options, db,
-                                 minter.spec if minter else None, topic, job_id, deadline,
-                                 key=f"stockbatch-shard-{job_id}-{i}", pure=False)
-                   for i, shard in enumerate(shards)]
+        def submit(i: int, attempt: int) -> Any:
+            fut = client.submit(run_shard, i, shards[i], options, db,
+                                minter.spec if minter else None, topic, job_id, deadline,
+                                key=f"stockbatch-shard-{job_id}-{i}-{attempt}", pure=False)
+            submitted.append(fut)
+            return fut
+
         watch = _Watch(job_id, len(syms) + len(job.invalid), t0, on_progress)
-        results = _gather(client, futures, events, watch)
+        watch.shards = shards
+        results = _gather(submit, len(shards), events, watch, job_id)
     finally:
+        # Forget the shards' results on the cluster now (not when the garbage collector gets
+        # to the futures): a result still held when its worker dies would be computed again.
+        for fut in submitted:
+            fut.release()
         if minter is not None:
             minter.close()
         try:
@@ -174,6 +183,7 @@ class _Watch:
     def __init__(self, job_id: str, total: int, t0: float,
                  callback: Callable[[Progress], Any] | None) -> None:
         self.job_id, self.total, self.t0, self.callback = job_id, total, t0, callback
+        self.shards: list[list[str]] = []
         self.latest: dict[int, dict[str, Any]] = {}
         self.starts = 0
         self.workers: set[str] = set()
@@ -201,18 +211,34 @@ class _Watch:
                                stage=stage, elapsed_s=time.perf_counter() - self.t0, **sums))
 
 
-def _gather(client: Any, futures: list[Any], events: queue.SimpleQueue[Any],
-            watch: _Watch) -> list[JobResult]:
-    """Wait for every shard, handing progress to the callback in this thread."""
+def _gather(submit: Callable[[int, int], Any], n: int, events: queue.SimpleQueue[Any],
+            watch: _Watch, job_id: str) -> list[JobResult]:
+    """Wait for every shard, handing progress to the callback in this thread. A shard whose
+    task was lost (its worker died more often than the scheduler retries, or the scheduler
+    cancelled it) is submitted again, up to :data:`SHARD_TRIES` times in all; after that its
+    symbols fail with the reason."""
     from distributed import wait
 
-    pending = set(futures)
-    while pending:
+    running = {submit(i, 1): (i, 1) for i in range(n)}
+    results: dict[int, JobResult] = {}
+    while running:
         try:
-            pending = set(wait(list(pending), timeout=0.1,
-                               return_when="FIRST_COMPLETED").not_done)
+            wait(list(running), timeout=0.1, return_when="FIRST_COMPLETED")
         except TimeoutError:  # nothing finished: hand on the progress so far
             pass
+        except Exception:  # noqa: BLE001 - FuturesCancelledError: a shard was lost (below)
+            pass
+        done = [f for f in running if f.done()]
+        for fut in done:
+            i, attempt = running.pop(fut)
+            if fut.status == "finished":
+                results[i] = fut.result()
+                continue
+            why = _lost(fut)
+            if attempt < SHARD_TRIES:
+                running[submit(i, attempt + 1)] = (i, attempt + 1)
+            else:
+                results[i] = _failed_shard(f"{job_id}.{i}", watch.shards[i], why)
         changed = False
         while True:
             try:
@@ -221,16 +247,38 @@ def _gather(client: Any, futures: list[Any], events: queue.SimpleQueue[Any],
                 break
         if changed:
             watch.report()
-    results = client.gather(futures)  # a shard whose task erred raises here
     while True:  # late events (starts of retried shards) still count
         try:
             watch.take(events.get_nowait())
         except queue.Empty:
             break
-    for i, r in enumerate(results):
+    ordered = [results[i] for i in range(n)]
+    for i, r in enumerate(ordered):
         watch.latest[i] = _final(r)
     watch.report("done")
-    return list(results)
+    return ordered
+
+
+#: Submissions of one shard before its symbols are given up (each one also has the
+#: scheduler's own retries when a worker dies: ``distributed.scheduler.allowed-failures``).
+SHARD_TRIES = 3
+
+
+def _lost(fut: Any) -> str:
+    if fut.status == "cancelled":
+        return "its task was cancelled by the cluster"
+    try:
+        exc = fut.exception(timeout=5)
+    except Exception as e:  # noqa: BLE001 - whatever the cluster says
+        exc = e
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _failed_shard(shard_id: str, symbols: list[str], why: str) -> JobResult:
+    result = JobResult(job_id=shard_id, status="failed", error=f"lost: {why}")
+    for s in symbols:
+        result.symbols[s] = SymbolOutcome(s, status="failed", error=f"lost: {why}")
+    return result
 
 
 def _final(r: JobResult) -> dict[str, Any]:

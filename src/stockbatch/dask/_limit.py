@@ -144,14 +144,14 @@ class TokenMinter:
         credit, last, ticks, paused_until = 0.0, time.monotonic(), 0, 0.0
         while not self._stop.wait(self.TICK):
             now = time.monotonic()
-            credit += (now - last) * rate
-            last = now
+            dt, last = now - last, now
+            credit += dt * rate
             try:
                 if ticks % 5 == 0:
                     paused_until = float(self._pause.get(timeout=5))
                 ticks += 1
                 if time.time() < paused_until:  # a 429 somewhere: nobody sends
-                    self.paused_s += self.TICK
+                    self.paused_s += dt
                     credit = 0.0
                     self._queue.get(batch=True)
                     continue
