@@ -259,3 +259,61 @@ def test_a_killed_worker_s_shard_runs_again_elsewhere(client, faulty_server, pg_
     rows = _rows(pg_uri, table)
     assert rows == _rows(pg_uri, clean_t)  # row for row
     assert r.rows_stored == clean.rows_stored == len(rows)  # counts exact
+
+
+# -- kernels on Dask DataFrames ---------------------------------------------------------------
+
+FRAME_SYMS = [f"F{i:03d}" for i in range(10)] + ["AAPL", "7203.T"]
+
+
+@pytest.fixture(scope="module")
+def stored(pg_uri):
+    table = f"dask_frames_{uuid.uuid4().hex[:10]}"
+    with FixtureServer() as srv:
+        sb.ingest(FRAME_SYMS, db=pg_uri, base_url=srv.url, period="1y", table=table)
+    yield table
+    with pg.connect(pg_uri) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.commit()
+
+
+def test_read_partitions_by_whole_symbols(client, pg_uri, stored):
+    df = sbd.read(pg_uri, npartitions=5, table=stored)
+    assert df.npartitions == 5
+    parts = [set(df.get_partition(i).compute()["symbol"]) for i in range(5)]
+    assert all(parts) and sum(len(p) for p in parts) == len(FRAME_SYMS)
+    assert set().union(*parts) == set(FRAME_SYMS)  # each symbol in exactly one partition
+    whole = df.compute().reset_index(drop=True)
+    local = sb.read(pg_uri, table=stored).to_pandas()
+    import pandas as pd  # dask keeps text as pyarrow strings: equal values, other dtype
+
+    pd.testing.assert_frame_equal(
+        whole, local.sort_values(["symbol", "interval", "ts"]).reset_index(drop=True),
+        check_dtype=False)
+    two = sbd.read(pg_uri, ["AAPL", "F001"], npartitions=8, table=stored)
+    assert two.npartitions == 2 and set(two.compute()["symbol"]) == {"AAPL", "F001"}
+
+
+@pytest.mark.parametrize("kernel, options", [
+    ("validate", {}), ("normalize", {}), ("resample", {"to": "1wk"}), ("returns", {}),
+    ("log_returns", {}), ("indicators", {"specs": ["sma20", "rsi14", "macd"]}),
+])
+def test_kernels_per_partition_equal_the_whole(client, pg_uri, stored, kernel, options):
+    df = sbd.read(pg_uri, npartitions=4, table=stored)
+    out = sbd.apply(df, kernel, **options)
+    got = out.compute().reset_index(drop=True)
+    assert list(got.columns) == list(out._meta.columns)  # the declared meta is the truth
+    assert list(got.dtypes) == list(out._meta.dtypes)
+    from stockbatch.dask._frames import _run
+    want = _run(sb.read(pg_uri, table=stored).to_pandas(), kernel, options)
+    assert got.equals(want.reset_index(drop=True))
+
+
+def test_bad_frame_options(client, pg_uri, stored):
+    df = sbd.read(pg_uri, npartitions=2, table=stored)
+    with pytest.raises(ValueError, match="kernel"):
+        sbd.apply(df, "fourier")
+    with pytest.raises(ValueError, match="spec|sma"):
+        sbd.apply(df, "indicators", specs=["smaa"])
+    with pytest.raises(ValueError, match="npartitions"):
+        sbd.read(pg_uri, npartitions=0, table=stored)

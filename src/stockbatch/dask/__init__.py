@@ -7,8 +7,8 @@
 
     client = Client("tcp://scheduler:8786")          # or Client(LocalCluster(n_workers=4))
     result = sbd.ingest(symbols, client=client, db="postgresql://…/market", period="1y")
-    bars = sbd.read("postgresql://…/market", npartitions=16)      # a Dask DataFrame
-    daily = bars.map_partitions(...)                 # or sbd.apply(bars, "returns")
+    bars = sbd.read("postgresql://…/market", npartitions=16)  # Dask DataFrame, by symbol
+    weekly = sbd.apply(bars, "resample", to="1wk")   # a kernel per partition (map_partitions)
 
 :func:`ingest` takes :func:`stockbatch.ingest`'s options and returns the same
 :class:`~stockbatch.JobResult`: the symbols are cut into shards, each shard is one engine job
@@ -24,6 +24,7 @@ absolute.)
 
 from __future__ import annotations
 
+from ._frames import KERNELS, apply, read
 from ._ingest import ingest
 
-__all__ = ["ingest"]
+__all__ = ["ingest", "read", "apply", "KERNELS"]
