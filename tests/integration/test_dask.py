@@ -31,7 +31,7 @@ SYMS = [f"S{i:04d}" for i in range(120)] + ["AAPL", "MSFT", "7203.T"]
 @pytest.fixture(scope="module")
 def client():
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
+                      dashboard_address=":0") as cluster, Client(cluster) as c:
         yield c
 
 
@@ -317,3 +317,36 @@ def test_bad_frame_options(client, pg_uri, stored):
         sbd.apply(df, "indicators", specs=["smaa"])
     with pytest.raises(ValueError, match="npartitions"):
         sbd.read(pg_uri, npartitions=0, table=stored)
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+def test_cli_ingest_on_a_scheduler(client, fixture_server, pg_uri, tables, capsys):
+    from stockbatch.cli import main
+
+    table = tables()
+    code = main(["ingest", "AAPL", "MSFT", "S0001", "--db", pg_uri, "--table", table,
+                 "--base-url", fixture_server.url, "--period", "1mo",
+                 "--scheduler", client.scheduler.address])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "Traceback" not in out.err and "stored" in out.out
+    assert sb.read(pg_uri, table=table).num_rows == \
+        sb.ingest(["AAPL", "MSFT", "S0001"], db=pg_uri, base_url=fixture_server.url,
+                  period="1mo", table=table).rows_stored
+
+
+def test_cli_workers_and_errors(fixture_server, pg_uri, tables, capsys):
+    from stockbatch.cli import main
+
+    table = tables()
+    code = main(["ingest", "AAPL", "--db", pg_uri, "--table", table, "--quiet",
+                 "--base-url", fixture_server.url, "--workers", "1"])
+    assert code == 0, capsys.readouterr().err
+    assert sb.read(pg_uri, table=table).num_rows > 0
+    assert main(["ingest", "AAPL", "--db", pg_uri, "--period", "1zz", "--workers", "1"]) == 2
+    assert main(["ingest", "AAPL", "--db", pg_uri, "--scheduler", "tcp://127.0.0.1:9",
+                 "--quiet"]) == 1
+    assert main(["ingest", "AAPL", "--scheduler", "tcp://127.0.0.1:9", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "scheduler" in err
