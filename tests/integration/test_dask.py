@@ -102,6 +102,28 @@ def test_each_worker_keeps_one_engine_and_one_sink(client, fixture_server, pg_ur
         assert after[w][1] == before[w][1] and list(after[w][1]) == [pg_uri]  # same sink
 
 
+def test_modes_are_prepared_once(client, fixture_server, pg_uri, tables):
+    table = tables()
+    with pytest.raises(ValueError, match="create_append"):
+        sbd.ingest(["AAPL"], client=client, db=pg_uri, mode="create", table=table)
+    first = sbd.ingest(SYMS[:30], client=client, db=pg_uri, base_url=fixture_server.url,
+                       table=table, mode="create_append", shard_size=5)
+    assert first.success
+    again = sbd.ingest(SYMS[:10], client=client, db=pg_uri, base_url=fixture_server.url,
+                       table=table, mode="replace", shard_size=5)
+    assert again.success
+    assert sorted(set(sb.read(pg_uri, table=table)["symbol"].to_pylist())) == \
+        sorted(SYMS[:10])  # replaced once, not by each shard
+    assert again.rows_stored == len(_rows(pg_uri, table))
+
+
+def test_unreachable_database_is_a_failed_result(client, fixture_server):
+    r = sbd.ingest(["AAPL", "MSFT"], client=client, db="postgresql://postgres@127.0.0.1:1/x",
+                   base_url=fixture_server.url)
+    assert r.status == "failed" and not r.success and r.failed_symbols == ["AAPL", "MSFT"]
+    assert "not run" in r.symbols["AAPL"].error
+
+
 def test_bad_options_fail_before_anything_runs(client, pg_uri):
     with pytest.raises(ValueError, match="period|1zz"):
         sbd.ingest(["AAPL"], client=client, db=pg_uri, period="1zz")
@@ -191,7 +213,7 @@ def _pg_hostless(pg_uri: str) -> tuple[str, str, str]:
 
 
 def test_database_outage_on_one_worker_fails_only_its_shard(client, fixture_server, pg_uri,
-                                                            tables):
+                                                            tables, monkeypatch):
     # a host-less URI: each worker's libpq finds the server through its own PGHOST/PGPORT;
     # one worker's points at a closed port (its database is unreachable), the other's works
     uri, host, port = _pg_hostless(pg_uri)
@@ -205,6 +227,8 @@ def test_database_outage_on_one_worker_fails_only_its_shard(client, fixture_serv
         os.environ.pop("PGHOST", None)
         os.environ.pop("PGPORT", None)
 
+    monkeypatch.setenv("PGHOST", host)  # the caller reaches the database too
+    monkeypatch.setenv("PGPORT", port)
     client.run(setenv, port, workers=[good])
     client.run(setenv, "1", workers=[broken])
     table = tables()

@@ -13,8 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from .._errors import SinkError
 from ..pipeline import STAGES, BatchProcessingEngine, JobResult, Progress, SymbolOutcome
-from ..sinks import Sink
+from ..sinks import Sink, connect
 from ._limit import TokenMinter
 from ._worker import run_shard
 
@@ -58,6 +59,12 @@ def ingest(symbols: Iterable[str] | str, *, client: Any, db: str | os.PathLike,
     on_progress : callable, optional
         Called in the calling thread with a :class:`~stockbatch.pipeline.Progress` for the
         whole job (the sum over shards) as the workers report.
+    mode : str
+        As :func:`stockbatch.ingest`'s, with the tables made once before the shards run:
+        ``replace`` drops the table first and the shards upsert into the new one;
+        ``create`` is refused (each shard would create the table). A shard run again after
+        its worker died is exact with ``upsert`` (default), ``insert_new`` and ``replace``;
+        with ``append`` its rows stored before the worker died are refused the second time.
     Other options
         Those of :func:`stockbatch.ingest`; ``concurrency`` is per worker.
 
@@ -97,13 +104,17 @@ def ingest(symbols: Iterable[str] | str, *, client: Any, db: str | os.PathLike,
         limit_rate, limit_burst = _source_limit(job.source)
         if job.owns_source:
             engine.run_coroutine(job.source.aclose(), 30)
+    try:
+        shard_mode = _prepare(db, table, mode)
+    except SinkError as exc:  # the database cannot be reached from here: as sb.ingest does
+        return _not_run(job_id, [*job.invalid, *job.symbols], exc, t0)
     rate = rate if rate is not None else limit_rate
     burst = burst if burst is not None else (limit_burst if rate == limit_rate else
                                              max(1, int(rate or 1)))
     # every shard asks for the same window, whatever the time it starts
     options: dict[str, Any] = dict(
         source=source, base_url=base_url, interval=interval,
-        start=job.start_us / 1e6, end=job.end_us / 1e6, mode=mode, table=table,
+        start=job.start_us / 1e6, end=job.end_us / 1e6, mode=shard_mode, table=table,
         indicators=list(job.indicators), validate=validate,
         spike_threshold=spike_threshold, concurrency=concurrency)
     syms = list(job.symbols)
@@ -149,6 +160,31 @@ def ingest(symbols: Iterable[str] | str, *, client: Any, db: str | os.PathLike,
         merged.stats.update(cluster_rate=rate, cluster_paused_s=round(minter.paused_s, 3))
     merged.total_processing_time_ms = (time.perf_counter() - t0) * 1e3
     return merged
+
+
+def _prepare(db: str, table: str | None, mode: str) -> str:
+    """Make the tables once, here, before any shard runs (workers creating one table at the
+    same moment race in the database's catalog); return the mode the shards run in.
+
+    ``replace`` drops the table here and the shards upsert into the new one (so a shard run
+    again changes nothing); ``create`` cannot be split into shards."""
+    if mode == "create":
+        raise ValueError("mode 'create' cannot be split into shards (each would create the "
+                         "table): use 'create_append' (create it if missing) or 'replace'")
+    with connect(db, tables={"bars": table} if table else None) as sink:
+        if mode == "replace":
+            sink.drop_table(sink.tables["bars"])
+        sink.ensure_tables("bars", "quarantine", "ingest_log")
+    return {"replace": "upsert", "create_append": "append"}.get(mode, mode)
+
+
+def _not_run(job_id: str, symbols: list[str], exc: BaseException, t0: float) -> JobResult:
+    result = JobResult(job_id=job_id, status="failed", error=str(exc))
+    for s in symbols:
+        result.symbols[s] = SymbolOutcome(s, status="failed", error=f"not run: {exc}",
+                                          exception=exc)
+    result.total_processing_time_ms = (time.perf_counter() - t0) * 1e3
+    return result
 
 
 def _source_limit(source: Any) -> tuple[float | None, int | None]:

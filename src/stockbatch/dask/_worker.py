@@ -90,7 +90,9 @@ def run_shard(index: int, symbols: list[str], options: dict[str, Any], db: str,
             options["timeout"] = left
         engine = state.engine(worker.state.nthreads)
         sink = state.sink(db)
-        source, owned = resolve_source(options.pop("source"), base_url=options.pop("base_url"))
+        # a Source given by the caller arrives as this task's own copy: closed after it too
+        source, _ = resolve_source(options.pop("source"), base_url=options.pop("base_url"))
+        owned = True
         if limit is not None:
             install(source, limit, get_client())
         job = engine.create_stock_data_pipeline_job(
