@@ -83,6 +83,17 @@ def test_results_equal_the_local_engine(client, fixture_server, pg_uri, tables):
         (len(SYMS), r.rows_stored, r.rows_rejected, "done")
 
 
+def test_invalid_symbols_fail_as_with_the_local_engine(client, fixture_server, pg_uri, tables):
+    syms = ["AAPL", "A?b=c", "MSFT"]
+    table = tables()
+    local = sb.ingest(syms, db=pg_uri, base_url=fixture_server.url, table=table)
+    r = sbd.ingest(syms, client=client, db=pg_uri, base_url=fixture_server.url, table=table)
+    assert list(r.symbols) == list(local.symbols)
+    assert {s: o.to_dict() for s, o in r.symbols.items()} == \
+        {s: o.to_dict() for s, o in local.symbols.items()}
+    assert r.failed_symbols == local.failed_symbols == ["A?b=c"]
+
+
 def test_each_worker_keeps_one_engine_and_one_sink(client, fixture_server, pg_uri, tables):
     def ids():
         from stockbatch.dask._worker import worker_state

@@ -107,7 +107,7 @@ def ingest(symbols: Iterable[str] | str, *, client: Any, db: str | os.PathLike,
     try:
         shard_mode = _prepare(db, table, mode)
     except SinkError as exc:  # the database cannot be reached from here: as sb.ingest does
-        return _not_run(job_id, [*job.invalid, *job.symbols], exc, t0)
+        return _not_run(job_id, [*job.symbols, *job.invalid], exc, t0)
     rate = rate if rate is not None else limit_rate
     burst = burst if burst is not None else (limit_burst if rate == limit_rate else
                                              max(1, int(rate or 1)))
@@ -151,7 +151,7 @@ def ingest(symbols: Iterable[str] | str, *, client: Any, db: str | os.PathLike,
     merged = merge(job_id, results, shards)
     for s, why in job.invalid.items():  # refused when the job was made, as sb.ingest does
         merged.symbols[s] = SymbolOutcome(s, status="failed", error=f"invalid symbol: {why}")
-    merged.symbols = {s: merged.symbols[s] for s in [*job.invalid, *syms]
+    merged.symbols = {s: merged.symbols[s] for s in [*syms, *job.invalid]  # sb.ingest's order
                       if s in merged.symbols}
     _rates(merged)
     merged.stats.update(shards=len(shards), shard_attempts=watch.starts,
