@@ -385,3 +385,30 @@ def test_cli_workers_and_errors(fixture_server, pg_uri, tables, capsys):
     assert main(["ingest", "AAPL", "--scheduler", "tcp://127.0.0.1:9", "--workers", "2"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "scheduler" in err
+
+
+def _take_token(spec) -> str:
+    import asyncio
+
+    from distributed import get_client
+
+    from stockbatch.dask._limit import ClusterLimiter
+
+    try:
+        asyncio.run(ClusterLimiter(spec, get_client()).acquire())
+        return "token"
+    except sb.ProviderUnavailable as exc:
+        return str(exc)
+
+
+def test_a_bucket_outliving_its_ingest_fails_instead_of_hanging(client):
+    from stockbatch.dask._limit import TokenMinter
+
+    minter = TokenMinter(client, f"stockbatch-test-{uuid.uuid4().hex[:8]}", 20.0, 2)
+    try:
+        assert client.submit(_take_token, minter.spec, pure=False).result(30) == "token"
+    finally:
+        minter.close()
+    # what was minted may still be taken (at most burst tokens); then it fails, in seconds
+    said = [client.submit(_take_token, minter.spec, pure=False).result(30) for _ in range(3)]
+    assert "rate limit is gone" in said[-1], said

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import RateLimited
+from .._errors import ProviderUnavailable, RateLimited
 from ..sources import RetryPolicy
 
 __all__ = ["ClusterLimiter", "SharedBackoff", "TokenMinter", "install"]
@@ -74,8 +74,25 @@ class ClusterLimiter:
         own = self._paused_until - time.time()
         if own > 0:
             await asyncio.sleep(own)
-        await asyncio.get_running_loop().run_in_executor(_WAITERS, self._queue.get)
+        await asyncio.get_running_loop().run_in_executor(_WAITERS, self._take)
         self.waited += time.monotonic() - t0
+
+    def _take(self) -> None:
+        """One token, waiting as long as the ingest that made the bucket is running (its
+        pause flag exists); a provider failure once it has ended, never a thread stuck."""
+        gone = ProviderUnavailable("the cluster's rate limit is gone: its ingest has ended")
+        while True:
+            try:
+                self._queue.get(timeout=2)
+                return
+            except TimeoutError:  # none minted (a pause, or a slow rate): still running?
+                pass
+            except Exception:  # noqa: BLE001 - the scheduler no longer knows the bucket
+                raise gone from None
+            try:
+                self._pause.get(timeout=2)
+            except Exception:  # noqa: BLE001 - deleted when the ingest ended
+                raise gone from None
 
     def pause(self, seconds: float) -> None:
         """Every worker holds back for ``seconds`` (a provider said 429)."""
