@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "one off (defaults: stockbatch.alerts.Thresholds)")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar and no summary; failures still go to stderr")
+    _add_dask_options(p)
     p.set_defaults(func=_cmd_ingest, tuned={})
     parser.ingest_parser = p  # type: ignore[attr-defined]  # (for --config, see _main)
 
@@ -472,6 +473,8 @@ def _cmd_ingest(args) -> int:
     if args.end is not None and args.period is not None:
         raise UsageError("--end goes with --start, not with --period")
     symbols = _ingest_symbols(args)
+    if args.scheduler is not None or args.workers is not None:
+        return _run_dask_ingest(symbols, args)
     return _run_ingest(symbols, db=args.db, source=args.source, base_url=args.base_url,
                        interval=args.interval, period=args.period, start=args.start,
                        end=args.end, mode=args.mode, table=args.table,
@@ -686,6 +689,80 @@ def _quiet_alert_log() -> None:
     log = logging.getLogger("stockbatch.alerts")
     if not log.handlers:
         log.addHandler(logging.NullHandler())
+
+
+def _add_dask_options(p: argparse.ArgumentParser) -> None:
+    """``ingest --scheduler`` / ``--workers``: the job on a Dask cluster (stockbatch.dask)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run on the Dask cluster of this scheduler (tcp://host:8786); "
+                        "needs stockbatch[dask]")
+    g.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="run on a local Dask cluster of N worker processes; "
+                        "needs stockbatch[dask]")
+
+
+def _run_dask_ingest(symbols: list[str], args) -> int:
+    """The ingest command on a Dask cluster: one progress bar for the whole cluster, the same
+    summary and exit codes as the local engine."""
+    if args.end is not None and args.period is not None:
+        raise UsageError("--end goes with --start, not with --period")
+    try:
+        from distributed import Client, LocalCluster
+
+        from . import dask as sbd
+    except ImportError as exc:
+        raise Refused(f"{exc} (pip install 'stockbatch[dask]')") from None
+    cluster = None
+    try:
+        if args.workers is not None:
+            cluster = LocalCluster(n_workers=args.workers, processes=True,
+                                   threads_per_worker=1, dashboard_address=":0")
+            client = Client(cluster)
+        else:
+            client = Client(args.scheduler, timeout="5s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise Refused(f"cannot reach the Dask scheduler {_redact(args.scheduler)}: "
+                      f"{_redact(exc)}") from None
+    progress = None if args.quiet else _LiveProgress("ingest", len(set(symbols)))
+    try:
+        if progress is not None:
+            progress.start()
+        try:
+            result = sbd.ingest(
+                symbols, client=client, db=args.db, source=args.source,
+                base_url=args.base_url, interval=args.interval, period=args.period,
+                start=args.start, end=args.end, mode=args.mode, table=args.table,
+                indicators=args.indicators, concurrency=args.concurrency,
+                timeout=args.timeout,
+                on_progress=progress.on_progress if progress is not None else None)
+        except (ValueError, TypeError) as exc:
+            from ._errors import StockbatchError
+
+            if isinstance(exc, StockbatchError):
+                raise
+            raise UsageError(_redact(exc)) from None
+        finally:
+            if progress is not None:
+                progress.stop()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    if result.status == "failed" and result.count("stored") == 0 \
+            and result.count("empty") == 0:
+        _err(f"stockbatch ingest: error: {_redact(result.error or 'the job failed')}")
+        return 1
+    if args.quiet:
+        for s in result.failed_symbols:
+            _err(f"failed {s}: {_redact(result.symbols[s].error)}")
+    else:
+        _print_summary(_console(), result, _redact(args.db))
+    if result.status != "completed" and result.error:
+        _err(f"stockbatch ingest: job {result.status}: {_redact(result.error)}")
+    return 0 if result.success else 1
 
 
 def _print_summary(out, result, where: str) -> None:
