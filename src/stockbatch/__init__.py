@@ -29,7 +29,6 @@ from ._errors import (
     SymbolNotFound,
 )
 from ._version import __version__
-from .schema import BARS, QUOTES, conform
 
 if TYPE_CHECKING:
     # What the lazy __getattr__ below serves, spelt out for type checkers (never run).
@@ -61,12 +60,18 @@ if TYPE_CHECKING:
         run_pipeline,
     )
     from .queueing import BatchOptimizer, BatchQueue, Coalescer, Request
+    from .schema import BARS, QUOTES, conform
     from .stats import health
     from .tuning import tune
 
 # Public names served lazily from their modules, so that `import stockbatch` stays cheap
 # and a missing optional dependency only matters to the feature that needs it.
 _LAZY = {
+    # the canonical schema (stockbatch.schema; lazy too, so that `import stockbatch` and the
+    # CLI's first lines need no pyarrow: Ctrl-C is handled from the very start)
+    "BARS": ".schema",
+    "QUOTES": ".schema",
+    "conform": ".schema",
     # kernels (stockbatch._kernels, stockbatch.indicators)
     "validate": "._kernels",
     "ValidationReport": "._kernels",
