@@ -23,8 +23,9 @@ What is measured, in this order, within ``budget_s`` seconds (60 by default):
 4. **upsert strategy** (PostgreSQL only: ``range``, ``on_conflict``, ``merge``): the same
    rows upserted again with half of them changed.
 
-Only a scratch table ``stockbatch_tune_<random>`` is written, and it is dropped at the end:
-your own tables are never touched. Rates are rows stored per second as the database counts
+Only scratch tables ``stockbatch_tune_<random>`` (bars) and ``…_symbols`` are written, and
+they are dropped at the end: your own tables are never touched (a first ingest's
+``stockbatch_meta`` layout marker is created when the database has none). Rates are rows stored per second as the database counts
 them (each trial's ingest result), or bars fetched per second.
 """
 
@@ -274,6 +275,7 @@ def tune(db: str, *, source: str = "yahoo", base_url: str | None = None,
     finally:
         with connect(db) as sink:
             sink.drop_table(table)
+            sink.drop_table(f"{table}_symbols")
     report.seconds = budget_s - clock.left()
     return report
 
@@ -388,7 +390,9 @@ def _ingest(db: str, table: str, data: pa.Table, chunk: int, *, fresh: bool,
     took: written + updated + unchanged)."""
     from .sinks import connect
 
-    with connect(db, **options) as sink:
+    # the scratch bars table's symbols rows go to a scratch table of their own (the user's
+    # `symbols` table must not learn the trials' made-up names)
+    with connect(db, tables={"symbols": f"{table}_symbols"}, **options) as sink:
         if fresh:
             sink.drop_table(table)
         sink.check()
