@@ -22,6 +22,7 @@ Messages never contain secrets (API keys, passwords): sources and sinks redact t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -59,15 +60,18 @@ class SchemaError(StockbatchError, ValueError):
 
 class ProviderError(StockbatchError):
     """A provider call failed. ``provider`` and ``symbol`` say where, ``status`` is the HTTP
-    status when there was one, ``retry_after`` the seconds the provider asked to wait."""
+    status when there was one, ``retry_after`` the seconds the provider asked to wait;
+    ``errors`` holds each source's own error when several were tried (failover)."""
 
     def __init__(self, message: str, *, provider: str | None = None, symbol: str | None = None,
-                 status: int | None = None, retry_after: float | None = None):
+                 status: int | None = None, retry_after: float | None = None,
+                 errors: Sequence[BaseException] | None = None):
         super().__init__(message)
         self.provider = provider
         self.symbol = symbol
         self.status = status
         self.retry_after = retry_after
+        self.errors = list(errors or ())
 
 
 class RateLimited(ProviderError):

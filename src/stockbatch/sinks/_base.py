@@ -855,10 +855,11 @@ class Sink:
         schema = _SCHEMAS[kind]
 
         known = data.num_rows if isinstance(data, (pa.Table, pa.RecordBatch)) else None
-        feed = {"it": itertools.chain(first_batches, it)}
+        pending: Iterator[pa.RecordBatch] = itertools.chain(first_batches, it)
+        unique = False  # True once the whole input was de-duplicated up front
 
-        def batches() -> Iterator[pa.RecordBatch]:
-            for b in _rechunk(feed["it"], rows or DEFAULT_BATCH_ROWS):
+        def batches(src: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+            for b in _rechunk(src, size):
                 t = conform(b, schema)
                 yield from t.to_batches() if t.num_rows else ()
 
@@ -903,12 +904,12 @@ class Sink:
                                             SPECS[wkind].key,
                                             keep="last" if mode == "upsert" else "first")
                         result.add(ignored=dups)
-                    feed["it"] = iter(_raw_batches(whole))
-                    feed["unique"] = mode in ("upsert", "insert_new")
+                    pending = _raw_batches(whole)
+                    unique = mode in ("upsert", "insert_new")
                     # the rows are written at the end anyway: classify in fewer, larger
                     # batches (fewer round trips and joins)
                     rows = max(rows or DEFAULT_BATCH_ROWS, self.deferred_batch_rows)
-                for batch in batches():
+                for batch in batches(pending, rows or DEFAULT_BATCH_ROWS):
                     if kind == "bars":
                         batch = self._dated(conn, batch, seen,
                                             with_date=table not in self._dateless)
@@ -919,7 +920,7 @@ class Sink:
                                           job_id)
                     else:
                         self._write(conn, table, wkind, batch, mode, lvl, result,
-                                    unique=feed.get("unique", False))
+                                    unique=unique)
                 self._finish(conn, table, wkind, lvl)
                 if kind == "bars" and (seen or meta):
                     self._store_symbols(conn, seen, meta, source)

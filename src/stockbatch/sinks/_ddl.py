@@ -152,6 +152,7 @@ class TableSpec:
     def unique_index(self, d: Dialect, table: str) -> str:
         """``CREATE UNIQUE INDEX IF NOT EXISTS`` on :attr:`unique` of ``table`` (the index
         is named after the table, in the table's schema)."""
+        assert self.unique is not None, "unique_index() of a table kind without a unique key"
         schema, _, name = table.rpartition(".")
         index = (name + "_" + self.unique)[:63]
         head = "CREATE UNIQUE INDEX IF NOT EXISTS "

@@ -60,7 +60,7 @@ class DuckdbSink(AdbcSink):
 
     def __init__(self, path: str, **options: Any):
         self.path = os.fspath(path)
-        self._db = None
+        self._db: Any = None  # the shared ADBC database, opened on first connect
         self._db_lock = threading.Lock()
         super().__init__(uri_for("duckdb", self.path), **options)
 

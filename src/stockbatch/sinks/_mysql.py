@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -70,7 +71,7 @@ class MysqlSink(Sink):
         if pymysql is None:
             raise SinkError("MariaDB/MySQL sinks need PyMySQL: pip install pymysql")
         u = urlparse(uri)
-        self._params = {
+        self._params: dict[str, Any] = {
             "host": u.hostname or "127.0.0.1", "port": u.port or 3306,
             "user": unquote(u.username or "root"), "password": unquote(u.password or ""),
             "database": u.path.lstrip("/") or None,
@@ -96,12 +97,14 @@ class MysqlSink(Sink):
             rows = cur.fetchall()
         finally:
             cur.close()
-        cols = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+        cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else \
+            [[] for _ in names]
         return pa.table({n: pa.array(list(c)) for n, c in zip(names, cols, strict=True)})
 
     def _read_arrow(self, conn, stmt: str, params: list, kind: str) -> pa.Table:
         t = self._query_arrow(conn, stmt, params or None)
         spec = SPECS[kind]
+        assert spec.schema is not None
         cols = []
         for f in spec.schema:
             col = t.column(f.name)

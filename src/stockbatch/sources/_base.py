@@ -126,6 +126,7 @@ def clip_window(batch: pa.RecordBatch, interval: str, p1: int | None, p2: int | 
     if batch.num_rows == 0:
         return batch, 0
     slack = max(INTERVAL_SECONDS.get(interval, 86400), 86400)
+    hi: int | None
     if p1 is None and p2 is None:
         now = time.time() if now is None else now
         hi = int(now) + 86400

@@ -76,10 +76,8 @@ class FailoverSource(Source):
         detail = "; ".join(f"{s.name}: {e}" for s, e in zip(sources, errors, strict=False))
         cls = SymbolNotFound if all(isinstance(e, SymbolNotFound) for e in errors) \
             else ProviderUnavailable
-        exc = cls(f"every source failed for {symbol or 'quotes'}: {detail}",
-                  provider=self.name, symbol=symbol)
-        exc.errors = errors
-        raise exc from errors[-1]
+        raise cls(f"every source failed for {symbol or 'quotes'}: {detail}",
+                  provider=self.name, symbol=symbol, errors=errors) from errors[-1]
 
     async def fetch_history(self, symbol: str, **options) -> pa.RecordBatch:
         symbol = self.normalize_symbol(symbol)

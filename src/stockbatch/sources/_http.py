@@ -180,6 +180,7 @@ class HTTPClient:
     def session(self) -> aiohttp.ClientSession:
         """The session, made on first use on the running loop (and again on a new loop)."""
         if not self._own:
+            assert self._session is not None  # a user's session is given at construction
             return self._session
         loop = asyncio.get_running_loop()
         if self._session is not None and self._loop is loop and not self._session.closed:
@@ -203,6 +204,8 @@ class HTTPClient:
     def _abandon(self) -> None:
         """Forget a session whose loop is gone (it cannot be awaited from this loop)."""
         old, self._session = self._session, None
+        if old is None:
+            return
         try:
             connector = old.connector
             old.detach()

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow as pa
@@ -144,7 +145,7 @@ class HTTPJSONSource(ReliableSource):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def _columns(self, doc) -> dict[str, list]:
+    def _columns(self, doc: Any) -> dict[str, Any]:
         if self.records is None:
             return {k: _path(doc, p) for k, p in self.fields.items()}
         recs = _path(doc, self.records)

@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import pyarrow as pa
 
@@ -309,7 +310,7 @@ def _concat(parts: list[pa.RecordBatch]) -> pa.RecordBatch:
     events of all pieces)."""
     nonempty = [p for p in parts if p.num_rows] or parts[:1]
     schema = parts[-1].schema
-    events = {"dividends": [], "splits": []}
+    events: dict[str, list[Any]] = {"dividends": [], "splits": []}
     for p in parts:
         raw = (p.schema.metadata or {}).get(b"stockbatch.events")
         if raw:

@@ -12,6 +12,7 @@ import logging
 import re
 import threading
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -226,19 +227,22 @@ class YFinanceSource(Source):
         return result
 
     async def fetch_many(self, symbols: Iterable[str], *, concurrency: int | None = None,
-                         interval: str = "1d", start=None, end=None, period=None,
+                         interval: str = "1d", start: Any = None, end: Any = None,
+                         period: str | None = None, **options: Any,
                          ) -> AsyncIterator[tuple[str, pa.RecordBatch | Exception]]:
         """One ``yf.download`` for all symbols (its own threads), then one item per symbol
         (normalised names; a refused symbol is a SymbolNotFound under the name given)."""
+        if options:
+            raise TypeError(f"unknown options {sorted(options)}")
         check_options(interval=interval, start=start, end=end, period=period)
-        symbols, bad = self._normalize_many(symbols)
+        good, bad = self._normalize_many(symbols)
         for item in bad:
             yield item
-        if not symbols:
+        if not good:
             return
         try:
-            results = await self._fetch(symbols, interval, start, end, period)
+            results = await self._fetch(list(good), interval, start, end, period)
         except ProviderError as exc:  # the download as a whole failed: every symbol says so
-            results = {s: exc for s in symbols}
-        for sym in symbols:
+            results = {s: exc for s in good}
+        for sym in good:
             yield sym, results[sym]

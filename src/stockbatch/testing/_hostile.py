@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+from typing import Any
 from urllib.parse import quote
 
 __all__ = ["DATA_FAULT_KINDS", "apply", "mutate", "echo_secret"]
@@ -112,7 +113,8 @@ def mutate(doc, rng: random.Random, *, changes: int | None = None):
     ones or keys dropped."""
     doc = copy.deepcopy(doc)
     for _ in range(changes or rng.randint(1, 3)):
-        paths, stack = [], [((), doc)]
+        paths: list[tuple[Any, ...]] = []
+        stack: list[tuple[tuple[Any, ...], Any]] = [((), doc)]
         while stack:
             path, node = stack.pop()
             items = node.items() if isinstance(node, dict) else \

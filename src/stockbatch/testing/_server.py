@@ -35,6 +35,7 @@ import urllib.request
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import _hostile
@@ -357,6 +358,7 @@ class _Handler:
     def admin(self, method, path, body, writer, close) -> bool:
         cfg = self.cfg
         status = 200
+        out: dict[str, Any]
         if path == "/__fixture__/faults" and method == "POST":
             spec = json.loads(body or b"{}")
             with cfg.lock:
@@ -531,16 +533,16 @@ class FixtureServer:
         self.port = port
         self.process = process
         self.tls = tuple(tls) if tls is not None else None
-        self._spec = {"now": now, "unknown": list(unknown),
+        self._spec: dict[str, Any] = {"now": now, "unknown": list(unknown),
                       "faults": [asdict(f) if isinstance(f, Fault) else dict(f) for f in faults],
                       "require_crumb": require_crumb,
                       "av_keys": list(av_keys) if av_keys is not None else None}
         self._cfg: _Config | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server = None
-        self._proc = None
-        self._conn = None
+        self._server: asyncio.Server | None = None
+        self._proc: Any = None   # the spawned server process (process=True)
+        self._conn: Any = None   # its admin pipe
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -554,20 +556,20 @@ class FixtureServer:
         if self.process:
             ctx = mp.get_context("spawn")
             parent, child = ctx.Pipe()
-            self._proc = ctx.Process(
+            proc = self._proc = ctx.Process(
                 target=_process_main,
                 args=({"host": self.host, "port": self.port, "config": self._spec,
                        "tls": self.tls}, child),
                 daemon=True)
-            self._proc.start()
+            proc.start()
             child.close()
             if not parent.poll(30):
-                self._proc.kill()
+                proc.kill()
                 raise RuntimeError("the fixture server process did not start")
             self.port = parent.recv()
             self._conn = parent
             return self
-        self._cfg = _Config(**self._spec)
+        cfg = self._cfg = _Config(**self._spec)
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -575,13 +577,13 @@ class FixtureServer:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             self._loop = loop
-            self._handler = _Handler(self._cfg)
+            self._handler = _Handler(cfg)
             try:
-                self._server = loop.run_until_complete(
+                server = self._server = loop.run_until_complete(
                     asyncio.start_server(self._handler, self.host, self.port, backlog=1024,
                                          ssl=_tls_context(self.tls),
                                          reuse_address=True))
-                self.port = self._server.sockets[0].getsockname()[1]
+                self.port = server.sockets[0].getsockname()[1]
             except BaseException as exc:  # reported to start()
                 failure.append(exc)
                 ready.set()
@@ -589,13 +591,13 @@ class FixtureServer:
                 return
             ready.set()
             loop.run_forever()
-            self._server.close()
+            server.close()
             for writer in list(self._handler.writers):  # open keep-alive connections
                 writer.transport.abort()
             tasks = asyncio.all_tasks(loop)
             if tasks:
                 loop.run_until_complete(asyncio.wait(tasks, timeout=5))
-            loop.run_until_complete(self._server.wait_closed())
+            loop.run_until_complete(server.wait_closed())
             loop.close()
 
         self._thread = threading.Thread(target=run, name="stockbatch-fixture", daemon=True)
@@ -658,7 +660,7 @@ class FixtureServer:
     @property
     def require_crumb(self) -> bool:
         return self._cfg.require_crumb if self._cfg is not None else \
-            self._spec["require_crumb"]
+            bool(self._spec["require_crumb"])
 
     @require_crumb.setter
     def require_crumb(self, value: bool) -> None:
