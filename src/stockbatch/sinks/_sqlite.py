@@ -37,10 +37,11 @@ import time
 from typing import Any
 
 import adbc_driver_manager
-import adbc_driver_sqlite.dbapi as sqlite_dbapi
+import adbc_driver_sqlite
 import pyarrow as pa
 
 from .._errors import SinkError
+from . import _adbc_conn
 from ._adbc import AdbcSink
 from ._base import Level, log
 from ._ddl import DIALECTS, sql
@@ -129,7 +130,7 @@ class SqliteSink(AdbcSink):
                     if kind == "duckdb" else "")
             raise SinkError(f"cannot connect to {self._uri}: {self.path!r} is not a SQLite "
                             f"database{hint}")
-        conn = sqlite_dbapi.connect(self.path, autocommit=True)
+        conn = _adbc_conn.connect(adbc_driver_sqlite.connect(self.path))
         cur = conn.cursor()
         try:
             ms = int(min(self.busy_timeout, _SLICE) * 1000)
