@@ -42,6 +42,7 @@ cdef extern from *:
         *lo = (uint64_t)r;
     }
     static inline int sb_clz64(uint64_t x) { return __builtin_clzll(x); }
+    static inline int sb_ctz64(uint64_t x) { return __builtin_ctzll(x); }
     /* SWAR constants (beyond int64, so kept out of Cython's literal handling) */
     static const uint64_t SB_HI_NIBBLES = 0xF0F0F0F0F0F0F0F0ULL;
     static const uint64_t SB_SIXES = 0x0606060606060606ULL;
@@ -381,6 +382,7 @@ cdef extern from *:
     """
     void sb_mul128(uint64_t a, uint64_t b, uint64_t *hi, uint64_t *lo) noexcept nogil
     int sb_clz64(uint64_t x) noexcept nogil
+    int sb_ctz64(uint64_t x) noexcept nogil
     const uint64_t SB_HI_NIBBLES, SB_SIXES, SB_THREES, SB_ZEROS, SB_MASK, SB_MUL1, SB_MUL2
     const uint64_t SB_POW5[1302]
 
@@ -556,6 +558,24 @@ cdef inline uint64_t parse_eight(uint64_t v) noexcept nogil:
     return v & <uint64_t>0xFFFFFFFF
 
 
+cdef uint64_t[8] TEN_TO = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000]
+
+
+cdef inline int leading_digits(uint64_t v) noexcept nogil:
+    """How many of the eight bytes of little-endian ``v``, from the first, are ASCII digits
+    (bytes after the first non-digit do not matter)."""
+    cdef uint64_t m = ((v & SB_HI_NIBBLES) | (((v + SB_SIXES) & SB_HI_NIBBLES) >> 4)) ^ SB_THREES
+    if m == 0:
+        return 8
+    return sb_ctz64(m) >> 3
+
+
+cdef inline uint64_t parse_leading(uint64_t v, int k) noexcept nogil:
+    """The value of the first ``k`` (1..7) ASCII digits of little-endian ``v``: they move to
+    the top bytes, the bytes below become '0', and the eight are parsed at once."""
+    return parse_eight((v << (8 * (8 - k))) | (SB_ZEROS >> (8 * k)))
+
+
 cdef double slow_strtod(const uint8_t* b, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
     cdef char[64] small
     cdef char* tmp = small
@@ -590,6 +610,7 @@ cdef int parse_number(Scan* s, Num* out) noexcept nogil:
     cdef uint8_t c
     cdef double d
     cdef uint64_t chunk
+    cdef int k
     if b[p] == 45:  # '-'
         neg = True
         p += 1
@@ -621,6 +642,15 @@ cdef int parse_number(Scan* s, Num* out) noexcept nogil:
             nd += 8
             q -= 8
             p += 8
+        # then the last 1-7 digits in one step, while they fit the mantissa
+        if w != 0 and p + 8 <= n:
+            memcpy(&chunk, b + p, 8)
+            k = leading_digits(chunk)
+            if 0 < k < 8 and nd + k <= 19:
+                w = w * TEN_TO[k] + parse_leading(chunk, k)
+                nd += k
+                q -= k
+                p += k
         while p < n and 48 <= b[p] <= 57:
             c = b[p] - 48
             if w == 0 and c == 0:

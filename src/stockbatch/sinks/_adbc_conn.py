@@ -172,7 +172,7 @@ class Cursor:
         table = self.fetch_arrow_table()
         if table.num_rows == 0:
             return []
-        return list(zip(*(col.to_pylist() for col in table.columns)))
+        return list(zip(*(col.to_pylist() for col in table.columns), strict=True))
 
     def adbc_ingest(self, table_name: str, data: Any, mode: str = "append", *,
                     db_schema_name: str | None = None, temporary: bool = False) -> int:
