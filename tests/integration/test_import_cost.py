@@ -22,7 +22,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 import stockbatch as sb
 
 SRC = Path(sb.__file__).resolve().parents[1]
