@@ -619,6 +619,13 @@ cdef int parse_number(Scan* s, Num* out) noexcept nogil:
     if b[p] == 48:
         p += 1
     else:
+        # the integer part's first (up to) eight digits in one step
+        if p + 8 <= n:
+            memcpy(&chunk, b + p, 8)
+            k = leading_digits(chunk)
+            w = parse_eight(chunk) if k == 8 else parse_leading(chunk, k)
+            nd = k
+            p += k
         while p < n and 48 <= b[p] <= 57:
             c = b[p] - 48
             if nd < 19:
