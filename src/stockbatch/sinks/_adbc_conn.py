@@ -92,7 +92,7 @@ class Cursor:
     """One ADBC statement; a query's result is read lazily from its Arrow stream."""
 
     def __init__(self, conn: adbc.AdbcConnection):
-        self._stmt = adbc.AdbcStatement(conn)
+        self._stmt: Any = adbc.AdbcStatement(conn)  # None once closed
         self._handle: Any = None  # the result's unread ArrowArrayStreamHandle
         self._reader: Any = None
         self._has_result = False
