@@ -39,14 +39,18 @@ TABLES = {"naive_loop": "bench_naive", "download_to_sql": "bench_download",
 yf = pd = pl = None
 
 
-def _peer_libs() -> None:
+def _peer_libs(peer: str) -> None:
+    """Import what ``peer`` uses (and no more: a whole-process figure includes its imports)."""
     global yf, pd, pl
     if yf is None:
         import pandas
-        import polars
         import yfinance
 
-        yf, pd, pl = yfinance, pandas, polars
+        yf, pd = yfinance, pandas
+    if pl is None and peer == "download_adbc":
+        import polars
+
+        pl = polars
 
 
 def make_symbols(n: int) -> list[str]:
@@ -252,7 +256,7 @@ def run_peer(peer: str, symbols: list[str], target: Target, spec: dict, base_url
     if peer == "stockbatch":
         ours(symbols, target, spec, base_url)
     else:
-        _peer_libs()
+        _peer_libs(peer)
         globals()[peer](symbols, target, spec)
 
 
@@ -272,7 +276,7 @@ def child(mode: str, job: dict) -> None:
         if peer == "stockbatch":
             import stockbatch  # noqa: F401
         else:
-            _peer_libs()
+            _peer_libs(peer)
     target = Target(job["db"], job["where"])
     symbols = make_symbols(job["n"])
     with contextlib.nullcontext() if peer == "stockbatch" else yfinance_at(base):

@@ -300,7 +300,11 @@ def _bench(benchmark, peer, symbols, target, spec, server, group):
 # -- first call and whole process: fresh interpreters ------------------------------------------
 
 def _child_env() -> dict:
+    """The children's environment: stockbatch from this tree, and bytecode cached as for an
+    installed package (PYTHONDONTWRITEBYTECODE would make every child compile stockbatch's
+    modules again, while the peers' come compiled from site-packages)."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))
     return env
 
