@@ -49,11 +49,12 @@ with ``STOCKBATCH_BENCH_REPLAY_SLOW=1`` (their recording round takes minutes).
 ``--benchmark-disable`` (CI) runs 10 symbols (1m: 3 symbols x 2 days; cold groups: stockbatch
 and download_to_sql) and skips the bigger groups.
 
-Peak RSS: for 200 and 2,000 symbols (SQLite, daily, fixture server) each peer that runs there
-is repeated once in a fresh child process that imports everything, warms up on two symbols,
-resets the kernel's high-water mark (``/proc/self/clear_refs``), runs the job and reads
-``VmHWM``: the figure is the job's peak RSS above the process's resident size just before it
-(``peak_rss_mb``), with the whole process's peak next to it (``process_peak_mb``).
+Peak RSS (skipped with ``STOCKBATCH_BENCH_NO_RSS=1``): for 200 and 2,000 symbols (SQLite,
+daily, fixture server) each peer that runs there is repeated once in a fresh child process
+that imports everything, warms up on two symbols, resets the kernel's high-water mark
+(``/proc/self/clear_refs``), runs the job and reads ``VmHWM``: the figure is the job's peak
+RSS above the process's resident size just before it (``peak_rss_mb``), with the whole
+process's peak next to it (``process_peak_mb``).
 
 Each benchmark stores ``rows`` (rows in the table after the round) so the report shows rows/s.
 Run:
@@ -98,6 +99,8 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 PEER_MAX = int(os.environ.get("STOCKBATCH_BENCH_PEER_MAX", "200"))
 #: Also record and replay the slow peers' 1m jobs (a capture round of minutes each).
 REPLAY_SLOW = os.environ.get("STOCKBATCH_BENCH_REPLAY_SLOW") == "1"
+#: Skip the peak-RSS children (a run that only wants the timings).
+NO_RSS = os.environ.get("STOCKBATCH_BENCH_NO_RSS") == "1"
 SIZES = (10, 50, 200, 2000)
 RSS_SIZES = (200, 2000)
 SERVERS = ("fixture", "replay")
@@ -372,7 +375,7 @@ def test_daily(benchmark, server, target, n, peer, tmp_path):
                   f"e2e {target.db} 1y daily x{n}")
     # every symbol has ~250 trading days a year; all peers store the same bars
     assert rows >= n * 240
-    if (target.db == "sqlite" and n in RSS_SIZES and not quick()
+    if (target.db == "sqlite" and n in RSS_SIZES and not quick() and not NO_RSS
             and server.kind == "fixture"):
         out = measure_rss(peer, n, daily_spec(), server.url, tmp_path)
         benchmark.extra_info["peak_rss_mb"] = round((out["peak_kb"] - out["baseline_kb"]) / 1024,
@@ -411,7 +414,7 @@ def test_cold(benchmark, server, how, peer, tmp_path):
     server.ensure_recorded(peer, n, spec, target)
     symfile = tmp_path / "symbols.txt"
     symfile.write_text("\n".join(make_symbols(n)) + "\n")
-    rounds = 5 if peer == "stockbatch" else 3
+    rounds = 5 if peer == "stockbatch" else (1 if n >= 200 else 3)
     if how == "first_call":
         children: list[_FirstCall] = []
 
