@@ -1496,6 +1496,10 @@ cdef object I64 = pa.int64()
 cdef object STR = pa.string()
 cdef dict _schemas = {}
 cdef dict _repeats = {}
+# bound once: each decode calls them ~15 times (module and class attribute lookups saved)
+cdef object _py_buffer = pa.py_buffer
+cdef object _from_buffers = pa.Array.from_buffers
+cdef object _from_arrays = pa.RecordBatch.from_arrays
 
 
 cdef object _bitmap(Col* c, Py_ssize_t n, bint reverse):
@@ -1512,7 +1516,7 @@ cdef object _bitmap(Col* c, Py_ssize_t n, bint reverse):
         j = n - 1 - i if reverse else i
         if c.valid[j]:
             bits[i >> 3] |= <uint8_t>(1 << (i & 7))
-    return pa.py_buffer(out)
+    return _py_buffer(out)
 
 
 cdef object _values(Col* c, Py_ssize_t n, bint reverse, int64_t scale):
@@ -1531,20 +1535,20 @@ cdef object _values(Col* c, Py_ssize_t n, bint reverse, int64_t scale):
             memcpy(dst + i * 8, c.data + (n - 1 - i) * 8, 8)
     elif n:
         memcpy(dst, c.data, n * 8)
-    return pa.py_buffer(out)
+    return _py_buffer(out)
 
 
 cdef object _f64(Col* c, Py_ssize_t n, bint reverse):
     if not c.present:
         return pa.nulls(n, F64)
-    return pa.Array.from_buffers(F64, n, [_bitmap(c, n, reverse), _values(c, n, reverse, 1)],
+    return _from_buffers(F64, n, [_bitmap(c, n, reverse), _values(c, n, reverse, 1)],
                                  null_count=c.nulls)
 
 
 cdef object _i64(Col* c, Py_ssize_t n, bint reverse):
     if not c.present:
         return pa.nulls(n, I64)
-    return pa.Array.from_buffers(I64, n, [_bitmap(c, n, reverse), _values(c, n, reverse, 1)],
+    return _from_buffers(I64, n, [_bitmap(c, n, reverse), _values(c, n, reverse, 1)],
                                  null_count=c.nulls)
 
 
@@ -1567,7 +1571,7 @@ cdef object _repeat(str value, Py_ssize_t n):
         o[i] = <int32_t>(i * k)
     for i in range(n):
         memcpy(d + i * k, src, k)
-    arr = pa.Array.from_buffers(STR, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    arr = _from_buffers(STR, n, [None, _py_buffer(offsets), _py_buffer(data)])
     if len(_repeats) > 4096:
         _repeats.clear()
     _repeats[key] = arr
@@ -1674,7 +1678,7 @@ def decode_yahoo_chart(data, *, symbol=None, interval=None, str source="yahoo"):
             return _twin.decode_yahoo_chart(raw, symbol=symbol, interval=interval,
                                             source=source)
         if c.cols[C_TS].present:
-            ts = pa.Array.from_buffers(UTC_US, n, [None, _values(&c.cols[C_TS], n, False,
+            ts = _from_buffers(UTC_US, n, [None, _values(&c.cols[C_TS], n, False,
                                                                  1000000)])
         else:
             ts = pa.array([], UTC_US)
@@ -1683,7 +1687,7 @@ def decode_yahoo_chart(data, *, symbol=None, interval=None, str source="yahoo"):
                   _f64(&c.cols[C_LOW], n, False), _f64(&c.cols[C_CLOSE], n, False),
                   _f64(&c.cols[C_ADJ], n, False), _i64(&c.cols[C_VOL], n, False),
                   _repeat(source, n)]
-        return pa.RecordBatch.from_arrays(arrays, schema=_schema(tuple(extra)))
+        return _from_arrays(arrays, schema=_schema(tuple(extra)))
     finally:
         for i in range(NCOLS):
             col_free(&c.cols[i])
@@ -1723,7 +1727,7 @@ def decode_alphavantage(data, *, symbol=None, interval=None, str source="alphava
         label = full[13:len(full) - 1] if len(full) > 13 else ""
         ivl = interval if interval is not None else _twin._av_interval(label)
         n = a.cols[A_TS].len
-        naive = pa.Array.from_buffers(pa.timestamp("us"), n,
+        naive = _from_buffers(pa.timestamp("us"), n,
                                       [None, _values(&a.cols[A_TS], n, True, 1000000)])
         try:
             ts = pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="earliest")
@@ -1734,7 +1738,7 @@ def decode_alphavantage(data, *, symbol=None, interval=None, str source="alphava
                   _f64(&a.cols[A_OPEN], n, True), _f64(&a.cols[A_HIGH], n, True),
                   _f64(&a.cols[A_LOW], n, True), _f64(&a.cols[A_CLOSE], n, True),
                   pa.nulls(n, F64), _i64(&a.cols[A_VOL], n, True), _repeat(source, n)]
-        return pa.RecordBatch.from_arrays(arrays, schema=_schema((("tz", tz),)))
+        return _from_arrays(arrays, schema=_schema((("tz", tz),)))
     finally:
         for i in range(ANCOLS):
             col_free(&a.cols[i])
