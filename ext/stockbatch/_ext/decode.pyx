@@ -1679,7 +1679,7 @@ def decode_yahoo_chart(data, *, symbol=None, interval=None, str source="yahoo"):
                                             source=source)
         if c.cols[C_TS].present:
             ts = _from_buffers(UTC_US, n, [None, _values(&c.cols[C_TS], n, False,
-                                                                 1000000)])
+                                                         1000000)])
         else:
             ts = pa.array([], UTC_US)
         arrays = [_repeat(sym, n), _repeat(ivl, n), ts,
@@ -1728,7 +1728,7 @@ def decode_alphavantage(data, *, symbol=None, interval=None, str source="alphava
         ivl = interval if interval is not None else _twin._av_interval(label)
         n = a.cols[A_TS].len
         naive = _from_buffers(pa.timestamp("us"), n,
-                                      [None, _values(&a.cols[A_TS], n, True, 1000000)])
+                              [None, _values(&a.cols[A_TS], n, True, 1000000)])
         try:
             ts = pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="earliest")
         except (pa.ArrowInvalid, ValueError):
