@@ -1542,14 +1542,14 @@ cdef object _f64(Col* c, Py_ssize_t n, bint reverse):
     if not c.present:
         return pa.nulls(n, F64)
     return _from_buffers(F64, n, [_bitmap(c, n, reverse), _values(c, n, reverse, 1)],
-                                 null_count=c.nulls)
+                         null_count=c.nulls)
 
 
 cdef object _i64(Col* c, Py_ssize_t n, bint reverse):
     if not c.present:
         return pa.nulls(n, I64)
     return _from_buffers(I64, n, [_bitmap(c, n, reverse), _values(c, n, reverse, 1)],
-                                 null_count=c.nulls)
+                         null_count=c.nulls)
 
 
 cdef object _repeat(str value, Py_ssize_t n):
