@@ -72,6 +72,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -321,9 +322,11 @@ class _FirstCall:
     """A child that has imported what a user's script imports and waits for the word."""
 
     def __init__(self, job: str):
+        # stderr to a file: the peers' warnings would fill a pipe nobody reads mid-run
+        self.err = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
             [sys.executable, str(BENCH_DIR / "e2e_peers.py"), "first", job],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True,
             env=_child_env())
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
@@ -331,8 +334,9 @@ class _FirstCall:
 
     def fail(self, what: str):
         self.proc.kill()
-        _, err = self.proc.communicate(timeout=30)
-        raise RuntimeError(f"first-call child {what}:\n{err[-3000:]}")
+        self.proc.wait(timeout=30)
+        self.err.seek(0)
+        raise RuntimeError(f"first-call child {what}:\n{self.err.read()[-3000:]}")
 
     def go(self) -> None:
         self.proc.stdin.write("go\n")
@@ -344,6 +348,7 @@ class _FirstCall:
         self.proc.stdin.close()
         if self.proc.wait(timeout=120) != 0:
             self.fail("exited with an error")
+        self.err.close()
 
 
 def _whole(peer: str, n: int, target: Target, spec: dict, base_url: str, symfile: str) -> None:
