@@ -1,17 +1,38 @@
 """End to end, fetch to stored: stockbatch against the yfinance ways of doing it.
 
-The fixture server (``stockbatch.testing.FixtureServer(process=True)``: its own process, so it
-does not share the client's GIL) serves Yahoo's chart API on loopback, started once for the
-module. yfinance 1.7 is pointed at the same server (chart/quoteSummary base URLs, cookie and
-crumb skipped, every request outside the server refused), so every peer fetches the same bytes.
+Two servers, every group on both (peers in the same group, one run):
 
-Groups (peers in the same group, one run; the naive loop is the reference where it runs):
+  fixture   ``stockbatch.testing.FixtureServer(process=True, now=FIXED_NOW)``: its own process
+            (it does not share the client's GIL), Yahoo's chart API on loopback
+  replay    ``replay_server.ReplayServer``: a plain asyncio HTTP/1.1 keep-alive server (its
+            own process) answering from memory with responses captured from the fixture
+            server; one unmeasured round per peer and job records what the peer asks for,
+            then the server is frozen (an unrecorded request is a 502 and fails the case).
+            Its groups carry the suffix " [replay server]", so the ratios can be checked
+            against a server the project did not write.
 
-  e2e <db> 1y daily x<N>     N = 10, 50, 200, 2,000 symbols, one year of daily bars each
-  e2e <db> 30d 1m x200        200 symbols x 30 days of one-minute bars (Yahoo serves at most
-                              8 days of 1m per request, so every peer asks in 8-day windows)
+yfinance 1.7 is pointed at the same server (chart/quoteSummary base URLs, cookie and crumb
+skipped, every request outside the server refused), so every peer fetches the same bytes.
+Every job asks for explicit windows ending at ``e2e_peers.FIXED_NOW`` (Wednesday 2026-11-18,
+after the US close) and the fixture server runs on that clock: nothing depends on the day or
+the hour the benchmarks run.
 
-Peers:
+Groups:
+
+  e2e <db> 1y daily x<N>         N = 10, 50, 200, 2,000 symbols, one year of daily bars each;
+                                 warm: the peers run in this process, after other groups
+  e2e <db> 30d 1m x200           200 symbols x 30 days of one-minute bars (Yahoo serves at most
+                                 8 days of 1m per request, so every peer asks in 8-day windows)
+  e2e sqlite 1y daily x200 first-call
+                                 each round a fresh interpreter that has made the imports a
+                                 user's script makes (``import stockbatch``; ``import yfinance,
+                                 pandas``) times the first job alone
+  e2e sqlite 1y daily x200 whole-process
+                                 each round the wall time of a whole process: the
+                                 ``stockbatch ingest`` CLI for stockbatch, ``python
+                                 e2e_peers.py whole …`` (imports + job) for the peers
+
+Peers (``e2e_peers.py``):
   naive_loop       ``yfinance.Ticker(s).history()`` + ``DataFrame.to_sql`` per symbol
   download_to_sql  ``yfinance.download(threads=True)`` + one ``to_sql`` of the long frame
   download_adbc    ``yfinance.download`` + ``polars.write_database(engine="adbc")``
@@ -23,14 +44,17 @@ under CI=true). pandas reaches PostgreSQL through SQLAlchemy + psycopg, polars t
 
 The slow peers only run where they finish in reasonable time: the naive loop and the two
 download peers up to 200 symbols (``STOCKBATCH_BENCH_PEER_MAX`` raises the cap; the naive loop
-at 2,000 symbols takes minutes a round). ``--benchmark-disable`` (CI) runs 10 symbols (1m: 3
-symbols x 2 days) and skips the bigger groups.
+at 2,000 symbols takes minutes a round); on the replay server the yfinance peers' 1m jobs only
+with ``STOCKBATCH_BENCH_REPLAY_SLOW=1`` (their recording round takes minutes).
+``--benchmark-disable`` (CI) runs 10 symbols (1m: 3 symbols x 2 days; cold groups: stockbatch
+and download_to_sql) and skips the bigger groups.
 
-Peak RSS: for 200 and 2,000 symbols (SQLite, daily) each peer that runs there is repeated once
-in a fresh child process that imports everything, warms up on two symbols, resets the kernel's
-high-water mark (``/proc/self/clear_refs``), runs the job and reads ``VmHWM``: the figure is
-the job's peak RSS above the process's resident size just before it (``peak_rss_mb``), with the
-whole process's peak next to it (``process_peak_mb``).
+Peak RSS (skipped with ``STOCKBATCH_BENCH_NO_RSS=1``): for 200 and 2,000 symbols (SQLite,
+daily, fixture server) each peer that runs there is repeated once in a fresh child process
+that imports everything, warms up on two symbols, resets the kernel's high-water mark
+(``/proc/self/clear_refs``), runs the job and reads ``VmHWM``: the figure is the job's peak
+RSS above the process's resident size just before it (``peak_rss_mb``), with the whole
+process's peak next to it (``process_peak_mb``).
 
 Each benchmark stores ``rows`` (rows in the table after the round) so the report shows rows/s.
 Run:
@@ -41,297 +65,53 @@ Run:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import datetime as dt
 import importlib.util
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
 import pytest
 from benchutil import quick
+from e2e_peers import (
+    FIXED_NOW,
+    PEERS,
+    TABLES,
+    Target,
+    cli_command,
+    daily_spec,
+    make_symbols,
+    minute_spec,
+    run_peer,
+    yfinance_at,
+)
+from replay_server import ReplayServer
 
 import stockbatch
 from stockbatch.testing import FixtureServer
 
-# The peers' libraries are imported on first use, so that the RSS child of the stockbatch peer
-# carries none of them (yfinance + pandas + polars are ~130 MB resident on their own).
-yf = pd = pl = None
-
-
-def _peer_libs() -> None:
-    global yf, pd, pl
-    if yf is None:
-        import pandas
-        import polars
-        import yfinance
-
-        yf, pd, pl = yfinance, pandas, polars
-
 PG_URI = os.environ.get("STOCKBATCH_PG_URI", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PEER_MAX = int(os.environ.get("STOCKBATCH_BENCH_PEER_MAX", "200"))
+#: Also record and replay the slow peers' 1m jobs (a capture round of minutes each).
+REPLAY_SLOW = os.environ.get("STOCKBATCH_BENCH_REPLAY_SLOW") == "1"
+#: Skip the peak-RSS children (a run that only wants the timings).
+NO_RSS = os.environ.get("STOCKBATCH_BENCH_NO_RSS") == "1"
 SIZES = (10, 50, 200, 2000)
 RSS_SIZES = (200, 2000)
-PEERS = ("stockbatch", "download_adbc", "download_to_sql", "naive_loop")
+SERVERS = ("fixture", "replay")
 MINUTE_SYMBOLS = 3 if quick() else 200
 MINUTE_DAYS = 2 if quick() else 30
-WINDOW_DAYS = 8  # Yahoo's 1m window per request
+COLD_N = 10 if quick() else 200
+BENCH_DIR = Path(__file__).resolve().parent
+SRC_DIR = Path(stockbatch.__file__).resolve().parents[1]
 
 warnings.filterwarnings("ignore", module="yfinance")
-
-
-def make_symbols(n: int) -> list[str]:
-    """Half Tokyo codes (7203.T style), half US-style tickers: two exchanges, two zones."""
-    return [f"{1300 + i // 2}.T" if i % 2 else f"S{i:04d}" for i in range(n)]
-
-
-# -- yfinance pointed at the fixture server ----------------------------------------------------
-
-@contextlib.contextmanager
-def yfinance_at(base: str):
-    """Point yfinance 1.7 at ``base``; any request elsewhere raises (nothing leaves loopback)."""
-    import curl_cffi.requests as cr
-    from yfinance import base as yb
-    from yfinance import data as yd
-    from yfinance.scrapers import history as yh
-    from yfinance.scrapers import quote as yq
-
-    saved = [(yh, "_BASE_URL_", yh._BASE_URL_), (yb, "_BASE_URL_", yb._BASE_URL_),
-             (yq, "_QUOTE_SUMMARY_URL_", yq._QUOTE_SUMMARY_URL_),
-             (yq, "_QUERY1_URL_", yq._QUERY1_URL_),
-             (yd.YfData, "_get_cookie_and_crumb", yd.YfData._get_cookie_and_crumb),
-             (cr.Session, "request", cr.Session.request)]
-    real_request = cr.Session.request
-
-    def loopback_only(self, method, url, *args, **kwargs):
-        if not str(url).startswith(base):
-            raise ConnectionRefusedError(f"bench guard: {url} is not the fixture server")
-        return real_request(self, method, url, *args, **kwargs)
-
-    yh._BASE_URL_ = yb._BASE_URL_ = base
-    yq._QUOTE_SUMMARY_URL_ = f"{base}/v10/finance/quoteSummary"
-    yq._QUERY1_URL_ = base
-    yd.YfData._get_cookie_and_crumb = lambda self, timeout=30: (None, "basic")
-    cr.Session.request = loopback_only
-    try:
-        yield
-    finally:
-        for owner, name, value in saved:
-            setattr(owner, name, value)
-
-
-# -- what one job asks for ---------------------------------------------------------------------
-
-def daily_spec() -> dict:
-    return {"kind": "daily", "period": "1y", "interval": "1d"}
-
-
-def minute_spec() -> dict:
-    """30 days of 1m bars ending at today's UTC midnight, as 8-day windows (epoch seconds)."""
-    end = dt.datetime.combine(dt.date.today(), dt.time(), tzinfo=dt.timezone.utc)
-    start = end - dt.timedelta(days=MINUTE_DAYS)
-    windows, lo = [], start
-    while lo < end:
-        hi = min(lo + dt.timedelta(days=WINDOW_DAYS), end)
-        windows.append((lo.timestamp(), hi.timestamp()))
-        lo = hi
-    return {"kind": "minute", "interval": "1m", "start": start.timestamp(),
-            "end": end.timestamp(), "windows": windows}
-
-
-# -- databases ---------------------------------------------------------------------------------
-
-class Target:
-    """Where a peer stores: a URI for stockbatch / ADBC, a connection for pandas."""
-
-    def __init__(self, db: str, where: str):
-        self.db = db
-        self.where = where  # SQLite: a file path; PostgreSQL: the URI
-
-    @property
-    def uri(self) -> str:
-        return f"sqlite:///{self.where}" if self.db == "sqlite" else self.where
-
-    @contextlib.contextmanager
-    def pandas_con(self):
-        if self.db == "sqlite":
-            con = sqlite3.connect(self.where)
-            try:
-                yield con
-                con.commit()
-            finally:
-                con.close()
-        else:
-            import sqlalchemy
-
-            engine = sqlalchemy.create_engine(re.sub(r"^postgres(ql)?://",
-                                                     "postgresql+psycopg://", self.where))
-            try:
-                yield engine
-            finally:
-                engine.dispose()
-
-    def reset(self, tables: list[str]) -> None:
-        if self.db == "sqlite":
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.where)
-            for suffix in ("-wal", "-shm", "-journal"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(self.where + suffix)
-            return
-        import psycopg
-
-        with psycopg.connect(self.where, autocommit=True) as con:
-            for t in tables:
-                con.execute(f'DROP TABLE IF EXISTS "{t}"')
-
-    def count(self, table: str) -> int:
-        if self.db == "sqlite":
-            con = sqlite3.connect(self.where)
-            try:
-                return con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-            finally:
-                con.close()
-        import psycopg
-
-        with psycopg.connect(self.where) as con:
-            return con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-
-
-TABLES = {"naive_loop": "bench_naive", "download_to_sql": "bench_download",
-          "download_adbc": "bench_polars", "stockbatch": "bench_stockbatch"}
-
-
-# -- the peers ---------------------------------------------------------------------------------
-
-def _long_frame(wide):
-    """yfinance.download's wide (field, ticker) frame -> one row per symbol and bar."""
-    if wide.empty:
-        return wide
-    long = wide.stack(level="Ticker").reset_index()
-    long = long.rename(columns={long.columns[0]: "ts", "Ticker": "symbol"})
-    return long.dropna(subset=["Close"])
-
-
-def _download(symbols: list[str], spec: dict):
-    kw = {"threads": True, "progress": False, "auto_adjust": True, "interval": spec["interval"]}
-    if spec["kind"] == "daily":
-        return _long_frame(yf.download(symbols, period=spec["period"], **kw))
-    parts = [_long_frame(yf.download(symbols, start=dt.datetime.fromtimestamp(a, dt.timezone.utc),
-                                     end=dt.datetime.fromtimestamp(b, dt.timezone.utc), **kw))
-             for a, b in spec["windows"]]
-    return pd.concat(parts, ignore_index=True)
-
-
-def naive_loop(symbols: list[str], target: Target, spec: dict) -> None:
-    table = TABLES["naive_loop"]
-    with target.pandas_con() as con:
-        for s in symbols:
-            if spec["kind"] == "daily":
-                df = yf.Ticker(s).history(period=spec["period"], interval=spec["interval"])
-            else:
-                df = pd.concat([yf.Ticker(s).history(
-                    start=dt.datetime.fromtimestamp(a, dt.timezone.utc),
-                    end=dt.datetime.fromtimestamp(b, dt.timezone.utc),
-                    interval=spec["interval"]) for a, b in spec["windows"]])
-            if df.empty:
-                continue
-            df = df.reset_index()
-            df = df.rename(columns={df.columns[0]: "ts"})
-            df.insert(0, "symbol", s)
-            df.to_sql(table, con, if_exists="append", index=False)
-
-
-def download_to_sql(symbols: list[str], target: Target, spec: dict) -> None:
-    long = _download(symbols, spec)
-    with target.pandas_con() as con:
-        long.to_sql(TABLES["download_to_sql"], con, if_exists="append", index=False,
-                    chunksize=10_000)
-
-
-def download_adbc(symbols: list[str], target: Target, spec: dict) -> None:
-    long = _download(symbols, spec)
-    frame = pl.from_pandas(long)
-    frame.write_database(TABLES["download_adbc"], connection=target.uri, engine="adbc",
-                         if_table_exists="replace")  # the table is new each round
-
-
-HAVE_ENGINE = importlib.util.find_spec("stockbatch._api") is not None
-
-
-def make_source(base_url: str):
-    """Our Yahoo source, fresh per round (no response cache carried between rounds). The
-    fixture server has no rate limit and yfinance never throttles, so neither do we here."""
-    from stockbatch.sources import YahooChartSource
-
-    return YahooChartSource(base_url=base_url, rate=1e6, burst=1_000_000)
-
-
-def _history_kw(spec: dict) -> dict:
-    if spec["kind"] == "daily":
-        return {"interval": spec["interval"], "period": spec["period"]}
-    return {"interval": spec["interval"],
-            "start": dt.datetime.fromtimestamp(spec["start"], dt.timezone.utc),
-            "end": dt.datetime.fromtimestamp(spec["end"], dt.timezone.utc)}
-
-
-def ours_engine(symbols: list[str], target: Target, spec: dict, base_url: str) -> None:
-    result = stockbatch.ingest(symbols, db=target.uri, source=make_source(base_url),
-                               mode="append", table=TABLES["stockbatch"], **_history_kw(spec))
-    if not result.success:
-        raise RuntimeError(f"stockbatch.ingest failed: {result}")
-
-
-def ours_pieces(symbols: list[str], target: Target, spec: dict, base_url: str) -> None:
-    """The stockbatch pieces without the engine: Source.fetch_many on an event-loop thread,
-    each batch handed over as it arrives to one streaming Sink.ingest transaction."""
-    import queue
-    import threading
-
-    from stockbatch import sinks
-
-    handoff: queue.SimpleQueue = queue.SimpleQueue()
-    done = object()
-
-    async def produce():
-        source = make_source(base_url)
-        try:
-            async for _symbol, result in source.fetch_many(symbols, **_history_kw(spec)):
-                if not isinstance(result, BaseException) and result.num_rows:
-                    handoff.put(result)
-        finally:
-            await source.aclose()
-            handoff.put(done)
-
-    thread = threading.Thread(target=asyncio.run, args=(produce(),), daemon=True)
-    thread.start()
-
-    def batches():
-        while (item := handoff.get()) is not done:
-            yield item
-
-    with sinks.connect(target.uri) as sink:
-        sink.ingest(batches(), table=TABLES["stockbatch"], kind="bars", mode="create_append")
-    thread.join()
-
-
-def ours(symbols: list[str], target: Target, spec: dict, base_url: str) -> None:
-    (ours_engine if HAVE_ENGINE else ours_pieces)(symbols, target, spec, base_url)
-
-
-def run_peer(peer: str, symbols: list[str], target: Target, spec: dict, base_url: str) -> None:
-    if peer == "stockbatch":
-        ours(symbols, target, spec, base_url)
-    else:
-        _peer_libs()
-        globals()[peer](symbols, target, spec)
 
 
 # -- peak RSS in a child process ---------------------------------------------------------------
@@ -388,14 +168,62 @@ def measure_rss(peer: str, n: int, spec: dict, base_url: str, tmp: Path) -> dict
     return out
 
 
-# -- fixtures ----------------------------------------------------------------------------------
+# -- servers ---------------------------------------------------------------------------------
+
+class Served:
+    """One benchmark server as the tests see it: its URL, its kind, what was recorded."""
+
+    def __init__(self, kind: str, url: str, replay: ReplayServer | None = None):
+        self.kind = kind
+        self.url = url
+        self.replay = replay
+        self.recorded: set[tuple] = set()
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.kind == "fixture" else " [replay server]"
+
+    def ensure_recorded(self, peer: str, n: int, spec: dict, target: Target) -> None:
+        """Replay server: one unmeasured round of ``peer`` records what it asks for (the
+        requests do not depend on the database, so one recording serves every target)."""
+        key = (peer, n, json.dumps(spec, sort_keys=True))
+        if self.replay is None or key in self.recorded:
+            return
+        self.replay.record()
+        table = TABLES[peer]
+        target.reset([table])
+        run_peer(peer, make_symbols(n), target, spec, self.url)
+        target.reset([table])
+        self.replay.freeze()
+        self.recorded.add(key)
+
+    def check(self, benchmark) -> None:
+        if self.replay is None:
+            return
+        stats = self.replay.stats()
+        assert stats["misses"] == 0, f"the replay server was asked for unrecorded targets: {stats}"
+        benchmark.extra_info["replayed_responses"] = stats["responses"]
+
 
 @pytest.fixture(scope="module")
-def server():
-    with FixtureServer(process=True) as srv:
-        have_yf = importlib.util.find_spec("yfinance") is not None
-        with yfinance_at(srv.url) if have_yf else contextlib.nullcontext():
-            yield srv
+def fixture_served():
+    with FixtureServer(process=True, now=FIXED_NOW) as srv:
+        yield Served("fixture", srv.url)
+
+
+@pytest.fixture(scope="module")
+def replay_served(fixture_served):
+    with ReplayServer(fixture_served.url) as srv:
+        yield Served("replay", srv.url, srv)
+
+
+@pytest.fixture
+def server(request):
+    """The server of this case (``fixture`` or ``replay``), yfinance pointed at it."""
+    served = request.getfixturevalue(f"{request.param}_served")
+    have_yf = importlib.util.find_spec("yfinance") is not None
+    with yfinance_at(served.url) if have_yf else contextlib.nullcontext():
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -427,65 +255,193 @@ def _rounds(peer: str, n: int, kind: str) -> int:
     return 3 if n <= 50 else 1
 
 
-def _skip_reason(peer: str, n: int, kind: str, db: str) -> str | None:
+def _skip_reason(peer: str, n: int, kind: str, db: str, server: str) -> str | None:
     if quick() and n > 10:
         return "quick mode (--benchmark-disable): 10 symbols only"
     if peer != "stockbatch" and n > PEER_MAX:
         return f"{peer} at {n} symbols takes minutes a round (STOCKBATCH_BENCH_PEER_MAX)"
     if kind == "minute" and db == "postgresql" and peer == "naive_loop" and not quick():
         return "naive loop of 1m bars into PostgreSQL: several minutes a round"
+    if (kind == "minute" and server == "replay" and peer != "stockbatch" and not quick()
+            and not REPLAY_SLOW):
+        return ("1m jobs of the yfinance peers on the replay server: the recording round "
+                "takes minutes (STOCKBATCH_BENCH_REPLAY_SLOW=1)")
     return None
 
 
-def _bench(benchmark, peer, symbols, target, spec, base_url, group):
-    n = len(symbols)
-    reason = _skip_reason(peer, n, spec["kind"], target.db)
-    if reason:
-        pytest.skip(reason)
+def _peer_imports(peer: str) -> None:
     if peer != "stockbatch":
         for lib in ("yfinance", "pandas", "polars", "sqlalchemy"):
             pytest.importorskip(lib)
-    benchmark.group = group
+
+
+def _bench(benchmark, peer, symbols, target, spec, server, group):
+    n = len(symbols)
+    reason = _skip_reason(peer, n, spec["kind"], target.db, server.kind)
+    if reason:
+        pytest.skip(reason)
+    _peer_imports(peer)
+    benchmark.group = group + server.suffix
     if peer == "naive_loop":
         benchmark.extra_info["reference"] = True
-    if peer == "stockbatch":
-        benchmark.extra_info["path"] = "engine" if HAVE_ENGINE else "pieces (no engine yet)"
     table = TABLES[peer]
+    server.ensure_recorded(peer, n, spec, target)
 
     def setup():
         target.reset([table])
-        return (peer, symbols, target, spec, base_url), {}
+        return (peer, symbols, target, spec, server.url), {}
 
     benchmark.pedantic(run_peer, setup=setup, rounds=_rounds(peer, n, spec["kind"]),
                        iterations=1, warmup_rounds=0)
     rows = target.count(table)
     assert rows > 0, f"{peer} stored nothing"
     benchmark.extra_info["rows"] = rows
+    server.check(benchmark)
     target.reset([table])
     return rows
 
 
+# -- first call and whole process: fresh interpreters ------------------------------------------
+
+def _child_env() -> dict:
+    """The children's environment: stockbatch from this tree, and bytecode cached as for an
+    installed package (PYTHONDONTWRITEBYTECODE would make every child compile stockbatch's
+    modules again, while the peers' come compiled from site-packages)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))
+    return env
+
+
+def _job(peer: str, n: int, target: Target, spec: dict, base_url: str) -> str:
+    return json.dumps({"peer": peer, "n": n, "db": target.db, "where": target.where,
+                       "spec": spec, "base_url": base_url})
+
+
+class _FirstCall:
+    """A child that has imported what a user's script imports and waits for the word."""
+
+    def __init__(self, job: str):
+        # stderr to a file: the peers' warnings would fill a pipe nobody reads mid-run
+        self.err = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCH_DIR / "e2e_peers.py"), "first", job],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True,
+            env=_child_env())
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.fail("did not get ready")
+
+    def fail(self, what: str):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.err.seek(0)
+        raise RuntimeError(f"first-call child {what}:\n{self.err.read()[-3000:]}")
+
+    def go(self) -> None:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        if self.proc.stdout.readline().strip() != "done":
+            self.fail("failed")
+
+    def wait(self) -> None:
+        self.proc.stdin.close()
+        if self.proc.wait(timeout=120) != 0:
+            self.fail("exited with an error")
+        self.err.close()
+
+
+def _whole(peer: str, n: int, target: Target, spec: dict, base_url: str, symfile: str) -> None:
+    if peer == "stockbatch":
+        cmd = cli_command(symfile, target, spec, base_url)
+    else:
+        cmd = [sys.executable, str(BENCH_DIR / "e2e_peers.py"), "whole",
+               _job(peer, n, target, spec, base_url)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(), timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{peer} process failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def _cold_skip(peer: str) -> str | None:
+    if quick() and peer in ("naive_loop", "download_adbc"):
+        return "quick mode: the cold runs of two peers cover the child code paths"
+    return None
+
+
 # -- the benchmarks ----------------------------------------------------------------------------
 
+@pytest.mark.parametrize("server", SERVERS, indirect=True)
 @pytest.mark.parametrize("target", ["sqlite", "postgresql"], indirect=True)
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("peer", PEERS)
 def test_daily(benchmark, server, target, n, peer, tmp_path):
     symbols = make_symbols(n)
-    rows = _bench(benchmark, peer, symbols, target, daily_spec(), server.url,
+    rows = _bench(benchmark, peer, symbols, target, daily_spec(), server,
                   f"e2e {target.db} 1y daily x{n}")
     # every symbol has ~250 trading days a year; all peers store the same bars
     assert rows >= n * 240
-    if target.db == "sqlite" and n in RSS_SIZES and not quick():
+    if (target.db == "sqlite" and n in RSS_SIZES and not quick() and not NO_RSS
+            and server.kind == "fixture"):
         out = measure_rss(peer, n, daily_spec(), server.url, tmp_path)
         benchmark.extra_info["peak_rss_mb"] = round((out["peak_kb"] - out["baseline_kb"]) / 1024,
                                                     1)
         benchmark.extra_info["process_peak_mb"] = round(out["peak_kb"] / 1024, 1)
 
 
+@pytest.mark.parametrize("server", SERVERS, indirect=True)
 @pytest.mark.parametrize("target", ["sqlite", "postgresql"], indirect=True)
 @pytest.mark.parametrize("peer", PEERS)
 def test_minute(benchmark, server, target, peer):
     symbols = make_symbols(MINUTE_SYMBOLS)
-    _bench(benchmark, peer, symbols, target, minute_spec(), server.url,
-           f"e2e {target.db} {MINUTE_DAYS}d 1m x{len(symbols)}")
+    rows = _bench(benchmark, peer, symbols, target, minute_spec(MINUTE_DAYS), server,
+                  f"e2e {target.db} {MINUTE_DAYS}d 1m x{len(symbols)}")
+    # the fixed clock's window holds whole US and Tokyo sessions of 1m bars
+    assert rows >= len(symbols) * 250 * max(MINUTE_DAYS * 5 // 7 - 3, 1)
+
+
+@pytest.mark.parametrize("server", SERVERS, indirect=True)
+@pytest.mark.parametrize("how", ["first_call", "whole_process"])
+@pytest.mark.parametrize("peer", PEERS)
+def test_cold(benchmark, server, how, peer, tmp_path):
+    """Each round a fresh interpreter: ``first_call`` times the first job after the imports a
+    user's script makes (``import stockbatch``; yfinance + pandas), ``whole_process`` the
+    whole process (``stockbatch ingest`` for stockbatch; a script for the peers)."""
+    reason = _cold_skip(peer) or _skip_reason(peer, COLD_N, "daily", "sqlite", server.kind)
+    if reason:
+        pytest.skip(reason)
+    _peer_imports(peer)
+    n, spec = COLD_N, daily_spec()
+    target = Target("sqlite", str(tmp_path / "cold.db"))
+    table = TABLES[peer]
+    benchmark.group = f"e2e sqlite 1y daily x{n} {how.replace('_', '-')}{server.suffix}"
+    if peer == "naive_loop":
+        benchmark.extra_info["reference"] = True
+    server.ensure_recorded(peer, n, spec, target)
+    symfile = tmp_path / "symbols.txt"
+    symfile.write_text("\n".join(make_symbols(n)) + "\n")
+    rounds = 5 if peer == "stockbatch" else (1 if n >= 200 else 3)
+    if how == "first_call":
+        children: list[_FirstCall] = []
+
+        def setup():
+            target.reset([table])
+            children.append(_FirstCall(_job(peer, n, target, spec, server.url)))
+            return (children[-1],), {}
+
+        try:
+            benchmark.pedantic(lambda child: child.go(), setup=setup, rounds=rounds,
+                               iterations=1, warmup_rounds=0)
+        finally:
+            for child in children:
+                child.wait()
+    else:
+        def setup():
+            target.reset([table])
+            return (peer, n, target, spec, server.url, str(symfile)), {}
+
+        benchmark.pedantic(_whole, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
+    rows = target.count(table)
+    assert rows >= n * 240, f"{peer} stored {rows} rows"
+    benchmark.extra_info["rows"] = rows
+    server.check(benchmark)
+    target.reset([table])

@@ -23,9 +23,10 @@ Groups (peers in the same group, same data, one run):
                              stockbatch            YahooChartSource.fetch_many (default
                                                    concurrency 8, rate limiter off: rate=inf)
                              stockbatch_c4         the same with concurrency=4 (on loopback
-                                                   there is no latency to hide, and httpx's
-                                                   async pool costs more per request the more
-                                                   requests are in flight)
+                                                   there is no latency to hide; the sources'
+                                                   aiohttp client costs about the same CPU
+                                                   per request from 4 to 32 in flight, see
+                                                   bench/test_http.py)
                              yfinance_download     yfinance.download(threads=True)
                              httpx_json_loop       httpx.Client keep-alive loop + json.loads +
                                                    pa.array

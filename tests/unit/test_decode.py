@@ -346,3 +346,29 @@ def test_quotes(load):
     assert b.column("currency").to_pylist() == ["USD", "JPY"]
     with pytest.raises(DecodeError):
         dec.decode_yahoo_quote(body[:-5])
+
+
+_DIGITS = st.text("0123456789", min_size=1, max_size=22)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.booleans(), _DIGITS, st.one_of(st.none(), _DIGITS),
+                          st.one_of(st.none(), st.integers(-30, 30))), min_size=1, max_size=12))
+def test_fuzz_number_text_parses_like_float(load, parts):
+    """Decimal literals as a provider writes them (1-22 digits on either side of the point,
+    leading zeros in the fraction, exponents), one to eight digits from the end of a chunk:
+    the value equals Python's float() of the text, on both backends."""
+    dec = load("decode")
+    texts = []
+    for neg, whole, frac, exp in parts:
+        whole = whole.lstrip("0") or "0"
+        t = ("-" if neg else "") + whole + ("." + frac if frac is not None else "")
+        texts.append(t + (f"e{exp}" if exp is not None else ""))
+    n = len(texts)
+    payload = (b'{"chart":{"result":[{"meta":' + json.dumps(META).encode()
+               + b',"timestamp":' + json.dumps(list(range(n))).encode()
+               + b',"indicators":{"quote":[{"close":[' + ",".join(texts).encode()
+               + b']}]}}],"error":null}}')
+    got = dec.decode_yahoo_chart(payload).column("close").to_pylist()
+    assert got == [float(t) for t in texts]

@@ -42,6 +42,7 @@ cdef extern from *:
         *lo = (uint64_t)r;
     }
     static inline int sb_clz64(uint64_t x) { return __builtin_clzll(x); }
+    static inline int sb_ctz64(uint64_t x) { return __builtin_ctzll(x); }
     /* SWAR constants (beyond int64, so kept out of Cython's literal handling) */
     static const uint64_t SB_HI_NIBBLES = 0xF0F0F0F0F0F0F0F0ULL;
     static const uint64_t SB_SIXES = 0x0606060606060606ULL;
@@ -381,6 +382,7 @@ cdef extern from *:
     """
     void sb_mul128(uint64_t a, uint64_t b, uint64_t *hi, uint64_t *lo) noexcept nogil
     int sb_clz64(uint64_t x) noexcept nogil
+    int sb_ctz64(uint64_t x) noexcept nogil
     const uint64_t SB_HI_NIBBLES, SB_SIXES, SB_THREES, SB_ZEROS, SB_MASK, SB_MUL1, SB_MUL2
     const uint64_t SB_POW5[1302]
 
@@ -556,6 +558,24 @@ cdef inline uint64_t parse_eight(uint64_t v) noexcept nogil:
     return v & <uint64_t>0xFFFFFFFF
 
 
+cdef uint64_t[8] TEN_TO = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000]
+
+
+cdef inline int leading_digits(uint64_t v) noexcept nogil:
+    """How many of the eight bytes of little-endian ``v``, from the first, are ASCII digits
+    (bytes after the first non-digit do not matter)."""
+    cdef uint64_t m = ((v & SB_HI_NIBBLES) | (((v + SB_SIXES) & SB_HI_NIBBLES) >> 4)) ^ SB_THREES
+    if m == 0:
+        return 8
+    return sb_ctz64(m) >> 3
+
+
+cdef inline uint64_t parse_leading(uint64_t v, int k) noexcept nogil:
+    """The value of the first ``k`` (1..7) ASCII digits of little-endian ``v``: they move to
+    the top bytes, the bytes below become '0', and the eight are parsed at once."""
+    return parse_eight((v << (8 * (8 - k))) | (SB_ZEROS >> (8 * k)))
+
+
 cdef double slow_strtod(const uint8_t* b, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
     cdef char[64] small
     cdef char* tmp = small
@@ -590,6 +610,7 @@ cdef int parse_number(Scan* s, Num* out) noexcept nogil:
     cdef uint8_t c
     cdef double d
     cdef uint64_t chunk
+    cdef int k
     if b[p] == 45:  # '-'
         neg = True
         p += 1
@@ -598,6 +619,13 @@ cdef int parse_number(Scan* s, Num* out) noexcept nogil:
     if b[p] == 48:
         p += 1
     else:
+        # the integer part's first (up to) eight digits in one step
+        if p + 8 <= n:
+            memcpy(&chunk, b + p, 8)
+            k = leading_digits(chunk)
+            w = parse_eight(chunk) if k == 8 else parse_leading(chunk, k)
+            nd = k
+            p += k
         while p < n and 48 <= b[p] <= 57:
             c = b[p] - 48
             if nd < 19:
@@ -621,6 +649,15 @@ cdef int parse_number(Scan* s, Num* out) noexcept nogil:
             nd += 8
             q -= 8
             p += 8
+        # then the last 1-7 digits in one step, while they fit the mantissa
+        if w != 0 and p + 8 <= n:
+            memcpy(&chunk, b + p, 8)
+            k = leading_digits(chunk)
+            if 0 < k < 8 and nd + k <= 19:
+                w = w * TEN_TO[k] + parse_leading(chunk, k)
+                nd += k
+                q -= k
+                p += k
         while p < n and 48 <= b[p] <= 57:
             c = b[p] - 48
             if w == 0 and c == 0:
@@ -1459,6 +1496,10 @@ cdef object I64 = pa.int64()
 cdef object STR = pa.string()
 cdef dict _schemas = {}
 cdef dict _repeats = {}
+# bound once: each decode calls them ~15 times (module and class attribute lookups saved)
+cdef object _py_buffer = pa.py_buffer
+cdef object _from_buffers = pa.Array.from_buffers
+cdef object _from_arrays = pa.RecordBatch.from_arrays
 
 
 cdef object _bitmap(Col* c, Py_ssize_t n, bint reverse):
@@ -1475,7 +1516,7 @@ cdef object _bitmap(Col* c, Py_ssize_t n, bint reverse):
         j = n - 1 - i if reverse else i
         if c.valid[j]:
             bits[i >> 3] |= <uint8_t>(1 << (i & 7))
-    return pa.py_buffer(out)
+    return _py_buffer(out)
 
 
 cdef object _values(Col* c, Py_ssize_t n, bint reverse, int64_t scale):
@@ -1494,21 +1535,21 @@ cdef object _values(Col* c, Py_ssize_t n, bint reverse, int64_t scale):
             memcpy(dst + i * 8, c.data + (n - 1 - i) * 8, 8)
     elif n:
         memcpy(dst, c.data, n * 8)
-    return pa.py_buffer(out)
+    return _py_buffer(out)
 
 
 cdef object _f64(Col* c, Py_ssize_t n, bint reverse):
     if not c.present:
         return pa.nulls(n, F64)
-    return pa.Array.from_buffers(F64, n, [_bitmap(c, n, reverse), _values(c, n, reverse, 1)],
-                                 null_count=c.nulls)
+    return _from_buffers(F64, n, [_bitmap(c, n, reverse), _values(c, n, reverse, 1)],
+                         null_count=c.nulls)
 
 
 cdef object _i64(Col* c, Py_ssize_t n, bint reverse):
     if not c.present:
         return pa.nulls(n, I64)
-    return pa.Array.from_buffers(I64, n, [_bitmap(c, n, reverse), _values(c, n, reverse, 1)],
-                                 null_count=c.nulls)
+    return _from_buffers(I64, n, [_bitmap(c, n, reverse), _values(c, n, reverse, 1)],
+                         null_count=c.nulls)
 
 
 cdef object _repeat(str value, Py_ssize_t n):
@@ -1530,7 +1571,7 @@ cdef object _repeat(str value, Py_ssize_t n):
         o[i] = <int32_t>(i * k)
     for i in range(n):
         memcpy(d + i * k, src, k)
-    arr = pa.Array.from_buffers(STR, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    arr = _from_buffers(STR, n, [None, _py_buffer(offsets), _py_buffer(data)])
     if len(_repeats) > 4096:
         _repeats.clear()
     _repeats[key] = arr
@@ -1637,8 +1678,8 @@ def decode_yahoo_chart(data, *, symbol=None, interval=None, str source="yahoo"):
             return _twin.decode_yahoo_chart(raw, symbol=symbol, interval=interval,
                                             source=source)
         if c.cols[C_TS].present:
-            ts = pa.Array.from_buffers(UTC_US, n, [None, _values(&c.cols[C_TS], n, False,
-                                                                 1000000)])
+            ts = _from_buffers(UTC_US, n, [None, _values(&c.cols[C_TS], n, False,
+                                                         1000000)])
         else:
             ts = pa.array([], UTC_US)
         arrays = [_repeat(sym, n), _repeat(ivl, n), ts,
@@ -1646,7 +1687,7 @@ def decode_yahoo_chart(data, *, symbol=None, interval=None, str source="yahoo"):
                   _f64(&c.cols[C_LOW], n, False), _f64(&c.cols[C_CLOSE], n, False),
                   _f64(&c.cols[C_ADJ], n, False), _i64(&c.cols[C_VOL], n, False),
                   _repeat(source, n)]
-        return pa.RecordBatch.from_arrays(arrays, schema=_schema(tuple(extra)))
+        return _from_arrays(arrays, schema=_schema(tuple(extra)))
     finally:
         for i in range(NCOLS):
             col_free(&c.cols[i])
@@ -1686,8 +1727,8 @@ def decode_alphavantage(data, *, symbol=None, interval=None, str source="alphava
         label = full[13:len(full) - 1] if len(full) > 13 else ""
         ivl = interval if interval is not None else _twin._av_interval(label)
         n = a.cols[A_TS].len
-        naive = pa.Array.from_buffers(pa.timestamp("us"), n,
-                                      [None, _values(&a.cols[A_TS], n, True, 1000000)])
+        naive = _from_buffers(pa.timestamp("us"), n,
+                              [None, _values(&a.cols[A_TS], n, True, 1000000)])
         try:
             ts = pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="earliest")
         except (pa.ArrowInvalid, ValueError):
@@ -1697,7 +1738,7 @@ def decode_alphavantage(data, *, symbol=None, interval=None, str source="alphava
                   _f64(&a.cols[A_OPEN], n, True), _f64(&a.cols[A_HIGH], n, True),
                   _f64(&a.cols[A_LOW], n, True), _f64(&a.cols[A_CLOSE], n, True),
                   pa.nulls(n, F64), _i64(&a.cols[A_VOL], n, True), _repeat(source, n)]
-        return pa.RecordBatch.from_arrays(arrays, schema=_schema((("tz", tz),)))
+        return _from_arrays(arrays, schema=_schema((("tz", tz),)))
     finally:
         for i in range(ANCOLS):
             col_free(&a.cols[i])

@@ -63,7 +63,8 @@ def _known_tz(tz: str) -> bool:
     if not tz or len(tz) > 64:
         return False
     try:
-        pc.assume_timezone(pa.array([0], pa.timestamp("us")), tz)
+        # a null array: pa.array() of Python values would make pyarrow import pandas
+        pc.assume_timezone(pa.nulls(1, pa.timestamp("us")), tz)
     except (pa.ArrowInvalid, ValueError, TypeError):
         return False
     return True

@@ -43,12 +43,13 @@ import re
 import threading
 from typing import Any
 
-import adbc_driver_postgresql.dbapi as pg_dbapi
+import adbc_driver_postgresql
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._errors import SinkError
+from . import _adbc_conn
 from ._adbc import AdbcSink
 from ._base import Level, _key_codes
 from ._ddl import DIALECTS, SPECS, sql
@@ -78,7 +79,7 @@ class PostgresSink(AdbcSink):
         super().__init__(uri, secrets=[password] if password else [], **options)
 
     def _connect(self) -> Any:
-        return pg_dbapi.connect(self._conn_uri, autocommit=True)
+        return _adbc_conn.connect(adbc_driver_postgresql.connect(self._conn_uri))
 
     def _time_index(self, table: str) -> str | None:
         # BRIN: a few pages per table, cheap to keep (see Sink.create_time_index)

@@ -46,12 +46,13 @@ import time
 from typing import Any
 
 import adbc_driver_manager
-import adbc_driver_sqlite.dbapi as sqlite_dbapi
+import adbc_driver_sqlite
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._errors import SinkError
+from . import _adbc_conn
 from ._adbc import AdbcSink
 from ._base import Level, log
 from ._ddl import DIALECTS, SPECS, sql
@@ -183,7 +184,7 @@ class SqliteSink(AdbcSink):
                     if kind == "duckdb" else "")
             raise SinkError(f"cannot connect to {self._uri}: {self.path!r} is not a SQLite "
                             f"database{hint}")
-        conn = sqlite_dbapi.connect(self.path, autocommit=True)
+        conn = _adbc_conn.connect(adbc_driver_sqlite.connect(self.path))
         cur = conn.cursor()
         try:
             ms = int(min(self.busy_timeout, _SLICE) * 1000)
