@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -384,7 +385,7 @@ def _av(doc, symbol, interval, source):
             raise _Bad(f"bad date {stamp!r}")
         if not isinstance(values, dict):
             raise _Bad(f"values of {stamp} are not an object")
-        row = [_naive_seconds(*parts)]
+        row: list[Any] = [_naive_seconds(*parts)]  # seconds, then numbers or None
         for key, name in _AV_FIELDS:
             row.append(_av_number(values.get(key), name, stamp))
         vol = values.get("5. volume")

@@ -285,8 +285,8 @@ class PostgresSink(AdbcSink):
         hit = pc.fill_null(joined.column("__hit"), False)
         missing = pc.and_(pc.invert(in_batch), hit)  # stored in range, absent from batch
         changed = pa.array(np.zeros(joined.num_rows, bool))
-        for c in values:
-            changed = pc.or_(changed, _differs(joined.column(c), joined.column(c + "__old")))
+        for name in values:
+            changed = pc.or_(changed, _differs(joined.column(name), joined.column(name + "__old")))
         changed = pc.and_(pc.and_(changed, hit), in_batch)
         new = pc.and_(in_batch, pc.invert(hit))
         n_new = pc.sum(new).as_py() or 0
