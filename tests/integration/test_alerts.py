@@ -136,8 +136,9 @@ def test_cli_refuses_bad_alert_options(arg, why, capsys):
 
 
 def test_a_blocked_database_fills_the_hand_off(fixture_server, tmp_path):
-    """Another writer holds SQLite's write lock for 1.5 s: the job's thread waits in its
-    store, answers pile up in the hand-off, queue_fill fires; the lock goes, it resolves."""
+    """Another writer holds SQLite's write lock: the job's thread waits in its store,
+    answers pile up in the hand-off, queue_fill fires; then the lock goes (at the alert, or
+    after 10 s at most) and it resolves."""
     import sqlite3
     import threading
 
@@ -145,11 +146,18 @@ def test_a_blocked_database_fills_the_hand_off(fixture_server, tmp_path):
     got = []
     with BatchProcessingEngine(slots=8, chunk_rows=600, min_chunk_rows=300,
                                alert_thresholds=Thresholds(queue_fill=0.5)) as engine:
-        engine.on_alert(got.append)
+        fired = threading.Event()
+
+        def on_alert(alert):
+            got.append(alert)
+            if alert.metric == "queue_fill" and alert.state == "firing":
+                fired.set()
+
+        engine.on_alert(on_alert)
         blocker = sqlite3.connect(db, check_same_thread=False)
         blocker.execute("CREATE TABLE hold (x)")
-        blocker.execute("BEGIN IMMEDIATE")  # the write lock, until the timer commits
-        timer = threading.Timer(1.5, blocker.commit)
+        blocker.execute("BEGIN IMMEDIATE")  # the write lock, until the alert (or 10 s)
+        timer = threading.Thread(target=lambda: (fired.wait(10), blocker.commit()))
         timer.start()
         try:
             result = engine.run(engine.create_stock_data_pipeline_job(
