@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-_CHILD = r'''
+_CHILD = r"""
 import json, os, sys, time, tempfile
 import numpy as np, pyarrow as pa
 from stockbatch import sinks
@@ -44,13 +44,18 @@ with sinks.connect(uri, tables={"bars": table}) as s:
     dt, dc = time.perf_counter() - t0, time.process_time() - c0
     s.drop_table(table)
 print(json.dumps({"seconds": dt, "cpu": dc}))
-'''
+"""
 
 
 def run(src: str, rows: int, symbols: int, what: str, uri: str) -> dict:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(src), PYTHONDONTWRITEBYTECODE="1")
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(rows), str(symbols), what, uri],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(rows), str(symbols), what, uri],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -73,11 +78,15 @@ def main() -> None:
                 for k in ("seconds", "cpu"):
                     best[name][k] = min(best[name][k], got[k])
     for name, b in best.items():
-        print(f"{name:6s} {a.what} {a.rows:,} rows: best {b['seconds']:.3f} s wall "
-              f"({a.rows / b['seconds']:,.0f} rows/s), {b['cpu']:.3f} s CPU of this process")
+        print(
+            f"{name:6s} {a.what} {a.rows:,} rows: best {b['seconds']:.3f} s wall "
+            f"({a.rows / b['seconds']:,.0f} rows/s), {b['cpu']:.3f} s CPU of this process"
+        )
     for k in ("seconds", "cpu"):
-        print(f"change ({'wall' if k == 'seconds' else 'CPU'}): "
-              f"{100 * (best['after'][k] / best['before'][k] - 1):+.1f} %")
+        print(
+            f"change ({'wall' if k == 'seconds' else 'CPU'}): "
+            f"{100 * (best['after'][k] / best['before'][k] - 1):+.1f} %"
+        )
 
 
 if __name__ == "__main__":

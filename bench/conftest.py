@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from benchutil import needs_database  # noqa: E402  (after the path is set)
+from benchutil import needs_database
 
 
 def pytest_configure(config):
@@ -26,7 +26,8 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        why = needs_database(item.nodeid, getattr(getattr(item, "callspec", None), "params", {}),
-                             os.environ)
+        why = needs_database(
+            item.nodeid, getattr(getattr(item, "callspec", None), "params", {}), os.environ
+        )
         if why:
             item.add_marker(pytest.mark.skip(reason=why))

@@ -33,8 +33,12 @@ UTC = dt.timezone.utc
 FIXED_NOW = dt.datetime(2026, 11, 18, 21, 30, tzinfo=UTC).timestamp()
 WINDOW_DAYS = 8  # Yahoo's 1m window per request
 PEERS = ("stockbatch", "download_adbc", "download_to_sql", "naive_loop")
-TABLES = {"naive_loop": "bench_naive", "download_to_sql": "bench_download",
-          "download_adbc": "bench_polars", "stockbatch": "bench_stockbatch"}
+TABLES = {
+    "naive_loop": "bench_naive",
+    "download_to_sql": "bench_download",
+    "download_adbc": "bench_polars",
+    "stockbatch": "bench_stockbatch",
+}
 
 yf = pd = pl = None
 
@@ -66,8 +70,7 @@ def daily_spec() -> dict:
     """One year of daily bars up to the fixed clock's UTC midnight."""
     end = _midnight(FIXED_NOW)
     start = end - dt.timedelta(days=365)
-    return {"kind": "daily", "interval": "1d", "start": start.timestamp(),
-            "end": end.timestamp()}
+    return {"kind": "daily", "interval": "1d", "start": start.timestamp(), "end": end.timestamp()}
 
 
 def minute_spec(days: int) -> dict:
@@ -79,8 +82,13 @@ def minute_spec(days: int) -> dict:
         hi = min(lo + dt.timedelta(days=WINDOW_DAYS), end)
         windows.append((lo.timestamp(), hi.timestamp()))
         lo = hi
-    return {"kind": "minute", "interval": "1m", "start": start.timestamp(),
-            "end": end.timestamp(), "windows": windows}
+    return {
+        "kind": "minute",
+        "interval": "1m",
+        "start": start.timestamp(),
+        "end": end.timestamp(),
+        "windows": windows,
+    }
 
 
 def _utc(ts: float) -> dt.datetime:
@@ -88,6 +96,7 @@ def _utc(ts: float) -> dt.datetime:
 
 
 # -- yfinance pointed at a loopback server ---------------------------------------------------
+
 
 @contextlib.contextmanager
 def yfinance_at(base: str):
@@ -98,11 +107,14 @@ def yfinance_at(base: str):
     from yfinance.scrapers import history as yh
     from yfinance.scrapers import quote as yq
 
-    saved = [(yh, "_BASE_URL_", yh._BASE_URL_), (yb, "_BASE_URL_", yb._BASE_URL_),
-             (yq, "_QUOTE_SUMMARY_URL_", yq._QUOTE_SUMMARY_URL_),
-             (yq, "_QUERY1_URL_", yq._QUERY1_URL_),
-             (yd.YfData, "_get_cookie_and_crumb", yd.YfData._get_cookie_and_crumb),
-             (cr.Session, "request", cr.Session.request)]
+    saved = [
+        (yh, "_BASE_URL_", yh._BASE_URL_),
+        (yb, "_BASE_URL_", yb._BASE_URL_),
+        (yq, "_QUOTE_SUMMARY_URL_", yq._QUOTE_SUMMARY_URL_),
+        (yq, "_QUERY1_URL_", yq._QUERY1_URL_),
+        (yd.YfData, "_get_cookie_and_crumb", yd.YfData._get_cookie_and_crumb),
+        (cr.Session, "request", cr.Session.request),
+    ]
     real_request = cr.Session.request
 
     def loopback_only(self, method, url, *args, **kwargs):
@@ -123,6 +135,7 @@ def yfinance_at(base: str):
 
 
 # -- databases ---------------------------------------------------------------------------------
+
 
 class Target:
     """Where a peer stores: a URI for stockbatch / ADBC, a connection for pandas."""
@@ -147,8 +160,9 @@ class Target:
         else:
             import sqlalchemy
 
-            engine = sqlalchemy.create_engine(re.sub(r"^postgres(ql)?://",
-                                                     "postgresql+psycopg://", self.where))
+            engine = sqlalchemy.create_engine(
+                re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", self.where)
+            )
             try:
                 yield engine
             finally:
@@ -181,6 +195,7 @@ class Target:
 
 # -- the peers ---------------------------------------------------------------------------------
 
+
 def _long_frame(wide):
     """yfinance.download's wide (field, ticker) frame -> one row per symbol and bar."""
     if wide.empty:
@@ -196,8 +211,10 @@ def _windows(spec: dict) -> list[tuple[float, float]]:
 
 def _download(symbols: list[str], spec: dict):
     kw = {"threads": True, "progress": False, "auto_adjust": True, "interval": spec["interval"]}
-    parts = [_long_frame(yf.download(symbols, start=_utc(a), end=_utc(b), **kw))
-             for a, b in _windows(spec)]
+    parts = [
+        _long_frame(yf.download(symbols, start=_utc(a), end=_utc(b), **kw))
+        for a, b in _windows(spec)
+    ]
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
@@ -205,8 +222,10 @@ def naive_loop(symbols: list[str], target: Target, spec: dict) -> None:
     table = TABLES["naive_loop"]
     with target.pandas_con() as con:
         for s in symbols:
-            parts = [yf.Ticker(s).history(start=_utc(a), end=_utc(b), interval=spec["interval"])
-                     for a, b in _windows(spec)]
+            parts = [
+                yf.Ticker(s).history(start=_utc(a), end=_utc(b), interval=spec["interval"])
+                for a, b in _windows(spec)
+            ]
             df = parts[0] if len(parts) == 1 else pd.concat(parts)
             if df.empty:
                 continue
@@ -219,15 +238,17 @@ def naive_loop(symbols: list[str], target: Target, spec: dict) -> None:
 def download_to_sql(symbols: list[str], target: Target, spec: dict) -> None:
     long = _download(symbols, spec)
     with target.pandas_con() as con:
-        long.to_sql(TABLES["download_to_sql"], con, if_exists="append", index=False,
-                    chunksize=10_000)
+        long.to_sql(
+            TABLES["download_to_sql"], con, if_exists="append", index=False, chunksize=10_000
+        )
 
 
 def download_adbc(symbols: list[str], target: Target, spec: dict) -> None:
     long = _download(symbols, spec)
     frame = pl.from_pandas(long)
-    frame.write_database(TABLES["download_adbc"], connection=target.uri, engine="adbc",
-                         if_table_exists="replace")  # the table is new each round
+    frame.write_database(
+        TABLES["download_adbc"], connection=target.uri, engine="adbc", if_table_exists="replace"
+    )  # the table is new each round
 
 
 def make_source(base_url: str):
@@ -239,15 +260,20 @@ def make_source(base_url: str):
 
 
 def history_kw(spec: dict) -> dict:
-    return {"interval": spec["interval"], "start": _utc(spec["start"]),
-            "end": _utc(spec["end"])}
+    return {"interval": spec["interval"], "start": _utc(spec["start"]), "end": _utc(spec["end"])}
 
 
 def ours(symbols: list[str], target: Target, spec: dict, base_url: str) -> None:
     import stockbatch
 
-    result = stockbatch.ingest(symbols, db=target.uri, source=make_source(base_url),
-                               mode="append", table=TABLES["stockbatch"], **history_kw(spec))
+    result = stockbatch.ingest(
+        symbols,
+        db=target.uri,
+        source=make_source(base_url),
+        mode="append",
+        table=TABLES["stockbatch"],
+        **history_kw(spec),
+    )
     if not result.success:
         raise RuntimeError(f"stockbatch.ingest failed: {result}")
 
@@ -262,13 +288,33 @@ def run_peer(peer: str, symbols: list[str], target: Target, spec: dict, base_url
 
 def cli_command(symbols_file: str, target: Target, spec: dict, base_url: str) -> list[str]:
     """The ``stockbatch ingest`` command line of the stockbatch peer (its whole process)."""
-    return [sys.executable, "-m", "stockbatch", "ingest", "-f", symbols_file,
-            "--base-url", base_url, "--db", target.uri, "--interval", spec["interval"],
-            "--start", _utc(spec["start"]).isoformat(), "--end", _utc(spec["end"]).isoformat(),
-            "--mode", "append", "--table", TABLES["stockbatch"], "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "stockbatch",
+        "ingest",
+        "-f",
+        symbols_file,
+        "--base-url",
+        base_url,
+        "--db",
+        target.uri,
+        "--interval",
+        spec["interval"],
+        "--start",
+        _utc(spec["start"]).isoformat(),
+        "--end",
+        _utc(spec["end"]).isoformat(),
+        "--mode",
+        "append",
+        "--table",
+        TABLES["stockbatch"],
+        "--quiet",
+    ]
 
 
 # -- child process -----------------------------------------------------------------------------
+
 
 def child(mode: str, job: dict) -> None:
     peer, base = job["peer"], job["base_url"]

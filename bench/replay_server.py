@@ -45,15 +45,21 @@ class _State:
 
     def answer(self, target: str) -> tuple[int, str, bytes]:
         if target.startswith("/__replay/"):
-            what = target[len("/__replay/"):]
+            what = target[len("/__replay/") :]
             if what == "record":
                 self.recording = True
             elif what == "freeze":
                 self.recording = False
             t = os.times()
-            body = json.dumps({"responses": len(self.store), "hits": self.hits,
-                               "misses": self.misses, "recording": self.recording,
-                               "cpu_s": t.user + t.system}).encode()
+            body = json.dumps(
+                {
+                    "responses": len(self.store),
+                    "hits": self.hits,
+                    "misses": self.misses,
+                    "recording": self.recording,
+                    "cpu_s": t.user + t.system,
+                }
+            ).encode()
             return 200, "application/json", body
         hit = self.store.get(target)
         if hit is not None:
@@ -66,25 +72,36 @@ class _State:
         return got
 
 
-async def _serve_conn(state: _State, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+async def _serve_conn(
+    state: _State, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             method, target, _version = lines[0].split(" ", 2)
-            close = any(x.lower().startswith("connection:") and "close" in x.lower()
-                        for x in lines[1:])
-            length = next((int(x.split(":", 1)[1]) for x in lines[1:]
-                           if x.lower().startswith("content-length:")), 0)
+            close = any(
+                x.lower().startswith("connection:") and "close" in x.lower() for x in lines[1:]
+            )
+            length = next(
+                (
+                    int(x.split(":", 1)[1])
+                    for x in lines[1:]
+                    if x.lower().startswith("content-length:")
+                ),
+                0,
+            )
             if length:
                 await reader.readexactly(length)
-            status, ctype, body = ((400, "text/plain", b"GET only") if method != "GET"
-                                   else state.answer(target))
-            writer.write(f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
-                         f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                         f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
-                         .encode("latin-1") + body)
+            status, ctype, body = (
+                (400, "text/plain", b"GET only") if method != "GET" else state.answer(target)
+            )
+            writer.write(
+                f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
+                f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n".encode("latin-1")
+                + body
+            )
             await writer.drain()
             if close:
                 break
@@ -97,8 +114,9 @@ async def _serve_conn(state: _State, reader: asyncio.StreamReader,
 def _main(upstream: str, port_out) -> None:
     async def run() -> None:
         state = _State(upstream)
-        server = await asyncio.start_server(lambda r, w: _serve_conn(state, r, w),
-                                            "127.0.0.1", 0, backlog=1024)
+        server = await asyncio.start_server(
+            lambda r, w: _serve_conn(state, r, w), "127.0.0.1", 0, backlog=1024
+        )
         port_out.send(server.sockets[0].getsockname()[1])
         async with server:
             await server.serve_forever()

@@ -51,17 +51,20 @@ def yfinance_at(base: str):
     from yfinance.scrapers import history as yh
     from yfinance.scrapers import quote as yq
 
-    saved = [(yh, "_BASE_URL_", yh._BASE_URL_), (yb, "_BASE_URL_", yb._BASE_URL_),
-             (yq, "_QUOTE_SUMMARY_URL_", yq._QUOTE_SUMMARY_URL_),
-             (yq, "_QUERY1_URL_", yq._QUERY1_URL_),
-             (yd.YfData, "_get_cookie_and_crumb", yd.YfData._get_cookie_and_crumb),
-             (cr.Session, "request", cr.Session.request)]
+    saved = [
+        (yh, "_BASE_URL_", yh._BASE_URL_),
+        (yb, "_BASE_URL_", yb._BASE_URL_),
+        (yq, "_QUOTE_SUMMARY_URL_", yq._QUOTE_SUMMARY_URL_),
+        (yq, "_QUERY1_URL_", yq._QUERY1_URL_),
+        (yd.YfData, "_get_cookie_and_crumb", yd.YfData._get_cookie_and_crumb),
+        (cr.Session, "request", cr.Session.request),
+    ]
     real_request = cr.Session.request
 
     def loopback_only(self, method, url, *args, **kwargs):
         url = str(url)
         if url.startswith("https://query1.finance.yahoo.com/"):
-            url = base + url[len("https://query1.finance.yahoo.com"):]
+            url = base + url[len("https://query1.finance.yahoo.com") :]
         if not url.startswith(base):
             raise ConnectionRefusedError(f"bench guard: {url} is not the fixture server")
         return real_request(self, method, url, *args, **kwargs)
@@ -86,8 +89,10 @@ def server():
 
 @pytest.fixture(scope="module")
 def fetchers(server):
-    with StockFetcher(base_url=server.url) as sb, \
-            StockFetcher(base_url=server.url, mode="yfinance") as yfm:
+    with (
+        StockFetcher(base_url=server.url) as sb,
+        StockFetcher(base_url=server.url, mode="yfinance") as yfm,
+    ):
         sb.get_historical_data("7203", period="5d")  # warm: engine, connections
         yfm.get_historical_data("7203", period="5d")  # warm: yfinance's session, time zones
         yield {"stockbatch": sb, "yfinance": yfm}
@@ -113,9 +118,14 @@ def _prices(fetcher, how):
     return len(out)
 
 
-@pytest.mark.parametrize(("peer", "mode", "how"), [("bulk_engine", "stockbatch", "bulk"),
-                                                   ("loop_stockbatch", "stockbatch", "loop"),
-                                                   ("loop_yfinance", "yfinance", "loop")])
+@pytest.mark.parametrize(
+    ("peer", "mode", "how"),
+    [
+        ("bulk_engine", "stockbatch", "bulk"),
+        ("loop_stockbatch", "stockbatch", "loop"),
+        ("loop_yfinance", "yfinance", "loop"),
+    ],
+)
 def test_history(benchmark, fetchers, peer, mode, how):
     benchmark.group = f"compat history x{N}"
     bars = benchmark.pedantic(_history, args=(fetchers[mode], how), rounds=3, iterations=1)
@@ -124,8 +134,10 @@ def test_history(benchmark, fetchers, peer, mode, how):
         benchmark.extra_info["codes_per_s"] = round(N / benchmark.stats.stats.median, 1)
 
 
-@pytest.mark.parametrize(("peer", "mode", "how"), [("bulk_batched", "stockbatch", "bulk"),
-                                                   ("realtime_yfinance", "yfinance", "loop")])
+@pytest.mark.parametrize(
+    ("peer", "mode", "how"),
+    [("bulk_batched", "stockbatch", "bulk"), ("realtime_yfinance", "yfinance", "loop")],
+)
 def test_prices(benchmark, fetchers, peer, mode, how):
     benchmark.group = f"compat price x{N}"
     benchmark.pedantic(_prices, args=(fetchers[mode], how), rounds=3, iterations=1)

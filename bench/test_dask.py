@@ -29,11 +29,11 @@ from benchutil import quick
 
 pytest.importorskip("distributed")
 
-from distributed import Client, LocalCluster  # noqa: E402
+from distributed import Client, LocalCluster
 
-import stockbatch as sb  # noqa: E402
-import stockbatch.dask as sbd  # noqa: E402
-from stockbatch.testing import FixtureServer  # noqa: E402
+import stockbatch as sb
+import stockbatch.dask as sbd
+from stockbatch.testing import FixtureServer
 
 PG_URI = os.environ.get("STOCKBATCH_PG_URI", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -81,8 +81,9 @@ def clusters():
 
     def get(workers: int) -> Client:
         if workers not in made:
-            cluster = LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
-                                   dashboard_address=":0")
+            cluster = LocalCluster(
+                n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0"
+            )
             made[workers] = Client(cluster)
         return made[workers]
 
@@ -93,13 +94,15 @@ def clusters():
         cluster.close()
 
 
-def _ingest(peer: str, symbols: list[str], table: str, base_url: str, period: str,
-            clusters) -> sb.JobResult:
+def _ingest(
+    peer: str, symbols: list[str], table: str, base_url: str, period: str, clusters
+) -> sb.JobResult:
     if peer == "local":
         return sb.ingest(symbols, db=PG_URI, base_url=base_url, period=period, table=table)
     client = clusters(int(peer[5]))
-    return sbd.ingest(symbols, client=client, db=PG_URI, base_url=base_url, period=period,
-                      table=table)
+    return sbd.ingest(
+        symbols, client=client, db=PG_URI, base_url=base_url, period=period, table=table
+    )
 
 
 @pytest.mark.parametrize("peer", PEERS)
@@ -122,8 +125,7 @@ def test_daily_2000(benchmark, server, pg, clusters, peer):
     benchmark.group = f"dask pg 1y daily x{n}"
     if peer == "local":
         benchmark.extra_info["reference"] = True
-    benchmark.pedantic(run, setup=setup, rounds=1 if quick() else 3, iterations=1,
-                       warmup_rounds=0)
+    benchmark.pedantic(run, setup=setup, rounds=1 if quick() else 3, iterations=1, warmup_rounds=0)
     r = results[-1]
     assert r.success and r.count("stored") == n, r.summary()
     benchmark.extra_info["rows"] = r.rows_stored
@@ -139,9 +141,16 @@ def test_many_light_symbols(benchmark, server, pg, clusters):
     client = clusters(2)
     results: list[sb.JobResult] = []
     benchmark.group = f"dask pg 5d x{n}"
-    benchmark.pedantic(lambda: results.append(sbd.ingest(
-        symbols, client=client, db=PG_URI, base_url=server.url, period="5d", table=table)),
-        rounds=1, iterations=1, warmup_rounds=0)
+    benchmark.pedantic(
+        lambda: results.append(
+            sbd.ingest(
+                symbols, client=client, db=PG_URI, base_url=server.url, period="5d", table=table
+            )
+        ),
+        rounds=1,
+        iterations=1,
+        warmup_rounds=0,
+    )
     r = results[-1]
     assert r.success and r.count("stored") == n, r.summary()
     rss = client.run(_rss_mb)

@@ -103,9 +103,10 @@ async def run_peer(peer: str, targets: list[str], conc: int) -> int:
             client = httpx.AsyncClient(limits=limits, follow_redirects=True)
         else:
             client = httpx.AsyncClient(
-                transport=httpx.AsyncHTTPTransport(limits=limits, retries=0,
-                                                   verify=_SSL_CONTEXT),
-                trust_env=False, follow_redirects=False)
+                transport=httpx.AsyncHTTPTransport(limits=limits, retries=0, verify=_SSL_CONTEXT),
+                trust_env=False,
+                follow_redirects=False,
+            )
 
         async def get(u):
             r = await client.get(u)
@@ -115,21 +116,27 @@ async def run_peer(peer: str, targets: list[str], conc: int) -> int:
             return await _gather(get, targets, conc)
     if peer == "httpcore_pool":
         async with httpcore.AsyncConnectionPool(max_connections=conc) as pool:
+
             async def get(u):
                 r = await pool.request("GET", u)
                 return r.content
+
             return await _gather(get, targets, conc)
     if peer == "aiohttp":
-        async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=conc)) as session:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as session:
+
             async def get(u):
                 async with session.get(u) as r:
                     return await r.read()
+
             return await _gather(get, targets, conc)
     from stockbatch.sources._http import HTTPClient
+
     async with HTTPClient(concurrency=conc) as client:
+
         async def get(u):
             return (await client.get(u)).body
+
         return await _gather(get, targets, conc)
 
 
@@ -153,17 +160,26 @@ def test_http_cpu(benchmark, server, peer, conc):
     out: dict = {}
     s0 = cpu_seconds(pid)
     rounds = 1 if quick() else 5
-    nbytes = benchmark.pedantic(_measure, args=(peer, targets, conc, out), rounds=rounds,
-                                iterations=1, warmup_rounds=0 if quick() else 1)
+    nbytes = benchmark.pedantic(
+        _measure,
+        args=(peer, targets, conc, out),
+        rounds=rounds,
+        iterations=1,
+        warmup_rounds=0 if quick() else 1,
+    )
     server_cpu = cpu_seconds(pid) - s0
     timed = out["cpu"][-rounds:]  # not the warm-up round
     cpu = sorted(timed)[len(timed) // 2]
     assert nbytes >= NREQ * 20_000
     benchmark.extra_info.update(
-        concurrency=conc, requests=NREQ, bytes=nbytes,
+        concurrency=conc,
+        requests=NREQ,
+        bytes=nbytes,
         cpu_ms_per_request=round(cpu / NREQ * 1e3, 4),
         server_cpu_ms_per_request=round(server_cpu / (NREQ * (len(out["cpu"]))) * 1e3, 4)
-        if pid is not None else None)
+        if pid is not None
+        else None,
+    )
 
 
 def test_http_same_bytes(server):
@@ -183,6 +199,7 @@ async def _build(kind: str) -> None:
         await aiohttp.ClientSession().close()
     else:
         from stockbatch.sources._http import HTTPClient
+
         client = HTTPClient()
         client.session()  # the session is made on first use
         await client.aclose()
@@ -193,8 +210,9 @@ def test_http_client_build(benchmark, kind):
     benchmark.group = "http client build"
     loop = asyncio.new_event_loop()
     try:
-        benchmark.pedantic(lambda: loop.run_until_complete(_build(kind)),
-                           rounds=1 if quick() else 20, iterations=1)
+        benchmark.pedantic(
+            lambda: loop.run_until_complete(_build(kind)), rounds=1 if quick() else 20, iterations=1
+        )
     finally:
         loop.close()
 
@@ -220,6 +238,8 @@ def test_fixture_server_cpu(benchmark):
                 out[name] = (cpu_seconds(pid) - s0) / NSERVE * 1e3
 
         benchmark.pedantic(two_passes, rounds=1, iterations=1)
-    benchmark.extra_info.update(requests=2 * NSERVE,
-                                server_cpu_ms_per_request_render=round(out["render"], 4),
-                                server_cpu_ms_per_request_cached=round(out["cached"], 4))
+    benchmark.extra_info.update(
+        requests=2 * NSERVE,
+        server_cpu_ms_per_request_render=round(out["render"], 4),
+        server_cpu_ms_per_request_cached=round(out["cached"], 4),
+    )

@@ -49,8 +49,8 @@ def log_walk(rng, nsym: int, nbars: int) -> np.ndarray:
         c = np.concatenate([np.zeros((nsym, 1)), np.cumsum(walk, axis=1)], axis=1)
         w = 10_000
         ma = np.empty_like(walk)
-        ma[:, w - 1:] = (c[:, w:] - c[:, :-w]) / w
-        ma[:, :w - 1] = (c[:, 1:w] / np.arange(1, w))
+        ma[:, w - 1 :] = (c[:, w:] - c[:, :-w]) / w
+        ma[:, : w - 1] = c[:, 1:w] / np.arange(1, w)
         walk = walk - ma
     return (np.log(100.0) + walk).ravel()
 
@@ -64,18 +64,28 @@ def make_bars(nsym: int, nbars: int, seed: int) -> pa.Table:
     low = close * (1.0 - np.abs(rng.normal(0.0, 0.005, n)))
     names = pa.array([f"S{i:04d}" for i in range(nsym)])
     symbol = pa.DictionaryArray.from_arrays(
-        np.repeat(np.arange(nsym, dtype=np.int32), nbars), names).cast(pa.string())
-    return pa.table({
-        "symbol": symbol,
-        "interval": pa.array(["1d"] * n, pa.string()) if n < 100_000
-        else pa.Array.from_buffers(pa.string(), n, [
-            None, pa.py_buffer(np.arange(n + 1, dtype=np.int32) * 2),
-            pa.py_buffer(b"1d" * n)]),
-        "ts": pa.array(START + np.tile(np.arange(nbars, dtype=np.int64) * DAY, nsym))
-              .cast(pa.timestamp("us", tz="UTC")),
-        "open": close, "high": high, "low": low, "close": close,
-        "volume": rng.integers(0, 1_000_000, n),
-    })
+        np.repeat(np.arange(nsym, dtype=np.int32), nbars), names
+    ).cast(pa.string())
+    return pa.table(
+        {
+            "symbol": symbol,
+            "interval": pa.array(["1d"] * n, pa.string())
+            if n < 100_000
+            else pa.Array.from_buffers(
+                pa.string(),
+                n,
+                [None, pa.py_buffer(np.arange(n + 1, dtype=np.int32) * 2), pa.py_buffer(b"1d" * n)],
+            ),
+            "ts": pa.array(START + np.tile(np.arange(nbars, dtype=np.int64) * DAY, nsym)).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+            "open": close,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": rng.integers(0, 1_000_000, n),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +106,18 @@ def talib_set(table: pa.Table) -> pa.Table:
     change = pc.not_equal(sym.slice(1), sym.slice(0, n - 1)).to_numpy(zero_copy_only=False)
     bounds = np.concatenate([[0], np.flatnonzero(change) + 1, [n]])
     c, h, lo = (table[k].to_numpy() for k in ("close", "high", "low"))
-    names = ["sma20", "ema20", "rsi14", "macd", "macd_signal", "macd_hist",
-             "bbands20_upper", "bbands20_middle", "bbands20_lower", "atr14"]
+    names = [
+        "sma20",
+        "ema20",
+        "rsi14",
+        "macd",
+        "macd_signal",
+        "macd_hist",
+        "bbands20_upper",
+        "bbands20_middle",
+        "bbands20_lower",
+        "atr14",
+    ]
     cols = [np.empty(n) for _ in names]
     for k in range(len(bounds) - 1):
         s, e = bounds[k], bounds[k + 1]

@@ -53,16 +53,25 @@ def bars(n: int, *, seed: int = 0, nsym: int = 100, start: int = 0, bump: float 
         per = max(n // nsym, 1)
         n = per * nsym
         sym = np.repeat(np.array([f"SYM{i:04d}" for i in range(nsym)], dtype=object), per)
-        ts = (1_700_000_000 + np.tile(np.arange(start, start + per, dtype=np.int64), nsym)
-              * 60) * 1_000_000
+        ts = (
+            1_700_000_000 + np.tile(np.arange(start, start + per, dtype=np.int64), nsym) * 60
+        ) * 1_000_000
         close = rng.random(n) * 100 + 10 + bump
-        _CACHE[key] = pa.Table.from_arrays([
-            pa.array(sym, pa.string()), pa.array(np.full(n, "1m", dtype=object), pa.string()),
-            pa.array(ts).cast(pa.timestamp("us", tz="UTC")), pa.array(close - 0.5),
-            pa.array(close + 1.0), pa.array(close - 1.0), pa.array(close), pa.array(close),
-            pa.array(rng.integers(0, 10**7, n)), pa.array(np.full(n, "bench", dtype=object),
-                                                          pa.string()),
-        ], schema=BARS)
+        _CACHE[key] = pa.Table.from_arrays(
+            [
+                pa.array(sym, pa.string()),
+                pa.array(np.full(n, "1m", dtype=object), pa.string()),
+                pa.array(ts).cast(pa.timestamp("us", tz="UTC")),
+                pa.array(close - 0.5),
+                pa.array(close + 1.0),
+                pa.array(close - 1.0),
+                pa.array(close),
+                pa.array(close),
+                pa.array(rng.integers(0, 10**7, n)),
+                pa.array(np.full(n, "bench", dtype=object), pa.string()),
+            ],
+            schema=BARS,
+        )
     return _CACHE[key]
 
 
@@ -90,10 +99,19 @@ def _fresh_sqlite(path, name):
 
 
 @pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("peer", ["stockbatch-basic", "stockbatch-advanced",
-                                  "stockbatch-extreme", "adbc_ingest-int64-keyed",
-                                  "adbc_ingest-int64-nokey", "sqlite3-executemany",
-                                  "polars-adbc", "pandas-to_sql"])
+@pytest.mark.parametrize(
+    "peer",
+    [
+        "stockbatch-basic",
+        "stockbatch-advanced",
+        "stockbatch-extreme",
+        "adbc_ingest-int64-keyed",
+        "adbc_ingest-int64-nokey",
+        "sqlite3-executemany",
+        "polars-adbc",
+        "pandas-to_sql",
+    ],
+)
 def test_sqlite_append(benchmark, sqlite_path, peer, n):
     if peer == "pandas-to_sql" and n > 100_000:
         pytest.skip("pandas.to_sql at 1e6 rows takes minutes; measured at 1e5")
@@ -117,26 +135,31 @@ def test_sqlite_append(benchmark, sqlite_path, peer, n):
             assert r.written == data.num_rows
         elif peer.startswith("adbc_ingest"):
             import adbc_driver_sqlite.dbapi as ad
+
             with ad.connect(sqlite_path) as c, c.cursor() as cur:
-                cur.adbc_ingest(t, with_int_ts(data), mode="append" if "keyed" in peer
-                                else "create")
+                cur.adbc_ingest(
+                    t, with_int_ts(data), mode="append" if "keyed" in peer else "create"
+                )
                 c.commit()
         elif peer == "sqlite3-executemany":
             rows = with_int_ts(data).to_pylist()
             con = sqlite3.connect(sqlite_path)
             with con:
-                con.executemany(f'INSERT INTO "{t}" VALUES (?,?,?,?,?,?,?,?,?,?)',
-                                (tuple(r.values()) for r in rows))
+                con.executemany(
+                    f'INSERT INTO "{t}" VALUES (?,?,?,?,?,?,?,?,?,?)',
+                    (tuple(r.values()) for r in rows),
+                )
             con.close()
         elif peer == "polars-adbc":
             import adbc_driver_sqlite.dbapi as ad
             import polars as pl
+
             with ad.connect(sqlite_path) as c:
-                pl.from_arrow(data).write_database(t, c, engine="adbc",
-                                                   if_table_exists="append")
+                pl.from_arrow(data).write_database(t, c, engine="adbc", if_table_exists="append")
                 c.commit()
         else:
             import sqlalchemy as sa
+
             eng = sa.create_engine(f"sqlite:///{sqlite_path}")
             data.to_pandas().to_sql(t, eng, index=False, chunksize=10_000)
             eng.dispose()
@@ -173,7 +196,8 @@ def test_sqlite_upsert(benchmark, sqlite_path, peer, n):
                     "high=excluded.high, low=excluded.low, close=excluded.close, "
                     "adj_close=excluded.adj_close, volume=excluded.volume, "
                     "source=excluded.source",
-                    (tuple(r.values()) for r in with_int_ts(new).to_pylist()))
+                    (tuple(r.values()) for r in with_int_ts(new).to_pylist()),
+                )
             con.close()
 
     run(benchmark, go, setup)
@@ -202,7 +226,7 @@ def pg_binary_copy_chunks(table: pa.Table, rows: int = BATCH):
         for col in batch.columns:
             valid = ~np.asarray(col.is_null())
             if pa.types.is_string(col.type):
-                offs = np.frombuffer(col.buffers()[1], np.int32)[col.offset:col.offset + n + 1]
+                offs = np.frombuffer(col.buffers()[1], np.int32)[col.offset : col.offset + n + 1]
                 data = np.frombuffer(col.buffers()[2], np.uint8)
                 lens = np.where(valid, np.diff(offs), 0)
                 fields.append((4 + lens, ("str", offs, data, lens, valid)))
@@ -237,8 +261,9 @@ def pg_binary_copy_chunks(table: pa.Table, rows: int = BATCH):
                 total = int(lens.sum())
                 if total:
                     within = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-                    out[np.repeat(pos + 4, lens) + within] = data[np.repeat(offs[:-1], lens)
-                                                                  + within]
+                    out[np.repeat(pos + 4, lens) + within] = data[
+                        np.repeat(offs[:-1], lens) + within
+                    ]
             pos = pos + sizes
         yield out.tobytes()
 
@@ -257,8 +282,17 @@ def _pg_drop(name):
 
 @needs_pg
 @pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("peer", ["stockbatch", "stockbatch-basic", "psycopg-binary-copy",
-                                  "adbc_ingest-reader64k", "polars-adbc", "pandas-to_sql"])
+@pytest.mark.parametrize(
+    "peer",
+    [
+        "stockbatch",
+        "stockbatch-basic",
+        "psycopg-binary-copy",
+        "adbc_ingest-reader64k",
+        "polars-adbc",
+        "pandas-to_sql",
+    ],
+)
 def test_pg_append(benchmark, peer, n):
     if peer in ("pandas-to_sql", "stockbatch-basic") and n > 100_000:
         pytest.skip("row-at-a-time peers are measured at 1e5")
@@ -282,6 +316,7 @@ def test_pg_append(benchmark, peer, n):
             assert r.written == data.num_rows
         elif peer == "psycopg-binary-copy":
             import psycopg
+
             with psycopg.connect(PG) as c, c.cursor() as cur:
                 with cur.copy(f'COPY "{t}" FROM STDIN (FORMAT BINARY)') as cp:
                     cp.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
@@ -290,15 +325,21 @@ def test_pg_append(benchmark, peer, n):
                     cp.write(struct.pack(">h", -1))
         elif peer == "adbc_ingest-reader64k":
             import adbc_driver_postgresql.dbapi as ap
+
             with ap.connect(PG) as c, c.cursor() as cur:
-                cur.adbc_ingest(t, pa.RecordBatchReader.from_batches(
-                    BARS, data.to_batches(max_chunksize=BATCH)), mode="append")
+                cur.adbc_ingest(
+                    t,
+                    pa.RecordBatchReader.from_batches(BARS, data.to_batches(max_chunksize=BATCH)),
+                    mode="append",
+                )
                 c.commit()
         elif peer == "polars-adbc":
             import polars as pl
+
             pl.from_arrow(data).write_database(t, PG, engine="adbc")
         else:
             import sqlalchemy as sa
+
             eng = sa.create_engine(PG.replace("postgresql://", "postgresql+psycopg://"))
             data.to_pandas().to_sql(t, eng, index=False, chunksize=10_000)
             eng.dispose()
@@ -312,8 +353,10 @@ def test_pg_append(benchmark, peer, n):
 
 @needs_pg
 @pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("peer", ["stockbatch-range", "stockbatch-on_conflict",
-                                  "stockbatch-merge", "naive-staging-on-conflict"])
+@pytest.mark.parametrize(
+    "peer",
+    ["stockbatch-range", "stockbatch-on_conflict", "stockbatch-merge", "naive-staging-on-conflict"],
+)
 @pytest.mark.parametrize("again", [False, True], ids=["half-conflicts", "all-unchanged"])
 def test_pg_upsert(benchmark, peer, n, again):
     n = sized(n)
@@ -329,21 +372,26 @@ def test_pg_upsert(benchmark, peer, n, again):
     def go():
         t = names[-1]
         if peer.startswith("stockbatch"):
-            with sinks.connect(PG, tables={"bars": t},
-                               upsert_strategy=peer.split("-")[1]) as s:
+            with sinks.connect(PG, tables={"bars": t}, upsert_strategy=peer.split("-")[1]) as s:
                 r = s.ingest(new, mode="upsert")
             assert r.rows == new.num_rows
         else:
             import adbc_driver_postgresql.dbapi as ap
+
             st = "stage_" + t
             with ap.connect(PG) as c, c.cursor() as cur:
-                cur.adbc_ingest(st, pa.RecordBatchReader.from_batches(
-                    BARS, new.to_batches(max_chunksize=BATCH)), mode="create", temporary=True)
+                cur.adbc_ingest(
+                    st,
+                    pa.RecordBatchReader.from_batches(BARS, new.to_batches(max_chunksize=BATCH)),
+                    mode="create",
+                    temporary=True,
+                )
                 cur.execute(
                     f'INSERT INTO "{t}" SELECT * FROM "{st}" ON CONFLICT (symbol, interval, ts) '
                     "DO UPDATE SET open=excluded.open, high=excluded.high, low=excluded.low, "
                     "close=excluded.close, adj_close=excluded.adj_close, "
-                    "volume=excluded.volume, source=excluded.source")
+                    "volume=excluded.volume, source=excluded.source"
+                )
                 c.commit()
 
     try:
@@ -376,6 +424,7 @@ def test_duckdb_append(benchmark, tmp_path, peer, n):
                 assert s.ingest(data, mode="append").written == data.num_rows
         else:
             import duckdb
+
             con = duckdb.connect(path)
             con.register("src", data)
             con.execute(f'INSERT INTO "{t}" SELECT * FROM src')
@@ -386,8 +435,9 @@ def test_duckdb_append(benchmark, tmp_path, peer, n):
 
 @pytest.mark.skipif(not MY, reason="STOCKBATCH_MYSQL_URI not set")
 @pytest.mark.parametrize("n", [100_000])
-@pytest.mark.parametrize("peer", ["stockbatch-load-data", "stockbatch-basic-executemany",
-                                  "pandas-to_sql"])
+@pytest.mark.parametrize(
+    "peer", ["stockbatch-load-data", "stockbatch-basic-executemany", "pandas-to_sql"]
+)
 def test_mysql_append(benchmark, peer, n):
     n = sized(n)
     data = bars(n)
@@ -409,6 +459,7 @@ def test_mysql_append(benchmark, peer, n):
                 assert s.ingest(data, mode="append").written == data.num_rows
         else:
             import sqlalchemy as sa
+
             eng = sa.create_engine(MY.replace("mysql://", "mysql+pymysql://"))
             frame = data.to_pandas()
             frame["ts"] = frame["ts"].dt.tz_localize(None)
@@ -452,8 +503,9 @@ print(r.written, (peak - base) / 1024, r.seconds)
 """
 
 
-@pytest.mark.skipif(os.environ.get("STOCKBATCH_BENCH_RSS") != "1",
-                    reason="opt-in: STOCKBATCH_BENCH_RSS=1")
+@pytest.mark.skipif(
+    os.environ.get("STOCKBATCH_BENCH_RSS") != "1", reason="opt-in: STOCKBATCH_BENCH_RSS=1"
+)
 @pytest.mark.parametrize("target", ["sqlite", "postgresql"])
 def test_rss_stream_1e7(benchmark, tmp_path, target):
     if target == "postgresql" and not PG:
@@ -464,10 +516,13 @@ def test_rss_stream_1e7(benchmark, tmp_path, target):
     out = {}
 
     def go():
-        res = subprocess.run([sys.executable, "-c", _RSS_CHILD, uri, str(n), tag()],
-                             capture_output=True, text=True, check=True,
-                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]
-                                                                  / "src")})
+        res = subprocess.run(
+            [sys.executable, "-c", _RSS_CHILD, uri, str(n), tag()],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+        )
         written, mb, secs = res.stdout.split()
         out.update(written=int(written), rss_growth_mb=float(mb), seconds=float(secs))
 

@@ -46,10 +46,13 @@ def make_bars(n: int = N, nsym: int = NSYM, seed: int = 20260101) -> pa.Table:
     n = per * nsym
     names = pa.array([f"S{i:04d}" for i in range(nsym)])
     symbol = pa.DictionaryArray.from_arrays(
-        np.repeat(np.arange(nsym, dtype=np.int32), per), names).cast(pa.string())
+        np.repeat(np.arange(nsym, dtype=np.int32), per), names
+    ).cast(pa.string())
     interval = pa.Array.from_buffers(
-        pa.string(), n, [None, pa.py_buffer(np.arange(n + 1, dtype=np.int32) * 2),
-                         pa.py_buffer(b"1m" * n)])
+        pa.string(),
+        n,
+        [None, pa.py_buffer(np.arange(n + 1, dtype=np.int32) * 2), pa.py_buffer(b"1m" * n)],
+    )
     ts = START + np.tile(np.arange(per, dtype=np.int64) * MIN, nsym)
     close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 1e-3, n)))
     open_ = close * (1.0 + rng.normal(0.0, 5e-4, n))
@@ -61,19 +64,20 @@ def make_bars(n: int = N, nsym: int = NSYM, seed: int = 20260101) -> pa.Table:
     volume[bad[1::2]] = -1
     null_close = np.zeros(n, bool)
     null_close[rng.integers(0, n, max(n // 5_000, 1))] = True
-    return pa.table({
-        "symbol": symbol,
-        "interval": interval,
-        "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-        "open": pa.array(open_),
-        "high": pa.array(high),
-        "low": pa.array(low),
-        "close": pa.array(close, mask=null_close),
-        "adj_close": pa.array(close * 0.98, mask=null_close),
-        "volume": pa.array(volume, pa.int64()),
-        "source": pa.array(["bench"] * nsym).take(
-            pa.array(np.repeat(np.arange(nsym), per))),
-    })
+    return pa.table(
+        {
+            "symbol": symbol,
+            "interval": interval,
+            "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "open": pa.array(open_),
+            "high": pa.array(high),
+            "low": pa.array(low),
+            "close": pa.array(close, mask=null_close),
+            "adj_close": pa.array(close * 0.98, mask=null_close),
+            "volume": pa.array(volume, pa.int64()),
+            "source": pa.array(["bench"] * nsym).take(pa.array(np.repeat(np.arange(nsym), per))),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +92,12 @@ def frame(bars):
 
 # ------------------------------------------------------------------------------ peers: helpers
 
+
 def _values(chunk: pa.Array, dtype) -> np.ndarray:
     """Zero-copy numpy view of a fixed-width Arrow array's values."""
-    return np.frombuffer(chunk.buffers()[1], dtype, len(chunk), chunk.offset * np.dtype(dtype).itemsize)
+    return np.frombuffer(
+        chunk.buffers()[1], dtype, len(chunk), chunk.offset * np.dtype(dtype).itemsize
+    )
 
 
 def _valid(chunk: pa.Array) -> np.ndarray | None:
@@ -99,7 +106,8 @@ def _valid(chunk: pa.Array) -> np.ndarray | None:
         return None
     bits = np.frombuffer(chunk.buffers()[0], np.uint8)
     return np.unpackbits(bits, bitorder="little", count=chunk.offset + len(chunk))[
-        chunk.offset:].view(bool)
+        chunk.offset :
+    ].view(bool)
 
 
 def _and(a, b):
@@ -107,6 +115,7 @@ def _and(a, b):
 
 
 # ----------------------------------------------------------------------------------- validate
+
 
 def validate_numpy(t: pa.Table):
     c = {k: t.column(k).chunk(0) for k in t.column_names}
@@ -128,13 +137,17 @@ def validate_numpy(t: pa.Table):
         nonfinite |= ~fin if valid[k] is None else ~fin & valid[k]
         nonpos |= ok[k] & (v <= 0)
     o, h, lo, cl = x["open"], x["high"], x["low"], x["close"]
-    high_bad = ok["high"] & ((ok["open"] & (h < o)) | (ok["close"] & (h < cl)) | (ok["low"] & (h < lo)))
-    low_bad = ok["low"] & ((ok["open"] & (lo > o)) | (ok["close"] & (lo > cl)) | (ok["high"] & (lo > h)))
+    high_bad = ok["high"] & (
+        (ok["open"] & (h < o)) | (ok["close"] & (h < cl)) | (ok["low"] & (h < lo))
+    )
+    low_bad = ok["low"] & (
+        (ok["open"] & (lo > o)) | (ok["close"] & (lo > cl)) | (ok["high"] & (lo > h))
+    )
     negvol = vol < 0 if valid["volume"] is None else (vol < 0) & valid["volume"]
     same = np.zeros(n, bool)
-    same[1:] = pc.and_(pc.equal(c["symbol"][1:], c["symbol"][:-1]),
-                       pc.equal(c["interval"][1:], c["interval"][:-1])).to_numpy(
-        zero_copy_only=False)
+    same[1:] = pc.and_(
+        pc.equal(c["symbol"][1:], c["symbol"][:-1]), pc.equal(c["interval"][1:], c["interval"][:-1])
+    ).to_numpy(zero_copy_only=False)
     notinc = np.zeros(n, bool)
     dup = np.zeros(n, bool)
     notinc[1:] = same[1:] & (ts[1:] < ts[:-1])
@@ -171,8 +184,10 @@ def validate_pyarrow(t: pa.Table):
     high_bad = pc.or_(pc.or_(lt("high", "open"), lt("high", "close")), lt("high", "low"))
     low_bad = pc.or_(pc.or_(lt("open", "low"), lt("close", "low")), lt("high", "low"))
     negvol = f(pc.less(col("volume"), 0), False)
-    same = pc.and_(pc.equal(col("symbol")[1:], col("symbol")[:-1]),
-                   pc.equal(col("interval")[1:], col("interval")[:-1]))
+    same = pc.and_(
+        pc.equal(col("symbol")[1:], col("symbol")[:-1]),
+        pc.equal(col("interval")[1:], col("interval")[:-1]),
+    )
     ts = col("ts").cast(pa.int64())
     first = pa.array([False])
     notinc = pa.concat_arrays([first, f(pc.and_(same, pc.less(ts[1:], ts[:-1])), False)])
@@ -180,32 +195,49 @@ def validate_pyarrow(t: pa.Table):
     flags = [null, nonfinite, nonpos, high_bad, low_bad, negvol, notinc, dup]
     mask = pa.nulls(n, pa.uint16()).fill_null(0)
     for bit, fl in enumerate(flags):
-        mask = pc.bit_wise_or(mask, pc.multiply(pc.cast(fl, pa.uint16()), pa.scalar(1 << bit, pa.uint16())))
+        mask = pc.bit_wise_or(
+            mask, pc.multiply(pc.cast(fl, pa.uint16()), pa.scalar(1 << bit, pa.uint16()))
+        )
     return mask, [pc.sum(fl).as_py() or 0 for fl in flags]
 
 
 def validate_polars(df):
     c = pl.col
     same = (c("symbol") == c("symbol").shift(1)) & (c("interval") == c("interval").shift(1))
-    ok = {k: c(k).is_finite().fill_null(False) for k in ("open", "high", "low", "close", "adj_close")}
+    ok = {
+        k: c(k).is_finite().fill_null(False) for k in ("open", "high", "low", "close", "adj_close")
+    }
     flags = {
-        "null": pl.any_horizontal([c(k).is_null() for k in ("symbol", "interval", "ts", "open",
-                                                            "high", "low", "close", "volume")]),
+        "null": pl.any_horizontal(
+            [
+                c(k).is_null()
+                for k in ("symbol", "interval", "ts", "open", "high", "low", "close", "volume")
+            ]
+        ),
         "nonfinite": pl.any_horizontal([(~c(k).is_finite()).fill_null(False) for k in ok]),
         "nonpos": pl.any_horizontal([ok[k] & (c(k) <= 0) for k in ok]),
-        "high": ok["high"] & ((ok["open"] & (c("high") < c("open")))
-                              | (ok["close"] & (c("high") < c("close")))
-                              | (ok["low"] & (c("high") < c("low")))),
-        "low": ok["low"] & ((ok["open"] & (c("low") > c("open")))
-                            | (ok["close"] & (c("low") > c("close")))
-                            | (ok["high"] & (c("low") > c("high")))),
+        "high": ok["high"]
+        & (
+            (ok["open"] & (c("high") < c("open")))
+            | (ok["close"] & (c("high") < c("close")))
+            | (ok["low"] & (c("high") < c("low")))
+        ),
+        "low": ok["low"]
+        & (
+            (ok["open"] & (c("low") > c("open")))
+            | (ok["close"] & (c("low") > c("close")))
+            | (ok["high"] & (c("low") > c("high")))
+        ),
         "negvol": (c("volume") < 0).fill_null(False),
         "notinc": (same & (c("ts") < c("ts").shift(1))).fill_null(False),
         "dup": (same & (c("ts") == c("ts").shift(1))).fill_null(False),
     }
     out = df.select(**flags)
-    mask = out.select(pl.sum_horizontal([pl.col(k).cast(pl.UInt16) * (1 << i)
-                                         for i, k in enumerate(flags)]).alias("mask"))
+    mask = out.select(
+        pl.sum_horizontal(
+            [pl.col(k).cast(pl.UInt16) * (1 << i) for i, k in enumerate(flags)]
+        ).alias("mask")
+    )
     return mask, out.sum().row(0)
 
 
@@ -214,7 +246,9 @@ def floor_reduce(t: pa.Table):
     total = 0.0
     for k in NUMERIC:
         chunk = t.column(k).chunk(0)
-        total += float(np.add.reduce(_values(chunk, np.int64 if k in ("ts", "volume") else np.float64)))
+        total += float(
+            np.add.reduce(_values(chunk, np.int64 if k in ("ts", "volume") else np.float64))
+        )
     for k in ("symbol", "interval"):
         total += float(np.add.reduce(np.frombuffer(t.column(k).chunk(0).buffers()[1], np.int32)))
     return total
@@ -259,6 +293,7 @@ def test_validate_floor_np_add_reduce(benchmark, bars):
 
 # -------------------------------------------------------------------------- normalize+returns
 
+
 def normalize_returns_stockbatch(t):
     res = sb.normalize(t)
     return res.table, sb.returns(res.table)
@@ -272,11 +307,19 @@ def normalize_returns_pyarrow(t):
     eq_s = pc.equal(sym[1:], sym[:-1])
     eq_i = pc.equal(itv[1:], itv[:-1])
     eq_t = pc.equal(ts[1:], ts[:-1])
-    ordered = pc.or_(pc.less(sym[:-1], sym[1:]), pc.and_(eq_s, pc.or_(
-        pc.less(itv[:-1], itv[1:]), pc.and_(eq_i, pc.less_equal(ts[:-1], ts[1:])))))
+    ordered = pc.or_(
+        pc.less(sym[:-1], sym[1:]),
+        pc.and_(
+            eq_s, pc.or_(pc.less(itv[:-1], itv[1:]), pc.and_(eq_i, pc.less_equal(ts[:-1], ts[1:])))
+        ),
+    )
     if not pc.all(ordered).as_py():
-        b = b.take(pc.sort_indices(b, sort_keys=[("symbol", "ascending"), ("interval", "ascending"),
-                                                 ("ts", "ascending")]))
+        b = b.take(
+            pc.sort_indices(
+                b,
+                sort_keys=[("symbol", "ascending"), ("interval", "ascending"), ("ts", "ascending")],
+            )
+        )
         return normalize_returns_pyarrow(pa.Table.from_batches([b]))
     dup = pc.and_(pc.and_(eq_s, eq_i), eq_t)
     if pc.any(dup).as_py():
@@ -296,25 +339,34 @@ def normalize_returns_polars(df):
     same_seg = (c("symbol") == c("symbol").shift(1)) & (c("interval") == c("interval").shift(1))
     prev = {k: c(k).shift(1) for k in keys}
     checks = df.select(
-        ordered=((c("symbol") > prev["symbol"])
-                 | ((c("symbol") == prev["symbol"])
-                    & ((c("interval") > prev["interval"])
-                       | ((c("interval") == prev["interval"]) & (c("ts") >= prev["ts"])))))
-        .fill_null(True).all(),
+        ordered=(
+            (c("symbol") > prev["symbol"])
+            | (
+                (c("symbol") == prev["symbol"])
+                & (
+                    (c("interval") > prev["interval"])
+                    | ((c("interval") == prev["interval"]) & (c("ts") >= prev["ts"]))
+                )
+            )
+        )
+        .fill_null(True)
+        .all(),
         dups=(same_seg & (c("ts") == c("ts").shift(1))).fill_null(False).any(),
     ).row(0)
     if not checks[0]:
         df = df.sort(keys, maintain_order=True)
     if checks[1]:
         df = df.unique(keys, keep="last", maintain_order=True)
-    return df.with_columns(
-        ret=pl.when(same_seg).then(c("close") / c("close").shift(1) - 1.0))
+    return df.with_columns(ret=pl.when(same_seg).then(c("close") / c("close").shift(1) - 1.0))
 
 
 def normalize_returns_polars_idiomatic(df):
     keys = ["symbol", "interval", "ts"]
-    return (df.sort(keys, maintain_order=True).unique(keys, keep="last", maintain_order=True)
-            .with_columns(ret=pl.col("close").pct_change().over("symbol", "interval")))
+    return (
+        df.sort(keys, maintain_order=True)
+        .unique(keys, keep="last", maintain_order=True)
+        .with_columns(ret=pl.col("close").pct_change().over("symbol", "interval"))
+    )
 
 
 @pytest.mark.benchmark(group="normalize+returns")
@@ -346,13 +398,20 @@ def test_normalize_returns_polars_idiomatic(benchmark, frame):
 
 # ----------------------------------------------------------------------------------- resample
 
+
 def resample_polars(df, every: str, tz: str | None = None):
     if tz:
         df = df.with_columns(pl.col("ts").dt.convert_time_zone(tz))
-    return df.group_by_dynamic("ts", every=every, group_by="symbol", closed="left",
-                               label="left").agg(
-        pl.col("open").first(), pl.col("high").max(), pl.col("low").min(),
-        pl.col("close").last(), pl.col("adj_close").last(), pl.col("volume").sum())
+    return df.group_by_dynamic(
+        "ts", every=every, group_by="symbol", closed="left", label="left"
+    ).agg(
+        pl.col("open").first(),
+        pl.col("high").max(),
+        pl.col("low").min(),
+        pl.col("close").last(),
+        pl.col("adj_close").last(),
+        pl.col("volume").sum(),
+    )
 
 
 @pytest.mark.benchmark(group="resample-5m")
@@ -380,6 +439,7 @@ def test_resample_1d_new_york_polars(benchmark, frame, bars):
 
 
 # ----------------------------------------------------------------------------- peak memory
+
 
 def _status() -> dict[str, int]:
     text = open("/proc/self/status").read()
@@ -432,8 +492,12 @@ def test_validate_peak_memory(benchmark):
     from pathlib import Path
 
     def run():
-        proc = subprocess.run([sys.executable, "-c", _CHILD, str(Path(__file__).parent), str(N)],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(Path(__file__).parent), str(N)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     sizes = benchmark.pedantic(run, rounds=1, iterations=1)
@@ -441,7 +505,8 @@ def test_validate_peak_memory(benchmark):
         pytest.skip("cannot reset the peak RSS here")
     sizes["growth_to_input"] = round(sizes["validate_peak_growth"] / sizes["input_bytes"], 4)
     sizes["split_growth_to_input"] = round(
-        sizes["valid_rejected_peak_growth"] / sizes["input_bytes"], 4)
+        sizes["valid_rejected_peak_growth"] / sizes["input_bytes"], 4
+    )
     benchmark.extra_info.update(sizes)
     print(f"\nvalidate peak memory: {sizes}")
     assert sizes["rejected"] > 0 and sizes["counts"]["NON_FINITE"] > 0

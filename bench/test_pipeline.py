@@ -116,6 +116,7 @@ warnings.filterwarnings("ignore", module="yfinance")
 
 # -- peak RSS in a child process ---------------------------------------------------------------
 
+
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as fh:
         m = re.search(rf"^{field}:\s+(\d+) kB", fh.read(), re.M)
@@ -147,19 +148,29 @@ def child_main(spec_json: str) -> None:
         peak = _status_kb("VmHWM")
         rows = target.count(TABLES[peer])
         target.reset([])
-    print(json.dumps({"baseline_kb": baseline, "peak_kb": peak, "hwm_reset": reset,
-                      "rows": rows}))
+    print(json.dumps({"baseline_kb": baseline, "peak_kb": peak, "hwm_reset": reset, "rows": rows}))
 
 
 def measure_rss(peer: str, n: int, spec: dict, base_url: str, tmp: Path) -> dict:
-    job = {"peer": peer, "n": n, "spec": spec, "base_url": base_url,
-           "db_path": str(tmp / f"rss-{peer}-{n}.db")}
-    code = ("import sys; sys.path[:0] = [sys.argv[1]]; import test_pipeline as t; "
-            "t.child_main(sys.argv[2])")
+    job = {
+        "peer": peer,
+        "n": n,
+        "spec": spec,
+        "base_url": base_url,
+        "db_path": str(tmp / f"rss-{peer}-{n}.db"),
+    }
+    code = (
+        "import sys; sys.path[:0] = [sys.argv[1]]; import test_pipeline as t; "
+        "t.child_main(sys.argv[2])"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    proc = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent),
-                           json.dumps(job)], capture_output=True, text=True, env=env,
-                          timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent), json.dumps(job)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"RSS child failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -169,6 +180,7 @@ def measure_rss(peer: str, n: int, spec: dict, base_url: str, tmp: Path) -> dict
 
 
 # -- servers ---------------------------------------------------------------------------------
+
 
 class Served:
     """One benchmark server as the tests see it: its URL, its kind, what was recorded."""
@@ -262,10 +274,17 @@ def _skip_reason(peer: str, n: int, kind: str, db: str, server: str) -> str | No
         return f"{peer} at {n} symbols takes minutes a round (STOCKBATCH_BENCH_PEER_MAX)"
     if kind == "minute" and db == "postgresql" and peer == "naive_loop" and not quick():
         return "naive loop of 1m bars into PostgreSQL: several minutes a round"
-    if (kind == "minute" and server == "replay" and peer != "stockbatch" and not quick()
-            and not REPLAY_SLOW):
-        return ("1m jobs of the yfinance peers on the replay server: the recording round "
-                "takes minutes (STOCKBATCH_BENCH_REPLAY_SLOW=1)")
+    if (
+        kind == "minute"
+        and server == "replay"
+        and peer != "stockbatch"
+        and not quick()
+        and not REPLAY_SLOW
+    ):
+        return (
+            "1m jobs of the yfinance peers on the replay server: the recording round "
+            "takes minutes (STOCKBATCH_BENCH_REPLAY_SLOW=1)"
+        )
     return None
 
 
@@ -291,8 +310,9 @@ def _bench(benchmark, peer, symbols, target, spec, server, group):
         target.reset([table])
         return (peer, symbols, target, spec, server.url), {}
 
-    benchmark.pedantic(run_peer, setup=setup, rounds=_rounds(peer, n, spec["kind"]),
-                       iterations=1, warmup_rounds=0)
+    benchmark.pedantic(
+        run_peer, setup=setup, rounds=_rounds(peer, n, spec["kind"]), iterations=1, warmup_rounds=0
+    )
     rows = target.count(table)
     assert rows > 0, f"{peer} stored nothing"
     benchmark.extra_info["rows"] = rows
@@ -302,6 +322,7 @@ def _bench(benchmark, peer, symbols, target, spec, server, group):
 
 
 # -- first call and whole process: fresh interpreters ------------------------------------------
+
 
 def _child_env() -> dict:
     """The children's environment: stockbatch from this tree, and bytecode cached as for an
@@ -314,8 +335,16 @@ def _child_env() -> dict:
 
 
 def _job(peer: str, n: int, target: Target, spec: dict, base_url: str) -> str:
-    return json.dumps({"peer": peer, "n": n, "db": target.db, "where": target.where,
-                       "spec": spec, "base_url": base_url})
+    return json.dumps(
+        {
+            "peer": peer,
+            "n": n,
+            "db": target.db,
+            "where": target.where,
+            "spec": spec,
+            "base_url": base_url,
+        }
+    )
 
 
 class _FirstCall:
@@ -326,8 +355,12 @@ class _FirstCall:
         self.err = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
             [sys.executable, str(BENCH_DIR / "e2e_peers.py"), "first", job],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True,
-            env=_child_env())
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.err,
+            text=True,
+            env=_child_env(),
+        )
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
             self.fail("did not get ready")
@@ -355,8 +388,12 @@ def _whole(peer: str, n: int, target: Target, spec: dict, base_url: str, symfile
     if peer == "stockbatch":
         cmd = cli_command(symfile, target, spec, base_url)
     else:
-        cmd = [sys.executable, str(BENCH_DIR / "e2e_peers.py"), "whole",
-               _job(peer, n, target, spec, base_url)]
+        cmd = [
+            sys.executable,
+            str(BENCH_DIR / "e2e_peers.py"),
+            "whole",
+            _job(peer, n, target, spec, base_url),
+        ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(), timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"{peer} process failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -370,21 +407,27 @@ def _cold_skip(peer: str) -> str | None:
 
 # -- the benchmarks ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("server", SERVERS, indirect=True)
 @pytest.mark.parametrize("target", ["sqlite", "postgresql"], indirect=True)
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("peer", PEERS)
 def test_daily(benchmark, server, target, n, peer, tmp_path):
     symbols = make_symbols(n)
-    rows = _bench(benchmark, peer, symbols, target, daily_spec(), server,
-                  f"e2e {target.db} 1y daily x{n}")
+    rows = _bench(
+        benchmark, peer, symbols, target, daily_spec(), server, f"e2e {target.db} 1y daily x{n}"
+    )
     # every symbol has ~250 trading days a year; all peers store the same bars
     assert rows >= n * 240
-    if (target.db == "sqlite" and n in RSS_SIZES and not quick() and not NO_RSS
-            and server.kind == "fixture"):
+    if (
+        target.db == "sqlite"
+        and n in RSS_SIZES
+        and not quick()
+        and not NO_RSS
+        and server.kind == "fixture"
+    ):
         out = measure_rss(peer, n, daily_spec(), server.url, tmp_path)
-        benchmark.extra_info["peak_rss_mb"] = round((out["peak_kb"] - out["baseline_kb"]) / 1024,
-                                                    1)
+        benchmark.extra_info["peak_rss_mb"] = round((out["peak_kb"] - out["baseline_kb"]) / 1024, 1)
         benchmark.extra_info["process_peak_mb"] = round(out["peak_kb"] / 1024, 1)
 
 
@@ -393,8 +436,15 @@ def test_daily(benchmark, server, target, n, peer, tmp_path):
 @pytest.mark.parametrize("peer", PEERS)
 def test_minute(benchmark, server, target, peer):
     symbols = make_symbols(MINUTE_SYMBOLS)
-    rows = _bench(benchmark, peer, symbols, target, minute_spec(MINUTE_DAYS), server,
-                  f"e2e {target.db} {MINUTE_DAYS}d 1m x{len(symbols)}")
+    rows = _bench(
+        benchmark,
+        peer,
+        symbols,
+        target,
+        minute_spec(MINUTE_DAYS),
+        server,
+        f"e2e {target.db} {MINUTE_DAYS}d 1m x{len(symbols)}",
+    )
     # the fixed clock's window holds whole US and Tokyo sessions of 1m bars
     assert rows >= len(symbols) * 250 * max(MINUTE_DAYS * 5 // 7 - 3, 1)
 
@@ -429,12 +479,14 @@ def test_cold(benchmark, server, how, peer, tmp_path):
             return (children[-1],), {}
 
         try:
-            benchmark.pedantic(lambda child: child.go(), setup=setup, rounds=rounds,
-                               iterations=1, warmup_rounds=0)
+            benchmark.pedantic(
+                lambda child: child.go(), setup=setup, rounds=rounds, iterations=1, warmup_rounds=0
+            )
         finally:
             for child in children:
                 child.wait()
     else:
+
         def setup():
             target.reset([table])
             return (peer, n, target, spec, server.url, str(symfile)), {}

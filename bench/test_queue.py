@@ -85,7 +85,7 @@ def stockbatch_batch(which, reqs):
     co = _backend.load_from(which, "coalesce").Coalescer()
     flying, n_flying, answered, value = deque(), 0, 0, object()
     for i in range(0, len(reqs), CHUNK):
-        q.put_many(reqs[i:i + CHUNK])
+        q.put_many(reqs[i : i + CHUNK])
         while batch := q.get_batch(BATCH, timeout=0):
             co.add_many(batch)
             calls = co.take_calls()
@@ -107,7 +107,7 @@ def stockbatch_single(reqs):
     put, get, add, complete = q.put, q.get_batch, co.add, co.complete
     flying, answered, value = deque(), 0, object()
     for i in range(0, len(reqs), CHUNK):
-        for r in reqs[i:i + CHUNK]:
+        for r in reqs[i : i + CHUNK]:
             put(r)
         while batch := get(BATCH, timeout=0):
             for r in batch:
@@ -143,7 +143,7 @@ def heapq_dict(reqs):
     heap, seq, waiting, flying, answered, value = [], 0, {}, deque(), 0, object()
     push, pop = heapq.heappush, heapq.heappop
     for i in range(0, len(reqs), CHUNK):
-        for r in reqs[i:i + CHUNK]:
+        for r in reqs[i : i + CHUNK]:
             push(heap, (r.priority, seq, r))
             seq += 1
         while heap:
@@ -159,7 +159,7 @@ def heapq_dict(reqs):
 def priorityqueue_dict(reqs):
     pq, seq, waiting, flying, answered, value = queue.PriorityQueue(), 0, {}, deque(), 0, object()
     for i in range(0, len(reqs), CHUNK):
-        for r in reqs[i:i + CHUNK]:
+        for r in reqs[i : i + CHUNK]:
             pq.put((r.priority, seq, r))
             seq += 1
         while not pq.empty():
@@ -178,8 +178,9 @@ def priorityqueue_dict(reqs):
 
 
 def run(benchmark, fn, *args):
-    answered, calls = benchmark.pedantic(fn, args=args, rounds=ROUNDS, iterations=1,
-                                         warmup_rounds=0)
+    answered, calls = benchmark.pedantic(
+        fn, args=args, rounds=ROUNDS, iterations=1, warmup_rounds=0
+    )
     assert answered == N
     benchmark.extra_info.update(requests=N, answered=answered)
     if calls is not None:

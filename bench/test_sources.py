@@ -77,16 +77,18 @@ CEILING_REQUESTS = 200 if quick() else 8_000
 CONNECTIONS = 8
 CONCURRENCY = 8
 US = pa.timestamp("us", tz="UTC")
-CHART_PARAMS = {"interval": "1d", "includePrePost": "false", "events": "div,splits",
-                "range": "1y"}
+CHART_PARAMS = {"interval": "1d", "includePrePost": "false", "events": "div,splits", "range": "1y"}
 
 pytestmark = pytest.mark.filterwarnings("ignore:::yfinance")
 
 
 def rounds(fast: int, slow: int = 3) -> dict:
     n = 1 if quick() else fast
-    return {"rounds": n, "iterations": 1, "warmup_rounds": 0 if quick() else 1} if fast else \
-        {"rounds": 1 if quick() else slow, "iterations": 1, "warmup_rounds": 0}
+    return (
+        {"rounds": n, "iterations": 1, "warmup_rounds": 0 if quick() else 1}
+        if fast
+        else {"rounds": 1 if quick() else slow, "iterations": 1, "warmup_rounds": 0}
+    )
 
 
 def symbols(n: int = NSYM) -> list[str]:
@@ -96,6 +98,7 @@ def symbols(n: int = NSYM) -> list[str]:
 
 # -- the naive peer: json.loads + pa.array over Python lists ---------------------------------
 
+
 def naive_build(payload: bytes, symbol: str, interval: str) -> pa.RecordBatch:
     res = json.loads(payload)["chart"]["result"][0]
     ts = res.get("timestamp", [])
@@ -103,8 +106,11 @@ def naive_build(payload: bytes, symbol: str, interval: str) -> pa.RecordBatch:
     ind = res["indicators"]
     q = ind["quote"][0]
     adj = (ind.get("adjclose") or [{}])[0].get("adjclose")
-    cols = [pa.array([symbol] * n, pa.string()), pa.array([interval] * n, pa.string()),
-            pa.array(ts, pa.timestamp("s", tz="UTC")).cast(US)]
+    cols = [
+        pa.array([symbol] * n, pa.string()),
+        pa.array([interval] * n, pa.string()),
+        pa.array(ts, pa.timestamp("s", tz="UTC")).cast(US),
+    ]
     for k in ("open", "high", "low", "close"):
         cols.append(pa.array(q[k], pa.float64()) if k in q else pa.nulls(n, pa.float64()))
     cols.append(pa.array(adj, pa.float64()) if adj is not None else pa.nulls(n, pa.float64()))
@@ -116,6 +122,7 @@ def naive_build(payload: bytes, symbol: str, interval: str) -> pa.RecordBatch:
 
 
 # -- fixtures ------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def server():
@@ -155,9 +162,10 @@ def minute_payload(server) -> bytes:
     doc = None
     with httpx.Client() as c:
         for a in range(start, end, 8 * 86_400):
-            r = c.get(f"{server.url}/v8/finance/chart/AAPL",
-                      params={"interval": "1m", "period1": a, "period2": min(a + 8 * 86_400,
-                                                                               end)})
+            r = c.get(
+                f"{server.url}/v8/finance/chart/AAPL",
+                params={"interval": "1m", "period1": a, "period2": min(a + 8 * 86_400, end)},
+            )
             res = r.json()["chart"]["result"][0]
             if "timestamp" not in res:
                 continue
@@ -213,8 +221,9 @@ def test_decode_daily(benchmark, daily_payloads, peer):
     benchmark.group = f"decode 1y daily x{NSYM}"
     _check_decoders(daily_payloads, "1d")
     fast = peer == "stockbatch_compiled"
-    bars = benchmark.pedantic(_decode_all, args=(DECODERS[peer], daily_payloads, "1d"),
-                              **rounds(20 if fast else 5))
+    bars = benchmark.pedantic(
+        _decode_all, args=(DECODERS[peer], daily_payloads, "1d"), **rounds(20 if fast else 5)
+    )
     assert bars >= NSYM * 240
     _rates(benchmark, bars=bars)
 
@@ -225,8 +234,9 @@ def test_decode_minute(benchmark, minute_payload, peer):
     payloads = [("AAPL", minute_payload)]
     _check_decoders(payloads, "1m")
     fast = peer == "stockbatch_compiled"
-    bars = benchmark.pedantic(_decode_all, args=(DECODERS[peer], payloads, "1m"),
-                              **rounds(20 if fast else 5))
+    bars = benchmark.pedantic(
+        _decode_all, args=(DECODERS[peer], payloads, "1m"), **rounds(20 if fast else 5)
+    )
     benchmark.extra_info["payload_mb"] = round(len(minute_payload) / 1e6, 2)
     assert bars >= (MINUTE_DAYS * 5 // 7 - 12) * 390
     _rates(benchmark, bars=bars)
@@ -234,11 +244,13 @@ def test_decode_minute(benchmark, minute_payload, peer):
 
 # -- (b) fetch + decode --------------------------------------------------------------------------
 
+
 def stockbatch_fetch(url: str, syms: list[str], concurrency: int = CONCURRENCY) -> int:
     async def go() -> int:
         rows = 0
-        async with YahooChartSource(base_url=url, concurrency=concurrency,
-                                    rate=float("inf")) as src:
+        async with YahooChartSource(
+            base_url=url, concurrency=concurrency, rate=float("inf")
+        ) as src:
             async for _sym, result in src.fetch_many(syms, period="1y"):
                 if isinstance(result, Exception):
                     raise result
@@ -276,8 +288,15 @@ def guarded_session(base: str):
 def yfinance_download(session, syms: list[str]) -> int:
     import yfinance as yf
 
-    wide = yf.download(syms, period="1y", interval="1d", threads=True, progress=False,
-                       auto_adjust=False, session=session)
+    wide = yf.download(
+        syms,
+        period="1y",
+        interval="1d",
+        threads=True,
+        progress=False,
+        auto_adjust=False,
+        session=session,
+    )
     closes = wide.xs("Close", axis=1, level="Price")
     return int(closes.notna().sum().sum())
 
@@ -328,10 +347,12 @@ def test_fetch_daily(benchmark, server, peer):
 
 # -- (c) the fixture server's ceiling ----------------------------------------------------------
 
+
 async def _keepalive_client(host: str, port: int, target: str, n: int, conns: int) -> int:
     """``n`` GETs of ``target`` over ``conns`` keep-alive connections; returns bytes read."""
-    request = (f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-               "Connection: keep-alive\r\n\r\n").encode()
+    request = (
+        f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: keep-alive\r\n\r\n"
+    ).encode()
 
     async def one(count: int) -> int:
         reader, writer = await asyncio.open_connection(host, port)
@@ -355,15 +376,19 @@ async def _keepalive_client(host: str, port: int, target: str, n: int, conns: in
 def test_fixture_ceiling(benchmark, server, payload):
     benchmark.group = "fixture ceiling"
     parts = urlsplit(server.url)
-    target = (f"/v8/finance/chart/AAPL?interval=1d&includePrePost=false&events=div%2Csplits"
-              f"&range={payload}")
+    target = (
+        f"/v8/finance/chart/AAPL?interval=1d&includePrePost=false&events=div%2Csplits"
+        f"&range={payload}"
+    )
     asyncio.run(_keepalive_client(parts.hostname, parts.port, target, 8, 1))  # payload cached
     pid = server_pid()
     cpu0, t0 = cpu_seconds(pid), time.perf_counter()
     nbytes = benchmark.pedantic(
-        lambda: asyncio.run(_keepalive_client(parts.hostname, parts.port, target,
-                                              CEILING_REQUESTS, CONNECTIONS)),
-        **rounds(5))
+        lambda: asyncio.run(
+            _keepalive_client(parts.hostname, parts.port, target, CEILING_REQUESTS, CONNECTIONS)
+        ),
+        **rounds(5),
+    )
     wall = time.perf_counter() - t0
     assert nbytes > 0
     benchmark.extra_info["payload_bytes"] = nbytes // CEILING_REQUESTS

@@ -64,8 +64,13 @@ def mysql_uri() -> str:
         import pymysql
 
         u = urlparse(uri)
-        pymysql.connect(host=u.hostname, port=u.port or 3306, user=u.username or "root",
-                        password=u.password or "", database=u.path.lstrip("/") or None).close()
+        pymysql.connect(
+            host=u.hostname,
+            port=u.port or 3306,
+            user=u.username or "root",
+            password=u.password or "",
+            database=u.path.lstrip("/") or None,
+        ).close()
     except Exception as exc:  # noqa: BLE001
         if IN_CI:
             pytest.fail(f"MariaDB at STOCKBATCH_MYSQL_URI is unreachable: {type(exc).__name__}")

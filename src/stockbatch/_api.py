@@ -17,14 +17,26 @@ __all__ = ["fetch", "ingest", "read"]
 DEFAULT_DB = "stockbatch.db"
 
 
-def ingest(symbols: Iterable[str] | str, *, db: str | os.PathLike[str] | Sink = DEFAULT_DB,
-           source: Any = None, base_url: str | None = None, interval: str = "1d",
-           period: str | None = None, start: Any = None, end: Any = None,
-           mode: str = "upsert", table: str | None = None,
-           indicators: Iterable[str] | str | None = None, validate: bool = True,
-           spike_threshold: float | None = None,
-           on_progress: Callable[[Progress], Any] | None = None, job_id: str | None = None,
-           timeout: float | None = None, concurrency: int | None = None) -> JobResult:
+def ingest(
+    symbols: Iterable[str] | str,
+    *,
+    db: str | os.PathLike[str] | Sink = DEFAULT_DB,
+    source: Any = None,
+    base_url: str | None = None,
+    interval: str = "1d",
+    period: str | None = None,
+    start: Any = None,
+    end: Any = None,
+    mode: str = "upsert",
+    table: str | None = None,
+    indicators: Iterable[str] | str | None = None,
+    validate: bool = True,
+    spike_threshold: float | None = None,
+    on_progress: Callable[[Progress], Any] | None = None,
+    job_id: str | None = None,
+    timeout: float | None = None,
+    concurrency: int | None = None,
+) -> JobResult:
     """Fetch bars for ``symbols``, check them, and store them in ``db``.
 
     Parameters
@@ -73,16 +85,39 @@ def ingest(symbols: Iterable[str] | str, *, db: str | os.PathLike[str] | Sink = 
     """
     with BatchProcessingEngine(max_concurrent_jobs=1) as engine:
         job = engine.create_stock_data_pipeline_job(
-            symbols, source=source, base_url=base_url, sink=db, interval=interval,
-            period=period, start=start, end=end, mode=mode, table=table,
-            indicators=indicators, validate=validate, spike_threshold=spike_threshold,
-            timeout=timeout, on_progress=on_progress, job_id=job_id, concurrency=concurrency)
+            symbols,
+            source=source,
+            base_url=base_url,
+            sink=db,
+            interval=interval,
+            period=period,
+            start=start,
+            end=end,
+            mode=mode,
+            table=table,
+            indicators=indicators,
+            validate=validate,
+            spike_threshold=spike_threshold,
+            timeout=timeout,
+            on_progress=on_progress,
+            job_id=job_id,
+            concurrency=concurrency,
+        )
         return engine.run(job)
 
 
-def fetch(symbols: Iterable[str] | str, *, source: Any = None, base_url: str | None = None,
-          interval: str = "1d", period: str | None = None, start: Any = None, end: Any = None,
-          errors: str = "raise", timeout: float | None = None) -> pa.Table:
+def fetch(
+    symbols: Iterable[str] | str,
+    *,
+    source: Any = None,
+    base_url: str | None = None,
+    interval: str = "1d",
+    period: str | None = None,
+    start: Any = None,
+    end: Any = None,
+    errors: str = "raise",
+    timeout: float | None = None,
+) -> pa.Table:
     """Fetch bars for ``symbols`` into one table (canonical ``BARS`` schema, sorted by
     symbol, interval, ts, duplicate keys dropped). Nothing is stored or filtered: check the
     bars with :func:`stockbatch.validate`.
@@ -96,23 +131,45 @@ def fetch(symbols: Iterable[str] | str, *, source: Any = None, base_url: str | N
         raise ValueError("errors must be 'raise' or 'ignore'")
     with BatchProcessingEngine(max_concurrent_jobs=1) as engine:
         job = engine.create_stock_data_pipeline_job(
-            symbols, source=source, base_url=base_url, store_data=False, validate=False,
-            interval=interval, period=period, start=start, end=end, timeout=timeout)
+            symbols,
+            source=source,
+            base_url=base_url,
+            store_data=False,
+            validate=False,
+            interval=interval,
+            period=period,
+            start=start,
+            end=end,
+            timeout=timeout,
+        )
         result = engine.run(job)
     if errors == "raise" and not result.success:
-        failures = {s: result.symbols[s].error or result.symbols[s].status
-                    for s in result.failed_symbols}
+        failures = {
+            s: result.symbols[s].error or result.symbols[s].status for s in result.failed_symbols
+        }
         shown = "; ".join(f"{s}: {e}" for s, e in list(failures.items())[:5])
         more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
-        raise JobError(f"{len(failures)} of {len(result.symbols)} symbols failed: "
-                       f"{shown}{more}" if failures else (result.error or result.status),
-                       failures=failures, table=result.table, result=result)
+        raise JobError(
+            f"{len(failures)} of {len(result.symbols)} symbols failed: {shown}{more}"
+            if failures
+            else (result.error or result.status),
+            failures=failures,
+            table=result.table,
+            result=result,
+        )
     return result.table
 
 
-def read(db: str | os.PathLike[str] | Sink = DEFAULT_DB, symbols: Iterable[str] | str | None = None,
-         *, interval: str | None = None, start: Any = None, end: Any = None,
-         table: str | None = None, kind: str = "bars") -> pa.Table:
+def read(
+    db: str | os.PathLike[str] | Sink = DEFAULT_DB,
+    symbols: Iterable[str] | str | None = None,
+    *,
+    interval: str | None = None,
+    start: Any = None,
+    end: Any = None,
+    table: str | None = None,
+    kind: str = "bars",
+) -> pa.Table:
     """Stored bars (or quotes, ``kind="quotes"``) from ``db`` in the canonical schema,
     timestamps in UTC, ordered by key. ``result.to_pandas()`` or
     ``polars.from_arrow(result)`` hand it over.
@@ -132,8 +189,10 @@ def read(db: str | os.PathLike[str] | Sink = DEFAULT_DB, symbols: Iterable[str] 
     if isinstance(symbols, str):
         symbols = [symbols]
     if isinstance(db, Sink):
-        return db.read(table=table, kind=kind, symbols=symbols, interval=interval,
-                       start=start, end=end)
+        return db.read(
+            table=table, kind=kind, symbols=symbols, interval=interval, start=start, end=end
+        )
     with connect(db) as sink:
-        return sink.read(table=table, kind=kind, symbols=symbols, interval=interval,
-                         start=start, end=end)
+        return sink.read(
+            table=table, kind=kind, symbols=symbols, interval=interval, start=start, end=end
+        )

@@ -63,9 +63,16 @@ class ProviderError(StockbatchError):
     status when there was one, ``retry_after`` the seconds the provider asked to wait;
     ``errors`` holds each source's own error when several were tried (failover)."""
 
-    def __init__(self, message: str, *, provider: str | None = None, symbol: str | None = None,
-                 status: int | None = None, retry_after: float | None = None,
-                 errors: Sequence[BaseException] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        symbol: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+        errors: Sequence[BaseException] | None = None,
+    ):
         super().__init__(message)
         self.provider = provider
         self.symbol = symbol
@@ -85,8 +92,15 @@ class SymbolNotFound(ProviderError):
 class DecodeError(ProviderError):
     """A payload could not be decoded; ``position`` is the byte offset where it failed."""
 
-    def __init__(self, message: str, *, provider: str | None = None, symbol: str | None = None,
-                 position: int | None = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        symbol: str | None = None,
+        position: int | None = None,
+        status: int | None = None,
+    ):
         super().__init__(message, provider=provider, symbol=symbol, status=status)
         self.position = position
 
@@ -102,8 +116,15 @@ class SinkError(StockbatchError):
     error code) when it gave one, ``column`` the column at fault when one is known.
     """
 
-    def __init__(self, message: str, *, table: str | None = None, mode: str | None = None,
-                 sqlstate: str | None = None, column: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        table: str | None = None,
+        mode: str | None = None,
+        sqlstate: str | None = None,
+        column: str | None = None,
+    ):
         super().__init__(message)
         self.table = table
         self.mode = mode
@@ -131,8 +152,14 @@ class JobError(StockbatchError):
     :class:`~stockbatch.pipeline.JobResult` when there is one.
     """
 
-    def __init__(self, message: str, *, failures: dict[str, str] | None = None,
-                 table: Any = None, result: Any = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        failures: dict[str, str] | None = None,
+        table: Any = None,
+        result: Any = None,
+    ):
         super().__init__(message)
         self.failures = dict(failures or {})
         self.table = table

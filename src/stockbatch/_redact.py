@@ -39,17 +39,24 @@ MASK = "***"
 # inside the masked part).
 _USERINFO = re.compile(
     r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#'\"]*:)(?P<pw>[^\s<>]*)@"
-    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%\-]+)(?=[:/?#\s'\"<>),;\]]|$)")
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%\-]+)(?=[:/?#\s'\"<>),;\]]|$)"
+)
 # a whole string that is one URI: its password may even hold raw spaces
-_ONE_URI = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#]*:(?P<pw>.*)@"
-                      r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%\-]+)(?:[:/?#]|\s*\Z)", re.DOTALL)
-_SECRET_KEYS = (r"password|passwd|pwd|pass|secret|client_secret|api[_-]?key|apikey|"
-                r"access[_-]?token|refresh[_-]?token|token|auth|key|sig|signature|crumb")
+_ONE_URI = re.compile(
+    r"\s*[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#]*:(?P<pw>.*)@"
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%\-]+)(?:[:/?#]|\s*\Z)",
+    re.DOTALL,
+)
+_SECRET_KEYS = (
+    r"password|passwd|pwd|pass|secret|client_secret|api[_-]?key|apikey|"
+    r"access[_-]?token|refresh[_-]?token|token|auth|key|sig|signature|crumb"
+)
 _PAIR = re.compile(rf"(?i)(?P<pre>(?<![A-Za-z0-9_])(?:{_SECRET_KEYS})=)(?P<v>[^&\s'\"#;,)]+)")
 _HEADER = re.compile(
     r"(?i)(?P<pre>(?<![A-Za-z0-9_-])['\"]?(?:authorization|proxy-authorization|x-api-key|"
     r"api-key|x-auth-token|x-access-token|cookie|set-cookie)['\"]?\s*[:=]\s*['\"]?)"
-    r"(?P<v>[^'\"\r\n]+)")
+    r"(?P<v>[^'\"\r\n]+)"
+)
 
 
 @lru_cache(maxsize=256)

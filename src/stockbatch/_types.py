@@ -11,17 +11,29 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 __all__ = [
-    "Mode", "MODES",
-    "JobStatus", "JOB_STATUSES",
-    "JobState", "JOB_STATES",
-    "SymbolStatus", "SYMBOL_STATUSES",
-    "RequestState", "REQUEST_STATES",
-    "RequestKind", "REQUEST_KINDS",
-    "IntervalName", "INTERVALS", "DAILY_INTERVALS",
-    "SinkLevel", "SINK_LEVELS",
-    "HealthStatus", "HEALTH_STATUSES",
-    "DataKind", "DATA_KINDS",
-    "Errors", "OnError",
+    "Mode",
+    "MODES",
+    "JobStatus",
+    "JOB_STATUSES",
+    "JobState",
+    "JOB_STATES",
+    "SymbolStatus",
+    "SYMBOL_STATUSES",
+    "RequestState",
+    "REQUEST_STATES",
+    "RequestKind",
+    "REQUEST_KINDS",
+    "IntervalName",
+    "INTERVALS",
+    "DAILY_INTERVALS",
+    "SinkLevel",
+    "SINK_LEVELS",
+    "HealthStatus",
+    "HEALTH_STATUSES",
+    "DataKind",
+    "DATA_KINDS",
+    "Errors",
+    "OnError",
 ]
 
 #: Ingest modes: ADBC's four words, plus ``upsert`` (update on conflict) and ``insert_new``
@@ -51,8 +63,9 @@ REQUEST_KINDS: tuple[RequestKind, ...] = get_args(RequestKind)
 
 #: Bar sizes a provider is asked for (Yahoo's names; ``resample(to=...)`` takes any
 #: ``<n><m|h|d|wk|mo>``, so it keeps ``str``).
-IntervalName = Literal["1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d", "1wk",
-                       "1mo", "3mo"]
+IntervalName = Literal[
+    "1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d", "1wk", "1mo", "3mo"
+]
 INTERVALS: tuple[IntervalName, ...] = get_args(IntervalName)
 #: The intervals whose bars are keyed at the exchange's local midnight.
 DAILY_INTERVALS: tuple[IntervalName, ...] = ("1d", "5d", "1wk", "1mo", "3mo")

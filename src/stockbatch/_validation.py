@@ -167,8 +167,10 @@ class ValidationReport:
 
     def __repr__(self) -> str:
         flagged = ", ".join(f"{k}={v}" for k, v in self.counts.items() if v)
-        return (f"ValidationReport(rows={len(self.mask)}, valid={self.n_valid}, "
-                f"rejected={self.n_rejected}{', ' + flagged if flagged else ''})")
+        return (
+            f"ValidationReport(rows={len(self.mask)}, valid={self.n_valid}, "
+            f"rejected={self.n_rejected}{', ' + flagged if flagged else ''})"
+        )
 
 
 class NormalizeResult(NamedTuple):
@@ -187,12 +189,14 @@ class NormalizeResult(NamedTuple):
 # ---------------------------------------------------------------------------------------
 # input preparation
 
+
 def _readable(name: str, t: pa.DataType) -> bool:
     """The kernels read this column type directly (anything else goes through conform)."""
     if name in ("symbol", "interval", "source"):
         if pa.types.is_dictionary(t):
             return pa.types.is_integer(t.index_type) and (
-                pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type))
+                pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)
+            )
         return pa.types.is_string(t) or pa.types.is_large_string(t)
     if name == "ts":
         return pa.types.is_timestamp(t) and t.unit == "us" and t.tz is not None
@@ -221,17 +225,22 @@ def prepare(data: Any, columns: tuple[str, ...], optional: tuple[str, ...] = ())
     if missing:
         raise SchemaError(
             "missing required column" + ("s " if len(missing) > 1 else " ") + ", ".join(missing),
-            {c: "missing required column" for c in missing})
+            {c: "missing required column" for c in missing},
+        )
     wanted = [c for c in (*columns, *optional) if c in names]
     if not all(_readable(c, table.schema.field(c).type) for c in wanted):
         conformed = conform(table)
         table = pa.Table.from_arrays(
-            [conformed.column(c) if c in wanted else table.column(c) for c in names],
-            names=names)
-    arrays = [_signed_indices(col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
-              for col in table.columns]
-    schema = pa.schema([f.with_type(a.type) for f, a in zip(table.schema, arrays, strict=True)],
-                       metadata=table.schema.metadata)
+            [conformed.column(c) if c in wanted else table.column(c) for c in names], names=names
+        )
+    arrays = [
+        _signed_indices(col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
+        for col in table.columns
+    ]
+    schema = pa.schema(
+        [f.with_type(a.type) for f, a in zip(table.schema, arrays, strict=True)],
+        metadata=table.schema.metadata,
+    )
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -274,8 +283,15 @@ def float_array(values: np.ndarray, validity: np.ndarray | None = None) -> pa.Ar
 # resampling plans
 
 _MINUTE = 60_000_000
-_UNITS = {"m": _MINUTE, "min": _MINUTE, "h": 60 * _MINUTE, "d": 1440 * _MINUTE,
-          "wk": 7 * 1440 * _MINUTE, "w": 7 * 1440 * _MINUTE, "mo": 0}
+_UNITS = {
+    "m": _MINUTE,
+    "min": _MINUTE,
+    "h": 60 * _MINUTE,
+    "d": 1440 * _MINUTE,
+    "wk": 7 * 1440 * _MINUTE,
+    "w": 7 * 1440 * _MINUTE,
+    "mo": 0,
+}
 _INTERVAL_RE = re.compile(r"^(\d+)(m|min|h|d|wk|w|mo)$")
 # 1970-01-01 was a Thursday: Monday-aligned weeks start 4 days after the epoch's week origin
 _WEEK_ORIGIN = 4 * 1440 * _MINUTE
@@ -300,7 +316,8 @@ def parse_interval(to: str) -> Interval:
     if not m or int(m.group(1)) == 0:
         raise ValueError(
             f"unknown interval {to!r}: use N followed by m, h, d, wk or mo (e.g. '5m', '1h', "
-            "'1d', '1wk', '1mo')")
+            "'1d', '1wk', '1mo')"
+        )
     k, unit = int(m.group(1)), m.group(2)
     if unit == "mo":
         return Interval(to, 0, k, True, 0)

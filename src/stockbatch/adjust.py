@@ -23,8 +23,14 @@ __all__ = ["adjusted"]
 _PRICES = ("open", "high", "low", "close")
 
 
-def adjusted(bars: pa.Table, actions: pa.Table, *, zones: Mapping[str, str | None] | None = None,
-             dividends: bool = True, splits: bool = False) -> pa.Table:
+def adjusted(
+    bars: pa.Table,
+    actions: pa.Table,
+    *,
+    zones: Mapping[str, str | None] | None = None,
+    dividends: bool = True,
+    splits: bool = False,
+) -> pa.Table:
     """``bars`` with ``open``/``high``/``low``/``close`` (and ``adj_close``) adjusted.
 
     Parameters
@@ -93,8 +99,11 @@ def adjusted(bars: pa.Table, actions: pa.Table, *, zones: Mapping[str, str | Non
         out = out.append_column("adj_close", adj)
     if splits and "volume" in out.column_names:
         v = out.column("volume").to_numpy(zero_copy_only=False).astype(float) * vol_factor
-        out = out.set_column(out.schema.get_field_index("volume"), "volume",
-                             pa.array(np.round(v), pa.float64()).cast(pa.int64()))
+        out = out.set_column(
+            out.schema.get_field_index("volume"),
+            "volume",
+            pa.array(np.round(v), pa.float64()).cast(pa.int64()),
+        )
     return out
 
 
@@ -107,8 +116,12 @@ def _actions_by_symbol(actions: pa.Table) -> dict[str, list[tuple[int, float, fl
     if actions.num_rows == 0:
         return out
     days = actions.column("date").cast(pa.int32()).to_pylist()
-    for sym, day, div, ratio in zip(actions.column("symbol").to_pylist(), days,
-                                    actions.column("dividend").to_pylist(),
-                                    actions.column("split_ratio").to_pylist(), strict=True):
+    for sym, day, div, ratio in zip(
+        actions.column("symbol").to_pylist(),
+        days,
+        actions.column("dividend").to_pylist(),
+        actions.column("split_ratio").to_pylist(),
+        strict=True,
+    ):
         out.setdefault(sym, []).append((day, div or 0.0, ratio or 0.0))
     return out

@@ -50,8 +50,14 @@ log = logging.getLogger("stockbatch.alerts")
 
 AlertState = Literal["firing", "resolved"]
 
-_UNITS = {"latency_p95": "s", "error_rate": "%", "rate_429": "%", "queue_fill": "%",
-          "rss_share": "%", "rss_mb": " MiB"}
+_UNITS = {
+    "latency_p95": "s",
+    "error_rate": "%",
+    "rate_429": "%",
+    "queue_fill": "%",
+    "rss_share": "%",
+    "rss_mb": " MiB",
+}
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,14 @@ class Thresholds:
     min_calls: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("latency_p95_s", "error_rate", "rate_429", "queue_fill", "rss_share",
-                     "rss_mb"):
+        for name in (
+            "latency_p95_s",
+            "error_rate",
+            "rate_429",
+            "queue_fill",
+            "rss_share",
+            "rss_mb",
+        ):
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ValueError(f"threshold {name} must be positive or None, not {v!r}")
@@ -145,8 +157,13 @@ def memory_limit_bytes() -> int | None:
 class AlertMonitor:
     """Evaluates :class:`Thresholds` over what it is fed; see the module docstring."""
 
-    def __init__(self, thresholds: Thresholds | None = None, *, sample_s: float = 0.25,
-                 rss: Callable[[], int] = rss_bytes) -> None:
+    def __init__(
+        self,
+        thresholds: Thresholds | None = None,
+        *,
+        sample_s: float = 0.25,
+        rss: Callable[[], int] = rss_bytes,
+    ) -> None:
         self.thresholds = thresholds or Thresholds()
         self.sample_s = sample_s
         self._rss = rss

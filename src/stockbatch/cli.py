@@ -36,9 +36,28 @@ SOURCES = ("yahoo", "yfinance", "alphavantage")
 DEFAULT_DB = "stockbatch.db"
 _PERIOD = re.compile(r"^(\d+)(d|wk|mo|y)$|^(ytd|max)$")
 # the front of the demo's symbol list: names people recognise, on both exchanges
-_DEMO_HEAD = ("AAPL", "MSFT", "7203.T", "NVDA", "AMZN", "6758.T", "GOOGL", "META", "9984.T",
-              "TSLA", "JPM", "8306.T", "V", "KO", "7974.T", "NFLX", "INTC", "6861.T", "ORCL",
-              "IBM")
+_DEMO_HEAD = (
+    "AAPL",
+    "MSFT",
+    "7203.T",
+    "NVDA",
+    "AMZN",
+    "6758.T",
+    "GOOGL",
+    "META",
+    "9984.T",
+    "TSLA",
+    "JPM",
+    "8306.T",
+    "V",
+    "KO",
+    "7974.T",
+    "NFLX",
+    "INTC",
+    "6861.T",
+    "ORCL",
+    "IBM",
+)
 
 
 class UsageError(Exception):
@@ -50,6 +69,7 @@ class Refused(Exception):
 
 
 # -- argument types ------------------------------------------------------------------------
+
 
 def _date_arg(text: str) -> dt.datetime:
     """``YYYY-MM-DD`` or an ISO datetime (naive = UTC)."""
@@ -78,7 +98,8 @@ def _period_arg(text: str) -> str:
     text = text.strip()
     if not _PERIOD.match(text):
         raise argparse.ArgumentTypeError(
-            f"bad period {text!r} (e.g. 5d, 2wk, 1mo, 6mo, 1y, 10y, ytd, max)")
+            f"bad period {text!r} (e.g. 5d, 2wk, 1mo, 6mo, 1y, 10y, ytd, max)"
+        )
     return text
 
 
@@ -112,8 +133,7 @@ def _positive_float(text: str) -> float:
 
 # -- the parser ----------------------------------------------------------------------------
 
-_ALERT_METRICS = ("latency_p95_s", "error_rate", "rate_429", "queue_fill", "rss_share",
-                  "rss_mb")
+_ALERT_METRICS = ("latency_p95_s", "error_rate", "rate_429", "queue_fill", "rss_share", "rss_mb")
 
 
 def _alert_arg(text: str) -> tuple[str, float | None]:
@@ -121,7 +141,8 @@ def _alert_arg(text: str) -> tuple[str, float | None]:
     name = name.strip()
     if not sep or name not in _ALERT_METRICS:
         raise argparse.ArgumentTypeError(
-            f"expected METRIC=LIMIT with METRIC one of {', '.join(_ALERT_METRICS)}: {text!r}")
+            f"expected METRIC=LIMIT with METRIC one of {', '.join(_ALERT_METRICS)}: {text!r}"
+        )
     if value.strip().lower() == "off":
         return name, None
     try:
@@ -129,8 +150,9 @@ def _alert_arg(text: str) -> tuple[str, float | None]:
     except ValueError:
         limit = -1.0
     if not limit > 0:
-        raise argparse.ArgumentTypeError(f"{name}: expected a positive number or 'off', "
-                                         f"got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"{name}: expected a positive number or 'off', got {value!r}"
+        )
     return name, limit
 
 
@@ -143,16 +165,32 @@ def _modes() -> tuple[str, ...]:
 def _add_window(p: argparse.ArgumentParser, *, default_period: str | None) -> None:
     from .pipeline._job import INTERVALS
 
-    p.add_argument("--interval", default="1d", choices=INTERVALS, metavar="INTERVAL",
-                   help="bar size: " + ", ".join(INTERVALS) + " (default: %(default)s)")
+    p.add_argument(
+        "--interval",
+        default="1d",
+        choices=INTERVALS,
+        metavar="INTERVAL",
+        help="bar size: " + ", ".join(INTERVALS) + " (default: %(default)s)",
+    )
     window = p.add_mutually_exclusive_group()
-    window.add_argument("--period", type=_period_arg, default=None,
-                        help="how far back from now: 5d, 1mo, 1y, ytd, max … "
-                             f"(default: {default_period or '1mo'})")
-    window.add_argument("--start", type=_date_arg, default=None,
-                        help="first day (inclusive), YYYY-MM-DD or ISO datetime; UTC if naive")
-    p.add_argument("--end", type=_date_arg, default=None,
-                   help="end (exclusive), YYYY-MM-DD or ISO datetime; default: now")
+    window.add_argument(
+        "--period",
+        type=_period_arg,
+        default=None,
+        help=f"how far back from now: 5d, 1mo, 1y, ytd, max … (default: {default_period or '1mo'})",
+    )
+    window.add_argument(
+        "--start",
+        type=_date_arg,
+        default=None,
+        help="first day (inclusive), YYYY-MM-DD or ISO datetime; UTC if naive",
+    )
+    p.add_argument(
+        "--end",
+        type=_date_arg,
+        default=None,
+        help="end (exclusive), YYYY-MM-DD or ISO datetime; default: now",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,138 +201,250 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stockbatch",
         description="Fetch, check and bulk-store market data for many symbols, fast.",
         epilog="Exit codes: 0 all stored, 1 some symbols failed or rows were refused by the "
-               "database or a runtime error, 2 usage error, 130 interrupted (Ctrl-C).")
-    parser.add_argument("--version", action="version",
-                        version=f"stockbatch {__version__} (backend: {backend}, "
-                                f"python {sys.version.split()[0]})")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an unexpected error")
+        "database or a runtime error, 2 usage error, 130 interrupted (Ctrl-C).",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"stockbatch {__version__} (backend: {backend}, python {sys.version.split()[0]})",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an unexpected error"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     # ingest
-    p = sub.add_parser("ingest", help="fetch bars for symbols and store them in a database",
-                       description="Fetch bars for SYMBOLS, validate them, and store them in "
-                                   "--db. Exit code 0 when every symbol was stored, 1 when "
-                                   "some failed (the others are stored), 2 on usage errors.")
-    p.add_argument("symbols", nargs="*", metavar="SYMBOL",
-                   help="provider symbols, e.g. AAPL 7203.T ^GSPC")
-    p.add_argument("--symbols-file", "-f", metavar="FILE",
-                   help="read symbols from FILE ('-' for stdin): whitespace or comma "
-                        "separated, '#' starts a comment")
-    p.add_argument("--source", default="yahoo", choices=SOURCES,
-                   help="data provider (default: %(default)s)")
-    p.add_argument("--base-url", metavar="URL",
-                   help="provider base URL override (a proxy, or `stockbatch serve-fixture`)")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH_OR_URI",
-                   help="SQLite path, or sqlite:///, postgresql://, duckdb:///, mysql:// URI "
-                        "(default: ./%(default)s)")
+    p = sub.add_parser(
+        "ingest",
+        help="fetch bars for symbols and store them in a database",
+        description="Fetch bars for SYMBOLS, validate them, and store them in "
+        "--db. Exit code 0 when every symbol was stored, 1 when "
+        "some failed (the others are stored), 2 on usage errors.",
+    )
+    p.add_argument(
+        "symbols", nargs="*", metavar="SYMBOL", help="provider symbols, e.g. AAPL 7203.T ^GSPC"
+    )
+    p.add_argument(
+        "--symbols-file",
+        "-f",
+        metavar="FILE",
+        help="read symbols from FILE ('-' for stdin): whitespace or comma "
+        "separated, '#' starts a comment",
+    )
+    p.add_argument(
+        "--source", default="yahoo", choices=SOURCES, help="data provider (default: %(default)s)"
+    )
+    p.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="provider base URL override (a proxy, or `stockbatch serve-fixture`)",
+    )
+    p.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        metavar="PATH_OR_URI",
+        help="SQLite path, or sqlite:///, postgresql://, duckdb:///, mysql:// URI "
+        "(default: ./%(default)s)",
+    )
     _add_window(p, default_period=None)
-    p.add_argument("--mode", default="upsert", choices=_modes(),
-                   help="how rows meet existing ones (default: %(default)s: re-running is "
-                        "idempotent)")
+    p.add_argument(
+        "--mode",
+        default="upsert",
+        choices=_modes(),
+        help="how rows meet existing ones (default: %(default)s: re-running is idempotent)",
+    )
     p.add_argument("--table", default=None, help="bars table name (default: bars)")
-    p.add_argument("--indicators", default=None, metavar="LIST",
-                   help="comma list of indicators to compute, e.g. sma20,rsi14,macd")
-    p.add_argument("--concurrency", type=_positive_int, default=None, metavar="N",
-                   help="provider requests in flight (default: the source's own)")
-    p.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
-                   help="give up on symbols not done after this many seconds")
-    p.add_argument("--config", default=None, metavar="FILE",
-                   help="settings from a config file (`stockbatch tune -o tuned.toml`: "
-                        "concurrency, level, chunk_rows, upsert_strategy, and source, "
-                        "base_url, db, mode, table, period, interval); options given here "
-                        "win")
-    p.add_argument("--alert", action="append", default=[], type=_alert_arg,
-                   metavar="METRIC=LIMIT",
-                   help="alert threshold, repeatable: latency_p95_s=5, error_rate=0.1, "
-                        "rate_429=0.1, queue_fill=0.9, rss_share=0.9, rss_mb=N; 'off' turns "
-                        "one off (defaults: stockbatch.alerts.Thresholds)")
-    p.add_argument("--quiet", "-q", action="store_true",
-                   help="no progress bar and no summary; failures still go to stderr")
+    p.add_argument(
+        "--indicators",
+        default=None,
+        metavar="LIST",
+        help="comma list of indicators to compute, e.g. sma20,rsi14,macd",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="provider requests in flight (default: the source's own)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="give up on symbols not done after this many seconds",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="settings from a config file (`stockbatch tune -o tuned.toml`: "
+        "concurrency, level, chunk_rows, upsert_strategy, and source, "
+        "base_url, db, mode, table, period, interval); options given here "
+        "win",
+    )
+    p.add_argument(
+        "--alert",
+        action="append",
+        default=[],
+        type=_alert_arg,
+        metavar="METRIC=LIMIT",
+        help="alert threshold, repeatable: latency_p95_s=5, error_rate=0.1, "
+        "rate_429=0.1, queue_fill=0.9, rss_share=0.9, rss_mb=N; 'off' turns "
+        "one off (defaults: stockbatch.alerts.Thresholds)",
+    )
+    p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress bar and no summary; failures still go to stderr",
+    )
     _add_dask_options(p)
     p.set_defaults(func=_cmd_ingest, tuned={})
     parser.ingest_parser = p  # type: ignore[attr-defined]  # (for --config, see _main)
 
     # demo
-    p = sub.add_parser("demo", help="offline demo: fixture server → ./stockbatch.db",
-                       description="Start the loopback fixture server in this process and "
-                                   "ingest N synthetic symbols of daily bars into --db. "
-                                   "Needs no network.")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH_OR_URI",
-                   help="where to store (default: ./%(default)s)")
-    p.add_argument("--symbols", type=_positive_int, default=500, metavar="N",
-                   help="how many symbols (default: %(default)s)")
-    p.add_argument("--period", type=_period_arg, default="1y",
-                   help="how far back (default: %(default)s)")
+    p = sub.add_parser(
+        "demo",
+        help="offline demo: fixture server → ./stockbatch.db",
+        description="Start the loopback fixture server in this process and "
+        "ingest N synthetic symbols of daily bars into --db. "
+        "Needs no network.",
+    )
+    p.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        metavar="PATH_OR_URI",
+        help="where to store (default: ./%(default)s)",
+    )
+    p.add_argument(
+        "--symbols",
+        type=_positive_int,
+        default=500,
+        metavar="N",
+        help="how many symbols (default: %(default)s)",
+    )
+    p.add_argument(
+        "--period", type=_period_arg, default="1y", help="how far back (default: %(default)s)"
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
 
     # serve-fixture: its options belong to stockbatch.testing.serve_main
-    p = sub.add_parser("serve-fixture", add_help=False,
-                       help="run the loopback fixture server until Ctrl-C "
-                            "(`stockbatch serve-fixture --help` for its options)",
-                       description="Options: see `stockbatch serve-fixture --help`.")
+    p = sub.add_parser(
+        "serve-fixture",
+        add_help=False,
+        help="run the loopback fixture server until Ctrl-C "
+        "(`stockbatch serve-fixture --help` for its options)",
+        description="Options: see `stockbatch serve-fixture --help`.",
+    )
     p.set_defaults(func=_cmd_serve_fixture)
 
     # read
-    p = sub.add_parser("read", help="show stored bars (a table, or CSV with --csv)",
-                       description="Read stored bars back: a table by default, CSV on "
-                                   "stdout with --csv.")
-    p.add_argument("symbols", nargs="*", metavar="SYMBOL",
-                   help="symbols to show (none: one line per stored series)")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH_OR_URI",
-                   help="database (default: ./%(default)s)")
-    p.add_argument("--interval", default=None, choices=INTERVALS, metavar="INTERVAL",
-                   help="only this bar size (default: all)")
-    p.add_argument("--start", type=_read_bound, default=None,
-                   help="from (inclusive): YYYY-MM-DD is the exchange's trading date (the "
-                        "exchange-local day for intraday bars); a datetime is a UTC instant")
+    p = sub.add_parser(
+        "read",
+        help="show stored bars (a table, or CSV with --csv)",
+        description="Read stored bars back: a table by default, CSV on stdout with --csv.",
+    )
+    p.add_argument(
+        "symbols",
+        nargs="*",
+        metavar="SYMBOL",
+        help="symbols to show (none: one line per stored series)",
+    )
+    p.add_argument(
+        "--db", default=DEFAULT_DB, metavar="PATH_OR_URI", help="database (default: ./%(default)s)"
+    )
+    p.add_argument(
+        "--interval",
+        default=None,
+        choices=INTERVALS,
+        metavar="INTERVAL",
+        help="only this bar size (default: all)",
+    )
+    p.add_argument(
+        "--start",
+        type=_read_bound,
+        default=None,
+        help="from (inclusive): YYYY-MM-DD is the exchange's trading date (the "
+        "exchange-local day for intraday bars); a datetime is a UTC instant",
+    )
     p.add_argument("--end", type=_read_bound, default=None, help="to (exclusive), as --start")
     p.add_argument("--table", default=None, help="bars table name (default: bars)")
-    p.add_argument("--kind", default="bars",
-                   choices=("bars", "actions", "symbols", "indicators"),
-                   help="what to read: bars (default), actions (dividends and splits) or "
-                        "symbols (exchange, zone, currency, first/last bar per symbol) or "
-                        "indicators (values stored by ingest --indicators)")
+    p.add_argument(
+        "--kind",
+        default="bars",
+        choices=("bars", "actions", "symbols", "indicators"),
+        help="what to read: bars (default), actions (dividends and splits) or "
+        "symbols (exchange, zone, currency, first/last bar per symbol) or "
+        "indicators (values stored by ingest --indicators)",
+    )
     p.add_argument("--csv", action="store_true", help="CSV on stdout instead of a table")
-    p.add_argument("--limit", type=_non_negative_int, default=None, metavar="N",
-                   help="only the latest N bars of each symbol; 0 = all (default: all for "
-                        "--csv, 20 for the table)")
+    p.add_argument(
+        "--limit",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="only the latest N bars of each symbol; 0 = all (default: all for "
+        "--csv, 20 for the table)",
+    )
     p.set_defaults(func=_cmd_read)
 
     _add_tune_parser(sub)
 
     # bench
-    p = sub.add_parser("bench", help="run the benchmarks in bench/ and write the report",
-                       description="Run `pytest bench --benchmark-only` and turn its JSON "
-                                   "into a markdown report (targets met/missed first) and "
-                                   "one PNG per area. PostgreSQL and MariaDB benchmarks run "
-                                   "only when STOCKBATCH_PG_URI / STOCKBATCH_MYSQL_URI are "
-                                   "set. Needs a source checkout (bench/ is not in the "
-                                   "wheel) and the [bench] extra.")
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes, one short round each (a few minutes at most)")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="report directory (default: BENCH_DIR/report; a .gitignore in it "
-                        "keeps it out of git)")
-    p.add_argument("-k", dest="keyword", default=None, metavar="EXPR",
-                   help="only benchmarks matching this pytest -k expression")
-    p.add_argument("--bench-dir", default=None, metavar="DIR",
-                   help="the benchmark directory (default: ./bench)")
+    p = sub.add_parser(
+        "bench",
+        help="run the benchmarks in bench/ and write the report",
+        description="Run `pytest bench --benchmark-only` and turn its JSON "
+        "into a markdown report (targets met/missed first) and "
+        "one PNG per area. PostgreSQL and MariaDB benchmarks run "
+        "only when STOCKBATCH_PG_URI / STOCKBATCH_MYSQL_URI are "
+        "set. Needs a source checkout (bench/ is not in the "
+        "wheel) and the [bench] extra.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes, one short round each (a few minutes at most)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="report directory (default: BENCH_DIR/report; a .gitignore in it keeps it out of git)",
+    )
+    p.add_argument(
+        "-k",
+        dest="keyword",
+        default=None,
+        metavar="EXPR",
+        help="only benchmarks matching this pytest -k expression",
+    )
+    p.add_argument(
+        "--bench-dir",
+        default=None,
+        metavar="DIR",
+        help="the benchmark directory (default: ./bench)",
+    )
     p.set_defaults(func=_cmd_bench)
     _add_migrate_parser(sub)
     return parser
 
 
 def _add_migrate_parser(sub) -> None:
-    p = sub.add_parser("migrate", help="upgrade the tables of an older stockbatch in place",
-                       description="Upgrade tables written by stockbatch 0.1 to this "
-                                   "version's layout: bars get their trading date column, "
-                                   "the symbols and actions tables are created, the layout "
-                                   "version is recorded. Running it again changes nothing.")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH_OR_URI",
-                   help="database (default: ./%(default)s)")
+    p = sub.add_parser(
+        "migrate",
+        help="upgrade the tables of an older stockbatch in place",
+        description="Upgrade tables written by stockbatch 0.1 to this "
+        "version's layout: bars get their trading date column, "
+        "the symbols and actions tables are created, the layout "
+        "version is recorded. Running it again changes nothing.",
+    )
+    p.add_argument(
+        "--db", default=DEFAULT_DB, metavar="PATH_OR_URI", help="database (default: ./%(default)s)"
+    )
     p.add_argument("--table", default=None, help="bars table name (default: bars)")
     p.set_defaults(func=_cmd_migrate)
 
@@ -315,6 +465,7 @@ def _cmd_migrate(args) -> int:
 
 
 # -- main ----------------------------------------------------------------------------------
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
@@ -362,8 +513,10 @@ def _main(argv: list[str]) -> int:
         if isinstance(exc, StockbatchError):
             _err(f"stockbatch {args.command}: error: {_redact(exc)}")
         else:
-            _err(f"stockbatch {args.command}: internal error: {type(exc).__name__}: "
-                 f"{_redact(exc)} (run with --debug for the traceback, and please report it)")
+            _err(
+                f"stockbatch {args.command}: internal error: {type(exc).__name__}: "
+                f"{_redact(exc)} (run with --debug for the traceback, and please report it)"
+            )
         return 1
 
 
@@ -408,8 +561,10 @@ def _second_interrupt_quits():
             _err("stockbatch: interrupted again, quitting now")
             os._exit(130)
         seen.append(signum)
-        _err("stockbatch: interrupted: cancelling (the chunk being stored is committed or "
-             "rolled back whole; Ctrl-C again to quit at once)")
+        _err(
+            "stockbatch: interrupted: cancelling (the chunk being stored is committed or "
+            "rolled back whole; Ctrl-C again to quit at once)"
+        )
         raise KeyboardInterrupt
 
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
@@ -445,6 +600,7 @@ def _console(*, stderr: bool = False):
 
 # -- ingest / demo -------------------------------------------------------------------------
 
+
 def _read_symbols_file(name: str) -> list[str]:
     try:
         if name == "-":
@@ -475,17 +631,37 @@ def _cmd_ingest(args) -> int:
     symbols = _ingest_symbols(args)
     if args.scheduler is not None or args.workers is not None:
         return _run_dask_ingest(symbols, args)
-    return _run_ingest(symbols, db=args.db, source=args.source, base_url=args.base_url,
-                       interval=args.interval, period=args.period, start=args.start,
-                       end=args.end, mode=args.mode, table=args.table,
-                       indicators=args.indicators, concurrency=args.concurrency,
-                       timeout=args.timeout, quiet=args.quiet, command="ingest",
-                       alerts=dict(args.alert), tuned=args.tuned)
+    return _run_ingest(
+        symbols,
+        db=args.db,
+        source=args.source,
+        base_url=args.base_url,
+        interval=args.interval,
+        period=args.period,
+        start=args.start,
+        end=args.end,
+        mode=args.mode,
+        table=args.table,
+        indicators=args.indicators,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        quiet=args.quiet,
+        command="ingest",
+        alerts=dict(args.alert),
+        tuned=args.tuned,
+    )
 
 
-def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
-                alerts: dict[str, float | None] | None = None,
-                tuned: dict[str, Any] | None = None, **options: Any) -> int:
+def _run_ingest(
+    symbols: list[str],
+    *,
+    db: str,
+    quiet: bool,
+    command: str,
+    alerts: dict[str, float | None] | None = None,
+    tuned: dict[str, Any] | None = None,
+    **options: Any,
+) -> int:
     """Run one ingest job with a live progress bar, then print the summary. Returns the exit
     code: 0 all stored (or empty), 1 some failed or the job could not run, 2 bad options.
 
@@ -503,8 +679,9 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
     tuned = dict(tuned or {})  # from --config: engine and sink settings
     chunk = tuned.pop("chunk_rows", None)
     sizes = {} if chunk is None else {"chunk_rows": chunk, "min_chunk_rows": min(chunk, 16_384)}
-    with BatchProcessingEngine(max_concurrent_jobs=1, alert_thresholds=thresholds,
-                               **sizes) as engine:
+    with BatchProcessingEngine(
+        max_concurrent_jobs=1, alert_thresholds=thresholds, **sizes
+    ) as engine:
         try:
             sink = connect(db, **tuned)  # a bad URI scheme raises SinkError: exit 1
         except ValueError as exc:  # e.g. upsert_strategy from a PostgreSQL tune, on SQLite
@@ -519,8 +696,9 @@ def _run_ingest(symbols: list[str], *, db: str, quiet: bool, command: str,
                     raise
                 raise UsageError(_redact(exc)) from None
             except ImportError as exc:  # e.g. --source yfinance without yfinance installed
-                raise Refused(f"{exc} (pip install 'stockbatch[{exc.name or 'yfinance'}]')"
-                              ) from None
+                raise Refused(
+                    f"{exc} (pip install 'stockbatch[{exc.name or 'yfinance'}]')"
+                ) from None
             sink.check()  # fail now, in one line, if the database is unreachable
             progress = None if quiet else _LiveProgress(command, len(job.symbols))
             if progress is not None:
@@ -572,12 +750,18 @@ class _LiveProgress:
         )
 
         self.bar = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(bar_width=24),
-            MofNCompleteColumn(), TextColumn("symbols"),
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TextColumn("symbols"),
             TextColumn("{task.fields[rows]:,} rows"),
-            TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
             TextColumn("{task.fields[alerts]}"),
-            console=_console(stderr=True), transient=False)
+            console=_console(stderr=True),
+            transient=False,
+        )
         self.task = self.bar.add_task(command, total=total, rows=0, failed=0, alerts="")
         self.firing: dict[str, str] = {}
 
@@ -585,8 +769,7 @@ class _LiveProgress:
         """A threshold alert: one line above the bar, and the bar shows what is firing."""
         if alert.state == "firing":
             self.firing[alert.metric] = alert.metric
-            self.bar.console.print(f"[bold yellow]⚠ alert:[/] {alert.message}",
-                                   highlight=False)
+            self.bar.console.print(f"[bold yellow]⚠ alert:[/] {alert.message}", highlight=False)
         else:
             self.firing.pop(alert.metric, None)
             self.bar.console.print(f"[green]✓ resolved:[/] {alert.message}", highlight=False)
@@ -594,8 +777,13 @@ class _LiveProgress:
         self.bar.update(self.task, alerts=text)
 
     def on_progress(self, p) -> None:  # any thread; rich's updates take a lock
-        self.bar.update(self.task, total=p.symbols_total, completed=p.symbols_done,
-                        rows=p.rows_stored, failed=p.symbols_failed)
+        self.bar.update(
+            self.task,
+            total=p.symbols_total,
+            completed=p.symbols_done,
+            rows=p.rows_stored,
+            failed=p.symbols_failed,
+        )
 
     def start(self) -> None:
         self.bar.start()
@@ -604,32 +792,56 @@ class _LiveProgress:
         self.bar.stop()
 
 
-
-
-
 def _add_tune_parser(sub) -> None:
-    p = sub.add_parser("tune", help="measure settings on your database and provider, and "
-                                    "recommend them",
-                       description="Short, bounded trials against --db and the provider: "
-                                   "fetch concurrency, optimisation level, rows per "
-                                   "transaction, upsert strategy (PostgreSQL). Prints "
-                                   "recommendations with the numbers they rest on; -o writes "
-                                   "a config for `stockbatch ingest --config`. Only a scratch "
-                                   "table is written, and dropped.")
-    p.add_argument("--db", required=True, metavar="PATH_OR_URI",
-                   help="the database to tune for (as for ingest)")
-    p.add_argument("--source", default="yahoo", choices=SOURCES,
-                   help="data provider (default: %(default)s)")
+    p = sub.add_parser(
+        "tune",
+        help="measure settings on your database and provider, and recommend them",
+        description="Short, bounded trials against --db and the provider: "
+        "fetch concurrency, optimisation level, rows per "
+        "transaction, upsert strategy (PostgreSQL). Prints "
+        "recommendations with the numbers they rest on; -o writes "
+        "a config for `stockbatch ingest --config`. Only a scratch "
+        "table is written, and dropped.",
+    )
+    p.add_argument(
+        "--db",
+        required=True,
+        metavar="PATH_OR_URI",
+        help="the database to tune for (as for ingest)",
+    )
+    p.add_argument(
+        "--source", default="yahoo", choices=SOURCES, help="data provider (default: %(default)s)"
+    )
     p.add_argument("--base-url", metavar="URL", help="provider base URL override")
-    p.add_argument("--symbols", nargs="+", default=None, metavar="SYMBOL",
-                   help="symbols to fetch (default: 48 large US names); at most 64 are used")
+    p.add_argument(
+        "--symbols",
+        nargs="+",
+        default=None,
+        metavar="SYMBOL",
+        help="symbols to fetch (default: 48 large US names); at most 64 are used",
+    )
     p.add_argument("--symbols-file", "-f", metavar="FILE", help="read symbols from FILE")
-    p.add_argument("--budget", type=_positive_float, default=60.0, metavar="SECONDS",
-                   help="seconds for all trials (default: %(default)g)")
-    p.add_argument("--rows", type=_int_at_least(1000), default=100_000, metavar="N",
-                   help="rows the database trials store (default: %(default)s)")
-    p.add_argument("--output", "-o", default=None, metavar="FILE",
-                   help="write the config (TOML; a .json name writes the JSON report)")
+    p.add_argument(
+        "--budget",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds for all trials (default: %(default)g)",
+    )
+    p.add_argument(
+        "--rows",
+        type=_int_at_least(1000),
+        default=100_000,
+        metavar="N",
+        help="rows the database trials store (default: %(default)s)",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        metavar="FILE",
+        help="write the config (TOML; a .json name writes the JSON report)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tune)
@@ -651,17 +863,32 @@ def _cmd_tune(args) -> int:
             TimeElapsedColumn,
         )
 
-        bar = Progress(TextColumn("[bold]tune"), BarColumn(bar_width=24),
-                       MofNCompleteColumn(), TimeElapsedColumn(),
-                       TextColumn("{task.fields[label]}"), console=_console(stderr=True))
+        bar = Progress(
+            TextColumn("[bold]tune"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[label]}"),
+            console=_console(stderr=True),
+        )
         task = bar.add_task("tune", total=None, label="")
         bar.start()
     try:
-        report = tune(args.db, source=args.source, base_url=args.base_url,
-                      symbols=symbols or None, budget_s=args.budget, rows=args.rows,
-                      on_progress=None if bar is None else (
-                          lambda done, total, label: bar.update(task, completed=done,
-                                                                total=total, label=label)))
+        report = tune(
+            args.db,
+            source=args.source,
+            base_url=args.base_url,
+            symbols=symbols or None,
+            budget_s=args.budget,
+            rows=args.rows,
+            on_progress=None
+            if bar is None
+            else (
+                lambda done, total, label: bar.update(
+                    task, completed=done, total=total, label=label
+                )
+            ),
+        )
     except (ValueError, TypeError) as exc:
         from ._errors import StockbatchError
 
@@ -694,12 +921,19 @@ def _quiet_alert_log() -> None:
 def _add_dask_options(p: argparse.ArgumentParser) -> None:
     """``ingest --scheduler`` / ``--workers``: the job on a Dask cluster (stockbatch.dask)."""
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="run on the Dask cluster of this scheduler (tcp://host:8786); "
-                        "needs stockbatch[dask]")
-    g.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                   help="run on a local Dask cluster of N worker processes; "
-                        "needs stockbatch[dask]")
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run on the Dask cluster of this scheduler (tcp://host:8786); needs stockbatch[dask]",
+    )
+    g.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes; needs stockbatch[dask]",
+    )
 
 
 def _run_dask_ingest(symbols: list[str], args) -> int:
@@ -716,28 +950,40 @@ def _run_dask_ingest(symbols: list[str], args) -> int:
     cluster = None
     try:
         if args.workers is not None:
-            cluster = LocalCluster(n_workers=args.workers, processes=True,
-                                   threads_per_worker=1, dashboard_address=":0")
+            cluster = LocalCluster(
+                n_workers=args.workers, processes=True, threads_per_worker=1, dashboard_address=":0"
+            )
             client = Client(cluster)
         else:
             client = Client(args.scheduler, timeout="5s")
     except (OSError, TimeoutError, ValueError) as exc:
         if cluster is not None:
             cluster.close()
-        raise Refused(f"cannot reach the Dask scheduler {_redact(args.scheduler)}: "
-                      f"{_redact(exc)}") from None
+        raise Refused(
+            f"cannot reach the Dask scheduler {_redact(args.scheduler)}: {_redact(exc)}"
+        ) from None
     progress = None if args.quiet else _LiveProgress("ingest", len(set(symbols)))
     try:
         if progress is not None:
             progress.start()
         try:
             result = sbd.ingest(
-                symbols, client=client, db=args.db, source=args.source,
-                base_url=args.base_url, interval=args.interval, period=args.period,
-                start=args.start, end=args.end, mode=args.mode, table=args.table,
-                indicators=args.indicators, concurrency=args.concurrency,
+                symbols,
+                client=client,
+                db=args.db,
+                source=args.source,
+                base_url=args.base_url,
+                interval=args.interval,
+                period=args.period,
+                start=args.start,
+                end=args.end,
+                mode=args.mode,
+                table=args.table,
+                indicators=args.indicators,
+                concurrency=args.concurrency,
                 timeout=args.timeout,
-                on_progress=progress.on_progress if progress is not None else None)
+                on_progress=progress.on_progress if progress is not None else None,
+            )
         except (ValueError, TypeError) as exc:
             from ._errors import StockbatchError
 
@@ -751,8 +997,7 @@ def _run_dask_ingest(symbols: list[str], args) -> int:
         client.close()
         if cluster is not None:
             cluster.close()
-    if result.status == "failed" and result.count("stored") == 0 \
-            and result.count("empty") == 0:
+    if result.status == "failed" and result.count("stored") == 0 and result.count("empty") == 0:
         _err(f"stockbatch ingest: error: {_redact(result.error or 'the job failed')}")
         return 1
     if args.quiet:
@@ -770,8 +1015,9 @@ def _print_summary(out, result, where: str) -> None:
     from rich.text import Text
 
     failed = result.failed_symbols
-    table = Table(title=f"job {result.job_id}: {result.status}", title_justify="left",
-                  show_header=True)
+    table = Table(
+        title=f"job {result.job_id}: {result.status}", title_justify="left", show_header=True
+    )
     table.add_column("")
     table.add_column("", justify="right")
     table.add_row("symbols stored", f"{result.count('stored'):,}")
@@ -794,19 +1040,26 @@ def _print_summary(out, result, where: str) -> None:
     out.print(table)
     alerts = result.stats.get("alerts") or []
     if alerts:
-        at = Table(title=f"alerts ({sum(a['state'] == 'firing' for a in alerts)} fired)",
-                   title_justify="left")
+        at = Table(
+            title=f"alerts ({sum(a['state'] == 'firing' for a in alerts)} fired)",
+            title_justify="left",
+        )
         at.add_column("state")
         at.add_column("alert", overflow="fold")
         for a in alerts:
-            at.add_row("[yellow]firing" if a["state"] == "firing" else "[green]resolved",
-                       Text(a["message"]))
+            at.add_row(
+                "[yellow]firing" if a["state"] == "firing" else "[green]resolved",
+                Text(a["message"]),
+            )
         out.print(at)
     failed = [s for s in failed if result.symbols[s].status != "cancelled"]
     if result.count("cancelled"):
-        out.print(f"{result.count('cancelled'):,} symbols were cancelled before they were "
-                  "stored: run the same command again to store them (stored rows are kept).",
-                  markup=False, soft_wrap=True)
+        out.print(
+            f"{result.count('cancelled'):,} symbols were cancelled before they were "
+            "stored: run the same command again to store them (stored rows are kept).",
+            markup=False,
+            soft_wrap=True,
+        )
     if failed:
         ft = Table(title=f"failed symbols ({len(failed)})", title_justify="left")
         ft.add_column("symbol", style="bold")
@@ -831,7 +1084,7 @@ def demo_symbols(n: int) -> list[str]:
             sym = f"{tokyo}.T"
             tokyo += 7
         else:
-            x = (i * 7_919 + 1_234) % (26 ** 4)
+            x = (i * 7_919 + 1_234) % (26**4)
             width = 3 if i % 2 else 4
             letters = []
             for _ in range(width):
@@ -851,28 +1104,42 @@ def _cmd_demo(args) -> int:
     symbols = demo_symbols(args.symbols)
     with FixtureServer() as server:
         if not args.quiet:
-            out.print(f"stockbatch demo: fixture server on {server.url} (synthetic data, no "
-                      f"network); {len(symbols)} symbols x {args.period} daily → "
-                      f"{_redact(args.db)}", soft_wrap=True, markup=False)
-        code = _run_ingest(symbols, db=args.db, source="yahoo", base_url=server.url,
-                           interval="1d", period=args.period, quiet=args.quiet,
-                           command="demo")
+            out.print(
+                f"stockbatch demo: fixture server on {server.url} (synthetic data, no "
+                f"network); {len(symbols)} symbols x {args.period} daily → "
+                f"{_redact(args.db)}",
+                soft_wrap=True,
+                markup=False,
+            )
+        code = _run_ingest(
+            symbols,
+            db=args.db,
+            source="yahoo",
+            base_url=server.url,
+            interval="1d",
+            period=args.period,
+            quiet=args.quiet,
+            command="demo",
+        )
     if code == 0 or code == 1:
         db = args.db
         shown = db if re.fullmatch(r"[\w./:-]+", db) else repr(db)
-        hint = "\n".join([
-            "",
-            "Read it back:",
-            f"  stockbatch read {symbols[0]} --db {shown} --limit 5",
-            f"  stockbatch read {symbols[0]} --db {shown} --csv > {symbols[0]}.csv",
-            f"  python -c \"import stockbatch as sb; "
-            f"print(sb.read({db!r}, [{symbols[0]!r}]).slice(0, 5))\"",
-        ])
+        hint = "\n".join(
+            [
+                "",
+                "Read it back:",
+                f"  stockbatch read {symbols[0]} --db {shown} --limit 5",
+                f"  stockbatch read {symbols[0]} --db {shown} --csv > {symbols[0]}.csv",
+                f'  python -c "import stockbatch as sb; '
+                f'print(sb.read({db!r}, [{symbols[0]!r}]).slice(0, 5))"',
+            ]
+        )
         out.print(hint, markup=False, soft_wrap=True)
     return code
 
 
 # -- serve-fixture -------------------------------------------------------------------------
+
 
 def _cmd_serve_fixture(args) -> int:
     from .testing import serve_main
@@ -884,6 +1151,7 @@ def _cmd_serve_fixture(args) -> int:
 
 
 # -- read ----------------------------------------------------------------------------------
+
 
 def _local_file(db: str) -> str | None:
     text = os.fspath(db)
@@ -904,16 +1172,23 @@ def _cmd_read(args) -> int:
 
     path = _local_file(args.db)
     if path is not None and not os.path.exists(path):
-        raise Refused(f"no database at {path!r}: run `stockbatch demo` or "
-                       "`stockbatch ingest …` first, or pass --db")
-    if args.start and args.end and type(args.start) is type(args.end) \
-            and args.end <= args.start:
+        raise Refused(
+            f"no database at {path!r}: run `stockbatch demo` or "
+            "`stockbatch ingest …` first, or pass --db"
+        )
+    if args.start and args.end and type(args.start) is type(args.end) and args.end <= args.start:
         raise UsageError("--end must be after --start")
     if args.kind != "bars":
         return _read_aux(args)
     try:
-        table = sb.read(args.db, args.symbols or None, interval=args.interval,
-                        start=args.start, end=args.end, table=args.table)
+        table = sb.read(
+            args.db,
+            args.symbols or None,
+            interval=args.interval,
+            start=args.start,
+            end=args.end,
+            table=args.table,
+        )
     except (ValueError, TypeError) as exc:
         from ._errors import StockbatchError
 
@@ -959,11 +1234,13 @@ def _read_aux(args) -> int:
     import stockbatch as sb
 
     if args.table:
-        raise UsageError("--table names a bars table; --kind actions/symbols read the "
-                         "tables of that name")
+        raise UsageError(
+            "--table names a bars table; --kind actions/symbols read the tables of that name"
+        )
     try:
-        table = sb.read(args.db, args.symbols or None, start=args.start, end=args.end,
-                        kind=args.kind)
+        table = sb.read(
+            args.db, args.symbols or None, start=args.start, end=args.end, kind=args.kind
+        )
     except (ValueError, TypeError) as exc:
         from ._errors import StockbatchError
 
@@ -1001,17 +1278,20 @@ def _latest(table, n: int):
 
     if table.num_rows == 0:
         return table
-    keys = np.asarray(pa.compute.binary_join_element_wise(
-        table["symbol"], table["interval"], "\x1f").to_numpy(zero_copy_only=False),
-        dtype=object)
+    keys = np.asarray(
+        pa.compute.binary_join_element_wise(table["symbol"], table["interval"], "\x1f").to_numpy(
+            zero_copy_only=False
+        ),
+        dtype=object,
+    )
     # rows are ordered by key, so each group is contiguous: rank from the end of its group
     change = np.ones(len(keys), dtype=bool)
-    change[:-1] = keys[1:] != keys[:-1]          # last row of each group
+    change[:-1] = keys[1:] != keys[:-1]  # last row of each group
     ends = np.flatnonzero(change)
     starts = np.concatenate(([0], ends[:-1] + 1))
     keep = np.zeros(len(keys), dtype=bool)
     for s, e in zip(starts, ends, strict=True):
-        keep[max(s, e + 1 - n):e + 1] = True
+        keep[max(s, e + 1 - n) : e + 1] = True
     return table.filter(pa.array(keep))
 
 
@@ -1032,20 +1312,30 @@ def _print_overview(out, table, args) -> None:
     from rich.text import Text
 
     groups = table.group_by(["symbol", "interval"], use_threads=False).aggregate(
-        [("ts", "count"), ("ts", "min"), ("ts", "max"), ("close", "last")])
+        [("ts", "count"), ("ts", "min"), ("ts", "max"), ("close", "last")]
+    )
     out.print(Text(_redact(args.db), style="bold"), soft_wrap=True)
-    rt = Table(title=f"{groups.num_rows:,} series, {table.num_rows:,} bars "
-                     "(`stockbatch read SYMBOL` for the bars)",
-               title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-               collapse_padding=True)
+    rt = Table(
+        title=f"{groups.num_rows:,} series, {table.num_rows:,} bars "
+        "(`stockbatch read SYMBOL` for the bars)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for name in ("symbol", "interval", "bars", "first (UTC)", "last (UTC)", "last close"):
-        rt.add_column(name, justify="right" if name in ("bars", "last close") else "left",
-                      no_wrap=True)
+        rt.add_column(
+            name, justify="right" if name in ("bars", "last close") else "left", no_wrap=True
+        )
     for row in groups.to_pylist():
-        rt.add_row(Text(row["symbol"]), Text(row["interval"]), f"{row['ts_count']:,}",
-                   row["ts_min"].strftime("%Y-%m-%d %H:%M"),
-                   row["ts_max"].strftime("%Y-%m-%d %H:%M"),
-                   Text(_fmt_num(row["close_last"])))
+        rt.add_row(
+            Text(row["symbol"]),
+            Text(row["interval"]),
+            f"{row['ts_count']:,}",
+            row["ts_min"].strftime("%Y-%m-%d %H:%M"),
+            row["ts_max"].strftime("%Y-%m-%d %H:%M"),
+            Text(_fmt_num(row["close_last"])),
+        )
     out.print(rt)
 
 
@@ -1064,26 +1354,45 @@ def _print_bars(out, table, total: int, args) -> None:
     if shown and pc.all(pc.equal(table["close"], table["adj_close"])).as_py():
         constant["adj_close"] = "close"
     count = f"{shown:,} of {total:,} bars" if shown != total else f"{total:,} bars"
-    title = ", ".join([count] + [f"{k} {v}" if k != "adj_close" else "adj_close = close"
-                                 for k, v in constant.items()])
+    title = ", ".join(
+        [count]
+        + [f"{k} {v}" if k != "adj_close" else "adj_close = close" for k, v in constant.items()]
+    )
     out.print(Text(_redact(args.db), style="bold"), soft_wrap=True)
-    rt = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-               collapse_padding=True)
+    rt = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     names = [n for n in table.column_names if n not in constant]
     numeric = ("open", "high", "low", "close", "adj_close", "volume")
     for name in names:
-        rt.add_column("ts (UTC)" if name == "ts" else name, no_wrap=True,
-                      justify="right" if name in numeric else "left")
+        rt.add_column(
+            "ts (UTC)" if name == "ts" else name,
+            no_wrap=True,
+            justify="right" if name in numeric else "left",
+        )
     for row in table.select(names).to_pylist():
-        rt.add_row(*(Text(v.strftime("%Y-%m-%d %H:%M")) if isinstance(v, dt.datetime)
-                     else Text(_fmt_num(v)) for v in row.values()))
+        rt.add_row(
+            *(
+                Text(v.strftime("%Y-%m-%d %H:%M"))
+                if isinstance(v, dt.datetime)
+                else Text(_fmt_num(v))
+                for v in row.values()
+            )
+        )
     out.print(rt)
     if shown != total:
-        out.print(f"[dim]latest {args.limit if args.limit is not None else 20} per symbol; "
-                  "--limit 0 for all, --csv for CSV[/]")
+        out.print(
+            f"[dim]latest {args.limit if args.limit is not None else 20} per symbol; "
+            "--limit 0 for all, --csv for CSV[/]"
+        )
 
 
 # -- bench ---------------------------------------------------------------------------------
+
 
 def _cmd_bench(args) -> int:
     import importlib.util
@@ -1091,14 +1400,22 @@ def _cmd_bench(args) -> int:
 
     bench_dir = Path(args.bench_dir) if args.bench_dir else Path.cwd() / "bench"
     if not bench_dir.is_dir():
-        where = (f"--bench-dir {args.bench_dir!r} is not a directory" if args.bench_dir
-                 else f"no bench/ directory in {Path.cwd()}")
-        raise UsageError(f"{where}: the benchmarks ship with the source checkout, not the "
-                         "wheel; run from the repository root or pass --bench-dir")
+        where = (
+            f"--bench-dir {args.bench_dir!r} is not a directory"
+            if args.bench_dir
+            else f"no bench/ directory in {Path.cwd()}"
+        )
+        raise UsageError(
+            f"{where}: the benchmarks ship with the source checkout, not the "
+            "wheel; run from the repository root or pass --bench-dir"
+        )
     if not any(bench_dir.glob("test_*.py")):
         raise UsageError(f"no benchmark files (test_*.py) in {str(bench_dir)!r}")
-    missing = [m for m in ("pytest", "pytest_benchmark", "matplotlib")
-               if importlib.util.find_spec(m) is None]
+    missing = [
+        m
+        for m in ("pytest", "pytest_benchmark", "matplotlib")
+        if importlib.util.find_spec(m) is None
+    ]
     if missing:
         raise Refused(f"missing {', '.join(missing)}: pip install 'stockbatch[bench]'")
     out_dir = Path(args.out) if args.out else bench_dir / "report"
@@ -1108,27 +1425,44 @@ def _cmd_bench(args) -> int:
     json_path, log_path = out_dir / "bench.json", out_dir / "pytest.log"
     if json_path.exists():
         json_path.unlink()
-    cmd = [sys.executable, "-m", "pytest", str(bench_dir), "--benchmark-only",
-           f"--benchmark-json={json_path}", "-q", "-p", "no:cacheprovider"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(bench_dir),
+        "--benchmark-only",
+        f"--benchmark-json={json_path}",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
     env = dict(os.environ)
     if args.quick:  # small sizes (bench/benchutil.py), one short round each
         cmd += ["--benchmark-max-time=0.1", "--benchmark-min-rounds=1"]
         env["STOCKBATCH_BENCH_QUICK"] = "1"
     if args.keyword:
         cmd += ["-k", args.keyword]
-    dbs = [name for name, var in (("PostgreSQL", "STOCKBATCH_PG_URI"),
-                                  ("MariaDB", "STOCKBATCH_MYSQL_URI")) if env.get(var)]
+    dbs = [
+        name
+        for name, var in (("PostgreSQL", "STOCKBATCH_PG_URI"), ("MariaDB", "STOCKBATCH_MYSQL_URI"))
+        if env.get(var)
+    ]
     _err("$ " + " ".join(cmd))
-    _err(f"databases: SQLite and DuckDB in temporary files"
-         f"{''.join(', ' + d for d in dbs)} (PostgreSQL / MariaDB only with "
-         "STOCKBATCH_PG_URI / STOCKBATCH_MYSQL_URI); pytest's output: " + str(log_path))
+    _err(
+        f"databases: SQLite and DuckDB in temporary files"
+        f"{''.join(', ' + d for d in dbs)} (PostgreSQL / MariaDB only with "
+        "STOCKBATCH_PG_URI / STOCKBATCH_MYSQL_URI); pytest's output: " + str(log_path)
+    )
     t0 = time.monotonic()
-    with open(log_path, "w", encoding="utf-8") as log, _console(stderr=True).status(
-            "running the benchmarks" + (" (quick)" if args.quick else "")):
+    with (
+        open(log_path, "w", encoding="utf-8") as log,
+        _console(stderr=True).status("running the benchmarks" + (" (quick)" if args.quick else "")),
+    ):
         code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     lines = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    _err(f"pytest: {lines[-1].strip('= ') if lines else 'no output'} "
-         f"({time.monotonic() - t0:.0f} s)")
+    _err(
+        f"pytest: {lines[-1].strip('= ') if lines else 'no output'} ({time.monotonic() - t0:.0f} s)"
+    )
     if not json_path.exists():
         raise Refused(f"pytest exited with {code} and wrote no {json_path} (see {log_path})")
     from .testing.benchreport import check_targets, failed_tests, load_results, write_report
@@ -1142,17 +1476,19 @@ def _cmd_bench(args) -> int:
     checked = check_targets(rows)
     met = sum(c[3].startswith("✓") for c in checked)
     missed = sum(c[3].startswith("✗") for c in checked)
-    out.print(f"{len(rows)} benchmarks timed"
-              + (f", {len(failed)} failed (left out)" if failed else "")
-              + f"; targets: {met} met, {missed} missed"
-              + (" (quick run: small sizes)" if args.quick else ""), markup=False)
+    out.print(
+        f"{len(rows)} benchmarks timed"
+        + (f", {len(failed)} failed (left out)" if failed else "")
+        + f"; targets: {met} met, {missed} missed"
+        + (" (quick run: small sizes)" if args.quick else ""),
+        markup=False,
+    )
     out.print(f"report:  {paths.markdown}", markup=False)
     for fig in paths.figures:
         out.print(f"figure:  {fig}", markup=False)
     out.print(f"raw:     {json_path}", markup=False)
     if code != 0:
-        _err(f"stockbatch bench: some benchmarks failed (pytest exit code {code}); "
-             f"see {log_path}")
+        _err(f"stockbatch bench: some benchmarks failed (pytest exit code {code}); see {log_path}")
     return 0 if code == 0 else 1
 
 

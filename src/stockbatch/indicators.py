@@ -166,8 +166,9 @@ def _day_keys(batch: pa.RecordBatch, tz: str | None):
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {tz!r} (use an IANA name such as "
-                         "'America/New_York')") from exc
+        raise ValueError(
+            f"unknown time zone {tz!r} (use an IANA name such as 'America/New_York')"
+        ) from exc
     ts = batch.column("ts")
     unit = ts.type.unit
     aware = ts.cast(pa.timestamp(unit, tz="UTC")) if ts.type.tz is None else ts
@@ -222,8 +223,9 @@ def rsi(data, period: int = 14, *, column: str = "close", out=None) -> pa.Array:
     return _impl.rsi(batch, period, column=column, out=out)
 
 
-def macd(data, fast: int = 12, slow: int = 26, signal: int = 9, *, column: str = "close",
-         out=None) -> MACD:
+def macd(
+    data, fast: int = 12, slow: int = 26, signal: int = 9, *, column: str = "close", out=None
+) -> MACD:
     """Moving average convergence/divergence, exactly as TA-Lib's MACD.
 
     Returns
@@ -239,8 +241,9 @@ def macd(data, fast: int = 12, slow: int = 26, signal: int = 9, *, column: str =
     return MACD(*_impl.macd(batch, fast, slow, signal, column=column, out=out))
 
 
-def bbands(data, period: int = 20, nbdev: float = 2.0, *, column: str = "close",
-           out=None) -> BBands:
+def bbands(
+    data, period: int = 20, nbdev: float = 2.0, *, column: str = "close", out=None
+) -> BBands:
     """Bollinger bands: the SMA ± ``nbdev`` population standard deviations (TA-Lib BBANDS).
 
     Returns
@@ -263,8 +266,15 @@ def atr(data, period: int = 14, *, out=None) -> pa.Array:
     return _impl.atr(batch, period, out=out)
 
 
-def volatility(data, period: int = 20, *, ddof: int = 1, annualize: float | None = None,
-               column: str = "close", out=None) -> pa.Array:
+def volatility(
+    data,
+    period: int = 20,
+    *,
+    ddof: int = 1,
+    annualize: float | None = None,
+    column: str = "close",
+    out=None,
+) -> pa.Array:
     """Rolling standard deviation of log returns ``log(x[i] / x[i-1])``.
 
     Parameters
@@ -281,8 +291,7 @@ def volatility(data, period: int = 20, *, ddof: int = 1, annualize: float | None
     """
     batch = _as_batch(data, column)
     _need(batch, [column])
-    return _impl.volatility(batch, period, ddof=ddof, annualize=annualize, column=column,
-                            out=out)
+    return _impl.volatility(batch, period, ddof=ddof, annualize=annualize, column=column, out=out)
 
 
 def vwap(data, *, tz: str | None = None, out=None) -> pa.Array:
@@ -324,8 +333,11 @@ def _plan(specs: Iterable[str] | str) -> list[tuple[str, tuple[int, ...], list[s
             kind = m.group(1)
             period = int(m.group(2)) if m.group(2) else _DEFAULTS[kind]
             name = f"{kind}{period}"
-            names = [f"{name}_{p}" for p in ("upper", "middle", "lower")] if kind == "bbands" \
+            names = (
+                [f"{name}_{p}" for p in ("upper", "middle", "lower")]
+                if kind == "bbands"
                 else [name]
+            )
             plan.append((kind, (period,), names))
             continue
         m = _MACD.fullmatch(s)

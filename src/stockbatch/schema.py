@@ -65,8 +65,15 @@ PRICE_COLUMNS = ("open", "high", "low", "close", "adj_close")
 # Columns a caller may leave out: they are filled with nulls (or the keyword's value).
 _OPTIONAL = {
     "bars/1": {"adj_close", "source", "interval"},  # interval only when interval= is given
-    "quotes/1": {"previous_close", "change", "change_percent", "volume", "market_cap",
-                 "currency", "source"},
+    "quotes/1": {
+        "previous_close",
+        "change",
+        "change_percent",
+        "volume",
+        "market_cap",
+        "currency",
+        "source",
+    },
 }
 
 _MAX_EXACT_INT_IN_F64 = 2**53
@@ -110,12 +117,19 @@ def _describe(t: pa.DataType) -> str:
 def _conform_string(col: pa.ChunkedArray, t: pa.DataType) -> _Conformed:
     if pa.types.is_dictionary(t):
         inner = t.value_type
-        if not (pa.types.is_string(inner) or pa.types.is_large_string(inner)
-                or pa.types.is_string_view(inner)):
+        if not (
+            pa.types.is_string(inner)
+            or pa.types.is_large_string(inner)
+            or pa.types.is_string_view(inner)
+        ):
             return None, f"dictionary of {inner} is not a dictionary of strings"
         return pc.cast(col, pa.string()), None
-    if (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
-            or pa.types.is_null(t)):
+    if (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_string_view(t)
+        or pa.types.is_null(t)
+    ):
         return col.cast(pa.string()), None
     return None, "expected a string column"
 
@@ -170,8 +184,10 @@ def _conform_ts(col: pa.ChunkedArray, t: pa.DataType, tz: str | None, truncate: 
         try:
             return col.cast(UTC_US), None
         except pa.ArrowInvalid:
-            return None, ("nanosecond timestamps that are not whole microseconds; "
-                          "pass truncate=True to drop the sub-microsecond part")
+            return None, (
+                "nanosecond timestamps that are not whole microseconds; "
+                "pass truncate=True to drop the sub-microsecond part"
+            )
     return col.cast(UTC_US, safe=not truncate), None
 
 
@@ -218,11 +234,15 @@ def conform(
         if name not in table.column_names:
             value = fill.get(name)
             if name in optional and (name != "interval" or value is not None):
-                columns.append(pa.array([value] * n if value is not None else [None] * n,
-                                        field.type) if n else pa.array([], field.type))
+                columns.append(
+                    pa.array([value] * n if value is not None else [None] * n, field.type)
+                    if n
+                    else pa.array([], field.type)
+                )
                 continue
             problems[name] = "missing required column" + (
-                " (or pass interval=)" if name == "interval" else "")
+                " (or pass interval=)" if name == "interval" else ""
+            )
             continue
         col = table.column(name)
         t = col.type
@@ -254,8 +274,11 @@ def conform(
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def local_dates(symbol: pa.Array | pa.ChunkedArray, ts: pa.Array | pa.ChunkedArray,
-                zones: Mapping[str, str | None]) -> pa.Array:
+def local_dates(
+    symbol: pa.Array | pa.ChunkedArray,
+    ts: pa.Array | pa.ChunkedArray,
+    zones: Mapping[str, str | None],
+) -> pa.Array:
     """The exchange-local calendar day (``date32``) of each ``ts``, in the zone of its
     symbol (``zones``; a symbol missing or None there is dated in UTC)."""
     ts = ts.cast(UTC_US)

@@ -119,8 +119,11 @@ class Snapshot:
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        out.update(coalescing_ratio=self.coalescing_ratio, error_rate=self.error_rate,
-                   expiry_rate=self.expiry_rate)
+        out.update(
+            coalescing_ratio=self.coalescing_ratio,
+            error_rate=self.error_rate,
+            expiry_rate=self.expiry_rate,
+        )
         return out
 
 
@@ -152,15 +155,28 @@ def _collect(objects: tuple[Any, ...] | list[Any], at: float) -> Snapshot:
         kinds[mod_q.BatchQueue] = "queue"
         kinds[mod_c.Coalescer] = "coalescer"
     agg: dict[str, Any] = dict(
-        queues=0, coalescers=0, queue_depth=0, queue_fill=0.0, put=0, got=0, expired=0,
-        cancelled=0, max_wait=0.0, closed_nonempty=0, requests_in=0, calls_out=0, calls_done=0,
-        calls_failed=0)
+        queues=0,
+        coalescers=0,
+        queue_depth=0,
+        queue_fill=0.0,
+        put=0,
+        got=0,
+        expired=0,
+        cancelled=0,
+        max_wait=0.0,
+        closed_nonempty=0,
+        requests_in=0,
+        calls_out=0,
+        calls_done=0,
+        calls_failed=0,
+    )
     wait_total = 0.0
     for obj in objects:
         kind = kinds.get(type(obj))
         if kind is None:
-            raise TypeError(f"cannot take stats of {type(obj).__name__}: give a BatchQueue "
-                            "or a Coalescer")
+            raise TypeError(
+                f"cannot take stats of {type(obj).__name__}: give a BatchQueue or a Coalescer"
+            )
         s = obj.stats()
         if kind == "queue":
             agg["queues"] += 1
@@ -201,8 +217,9 @@ class Monitor:
         Finished calls / put requests needed before a rate may degrade health.
     """
 
-    def __init__(self, *objects: Any, thresholds: _Thresholds | None = None,
-                 min_sample: int = 20) -> None:
+    def __init__(
+        self, *objects: Any, thresholds: _Thresholds | None = None, min_sample: int = 20
+    ) -> None:
         self._objects = objects
         self._thresholds = _merge_thresholds(thresholds)
         self._min_sample = int(min_sample)
@@ -214,8 +231,9 @@ class Monitor:
         last, self._last = self._last, snap
         if last is not None and snap.at > last.at:
             ops = max(0, snap.got - last.got) / (snap.at - last.at)
-            snap = Snapshot(**{**{k: getattr(snap, k) for k in snap.__dataclass_fields__},
-                               "ops_per_s": ops})
+            snap = Snapshot(
+                **{**{k: getattr(snap, k) for k in snap.__dataclass_fields__}, "ops_per_s": ops}
+            )
             self._last = snap
         return snap
 
@@ -235,8 +253,7 @@ def _merge_thresholds(thresholds: _Thresholds | None) -> dict[str, tuple[float, 
     return merged
 
 
-def grade(snap: Snapshot, *, thresholds: _Thresholds | None = None,
-          min_sample: int = 20) -> Health:
+def grade(snap: Snapshot, *, thresholds: _Thresholds | None = None, min_sample: int = 20) -> Health:
     """Grade a :class:`Snapshot` against the thresholds (see the module docstring)."""
     th = _merge_thresholds(thresholds)
     status = HEALTHY
@@ -251,7 +268,9 @@ def grade(snap: Snapshot, *, thresholds: _Thresholds | None = None,
         degraded, unhealthy = th[name]
         level = UNHEALTHY if value >= unhealthy else DEGRADED if value >= degraded else HEALTHY
         if level != HEALTHY:
-            reasons.append(f"{name} {value:.3g} >= {unhealthy if level == UNHEALTHY else degraded:g}")
+            reasons.append(
+                f"{name} {value:.3g} >= {unhealthy if level == UNHEALTHY else degraded:g}"
+            )
             if _RANK[level] > _RANK[status]:
                 status = level
     if snap.closed_nonempty:
@@ -261,8 +280,7 @@ def grade(snap: Snapshot, *, thresholds: _Thresholds | None = None,
     return Health(status, tuple(reasons), snap)
 
 
-def health(*objects: Any, thresholds: _Thresholds | None = None,
-           min_sample: int = 20) -> Health:
+def health(*objects: Any, thresholds: _Thresholds | None = None, min_sample: int = 20) -> Health:
     """Grade the request layer: ``healthy``, ``degraded`` or ``unhealthy``.
 
     ``objects`` are BatchQueue / Coalescer instances, or one :class:`Snapshot` or

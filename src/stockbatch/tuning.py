@@ -46,14 +46,22 @@ import pyarrow.compute as pc
 
 from ._redact import redact
 
-__all__ = ["tune", "TuneReport", "Trial", "Recommendation", "CONFIG_KEYS", "load_config",
-           "DEFAULT_SYMBOLS"]
+__all__ = [
+    "tune",
+    "TuneReport",
+    "Trial",
+    "Recommendation",
+    "CONFIG_KEYS",
+    "load_config",
+    "DEFAULT_SYMBOLS",
+]
 
 #: Symbols tried when none are given: 48 large, liquid US names.
 DEFAULT_SYMBOLS = (
     "AAPL MSFT AMZN GOOGL META NVDA TSLA BRK-B JPM V JNJ WMT PG MA UNH HD XOM CVX LLY ABBV "
     "MRK PEP KO AVGO COST TMO MCD CSCO ACN ABT DHR NKE ADBE CRM TXN NEE LIN PM ORCL AMD "
-    "INTC QCOM HON UPS IBM CAT GS BA").split()
+    "INTC QCOM HON UPS IBM CAT GS BA"
+).split()
 CONCURRENCY = (2, 4, 8, 16, 32)
 LEVELS = ("basic", "advanced", "extreme")
 CHUNK_ROWS = (4_096, 16_384, 65_536, 262_144)
@@ -65,8 +73,16 @@ LEVEL_ROWS = 50_000  # rows of each level trial (the same for every level: a fai
 
 #: Keys of the ``[ingest]`` table of a config file (``ingest --config``), and their types.
 CONFIG_KEYS: dict[str, type] = {
-    "concurrency": int, "level": str, "chunk_rows": int, "upsert_strategy": str,
-    "source": str, "base_url": str, "db": str, "mode": str, "table": str, "period": str,
+    "concurrency": int,
+    "level": str,
+    "chunk_rows": int,
+    "upsert_strategy": str,
+    "source": str,
+    "base_url": str,
+    "db": str,
+    "mode": str,
+    "table": str,
+    "period": str,
     "interval": str,
 }
 
@@ -119,10 +135,16 @@ class TuneReport:
 
     def text(self) -> str:
         """The recommendations, one line each, then what was left out."""
-        lines = [f"stockbatch tune: {self.db}, source {self.source}, {self.symbols} symbols, "
-                 f"{len(self.trials)} trials in {self.seconds:.1f} s"]
-        lines += [f"  {r.knob}={r.value}: {r.reason}" if r.value is not None else
-                  f"  {r.knob}: {r.reason}" for r in self.recommendations]
+        lines = [
+            f"stockbatch tune: {self.db}, source {self.source}, {self.symbols} symbols, "
+            f"{len(self.trials)} trials in {self.seconds:.1f} s"
+        ]
+        lines += [
+            f"  {r.knob}={r.value}: {r.reason}"
+            if r.value is not None
+            else f"  {r.knob}: {r.reason}"
+            for r in self.recommendations
+        ]
         lines += [f"  (not measured: {s})" for s in self.skipped]
         return "\n".join(lines)
 
@@ -139,9 +161,13 @@ class TuneReport:
     def to_toml(self) -> str:
         """A config for ``stockbatch ingest --config``: the ``[ingest]`` table."""
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        out = [f"# written by stockbatch tune on {now}", f"# database: {self.db}",
-               f"# source: {self.source}, {self.symbols} symbols, {self.seconds:.0f} s of trials",
-               "", "[ingest]"]
+        out = [
+            f"# written by stockbatch tune on {now}",
+            f"# database: {self.db}",
+            f"# source: {self.source}, {self.symbols} symbols, {self.seconds:.0f} s of trials",
+            "",
+            "[ingest]",
+        ]
         for r in self.recommendations:
             if r.value is None:
                 continue
@@ -152,8 +178,7 @@ class TuneReport:
     def write_config(self, path: str | Path) -> Path:
         """Write :meth:`to_toml` (or :meth:`to_json` for a ``.json`` path) to ``path``."""
         p = Path(path)
-        p.write_text(self.to_json() if p.suffix == ".json" else self.to_toml(),
-                     encoding="utf-8")
+        p.write_text(self.to_json() if p.suffix == ".json" else self.to_toml(), encoding="utf-8")
         return p
 
 
@@ -170,14 +195,15 @@ def load_config(path: str | Path) -> dict[str, Any]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"config {str(p)!r} is not valid JSON: {exc}") from None
-        section = data.get("settings", data.get("ingest", data)) if isinstance(data, dict) \
-            else None
+        section = data.get("settings", data.get("ingest", data)) if isinstance(data, dict) else None
     else:
         try:
             import tomllib  # type: ignore[import-not-found, unused-ignore]  # 3.11+
         except ModuleNotFoundError:  # Python 3.10
-            raise ValueError("reading a TOML config needs Python 3.11; write it as JSON "
-                             "(stockbatch tune -o tuned.json)") from None
+            raise ValueError(
+                "reading a TOML config needs Python 3.11; write it as JSON "
+                "(stockbatch tune -o tuned.json)"
+            ) from None
         try:
             section = tomllib.loads(text).get("ingest")
         except tomllib.TOMLDecodeError as exc:
@@ -187,11 +213,11 @@ def load_config(path: str | Path) -> dict[str, Any]:
     for key, value in section.items():
         want = CONFIG_KEYS.get(key)
         if want is None:
-            raise ValueError(f"config {str(p)!r}: unknown key {key!r} in [ingest]; use "
-                             f"{', '.join(CONFIG_KEYS)}")
+            raise ValueError(
+                f"config {str(p)!r}: unknown key {key!r} in [ingest]; use {', '.join(CONFIG_KEYS)}"
+            )
         if not isinstance(value, want) or isinstance(value, bool):
-            raise ValueError(f"config {str(p)!r}: {key} must be {want.__name__}, not "
-                             f"{value!r}")
+            raise ValueError(f"config {str(p)!r}: {key} must be {want.__name__}, not {value!r}")
     return dict(section)
 
 
@@ -203,10 +229,18 @@ class _Clock:
         return self.budget - (time.perf_counter() - self.t0)
 
 
-def tune(db: str, *, source: str = "yahoo", base_url: str | None = None,
-         symbols: Iterable[str] | None = None, budget_s: float = 60.0, period: str = "1y",
-         interval: str = "1d", rows: int = 100_000,
-         on_progress: Callable[[int, int, str], Any] | None = None) -> TuneReport:
+def tune(
+    db: str,
+    *,
+    source: str = "yahoo",
+    base_url: str | None = None,
+    symbols: Iterable[str] | None = None,
+    budget_s: float = 60.0,
+    period: str = "1y",
+    interval: str = "1d",
+    rows: int = 100_000,
+    on_progress: Callable[[int, int, str], Any] | None = None,
+) -> TuneReport:
     """Measure, on ``db`` and ``source``, the settings of an ingest; see the module docstring.
 
     Parameters
@@ -248,10 +282,13 @@ def tune(db: str, *, source: str = "yahoo", base_url: str | None = None,
         dialect = probe.dialect.name
     finally:
         probe.close()
-    report = TuneReport(db=redact(str(db)), source=source, symbols=len(names),
-                        budget_s=budget_s)
-    steps = len(CONCURRENCY) + len(LEVELS) + len(CHUNK_ROWS) + (
-        len(STRATEGIES) if dialect == "postgresql" else 0)
+    report = TuneReport(db=redact(str(db)), source=source, symbols=len(names), budget_s=budget_s)
+    steps = (
+        len(CONCURRENCY)
+        + len(LEVELS)
+        + len(CHUNK_ROWS)
+        + (len(STRATEGIES) if dialect == "postgresql" else 0)
+    )
     done = 0
 
     def tick(label: str) -> None:
@@ -261,11 +298,13 @@ def tune(db: str, *, source: str = "yahoo", base_url: str | None = None,
             on_progress(done, steps, label)
 
     with BatchProcessingEngine(max_concurrent_jobs=1) as engine:
-        bars = _tune_concurrency(engine, report, names, source, base_url, period, interval,
-                                 clock, budget_s * 0.45, tick)
+        bars = _tune_concurrency(
+            engine, report, names, source, base_url, period, interval, clock, budget_s * 0.45, tick
+        )
     if bars is None or bars.num_rows == 0:
-        report.recommendations.append(Recommendation(
-            "level", None, "nothing was fetched, so the database was not measured"))
+        report.recommendations.append(
+            Recommendation("level", None, "nothing was fetched, so the database was not measured")
+        )
         report.seconds = budget_s - clock.left()
         return report
     data = _scale(bars, rows)
@@ -280,9 +319,18 @@ def tune(db: str, *, source: str = "yahoo", base_url: str | None = None,
     return report
 
 
-def _tune_concurrency(engine: Any, report: TuneReport, names: list[str], source: str,
-                      base_url: str | None, period: str, interval: str, clock: _Clock,
-                      share: float, tick: Callable[[str], None]) -> pa.Table | None:
+def _tune_concurrency(
+    engine: Any,
+    report: TuneReport,
+    names: list[str],
+    source: str,
+    base_url: str | None,
+    period: str,
+    interval: str,
+    clock: _Clock,
+    share: float,
+    tick: Callable[[str], None],
+) -> pa.Table | None:
     from .pipeline._job import resolve_source
 
     trials: list[Trial] = []
@@ -305,18 +353,31 @@ def _tune_concurrency(engine: Any, report: TuneReport, names: list[str], source:
         secs, fetched, failures, table, rounds = 0.0, 0, 0, None, 0
         try:
             if not warmed:  # imports, the first connections: not part of any trial
-                engine.run(engine.create_stock_data_pipeline_job(
-                    names[:2], source=src, store_data=False, period=period,
-                    interval=interval, concurrency=c))
+                engine.run(
+                    engine.create_stock_data_pipeline_job(
+                        names[:2],
+                        source=src,
+                        store_data=False,
+                        period=period,
+                        interval=interval,
+                        concurrency=c,
+                    )
+                )
                 warmed = True
                 before = src.stats.rate_limited
             else:
                 before = 0
-            while rounds == 0 or (secs < MIN_TRIAL_S and rounds < 20
-                                  and clock.left() - stop_at > secs / rounds):
+            while rounds == 0 or (
+                secs < MIN_TRIAL_S and rounds < 20 and clock.left() - stop_at > secs / rounds
+            ):
                 job = engine.create_stock_data_pipeline_job(
-                    names, source=src, store_data=False, period=period, interval=interval,
-                    concurrency=c)
+                    names,
+                    source=src,
+                    store_data=False,
+                    period=period,
+                    interval=interval,
+                    concurrency=c,
+                )
                 t0 = time.perf_counter()
                 result = engine.run(job)
                 secs += time.perf_counter() - t0
@@ -326,9 +387,15 @@ def _tune_concurrency(engine: Any, report: TuneReport, names: list[str], source:
                 table = result.table
         finally:
             engine.run_coroutine(src.aclose(), 30)
-        trial = Trial("concurrency", c, secs, fetched,
-                      rate_limited=src.stats.rate_limited - before, failures=failures,
-                      note=f"{len(names)} symbols fetched {rounds}x, nothing stored")
+        trial = Trial(
+            "concurrency",
+            c,
+            secs,
+            fetched,
+            rate_limited=src.stats.rate_limited - before,
+            failures=failures,
+            note=f"{len(names)} symbols fetched {rounds}x, nothing stored",
+        )
         fetched = table.num_rows if table is not None else 0
         trials.append(trial)
         report.trials.append(trial)
@@ -338,7 +405,7 @@ def _tune_concurrency(engine: Any, report: TuneReport, names: list[str], source:
             best_table = table
         prev = [t for t in trials[:-1] if t.rate_limited == 0 and t.failures == 0]
         if not clean or (prev and trial.rate < max(t.rate for t in prev) * GAIN):
-            for rest in CONCURRENCY[CONCURRENCY.index(c) + 1:]:
+            for rest in CONCURRENCY[CONCURRENCY.index(c) + 1 :]:
                 why = "429s or failures" if not clean else "gained < 10 %"
                 report.skipped.append(f"concurrency={rest} (stopped: {why} at {c})")
                 tick(f"concurrency={rest} skipped")
@@ -352,17 +419,24 @@ def _pick_concurrency(trials: list[Trial]) -> Recommendation:
         return Recommendation("concurrency", None, "not measured (budget)")
     clean = [t for t in trials if t.rate_limited == 0 and t.failures == 0]
     bad = [t for t in trials if t not in clean]
-    worst = "; ".join(f"{t.value} drew {t.rate_limited} 429s and {t.failures} failures"
-                      for t in bad)
+    worst = "; ".join(
+        f"{t.value} drew {t.rate_limited} 429s and {t.failures} failures" for t in bad
+    )
     if not clean:
-        return Recommendation("concurrency", None, "every concurrency tried drew 429s or "
-                              f"failures ({worst}): lower the source's rate or try later")
+        return Recommendation(
+            "concurrency",
+            None,
+            "every concurrency tried drew 429s or "
+            f"failures ({worst}): lower the source's rate or try later",
+        )
     top = max(clean, key=lambda t: t.rate)
     pick = min((t for t in clean if t.rate * GAIN >= top.rate), key=lambda t: t.value)
     base = min(clean, key=lambda t: t.value)
     vs = f", {pick.rate / base.rate:.1f}x concurrency={base.value}" if pick is not base else ""
-    why = (f"{pick.rate:,.0f} bars/s fetching ({pick.rows:,} bars in {pick.seconds:.2f} s"
-           f"{vs}), no 429s")
+    why = (
+        f"{pick.rate:,.0f} bars/s fetching ({pick.rows:,} bars in {pick.seconds:.2f} s"
+        f"{vs}), no 429s"
+    )
     if pick is not top:
         why += f"; {top.value} was only {top.rate / pick.rate:.2f}x faster"
     rest = [t for t in clean if t is not pick and t is not top and t is not base]
@@ -384,8 +458,9 @@ def _scale(bars: pa.Table, rows: int) -> pa.Table:
     return pa.concat_tables(parts).slice(0, rows)
 
 
-def _ingest(db: str, table: str, data: pa.Table, chunk: int, *, fresh: bool,
-            **options: Any) -> tuple[float, int]:
+def _ingest(
+    db: str, table: str, data: pa.Table, chunk: int, *, fresh: bool, **options: Any
+) -> tuple[float, int]:
     """Upsert ``data`` in transactions of ``chunk`` rows; (seconds, rows the database
     took: written + updated + unchanged)."""
     from .sinks import connect
@@ -404,8 +479,15 @@ def _ingest(db: str, table: str, data: pa.Table, chunk: int, *, fresh: bool,
         return time.perf_counter() - t0, moved
 
 
-def _tune_database(report: TuneReport, db: str, dialect: str, data: pa.Table, table: str,
-                   clock: _Clock, tick: Callable[[str], None]) -> None:
+def _tune_database(
+    report: TuneReport,
+    db: str,
+    dialect: str,
+    data: pa.Table,
+    table: str,
+    clock: _Clock,
+    tick: Callable[[str], None],
+) -> None:
     n = data.num_rows
     note = f"{n:,} rows: the fetched bars repeated under other symbol names"
     # -- level: every level on the same rows (a fair race), the default level first
@@ -421,8 +503,9 @@ def _tune_database(report: TuneReport, db: str, dialect: str, data: pa.Table, ta
             tick(f"level={lvl} skipped")
             continue
         secs, moved = _ingest(db, table, part, ENGINE_CHUNK, fresh=True, level=lvl)
-        t = Trial("level", lvl, secs, moved,
-                  note=f"upsert of {part.num_rows:,} rows into an empty table")
+        t = Trial(
+            "level", lvl, secs, moved, note=f"upsert of {part.num_rows:,} rows into an empty table"
+        )
         levels.append(t)
         report.trials.append(t)
         tick(f"level={lvl}: {t.rate:,.0f} rows/s")
@@ -431,16 +514,23 @@ def _tune_database(report: TuneReport, db: str, dialect: str, data: pa.Table, ta
     best = top if top.rate >= base.rate * GAIN else base
     others = ", ".join(f"{t.value} {t.rate:,.0f}" for t in levels if t is not best)
     if best is top and best is base:
-        why = (f"{best.rate:,.0f} rows/s on your database, the default and the fastest "
-               f"({others} rows/s)")
+        why = (
+            f"{best.rate:,.0f} rows/s on your database, the default and the fastest "
+            f"({others} rows/s)"
+        )
     elif best is base:
-        why = (f"{best.rate:,.0f} rows/s on your database, the default; {top.value} was "
-               f"not 10 % faster ({others} rows/s)")
+        why = (
+            f"{best.rate:,.0f} rows/s on your database, the default; {top.value} was "
+            f"not 10 % faster ({others} rows/s)"
+        )
     else:
-        why = (f"{best.rate / base.rate:.1f}x {base.value} on your database, "
-               f"{best.rate:,.0f} rows/s ({others} rows/s)")
-    report.recommendations.append(Recommendation(
-        "level", best.value, why + f"; {part.num_rows:,} of your bars, upserted"))
+        why = (
+            f"{best.rate / base.rate:.1f}x {base.value} on your database, "
+            f"{best.rate:,.0f} rows/s ({others} rows/s)"
+        )
+    report.recommendations.append(
+        Recommendation("level", best.value, why + f"; {part.num_rows:,} of your bars, upserted")
+    )
     # -- rows per transaction
     chunks: list[Trial] = []
     for size in CHUNK_ROWS:
@@ -467,19 +557,24 @@ def _tune_database(report: TuneReport, db: str, dialect: str, data: pa.Table, ta
             why += f" ({pick.rate / low.rate:.1f}x chunk_rows={low.value:,})"
         report.recommendations.append(Recommendation("chunk_rows", pick.value, why))
     else:
-        report.recommendations.append(Recommendation("chunk_rows", None, "not measured "
-                                                     "(budget)"))
+        report.recommendations.append(Recommendation("chunk_rows", None, "not measured (budget)"))
     # -- upsert strategy
     if dialect != "postgresql":
-        report.recommendations.append(Recommendation(
-            "upsert_strategy", None, f"{dialect} has one upsert (staging table + one "
-            "set-based INSERT … ON CONFLICT); nothing to choose"))
+        report.recommendations.append(
+            Recommendation(
+                "upsert_strategy",
+                None,
+                f"{dialect} has one upsert (staging table + one "
+                "set-based INSERT … ON CONFLICT); nothing to choose",
+            )
+        )
         return
     per_row = best.seconds / best.rows
     if clock.left() < per_row * n * 4:
         report.skipped.append("upsert_strategy (budget)")
-        report.recommendations.append(Recommendation("upsert_strategy", None,
-                                                     "not measured (budget)"))
+        report.recommendations.append(
+            Recommendation("upsert_strategy", None, "not measured (budget)")
+        )
         return
     _ingest(db, table, data, ENGINE_CHUNK, fresh=True, level=best.value)  # the stored state
     strategies: list[Trial] = []
@@ -493,21 +588,32 @@ def _tune_database(report: TuneReport, db: str, dialect: str, data: pa.Table, ta
         changed = pc.if_else(even, pc.multiply(close, 1 + 0.001 * (i + 1)), close)
         i_close = data.schema.get_field_index("close")
         again = data.set_column(i_close, data.schema.field(i_close), changed)
-        secs, moved = _ingest(db, table, again, ENGINE_CHUNK, fresh=False, level=best.value,
-                              upsert_strategy=strat)
-        t = Trial("upsert_strategy", strat, secs, moved,
-                  note=f"re-upsert of {n:,} stored rows, half of them changed")
+        secs, moved = _ingest(
+            db, table, again, ENGINE_CHUNK, fresh=False, level=best.value, upsert_strategy=strat
+        )
+        t = Trial(
+            "upsert_strategy",
+            strat,
+            secs,
+            moved,
+            note=f"re-upsert of {n:,} stored rows, half of them changed",
+        )
         strategies.append(t)
         report.trials.append(t)
         tick(f"upsert_strategy={strat}: {t.rate:,.0f} rows/s")
     if not strategies:
-        report.recommendations.append(Recommendation("upsert_strategy", None,
-                                                     "not measured (budget)"))
+        report.recommendations.append(
+            Recommendation("upsert_strategy", None, "not measured (budget)")
+        )
         return
     top = max(strategies, key=lambda t: t.rate)
     rest = [t for t in strategies if t is not top]
     vs = ", ".join(f"{top.rate / t.rate:.1f}x {t.value}" for t in rest)
-    report.recommendations.append(Recommendation(
-        "upsert_strategy", top.value,
-        f"{vs + ', ' if vs else ''}{top.rate:,.0f} rows/s re-upserting rows with half of "
-        "them changed"))
+    report.recommendations.append(
+        Recommendation(
+            "upsert_strategy",
+            top.value,
+            f"{vs + ', ' if vs else ''}{top.rate:,.0f} rows/s re-upserting rows with half of "
+            "them changed",
+        )
+    )

@@ -15,27 +15,37 @@ SYMS = [f"S{i:04d}" for i in range(12)]
 
 
 def source(srv, attempts: int = 1) -> YahooChartSource:
-    return YahooChartSource(base_url=srv.url, rate=1e9, burst=10**6, cache=False,
-                            retry=RetryPolicy(attempts=attempts, base=0.01, max_delay=0.02,
-                                              max_retry_after=0.05), concurrency=12)
+    return YahooChartSource(
+        base_url=srv.url,
+        rate=1e9,
+        burst=10**6,
+        cache=False,
+        retry=RetryPolicy(attempts=attempts, base=0.01, max_delay=0.02, max_retry_after=0.05),
+        concurrency=12,
+    )
 
 
 def run(engine, srv, tmp_path, syms=SYMS, **kw):
-    job = engine.create_stock_data_pipeline_job(syms, source=source(srv, **kw), period="1mo",
-                                                sink=str(tmp_path / "a.db"))
+    job = engine.create_stock_data_pipeline_job(
+        syms, source=source(srv, **kw), period="1mo", sink=str(tmp_path / "a.db")
+    )
     return engine.run(job)
 
 
 def warnings_of(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == "stockbatch.alerts" and r.levelno == logging.WARNING]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "stockbatch.alerts" and r.levelno == logging.WARNING
+    ]
 
 
 def test_slow_responses_fire_one_latency_episode(faulty_server, tmp_path, caplog):
     faulty_server.add_fault("latency", route="chart", delay=0.3)
     got = []
-    with BatchProcessingEngine(alert_thresholds=Thresholds(latency_p95_s=0.2,
-                                                           min_calls=5)) as engine:
+    with BatchProcessingEngine(
+        alert_thresholds=Thresholds(latency_p95_s=0.2, min_calls=5)
+    ) as engine:
         engine.on_alert(got.append)
         with caplog.at_level(logging.INFO, logger="stockbatch.alerts"):
             result = run(engine, faulty_server, tmp_path)
@@ -63,8 +73,10 @@ def test_5xx_burst_fires_then_resolves(faulty_server, tmp_path, caplog):
             healthy = [f"H{i:04d}" for i in range(120)]
             second = run(engine, faulty_server, tmp_path, syms=healthy)
     assert second.success
-    assert [(a.metric, a.state) for a in got] == [("error_rate", "firing"),
-                                                  ("error_rate", "resolved")]
+    assert [(a.metric, a.state) for a in got] == [
+        ("error_rate", "firing"),
+        ("error_rate", "resolved"),
+    ]
     assert len(warnings_of(caplog)) == 1
     assert [a["state"] for a in second.stats["alerts"]] == ["resolved"]
 
@@ -117,8 +129,20 @@ def test_cli_shows_the_alert_live_and_in_the_summary(faulty_server, tmp_path, ca
     from stockbatch.cli import main
 
     faulty_server.add_fault("latency", route="chart", delay=0.3)
-    code = main(["ingest", *SYMS, "--db", str(tmp_path / "c.db"), "--base-url",
-                 faulty_server.url, "--period", "1mo", "--alert", "latency_p95_s=0.2"])
+    code = main(
+        [
+            "ingest",
+            *SYMS,
+            "--db",
+            str(tmp_path / "c.db"),
+            "--base-url",
+            faulty_server.url,
+            "--period",
+            "1mo",
+            "--alert",
+            "latency_p95_s=0.2",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0
     assert "⚠ alert: latency_p95" in err and "over its threshold 0.20 s" in err  # live
@@ -126,8 +150,9 @@ def test_cli_shows_the_alert_live_and_in_the_summary(faulty_server, tmp_path, ca
     assert err.count("⚠ alert:") == 1
 
 
-@pytest.mark.parametrize("arg, why", [("latency=1", "METRIC=LIMIT"),
-                                      ("error_rate=-1", "positive number")])
+@pytest.mark.parametrize(
+    "arg, why", [("latency=1", "METRIC=LIMIT"), ("error_rate=-1", "positive number")]
+)
 def test_cli_refuses_bad_alert_options(arg, why, capsys):
     from stockbatch.cli import main
 
@@ -144,8 +169,9 @@ def test_a_blocked_database_fills_the_hand_off(fixture_server, tmp_path):
 
     db = tmp_path / "locked.db"
     got = []
-    with BatchProcessingEngine(slots=8, chunk_rows=600, min_chunk_rows=300,
-                               alert_thresholds=Thresholds(queue_fill=0.5)) as engine:
+    with BatchProcessingEngine(
+        slots=8, chunk_rows=600, min_chunk_rows=300, alert_thresholds=Thresholds(queue_fill=0.5)
+    ) as engine:
         fired = threading.Event()
 
         def on_alert(alert):
@@ -160,9 +186,14 @@ def test_a_blocked_database_fills_the_hand_off(fixture_server, tmp_path):
         timer = threading.Thread(target=lambda: (fired.wait(10), blocker.commit()))
         timer.start()
         try:
-            result = engine.run(engine.create_stock_data_pipeline_job(
-                [f"Q{i:03d}" for i in range(40)], source=source(fixture_server),
-                period="1y", sink=str(db)))
+            result = engine.run(
+                engine.create_stock_data_pipeline_job(
+                    [f"Q{i:03d}" for i in range(40)],
+                    source=source(fixture_server),
+                    period="1y",
+                    sink=str(db),
+                )
+            )
         finally:
             timer.join()
             blocker.close()

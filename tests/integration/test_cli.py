@@ -44,19 +44,46 @@ def _summary_value(text: str, label: str) -> int:
 def stored_db(fixture_server, tmp_path_factory):
     """One database with AAPL, MSFT and 7203.T (3 months of daily bars), made by the CLI."""
     db = tmp_path_factory.mktemp("cli") / "three.db"
-    code = main(["ingest", "AAPL", "MSFT", "7203.T", "--db", str(db),
-                 "--base-url", fixture_server.url, "--period", "3mo", "-q"])
+    code = main(
+        [
+            "ingest",
+            "AAPL",
+            "MSFT",
+            "7203.T",
+            "--db",
+            str(db),
+            "--base-url",
+            fixture_server.url,
+            "--period",
+            "3mo",
+            "-q",
+        ]
+    )
     assert code == 0
     return db
 
 
 # -- ingest --------------------------------------------------------------------------------
 
+
 def test_ingest_three_symbols_exit_0_and_rows_in_db(fixture_server, tmp_path, capsys):
     db = tmp_path / "a.db"
-    code = main(["ingest", "AAPL", "MSFT", "7203.T", "--db", str(db),
-                 "--base-url", fixture_server.url, "--period", "6mo",
-                 "--indicators", "sma20,rsi14"])
+    code = main(
+        [
+            "ingest",
+            "AAPL",
+            "MSFT",
+            "7203.T",
+            "--db",
+            str(db),
+            "--base-url",
+            fixture_server.url,
+            "--period",
+            "6mo",
+            "--indicators",
+            "sma20,rsi14",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     counts = _counts(db)
@@ -68,23 +95,54 @@ def test_ingest_three_symbols_exit_0_and_rows_in_db(fixture_server, tmp_path, ca
     assert _summary_value(out, "rows stored") == sum(counts.values())
     with sqlite3.connect(db) as conn:  # the quarantine table is made for the first reject
         tables = {t for (t,) in conn.execute("SELECT name FROM sqlite_master")}
-        quarantined = (conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-                       if "quarantine" in tables else 0)
+        quarantined = (
+            conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+            if "quarantine" in tables
+            else 0
+        )
     assert quarantined == rejected
     for stage in ("fetch ms", "transform ms", "validate ms", "store ms", "analyze ms"):
         assert stage in out
     assert "3/3" in err  # the progress bar's final state
     # idempotent: the same command again stores the same rows, no duplicates
-    assert main(["ingest", "AAPL", "MSFT", "7203.T", "--db", str(db),
-                 "--base-url", fixture_server.url, "--period", "6mo", "-q"]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                "AAPL",
+                "MSFT",
+                "7203.T",
+                "--db",
+                str(db),
+                "--base-url",
+                fixture_server.url,
+                "--period",
+                "6mo",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert _counts(db) == counts
     assert capsys.readouterr().out == ""  # --quiet prints nothing when all went well
 
 
 def test_ingest_unknown_symbol_exit_1_others_stored(fixture_server, tmp_path, capsys):
     db = tmp_path / "b.db"
-    code = main(["ingest", "AAPL", "UNKNOWNZZ", "MSFT", "--db", str(db),
-                 "--base-url", fixture_server.url, "--period", "1mo"])
+    code = main(
+        [
+            "ingest",
+            "AAPL",
+            "UNKNOWNZZ",
+            "MSFT",
+            "--db",
+            str(db),
+            "--base-url",
+            fixture_server.url,
+            "--period",
+            "1mo",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 1
     assert set(_counts(db)) == {"AAPL", "MSFT"}
@@ -96,8 +154,20 @@ def test_ingest_unknown_symbol_exit_1_others_stored(fixture_server, tmp_path, ca
 
 def test_ingest_quiet_reports_failures_on_stderr(fixture_server, tmp_path, capsys):
     db = tmp_path / "q.db"
-    code = main(["ingest", "AAPL", "INVALID1", "--db", str(db), "-q",
-                 "--base-url", fixture_server.url, "--period", "5d"])
+    code = main(
+        [
+            "ingest",
+            "AAPL",
+            "INVALID1",
+            "--db",
+            str(db),
+            "-q",
+            "--base-url",
+            fixture_server.url,
+            "--period",
+            "5d",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 1
     assert out == ""
@@ -109,9 +179,22 @@ def test_ingest_symbols_file_and_start_end(fixture_server, tmp_path, capsys):
     listing = tmp_path / "symbols.txt"
     listing.write_text("# portfolio\nAAPL, MSFT\n7203.T   6758.T  # Tokyo\n\nAAPL\n")
     db = tmp_path / "f.db"
-    code = main(["ingest", "--symbols-file", str(listing), "NVDA", "--db", str(db),
-                 "--base-url", fixture_server.url, "--start", "2026-01-05",
-                 "--end", "2026-02-02"])
+    code = main(
+        [
+            "ingest",
+            "--symbols-file",
+            str(listing),
+            "NVDA",
+            "--db",
+            str(db),
+            "--base-url",
+            fixture_server.url,
+            "--start",
+            "2026-01-05",
+            "--end",
+            "2026-02-02",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     counts = _counts(db)
     assert set(counts) == {"AAPL", "MSFT", "7203.T", "6758.T", "NVDA"}
@@ -121,27 +204,31 @@ def test_ingest_symbols_file_and_start_end(fixture_server, tmp_path, capsys):
     assert counts["AAPL"] == 20  # weekdays in [Jan 5, Feb 2)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["ingest"], "no symbols"),
-    (["ingest", "AAPL", "--period", "3x"], "bad period"),
-    (["ingest", "AAPL", "--start", "2026-02-30"], "bad date"),
-    (["ingest", "AAPL", "--start", "2026-01-01", "--period", "1y"], "not allowed with"),
-    (["ingest", "AAPL", "--period", "1y", "--end", "2026-01-01"], "--end goes with --start"),
-    (["ingest", "AAPL", "--start", "2026-05-01", "--end", "2026-04-01"], "is not after start"),
-    (["ingest", "AAPL", "--mode", "merge"], "invalid choice"),
-    (["ingest", "AAPL", "--source", "bloomberg"], "invalid choice"),
-    (["ingest", "AAPL", "--interval", "7m"], "invalid choice"),
-    (["ingest", "AAPL", "--indicators", "sma20,foo7"], "unknown indicator spec 'foo7'"),
-    (["ingest", "AAPL", "--symbols-file", "/nonexistent/symbols.txt"], "cannot read symbols"),
-    (["ingest", "AAPL", "--concurrency", "0"], "must be at least 1"),
-    (["ingest", "AA PL"], "invalid symbol"),
-    (["frobnicate"], "invalid choice"),
-    ([], "required"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["ingest"], "no symbols"),
+        (["ingest", "AAPL", "--period", "3x"], "bad period"),
+        (["ingest", "AAPL", "--start", "2026-02-30"], "bad date"),
+        (["ingest", "AAPL", "--start", "2026-01-01", "--period", "1y"], "not allowed with"),
+        (["ingest", "AAPL", "--period", "1y", "--end", "2026-01-01"], "--end goes with --start"),
+        (["ingest", "AAPL", "--start", "2026-05-01", "--end", "2026-04-01"], "is not after start"),
+        (["ingest", "AAPL", "--mode", "merge"], "invalid choice"),
+        (["ingest", "AAPL", "--source", "bloomberg"], "invalid choice"),
+        (["ingest", "AAPL", "--interval", "7m"], "invalid choice"),
+        (["ingest", "AAPL", "--indicators", "sma20,foo7"], "unknown indicator spec 'foo7'"),
+        (["ingest", "AAPL", "--symbols-file", "/nonexistent/symbols.txt"], "cannot read symbols"),
+        (["ingest", "AAPL", "--concurrency", "0"], "must be at least 1"),
+        (["ingest", "AA PL"], "invalid symbol"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
+    ],
+)
 def test_usage_errors_exit_2(argv, message, fixture_server, tmp_path, capsys):
     db = tmp_path / "never.db"
-    argv = argv + (["--db", str(db), "--base-url", fixture_server.url]
-                   if argv[:1] == ["ingest"] else [])
+    argv = argv + (
+        ["--db", str(db), "--base-url", fixture_server.url] if argv[:1] == ["ingest"] else []
+    )
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert message in err
@@ -151,8 +238,16 @@ def test_usage_errors_exit_2(argv, message, fixture_server, tmp_path, capsys):
 
 def test_unreachable_database_exit_1_one_line_no_password(fixture_server, tmp_path, capsys):
     before = fixture_server.hits("chart", "AMZN")
-    code = main(["ingest", "AMZN", "--db", "postgresql://bob:s3cretpw@127.0.0.1:1/x",
-                 "--base-url", fixture_server.url])
+    code = main(
+        [
+            "ingest",
+            "AMZN",
+            "--db",
+            "postgresql://bob:s3cretpw@127.0.0.1:1/x",
+            "--base-url",
+            fixture_server.url,
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 1
     assert out == ""
@@ -161,8 +256,16 @@ def test_unreachable_database_exit_1_one_line_no_password(fixture_server, tmp_pa
     assert "s3cretpw" not in err and "bob:***@" in err
     assert fixture_server.hits("chart", "AMZN") == before  # refused before fetching
 
-    code = main(["ingest", "AAPL", "--db", str(tmp_path / "no" / "such" / "dir.db"),
-                 "--base-url", fixture_server.url])
+    code = main(
+        [
+            "ingest",
+            "AAPL",
+            "--db",
+            str(tmp_path / "no" / "such" / "dir.db"),
+            "--base-url",
+            fixture_server.url,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "cannot connect" in err and len(err.strip().splitlines()) == 1
 
@@ -173,8 +276,18 @@ def test_unreachable_database_exit_1_one_line_no_password(fixture_server, tmp_pa
 
 def test_provider_error_before_start_exit_1(fixture_server, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("ALPHAVANTAGE_API_KEY", raising=False)
-    code = main(["ingest", "AAPL", "--source", "alphavantage", "--db", str(tmp_path / "av.db"),
-                 "--base-url", fixture_server.url])
+    code = main(
+        [
+            "ingest",
+            "AAPL",
+            "--source",
+            "alphavantage",
+            "--db",
+            str(tmp_path / "av.db"),
+            "--base-url",
+            fixture_server.url,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert err.strip().splitlines() == [err.strip()] and "no API key" in err
@@ -184,22 +297,44 @@ def test_provider_error_before_start_exit_1(fixture_server, tmp_path, monkeypatc
 def test_ingest_alphavantage_key_never_printed(fixture_server, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "k3yZZsecret")
     db = tmp_path / "av.db"
-    code = main(["ingest", "AAPL", "7203.T", "UNKNOWNAV", "--source", "alphavantage",
-                 "--db", str(db), "--base-url", fixture_server.url, "--period", "1mo"])
+    code = main(
+        [
+            "ingest",
+            "AAPL",
+            "7203.T",
+            "UNKNOWNAV",
+            "--source",
+            "alphavantage",
+            "--db",
+            str(db),
+            "--base-url",
+            fixture_server.url,
+            "--period",
+            "1mo",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 1  # UNKNOWNAV
     assert "k3yZZsecret" not in out + err and "UNKNOWNAV" in out
     with sqlite3.connect(db) as conn:
-        rows = dict(conn.execute("SELECT symbol, count(*) FROM bars WHERE source = "
-                                 "'alphavantage' GROUP BY symbol"))
+        rows = dict(
+            conn.execute(
+                "SELECT symbol, count(*) FROM bars WHERE source = 'alphavantage' GROUP BY symbol"
+            )
+        )
     assert set(rows) == {"AAPL", "7203.T"} and min(rows.values()) >= 15
 
 
 # -- read ----------------------------------------------------------------------------------
 
+
 def _csv(text: str) -> pa.Table:
-    return pacsv.read_csv(io.BytesIO(text.encode()), convert_options=pacsv.ConvertOptions(
-        column_types={"ts": pa.timestamp("us", tz="UTC"), "volume": pa.int64()}))
+    return pacsv.read_csv(
+        io.BytesIO(text.encode()),
+        convert_options=pacsv.ConvertOptions(
+            column_types={"ts": pa.timestamp("us", tz="UTC"), "volume": pa.int64()}
+        ),
+    )
 
 
 def test_read_csv_matches_db(stored_db, capsys):
@@ -241,8 +376,24 @@ def test_read_table(stored_db, capsys):
 def test_read_window_and_partly_missing_symbols(stored_db, capsys):
     stored = sb.read(str(stored_db), "AAPL")["ts"].to_pylist()
     start, end = stored[10], stored[20]  # daily bars at 05:00 UTC (New York midnight)
-    assert main(["read", "AAPL", "--db", str(stored_db), "--csv", "--interval", "1d",
-                 "--start", start.isoformat(), "--end", end.isoformat()]) == 0
+    assert (
+        main(
+            [
+                "read",
+                "AAPL",
+                "--db",
+                str(stored_db),
+                "--csv",
+                "--interval",
+                "1d",
+                "--start",
+                start.isoformat(),
+                "--end",
+                end.isoformat(),
+            ]
+        )
+        == 0
+    )
     got = _csv(capsys.readouterr().out)
     assert got["ts"].to_pylist() == stored[10:20]  # start inclusive, end exclusive
     # one symbol stored, one not: the stored one is shown, the exit code says 1
@@ -275,6 +426,7 @@ def test_read_unknown_symbol_exit_1(stored_db, capsys):
 
 # -- demo ----------------------------------------------------------------------------------
 
+
 def test_demo_symbols_deterministic_and_mixed():
     syms = demo_symbols(500)
     assert len(syms) == len(set(syms)) == 500
@@ -293,7 +445,7 @@ def test_demo_offline_into_tmp_db(tmp_path, capsys):
     counts = _counts(db)
     assert set(counts) == set(demo_symbols(20))
     assert all(240 <= n <= 262 for n in counts.values()), counts  # 1y of weekdays, minus
-    assert _summary_value(out, "symbols stored") == 20              # quarantined rows
+    assert _summary_value(out, "symbols stored") == 20  # quarantined rows
     assert f"stockbatch read AAPL --db {db}" in out
     assert "sb.read(" in out
     assert "20/20" in err
@@ -301,16 +453,24 @@ def test_demo_offline_into_tmp_db(tmp_path, capsys):
 
 # -- serve-fixture, python -m stockbatch ---------------------------------------------------
 
+
 def test_serve_fixture_subprocess_answers_then_stops():
-    proc = subprocess.Popen([sys.executable, "-m", "stockbatch", "serve-fixture", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stockbatch", "serve-fixture", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     try:
         line = proc.stdout.readline()
         m = re.search(r"http://127\.0\.0\.1:\d+", line)
         assert m, line + proc.stderr.read() if proc.poll() is not None else line
-        r = httpx.get(f"{m.group(0)}/v8/finance/chart/AAPL",
-                      params={"range": "5d", "interval": "1d"}, timeout=10)
+        r = httpx.get(
+            f"{m.group(0)}/v8/finance/chart/AAPL",
+            params={"range": "5d", "interval": "1d"},
+            timeout=10,
+        )
         assert r.status_code == 200
         result = r.json()["chart"]["result"][0]
         assert result["meta"]["symbol"] == "AAPL" and len(result["timestamp"]) >= 3
@@ -327,12 +487,18 @@ def test_version_and_help(capsys):
     out = capsys.readouterr().out
     for command in ("ingest", "demo", "serve-fixture", "read", "bench"):
         assert command in out
-    done = subprocess.run([sys.executable, "-m", "stockbatch", "serve-fixture", "--help"],
-                          capture_output=True, text=True, env=_env(), timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "stockbatch", "serve-fixture", "--help"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+    )
     assert done.returncode == 0 and "--fault" in done.stdout
 
 
 # -- bench ---------------------------------------------------------------------------------
+
 
 def test_bench_without_bench_dir_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert main(["bench", "--bench-dir", str(tmp_path / "nope")]) == 2
@@ -357,11 +523,29 @@ def test_bench_runs_pytest_and_writes_report(tmp_path):
         "    benchmark.group = 'tiny'\n"
         "    assert benchmark(sum, range(10_000)) == 49_995_000\n\n"
         "def test_not_a_benchmark():\n"
-        "    assert True\n")
+        "    assert True\n"
+    )
     out = tmp_path / "report"
-    done = subprocess.run([sys.executable, "-m", "stockbatch", "bench", "--quick",
-                           "--bench-dir", str(bench), "--out", str(out), "-k", "sum"],
-                          capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stockbatch",
+            "bench",
+            "--quick",
+            "--bench-dir",
+            str(bench),
+            "--out",
+            str(out),
+            "-k",
+            "sum",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "--benchmark-max-time=0.1" in done.stderr  # the command is shown
     assert "1 passed" not in done.stdout and len(done.stdout.splitlines()) < 10  # short
@@ -379,13 +563,30 @@ def test_bench_touches_no_database_it_was_not_given():
     root = SRC.parent
     if not (root / "bench" / "conftest.py").exists():
         pytest.skip("no source checkout")
-    env = {k: v for k, v in _env().items()
-           if k not in ("STOCKBATCH_PG_URI", "STOCKBATCH_MYSQL_URI")}
+    env = {
+        k: v for k, v in _env().items() if k not in ("STOCKBATCH_PG_URI", "STOCKBATCH_MYSQL_URI")
+    }
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "bench/test_pipeline.py", "bench/test_ingest.py",
-         "-q", "-rs", "-p", "no:cacheprovider", "--benchmark-disable", "-k",
-         "(daily and stockbatch-10-postgresql) or mysql_append or pg_upsert"],
-        capture_output=True, text=True, env=env, cwd=root, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "bench/test_pipeline.py",
+            "bench/test_ingest.py",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "--benchmark-disable",
+            "-k",
+            "(daily and stockbatch-10-postgresql) or mysql_append or pg_upsert",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     assert "passed" not in done.stdout.splitlines()[-1]
     assert "STOCKBATCH_PG_URI is not set: no PostgreSQL benchmark" in done.stdout

@@ -24,13 +24,14 @@ def files(tmp_path_factory, fixture_server):
     locked = d / "locked.db"
     sqlite3.connect(locked).close()
     good = d / "good.db"
-    assert main(["ingest", "AAPL", "--db", str(good), "--base-url", fixture_server.url,
-                 "-q"]) == 0
+    assert main(["ingest", "AAPL", "--db", str(good), "--base-url", fixture_server.url, "-q"]) == 0
     check = d / "check.db"
     with sqlite3.connect(check) as conn:  # a bars table with a CHECK no row passes
-        conn.execute("CREATE TABLE bars (symbol TEXT, interval TEXT, ts INTEGER, open REAL, "
-                     "high REAL, low REAL, close REAL CHECK (close < 0), adj_close REAL, "
-                     "volume INTEGER, source TEXT, PRIMARY KEY (symbol, interval, ts))")
+        conn.execute(
+            "CREATE TABLE bars (symbol TEXT, interval TEXT, ts INTEGER, open REAL, "
+            "high REAL, low REAL, close REAL CHECK (close < 0), adj_close REAL, "
+            "volume INTEGER, source TEXT, PRIMARY KEY (symbol, interval, ts))"
+        )
     return d
 
 
@@ -42,11 +43,33 @@ BAD = [
     (["ingest", "AAPL", "--db", "nosuchscheme://x", "--base-url", "{url}"], 1),
     (["ingest", "AAPL", "--db", "postgresql://nobody@127.0.0.1:1/x", "--base-url", "{url}"], 1),
     (["ingest", "AAPL", "--db", "{d}/t1.db", "--table", "temp.t", "--base-url", "{url}"], 2),
-    (["ingest", "AAPL", "--db", "{d}/t2.db", "--table", "x; DROP TABLE y", "--base-url",
-      "{url}"], 2),
+    (
+        [
+            "ingest",
+            "AAPL",
+            "--db",
+            "{d}/t2.db",
+            "--table",
+            "x; DROP TABLE y",
+            "--base-url",
+            "{url}",
+        ],
+        2,
+    ),
     (["ingest", "AAPL", "--db", "{d}/check.db", "--base-url", "{url}", "--period", "1y"], 1),
-    (["ingest", "AAPL", "--db", "{d}/t3.db", "--base-url", "http://127.0.0.1:1",
-      "--timeout", "10"], 1),
+    (
+        [
+            "ingest",
+            "AAPL",
+            "--db",
+            "{d}/t3.db",
+            "--base-url",
+            "http://127.0.0.1:1",
+            "--timeout",
+            "10",
+        ],
+        1,
+    ),
     (["ingest", "AAPL", "--interval", "3h"], 2),
     (["ingest", "AAPL", "--interval", "5d"], 2),
     (["ingest", "AAPL", "--period", "7x"], 2),

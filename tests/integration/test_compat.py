@@ -39,17 +39,20 @@ def yfinance_at(base: str):
     from yfinance.scrapers import history as yh
     from yfinance.scrapers import quote as yq
 
-    saved = [(yh, "_BASE_URL_", yh._BASE_URL_), (yb, "_BASE_URL_", yb._BASE_URL_),
-             (yq, "_QUOTE_SUMMARY_URL_", yq._QUOTE_SUMMARY_URL_),
-             (yq, "_QUERY1_URL_", yq._QUERY1_URL_),
-             (yd.YfData, "_get_cookie_and_crumb", yd.YfData._get_cookie_and_crumb),
-             (cr.Session, "request", cr.Session.request)]
+    saved = [
+        (yh, "_BASE_URL_", yh._BASE_URL_),
+        (yb, "_BASE_URL_", yb._BASE_URL_),
+        (yq, "_QUOTE_SUMMARY_URL_", yq._QUOTE_SUMMARY_URL_),
+        (yq, "_QUERY1_URL_", yq._QUERY1_URL_),
+        (yd.YfData, "_get_cookie_and_crumb", yd.YfData._get_cookie_and_crumb),
+        (cr.Session, "request", cr.Session.request),
+    ]
     real_request = cr.Session.request
 
     def loopback_only(self, method, url, *args, **kwargs):
         url = str(url)
         if url.startswith("https://query1.finance.yahoo.com/"):  # Ticker.info's hard-coded URL
-            url = base + url[len("https://query1.finance.yahoo.com"):]
+            url = base + url[len("https://query1.finance.yahoo.com") :]
         if not url.startswith(base):
             raise ConnectionRefusedError(f"test guard: {url} is not the fixture server")
         return real_request(self, method, url, *args, **kwargs)
@@ -99,8 +102,11 @@ def assert_same_frame(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
 
 # -- history against yfinance ------------------------------------------------------------------
 
-@pytest.mark.parametrize(("code", "symbol"), [("7203", "7203.T"), ("AAPL", "AAPL"),
-                                              ("6758.T", "6758.T"), ("VOD.L", "VOD.L")])
+
+@pytest.mark.parametrize(
+    ("code", "symbol"),
+    [("7203", "7203.T"), ("AAPL", "AAPL"), ("6758.T", "6758.T"), ("VOD.L", "VOD.L")],
+)
 def test_daily_history_equals_yfinance(fetcher, code, symbol):
     ours = fetcher.get_historical_data(code, period="1y")
     theirs = yf_history(symbol, period="1y")
@@ -133,8 +139,10 @@ def test_weekly_history_equals_yfinance(fetcher):
 
 def test_range_history_equals_yfinance(fetcher):
     today = dt.date.today()
-    start, end = (today - dt.timedelta(days=90)).isoformat(), \
-        (today - dt.timedelta(days=30)).isoformat()
+    start, end = (
+        (today - dt.timedelta(days=90)).isoformat(),
+        (today - dt.timedelta(days=30)).isoformat(),
+    )
     ours = fetcher.get_historical_data_range("7203", start, end)
     theirs = yf_history("7203.T", start=start, end=end)
     assert_same_frame(ours, theirs)
@@ -142,22 +150,32 @@ def test_range_history_equals_yfinance(fetcher):
     assert ours.index.max() < pd.Timestamp(end)
     # datetimes work like strings
     again = fetcher.get_historical_data_range(
-        "AAPL", dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end))
+        "AAPL", dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
+    )
     assert_same_frame(again, yf_history("AAPL", start=start, end=end))
 
 
 # -- quotes -----------------------------------------------------------------------------------
 
+
 def raw_quotes(server, symbols):
     url = f"{server.url}/v7/finance/quote?symbols={','.join(symbols)}"
-    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, timeout=10) as resp:
         return {q["symbol"]: q for q in json.loads(resp.read())["quoteResponse"]["result"]}
 
 
 def test_current_price_matches_the_quote_endpoint(fetcher, server):
     out = fetcher.get_current_price("7203")
-    assert set(out) == {"symbol", "current_price", "previous_close", "change",
-                        "change_percent", "volume", "market_cap", "timestamp"}
+    assert set(out) == {
+        "symbol",
+        "current_price",
+        "previous_close",
+        "change",
+        "change_percent",
+        "volume",
+        "market_cap",
+        "timestamp",
+    }
     q = raw_quotes(server, ["7203.T"])["7203.T"]
     assert out["symbol"] == "7203.T"
     assert out["current_price"] == q["regularMarketPrice"]
@@ -197,6 +215,7 @@ def test_realtime_data_keeps_only_successes(fetcher):
 
 
 # -- bulk history -----------------------------------------------------------------------------
+
 
 def test_bulk_history_equals_single_calls_and_yfinance(fetcher, server):
     codes = ["7203", "6758", "AAPL", "UNKNOWNB", "no/slash", "7203"]
@@ -248,6 +267,7 @@ def test_bulk_history_refuses_bad_period(fetcher):
 
 # -- errors -----------------------------------------------------------------------------------
 
+
 def test_unknown_symbol_is_data_not_found(fetcher):
     with pytest.raises(DataNotFoundError) as info:
         fetcher.get_historical_data("UNKNOWN1")
@@ -267,17 +287,23 @@ def test_malformed_codes_never_reach_the_server(fetcher, server, code):
     assert server.stats()["requests"] == before
 
 
-@pytest.mark.parametrize(("period", "interval"), [("7y", "1d"), ("1y", "3h"),
-                                                  ("1mo", "1m"), ("1y", "5m")])
+@pytest.mark.parametrize(
+    ("period", "interval"), [("7y", "1d"), ("1y", "3h"), ("1mo", "1m"), ("1y", "5m")]
+)
 def test_bad_period_or_interval(fetcher, period, interval):
     with pytest.raises(InvalidSymbolError):
         fetcher.get_historical_data("7203", period=period, interval=interval)
 
 
-@pytest.mark.parametrize(("start", "end"), [("2026-03-01", "2026-02-01"),
-                                            ("2026-03-01", "2026-03-01"),
-                                            ("2026/03/01", "2026-04-01"),
-                                            ("yesterday", "2026-04-01")])
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2026-03-01", "2026-02-01"),
+        ("2026-03-01", "2026-03-01"),
+        ("2026/03/01", "2026-04-01"),
+        ("yesterday", "2026-04-01"),
+    ],
+)
 def test_bad_ranges(fetcher, start, end):
     with pytest.raises(InvalidSymbolError):
         fetcher.get_historical_data_range("7203", start, end)
@@ -296,14 +322,25 @@ def test_undecodable_payload_is_a_stock_fetcher_error(server):
 
 # -- the .T rule ------------------------------------------------------------------------------
 
+
 def test_suffix_rule_default_and_configurable(server):
     with StockFetcher(base_url=server.url) as f:  # the original's rule
-        assert [f._format_symbol(c) for c in ("7203", "aapl", "AAPL", "6758.T", "7203")] == \
-            ["7203.T", "aapl.T", "AAPL.T", "6758.T", "7203.T"]
+        assert [f._format_symbol(c) for c in ("7203", "aapl", "AAPL", "6758.T", "7203")] == [
+            "7203.T",
+            "aapl.T",
+            "AAPL.T",
+            "6758.T",
+            "7203.T",
+        ]
         assert f._format_symbol("7203", "O") == "7203.O"
     with StockFetcher(base_url=server.url, market_suffix=".T") as f:  # the TSE rule
-        assert [f._format_symbol(c) for c in ("7203", "130A", "AAPL", "6758.T", "^N225")] == \
-            ["7203.T", "130A.T", "AAPL", "6758.T", "^N225"]
+        assert [f._format_symbol(c) for c in ("7203", "130A", "AAPL", "6758.T", "^N225")] == [
+            "7203.T",
+            "130A.T",
+            "AAPL",
+            "6758.T",
+            "^N225",
+        ]
         assert f.get_current_price("130A")["symbol"] == "130A.T"
     with StockFetcher(base_url=server.url, market_suffix=".OS") as f:
         assert f._format_symbol("7203") == "7203.OS"
@@ -320,6 +357,7 @@ def test_suffix_rule_default_and_configurable(server):
 
 # -- caching ----------------------------------------------------------------------------------
 
+
 def test_history_is_cached_and_copies_are_handed_out(fetcher, server):
     first = fetcher.get_historical_data("4502", period="3mo")
     n = hits(server, "chart", "4502.T")
@@ -334,8 +372,13 @@ def test_history_is_cached_and_copies_are_handed_out(fetcher, server):
 
 def test_values_are_float64_and_int64(fetcher):
     frame = fetcher.get_historical_data("7203", period="1y")
-    assert frame.dtypes.to_dict() == {"Open": np.float64, "High": np.float64,
-                                      "Low": np.float64, "Close": np.float64,
-                                      "Volume": np.int64, "Dividends": np.float64,
-                                      "Stock Splits": np.float64}
+    assert frame.dtypes.to_dict() == {
+        "Open": np.float64,
+        "High": np.float64,
+        "Low": np.float64,
+        "Close": np.float64,
+        "Volume": np.int64,
+        "Dividends": np.float64,
+        "Stock Splits": np.float64,
+    }
     assert (frame["High"] >= frame["Low"]).all()

@@ -42,8 +42,7 @@ class UserFetcher:
     def get_company_info(self, code):
         return {"symbol": self._format_symbol(code), "owner": self.label}
 
-    def bulk_get_historical_data(self, codes, period="1y", interval="1d", batch_size=50,
-                                 delay=0.1):
+    def bulk_get_historical_data(self, codes, period="1y", interval="1d", batch_size=50, delay=0.1):
         out = {}
         for code in codes:
             try:

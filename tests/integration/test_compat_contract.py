@@ -38,10 +38,30 @@ from stockbatch.testing import FixtureServer
 yf = pytest.importorskip("yfinance")
 
 MODES = ["stockbatch", "yfinance"]
-PRICE_KEYS = {"symbol", "current_price", "previous_close", "change", "change_percent", "volume",
-              "market_cap", "timestamp"}
-COMPANY_KEYS = {"symbol", "name", "sector", "industry", "market_cap", "employees",
-                "description", "website", "headquarters", "country", "currency", "exchange"}
+PRICE_KEYS = {
+    "symbol",
+    "current_price",
+    "previous_close",
+    "change",
+    "change_percent",
+    "volume",
+    "market_cap",
+    "timestamp",
+}
+COMPANY_KEYS = {
+    "symbol",
+    "name",
+    "sector",
+    "industry",
+    "market_cap",
+    "employees",
+    "description",
+    "website",
+    "headquarters",
+    "country",
+    "currency",
+    "exchange",
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +84,10 @@ def fetcher(server, mode):
 @pytest.fixture
 def pair(server):
     """One fetcher per mode, for answers that must be equal."""
-    with StockFetcher(base_url=server.url) as a, \
-            StockFetcher(base_url=server.url, mode="yfinance") as b:
+    with (
+        StockFetcher(base_url=server.url) as a,
+        StockFetcher(base_url=server.url, mode="yfinance") as b,
+    ):
         yield a, b
 
 
@@ -75,15 +97,26 @@ def requests(server) -> int:
 
 # -- construction ------------------------------------------------------------------------------
 
+
 def test_constructor_defaults_are_the_originals():
     with StockFetcher() as f:
-        assert (f.cache_size, f.price_cache_ttl, f.historical_cache_ttl, f.retry_count,
-                f.retry_delay) == (128, 30, 300, 3, 1.0)
+        assert (
+            f.cache_size,
+            f.price_cache_ttl,
+            f.historical_cache_ttl,
+            f.retry_count,
+            f.retry_delay,
+        ) == (128, 30, 300, 3, 1.0)
         assert f.company_cache_ttl == 3600
         assert f.mode == "stockbatch"
     with StockFetcher(2, 5, 10, 2, 0.1) as f:  # positional, as the original took them
-        assert (f.cache_size, f.price_cache_ttl, f.historical_cache_ttl, f.retry_count,
-                f.retry_delay) == (2, 5, 10, 2, 0.1)
+        assert (
+            f.cache_size,
+            f.price_cache_ttl,
+            f.historical_cache_ttl,
+            f.retry_count,
+            f.retry_delay,
+        ) == (2, 5, 10, 2, 0.1)
 
 
 @pytest.mark.parametrize("kw", [{"mode": "fast"}, {"symbols": "loose"}])
@@ -93,6 +126,7 @@ def test_bad_options_are_value_errors(kw):
 
 
 # -- symbols -----------------------------------------------------------------------------------
+
 
 def test_format_symbol_is_the_originals(fetcher):
     assert fetcher._format_symbol("7203") == "7203.T"
@@ -105,16 +139,20 @@ def test_format_symbol_is_the_originals(fetcher):
 
 def test_faster_suffix_rules_are_options(server):
     with StockFetcher(base_url=server.url, market_suffix=".T") as f:
-        assert [f._format_symbol(c) for c in ("7203", "130A", "AAPL")] == \
-            ["7203.T", "130A.T", "AAPL"]
+        assert [f._format_symbol(c) for c in ("7203", "130A", "AAPL")] == [
+            "7203.T",
+            "130A.T",
+            "AAPL",
+        ]
     with StockFetcher(base_url=server.url, market_suffix=None) as f:
         assert f._format_symbol("7203") == "7203"
     with pytest.raises(TypeError):
         StockFetcher(market_suffix=".T", suffix_rule=str.upper)
 
 
-@pytest.mark.parametrize("code", ["EMPTY_TEST", "TEST_RANGE", "PERF_TEST", "TZ_TEST", "AAPL",
-                                  "7203", "72"])
+@pytest.mark.parametrize(
+    "code", ["EMPTY_TEST", "TEST_RANGE", "PERF_TEST", "TZ_TEST", "AAPL", "7203", "72"]
+)
 def test_any_string_of_two_or_more_characters_is_a_symbol(fetcher, code):
     fetcher._validate_symbol(code)
 
@@ -124,8 +162,11 @@ def test_too_short_or_not_a_string_is_invalid(fetcher, server, code):
     before = requests(server)
     with pytest.raises(InvalidSymbolError):
         fetcher._validate_symbol(code)
-    for method in (fetcher.get_current_price, fetcher.get_historical_data,
-                   fetcher.get_company_info):
+    for method in (
+        fetcher.get_current_price,
+        fetcher.get_historical_data,
+        fetcher.get_company_info,
+    ):
         with pytest.raises(InvalidSymbolError):
             method(code)
     assert requests(server) == before
@@ -158,6 +199,7 @@ def test_strict_symbols_are_an_option(server):
 
 # -- get_current_price -------------------------------------------------------------------------
 
+
 def test_current_price_shape_and_values_agree_in_both_modes(pair):
     a, b = (f.get_current_price("7203") for f in pair)
     for out in (a, b):
@@ -165,8 +207,7 @@ def test_current_price_shape_and_values_agree_in_both_modes(pair):
         assert out["symbol"] == "7203.T"
         assert isinstance(out["timestamp"], dt.datetime)
         assert out["change"] == pytest.approx(out["current_price"] - out["previous_close"])
-        assert out["change_percent"] == pytest.approx(
-            out["change"] / out["previous_close"] * 100)
+        assert out["change_percent"] == pytest.approx(out["change"] / out["previous_close"] * 100)
     for key in PRICE_KEYS - {"timestamp"}:
         assert a[key] == b[key], key
 
@@ -194,23 +235,32 @@ def test_current_price_is_cached_for_price_cache_ttl(server, mode):
 
 # -- get_historical_data -----------------------------------------------------------------------
 
-@pytest.mark.parametrize(("period", "interval"), [("1mo", "1d"), ("1y", "1d"), ("5d", "5m"),
-                                                  ("2y", "1wk"), ("max", "1mo")])
+
+@pytest.mark.parametrize(
+    ("period", "interval"),
+    [("1mo", "1d"), ("1y", "1d"), ("5d", "5m"), ("2y", "1wk"), ("max", "1mo")],
+)
 def test_history_frames_agree_in_both_modes(pair, period, interval):
     a, b = (f.get_historical_data("7203", period=period, interval=interval) for f in pair)
     assert list(a.columns) == history_columns(True)
     assert a.index.tz is None
-    assert a.index.name == ("Datetime" if interval.endswith("m") and interval != "1mo"
-                            else "Date")
-    assert a.dtypes.to_dict() == {"Open": np.float64, "High": np.float64, "Low": np.float64,
-                                  "Close": np.float64, "Volume": np.int64,
-                                  "Dividends": np.float64, "Stock Splits": np.float64}
+    assert a.index.name == ("Datetime" if interval.endswith("m") and interval != "1mo" else "Date")
+    assert a.dtypes.to_dict() == {
+        "Open": np.float64,
+        "High": np.float64,
+        "Low": np.float64,
+        "Close": np.float64,
+        "Volume": np.int64,
+        "Dividends": np.float64,
+        "Stock Splits": np.float64,
+    }
     pd.testing.assert_frame_equal(a, b, check_freq=False, rtol=1e-12)
 
 
-@pytest.mark.parametrize(("code", "dividends", "splits"), [("7203", True, False),
-                                                           ("6758", False, False),
-                                                           ("1302", True, True)])
+@pytest.mark.parametrize(
+    ("code", "dividends", "splits"),
+    [("7203", True, False), ("6758", False, False), ("1302", True, True)],
+)
 def test_dividends_and_splits_are_on_their_bars(pair, code, dividends, splits):
     a, b = (f.get_historical_data(code, period="max") for f in pair)
     pd.testing.assert_frame_equal(a, b, check_freq=False, rtol=1e-12)
@@ -240,8 +290,10 @@ def test_history_unknown_symbol(fetcher):
         fetcher.get_historical_data("UNKNOWN8")
 
 
-@pytest.mark.parametrize(("period", "interval"), [("7y", "1d"), ("1y", "3h"), ("1mo", "5m"),
-                                                  ("invalid", "1d"), ("1mo", "invalid")])
+@pytest.mark.parametrize(
+    ("period", "interval"),
+    [("7y", "1d"), ("1y", "3h"), ("1mo", "5m"), ("invalid", "1d"), ("1mo", "invalid")],
+)
 def test_history_refuses_what_the_original_refused(fetcher, server, period, interval):
     before = requests(server)
     with pytest.raises(InvalidSymbolError):
@@ -265,6 +317,7 @@ def test_history_is_cached_and_clear_all_caches_forgets(server, mode):
 
 # -- get_historical_data_range -----------------------------------------------------------------
 
+
 def test_range_agrees_in_both_modes(pair):
     today = dt.date.today()
     start = (today - dt.timedelta(days=120)).isoformat()
@@ -272,15 +325,21 @@ def test_range_agrees_in_both_modes(pair):
     a, b = (f.get_historical_data_range("7203", start, end) for f in pair)
     pd.testing.assert_frame_equal(a, b, check_freq=False, rtol=1e-12)
     assert a.index.min() >= pd.Timestamp(start) and a.index.max() < pd.Timestamp(end)
-    c = pair[0].get_historical_data_range("7203", dt.datetime.fromisoformat(start),
-                                          dt.datetime.fromisoformat(end))
+    c = pair[0].get_historical_data_range(
+        "7203", dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
+    )
     pd.testing.assert_frame_equal(a, c, check_freq=False)
 
 
-@pytest.mark.parametrize(("start", "end"), [("2026-03-01", "2026-02-01"),
-                                            ("2026-03-01", "2026-03-01"),
-                                            ("2026/03/01", "2026-04-01"),
-                                            ("2026-03-01", "tomorrow")])
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2026-03-01", "2026-02-01"),
+        ("2026-03-01", "2026-03-01"),
+        ("2026/03/01", "2026-04-01"),
+        ("2026-03-01", "tomorrow"),
+    ],
+)
 def test_range_refuses_bad_dates(fetcher, start, end):
     with pytest.raises(InvalidSymbolError):
         fetcher.get_historical_data_range("7203", start, end)
@@ -289,6 +348,7 @@ def test_range_refuses_bad_dates(fetcher, start, end):
 
 
 # -- get_company_info --------------------------------------------------------------------------
+
 
 def test_company_info_fields_agree_in_both_modes(pair, server):
     a, b = (f.get_company_info("7203") for f in pair)
@@ -309,6 +369,7 @@ def test_company_info_unknown_and_cached(fetcher, server):
 
 
 # -- get_realtime_data and the bulk methods ----------------------------------------------------
+
 
 def test_realtime_data_keeps_only_successes(fetcher):
     out = fetcher.get_realtime_data(["7203", "UNKNOWNR", "6758"])
@@ -332,8 +393,9 @@ def test_bulk_history_equals_single_calls(fetcher):
     out = fetcher.bulk_get_historical_data(codes, period="1y")
     assert list(out) == codes and out["UNKNOWNT"] is None
     for code in ("7203", "6758", "EMPTY_TEST", "sony"):
-        pd.testing.assert_frame_equal(out[code], fetcher.get_historical_data(code, "1y"),
-                                      check_freq=False, rtol=1e-12)
+        pd.testing.assert_frame_equal(
+            out[code], fetcher.get_historical_data(code, "1y"), check_freq=False, rtol=1e-12
+        )
     assert fetcher.bulk_get_historical_data([]) == {}
 
 
@@ -344,14 +406,17 @@ def test_bulk_frames_of_a_source_you_pass_have_its_actions(server):
     with StockFetcher(source=source) as f:
         bulk = f.bulk_get_historical_data(["7203"], period="2y")["7203"]
         assert (bulk["Dividends"] > 0).sum() >= 4
-        pd.testing.assert_frame_equal(bulk, f.get_historical_data("7203", "2y"),
-                                      check_freq=False, rtol=1e-12)
+        pd.testing.assert_frame_equal(
+            bulk, f.get_historical_data("7203", "2y"), check_freq=False, rtol=1e-12
+        )
     assert "fetch_history" not in vars(source)  # close() takes the events tap off again
 
 
 def test_bulk_methods_are_engine_jobs_in_yfinance_mode(server):
-    with StockFetcher(base_url=server.url, mode="yfinance") as f, \
-            patch("yfinance.Ticker") as ticker:
+    with (
+        StockFetcher(base_url=server.url, mode="yfinance") as f,
+        patch("yfinance.Ticker") as ticker,
+    ):
         frames = f.bulk_get_historical_data(["7203", "6758"], period="1mo")
         prices = f.bulk_get_current_prices(["7203", "6758"])
         assert ticker.call_count == 0
@@ -360,6 +425,7 @@ def test_bulk_methods_are_engine_jobs_in_yfinance_mode(server):
 
 
 # -- overrides ---------------------------------------------------------------------------------
+
 
 class CountingPrices(StockFetcher):
     """A user's subclass with its own get_current_price."""
@@ -406,14 +472,21 @@ def test_patched_price_method_is_used_and_runs_concurrently(server, mode):
         together.wait()
         return {"symbol": f"{code}.T", "current_price": float(code)}
 
-    with StockFetcher(base_url=server.url, mode=mode) as f, \
-            patch.object(StockFetcher, "get_current_price", side_effect=fake) as mock:
+    with (
+        StockFetcher(base_url=server.url, mode=mode) as f,
+        patch.object(StockFetcher, "get_current_price", side_effect=fake) as mock,
+    ):
         out = f.get_realtime_data(["7203", "6758", "9984"])
-        assert {c: v["current_price"] for c, v in out.items()} == \
-            {"7203": 7203.0, "6758": 6758.0, "9984": 9984.0}
+        assert {c: v["current_price"] for c, v in out.items()} == {
+            "7203": 7203.0,
+            "6758": 6758.0,
+            "9984": 9984.0,
+        }
         assert mock.call_count == 3
-    with StockFetcher(base_url=server.url, mode=mode) as f, \
-            patch.object(f, "get_current_price", return_value=None) as mock:
+    with (
+        StockFetcher(base_url=server.url, mode=mode) as f,
+        patch.object(f, "get_current_price", return_value=None) as mock,
+    ):
         assert f.get_realtime_data(["7203"]) == {}  # instance patch, too
         assert mock.call_count == 1
 
@@ -427,6 +500,7 @@ def test_unpatched_realtime_uses_one_batched_quote_call(server):
 
 
 # -- retries and errors ------------------------------------------------------------------------
+
 
 def test_retries_follow_retry_count_and_linear_delay():
     with FixtureServer() as srv:
@@ -451,8 +525,10 @@ def test_retries_follow_retry_count_and_linear_delay():
 
 
 def test_company_info_retries_too():
-    with FixtureServer() as srv, StockFetcher(base_url=srv.url, retry_count=2,
-                                              retry_delay=0.01) as f:
+    with (
+        FixtureServer() as srv,
+        StockFetcher(base_url=srv.url, retry_count=2, retry_delay=0.01) as f,
+    ):
         srv.add_fault("status", status=502, route="summary", times=1)
         assert f.get_company_info("7203")["symbol"] == "7203.T"
         assert srv.hits("summary", "7203.T") == 2
@@ -471,20 +547,24 @@ def test_yfinance_mode_retries_like_the_original(server):
             raise ConnectionError("Connection reset by peer")
         return real(symbol)
 
-    with StockFetcher(base_url=server.url, mode="yfinance", retry_count=3,
-                      retry_delay=0.01) as f, patch("yfinance.Ticker", side_effect=flaky):
+    with (
+        StockFetcher(base_url=server.url, mode="yfinance", retry_count=3, retry_delay=0.01) as f,
+        patch("yfinance.Ticker", side_effect=flaky),
+    ):
         assert f.get_current_price("8058")["symbol"] == "8058.T"
         assert len(calls) == 3
     calls.clear()
-    with StockFetcher(base_url=server.url, mode="yfinance", retry_count=2,
-                      retry_delay=0.01) as f, \
-            patch("yfinance.Ticker", side_effect=ConnectionError("Connection timeout")) as m:
+    with (
+        StockFetcher(base_url=server.url, mode="yfinance", retry_count=2, retry_delay=0.01) as f,
+        patch("yfinance.Ticker", side_effect=ConnectionError("Connection timeout")) as m,
+    ):
         with pytest.raises(NetworkError):
             f.get_current_price("8058")
         assert m.call_count == 2
-    with StockFetcher(base_url=server.url, mode="yfinance", retry_count=3,
-                      retry_delay=0.01) as f, \
-            patch("yfinance.Ticker", side_effect=Exception("API Error")) as m:
+    with (
+        StockFetcher(base_url=server.url, mode="yfinance", retry_count=3, retry_delay=0.01) as f,
+        patch("yfinance.Ticker", side_effect=Exception("API Error")) as m,
+    ):
         with pytest.raises(StockFetcherError) as info:
             f.get_current_price("8058")
         assert type(info.value) is StockFetcherError
@@ -500,17 +580,31 @@ def test_undecodable_payload_is_not_retried():
         assert srv.hits("chart", "8306.T") == 1
 
 
-@pytest.mark.parametrize(("message", "retryable"), [
-    ("Connection timeout", True), ("Network error", True), ("500 Internal Server Error", True),
-    ("503 Service Unavailable", True), ("Invalid symbol", False), ("Permission denied", False)])
+@pytest.mark.parametrize(
+    ("message", "retryable"),
+    [
+        ("Connection timeout", True),
+        ("Network error", True),
+        ("500 Internal Server Error", True),
+        ("503 Service Unavailable", True),
+        ("Invalid symbol", False),
+        ("Permission denied", False),
+    ],
+)
 def test_is_retryable_error(fetcher, message, retryable):
     assert fetcher._is_retryable_error(Exception(message)) is retryable
 
 
-@pytest.mark.parametrize(("message", "kind"), [
-    ("connection refused", NetworkError), ("read timeout", NetworkError),
-    ("symbol not found", InvalidSymbolError), ("no data for range", DataNotFoundError),
-    ("API Error", StockFetcherError)])
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("connection refused", NetworkError),
+        ("read timeout", NetworkError),
+        ("symbol not found", InvalidSymbolError),
+        ("no data for range", DataNotFoundError),
+        ("API Error", StockFetcherError),
+    ],
+)
 def test_handle_error_maps_like_the_original(fetcher, message, kind):
     error = RuntimeError(message)
     with pytest.raises(kind) as info:
@@ -534,6 +628,7 @@ def test_exception_tree():
 
 # -- yfinance mode: the original's calls, as suites that patch yfinance.Ticker see them --------
 
+
 @pytest.fixture
 def yf_fetcher(server):
     with StockFetcher(2, 5, 10, 2, 0.01, base_url=server.url, mode="yfinance") as f:
@@ -550,10 +645,17 @@ def ticker_mock(**attrs):
 def test_yfinance_mode_calls_ticker_as_the_original(yf_fetcher):
     index = pd.date_range("2024-01-01", periods=3, freq="D", tz="Asia/Tokyo")
     frame = pd.DataFrame({"Open": [1.0, 2, 3], "Close": [1.0, 2, 3]}, index=index)
-    ticker = ticker_mock(info={"currentPrice": 2500.0, "previousClose": 2480.0,
-                               "volume": 1_000_000, "longName": "Toyota", "sector": "Auto",
-                               "marketCap": 35},
-                         history=Mock(return_value=frame))
+    ticker = ticker_mock(
+        info={
+            "currentPrice": 2500.0,
+            "previousClose": 2480.0,
+            "volume": 1_000_000,
+            "longName": "Toyota",
+            "sector": "Auto",
+            "marketCap": 35,
+        },
+        history=Mock(return_value=frame),
+    )
     with patch("yfinance.Ticker", return_value=ticker) as cls:
         price = yf_fetcher.get_current_price("7203")
         assert price["current_price"] == 2500.0 and price["change"] == 20.0
@@ -564,16 +666,19 @@ def test_yfinance_mode_calls_ticker_as_the_original(yf_fetcher):
         assert list(out.columns) == ["Open", "Close"] and out.index.tz is None  # as given
         ticker.history.reset_mock()
         yf_fetcher.get_historical_data_range("7203", "2024-01-01", "2024-01-05")
-        ticker.history.assert_called_once_with(start=dt.datetime(2024, 1, 1),
-                                               end=dt.datetime(2024, 1, 5), interval="1d")
+        ticker.history.assert_called_once_with(
+            start=dt.datetime(2024, 1, 1), end=dt.datetime(2024, 1, 5), interval="1d"
+        )
         info = yf_fetcher.get_company_info("7203")
         assert (info["name"], info["sector"], info["market_cap"]) == ("Toyota", "Auto", 35)
         assert cls.call_count == 1  # _get_ticker keeps the Ticker (lru_cache)
 
 
 def test_yfinance_mode_empty_answers(yf_fetcher):
-    with patch("yfinance.Ticker", return_value=ticker_mock(
-            info={}, history=Mock(return_value=pd.DataFrame()))):
+    with patch(
+        "yfinance.Ticker",
+        return_value=ticker_mock(info={}, history=Mock(return_value=pd.DataFrame())),
+    ):
         with pytest.raises(DataNotFoundError):
             yf_fetcher.get_current_price("9999")
         with pytest.raises(DataNotFoundError):
@@ -584,19 +689,32 @@ def test_yfinance_mode_empty_answers(yf_fetcher):
 
 def test_mirror_module_is_yfinance_mode_with_a_patchable_yf(server):
     assert mirror.yf is yf
-    with mirror.StockFetcher(base_url=server.url, retry_delay=0.01) as f, \
-            patch("stockbatch.compat.stock_fetcher.yf.Ticker",
-                  side_effect=Exception("API Error")):
+    with (
+        mirror.StockFetcher(base_url=server.url, retry_delay=0.01) as f,
+        patch("stockbatch.compat.stock_fetcher.yf.Ticker", side_effect=Exception("API Error")),
+    ):
         assert f.mode == "yfinance"
         with pytest.raises(mirror.StockFetcherError):
             f.get_current_price("EXCEPTION_TEST")
-    assert {"DataCache", "cache_with_ttl", "NetworkError", "InvalidSymbolError",
-            "DataNotFoundError"} <= set(mirror.__all__)
+    assert {
+        "DataCache",
+        "cache_with_ttl",
+        "NetworkError",
+        "InvalidSymbolError",
+        "DataNotFoundError",
+    } <= set(mirror.__all__)
 
 
 def test_realtime_in_yfinance_mode_goes_through_get_current_price(yf_fetcher):
-    ticker = ticker_mock(info={"currentPrice": 10.0, "previousClose": 8.0, "volume": 1,
-                               "marketCap": 2, "longName": "x"})
+    ticker = ticker_mock(
+        info={
+            "currentPrice": 10.0,
+            "previousClose": 8.0,
+            "volume": 1,
+            "marketCap": 2,
+            "longName": "x",
+        }
+    )
     with patch("yfinance.Ticker", return_value=ticker) as cls:
         out = yf_fetcher.get_realtime_data(["7203", "6758"])
         assert {c: v["change"] for c, v in out.items()} == {"7203": 2.0, "6758": 2.0}
@@ -604,6 +722,7 @@ def test_realtime_in_yfinance_mode_goes_through_get_current_price(yf_fetcher):
 
 
 # -- the caches' API ---------------------------------------------------------------------------
+
 
 def test_method_caches_have_clear_cache_and_cache_size(server):
     with StockFetcher(base_url=server.url) as f:

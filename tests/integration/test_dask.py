@@ -15,13 +15,13 @@ import pytest
 
 pytest.importorskip("distributed")
 
-import adbc_driver_postgresql.dbapi as pg  # noqa: E402
-from distributed import Client, LocalCluster  # noqa: E402
+import adbc_driver_postgresql.dbapi as pg
+from distributed import Client, LocalCluster
 
-import stockbatch as sb  # noqa: E402
-import stockbatch.dask as sbd  # noqa: E402
-from stockbatch.sinks import Sink, connect  # noqa: E402
-from stockbatch.testing import FixtureServer  # noqa: E402
+import stockbatch as sb
+import stockbatch.dask as sbd
+from stockbatch.sinks import Sink, connect
+from stockbatch.testing import FixtureServer
 
 pytestmark = pytest.mark.postgres
 
@@ -30,8 +30,12 @@ SYMS = [f"S{i:04d}" for i in range(120)] + ["AAPL", "MSFT", "7203.T"]
 
 @pytest.fixture(scope="module")
 def client():
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -52,8 +56,10 @@ def tables(pg_uri):
 
 def _rows(pg_uri: str, table: str) -> list[tuple]:
     with pg.connect(pg_uri) as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT symbol, interval, ts, open, high, low, close, adj_close, volume "
-                    f"FROM {table} ORDER BY symbol, interval, ts")
+        cur.execute(
+            f"SELECT symbol, interval, ts, open, high, low, close, adj_close, volume "
+            f"FROM {table} ORDER BY symbol, interval, ts"
+        )
         return cur.fetchall()
 
 
@@ -61,16 +67,27 @@ def test_results_equal_the_local_engine(client, fixture_server, pg_uri, tables):
     local_t, dask_t = tables(), tables()
     seen: list[sb.pipeline.Progress] = []
     local = sb.ingest(SYMS, db=pg_uri, base_url=fixture_server.url, period="1y", table=local_t)
-    r = sbd.ingest(SYMS, client=client, db=pg_uri, base_url=fixture_server.url, period="1y",
-                   table=dask_t, on_progress=seen.append, shard_size=20)
+    r = sbd.ingest(
+        SYMS,
+        client=client,
+        db=pg_uri,
+        base_url=fixture_server.url,
+        period="1y",
+        table=dask_t,
+        on_progress=seen.append,
+        shard_size=20,
+    )
     assert r.success and r.status == "completed"
     assert list(r.symbols) == list(local.symbols)  # the caller's order
-    assert {s: o.to_dict() for s, o in r.symbols.items()} == \
-        {s: o.to_dict() for s, o in local.symbols.items()}
+    assert {s: o.to_dict() for s, o in r.symbols.items()} == {
+        s: o.to_dict() for s, o in local.symbols.items()
+    }
     for name in sb.pipeline.STAGES:
-        assert (r.stages[name].rows_in, r.stages[name].rows_out, r.stages[name].rejected) == \
-            (local.stages[name].rows_in, local.stages[name].rows_out,
-             local.stages[name].rejected)
+        assert (r.stages[name].rows_in, r.stages[name].rows_out, r.stages[name].rejected) == (
+            local.stages[name].rows_in,
+            local.stages[name].rows_out,
+            local.stages[name].rejected,
+        )
     assert r.stats["provider_calls"] == local.stats["provider_calls"] == len(SYMS)
     assert r.stats["shards"] == r.stats["shard_attempts"] == 7 and r.stats["workers"] == 2
     assert _rows(pg_uri, dask_t) == _rows(pg_uri, local_t)
@@ -79,8 +96,12 @@ def test_results_equal_the_local_engine(client, fixture_server, pg_uri, tables):
     assert seen and all(p.job_id == r.job_id and p.symbols_total == len(SYMS) for p in seen)
     assert [p.symbols_done for p in seen] == sorted(p.symbols_done for p in seen)
     last = seen[-1]
-    assert (last.symbols_done, last.rows_stored, last.rows_rejected, last.stage) == \
-        (len(SYMS), r.rows_stored, r.rows_rejected, "done")
+    assert (last.symbols_done, last.rows_stored, last.rows_rejected, last.stage) == (
+        len(SYMS),
+        r.rows_stored,
+        r.rows_rejected,
+        "done",
+    )
 
 
 def test_invalid_symbols_fail_as_with_the_local_engine(client, fixture_server, pg_uri, tables):
@@ -89,23 +110,27 @@ def test_invalid_symbols_fail_as_with_the_local_engine(client, fixture_server, p
     local = sb.ingest(syms, db=pg_uri, base_url=fixture_server.url, table=table)
     r = sbd.ingest(syms, client=client, db=pg_uri, base_url=fixture_server.url, table=table)
     assert list(r.symbols) == list(local.symbols)
-    assert {s: o.to_dict() for s, o in r.symbols.items()} == \
-        {s: o.to_dict() for s, o in local.symbols.items()}
+    assert {s: o.to_dict() for s, o in r.symbols.items()} == {
+        s: o.to_dict() for s, o in local.symbols.items()
+    }
     assert r.failed_symbols == local.failed_symbols == ["A?b=c"]
 
 
 def test_each_worker_keeps_one_engine_and_one_sink(client, fixture_server, pg_uri, tables):
     def ids():
         from stockbatch.dask._worker import worker_state
+
         st = worker_state()
         return id(st.engine(1)), {u: id(s) for u, s in st.sinks.items()}, st.shards_run
 
     table = tables()
-    sbd.ingest(SYMS[:40], client=client, db=pg_uri, base_url=fixture_server.url,
-               table=table, shard_size=5)
+    sbd.ingest(
+        SYMS[:40], client=client, db=pg_uri, base_url=fixture_server.url, table=table, shard_size=5
+    )
     before = client.run(ids)
-    sbd.ingest(SYMS[:40], client=client, db=pg_uri, base_url=fixture_server.url,
-               table=table, shard_size=5)
+    sbd.ingest(
+        SYMS[:40], client=client, db=pg_uri, base_url=fixture_server.url, table=table, shard_size=5
+    )
     after = client.run(ids)
     assert sum(a[2] - b[2] for a, b in zip(after.values(), before.values(), strict=True)) == 8
     for w in before:
@@ -117,20 +142,39 @@ def test_modes_are_prepared_once(client, fixture_server, pg_uri, tables):
     table = tables()
     with pytest.raises(ValueError, match="create_append"):
         sbd.ingest(["AAPL"], client=client, db=pg_uri, mode="create", table=table)
-    first = sbd.ingest(SYMS[:30], client=client, db=pg_uri, base_url=fixture_server.url,
-                       table=table, mode="create_append", shard_size=5)
+    first = sbd.ingest(
+        SYMS[:30],
+        client=client,
+        db=pg_uri,
+        base_url=fixture_server.url,
+        table=table,
+        mode="create_append",
+        shard_size=5,
+    )
     assert first.success
-    again = sbd.ingest(SYMS[:10], client=client, db=pg_uri, base_url=fixture_server.url,
-                       table=table, mode="replace", shard_size=5)
+    again = sbd.ingest(
+        SYMS[:10],
+        client=client,
+        db=pg_uri,
+        base_url=fixture_server.url,
+        table=table,
+        mode="replace",
+        shard_size=5,
+    )
     assert again.success
-    assert sorted(set(sb.read(pg_uri, table=table)["symbol"].to_pylist())) == \
-        sorted(SYMS[:10])  # replaced once, not by each shard
+    assert sorted(set(sb.read(pg_uri, table=table)["symbol"].to_pylist())) == sorted(
+        SYMS[:10]
+    )  # replaced once, not by each shard
     assert again.rows_stored == len(_rows(pg_uri, table))
 
 
 def test_unreachable_database_is_a_failed_result(client, fixture_server):
-    r = sbd.ingest(["AAPL", "MSFT"], client=client, db="postgresql://postgres@127.0.0.1:1/x",
-                   base_url=fixture_server.url)
+    r = sbd.ingest(
+        ["AAPL", "MSFT"],
+        client=client,
+        db="postgresql://postgres@127.0.0.1:1/x",
+        base_url=fixture_server.url,
+    )
     assert r.status == "failed" and not r.success and r.failed_symbols == ["AAPL", "MSFT"]
     assert "not run" in r.symbols["AAPL"].error
 
@@ -174,8 +218,11 @@ class _Sampler:
 
     def changes(self) -> list[tuple[float, int, int]]:
         """(time, count, count before) of each sample where the count changed."""
-        return [(t, n, p) for (t, n), (_, p) in zip(self.samples[1:], self.samples[:-1],
-                                                      strict=True) if n != p]
+        return [
+            (t, n, p)
+            for (t, n), (_, p) in zip(self.samples[1:], self.samples[:-1], strict=True)
+            if n != p
+        ]
 
     def active(self) -> tuple[float, float, int]:
         """First and last time the count changed, and the requests between."""
@@ -192,8 +239,17 @@ def test_one_rate_limit_for_the_whole_cluster(client, faulty_server, pg_uri, tab
     syms = [f"R{i:04d}" for i in range(200)]
     faulty_server.add_fault("rate_limit", route="chart", times=3, retry_after=0.2)
     with _Sampler(faulty_server) as sampler:
-        r = sbd.ingest(syms, client=client, db=pg_uri, base_url=faulty_server.url,
-                       period="5d", table=tables(), rate=rate, burst=2, shard_size=25)
+        r = sbd.ingest(
+            syms,
+            client=client,
+            db=pg_uri,
+            base_url=faulty_server.url,
+            period="5d",
+            table=tables(),
+            rate=rate,
+            burst=2,
+            shard_size=25,
+        )
     first, last, n = sampler.active()
     measured = n / (last - first)
     assert measured <= rate * 1.10, measured
@@ -205,11 +261,21 @@ def test_one_rate_limit_for_the_whole_cluster(client, faulty_server, pg_uri, tab
 
 def test_a_429_seen_by_one_worker_pauses_all(client, faulty_server, pg_uri, tables):
     syms = [f"P{i:04d}" for i in range(120)]
-    faulty_server.add_fault("rate_limit", route="chart", symbols=["P0030"], times=1,
-                            retry_after=1.0)
+    faulty_server.add_fault(
+        "rate_limit", route="chart", symbols=["P0030"], times=1, retry_after=1.0
+    )
     with _Sampler(faulty_server) as sampler:
-        r = sbd.ingest(syms, client=client, db=pg_uri, base_url=faulty_server.url,
-                       period="5d", table=tables(), rate=60.0, burst=2, shard_size=20)
+        r = sbd.ingest(
+            syms,
+            client=client,
+            db=pg_uri,
+            base_url=faulty_server.url,
+            period="5d",
+            table=tables(),
+            rate=60.0,
+            burst=2,
+            shard_size=20,
+        )
     assert r.success and r.stats["rate_limited"] == 1
     # without the shared pause the other worker would keep sending at 60/s
     assert sampler.longest_gap() >= 0.8
@@ -223,8 +289,9 @@ def _pg_hostless(pg_uri: str) -> tuple[str, str, str]:
     return f"postgresql://{u.username}@{u.path}", u.hostname or "127.0.0.1", str(u.port or 5432)
 
 
-def test_database_outage_on_one_worker_fails_only_its_shard(client, fixture_server, pg_uri,
-                                                            tables, monkeypatch):
+def test_database_outage_on_one_worker_fails_only_its_shard(
+    client, fixture_server, pg_uri, tables, monkeypatch
+):
     # a host-less URI: each worker's libpq finds the server through its own PGHOST/PGPORT;
     # one worker's points at a closed port (its database is unreachable), the other's works
     uri, host, port = _pg_hostless(pg_uri)
@@ -245,8 +312,15 @@ def test_database_outage_on_one_worker_fails_only_its_shard(client, fixture_serv
     table = tables()
     syms = [f"O{i:04d}" for i in range(40)]
     try:
-        r = sbd.ingest(syms, client=client, db=uri, base_url=fixture_server.url,
-                       period="1mo", table=table, shard_size=20)
+        r = sbd.ingest(
+            syms,
+            client=client,
+            db=uri,
+            base_url=fixture_server.url,
+            period="1mo",
+            table=table,
+            shard_size=20,
+        )
     finally:
         client.run(unset)
     failed, stored = r.failed_symbols, [s for s, o in r.symbols.items() if o.status == "stored"]
@@ -270,15 +344,30 @@ def test_a_killed_worker_s_shard_runs_again_elsewhere(client, faulty_server, pg_
     faulty_server.reset_stats()
     pids = client.run(os.getpid)
     out: dict[str, sb.JobResult] = {}
-    job = threading.Thread(target=lambda: out.setdefault("r", sbd.ingest(
-        syms, client=client, db=pg_uri, base_url=faulty_server.url, period="1y",
-        table=table, shard_size=80, concurrency=2)))
+    job = threading.Thread(
+        target=lambda: out.setdefault(
+            "r",
+            sbd.ingest(
+                syms,
+                client=client,
+                db=pg_uri,
+                base_url=faulty_server.url,
+                period="1y",
+                table=table,
+                shard_size=80,
+                concurrency=2,
+            ),
+        )
+    )
     job.start()
     victim = None
     deadline = time.monotonic() + 30
     while victim is None and time.monotonic() < deadline:
-        busy = [w for w, keys in client.processing().items()
-                if any("stockbatch-shard" in str(k) for k in keys)]
+        busy = [
+            w
+            for w, keys in client.processing().items()
+            if any("stockbatch-shard" in str(k) for k in keys)
+        ]
         if busy and faulty_server.stats()["requests"] > 40:  # both shards half-way
             victim = busy[0]
         time.sleep(0.02)
@@ -289,8 +378,9 @@ def test_a_killed_worker_s_shard_runs_again_elsewhere(client, faulty_server, pg_
     r = out["r"]
     assert r.stats["shard_attempts"] > r.stats["shards"] == 2  # the lost shard ran again
     assert r.success
-    assert {s: o.to_dict() for s, o in r.symbols.items()} == \
-        {s: o.to_dict() for s, o in clean.symbols.items()}
+    assert {s: o.to_dict() for s, o in r.symbols.items()} == {
+        s: o.to_dict() for s, o in clean.symbols.items()
+    }
     rows = _rows(pg_uri, table)
     assert rows == _rows(pg_uri, clean_t)  # row for row
     assert r.rows_stored == clean.rows_stored == len(rows)  # counts exact
@@ -323,16 +413,25 @@ def test_read_partitions_by_whole_symbols(client, pg_uri, stored):
     import pandas as pd  # dask keeps text as pyarrow strings: equal values, other dtype
 
     pd.testing.assert_frame_equal(
-        whole, local.sort_values(["symbol", "interval", "ts"]).reset_index(drop=True),
-        check_dtype=False)
+        whole,
+        local.sort_values(["symbol", "interval", "ts"]).reset_index(drop=True),
+        check_dtype=False,
+    )
     two = sbd.read(pg_uri, ["AAPL", "F001"], npartitions=8, table=stored)
     assert two.npartitions == 2 and set(two.compute()["symbol"]) == {"AAPL", "F001"}
 
 
-@pytest.mark.parametrize("kernel, options", [
-    ("validate", {}), ("normalize", {}), ("resample", {"to": "1wk"}), ("returns", {}),
-    ("log_returns", {}), ("indicators", {"specs": ["sma20", "rsi14", "macd"]}),
-])
+@pytest.mark.parametrize(
+    "kernel, options",
+    [
+        ("validate", {}),
+        ("normalize", {}),
+        ("resample", {"to": "1wk"}),
+        ("returns", {}),
+        ("log_returns", {}),
+        ("indicators", {"specs": ["sma20", "rsi14", "macd"]}),
+    ],
+)
 def test_kernels_per_partition_equal_the_whole(client, pg_uri, stored, kernel, options):
     df = sbd.read(pg_uri, npartitions=4, table=stored)
     out = sbd.apply(df, kernel, **options)
@@ -340,6 +439,7 @@ def test_kernels_per_partition_equal_the_whole(client, pg_uri, stored, kernel, o
     assert list(got.columns) == list(out._meta.columns)  # the declared meta is the truth
     assert list(got.dtypes) == list(out._meta.dtypes)
     from stockbatch.dask._frames import _run
+
     want = _run(sb.read(pg_uri, table=stored).to_pandas(), kernel, options)
     assert got.equals(want.reset_index(drop=True))
 
@@ -356,32 +456,69 @@ def test_bad_frame_options(client, pg_uri, stored):
 
 # -- the CLI ----------------------------------------------------------------------------------
 
+
 def test_cli_ingest_on_a_scheduler(client, fixture_server, pg_uri, tables, capsys):
     from stockbatch.cli import main
 
     table = tables()
-    code = main(["ingest", "AAPL", "MSFT", "S0001", "--db", pg_uri, "--table", table,
-                 "--base-url", fixture_server.url, "--period", "1mo",
-                 "--scheduler", client.scheduler.address])
+    code = main(
+        [
+            "ingest",
+            "AAPL",
+            "MSFT",
+            "S0001",
+            "--db",
+            pg_uri,
+            "--table",
+            table,
+            "--base-url",
+            fixture_server.url,
+            "--period",
+            "1mo",
+            "--scheduler",
+            client.scheduler.address,
+        ]
+    )
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "Traceback" not in out.err and "stored" in out.out
-    assert sb.read(pg_uri, table=table).num_rows == \
-        sb.ingest(["AAPL", "MSFT", "S0001"], db=pg_uri, base_url=fixture_server.url,
-                  period="1mo", table=table).rows_stored
+    assert (
+        sb.read(pg_uri, table=table).num_rows
+        == sb.ingest(
+            ["AAPL", "MSFT", "S0001"],
+            db=pg_uri,
+            base_url=fixture_server.url,
+            period="1mo",
+            table=table,
+        ).rows_stored
+    )
 
 
 def test_cli_workers_and_errors(fixture_server, pg_uri, tables, capsys):
     from stockbatch.cli import main
 
     table = tables()
-    code = main(["ingest", "AAPL", "--db", pg_uri, "--table", table, "--quiet",
-                 "--base-url", fixture_server.url, "--workers", "1"])
+    code = main(
+        [
+            "ingest",
+            "AAPL",
+            "--db",
+            pg_uri,
+            "--table",
+            table,
+            "--quiet",
+            "--base-url",
+            fixture_server.url,
+            "--workers",
+            "1",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert sb.read(pg_uri, table=table).num_rows > 0
     assert main(["ingest", "AAPL", "--db", pg_uri, "--period", "1zz", "--workers", "1"]) == 2
-    assert main(["ingest", "AAPL", "--db", pg_uri, "--scheduler", "tcp://127.0.0.1:9",
-                 "--quiet"]) == 1
+    assert (
+        main(["ingest", "AAPL", "--db", pg_uri, "--scheduler", "tcp://127.0.0.1:9", "--quiet"]) == 1
+    )
     assert main(["ingest", "AAPL", "--scheduler", "tcp://127.0.0.1:9", "--workers", "2"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "scheduler" in err

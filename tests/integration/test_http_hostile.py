@@ -33,8 +33,12 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 def opts(**more) -> dict:
     """No retries (each failure shows once) and no provider-wide breaker (several symbols fail
     on purpose here)."""
-    return {"retry": RetryPolicy(attempts=1), "breaker": CircuitBreaker(failure_threshold=10_000),
-            "rate": 1000.0, **more}
+    return {
+        "retry": RetryPolicy(attempts=1),
+        "breaker": CircuitBreaker(failure_threshold=10_000),
+        "rate": 1000.0,
+        **more,
+    }
 
 
 async def collect(src, symbols, **options) -> dict:
@@ -47,6 +51,7 @@ def fetch(url: str, symbols: list[str], **options) -> tuple[dict, float]:
             t0 = time.perf_counter()
             out = await collect(src, symbols)
             return out, time.perf_counter() - t0
+
     return asyncio.run(go())
 
 
@@ -88,8 +93,7 @@ def test_gzip_bomb_stops_at_the_cap_after_decompression():
 
 def test_gzip_answers_are_decoded():
     """A well-behaved server that gzips: the same bars as without."""
-    with FixtureServer() as plain, \
-            FixtureServer(faults=[{"kind": "gzip", "route": "chart"}]) as gz:
+    with FixtureServer() as plain, FixtureServer(faults=[{"kind": "gzip", "route": "chart"}]) as gz:
         want, _ = fetch(plain.url, ["AAPL"])
         got, _ = fetch(gz.url, ["AAPL"])
         assert gz.stats()["faults"][0]["fired"] == 1
@@ -139,8 +143,10 @@ def test_redirect_to_an_invalid_location_is_refused():
 def test_same_origin_redirect_is_followed_a_few_hops():
     with FixtureServer() as plain:
         want, _ = fetch(plain.url, ["AAPL"])
-    faults = [{"kind": "redirect", "symbols": ["AAPL"], "location": "{target}", "times": 2},
-              {"kind": "redirect", "symbols": ["LOOP"], "location": "self"}]
+    faults = [
+        {"kind": "redirect", "symbols": ["AAPL"], "location": "{target}", "times": 2},
+        {"kind": "redirect", "symbols": ["LOOP"], "location": "self"},
+    ]
     with FixtureServer(faults=faults) as srv:
         out, _ = fetch(srv.url, ["AAPL", "LOOP"])
         assert srv.hits("chart", "AAPL") == 3
@@ -154,27 +160,34 @@ def test_caps_deadline_and_redirects_are_configurable_per_source():
         out, _ = fetch(srv.url, ["AAPL"], max_bytes=10_000)  # a 1y payload is ~30 kB
         assert "max_bytes=10000" in str(out["AAPL"])
         src = YahooChartSource(base_url=srv.url, deadline=5, max_redirects=0, max_bytes=1 << 20)
-        assert (src._http.deadline, src._http.max_redirects, src._http.max_bytes) == \
-            (5, 0, 1 << 20)
+        assert (src._http.deadline, src._http.max_redirects, src._http.max_bytes) == (5, 0, 1 << 20)
     with pytest.raises(ValueError):
         YahooChartSource(max_bytes=0)
 
 
 def test_alphavantage_and_httpjson_have_the_same_caps():
-    faults = [{"kind": "huge", "route": "alphavantage", "symbols": ["BIG"]},
-              {"kind": "redirect", "route": "chart", "symbols": ["AWAY"]}]
+    faults = [
+        {"kind": "huge", "route": "alphavantage", "symbols": ["BIG"]},
+        {"kind": "redirect", "route": "chart", "symbols": ["AWAY"]},
+    ]
     with FixtureServer(faults=faults) as srv:
+
         async def go():
-            async with AlphaVantageSource(api_key="k3y-secret", base_url=srv.url,
-                                          **opts(burst=10)) as av:
+            async with AlphaVantageSource(
+                api_key="k3y-secret", base_url=srv.url, **opts(burst=10)
+            ) as av:
                 a = await collect(av, ["IBM", "BIG"])
             async with HTTPJSONSource(
-                    srv.url + "/v8/finance/chart/{symbol}?range=1y&interval=1d",
-                    fields={"ts": "chart.result.0.timestamp",
-                            "close": "chart.result.0.indicators.quote.0.close"},
-                    **opts()) as js:
+                srv.url + "/v8/finance/chart/{symbol}?range=1y&interval=1d",
+                fields={
+                    "ts": "chart.result.0.timestamp",
+                    "close": "chart.result.0.indicators.quote.0.close",
+                },
+                **opts(),
+            ) as js:
                 b = await collect(js, ["MSFT", "AWAY"])
             return a, b
+
         a, b = asyncio.run(go())
     assert isinstance(a["IBM"], pa.RecordBatch) and a["IBM"].num_rows > 15
     assert type(a["BIG"]) is ProviderError and "max_bytes" in str(a["BIG"])
@@ -188,13 +201,14 @@ def test_a_users_own_aiohttp_session():
     caps still apply; an httpx client is refused with the fix in the message."""
     faults = [{"kind": "huge", "symbols": ["HUGE"]}]
     with FixtureServer(faults=faults) as srv:
+
         async def go():
             async with aiohttp.ClientSession(headers={"X-Mine": "1"}) as session:
-                async with YahooChartSource(base_url=srv.url, client=session,
-                                            **opts()) as src:
+                async with YahooChartSource(base_url=srv.url, client=session, **opts()) as src:
                     out = await collect(src, ["AAPL", "HUGE"])
                 assert not session.closed
                 return out
+
         out = asyncio.run(go())
     assert_good(out, "AAPL")
     assert type(out["HUGE"]) is ProviderError and "max_bytes" in str(out["HUGE"])
@@ -240,16 +254,26 @@ _MEMORY_CLIENT = textwrap.dedent("""
 def test_memory_stays_bounded_under_hostile_bodies():
     """Peak RSS of a client process (the server is in this one): the 500 MB body, the endless
     body and the 1 GB gzip bomb add less than 100 MB to the peak of a normal run."""
-    faults = [{"kind": "huge", "symbols": ["HUGE"]}, {"kind": "endless", "symbols": ["ENDLESS"]},
-              {"kind": "gzip_bomb", "symbols": ["BOMB"]}]
+    faults = [
+        {"kind": "huge", "symbols": ["HUGE"]},
+        {"kind": "endless", "symbols": ["ENDLESS"]},
+        {"kind": "gzip_bomb", "symbols": ["BOMB"]},
+    ]
     with FixtureServer(faults=faults) as srv:
-        proc = subprocess.run([sys.executable, "-c", _MEMORY_CLIENT, srv.url],
-                              capture_output=True, text=True, timeout=120,
-                              env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"})
+        proc = subprocess.run(
+            [sys.executable, "-c", _MEMORY_CLIENT, srv.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"},
+        )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert res["errors"] == {"HUGE": "ProviderError", "ENDLESS": "ProviderError",
-                             "BOMB": "ProviderError"}
+    assert res["errors"] == {
+        "HUGE": "ProviderError",
+        "ENDLESS": "ProviderError",
+        "BOMB": "ProviderError",
+    }
     assert res["ok"] == 40
     assert res["after"] - res["before"] < 100, res
 
@@ -283,9 +307,28 @@ def certificate(tmp_path_factory) -> tuple[str, str]:
         pytest.skip("no openssl command to make a certificate")
     d = tmp_path_factory.mktemp("tls")
     cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                    "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -308,9 +351,11 @@ def test_a_source_dropped_without_aclose_logs_nothing(caplog):
 
     caplog.set_level(logging.DEBUG, logger="asyncio")
     with FixtureServer() as srv:
+
         async def go():
             src = YahooChartSource(base_url=srv.url)
             return await src.fetch_history("AAPL", period="5d")
+
         assert asyncio.run(go()).num_rows > 0
         gc.collect()
     assert "Unclosed" not in caplog.text

@@ -37,23 +37,42 @@ def _default_sigint() -> None:  # the child must not inherit an ignored SIGINT
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+    return subprocess.Popen(
+        [sys.executable, *args],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
 
 
 def _ingest_args(server, db: Path, symbols_file: Path) -> list[str]:
-    return ["-m", "stockbatch", "ingest", "-f", str(symbols_file), "--db", str(db),
-            "--base-url", server.url, "--period", "1y"]
+    return [
+        "-m",
+        "stockbatch",
+        "ingest",
+        "-f",
+        str(symbols_file),
+        "--db",
+        str(db),
+        "--base-url",
+        server.url,
+        "--period",
+        "1y",
+    ]
 
 
 def _counts(db: Path) -> tuple[int, int]:
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        bars = conn.execute("SELECT count(*) FROM bars").fetchone()[0] \
-            if "bars" in tables else 0
-        quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0] \
-            if "quarantine" in tables else 0
+        bars = conn.execute("SELECT count(*) FROM bars").fetchone()[0] if "bars" in tables else 0
+        quarantined = (
+            conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+            if "quarantine" in tables
+            else 0
+        )
     return bars, quarantined
 
 
@@ -87,8 +106,7 @@ def _interrupt_once(server, symbols_file, db: Path, delay: float) -> tuple[int, 
     return p.returncode, out + err, time.monotonic() - t0
 
 
-def test_cli_first_ctrl_c_cancels_cleanly(fixture_server, symbols_file, clean_counts,
-                                          tmp_path):
+def test_cli_first_ctrl_c_cancels_cleanly(fixture_server, symbols_file, clean_counts, tmp_path):
     db = tmp_path / "one.db"
     code, text, took = _interrupt_once(fixture_server, symbols_file, db, 1.2)
     assert "Traceback" not in text
@@ -124,8 +142,7 @@ def test_cli_ctrl_c_at_random_moments(fixture_server, symbols_file, clean_counts
     codes = []
     for i in range(20):
         db = tmp_path / f"r{i}.db"
-        code, text, took = _interrupt_once(fixture_server, symbols_file, db,
-                                           rng.uniform(0.6, 2.0))
+        code, text, took = _interrupt_once(fixture_server, symbols_file, db, rng.uniform(0.6, 2.0))
         assert code in (0, *INTERRUPTED), text[-2000:]
         assert "Traceback" not in text
         codes.append(code)

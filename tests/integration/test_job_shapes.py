@@ -89,8 +89,9 @@ def test_5000_symbols_every_other_failing(fixture_server, tmp_path):
 def test_10000_symbols_5d(fixture_server, tmp_path):
     db = tmp_path / "big.db"
     with BatchProcessingEngine() as engine:
-        r = _run(engine, demo_symbols(10_000), base_url=fixture_server.url, period="5d",
-                 sink=str(db))
+        r = _run(
+            engine, demo_symbols(10_000), base_url=fixture_server.url, period="5d", sink=str(db)
+        )
     assert r.success and r.count("stored") == 10_000
     assert _rows(db) == r.rows_stored
 
@@ -107,8 +108,13 @@ def test_a_slow_symbol_does_not_hold_back_the_others(faulty_server, tmp_path):
             seen.append(p.rows_stored)
 
     with BatchProcessingEngine(flush_seconds=0.2) as engine:
-        r = _run(engine, ["AAPL", "IBM", "MSFT"], base_url=faulty_server.url,
-                 sink=str(db), on_progress=progress)
+        r = _run(
+            engine,
+            ["AAPL", "IBM", "MSFT"],
+            base_url=faulty_server.url,
+            sink=str(db),
+            on_progress=progress,
+        )
     assert r.success
     assert seen[0] == r.symbols["AAPL"].rows + r.symbols["IBM"].rows  # stored first, alone
 
@@ -131,8 +137,9 @@ def test_options_are_checked_when_the_job_is_made(tmp_path):
 def test_job_concurrency_does_not_change_the_source(fixture_server, tmp_path):
     src = sb.sources.YahooChartSource(base_url=fixture_server.url)
     with BatchProcessingEngine() as engine:
-        job = engine.create_stock_data_pipeline_job(["AAPL"], source=src, concurrency=1,
-                                                    sink=str(tmp_path / "c.db"))
+        job = engine.create_stock_data_pipeline_job(
+            ["AAPL"], source=src, concurrency=1, sink=str(tmp_path / "c.db")
+        )
         assert src.concurrency == 8 and job.concurrency == 1
         assert engine.run(job).success
 
@@ -146,14 +153,17 @@ def test_symbols_are_the_providers_and_path_like_ones_fail_alone(fixture_server,
     for s in bad:
         assert r.symbols[s].status == "failed" and "invalid symbol" in r.symbols[s].error
     with sqlite3.connect(db) as conn:
-        assert {row[0] for row in conn.execute("SELECT DISTINCT symbol FROM bars")} == \
-            {"AAPL", "MSFT"}
+        assert {row[0] for row in conn.execute("SELECT DISTINCT symbol FROM bars")} == {
+            "AAPL",
+            "MSFT",
+        }
 
 
 def test_a_job_never_shows_the_database_password():
     with BatchProcessingEngine() as engine:
         job = engine.create_stock_data_pipeline_job(
-            ["AAPL"], sink="postgresql://user:p@ss:w/rd%40x@127.0.0.1:5432/db")
+            ["AAPL"], sink="postgresql://user:p@ss:w/rd%40x@127.0.0.1:5432/db"
+        )
         for text in (repr(job), str(job)):
             assert "p@ss" not in text and "rd%40x" not in text and "w/rd" not in text
             assert "127.0.0.1:5432/db" in text

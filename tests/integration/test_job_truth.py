@@ -15,26 +15,33 @@ import stockbatch as sb
 from stockbatch.cli import main
 
 SYMS = ["AAPL", "MSFT", "7203.T", "6758.T", "S0001"]  # the fixture sends some null bars
-COLUMNS = ("symbol TEXT NOT NULL, interval TEXT NOT NULL, ts {ts} NOT NULL, open {f}, "
-           "high {f}, low {f}, close {f} {check}, adj_close {f}, volume BIGINT, source TEXT, "
-           "PRIMARY KEY (symbol, interval, ts)")
+COLUMNS = (
+    "symbol TEXT NOT NULL, interval TEXT NOT NULL, ts {ts} NOT NULL, open {f}, "
+    "high {f}, low {f}, close {f} {check}, adj_close {f}, volume BIGINT, source TEXT, "
+    "PRIMARY KEY (symbol, interval, ts)"
+)
 
 
 def _sqlite_bars(db, check: str) -> None:
     with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE bars (" + COLUMNS.format(ts="INT64_US_UTC", f="REAL",
-                                                            check=check) + ")")
+        conn.execute(
+            "CREATE TABLE bars (" + COLUMNS.format(ts="INT64_US_UTC", f="REAL", check=check) + ")"
+        )
 
 
 def _sqlite_counts(db) -> tuple[dict[str, int], dict[str, int], list[tuple]]:
     with sqlite3.connect(db) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         bars = dict(conn.execute("SELECT symbol, count(*) FROM bars GROUP BY symbol"))
-        quarantined = dict(conn.execute(
-            "SELECT symbol, count(*) FROM quarantine GROUP BY symbol")) \
-            if "quarantine" in tables else {}
-        log = conn.execute("SELECT rows_written, rows_updated, rows_ignored, rows_rejected, "
-                           "rows_refused FROM ingest_log").fetchall()
+        quarantined = (
+            dict(conn.execute("SELECT symbol, count(*) FROM quarantine GROUP BY symbol"))
+            if "quarantine" in tables
+            else {}
+        )
+        log = conn.execute(
+            "SELECT rows_written, rows_updated, rows_ignored, rows_rejected, "
+            "rows_refused FROM ingest_log"
+        ).fetchall()
     return bars, quarantined, log
 
 
@@ -49,7 +56,7 @@ def test_rows_refused_by_a_check_are_not_reported_stored(fixture_server, tmp_pat
     bars, quarantined, log = _sqlite_counts(db)
     assert bars == {} and quarantined == {"AAPL": o.quarantined}
     assert sum(row[4] for row in log) == o.refused  # rows_refused
-    assert sum(row[0] for row in log) == 0          # rows_written
+    assert sum(row[0] for row in log) == 0  # rows_written
 
 
 def test_a_check_refusing_some_rows_splits_exactly(fixture_server, tmp_path):
@@ -71,8 +78,9 @@ def test_a_check_refusing_some_rows_splits_exactly(fixture_server, tmp_path):
 def test_cli_says_refused_and_exits_1(fixture_server, tmp_path, capsys):
     db = tmp_path / "cli.db"
     _sqlite_bars(db, "CHECK (close < 0)")
-    code = main(["ingest", "AAPL", "--db", str(db), "--base-url", fixture_server.url,
-                 "--period", "1y"])
+    code = main(
+        ["ingest", "AAPL", "--db", str(db), "--base-url", fixture_server.url, "--period", "1y"]
+    )
     out, _ = capsys.readouterr()
     assert code == 1
     assert "refused by the database" in out
@@ -100,8 +108,9 @@ def test_rerunning_a_job_adds_no_duplicate_quarantine_rows(fixture_server, tmp_p
     assert q3 == q1
     assert sum(bars.values()) == first.rows_stored
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT min(seen_count), max(seen_count) FROM quarantine"
-                            ).fetchone() == (3, 3)
+        assert conn.execute(
+            "SELECT min(seen_count), max(seen_count) FROM quarantine"
+        ).fetchone() == (3, 3)
 
 
 @pytest.mark.postgres
@@ -110,8 +119,11 @@ def test_postgres_check_refusals_are_exact(fixture_server, pg_uri):
 
     table = f"bars_truth_{uuid.uuid4().hex[:8]}"
     with pg.connect(pg_uri) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE {table} (" + COLUMNS.format(
-            ts="timestamptz", f="double precision", check="CHECK (close < 150)") + ")")
+        cur.execute(
+            f"CREATE TABLE {table} ("
+            + COLUMNS.format(ts="timestamptz", f="double precision", check="CHECK (close < 150)")
+            + ")"
+        )
         conn.commit()
     try:
         r = sb.ingest(SYMS, db=pg_uri, base_url=fixture_server.url, period="1y", table=table)
@@ -133,9 +145,13 @@ def test_postgres_integer_column_is_a_sink_error_not_a_raw_one(fixture_server, p
 
     table = f"bars_int_{uuid.uuid4().hex[:8]}"
     with pg.connect(pg_uri) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE {table} (" + COLUMNS.format(
-            ts="timestamptz", f="double precision", check="").replace(
-            "close double precision", "close INTEGER") + ")")
+        cur.execute(
+            f"CREATE TABLE {table} ("
+            + COLUMNS.format(ts="timestamptz", f="double precision", check="").replace(
+                "close double precision", "close INTEGER"
+            )
+            + ")"
+        )
         conn.commit()
     try:
         r = sb.ingest(["AAPL"], db=pg_uri, base_url=fixture_server.url, table=table)

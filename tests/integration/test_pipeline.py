@@ -20,8 +20,7 @@ SYMS = ["AAPL", "MSFT", "7203.T", "6758.T", "S0001"]
 
 
 def source(srv, **kw) -> YahooChartSource:
-    kw.setdefault("retry", RetryPolicy(attempts=3, base=0.01, max_delay=0.05,
-                                       max_retry_after=2.0))
+    kw.setdefault("retry", RetryPolicy(attempts=3, base=0.01, max_delay=0.05, max_retry_after=2.0))
     return YahooChartSource(base_url=srv.url, rate=1e9, burst=10**6, **kw)
 
 
@@ -42,16 +41,21 @@ def test_ingest_stores_every_bar_and_reports_per_symbol(fixture_server, tmp_path
     db = tmp_path / "a.db"
     fetched = sb.fetch(SYMS, base_url=fixture_server.url, period="1y")
     seen = []
-    result = sb.ingest(SYMS, db=db, base_url=fixture_server.url, period="1y",
-                       on_progress=seen.append)
+    result = sb.ingest(
+        SYMS, db=db, base_url=fixture_server.url, period="1y", on_progress=seen.append
+    )
     assert result.success and result.status == "completed"
     assert set(result.symbols) == set(SYMS)
     report = sb.validate(fetched)  # the fixture, like Yahoo, sends some null bars
     valid, bad = counts(report.valid), counts(report.rejected)
     for s in SYMS:
         o = result.symbols[s]
-        assert (o.status, o.rows, o.quarantined, o.error) == \
-            ("stored", valid.get(s, 0), bad.get(s, 0), None)
+        assert (o.status, o.rows, o.quarantined, o.error) == (
+            "stored",
+            valid.get(s, 0),
+            bad.get(s, 0),
+            None,
+        )
     assert result.rows_stored == report.n_valid == rows_in(db)
     assert result.rows_rejected == report.n_rejected == rows_in(db, "quarantine")
     st = result.stages
@@ -76,8 +80,10 @@ def test_rerun_is_idempotent(fixture_server, tmp_path):
     assert first.success and second.success
     assert rows_in(db) == n == second.rows_stored
     with sqlite3.connect(db) as con:
-        jobs = con.execute("SELECT job_id, rows_written, rows_updated, rows_ignored "
-                           "FROM ingest_log ORDER BY started").fetchall()
+        jobs = con.execute(
+            "SELECT job_id, rows_written, rows_updated, rows_ignored "
+            "FROM ingest_log ORDER BY started"
+        ).fetchall()
     assert {j[0] for j in jobs} == {first.job_id, second.job_id}
     last = [j for j in jobs if j[0] == second.job_id]
     assert sum(j[1] for j in last) == 0 and sum(j[3] for j in last) == n  # nothing changed
@@ -85,8 +91,9 @@ def test_rerun_is_idempotent(fixture_server, tmp_path):
 
 def test_failures_are_per_symbol_and_never_sink_the_job(faulty_server, tmp_path):
     faulty_server.add_fault("status", route="chart", symbols=["MSFT"], status=500)
-    faulty_server.add_fault("rate_limit", route="chart", symbols=["AAPL"], times=1,
-                            retry_after=0.05)
+    faulty_server.add_fault(
+        "rate_limit", route="chart", symbols=["AAPL"], times=1, retry_after=0.05
+    )
     faulty_server.add_fault("malformed", route="chart", symbols=["6758.T"])
     syms = [*SYMS, "UNKNOWN_ONE"]
     result = sb.ingest(syms, db=tmp_path / "c.db", source=source(faulty_server), period="3mo")
@@ -125,11 +132,21 @@ def bars(symbol, closes, *, highs=None, day0=20_000, dup_last=False):
     if dup_last:
         ts[-1] = ts[-2]
     highs = highs or [c + 1 for c in closes]
-    return pa.RecordBatch.from_pydict({
-        "symbol": [symbol] * n, "interval": ["1d"] * n,
-        "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
-        "open": closes, "high": highs, "low": [c - 1 for c in closes], "close": closes,
-        "adj_close": closes, "volume": [100] * n, "source": ["crafted"] * n}, schema=BARS)
+    return pa.RecordBatch.from_pydict(
+        {
+            "symbol": [symbol] * n,
+            "interval": ["1d"] * n,
+            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "open": closes,
+            "high": highs,
+            "low": [c - 1 for c in closes],
+            "close": closes,
+            "adj_close": closes,
+            "volume": [100] * n,
+            "source": ["crafted"] * n,
+        },
+        schema=BARS,
+    )
 
 
 def test_bad_rows_are_quarantined_with_reasons_and_the_rest_stored(tmp_path):
@@ -137,9 +154,13 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_stored(tmp_path):
     bad = bars("BAD", [10.0, 11.0, 12.0, 13.0], highs=[11.0, 5.0, 13.0, 14.0])
     dup = bars("DUPE", [5.0, 6.0, 7.0], dup_last=True)
     db = tmp_path / "q.db"
-    result = sb.ingest(["GOOD", "BAD", "DUPE"], db=db,
-                       source=CraftedSource({"GOOD": good, "BAD": bad, "DUPE": dup}),
-                       start="2024-01-01", end="2025-01-01")
+    result = sb.ingest(
+        ["GOOD", "BAD", "DUPE"],
+        db=db,
+        source=CraftedSource({"GOOD": good, "BAD": bad, "DUPE": dup}),
+        start="2024-01-01",
+        end="2025-01-01",
+    )
     assert result.success
     assert (result.symbols["BAD"].rows, result.symbols["BAD"].quarantined) == (3, 1)
     assert result.symbols["DUPE"].rows == 2 and result.stats["duplicates_dropped"] == 1
@@ -147,13 +168,19 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_stored(tmp_path):
     with sqlite3.connect(db) as con:
         q = con.execute("SELECT job_id, reasons FROM quarantine").fetchall()
     assert q == [(result.job_id, "HIGH_INCONSISTENT,LOW_INCONSISTENT")] or (
-        len(q) == 1 and q[0][0] == result.job_id and "HIGH_INCONSISTENT" in q[0][1])
+        len(q) == 1 and q[0][0] == result.job_id and "HIGH_INCONSISTENT" in q[0][1]
+    )
 
 
 def test_indicators_match_the_kernel_on_the_stored_bars(fixture_server, tmp_path):
     db = tmp_path / "i.db"
-    result = sb.ingest(SYMS[:3], db=db, base_url=fixture_server.url, period="1y",
-                       indicators=["sma20", "rsi14", "macd"])
+    result = sb.ingest(
+        SYMS[:3],
+        db=db,
+        base_url=fixture_server.url,
+        period="1y",
+        indicators=["sma20", "rsi14", "macd"],
+    )
     ind = result.indicators.sort_by([("symbol", "ascending"), ("ts", "ascending")])
     expected = sb.indicators.compute(sb.read(db), ["sma20", "rsi14", "macd"])
     for col in ("sma20", "rsi14", "macd", "macd_signal"):
@@ -167,8 +194,8 @@ def test_quotes_job_groups_symbols_into_few_calls(fixture_server, tmp_path):
     syms = [f"S{i:04d}" for i in range(120)]
     with engine:
         job = engine.create_stock_data_pipeline_job(
-            syms, source=source(fixture_server), sink=tmp_path / "qt.db",
-            include_historical=False)
+            syms, source=source(fixture_server), sink=tmp_path / "qt.db", include_historical=False
+        )
         result = engine.run(job)
     assert result.success and result.rows_stored == 120
     assert result.stats["provider_calls"] < 10  # up to the provider's symbols per call
@@ -177,13 +204,21 @@ def test_quotes_job_groups_symbols_into_few_calls(fixture_server, tmp_path):
 
 def test_timeout_reports_slow_symbols_and_keeps_the_rest(faulty_server, tmp_path):
     faulty_server.add_fault("latency", route="chart", symbols=["MSFT", "S0001"], delay=3.0)
-    result = sb.ingest(SYMS, db=tmp_path / "t.db", source=source(faulty_server, timeout=10),
-                       period="1mo", timeout=1.0)
+    result = sb.ingest(
+        SYMS,
+        db=tmp_path / "t.db",
+        source=source(faulty_server, timeout=10),
+        period="1mo",
+        timeout=1.0,
+    )
     assert result.status == "timed_out" and not result.success
     assert sorted(result.failed_symbols) == ["MSFT", "S0001"]
     assert all("JobTimeout" in result.symbols[s].error for s in ("MSFT", "S0001"))
-    assert {s for s, o in result.symbols.items() if o.status == "stored"} == \
-        {"AAPL", "7203.T", "6758.T"}
+    assert {s for s, o in result.symbols.items() if o.status == "stored"} == {
+        "AAPL",
+        "7203.T",
+        "6758.T",
+    }
     assert result.total_processing_time_ms < 3000
 
 
@@ -193,8 +228,12 @@ def test_cancel_a_running_job(faulty_server, tmp_path):
     started = threading.Event()
     with BatchProcessingEngine() as engine:
         job = engine.create_stock_data_pipeline_job(
-            syms, source=source(faulty_server, concurrency=4), sink=tmp_path / "x.db",
-            period="1mo", on_progress=lambda p: started.set())
+            syms,
+            source=source(faulty_server, concurrency=4),
+            sink=tmp_path / "x.db",
+            period="1mo",
+            on_progress=lambda p: started.set(),
+        )
         fut = engine.submit(job)
         assert started.wait(10)
         assert engine.cancel(job.job_id)
@@ -210,9 +249,12 @@ def test_concurrent_jobs_share_identical_fetches(faulty_server, tmp_path):
     faulty_server.add_fault("latency", route="chart", delay=0.3)
     src = source(faulty_server)
     with BatchProcessingEngine(max_concurrent_jobs=2) as engine:
-        jobs = [engine.create_stock_data_pipeline_job(
-            SYMS, source=src, sink=tmp_path / f"j{i}.db", start="2025-01-01",
-            end="2025-07-01") for i in range(2)]
+        jobs = [
+            engine.create_stock_data_pipeline_job(
+                SYMS, source=src, sink=tmp_path / f"j{i}.db", start="2025-01-01", end="2025-07-01"
+            )
+            for i in range(2)
+        ]
         futs = [engine.submit(j) for j in jobs]
         results = [f.result(timeout=30) for f in futs]
         health = engine.health_check()
@@ -227,7 +269,8 @@ def test_async_and_module_level_forms(fixture_server, tmp_path):
     async def main():
         with BatchProcessingEngine() as engine:
             job = engine.create_stock_data_pipeline_job(
-                ["AAPL"], base_url=fixture_server.url, sink=tmp_path / "as.db", period="5d")
+                ["AAPL"], base_url=fixture_server.url, sink=tmp_path / "as.db", period="5d"
+            )
             ticks = 0
 
             async def ticker():
@@ -243,10 +286,12 @@ def test_async_and_module_level_forms(fixture_server, tmp_path):
 
     res, ticks = asyncio.run(main())
     assert res.success and ticks > 1  # the event loop kept running meanwhile
-    r2 = run_pipeline(["MSFT"], base_url=fixture_server.url, sink=tmp_path / "as.db",
-                      period="5d")
-    r3 = asyncio.run(sb.execute_stock_batch_pipeline(
-        ["7203.T"], base_url=fixture_server.url, sink=tmp_path / "as.db", period="5d"))
+    r2 = run_pipeline(["MSFT"], base_url=fixture_server.url, sink=tmp_path / "as.db", period="5d")
+    r3 = asyncio.run(
+        sb.execute_stock_batch_pipeline(
+            ["7203.T"], base_url=fixture_server.url, sink=tmp_path / "as.db", period="5d"
+        )
+    )
     assert r2.success and r3.success
     assert set(sb.read(tmp_path / "as.db")["symbol"].to_pylist()) == {"AAPL", "MSFT", "7203.T"}
 
@@ -259,8 +304,9 @@ def test_fetch_returns_sorted_bars_and_raises_with_the_partial_table(fixture_ser
         sb.fetch(["AAPL", "UNKNOWN_X"], base_url=fixture_server.url, period="5d")
     assert set(info.value.failures) == {"UNKNOWN_X"}
     assert set(info.value.table["symbol"].to_pylist()) == {"AAPL"}
-    part = sb.fetch(["AAPL", "UNKNOWN_X"], base_url=fixture_server.url, period="5d",
-                    errors="ignore")
+    part = sb.fetch(
+        ["AAPL", "UNKNOWN_X"], base_url=fixture_server.url, period="5d", errors="ignore"
+    )
     assert part.equals(info.value.table)
 
 
@@ -290,20 +336,29 @@ def test_postgres_connection_killed_mid_job_loses_nothing(fixture_server, pg_uri
 
         def kill(p):
             if p.stage == "store" and not killed:
-                killed.append(admin.execute(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                    "AND backend_type = 'client backend'").fetchone()[0])
+                killed.append(
+                    admin.execute(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                        "AND backend_type = 'client backend'"
+                    ).fetchone()[0]
+                )
 
         with BatchProcessingEngine(min_chunk_rows=1, slots=2) as engine:
             job = engine.create_stock_data_pipeline_job(
-                syms, source=source(fixture_server, concurrency=1), sink=pg_uri, table=table,
-                period="1y", on_progress=kill)
+                syms,
+                source=source(fixture_server, concurrency=1),
+                sink=pg_uri,
+                table=table,
+                period="1y",
+                on_progress=kill,
+            )
             result = engine.run(job)
         assert killed and killed[0] >= 1
         assert result.success, result.summary()
-        chunks = admin.execute("SELECT count(*) FROM ingest_log WHERE job_id = %s",
-                               (result.job_id,)).fetchone()[0]
+        chunks = admin.execute(
+            "SELECT count(*) FROM ingest_log WHERE job_id = %s", (result.job_id,)
+        ).fetchone()[0]
         # the pool's checkout health check reconnects (or a store attempt is retried)
         assert chunks >= 2 and result.stats["store_attempts"] >= chunks
         n = admin.execute(f'SELECT count(*), count(DISTINCT symbol) FROM "{table}"').fetchone()
@@ -313,6 +368,7 @@ def test_postgres_connection_killed_mid_job_loses_nothing(fixture_server, pg_uri
 
 def test_run_coroutine_runs_on_the_engine_loop_and_refuses_its_own_thread():
     with BatchProcessingEngine() as engine:
+
         async def where():
             return threading.current_thread().name
 
@@ -331,9 +387,16 @@ def test_a_job_without_storage_returns_its_rejected_rows():
     bad = bars("BAD", [10.0, 11.0, 12.0], highs=[11.0, 5.0, 13.0])
     with BatchProcessingEngine() as engine:
         job = engine.create_stock_data_pipeline_job(
-            ["BAD"], source=CraftedSource({"BAD": bad}), store_data=False,
-            start="2024-01-01", end="2025-01-01")
+            ["BAD"],
+            source=CraftedSource({"BAD": bad}),
+            store_data=False,
+            start="2024-01-01",
+            end="2025-01-01",
+        )
         result = engine.run(job)
     assert result.success and result.table.num_rows == 2
-    assert result.rejected.num_rows == 1 and "HIGH_INCONSISTENT" in result.rejected["reasons"][0].as_py()
+    assert (
+        result.rejected.num_rows == 1
+        and "HIGH_INCONSISTENT" in result.rejected["reasons"][0].as_py()
+    )
     assert result.stages["validate"].rows_in == 3 and result.stages["validate"].rejected == 1

@@ -24,8 +24,9 @@ PLUGIN = "stockbatch.testing.pytest_plugin"
 def user(pytester, monkeypatch):
     """A user's project: our source on the path, the plugin loaded as the entry point
     would load it (the venv's installed copy may be another checkout)."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+    )
 
     from importlib.metadata import entry_points
 

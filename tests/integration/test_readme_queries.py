@@ -42,8 +42,9 @@ def last_tokyo_day(db) -> str:
 @pytest.fixture(scope="module")
 def sqlite_db(fixture_server, tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("readme") / "stockbatch.db")
-    assert stockbatch.ingest(SYMBOLS, db=path, base_url=fixture_server.url, period="1y",
-                             indicators="sma20").success
+    assert stockbatch.ingest(
+        SYMBOLS, db=path, base_url=fixture_server.url, period="1y", indicators="sma20"
+    ).success
     return path
 
 
@@ -55,20 +56,31 @@ def test_readme_has_every_client():
 def test_sqlite3_queries(sqlite_db):
     day = last_tokyo_day(sqlite_db)
     for stmt in statements(blocks()["sqlite3"]):
-        out = subprocess.run(["sqlite3", "-bail", sqlite_db, stmt.replace("2026-11-30", day)],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["sqlite3", "-bail", sqlite_db, stmt.replace("2026-11-30", day)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert out.strip(), stmt
-    out = subprocess.run(["sqlite3", sqlite_db, statements(blocks()["sqlite3"])[0]
-                          .replace("2026-11-30", day)], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["sqlite3", sqlite_db, statements(blocks()["sqlite3"])[0].replace("2026-11-30", day)],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert f"7203.T|{day}|" in out  # Tokyo's bar, by its own trading date
 
 
 def test_pandas_and_polars(sqlite_db, tmp_path):
     day = last_tokyo_day(sqlite_db)
-    code = blocks()["pandas"].replace("stockbatch.db", sqlite_db) \
-        .replace("2026-11-30", day).replace("2026-11-01", day)
+    code = (
+        blocks()["pandas"]
+        .replace("stockbatch.db", sqlite_db)
+        .replace("2026-11-30", day)
+        .replace("2026-11-01", day)
+    )
     env: dict = {}
-    exec(compile(code, "README", "exec"), env)  # noqa: S102 - the README's own example
+    exec(compile(code, "README", "exec"), env)
     df, pl_df, bars = env["df"], env["pl_df"], env["bars"]
     assert str(df["ts"].dtype) == "datetime64[ns, UTC]" or "UTC" in str(df["ts"].dtype)
     assert (df["date"] >= day).all() and "7203.T" in set(df["symbol"])
@@ -79,16 +91,16 @@ def test_pandas_and_polars(sqlite_db, tmp_path):
 def test_duckdb_queries(fixture_server, tmp_path):
     duckdb = pytest.importorskip("duckdb")
     path = str(tmp_path / "readme.duckdb")
-    assert stockbatch.ingest(SYMBOLS, db=f"duckdb:///{path}", base_url=fixture_server.url,
-                             period="3mo").success
+    assert stockbatch.ingest(
+        SYMBOLS, db=f"duckdb:///{path}", base_url=fixture_server.url, period="3mo"
+    ).success
     day = last_tokyo_day(f"duckdb:///{path}")
     con = duckdb.connect(path, read_only=True)
     try:
         for stmt in statements(blocks()["duckdb"]):
             rows = con.execute(stmt.replace("2026-11-30", day)).fetchall()
             assert rows, stmt
-        rows = con.execute(statements(blocks()["duckdb"])[0].replace("2026-11-30", day)
-                           ).fetchall()
+        rows = con.execute(statements(blocks()["duckdb"])[0].replace("2026-11-30", day)).fetchall()
         assert "7203.T" in {r[0] for r in rows}
     finally:
         con.close()
@@ -97,25 +109,48 @@ def test_duckdb_queries(fixture_server, tmp_path):
 @pytest.mark.skipif(shutil.which("psql") is None, reason="no psql")
 def test_psql_queries(pg_uri, fixture_server):
     schema = f"sbreadme_{uuid.uuid4().hex[:8]}"
-    tables = {k: f"{schema}.{k}" for k in ("bars", "symbols", "actions", "quarantine",
-                                          "ingest_log", "quotes")}
+    tables = {
+        k: f"{schema}.{k}"
+        for k in ("bars", "symbols", "actions", "quarantine", "ingest_log", "quotes")
+    }
     with sinks.connect(pg_uri, tables=tables) as sink:
         with sink._connection() as conn:
             sink._exec(conn, f'CREATE SCHEMA "{schema}"')
         try:
-            assert stockbatch.ingest(SYMBOLS, db=sink, base_url=fixture_server.url,
-                                     period="3mo").success
+            assert stockbatch.ingest(
+                SYMBOLS, db=sink, base_url=fixture_server.url, period="3mo"
+            ).success
             day = last_tokyo_day(sink)
             env = dict(os.environ, PGOPTIONS=f"-c search_path={schema}")
             for stmt in statements(blocks()["psql"]):
                 out = subprocess.run(
-                    ["psql", pg_uri, "-v", "ON_ERROR_STOP=1", "-At", "-c",
-                     stmt.replace("2026-11-30", day)], capture_output=True, text=True,
-                    env=env, check=True).stdout
+                    [
+                        "psql",
+                        pg_uri,
+                        "-v",
+                        "ON_ERROR_STOP=1",
+                        "-At",
+                        "-c",
+                        stmt.replace("2026-11-30", day),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    check=True,
+                ).stdout
                 assert out.strip(), stmt
-            first = subprocess.run(["psql", pg_uri, "-At", "-c", statements(
-                blocks()["psql"])[0].replace("2026-11-30", day)], capture_output=True,
-                text=True, env=env).stdout
+            first = subprocess.run(
+                [
+                    "psql",
+                    pg_uri,
+                    "-At",
+                    "-c",
+                    statements(blocks()["psql"])[0].replace("2026-11-30", day),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+            ).stdout
             assert f"7203.T|{day}|" in first
         finally:
             with sink._connection() as conn:

@@ -44,8 +44,12 @@ def uri(db, request, tmp_path) -> str:
 @pytest.fixture
 def names() -> dict:
     tag = uuid.uuid4().hex[:10]
-    return {"bars": f"sbt_bars_{tag}", "quotes": f"sbt_quotes_{tag}",
-            "quarantine": f"sbt_quar_{tag}", "ingest_log": f"sbt_log_{tag}"}
+    return {
+        "bars": f"sbt_bars_{tag}",
+        "quotes": f"sbt_quotes_{tag}",
+        "quarantine": f"sbt_quar_{tag}",
+        "ingest_log": f"sbt_log_{tag}",
+    }
 
 
 @pytest.fixture
@@ -63,11 +67,21 @@ def make_bars(symbols, n, *, start=0, seed=0, interval="1d", bump=0.0) -> pa.Tab
     sym = np.repeat(np.array(symbols, dtype=object), n)
     ts = [T0 + timedelta(days=int(i)) for i in np.tile(np.arange(start, start + n), len(symbols))]
     close = np.round(rng.random(rows) * 100, 4) + bump
-    return pa.Table.from_arrays([
-        pa.array(sym, pa.string()), pa.array([interval] * rows), pa.array(ts, BARS.field("ts").type),
-        pa.array(close - 1), pa.array(close + 1), pa.array(close - 2), pa.array(close),
-        pa.array(close), pa.array(rng.integers(0, 10**9, rows)), pa.array(["test"] * rows),
-    ], schema=BARS)
+    return pa.Table.from_arrays(
+        [
+            pa.array(sym, pa.string()),
+            pa.array([interval] * rows),
+            pa.array(ts, BARS.field("ts").type),
+            pa.array(close - 1),
+            pa.array(close + 1),
+            pa.array(close - 2),
+            pa.array(close),
+            pa.array(close),
+            pa.array(rng.integers(0, 10**9, rows)),
+            pa.array(["test"] * rows),
+        ],
+        schema=BARS,
+    )
 
 
 def rows_of(table: pa.Table, kind: str = "bars") -> dict:
@@ -76,8 +90,11 @@ def rows_of(table: pa.Table, kind: str = "bars") -> dict:
     out = {}
     for r in table.to_pylist():
         k = tuple(r[c] for c in key)
-        out[k] = tuple("NaN" if isinstance(v, float) and math.isnan(v) else v
-                       for c, v in r.items() if c not in key)
+        out[k] = tuple(
+            "NaN" if isinstance(v, float) and math.isnan(v) else v
+            for c, v in r.items()
+            if c not in key
+        )
     return out
 
 
@@ -88,22 +105,31 @@ def count(sink, table) -> int:
 # -- round trips ----------------------------------------------------------------------------
 def tricky_bars() -> pa.Table:
     ny = "America/New_York"
-    ts = pa.array([datetime(2024, 3, 10, 1, 59, 59, 999999), datetime(2024, 3, 10, 3, 0),
-                   datetime(1969, 12, 31, 23, 59, 59, 1), datetime(2200, 1, 1),
-                   datetime(2024, 11, 3, 0, 30), datetime(2000, 2, 29, 12)],
-                  pa.timestamp("us", tz=ny))  # zone-aware input, stored as UTC
-    return pa.table({
-        "symbol": ["AAPL", "7203.T", "日本株📈", HOSTILE, "O'Neil\\x", "NULL"],
-        "interval": ["1m", "1d", "1wk", "1mo", "5m", "1h"],
-        "ts": ts,
-        "open": [1.5, None, float("nan"), 0.1 + 0.2, 1e-300, -123.456],
-        "high": [1.7976931348623157e308, 2.5, None, 3.0, float("nan"), 0.0],
-        "low": [None, None, None, None, None, None],
-        "close": [math.pi, -math.e, 1e15 + 0.5, 5e-324 * 1e10, 42.0, 7.0],
-        "adj_close": [None, 1.0, 2.0, float("nan"), 4.0, 5.0],
-        "volume": [2**63 - 1, -(2**63), None, 0, 1, 123456789012],
-        "source": ["yahoo", None, "ü", "", 'quote"d', "a,b"],
-    })
+    ts = pa.array(
+        [
+            datetime(2024, 3, 10, 1, 59, 59, 999999),
+            datetime(2024, 3, 10, 3, 0),
+            datetime(1969, 12, 31, 23, 59, 59, 1),
+            datetime(2200, 1, 1),
+            datetime(2024, 11, 3, 0, 30),
+            datetime(2000, 2, 29, 12),
+        ],
+        pa.timestamp("us", tz=ny),
+    )  # zone-aware input, stored as UTC
+    return pa.table(
+        {
+            "symbol": ["AAPL", "7203.T", "日本株📈", HOSTILE, "O'Neil\\x", "NULL"],
+            "interval": ["1m", "1d", "1wk", "1mo", "5m", "1h"],
+            "ts": ts,
+            "open": [1.5, None, float("nan"), 0.1 + 0.2, 1e-300, -123.456],
+            "high": [1.7976931348623157e308, 2.5, None, 3.0, float("nan"), 0.0],
+            "low": [None, None, None, None, None, None],
+            "close": [math.pi, -math.e, 1e15 + 0.5, 5e-324 * 1e10, 42.0, 7.0],
+            "adj_close": [None, 1.0, 2.0, float("nan"), 4.0, 5.0],
+            "volume": [2**63 - 1, -(2**63), None, 0, 1, 123456789012],
+            "source": ["yahoo", None, "ü", "", 'quote"d', "a,b"],
+        }
+    )
 
 
 def expected_after_store(db: str, table: pa.Table) -> dict:
@@ -116,6 +142,7 @@ def expected_after_store(db: str, table: pa.Table) -> dict:
 
 def sinks_conform(table):
     from stockbatch import conform
+
     return conform(table, BARS)
 
 
@@ -129,17 +156,25 @@ def test_round_trip_every_type(db, sink, names):
     assert rows_of(back) == expected_after_store(db, data)
     # the zone-aware input instants survive exactly
     assert sorted(back.column("ts").to_pylist()) == sorted(
-        data.column("ts").cast(pa.timestamp("us", tz="UTC")).to_pylist())
+        data.column("ts").cast(pa.timestamp("us", tz="UTC")).to_pylist()
+    )
 
 
 def test_quotes_round_trip(db, sink, names):
-    q = pa.table({
-        "symbol": ["AAPL", "ÄÖÜ"], "ts": pa.array([T0, T0 + timedelta(microseconds=1)],
-                                                  QUOTES.field("ts").type),
-        "price": [190.25, None], "previous_close": [189.0, 1.0], "change": [1.25, None],
-        "change_percent": [0.66, None], "volume": [10, None], "market_cap": [3e12, None],
-        "currency": ["USD", "EUR"], "source": ["yahoo", None],
-    })
+    q = pa.table(
+        {
+            "symbol": ["AAPL", "ÄÖÜ"],
+            "ts": pa.array([T0, T0 + timedelta(microseconds=1)], QUOTES.field("ts").type),
+            "price": [190.25, None],
+            "previous_close": [189.0, 1.0],
+            "change": [1.25, None],
+            "change_percent": [0.66, None],
+            "volume": [10, None],
+            "market_cap": [3e12, None],
+            "currency": ["USD", "EUR"],
+            "source": ["yahoo", None],
+        }
+    )
     r = sink.ingest(q, mode="create_append")
     assert r.written == 2 and r.table == names["quotes"]
     back = sink.read(kind="quotes")
@@ -180,10 +215,10 @@ def _mixed_input(seed=1):
     """Stored 600 rows; the input has 300 new, 200 changed, 100 unchanged rows and 150
     in-batch duplicates (both of new and of stored keys) whose later copy differs."""
     stored = make_bars(["A", "B", "C"], 200, seed=seed)
-    changed = make_bars(["A", "B"], 100, seed=seed + 1, bump=1000)        # stored keys
-    same = stored.slice(400, 100)                                          # identical (C)
+    changed = make_bars(["A", "B"], 100, seed=seed + 1, bump=1000)  # stored keys
+    same = stored.slice(400, 100)  # identical (C)
     new = make_bars(["A", "B", "C"], 100, start=200, seed=seed + 2)
-    dup_new = make_bars(["A"], 50, start=200, seed=seed + 3, bump=5000)    # later copy wins
+    dup_new = make_bars(["A"], 50, start=200, seed=seed + 3, bump=5000)  # later copy wins
     dup_old = make_bars(["B"], 100, seed=seed + 4, bump=7000)
     data = pa.concat_tables([changed, same, new, dup_new, dup_old])
     return stored, data
@@ -206,8 +241,10 @@ def oracle_upsert(stored: pa.Table, data: pa.Table, *, keep: str):
 
 def rows_of_list(table):
     for r in table.to_pylist():
-        yield (r["symbol"], r["interval"], r["ts"]), tuple(
-            v for c, v in r.items() if c not in ("symbol", "interval", "ts"))
+        yield (
+            (r["symbol"], r["interval"], r["ts"]),
+            tuple(v for c, v in r.items() if c not in ("symbol", "interval", "ts")),
+        )
 
 
 def test_upsert_counts_mixed_batch(db, sink, names):
@@ -248,7 +285,8 @@ def test_postgres_upsert_strategies_agree(strategy, pg_uri, names):
             gap = make_bars(["C"], 5, start=350, seed=99)
             s.ingest(pa.concat_tables([stored, gap]), mode="create_append")
             final, written, updated, ignored = oracle_upsert(
-                pa.concat_tables([stored, gap]), data, keep="last")
+                pa.concat_tables([stored, gap]), data, keep="last"
+            )
             r = s.ingest(data, mode="upsert", batch_rows=10_000)
             assert (r.written, r.updated, r.ignored) == (written, updated, ignored)
             assert rows_of(s.read()) == final
@@ -280,12 +318,14 @@ def test_failure_rolls_back_the_whole_call(db, sink, names):
 def test_split_quarantines_exactly_the_bad_rows(db, sink, names):
     sink.ingest(make_bars(["A"], 100), mode="create_append")
     good = make_bars(["B", "C"], 400)
-    clash = make_bars(["A"], 7, start=20, bump=1)            # existing keys
+    clash = make_bars(["A"], 7, start=20, bump=1)  # existing keys
     nulls = make_bars(["D"], 3)
-    nulls = pa.Table.from_arrays([pa.nulls(3, pa.string()), *nulls.columns[1:]],
-                                 schema=BARS)  # NOT NULL violated in the database
-    data = pa.concat_tables([good.slice(0, 300), clash, good.slice(300, 200), nulls,
-                             good.slice(500)])
+    nulls = pa.Table.from_arrays(
+        [pa.nulls(3, pa.string()), *nulls.columns[1:]], schema=BARS
+    )  # NOT NULL violated in the database
+    data = pa.concat_tables(
+        [good.slice(0, 300), clash, good.slice(300, 200), nulls, good.slice(500)]
+    )
     r = sink.ingest(data, mode="append", on_error="split", job_id="job-split", batch_rows=256)
     assert (r.written, r.rejected) == (800, 10)
     assert len(r.errors) == 10
@@ -297,24 +337,33 @@ def test_split_quarantines_exactly_the_bad_rows(db, sink, names):
     assert sorted((row["symbol"] or "") for row in q) == sorted(["A"] * 7 + [""] * 3)
     assert r.refused_by_symbol == {"A": 7, "": 3}
     with sink._connection() as conn:
-        logged = sink._query(conn, "SELECT rows_written, rows_rejected, rows_refused FROM "
-                             + sink.dialect.quote(names["ingest_log"]))
+        logged = sink._query(
+            conn,
+            "SELECT rows_written, rows_rejected, rows_refused FROM "
+            + sink.dialect.quote(names["ingest_log"]),
+        )
     assert [tuple(x) for x in logged] == [(800, 0, 10)]
 
 
 def _quarantine(sink, names):
     import json
+
     d = sink.dialect
     with sink._connection() as conn:
-        rows = sink._query(conn, "SELECT job_id, symbol, reasons, error, row_json FROM "
-                           + d.quote(names["quarantine"]))
-    return [{"job_id": r[0], "symbol": r[1], "reasons": r[2], "error": r[3],
-             "row": json.loads(r[4])} for r in rows]
+        rows = sink._query(
+            conn,
+            "SELECT job_id, symbol, reasons, error, row_json FROM " + d.quote(names["quarantine"]),
+        )
+    return [
+        {"job_id": r[0], "symbol": r[1], "reasons": r[2], "error": r[3], "row": json.loads(r[4])}
+        for r in rows
+    ]
 
 
 def test_quarantine_of_a_rejected_table(db, sink, names):
     rejected = make_bars(["X", HOSTILE], 2).append_column(
-        "reasons", pa.array([["high<low"], ["nan close", "negative volume"], [], ["x"]]))
+        "reasons", pa.array([["high<low"], ["nan close", "negative volume"], [], ["x"]])
+    )
     assert sink.quarantine(rejected, job_id="job-q", target="bars") == 4
     q = _quarantine(sink, names)
     assert sorted(r["reasons"] for r in q) == ["", "high<low", "nan close; negative volume", "x"]
@@ -327,19 +376,31 @@ def test_ingest_log(db, sink, names):
     sink.log_ingest(job_id="job-8", source="manual", written=1, rejected=2)
     d = sink.dialect
     with sink._connection() as conn:
-        rows = sink._query(conn, "SELECT job_id, source, rows_written, rows_updated, "
-                           "rows_ignored, rows_rejected, rows_refused FROM "
-                           + d.quote(names["ingest_log"]) + " ORDER BY job_id")
-    assert [tuple(x) for x in rows] == [("job-7", "yahoo", r.written, 0, 0, 0, 0),
-                                        ("job-8", "manual", 1, 0, 0, 2, 0)]
+        rows = sink._query(
+            conn,
+            "SELECT job_id, source, rows_written, rows_updated, "
+            "rows_ignored, rows_rejected, rows_refused FROM "
+            + d.quote(names["ingest_log"])
+            + " ORDER BY job_id",
+        )
+    assert [tuple(x) for x in rows] == [
+        ("job-7", "yahoo", r.written, 0, 0, 0, 0),
+        ("job-8", "manual", 1, 0, 0, 2, 0),
+    ]
 
 
 # -- reads, names, errors ---------------------------------------------------------------------
 def test_read_filters(db, sink, names):
-    sink.ingest(pa.concat_tables([make_bars(["A", "B"], 20), make_bars(["A"], 5, interval="1h")]),
-                mode="create_append")
-    got = sink.read(symbols=["A"], interval="1d", start=T0 + timedelta(days=3),
-                    end=(T0 + timedelta(days=8)).replace(tzinfo=None))
+    sink.ingest(
+        pa.concat_tables([make_bars(["A", "B"], 20), make_bars(["A"], 5, interval="1h")]),
+        mode="create_append",
+    )
+    got = sink.read(
+        symbols=["A"],
+        interval="1d",
+        start=T0 + timedelta(days=3),
+        end=(T0 + timedelta(days=8)).replace(tzinfo=None),
+    )
     assert got.column("ts").to_pylist() == [T0 + timedelta(days=i) for i in range(3, 8)]
     assert set(got.column("symbol").to_pylist()) == {"A"}
     assert sink.read(symbols=[]).num_rows == 0
@@ -364,8 +425,9 @@ def test_concurrent_writers(db, sink, names):
 
     def work(i):
         try:
-            results.append(sink.ingest(make_bars([f"T{i}"], 300, seed=i), mode="upsert",
-                                       batch_rows=100))
+            results.append(
+                sink.ingest(make_bars([f"T{i}"], 300, seed=i), mode="upsert", batch_rows=100)
+            )
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -431,8 +493,11 @@ def test_pg_terminate_backend_mid_ingest_then_retry(pg_uri, names):
             t.start()
             assert reached.wait(30)
             with pg.connect(pg_uri, autocommit=True) as admin, admin.cursor() as cur:
-                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE application_name = $1 AND pid <> pg_backend_pid()", (app,))
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                    (app,),
+                )
                 assert any(r[0] for r in cur.fetchall())
             go.set()
             t.join(60)
@@ -483,8 +548,12 @@ def test_postgres_deferred_key_rebuild(pg_uri, names):
                 s.ingest(pa.concat_tables([big, big.slice(10, 1)]), mode="append")
             assert rows_of(s.read()) == final
             with s._connection() as conn:
-                pk = s._query(conn, "SELECT count(*) FROM pg_constraint WHERE contype = 'p' "
-                              "AND conrelid = to_regclass($1)", (s.dialect.quote(names["bars"]),))
+                pk = s._query(
+                    conn,
+                    "SELECT count(*) FROM pg_constraint WHERE contype = 'p' "
+                    "AND conrelid = to_regclass($1)",
+                    (s.dialect.quote(names["bars"]),),
+                )
             assert pk[0][0] == 1
             with pytest.raises(SinkError, match="rolled back"):
                 s.ingest(make_bars(["A"], 5), mode="append")  # the key still works
@@ -496,13 +565,23 @@ def test_postgres_deferred_key_rebuild(pg_uri, names):
 def test_quotes_upsert_and_insert_new(db, sink, names):
     def quotes(prices, start=0):
         n = len(prices)
-        return pa.table({
-            "symbol": ["Q1", "Q2"] * (n // 2), "ts": pa.array(
-                [T0 + timedelta(seconds=start + i // 2) for i in range(n)],
-                QUOTES.field("ts").type),
-            "price": prices, "previous_close": [1.0] * n, "change": [None] * n,
-            "change_percent": [None] * n, "volume": list(range(n)), "market_cap": [None] * n,
-            "currency": ["USD"] * n, "source": ["t"] * n})
+        return pa.table(
+            {
+                "symbol": ["Q1", "Q2"] * (n // 2),
+                "ts": pa.array(
+                    [T0 + timedelta(seconds=start + i // 2) for i in range(n)],
+                    QUOTES.field("ts").type,
+                ),
+                "price": prices,
+                "previous_close": [1.0] * n,
+                "change": [None] * n,
+                "change_percent": [None] * n,
+                "volume": list(range(n)),
+                "market_cap": [None] * n,
+                "currency": ["USD"] * n,
+                "source": ["t"] * n,
+            }
+        )
 
     first = quotes([float(i) for i in range(100)])
     assert sink.ingest(first, mode="upsert").written == 100

@@ -44,8 +44,12 @@ def uri(db, request, tmp_path) -> str:
 @pytest.fixture
 def names() -> dict:
     tag = uuid.uuid4().hex[:10]
-    return {"bars": f"sba_bars_{tag}", "quotes": f"sba_quotes_{tag}",
-            "quarantine": f"sba_quar_{tag}", "ingest_log": f"sba_log_{tag}"}
+    return {
+        "bars": f"sba_bars_{tag}",
+        "quotes": f"sba_quotes_{tag}",
+        "quarantine": f"sba_quar_{tag}",
+        "ingest_log": f"sba_log_{tag}",
+    }
 
 
 @pytest.fixture
@@ -74,23 +78,40 @@ def rejected_rows(symbols, n, reasons=("high<low",), seed=5):
 
 def log_rows(sink, names):
     d = sink.dialect
-    return query(sink, "SELECT job_id, rows_written, rows_updated, rows_ignored, rows_rejected, "
-                 "rows_refused FROM " + d.quote(names["ingest_log"]) + " ORDER BY job_id")
+    return query(
+        sink,
+        "SELECT job_id, rows_written, rows_updated, rows_ignored, rows_rejected, "
+        "rows_refused FROM " + d.quote(names["ingest_log"]) + " ORDER BY job_id",
+    )
 
 
 def quarantine_rows(sink, names):
     d = sink.dialect
-    rows = query(sink, "SELECT job_id, target, symbol, reasons, error, row_json, seen_count "
-                 "FROM " + d.quote(names["quarantine"]))
-    return [{"job_id": r[0], "target": r[1], "symbol": r[2], "reasons": r[3], "error": r[4],
-             "row": json.loads(r[5]), "seen_count": r[6]} for r in rows]
+    rows = query(
+        sink,
+        "SELECT job_id, target, symbol, reasons, error, row_json, seen_count "
+        "FROM " + d.quote(names["quarantine"]),
+    )
+    return [
+        {
+            "job_id": r[0],
+            "target": r[1],
+            "symbol": r[2],
+            "reasons": r[3],
+            "error": r[4],
+            "row": json.loads(r[5]),
+            "seen_count": r[6],
+        }
+        for r in rows
+    ]
 
 
 def check_table(sink, names, check: str):
     """The bars table, created with an extra CHECK constraint (as a user's table may be)."""
     ddl = SPECS["bars"].create(sink.dialect, names["bars"])
-    ddl = ddl.replace("PRIMARY KEY", f"CHECK ({sink.dialect.quote('close')} {check}), "
-                      "PRIMARY KEY", 1)
+    ddl = ddl.replace(
+        "PRIMARY KEY", f"CHECK ({sink.dialect.quote('close')} {check}), PRIMARY KEY", 1
+    )
     run(sink, ddl)
 
 
@@ -100,8 +121,15 @@ def test_check_refusing_every_row_is_told_per_symbol(db, sink, names):
     check_table(sink, names, "< 0")
     data = make_bars(["AAA", "BBB", HOSTILE], 40)
     bad = rejected_rows(["AAA", "CCC"], 3)
-    r = sink.ingest(data, mode="create_append", on_error="split", job_id="job-all",
-                    source="test", quarantine=bad, batch_rows=64)
+    r = sink.ingest(
+        data,
+        mode="create_append",
+        on_error="split",
+        job_id="job-all",
+        source="test",
+        quarantine=bad,
+        batch_rows=64,
+    )
     assert r.refused_by_symbol == {"AAA": 40, "BBB": 40, HOSTILE: 40}
     assert set(r.refused_errors) == {"AAA", "BBB", HOSTILE}
     assert all("check" in e.lower() for e in r.refused_errors.values())
@@ -147,13 +175,15 @@ def test_quarantine_in_the_same_transaction(db, sink, names):
         except Exception:  # noqa: BLE001 - the table itself may have been rolled back
             n = 0
         assert n == 0
-    r = sink.ingest(make_bars(["B"], 5), mode="upsert", job_id="job-y",
-                    quarantine=rejected_rows(["B"], 4))
+    r = sink.ingest(
+        make_bars(["B"], 5), mode="upsert", job_id="job-y", quarantine=rejected_rows(["B"], 4)
+    )
     assert (r.written, r.quarantined, r.rejected, r.refused_by_symbol) == (5, 4, 0, {})
     assert log_rows(sink, names) == [("job-y", 5, 0, 0, 4, 0)]
     q = quarantine_rows(sink, names)
-    assert [(x["symbol"], x["reasons"], x["target"], x["job_id"]) for x in q] == \
-        [("B", "high<low", names["bars"], "job-y")] * 4
+    assert [(x["symbol"], x["reasons"], x["target"], x["job_id"]) for x in q] == [
+        ("B", "high<low", names["bars"], "job-y")
+    ] * 4
 
 
 # -- 2. idempotent re-runs keep one quarantine row per distinct rejection -----------------
@@ -177,19 +207,31 @@ def test_quarantine_does_not_grow_on_reruns(db, sink, names):
 def _old_quarantine(sink, table):
     """A quarantine table as stockbatch 0.1 made it (no hash, no counts), with repeats."""
     spec = SPECS["quarantine"]
-    old = TableSpec("quarantine", tuple(c for c in spec.columns
-                                        if c[0] not in ("row_hash", "seen_count", "last_seen")),
-                    ())  # text columns VARCHAR(255) on MariaDB, as 0.1 made them
+    old = TableSpec(
+        "quarantine",
+        tuple(c for c in spec.columns if c[0] not in ("row_hash", "seen_count", "last_seen")),
+        (),
+    )  # text columns VARCHAR(255) on MariaDB, as 0.1 made them
     run(sink, old.create(sink.dialect, table))
     from datetime import datetime, timedelta, timezone
+
     t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
     rows = []
     for i in range(3):  # three runs of the same two rejections, plus one other
         for sym, reasons in (("A", "high<low"), ("B", "nan close")):
-            rows.append((f"job-old-{i}", "bars", sym, t0, reasons, "",
-                         json.dumps({"symbol": sym, "close": 1.5}), t0 + timedelta(hours=i)))
-    rows.append(("job-old-0", "bars", "C", t0, "x", "db said no", json.dumps({"symbol": "C"}),
-                 t0))
+            rows.append(
+                (
+                    f"job-old-{i}",
+                    "bars",
+                    sym,
+                    t0,
+                    reasons,
+                    "",
+                    json.dumps({"symbol": sym, "close": 1.5}),
+                    t0 + timedelta(hours=i),
+                )
+            )
+    rows.append(("job-old-0", "bars", "C", t0, "x", "db said no", json.dumps({"symbol": "C"}), t0))
     cols = [c[0] for c in old.columns]
     data = pa.table({c: pa.array([r[i] for r in rows]) for i, c in enumerate(cols)})
     with sink._connection() as conn:
@@ -215,7 +257,10 @@ def test_tables_of_version_0_1_are_upgraded(db, sink, names):
     assert sink.quarantine(again, job_id="job-new", target="bars") == 1
     q = {(x["symbol"], x["reasons"]): x for x in quarantine_rows(sink, names)}
     assert {k: v["seen_count"] for k, v in q.items()} == {
-        ("A", "high<low"): 4, ("B", "nan close"): 3, ("C", "x"): 1}
+        ("A", "high<low"): 4,
+        ("B", "nan close"): 3,
+        ("C", "x"): 1,
+    }
     assert q[("A", "high<low")]["job_id"] == "job-new"
     assert q[("B", "nan close")]["job_id"] == "job-old-2"
     assert log_rows(sink, names) == [("job-new", 3, 0, 0, 0, 0)]
@@ -228,15 +273,19 @@ def test_tables_of_version_0_1_are_upgraded(db, sink, names):
     assert sink.quarantine(long, target="bars", error="e" * 500) == 1
     got = [x for x in quarantine_rows(sink, names) if x["symbol"] == "L"]
     assert [(len(x["reasons"]), len(x["error"]), x["row"]["source"]) for x in got] == [
-        (300, 500, "x" * 600)]
+        (300, 500, "x" * 600)
+    ]
 
 
 # -- 3. typed errors instead of raw driver / Arrow exceptions -----------------------------
 def test_pg_integer_column_gives_schema_error(pg_uri, names):
     with sinks.connect(pg_uri, tables=names) as s:
         try:
-            ddl = SPECS["bars"].create(s.dialect, names["bars"]).replace(
-                '"close" DOUBLE PRECISION', '"close" INTEGER')
+            ddl = (
+                SPECS["bars"]
+                .create(s.dialect, names["bars"])
+                .replace('"close" DOUBLE PRECISION', '"close" INTEGER')
+            )
             run(s, ddl)
             for mode in ("append", "upsert", "create_append", "insert_new"):
                 with pytest.raises(SchemaError, match=f"close.*{names['bars']}") as e:
@@ -250,8 +299,12 @@ def test_pg_integer_column_gives_schema_error(pg_uri, names):
 
 
 def test_read_of_a_foreign_table_is_a_typed_error(db, sink, names):
-    foreign = {"sqlite": "sqlite_master", "duckdb": "information_schema.tables",
-               "postgresql": "pg_class", "mysql": "information_schema.tables"}[db]
+    foreign = {
+        "sqlite": "sqlite_master",
+        "duckdb": "information_schema.tables",
+        "postgresql": "pg_class",
+        "mysql": "information_schema.tables",
+    }[db]
     if db in ("duckdb", "mysql"):  # system schemas are refused by name
         with pytest.raises(SinkError, match="system"):
             sink.read(table=foreign)
@@ -277,10 +330,17 @@ def test_table_dropped_behind_the_sinks_back(db, sink, names):
 
 
 # -- 4. temporary schemas are refused -----------------------------------------------------
-@pytest.mark.parametrize("db,table", [("sqlite", "temp.t"), ("sqlite", "main.t"),
-                                      ("postgresql", "pg_temp.t"),
-                                      ("postgresql", "pg_temp_3.x"),
-                                      ("postgresql", "pg_catalog.t"), ("duckdb", "temp.t")])
+@pytest.mark.parametrize(
+    "db,table",
+    [
+        ("sqlite", "temp.t"),
+        ("sqlite", "main.t"),
+        ("postgresql", "pg_temp.t"),
+        ("postgresql", "pg_temp_3.x"),
+        ("postgresql", "pg_catalog.t"),
+        ("duckdb", "temp.t"),
+    ],
+)
 def test_temporary_schemas_are_refused(db, table, sink, names):
     with pytest.raises(SinkError, match="refused") as e:
         sink.ingest(make_bars(["A"], 3), table=table, mode="create_append")
@@ -291,8 +351,11 @@ def test_temporary_schemas_are_refused(db, table, sink, names):
 
 # -- 5. connection errors that say what is wrong ------------------------------------------
 def test_missing_directory_is_named(tmp_path):
-    for uri in (str(tmp_path / "nope" / "x.db"), f"sqlite:///{tmp_path}/nope/x.db",
-                f"duckdb:///{tmp_path}/nope/x.duckdb"):
+    for uri in (
+        str(tmp_path / "nope" / "x.db"),
+        f"sqlite:///{tmp_path}/nope/x.db",
+        f"duckdb:///{tmp_path}/nope/x.duckdb",
+    ):
         with sinks.connect(uri) as s, pytest.raises(SinkError, match="does not exist") as e:
             s.ensure_tables()
         assert "allocate memory" not in str(e.value)
@@ -301,8 +364,10 @@ def test_missing_directory_is_named(tmp_path):
 
 def test_relative_path_hint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with sinks.connect("duckdb:///data/x/sb.duckdb") as s, \
-            pytest.raises(SinkError, match="duckdb:////path is absolute"):
+    with (
+        sinks.connect("duckdb:///data/x/sb.duckdb") as s,
+        pytest.raises(SinkError, match="duckdb:////path is absolute"),
+    ):
         s.check()
 
 
@@ -310,9 +375,11 @@ def test_relative_path_hint(tmp_path, monkeypatch):
 def test_absolute_and_relative_uris(scheme, ext, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sub").mkdir()
-    forms = {f"{scheme}:///sub/rel1.{ext}": tmp_path / "sub" / f"rel1.{ext}",
-             f"{scheme}:sub/rel2.{ext}": tmp_path / "sub" / f"rel2.{ext}",
-             f"{scheme}:///{tmp_path}/abs.{ext}": tmp_path / f"abs.{ext}"}  # four slashes
+    forms = {
+        f"{scheme}:///sub/rel1.{ext}": tmp_path / "sub" / f"rel1.{ext}",
+        f"{scheme}:sub/rel2.{ext}": tmp_path / "sub" / f"rel2.{ext}",
+        f"{scheme}:///{tmp_path}/abs.{ext}": tmp_path / f"abs.{ext}",
+    }  # four slashes
     for uri, path in forms.items():
         with sinks.connect(uri) as s:
             assert type(s).__name__.lower().startswith(scheme)
@@ -331,14 +398,20 @@ def test_bare_duckdb_path_opens_duckdb_and_is_not_read_as_sqlite(tmp_path):
     renamed = tmp_path / "renamed.db"
     renamed.write_bytes(path.read_bytes())
     for uri in (f"sqlite:///{path}", str(renamed)):
-        with sinks.connect(uri) as s, pytest.raises(
-                SinkError, match=r"not a SQLite database \(looks like DuckDB: use duckdb:///"):
+        with (
+            sinks.connect(uri) as s,
+            pytest.raises(
+                SinkError, match=r"not a SQLite database \(looks like DuckDB: use duckdb:///"
+            ),
+        ):
             s.read()
     sqlite_file = tmp_path / "real.db"
     with sinks.connect(str(sqlite_file)) as s:
         s.ensure_tables()
-    with sinks.connect(f"duckdb:///{sqlite_file}") as s, pytest.raises(
-            SinkError, match="looks like SQLite: use sqlite:///"):
+    with (
+        sinks.connect(f"duckdb:///{sqlite_file}") as s,
+        pytest.raises(SinkError, match="looks like SQLite: use sqlite:///"),
+    ):
         s.read()
 
 
@@ -354,8 +427,9 @@ c.execute("COMMIT")
 
 
 def _hold_lock(path, seconds):
-    p = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), str(seconds)],
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
     assert p.stdout.readline().strip() == "locked"
     return p
 
@@ -411,8 +485,7 @@ def test_first_calls_of_several_sinks_at_once(db, uri, names):
     def work(i):
         try:
             with sinks.connect(uri, tables=names) as s:
-                s.ingest(make_bars([f"S{i}"], 20), mode="upsert", job_id=f"job-{i}",
-                         quarantine=bad)
+                s.ingest(make_bars([f"S{i}"], 20), mode="upsert", job_id=f"job-{i}", quarantine=bad)
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
@@ -440,9 +513,12 @@ def test_errors_do_not_carry_the_statement(tmp_path):
         with pytest.raises(SchemaError, match="'interval', 'ts', 'open'"):
             s.read()
         run(s, 'DROP TABLE "bars"')
-        run(s, 'CREATE TABLE "bars" ("symbol" TEXT, "interval" TEXT, "ts" INTEGER, '
-               '"open" REAL, "high" REAL, "low" REAL, "close" REAL, "adj_close" REAL, '
-               '"volume" INTEGER, "source" TEXT, "extra" TEXT NOT NULL)')
+        run(
+            s,
+            'CREATE TABLE "bars" ("symbol" TEXT, "interval" TEXT, "ts" INTEGER, '
+            '"open" REAL, "high" REAL, "low" REAL, "close" REAL, "adj_close" REAL, '
+            '"volume" INTEGER, "source" TEXT, "extra" TEXT NOT NULL)',
+        )
         with pytest.raises(SinkError) as e:
             s.ingest(make_bars(["A"], 2), mode="append")
         assert "NOT NULL" in str(e.value)
@@ -453,8 +529,9 @@ def test_a_chunk_of_only_rejected_rows(db, sink, names):
     """Every row of a chunk failed validation: the quarantine and the log row are still
     written, in one transaction, and the (empty) data table is created."""
     bad = rejected_rows(["A", "B"], 2)
-    r = sink.ingest(make_bars(["A"], 1).slice(0, 0), mode="create_append", job_id="job-e",
-                    quarantine=bad)
+    r = sink.ingest(
+        make_bars(["A"], 1).slice(0, 0), mode="create_append", job_id="job-e", quarantine=bad
+    )
     assert (r.written, r.quarantined, r.rejected) == (0, 4, 0)
     assert log_rows(sink, names) == [("job-e", 0, 0, 0, 4, 0)]
     assert len(quarantine_rows(sink, names)) == 4

@@ -48,8 +48,8 @@ def epoch(y: int, m: int, d: int) -> int:
 
 
 # Fixed past windows: the synthetic data of a past window never changes.
-D1, D2 = epoch(2025, 1, 1), epoch(2026, 1, 1)          # one year of daily bars
-M1, M2 = epoch(2026, 3, 2), epoch(2026, 4, 1)          # 30 days of 1m bars (4 requests)
+D1, D2 = epoch(2025, 1, 1), epoch(2026, 1, 1)  # one year of daily bars
+M1, M2 = epoch(2026, 3, 2), epoch(2026, 4, 1)  # 30 days of 1m bars (4 requests)
 US = pa.timestamp("us", tz="UTC")
 
 
@@ -93,6 +93,7 @@ def same_bars(a: pa.RecordBatch, b: pa.RecordBatch) -> bool:
 
 # -- Yahoo chart: canonical output ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("symbol", ["AAPL", "7203.T"])
 def test_yahoo_history_equals_the_fixture_payload(fixture_server, symbol):
     batch = run(yahoo_history(fixture_server.url, symbol, normalize=False))
@@ -103,8 +104,9 @@ def test_yahoo_history_equals_the_fixture_payload(fixture_server, symbol):
     assert md[b"stockbatch.tz"].decode() == raw["meta"]["exchangeTimezoneName"]
     assert md[b"stockbatch.currency"].decode() == raw["meta"]["currency"]
     q = raw["indicators"]["quote"][0]
-    assert batch.column("ts").cast(pa.int64()).to_pylist() == \
-        [t * 1_000_000 for t in raw["timestamp"]]
+    assert batch.column("ts").cast(pa.int64()).to_pylist() == [
+        t * 1_000_000 for t in raw["timestamp"]
+    ]
     for col in ("open", "high", "low", "close", "volume"):
         assert batch.column(col).to_pylist() == q[col], col
     assert batch.column("adj_close").to_pylist() == raw["indicators"]["adjclose"][0]["adjclose"]
@@ -133,8 +135,10 @@ def test_one_minute_range_is_split_into_8_day_windows_without_gaps(faulty_server
     expect = []
     with httpx.Client() as c:
         for a in range(M1, M2, 86_400):
-            r = c.get(f"{faulty_server.url}/v8/finance/chart/AAPL",
-                      params={"interval": "1m", "period1": a, "period2": a + 86_400})
+            r = c.get(
+                f"{faulty_server.url}/v8/finance/chart/AAPL",
+                params={"interval": "1m", "period1": a, "period2": a + 86_400},
+            )
             expect += r.json()["chart"]["result"][0].get("timestamp", [])
     assert ts == [t * 1_000_000 for t in expect]  # nothing missing at the window seams
     assert len(ts) == 22 * 390  # 22 trading days from 2 to 31 March 2026, 390 minutes each
@@ -200,17 +204,20 @@ def test_the_fault_tables_cover_every_fault_kind():
     assert {r[0] for r in PERSISTENT} | {"slow_body"} == set(FAULT_KINDS)
 
 
-@pytest.mark.parametrize(("kind", "fault", "opts", "retries", "seen"), RECOVER,
-                         ids=[f"{r[0]}-{i}" for i, r in enumerate(RECOVER)])
-def test_fault_once_then_recovered_after_retry(fixture_server, faulty_server, fast_retry, kind,
-                                               fault, opts, retries, seen):
+@pytest.mark.parametrize(
+    ("kind", "fault", "opts", "retries", "seen"),
+    RECOVER,
+    ids=[f"{r[0]}-{i}" for i, r in enumerate(RECOVER)],
+)
+def test_fault_once_then_recovered_after_retry(
+    fixture_server, faulty_server, fast_retry, kind, fault, opts, retries, seen
+):
     times = fault.pop("times", 1)
     faulty_server.add_fault(kind, route="chart", symbols=["AAPL"], times=times, **fault)
     clean = run(yahoo_history(fixture_server.url, "AAPL"))
 
     async def go():
-        async with YahooChartSource(base_url=faulty_server.url, retry=fast_retry,
-                                    **opts) as src:
+        async with YahooChartSource(base_url=faulty_server.url, retry=fast_retry, **opts) as src:
             t0 = time.perf_counter()
             batch = await src.fetch_history("AAPL", start=D1, end=D2)
             return batch, time.perf_counter() - t0, src.stats
@@ -225,12 +232,12 @@ def test_fault_once_then_recovered_after_retry(fixture_server, faulty_server, fa
 
 
 def test_slow_body_within_the_timeout_is_simply_slower(faulty_server, fast_retry):
-    faulty_server.add_fault("slow_body", route="chart", symbols=["AAPL"], delay=0.06,
-                            chunks=4)
+    faulty_server.add_fault("slow_body", route="chart", symbols=["AAPL"], delay=0.06, chunks=4)
 
     async def go():
-        async with YahooChartSource(base_url=faulty_server.url, retry=fast_retry,
-                                    timeout=2.0) as src:
+        async with YahooChartSource(
+            base_url=faulty_server.url, retry=fast_retry, timeout=2.0
+        ) as src:
             t0 = time.perf_counter()
             batch = await src.fetch_history("AAPL", start=D1, end=D2)
             return batch, time.perf_counter() - t0, src.stats
@@ -245,8 +252,9 @@ def test_cookie_and_crumb_required(faulty_server, fast_retry, mode):
     faulty_server.require_crumb = True
 
     async def go():
-        async with YahooChartSource(base_url=faulty_server.url, crumb=mode,
-                                    retry=fast_retry) as src:
+        async with YahooChartSource(
+            base_url=faulty_server.url, crumb=mode, retry=fast_retry
+        ) as src:
             out = await collect(src, ["AAPL", "MSFT", "7203.T"], period="1mo")
             quotes = await src.fetch_quotes(["AAPL", "MSFT"])
             return out, quotes
@@ -262,8 +270,9 @@ def test_crumb_refused_without_the_handshake_is_reported(faulty_server, fast_ret
     faulty_server.require_crumb = True
 
     async def go():
-        async with YahooChartSource(base_url=faulty_server.url, crumb=False,
-                                    retry=RetryPolicy(attempts=1)) as src:
+        async with YahooChartSource(
+            base_url=faulty_server.url, crumb=False, retry=RetryPolicy(attempts=1)
+        ) as src:
             return await collect(src, ["AAPL", "MSFT"], period="1mo")
 
     out = run(go())
@@ -299,18 +308,18 @@ PERSISTENT = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "fault", "opts", "error"), PERSISTENT,
-                         ids=[r[0] for r in PERSISTENT])
-def test_persistent_fault_fails_over_to_alpha_vantage(fixture_server, faulty_server, kind,
-                                                      fault, opts, error):
+@pytest.mark.parametrize(
+    ("kind", "fault", "opts", "error"), PERSISTENT, ids=[r[0] for r in PERSISTENT]
+)
+def test_persistent_fault_fails_over_to_alpha_vantage(
+    fixture_server, faulty_server, kind, fault, opts, error
+):
     faulty_server.add_fault(kind, route="chart", symbols=["BAD"], **fault)
     retry = RetryPolicy(attempts=2, base=0.01, max_delay=0.02, max_retry_after=5.0)
 
     async def go():
-        yahoo = YahooChartSource(base_url=faulty_server.url, retry=retry, **no_breaker(),
-                                 **opts)
-        av = AlphaVantageSource(api_key="demo", base_url=faulty_server.url, rate=1000,
-                                burst=100)
+        yahoo = YahooChartSource(base_url=faulty_server.url, retry=retry, **no_breaker(), **opts)
+        av = AlphaVantageSource(api_key="demo", base_url=faulty_server.url, rate=1000, burst=100)
         async with FailoverSource([yahoo, av]) as src:
             out = await collect(src, ["BAD", "GOOD"], start=D1, end=D2)
             return out, src, yahoo
@@ -323,7 +332,8 @@ def test_persistent_fault_fails_over_to_alpha_vantage(fixture_server, faulty_ser
     assert yahoo.stats.errors[error.__name__] >= 1
     # the same trading days and prices (Alpha Vantage rounds to 4 decimals, skips null days)
     ref = run(yahoo_history(fixture_server.url, "BAD")).filter(
-        pc.is_valid(run(yahoo_history(fixture_server.url, "BAD")).column("close")))
+        pc.is_valid(run(yahoo_history(fixture_server.url, "BAD")).column("close"))
+    )
     got = out["BAD"]
     assert got.column("ts").equals(ref.column("ts"))
     diff = pc.max(pc.abs(pc.subtract(got.column("close"), ref.column("close")))).as_py()
@@ -339,8 +349,9 @@ def test_fetch_many_reports_every_fault_per_symbol(faulty_server, fast_retry):
     symbols = good + bad + ["FLAKY", "UNKNOWN1", "G0"]  # G0 twice: answered once
 
     async def go():
-        async with YahooChartSource(base_url=faulty_server.url, retry=fast_retry,
-                                    timeout=0.15, **no_breaker()) as src:
+        async with YahooChartSource(
+            base_url=faulty_server.url, retry=fast_retry, timeout=0.15, **no_breaker()
+        ) as src:
             return await collect(src, symbols, start=D1, end=D2)
 
     out = run(go())
@@ -377,6 +388,7 @@ def test_failover_reports_when_every_source_fails(faulty_server, fast_retry):
 
 # -- circuit breaker, cache, rate limit --------------------------------------------------------
 
+
 class Clock:
     def __init__(self):
         self.t = 1000.0
@@ -391,8 +403,9 @@ def test_circuit_breaker_opens_then_refuses_fast_then_recovers(faulty_server):
     breaker = CircuitBreaker(failure_threshold=3, reset_timeout=30, clock=clock)
 
     async def go():
-        async with YahooChartSource(base_url=faulty_server.url, breaker=breaker,
-                                    retry=RetryPolicy(attempts=1)) as src:
+        async with YahooChartSource(
+            base_url=faulty_server.url, breaker=breaker, retry=RetryPolicy(attempts=1)
+        ) as src:
             for s in ("A1", "A2", "A3"):
                 with pytest.raises(ProviderUnavailable):
                     await src.fetch_history(s, period="1mo")
@@ -443,14 +456,21 @@ def test_response_cache_hits_for_a_period(faulty_server):
     # days, every Alpha Vantage period): the cache key must stay the period asked for, or no
     # later call could ever hit
     async def go():
-        async with YahooChartSource(base_url=faulty_server.url, cache=True) as y, \
-                AlphaVantageSource(api_key="demo", base_url=faulty_server.url, rate=1000,
-                                   cache=True) as av:
-            first = [await y.fetch_history("AAPL", interval="1m", period="1mo"),
-                     await av.fetch_history("IBM", period="1mo")]
+        async with (
+            YahooChartSource(base_url=faulty_server.url, cache=True) as y,
+            AlphaVantageSource(
+                api_key="demo", base_url=faulty_server.url, rate=1000, cache=True
+            ) as av,
+        ):
+            first = [
+                await y.fetch_history("AAPL", interval="1m", period="1mo"),
+                await av.fetch_history("IBM", period="1mo"),
+            ]
             await asyncio.sleep(1.0 - time.time() % 1.0 + 0.01)  # the clock moves on
-            second = [await y.fetch_history("AAPL", interval="1m", period="1mo"),
-                      await av.fetch_history("IBM", period="1mo")]
+            second = [
+                await y.fetch_history("AAPL", interval="1m", period="1mo"),
+                await av.fetch_history("IBM", period="1mo"),
+            ]
             return first, second, y.stats, av.stats
 
     first, second, ystats, avstats = run(go())
@@ -465,8 +485,9 @@ def test_failures_are_not_cached(faulty_server, fast_retry):
     faulty_server.add_fault("status", route="chart", status=503, times=1)
 
     async def go():
-        async with YahooChartSource(base_url=faulty_server.url, cache=True,
-                                    retry=RetryPolicy(attempts=1)) as src:
+        async with YahooChartSource(
+            base_url=faulty_server.url, cache=True, retry=RetryPolicy(attempts=1)
+        ) as src:
             with pytest.raises(ProviderUnavailable):
                 await src.fetch_history("AAPL", period="1y")
             return await src.fetch_history("AAPL", period="1y")
@@ -493,10 +514,12 @@ def test_rate_limiter_is_honoured(fixture_server):
 
 # -- Alpha Vantage -----------------------------------------------------------------------------
 
+
 def test_alphavantage_daily_and_intraday(fixture_server):
     async def go():
-        async with AlphaVantageSource(api_key="demo", base_url=fixture_server.url, rate=1000,
-                                      burst=10) as src:
+        async with AlphaVantageSource(
+            api_key="demo", base_url=fixture_server.url, rate=1000, burst=10
+        ) as src:
             daily = await src.fetch_history("IBM", start=D1, end=D2)
             recent = await src.fetch_history("IBM", period="1mo")
             intraday = await src.fetch_history("IBM", interval="5m", period="5d")
@@ -512,8 +535,7 @@ def test_alphavantage_daily_and_intraday(fixture_server):
     yahoo = run(yahoo_history(fixture_server.url, "IBM"))
     yahoo = yahoo.filter(pc.is_valid(yahoo.column("close")))
     assert daily.column("ts").equals(yahoo.column("ts"))
-    assert pc.max(pc.abs(pc.subtract(daily.column("open"), yahoo.column("open")))).as_py() \
-        < 1e-4
+    assert pc.max(pc.abs(pc.subtract(daily.column("open"), yahoo.column("open")))).as_py() < 1e-4
     assert daily.column("volume").equals(yahoo.column("volume"))
     assert daily.column("adj_close").null_count == daily.num_rows  # AV daily has none
     assert 15 <= recent.num_rows <= 24
@@ -528,8 +550,7 @@ def test_alphavantage_quota_payload_is_rate_limited(faulty_server, style):
     faulty_server.add_fault("rate_limit", route="alphavantage", style=style)
 
     async def go():
-        async with AlphaVantageSource(api_key="demo", base_url=faulty_server.url,
-                                      rate=1000) as src:
+        async with AlphaVantageSource(api_key="demo", base_url=faulty_server.url, rate=1000) as src:
             with pytest.raises(RateLimited) as info:
                 await src.fetch_history("IBM", period="1mo")
             return info.value
@@ -543,8 +564,9 @@ def test_alphavantage_quota_payload_is_rate_limited(faulty_server, style):
 
 def test_alphavantage_error_message_is_symbol_not_found(fixture_server):
     async def go():
-        async with AlphaVantageSource(api_key="demo", base_url=fixture_server.url,
-                                      rate=1000) as src:
+        async with AlphaVantageSource(
+            api_key="demo", base_url=fixture_server.url, rate=1000
+        ) as src:
             with pytest.raises(SymbolNotFound) as info:
                 await src.fetch_history("UNKNOWNAV", period="1mo")
             return info.value
@@ -556,10 +578,12 @@ def test_alphavantage_error_message_is_symbol_not_found(fixture_server):
 @pytest.mark.parametrize("from_env", [False, True])
 def test_alphavantage_key_never_shown(monkeypatch, caplog, from_env):
     key = "SeCrEt-K3Y-0042"
-    faults = [{"kind": "reset", "route": "alphavantage", "symbols": ["RST"]},
-              {"kind": "malformed", "route": "alphavantage", "symbols": ["MAL"]},
-              {"kind": "status", "route": "alphavantage", "symbols": ["DOWN"], "status": 500},
-              {"kind": "rate_limit", "route": "alphavantage", "symbols": ["NOTE"]}]
+    faults = [
+        {"kind": "reset", "route": "alphavantage", "symbols": ["RST"]},
+        {"kind": "malformed", "route": "alphavantage", "symbols": ["MAL"]},
+        {"kind": "status", "route": "alphavantage", "symbols": ["DOWN"], "status": 500},
+        {"kind": "rate_limit", "route": "alphavantage", "symbols": ["NOTE"]},
+    ]
     if from_env:
         monkeypatch.setenv("ALPHAVANTAGE_API_KEY", key)
         kwargs = {}
@@ -569,11 +593,17 @@ def test_alphavantage_key_never_shown(monkeypatch, caplog, from_env):
     caplog.set_level(logging.DEBUG)
 
     async def go(url):
-        async with AlphaVantageSource(base_url=url, rate=1000, burst=100,
-                                      retry=RetryPolicy(attempts=2, base=0.01),
-                                      **no_breaker(), **kwargs) as src:
-            out = await collect(src, ["IBM", "RST", "MAL", "DOWN", "NOTE", "UNKNOWNK"],
-                                period="1mo")
+        async with AlphaVantageSource(
+            base_url=url,
+            rate=1000,
+            burst=100,
+            retry=RetryPolicy(attempts=2, base=0.01),
+            **no_breaker(),
+            **kwargs,
+        ) as src:
+            out = await collect(
+                src, ["IBM", "RST", "MAL", "DOWN", "NOTE", "UNKNOWNK"], period="1mo"
+            )
             return src, out
 
     with FixtureServer(faults=faults, av_keys=[key]) as srv:
@@ -581,15 +611,25 @@ def test_alphavantage_key_never_shown(monkeypatch, caplog, from_env):
         assert srv.hits("alphavantage", "IBM") == 1  # the server did receive the key
     assert isinstance(out["IBM"], pa.RecordBatch) and out["IBM"].num_rows > 15
     errors = [out[s] for s in ("RST", "MAL", "DOWN", "NOTE", "UNKNOWNK")]
-    assert [type(e) for e in errors] == [ProviderUnavailable, DecodeError,
-                                         ProviderUnavailable, RateLimited, SymbolNotFound]
+    assert [type(e) for e in errors] == [
+        ProviderUnavailable,
+        DecodeError,
+        ProviderUnavailable,
+        RateLimited,
+        SymbolNotFound,
+    ]
     assert key not in repr(src) and "***" in repr(src)
     for exc in errors:
         assert key not in str(exc) and key not in repr(exc)
         assert key not in "".join(traceback.format_exception(exc))
-    logged = [r for r in caplog.records if r.name.startswith(("httpx", "httpcore", "aiohttp",
-                                                              "stockbatch"))]
-    assert any("apikey=***" in r.getMessage() for r in logged)  # the request URL was logged (redacted)
+    logged = [
+        r
+        for r in caplog.records
+        if r.name.startswith(("httpx", "httpcore", "aiohttp", "stockbatch"))
+    ]
+    assert any(
+        "apikey=***" in r.getMessage() for r in logged
+    )  # the request URL was logged (redacted)
     for r in caplog.records:
         assert key not in r.getMessage()
     assert key not in caplog.text
@@ -603,15 +643,26 @@ def test_alphavantage_without_a_key_refuses_to_start(monkeypatch):
 
 # -- HTTPJSONSource ----------------------------------------------------------------------------
 
+
 def test_httpjson_columnar_template_equals_yahoo(fixture_server):
     q = "chart.result.0.indicators.quote.0."
     src_kw = dict(
-        fields={"ts": "chart.result.0.timestamp", "open": q + "open", "high": q + "high",
-                "low": q + "low", "close": q + "close", "volume": q + "volume",
-                "adj_close": "chart.result.0.indicators.adjclose.0.adjclose"},
-        tz="America/New_York", name="yahoo")
-    template = (fixture_server.url + "/v8/finance/chart/{symbol}?interval={interval}"
-                "&period1={start}&period2={end}")
+        fields={
+            "ts": "chart.result.0.timestamp",
+            "open": q + "open",
+            "high": q + "high",
+            "low": q + "low",
+            "close": q + "close",
+            "volume": q + "volume",
+            "adj_close": "chart.result.0.indicators.adjclose.0.adjclose",
+        },
+        tz="America/New_York",
+        name="yahoo",
+    )
+    template = (
+        fixture_server.url + "/v8/finance/chart/{symbol}?interval={interval}"
+        "&period1={start}&period2={end}"
+    )
 
     async def go():
         async with HTTPJSONSource(template, **src_kw) as src:
@@ -626,40 +677,54 @@ def test_httpjson_columnar_template_equals_yahoo(fixture_server):
 
 
 def test_httpjson_records_template_equals_alphavantage(fixture_server):
-    template = (fixture_server.url + "/query?function=TIME_SERIES_DAILY&symbol={symbol}"
-                "&outputsize=full&apikey=demo")
-    fields = {"ts": "$key", "open": "1. open", "high": "2. high", "low": "3. low",
-              "close": "4. close", "volume": "5. volume"}
+    template = (
+        fixture_server.url + "/query?function=TIME_SERIES_DAILY&symbol={symbol}"
+        "&outputsize=full&apikey=demo"
+    )
+    fields = {
+        "ts": "$key",
+        "open": "1. open",
+        "high": "2. high",
+        "low": "3. low",
+        "close": "4. close",
+        "volume": "5. volume",
+    }
 
     async def go():
-        async with HTTPJSONSource(template, fields=fields, records="Time Series (Daily)",
-                                  ts_unit="iso", tz="America/New_York",
-                                  name="alphavantage") as src:
+        async with HTTPJSONSource(
+            template,
+            fields=fields,
+            records="Time Series (Daily)",
+            ts_unit="iso",
+            tz="America/New_York",
+            name="alphavantage",
+        ) as src:
             b = await src.fetch_history("IBM", start=D1, end=D2)
-        async with AlphaVantageSource(api_key="demo", base_url=fixture_server.url,
-                                      rate=1000) as av:
+        async with AlphaVantageSource(api_key="demo", base_url=fixture_server.url, rate=1000) as av:
             return b, await av.fetch_history("IBM", start=D1, end=D2)
 
     got, ref = run(go())
     # the generic source keeps every record it is given (newest first, all of history)
     got = got.sort_by("ts")
-    keep = pc.and_(pc.greater_equal(got.column("ts"), ref.column("ts")[0]),
-                   pc.less_equal(got.column("ts"), ref.column("ts")[-1]))
+    keep = pc.and_(
+        pc.greater_equal(got.column("ts"), ref.column("ts")[0]),
+        pc.less_equal(got.column("ts"), ref.column("ts")[-1]),
+    )
     got = got.filter(keep)
     for col in ("ts", "open", "high", "low", "close", "volume"):
         assert got.column(col).equals(ref.column(col)), col
 
 
 def test_httpjson_429_retry_after_and_malformed(faulty_server, fast_retry):
-    faulty_server.add_fault("rate_limit", route="chart", symbols=["AAPL"], retry_after=1,
-                            times=1)
+    faulty_server.add_fault("rate_limit", route="chart", symbols=["AAPL"], retry_after=1, times=1)
     faulty_server.add_fault("malformed", route="chart", symbols=["MSFT"])
     template = faulty_server.url + "/v8/finance/chart/{symbol}?range={period}"
 
     async def go():
         # only ts mapped: the other columns are all null
-        async with HTTPJSONSource(template, fields={"ts": "chart.result.0.timestamp"},
-                                  retry=fast_retry, **no_breaker()) as src:
+        async with HTTPJSONSource(
+            template, fields={"ts": "chart.result.0.timestamp"}, retry=fast_retry, **no_breaker()
+        ) as src:
             t0 = time.perf_counter()
             out = await collect(src, ["AAPL", "MSFT"], period="1mo")
             return out, time.perf_counter() - t0, src.stats
@@ -672,6 +737,7 @@ def test_httpjson_429_retry_after_and_malformed(faulty_server, fast_retry):
 
 
 # -- yfinance pointed at the fixture server ----------------------------------------------------
+
 
 @pytest.fixture
 def yf_session_restored():
@@ -692,8 +758,7 @@ def test_yfinance_source_via_rewriting_session(fixture_server, yf_session_restor
         return await collect(src, symbols, start=D1, end=D2), src
 
     out, src = run(go())
-    assert isinstance(out["UNKNOWNYF"], SymbolNotFound) and out["UNKNOWNYF"].symbol == \
-        "UNKNOWNYF"
+    assert isinstance(out["UNKNOWNYF"], SymbolNotFound) and out["UNKNOWNYF"].symbol == "UNKNOWNYF"
     for sym in ("AAPL", "7203.T"):
         got = out[sym]
         assert got.schema.remove_metadata().equals(BARS.remove_metadata())  # no MultiIndex

@@ -37,8 +37,22 @@ def epoch(y: int, m: int, d: int) -> int:
 
 W1, W2 = epoch(2025, 1, 1), epoch(2025, 3, 1)
 ONCE = RetryPolicy(attempts=1)
-PATHLIKE = ["XYZ/../GOOD9", "GOOD9#x", "GOOD9?a=b", "../../etc/passwd", "GOOD9/", "%2e%2e",
-            "a b", "", " ", "GOO\nD9", "GOOD9,AAPL", ".", "..", "-X"]
+PATHLIKE = [
+    "XYZ/../GOOD9",
+    "GOOD9#x",
+    "GOOD9?a=b",
+    "../../etc/passwd",
+    "GOOD9/",
+    "%2e%2e",
+    "a b",
+    "",
+    " ",
+    "GOO\nD9",
+    "GOOD9,AAPL",
+    ".",
+    "..",
+    "-X",
+]
 
 
 def run(coro):
@@ -58,6 +72,7 @@ async def collect(src, symbols, **options) -> dict:
 
 # -- symbols ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("symbol", PATHLIKE)
 def test_yahoo_refuses_symbols_it_cannot_have_naming_the_rule(symbol):
     src = YahooChartSource(base_url="http://127.0.0.1:9")
@@ -67,9 +82,18 @@ def test_yahoo_refuses_symbols_it_cannot_have_naming_the_rule(symbol):
     run(src.aclose())
 
 
-@pytest.mark.parametrize(("given", "norm"), [
-    ("aapl", "AAPL"), (" msft ", "MSFT"), ("7203.t", "7203.T"), ("^gspc", "^GSPC"),
-    ("eurusd=x", "EURUSD=X"), ("brk-b", "BRK-B"), ("m&m.ns", "M&M.NS")])
+@pytest.mark.parametrize(
+    ("given", "norm"),
+    [
+        ("aapl", "AAPL"),
+        (" msft ", "MSFT"),
+        ("7203.t", "7203.T"),
+        ("^gspc", "^GSPC"),
+        ("eurusd=x", "EURUSD=X"),
+        ("brk-b", "BRK-B"),
+        ("m&m.ns", "M&M.NS"),
+    ],
+)
 def test_yahoo_normalizes_case_and_is_idempotent(given, norm):
     src = YahooChartSource(base_url="http://127.0.0.1:9")
     assert src.normalize_symbol(given) == norm
@@ -106,10 +130,10 @@ def test_url_segment_never_leaves_its_segment():
 
 def test_yahoo_fetch_many_bars_under_normalized_names_and_no_stray_requests():
     with FixtureServer() as srv:
+
         async def go():
             async with YahooChartSource(base_url=srv.url, retry=ONCE) as src:
-                out = await collect(src, ["aapl", "AAPL", "GOOD9", *PATHLIKE[:4]],
-                                    start=W1, end=W2)
+                out = await collect(src, ["aapl", "AAPL", "GOOD9", *PATHLIKE[:4]], start=W1, end=W2)
                 with pytest.raises(ValueError, match="bad symbol"):
                     await src.fetch_history("XYZ/../GOOD9", start=W1, end=W2)
                 return out
@@ -129,29 +153,41 @@ def test_yahoo_fetch_many_bars_under_normalized_names_and_no_stray_requests():
 
 def test_a_generic_source_sends_a_symbol_as_one_segment_or_one_query_value():
     with FixtureServer() as srv:
-        path = HTTPJSONSource(srv.url + "/v8/finance/chart/{symbol}?interval=1d"
-                              "&period1={start}&period2={end}",
-                              fields={"ts": "chart.result.0.timestamp",
-                                      "close": "chart.result.0.indicators.quote.0.close"},
-                              retry=ONCE, breaker=CircuitBreaker(10_000))
-        query = HTTPJSONSource(srv.url + "/query?function=TIME_SERIES_DAILY&symbol={symbol}"
-                               "&apikey=demo&outputsize=full",
-                               records="Time Series (Daily)", ts_unit="iso",
-                               fields={"ts": "$key", "close": "4. close"},
-                               retry=ONCE, breaker=CircuitBreaker(10_000))
+        path = HTTPJSONSource(
+            srv.url + "/v8/finance/chart/{symbol}?interval=1d&period1={start}&period2={end}",
+            fields={
+                "ts": "chart.result.0.timestamp",
+                "close": "chart.result.0.indicators.quote.0.close",
+            },
+            retry=ONCE,
+            breaker=CircuitBreaker(10_000),
+        )
+        query = HTTPJSONSource(
+            srv.url + "/query?function=TIME_SERIES_DAILY&symbol={symbol}"
+            "&apikey=demo&outputsize=full",
+            records="Time Series (Daily)",
+            ts_unit="iso",
+            fields={"ts": "$key", "close": "4. close"},
+            retry=ONCE,
+            breaker=CircuitBreaker(10_000),
+        )
 
         async def go():
             async with path, query:
-                a = await collect(path, ["XYZ/../GOOD9", "GOOD9#x", "GOOD9?a=b"],
-                                  start=W1, end=W2)
+                a = await collect(path, ["XYZ/../GOOD9", "GOOD9#x", "GOOD9?a=b"], start=W1, end=W2)
                 b = await collect(query, ["GOOD9&symbol=AAPL", "GOOD9#x"], start=W1, end=W2)
                 return a, b
 
         a, b = run(go())
         hits = srv.stats()["hits"]
     # the server saw each symbol whole, as one segment / one value — never GOOD9 or AAPL
-    assert hits == {"chart:XYZ/../GOOD9": 1, "chart:GOOD9#x": 1, "chart:GOOD9?a=b": 1,
-                    "alphavantage:GOOD9&symbol=AAPL": 1, "alphavantage:GOOD9#x": 1}
+    assert hits == {
+        "chart:XYZ/../GOOD9": 1,
+        "chart:GOOD9#x": 1,
+        "chart:GOOD9?a=b": 1,
+        "alphavantage:GOOD9&symbol=AAPL": 1,
+        "alphavantage:GOOD9#x": 1,
+    }
     for sym, res in {**a, **b}.items():
         if isinstance(res, pa.RecordBatch):
             assert set(res.column("symbol").to_pylist()) <= {sym}
@@ -159,9 +195,15 @@ def test_a_generic_source_sends_a_symbol_as_one_segment_or_one_query_value():
 
 # -- payloads that lie -----------------------------------------------------------------------
 
+
 def test_data_fault_kinds_each_have_an_outcome_here():
-    assert set(DATA_FAULT_KINDS) == {"out_of_window", "ts_overflow", "bad_tz", "fuzz",
-                                     "echo_secret"}
+    assert set(DATA_FAULT_KINDS) == {
+        "out_of_window",
+        "ts_overflow",
+        "bad_tz",
+        "fuzz",
+        "echo_secret",
+    }
 
 
 @pytest.mark.parametrize("kind", ["ts_overflow", "bad_tz"])
@@ -171,8 +213,9 @@ def test_malformed_payload_is_a_decode_error_for_that_symbol_only(kind):
 
         async def go():
             async with YahooChartSource(base_url=srv.url, retry=ONCE) as src:
-                return await collect(src, ["BAD1", "GOOD1", "BAD2", "GOOD2", "GOOD3"],
-                                     start=W1, end=W2), src
+                return await collect(
+                    src, ["BAD1", "GOOD1", "BAD2", "GOOD2", "GOOD3"], start=W1, end=W2
+                ), src
 
         out, src = run(go())
     for s in ("BAD1", "BAD2"):
@@ -187,8 +230,9 @@ def test_alphavantage_bad_zone_is_a_decode_error():
         srv.add_fault("bad_tz", route="alphavantage")
 
         async def go():
-            async with AlphaVantageSource(api_key="demo", base_url=srv.url, rate=1000,
-                                          retry=ONCE) as src:
+            async with AlphaVantageSource(
+                api_key="demo", base_url=srv.url, rate=1000, retry=ONCE
+            ) as src:
                 with pytest.raises(DecodeError, match="time zone"):
                     await src.fetch_history("IBM", start=W1, end=W2)
 
@@ -222,6 +266,7 @@ def test_bars_outside_the_window_are_dropped_and_counted():
 
 def test_clean_answers_carry_no_out_of_window_mark():
     with FixtureServer() as srv:
+
         async def go():
             async with YahooChartSource(base_url=srv.url) as src:
                 return await src.fetch_history("7203.T", start=W1, end=W2), src.stats
@@ -236,10 +281,13 @@ def test_clean_answers_carry_no_out_of_window_mark():
 def test_generic_source_drops_out_of_window_bars_too():
     with FixtureServer() as srv:
         srv.add_fault("out_of_window", route="chart")
-        src = HTTPJSONSource(srv.url + "/v8/finance/chart/{symbol}?interval=1d"
-                             "&period1={start}&period2={end}",
-                             fields={"ts": "chart.result.0.timestamp",
-                                     "close": "chart.result.0.indicators.quote.0.close"})
+        src = HTTPJSONSource(
+            srv.url + "/v8/finance/chart/{symbol}?interval=1d&period1={start}&period2={end}",
+            fields={
+                "ts": "chart.result.0.timestamp",
+                "close": "chart.result.0.indicators.quote.0.close",
+            },
+        )
 
         async def go():
             async with src:
@@ -285,8 +333,9 @@ def test_fuzzed_alphavantage_payloads_every_symbol_answered_once(seed):
         srv.add_fault("fuzz", route="alphavantage", seed=seed)
 
         async def go():
-            async with AlphaVantageSource(api_key="demo", base_url=srv.url, rate=1000,
-                                          burst=100, retry=ONCE, concurrency=4) as src:
+            async with AlphaVantageSource(
+                api_key="demo", base_url=srv.url, rate=1000, burst=100, retry=ONCE, concurrency=4
+            ) as src:
                 return await collect(src, symbols, start=W1, end=W2)
 
         out = run(go())
@@ -303,8 +352,9 @@ def test_fuzz_fault_is_reproducible():
     from stockbatch.testing import _hostile
     from stockbatch.testing._payloads import PayloadBuilder
 
-    payload = PayloadBuilder(now=W2).chart("AAPL", {"period1": str(W1), "period2": str(W2),
-                                                    "interval": "1d"})[2]
+    payload = PayloadBuilder(now=W2).chart(
+        "AAPL", {"period1": str(W1), "period2": str(W2), "interval": "1d"}
+    )[2]
     a = [_hostile.apply("fuzz", "chart", payload, seed=7, fired=i) for i in range(5)]
     b = [_hostile.apply("fuzz", "chart", payload, seed=7, fired=i) for i in range(5)]
     assert a == b and len(set(a)) > 1
@@ -316,11 +366,16 @@ def test_fault_cli_syntax_takes_data_kinds():
     from stockbatch.testing import _fault_arg
 
     assert _fault_arg("fuzz:route=chart,seed=3,times=2") == {
-        "kind": "fuzz", "route": "chart", "seed": 3, "times": 2}
+        "kind": "fuzz",
+        "route": "chart",
+        "seed": 3,
+        "times": 2,
+    }
     assert _fault_arg("out_of_window:route=alphavantage")["kind"] == "out_of_window"
 
 
 # -- circuit breaker -------------------------------------------------------------------------
+
 
 def _dead_url() -> tuple[str, int]:
     srv = FixtureServer().start()
@@ -335,8 +390,9 @@ def test_breaker_with_the_server_down_shows_the_cause_then_really_retries():
     symbols = [f"S{i}" for i in range(10)]
 
     async def go():
-        async with YahooChartSource(base_url=url, breaker=breaker, retry=ONCE,
-                                    concurrency=2) as src:
+        async with YahooChartSource(
+            base_url=url, breaker=breaker, retry=ONCE, concurrency=2
+        ) as src:
             down = await collect(src, symbols, period="1mo")
             assert breaker.state == "open"
             await asyncio.sleep(0.45)  # reset timeout: the next call is a real trial
@@ -363,13 +419,17 @@ def test_breaker_ignores_a_symbols_own_404_and_decode_errors():
         srv.add_fault("malformed", route="chart", symbols=[f"BAD{i}" for i in range(6)])
         srv.add_fault("ts_overflow", route="chart", symbols=[f"OVF{i}" for i in range(6)])
         breaker = CircuitBreaker(failure_threshold=3, reset_timeout=60)
-        bad = [f"BAD{i}" for i in range(6)] + [f"OVF{i}" for i in range(6)] + \
-            [f"UNKNOWN{i}" for i in range(6)]
+        bad = (
+            [f"BAD{i}" for i in range(6)]
+            + [f"OVF{i}" for i in range(6)]
+            + [f"UNKNOWN{i}" for i in range(6)]
+        )
         good = [f"OK{i}" for i in range(6)]
 
         async def go():
-            async with YahooChartSource(base_url=srv.url, breaker=breaker,
-                                        retry=ONCE, concurrency=2) as src:
+            async with YahooChartSource(
+                base_url=srv.url, breaker=breaker, retry=ONCE, concurrency=2
+            ) as src:
                 return await collect(src, bad + good, start=W1, end=W2)
 
         out = run(go())
@@ -387,8 +447,9 @@ def test_breaker_counts_5xx_and_429():
             breaker = CircuitBreaker(failure_threshold=3, reset_timeout=60)
 
             async def go(url=srv.url, breaker=breaker):
-                async with YahooChartSource(base_url=url, breaker=breaker, retry=ONCE,
-                                            concurrency=1) as src:
+                async with YahooChartSource(
+                    base_url=url, breaker=breaker, retry=ONCE, concurrency=1
+                ) as src:
                     return await collect(src, [f"X{i}" for i in range(6)], period="1mo")
 
             out = run(go())
@@ -412,8 +473,7 @@ def test_a_cancelled_trial_call_does_not_shut_the_breaker_for_good():
         srv.add_fault("status", route="chart", status=503, times=2)
 
         async def go():
-            async with YahooChartSource(base_url=srv.url, breaker=breaker,
-                                        retry=ONCE) as src:
+            async with YahooChartSource(base_url=srv.url, breaker=breaker, retry=ONCE) as src:
                 for s in ("A", "B"):
                     with pytest.raises(ProviderUnavailable):
                         await src.fetch_history(s, period="1mo")
@@ -432,6 +492,7 @@ def test_a_cancelled_trial_call_does_not_shut_the_breaker_for_good():
 
 
 # -- failover quotes -------------------------------------------------------------------------
+
 
 def test_overlapping_failover_quote_calls_leave_the_sources_alone():
     with FixtureServer() as srv:
@@ -460,6 +521,7 @@ def test_overlapping_failover_quote_calls_leave_the_sources_alone():
 
 # -- secrets echoed back ---------------------------------------------------------------------
 
+
 def test_a_key_echoed_back_in_any_encoding_is_never_shown(caplog):
     from urllib.parse import quote, quote_plus
 
@@ -469,15 +531,22 @@ def test_a_key_echoed_back_in_any_encoding_is_never_shown(caplog):
         srv.add_fault("echo_secret", route="alphavantage")
 
         async def go():
-            async with AlphaVantageSource(api_key=key, base_url=srv.url, rate=1000,
-                                          retry=ONCE) as src:
+            async with AlphaVantageSource(
+                api_key=key, base_url=srv.url, rate=1000, retry=ONCE
+            ) as src:
                 out = await collect(src, ["IBM"], period="1mo")
                 return out["IBM"], repr(src)
 
         exc, rep = run(go())
     assert isinstance(exc, ProviderError)
-    forms = {key, quote(key, safe=""), quote(key, safe="").lower(), quote(key),
-             quote_plus(key), key.replace("/", "\\/")}
+    forms = {
+        key,
+        quote(key, safe=""),
+        quote(key, safe="").lower(),
+        quote(key),
+        quote_plus(key),
+        key.replace("/", "\\/"),
+    }
     texts = [str(exc), repr(exc), rep, caplog.text]
     for text in texts:
         for form in forms:
@@ -487,6 +556,7 @@ def test_a_key_echoed_back_in_any_encoding_is_never_shown(caplog):
 
 def test_yahoo_quotes_normalize_and_list_refused_symbols_as_missing():
     with FixtureServer() as srv:
+
         async def go():
             async with YahooChartSource(base_url=srv.url) as src:
                 return await src.fetch_quotes(["aapl", "AAPL", "XYZ/../GOOD9", "UNKNOWNQ"])

@@ -24,11 +24,23 @@ from stockbatch.schema import BARS
 
 DBS = ["sqlite", "duckdb", "postgresql", "mysql"]
 UTC = timezone.utc
-ZONES = {"AAPL": "America/New_York", "7203.T": "Asia/Tokyo", "SAP.DE": "Europe/Berlin",
-         "BHP.AX": "Australia/Sydney"}
+ZONES = {
+    "AAPL": "America/New_York",
+    "7203.T": "Asia/Tokyo",
+    "SAP.DE": "Europe/Berlin",
+    "BHP.AX": "Australia/Sydney",
+}
 # around the DST changes of 2026: US 03-08, EU 03-29, Sydney 04-05 (and back 10-04)
-DAYS = [date(2026, 3, 6), date(2026, 3, 9), date(2026, 3, 27), date(2026, 3, 30),
-        date(2026, 4, 3), date(2026, 4, 6), date(2026, 10, 2), date(2026, 10, 5)]
+DAYS = [
+    date(2026, 3, 6),
+    date(2026, 3, 9),
+    date(2026, 3, 27),
+    date(2026, 3, 30),
+    date(2026, 4, 3),
+    date(2026, 4, 6),
+    date(2026, 10, 2),
+    date(2026, 10, 5),
+]
 
 
 @pytest.fixture(params=DBS)
@@ -43,8 +55,10 @@ def uri(request, tmp_path) -> str:
 @pytest.fixture
 def names() -> dict:
     tag = uuid.uuid4().hex[:10]
-    return {k: f"sbc_{k}_{tag}" for k in ("bars", "quotes", "quarantine", "ingest_log",
-                                          "symbols", "actions")}
+    return {
+        k: f"sbc_{k}_{tag}"
+        for k in ("bars", "quotes", "quarantine", "ingest_log", "symbols", "actions")
+    }
 
 
 @pytest.fixture
@@ -65,24 +79,43 @@ def daily_bars(symbols=tuple(ZONES), days=DAYS) -> pa.Table:
     rows = [(s, local_midnight(d, ZONES[s])) for s in symbols for d in days]
     n = len(rows)
     close = np.arange(1.0, n + 1.0)
-    return pa.Table.from_arrays([
-        pa.array([r[0] for r in rows]), pa.array(["1d"] * n),
-        pa.array([r[1] for r in rows], BARS.field("ts").type), pa.array(close),
-        pa.array(close + 1), pa.array(close - 1), pa.array(close), pa.array(close),
-        pa.array(np.arange(n, dtype=np.int64)), pa.array(["test"] * n)], schema=BARS)
+    return pa.Table.from_arrays(
+        [
+            pa.array([r[0] for r in rows]),
+            pa.array(["1d"] * n),
+            pa.array([r[1] for r in rows], BARS.field("ts").type),
+            pa.array(close),
+            pa.array(close + 1),
+            pa.array(close - 1),
+            pa.array(close),
+            pa.array(close),
+            pa.array(np.arange(n, dtype=np.int64)),
+            pa.array(["test"] * n),
+        ],
+        schema=BARS,
+    )
 
 
 def meta_of(symbols=tuple(ZONES)) -> dict:
-    return {s: {"timezone": ZONES[s], "exchange": "X" + s[-1], "currency": "CUR",
-                "instrument_type": "EQUITY"} for s in symbols}
+    return {
+        s: {
+            "timezone": ZONES[s],
+            "exchange": "X" + s[-1],
+            "currency": "CUR",
+            "instrument_type": "EQUITY",
+        }
+        for s in symbols
+    }
 
 
 def stored_dates(sink, table) -> dict:
     """{(symbol, ts): date} as the database holds them (plain SQL, no stockbatch read)."""
     d = sink.dialect
     with sink._connection() as conn:
-        rows = sink._query(conn, f"SELECT {d.quote('symbol')}, {d.quote('ts')}, "
-                                 f"{d.quote('date')} FROM {d.quote(table)}")
+        rows = sink._query(
+            conn,
+            f"SELECT {d.quote('symbol')}, {d.quote('ts')}, {d.quote('date')} FROM {d.quote(table)}",
+        )
     out = {}
     for sym, ts, day in rows:
         if isinstance(ts, int):
@@ -91,8 +124,9 @@ def stored_dates(sink, table) -> dict:
             ts = ts.replace(tzinfo=UTC)
         if isinstance(day, int):  # SQLite: YYYYMMDD
             day = date(day // 10000, day // 100 % 100, day % 100)
-        out[(sym, ts.astimezone(UTC))] = day if isinstance(day, date) else \
-            date.fromisoformat(str(day))
+        out[(sym, ts.astimezone(UTC))] = (
+            day if isinstance(day, date) else date.fromisoformat(str(day))
+        )
     return out
 
 
@@ -110,14 +144,16 @@ def test_read_by_trading_date_in_every_zone(sink):
     for day in DAYS:
         got = sink.read(start=day.isoformat(), end=date.fromordinal(day.toordinal() + 1))
         assert sorted(got.column("symbol").to_pylist()) == sorted(ZONES), day
-        assert {r["ts"] for r in got.to_pylist()} == {local_midnight(day, z)
-                                                      for z in ZONES.values()}
+        assert {r["ts"] for r in got.to_pylist()} == {
+            local_midnight(day, z) for z in ZONES.values()
+        }
     # the issue's case: Tokyo's bar of the day, by its date
     got = stockbatch.read(sink, ["7203.T"], start="2026-03-30", end="2026-03-31")
     assert got.column("ts").to_pylist() == [local_midnight(date(2026, 3, 30), "Asia/Tokyo")]
     # a time is a UTC instant, compared with ts
-    got = sink.read(symbols=["7203.T"], start=datetime(2026, 3, 29, 15, tzinfo=UTC),
-                    end="2026-03-29T15:00:01Z")
+    got = sink.read(
+        symbols=["7203.T"], start=datetime(2026, 3, 29, 15, tzinfo=UTC), end="2026-03-29T15:00:01Z"
+    )
     assert got.num_rows == 1
 
 
@@ -128,8 +164,12 @@ def test_symbols_table_from_metadata_and_zone_remembered(sink, names, uri):
     assert set(rows) == set(ZONES)
     for s, z in ZONES.items():
         r = rows[s]
-        assert (r["timezone"], r["currency"], r["instrument_type"], r["source"]) == \
-            (z, "CUR", "EQUITY", "yahoo")
+        assert (r["timezone"], r["currency"], r["instrument_type"], r["source"]) == (
+            z,
+            "CUR",
+            "EQUITY",
+            "yahoo",
+        )
         assert r["first_bar"] == local_midnight(DAYS[0], z)
         assert r["last_bar"] == local_midnight(DAYS[3], z)
         assert r["last_ingested"] is not None
@@ -149,12 +189,22 @@ def test_symbols_table_from_metadata_and_zone_remembered(sink, names, uri):
 
 def test_intraday_bars_carry_the_exchange_local_day(sink, names):
     # 23:30 New York is 04:30 UTC the next day; 08:00 Tokyo is 23:00 UTC the day before
-    ts = [datetime(2026, 3, 9, 23, 30, tzinfo=ZoneInfo("America/New_York")),
-          datetime(2026, 3, 10, 8, 0, tzinfo=ZoneInfo("Asia/Tokyo"))]
-    t = pa.table({"symbol": ["AAPL", "7203.T"], "interval": ["1h", "1h"],
-                  "ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "open": [1.0, 2.0],
-                  "high": [1.0, 2.0], "low": [1.0, 2.0], "close": [1.0, 2.0],
-                  "volume": [1, 2]})
+    ts = [
+        datetime(2026, 3, 9, 23, 30, tzinfo=ZoneInfo("America/New_York")),
+        datetime(2026, 3, 10, 8, 0, tzinfo=ZoneInfo("Asia/Tokyo")),
+    ]
+    t = pa.table(
+        {
+            "symbol": ["AAPL", "7203.T"],
+            "interval": ["1h", "1h"],
+            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "open": [1.0, 2.0],
+            "high": [1.0, 2.0],
+            "low": [1.0, 2.0],
+            "close": [1.0, 2.0],
+            "volume": [1, 2],
+        }
+    )
     sink.ingest(stockbatch.conform(t), mode="upsert", meta=meta_of(["AAPL", "7203.T"]))
     got = stored_dates(sink, names["bars"])
     assert sorted(got.values()) == [date(2026, 3, 9), date(2026, 3, 10)]
@@ -169,9 +219,16 @@ def test_actions_upserted_idempotently(sink):
     for _ in range(2):
         sink.ingest(daily_bars(["7203.T"]), mode="upsert", meta=meta, source="yahoo")
     acts = stockbatch.read(sink, kind="actions").to_pylist()
-    assert acts == [{"symbol": "7203.T", "date": date(2026, 3, 30),
-                     "ts": local_midnight(date(2026, 3, 30), "Asia/Tokyo"), "dividend": 30.0,
-                     "split_ratio": 4.0, "source": "yahoo"}]
+    assert acts == [
+        {
+            "symbol": "7203.T",
+            "date": date(2026, 3, 30),
+            "ts": local_midnight(date(2026, 3, 30), "Asia/Tokyo"),
+            "dividend": 30.0,
+            "split_ratio": 4.0,
+            "source": "yahoo",
+        }
+    ]
     # a corrected amount replaces the row
     meta["7203.T"]["events"] = {"dividends": [[ex, 31.5]], "splits": []}
     sink.ingest(daily_bars(["7203.T"]), mode="upsert", meta=meta, source="yahoo")
@@ -182,15 +239,22 @@ def test_actions_upserted_idempotently(sink):
 def test_sqlite_view_is_readable_by_plain_sqlite(tmp_path):
     path = tmp_path / "plain.db"
     with sinks.connect(f"sqlite:///{path}") as s:
-        s.ingest(daily_bars(["7203.T"], DAYS[:2]), mode="upsert",
-                 meta={"7203.T": {"timezone": "Asia/Tokyo"}}, job_id="j1")
+        s.ingest(
+            daily_bars(["7203.T"], DAYS[:2]),
+            mode="upsert",
+            meta={"7203.T": {"timezone": "Asia/Tokyo"}},
+            job_id="j1",
+        )
     con = sqlite3.connect(path)
     try:
-        rows = con.execute("SELECT ts, date, datetime(ts), ts_us FROM bars_v ORDER BY ts").fetchall()
+        rows = con.execute(
+            "SELECT ts, date, datetime(ts), ts_us FROM bars_v ORDER BY ts"
+        ).fetchall()
         assert rows[0][:3] == ("2026-03-05T15:00:00.000Z", "2026-03-06", "2026-03-05 15:00:00")
         assert rows[0][3] == int(local_midnight(DAYS[0], "Asia/Tokyo").timestamp()) * 10**6
-        assert con.execute("SELECT count(*) FROM bars_v WHERE date = '2026-03-09'"
-                           ).fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM bars_v WHERE date = '2026-03-09'").fetchone() == (
+            1,
+        )
         (started,) = con.execute("SELECT started FROM ingest_log_v").fetchone()
         assert started.endswith("Z") and started[:4] == "2026"
         (first,) = con.execute("SELECT first_bar FROM symbols_v").fetchone()
@@ -205,8 +269,14 @@ def test_pipeline_stores_provider_metadata_and_actions(fixture_server, uri, name
     syms = ["AAPL", "7203.T", "SAP.DE", "MSFT", "SONY.T", "BMW.DE"]
     with sinks.connect(uri, tables=names) as sink:
         try:
-            res = stockbatch.ingest(syms, db=sink, base_url=fixture_server.url,
-                                    period="2y", interval="1d", validate=False)
+            res = stockbatch.ingest(
+                syms,
+                db=sink,
+                base_url=fixture_server.url,
+                period="2y",
+                interval="1d",
+                validate=False,
+            )
             assert res.success, res.symbols
             meta = {r["symbol"]: r for r in sink.read(kind="symbols").to_pylist()}
             assert meta["7203.T"]["timezone"] == "Asia/Tokyo"
@@ -241,8 +311,23 @@ def test_cli_reads_actions_symbols_and_trading_dates(fixture_server, tmp_path, c
     from stockbatch.cli import main
 
     db = str(tmp_path / "cli.db")
-    assert main(["ingest", "7203.T", "MSFT", "--db", db, "--base-url", fixture_server.url,
-                 "--period", "1y", "-q"]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                "7203.T",
+                "MSFT",
+                "--db",
+                db,
+                "--base-url",
+                fixture_server.url,
+                "--period",
+                "1y",
+                "-q",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
 
     def csv_of(argv) -> pa.Table:
@@ -252,8 +337,9 @@ def test_cli_reads_actions_symbols_and_trading_dates(fixture_server, tmp_path, c
     acts = csv_of(["--kind", "actions"])
     assert acts.num_rows > 0 and set(acts.column("symbol").to_pylist()) <= {"7203.T", "MSFT"}
     syms = csv_of(["--kind", "symbols"])
-    assert dict(zip(syms.column("symbol").to_pylist(), syms.column("timezone").to_pylist(),
-                    strict=True)) == {"7203.T": "Asia/Tokyo", "MSFT": "America/New_York"}
+    assert dict(
+        zip(syms.column("symbol").to_pylist(), syms.column("timezone").to_pylist(), strict=True)
+    ) == {"7203.T": "Asia/Tokyo", "MSFT": "America/New_York"}
     # the last stored Tokyo bar, asked for by its trading date
     last = sb_read_last(db, "7203.T")
     day = last.astimezone(ZoneInfo("Asia/Tokyo")).date()
@@ -308,7 +394,9 @@ def test_cli_migrate(tmp_path, capsys):
     con = sqlite3.connect(db)
     try:
         assert con.execute("SELECT date FROM bars_v ORDER BY ts").fetchall() == [
-            ("2026-03-05",), ("2026-03-08",)]  # no zone known for 0.1 rows: UTC dates
+            ("2026-03-05",),
+            ("2026-03-08",),
+        ]  # no zone known for 0.1 rows: UTC dates
         assert con.execute("SELECT value FROM stockbatch_meta").fetchall() == [("2",)]
     finally:
         con.close()
@@ -323,9 +411,13 @@ def test_indicators_stored_on_request_and_upserted(fixture_server, uri, names):
     with sinks.connect(uri, tables=names) as sink:
         try:
             for _ in range(2):
-                res = stockbatch.ingest(["AAPL", "7203.T"], db=sink, period="3mo",
-                                        base_url=fixture_server.url,
-                                        indicators="sma20,rsi14")
+                res = stockbatch.ingest(
+                    ["AAPL", "7203.T"],
+                    db=sink,
+                    period="3mo",
+                    base_url=fixture_server.url,
+                    indicators="sma20,rsi14",
+                )
                 assert res.success
                 stored = res.stats["indicator_values_stored"]
                 ind = stockbatch.read(sink, kind="indicators")
@@ -338,15 +430,17 @@ def test_indicators_stored_on_request_and_upserted(fixture_server, uri, names):
                     v = r[name]
                     if v is not None and v == v:
                         oracle[(r["symbol"], r["interval"], name, r["ts"])] = v
-            got = {(r["symbol"], r["interval"], r["name"], r["ts"]): r["value"]
-                   for r in ind.to_pylist()}
+            got = {
+                (r["symbol"], r["interval"], r["name"], r["ts"]): r["value"]
+                for r in ind.to_pylist()
+            }
             assert got.keys() == oracle.keys()
-            assert all(abs(got[k] - oracle[k]) <= 1e-9 * max(1.0, abs(oracle[k]))
-                       for k in got)
+            assert all(abs(got[k] - oracle[k]) <= 1e-9 * max(1.0, abs(oracle[k])) for k in got)
             # idempotent: a second identical run changed nothing
             assert ind.num_rows == len(oracle)
-            win = sink.read(kind="indicators", symbols=["AAPL"],
-                            start=bars.column("ts")[-1].as_py())
+            win = sink.read(
+                kind="indicators", symbols=["AAPL"], start=bars.column("ts")[-1].as_py()
+            )
             assert set(win.column("name").to_pylist()) == {"sma20", "rsi14"}
         finally:
             for t in names.values():
@@ -362,12 +456,20 @@ def test_time_window_index(sink, names, uri):
     t = names["bars"]
     with sink._connection() as conn:
         if sink.dialect.name == "postgresql":
-            idx = {r[0]: r[1] for r in sink._query(
-                conn, f"SELECT indexname, indexdef FROM pg_indexes WHERE tablename = '{t}'")}
+            idx = {
+                r[0]: r[1]
+                for r in sink._query(
+                    conn, f"SELECT indexname, indexdef FROM pg_indexes WHERE tablename = '{t}'"
+                )
+            }
             assert "USING brin" in idx[f"{t}_ts_brin"] and f"{t}_ts" in idx
         elif sink.dialect.name == "sqlite":
-            plan = " ".join(str(r) for r in sink._query(
-                conn, f'EXPLAIN QUERY PLAN SELECT * FROM "{t}" WHERE ts >= 1 AND ts < 2'))
+            plan = " ".join(
+                str(r)
+                for r in sink._query(
+                    conn, f'EXPLAIN QUERY PLAN SELECT * FROM "{t}" WHERE ts >= 1 AND ts < 2'
+                )
+            )
             assert f"{t}_ts" in plan
         elif sink.dialect.name == "mysql":
             keys = {r[2] for r in sink._query(conn, f"SHOW INDEX FROM `{t}`")}
@@ -376,8 +478,9 @@ def test_time_window_index(sink, names, uri):
     assert got.num_rows == 4
 
 
-@pytest.mark.parametrize("code, symbol", [("7203", "7203.T"), ("SAP.DE", "SAP.DE"),
-                                          ("AAPL", "AAPL")])
+@pytest.mark.parametrize(
+    "code, symbol", [("7203", "7203.T"), ("SAP.DE", "SAP.DE"), ("AAPL", "AAPL")]
+)
 def test_compat_and_read_agree_on_a_date_window(fixture_server, tmp_path, code, symbol):
     """compat takes dates as exchange-local days; read() takes them as trading dates: the
     same window gives the same bars."""

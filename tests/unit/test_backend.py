@@ -20,8 +20,9 @@ def test_backend_reported():
 def test_pure_python_env_selects_twins():
     code = "import stockbatch, stockbatch._backend as b; print(stockbatch.backend, b.load('kernels').__name__)"
     env = {**os.environ, "STOCKBATCH_PURE_PYTHON": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["python", "stockbatch._py.kernels"]
 
 

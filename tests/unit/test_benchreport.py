@@ -16,22 +16,47 @@ from stockbatch.testing import benchreport as br
 
 def _bench(group, name, median, *, rounds=5, extra=None, minimum=None, file="x"):
     return {
-        "group": group, "name": name, "fullname": f"bench/{file}.py::{name}",
+        "group": group,
+        "name": name,
+        "fullname": f"bench/{file}.py::{name}",
         "extra_info": extra or {},
-        "stats": {"median": median, "min": minimum if minimum is not None else median * 0.9,
-                  "rounds": rounds, "mean": median, "ops": 1 / median},
+        "stats": {
+            "median": median,
+            "min": minimum if minimum is not None else median * 0.9,
+            "rounds": rounds,
+            "mean": median,
+            "ops": 1 / median,
+        },
     }
 
 
 DATA = {
-    "machine_info": {}, "commit_info": {}, "version": "5.3.1",
+    "machine_info": {},
+    "commit_info": {},
+    "version": "5.3.1",
     "benchmarks": [
-        _bench("e2e sqlite 1y daily x200", "test_daily[naive_loop-200]", 20.0, rounds=1,
-               extra={"reference": True}, file="test_pipeline"),
-        _bench("e2e sqlite 1y daily x200", "test_daily[stockbatch-200]", 0.2,
-               extra={"rows": 50_000, "peak_rss_mb": 61.5}, file="test_pipeline"),
-        _bench("e2e sqlite 1y daily x200", "test_daily[download_to_sql-200]", 8.0,
-               extra={"rows": 50_000}, file="test_pipeline"),
+        _bench(
+            "e2e sqlite 1y daily x200",
+            "test_daily[naive_loop-200]",
+            20.0,
+            rounds=1,
+            extra={"reference": True},
+            file="test_pipeline",
+        ),
+        _bench(
+            "e2e sqlite 1y daily x200",
+            "test_daily[stockbatch-200]",
+            0.2,
+            extra={"rows": 50_000, "peak_rss_mb": 61.5},
+            file="test_pipeline",
+        ),
+        _bench(
+            "e2e sqlite 1y daily x200",
+            "test_daily[download_to_sql-200]",
+            8.0,
+            extra={"rows": 50_000},
+            file="test_pipeline",
+        ),
         _bench("validate", "test_validate_numpy", 0.15, file="test_kernels"),
         _bench("validate", "test_validate_polars", 0.10, file="test_kernels"),
         _bench("validate", "test_validate_stockbatch", 0.05, file="test_kernels"),
@@ -52,9 +77,12 @@ def test_load_results_reads_rows_roles_areas_and_extras():
     assert (ours.role, ours.area) == ("ours", "end to end")
     assert next(r for r in rows if r.name == "test_daily[naive_loop-200]").reference
     roles = {r.name: r.role for r in rows if r.group == "validate"}
-    assert roles == {"test_validate_numpy": "peer", "test_validate_polars": "peer",
-                     "test_validate_stockbatch": "ours",
-                     "test_validate_floor_np_add_reduce": "bound"}
+    assert roles == {
+        "test_validate_numpy": "peer",
+        "test_validate_polars": "peer",
+        "test_validate_stockbatch": "ours",
+        "test_validate_floor_np_add_reduce": "bound",
+    }
     lonely = next(r for r in rows if r.name == "test_lonely")
     assert (lonely.group, lonely.area) == (br.UNGROUPED, "other")
 
@@ -70,7 +98,7 @@ def _table(md: str, group: str) -> list[list[str]]:
     lines = md.splitlines()
     i = lines.index(f"### {group}")
     body = []
-    for line in lines[i + 1:]:
+    for line in lines[i + 1 :]:
         if line.startswith("#"):
             break
         if line.startswith("| ") and not line.startswith("| name"):
@@ -82,15 +110,23 @@ def test_every_ratio_is_against_the_best_peer():
     md = br.render_markdown(br.load_results(DATA), title="T")
     e2e = _table(md, "e2e sqlite 1y daily x200")
     # fastest first; the best peer is download_to_sql (the marked naive loop is a peer too)
-    assert [row[0] for row in e2e] == ["`test_daily[stockbatch-200]` ★",
-                                       "`test_daily[download_to_sql-200]`",
-                                       "`test_daily[naive_loop-200]`"]
+    assert [row[0] for row in e2e] == [
+        "`test_daily[stockbatch-200]` ★",
+        "`test_daily[download_to_sql-200]`",
+        "`test_daily[naive_loop-200]`",
+    ]
     assert [row[5] for row in e2e] == ["40x", "1x", "0.4x"]
     assert e2e[0][4] == "250 k" and e2e[0][6] == "61.5"  # rows/s, peak_rss_mb
     validate = _table(md, "validate")
     # polars is the best peer; the bandwidth floor is shown, never the 1.0
-    assert validate[0] == ["`test_validate_floor_np_add_reduce` (bound)", "10 ms", "9 ms",
-                           "5", "100", "10x"]
+    assert validate[0] == [
+        "`test_validate_floor_np_add_reduce` (bound)",
+        "10 ms",
+        "9 ms",
+        "5",
+        "100",
+        "10x",
+    ]
     assert [row[5] for row in validate[1:]] == ["2x", "1x", "0.667x"]
     assert "No peer in this group" in md.split("### validate-memory")[1]
 
@@ -107,11 +143,15 @@ def test_markdown_opens_with_the_targets():
 
 
 def test_failed_benchmarks_are_left_out_and_named(tmp_path):
-    log = ("....F\nFAILED bench/test_pipeline.py::test_daily[stockbatch-200] - AssertionE...\n"
-           "ERROR bench/test_kernels.py::test_validate_numpy - boom\n1 failed, 4 passed in 1.0s\n")
+    log = (
+        "....F\nFAILED bench/test_pipeline.py::test_daily[stockbatch-200] - AssertionE...\n"
+        "ERROR bench/test_kernels.py::test_validate_numpy - boom\n1 failed, 4 passed in 1.0s\n"
+    )
     failed = br.failed_tests(log)
-    assert failed == {"bench/test_pipeline.py::test_daily[stockbatch-200]",
-                      "bench/test_kernels.py::test_validate_numpy"}
+    assert failed == {
+        "bench/test_pipeline.py::test_daily[stockbatch-200]",
+        "bench/test_kernels.py::test_validate_numpy",
+    }
     src = tmp_path / "r.json"
     src.write_text(json.dumps(DATA))
     paths = br.write_report(src, tmp_path / "out", failed=failed)
@@ -146,9 +186,11 @@ def test_write_report_one_figure_per_area(tmp_path):
 
 
 def test_many_groups_stay_under_the_height_limit(tmp_path):
-    benches = [_bench(f"g{g:02d}", f"test_x[{p}-{g}]", 0.01 * (1 + i), file="test_ingest")
-               for g in range(18) for i, p in enumerate(
-                   ["stockbatch", *(f"peer_{c}" for c in "abcdefghijklmno")])]
+    benches = [
+        _bench(f"g{g:02d}", f"test_x[{p}-{g}]", 0.01 * (1 + i), file="test_ingest")
+        for g in range(18)
+        for i, p in enumerate(["stockbatch", *(f"peer_{c}" for c in "abcdefghijklmno")])
+    ]
     figures = br.render_figures(br.load_results({"benchmarks": benches}), tmp_path)
     assert len(figures) >= 2  # split, numbered
     assert figures[0].name == "bench-ingestion-1-" + str(len(figures)) + ".png"
@@ -156,11 +198,16 @@ def test_many_groups_stay_under_the_height_limit(tmp_path):
 
 
 def test_labels_tell_bars_apart():
-    rows = br.load_results({"benchmarks": [
-        _bench("g", "test_long_single_stockbatch[sma]", 1.0),
-        _bench("g", "test_long_single_talib[sma]", 1.0),
-        _bench("h", "test_append[stockbatch-advanced-very-long-parameter-100000]", 1.0),
-        _bench("h", "test_append[stockbatch-advanced-very-long-parameter-1000000]", 1.0)]})
+    rows = br.load_results(
+        {
+            "benchmarks": [
+                _bench("g", "test_long_single_stockbatch[sma]", 1.0),
+                _bench("g", "test_long_single_talib[sma]", 1.0),
+                _bench("h", "test_append[stockbatch-advanced-very-long-parameter-100000]", 1.0),
+                _bench("h", "test_append[stockbatch-advanced-very-long-parameter-1000000]", 1.0),
+            ]
+        }
+    )
     assert br._labels(rows[:2]) == ["long_single_stockbatch", "long_single_talib"]
     labels = br._labels(rows[2:])
     assert len(set(labels)) == 2 and all(len(t) <= 38 for t in labels)
@@ -169,7 +216,8 @@ def test_labels_tell_bars_apart():
 
 def test_report_from_a_real_pytest_benchmark_run(tmp_path):
     """Run pytest-benchmark for real on two tiny peers and report its JSON."""
-    (tmp_path / "test_tiny.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_tiny.py").write_text(
+        textwrap.dedent("""
         import pytest
 
         @pytest.mark.parametrize("n", [1000, 100000])
@@ -177,14 +225,31 @@ def test_report_from_a_real_pytest_benchmark_run(tmp_path):
             benchmark.group = "sum"
             benchmark.extra_info["rows"] = n
             assert benchmark(sum, range(n)) == n * (n - 1) // 2
-    """))
+    """)
+    )
     out_json = tmp_path / "r.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path),
-         f"--benchmark-json={out_json}", "--benchmark-max-time=0.05",
-         "--benchmark-min-rounds=3", "-o", "addopts="],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path),
+            f"--benchmark-json={out_json}",
+            "--benchmark-max-time=0.05",
+            "--benchmark-min-rounds=3",
+            "-o",
+            "addopts=",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rc = br.main([str(out_json), str(tmp_path / "rep")])
     assert rc == 0

@@ -20,28 +20,46 @@ DAY = 86_400_000_000
 
 def bars(symbol: str, closes: list[float]) -> pa.RecordBatch:
     n = len(closes)
-    return pa.RecordBatch.from_pydict({
-        "symbol": [symbol] * n, "interval": ["1d"] * n,
-        "ts": [1_735_689_600_000_000 + i * DAY for i in range(n)],
-        "open": closes, "high": [c + 1 for c in closes], "low": [c - 1 for c in closes],
-        "close": closes, "adj_close": closes, "volume": [100] * n, "source": ["test"] * n,
-    }, schema=BARS)
+    return pa.RecordBatch.from_pydict(
+        {
+            "symbol": [symbol] * n,
+            "interval": ["1d"] * n,
+            "ts": [1_735_689_600_000_000 + i * DAY for i in range(n)],
+            "open": closes,
+            "high": [c + 1 for c in closes],
+            "low": [c - 1 for c in closes],
+            "close": closes,
+            "adj_close": closes,
+            "volume": [100] * n,
+            "source": ["test"] * n,
+        },
+        schema=BARS,
+    )
 
 
 def stages_for(db, symbols, *, attempts: int) -> ChunkStages:
     job = PipelineJob(symbols=tuple(symbols), source=YahooChartSource(), sink=str(db))
     result = JobResult(job_id=job.job_id, symbols={s: SymbolOutcome(s) for s in symbols})
-    return ChunkStages(job, result, connect(str(db)), fetch=None,  # type: ignore[arg-type]
-                       chunk_rows=1000, min_chunk_rows=1, flush_seconds=1.0,
-                       store_attempts=attempts)
+    return ChunkStages(
+        job,
+        result,
+        connect(str(db)),
+        fetch=None,  # type: ignore[arg-type]
+        chunk_rows=1000,
+        min_chunk_rows=1,
+        flush_seconds=1.0,
+        store_attempts=attempts,
+    )
 
 
 def make_table(db, check: str) -> None:
     with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE bars (symbol TEXT NOT NULL, interval TEXT NOT NULL, "
-                     "ts INT64_US_UTC NOT NULL, open REAL, high REAL, low REAL, "
-                     f"close REAL {check}, adj_close REAL, volume BIGINT, source TEXT, "
-                     "PRIMARY KEY (symbol, interval, ts))")
+        conn.execute(
+            "CREATE TABLE bars (symbol TEXT NOT NULL, interval TEXT NOT NULL, "
+            "ts INT64_US_UTC NOT NULL, open REAL, high REAL, low REAL, "
+            f"close REAL {check}, adj_close REAL, volume BIGINT, source TEXT, "
+            "PRIMARY KEY (symbol, interval, ts))"
+        )
 
 
 def stored(db) -> dict[str, int]:

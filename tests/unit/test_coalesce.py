@@ -25,18 +25,21 @@ def mods(load):
 
 
 def hist(qmod, sym, start_day, end_day, **kw):
-    return qmod.Request("history", "yahoo", sym, "1d", T0 + start_day * DAY, T0 + end_day * DAY,
-                        **kw)
+    return qmod.Request(
+        "history", "yahoo", sym, "1d", T0 + start_day * DAY, T0 + end_day * DAY, **kw
+    )
 
 
 def bars(symbols, start_day, end_day):
     """One row per symbol and day in [start_day, end_day); close = day number."""
     rows = [(s, d) for s in symbols for d in range(start_day, end_day)]
-    return pa.table({
-        "symbol": pa.array([s for s, _ in rows], pa.string()),
-        "ts": pa.array([T0 + d * DAY for _, d in rows], pa.int64()).cast(UTC_US),
-        "close": pa.array([float(d) for _, d in rows], pa.float64()),
-    })
+    return pa.table(
+        {
+            "symbol": pa.array([s for s, _ in rows], pa.string()),
+            "ts": pa.array([T0 + d * DAY for _, d in rows], pa.int64()).cast(UTC_US),
+            "close": pa.array([float(d) for _, d in rows], pa.float64()),
+        }
+    )
 
 
 def days(table):
@@ -118,8 +121,7 @@ def test_overlapping_and_touching_ranges_merge_and_slice_back(mods):
     r5 = hist(qmod, "MSFT", 0, 10)  # other symbol
     co.add_many([r1, r2, r3, r4, r5])
     calls = co.take_calls()
-    spans = sorted((c.symbol, (c.start_us - T0) // DAY, (c.end_us - T0) // DAY)
-                    for c in calls)
+    spans = sorted((c.symbol, (c.start_us - T0) // DAY, (c.end_us - T0) // DAY) for c in calls)
     assert spans == [("AAPL", 0, 20), ("AAPL", 25, 30), ("MSFT", 0, 10)]
     merged = next(c for c in calls if c.symbol == "AAPL" and c.start_us == T0)
     assert len(merged) == 3 and co.stats()["merged"] == 2
@@ -170,7 +172,11 @@ def test_quotes_group_up_to_the_declared_limit(mods):
     defg = [c for c in yahoo if c is not abc]
     answers = co.complete_many(defg, [{"D": 4, "E": 5, "F": 6}, {"G": 7}])
     assert {r.symbol: v for r, v in answers if not isinstance(v, Exception)} == {
-        "D": 4, "E": 5, "F": 6, "G": 7}
+        "D": 4,
+        "E": 5,
+        "F": 6,
+        "G": 7,
+    }
     other = next(c for c in calls if c.provider == "other")
     assert not other.grouped
     (waiter,) = other.requests
@@ -220,13 +226,13 @@ def test_async_future_resolved_from_another_thread(mods):
     assert asyncio.run(main()) == "done"
 
 
-intervals = st.lists(st.tuples(st.integers(0, 60), st.integers(1, 15)), min_size=1,
-                     max_size=25)
+intervals = st.lists(st.tuples(st.integers(0, 60), st.integers(1, 15)), min_size=1, max_size=25)
 
 
 @given(intervals)
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_merged_ranges_cover_exactly_the_union(load, spans):
     qmod, cmod = load("queue"), load("coalesce")
     co = cmod.Coalescer()
@@ -248,9 +254,14 @@ def test_merged_ranges_cover_exactly_the_union(load, spans):
         answers += co.complete(c, bars(["AAPL"], lo, hi))
     for r, table in answers:  # slicing back is exact
         assert days(table) == list(range((r.start_us - T0) // DAY, (r.end_us - T0) // DAY))
-        expected = bars(["AAPL"], 0, 80).filter(pc.and_(
-            pc.greater_equal(pc.cast(bars(["AAPL"], 0, 80).column("ts"), pa.int64()), r.start_us),
-            pc.less(pc.cast(bars(["AAPL"], 0, 80).column("ts"), pa.int64()), r.end_us)))
+        expected = bars(["AAPL"], 0, 80).filter(
+            pc.and_(
+                pc.greater_equal(
+                    pc.cast(bars(["AAPL"], 0, 80).column("ts"), pa.int64()), r.start_us
+                ),
+                pc.less(pc.cast(bars(["AAPL"], 0, 80).column("ts"), pa.int64()), r.end_us),
+            )
+        )
         assert table.equals(expected)
 
 
@@ -264,5 +275,4 @@ def test_params_are_part_of_the_shared_key(mods):
     co.add_many([a, b, c, d])
     calls = co.take_calls()
     assert sorted(len(call) for call in calls) == [1, 1, 2]
-    assert {call.params.get("fields") for call in calls} == {("price", "volume"), ("price",),
-                                                             None}
+    assert {call.params.get("fields") for call in calls} == {("price", "volume"), ("price",), None}

@@ -15,10 +15,15 @@ from stockbatch.testing._payloads import PayloadBuilder
 
 NOW = 1740787200  # 2025-03-01
 PB = PayloadBuilder(now=NOW)
-CHART = json.loads(PB.chart("AAPL", {"period1": "1735689600", "period2": str(NOW),
-                                     "interval": "1d", "events": "div,splits"})[2])
-AV = json.loads(PB.alphavantage({"function": "TIME_SERIES_DAILY", "symbol": "IBM",
-                                 "apikey": "k"})[2])
+CHART = json.loads(
+    PB.chart(
+        "AAPL",
+        {"period1": "1735689600", "period2": str(NOW), "interval": "1d", "events": "div,splits"},
+    )[2]
+)
+AV = json.loads(
+    PB.alphavantage({"function": "TIME_SERIES_DAILY", "symbol": "IBM", "apikey": "k"})[2]
+)
 
 
 def _chart(**change) -> bytes:
@@ -32,8 +37,9 @@ def _chart(**change) -> bytes:
     return json.dumps(doc).encode()
 
 
-@pytest.mark.parametrize("ts", [2**62, -(2**62), 10**13, -(10**13), 2**63 - 1, -(2**63),
-                                9223372036855, -9223372036855])
+@pytest.mark.parametrize(
+    "ts", [2**62, -(2**62), 10**13, -(10**13), 2**63 - 1, -(2**63), 9223372036855, -9223372036855]
+)
 def test_timestamp_whose_microseconds_overflow_is_a_decode_error(load, ts):
     decode = load("decode")
     with pytest.raises(DecodeError, match="out of range") as err:
@@ -43,28 +49,30 @@ def test_timestamp_whose_microseconds_overflow_is_a_decode_error(load, ts):
 
 @pytest.mark.parametrize("ts", [9223372036854, -9223372036854, -86400, 253402300799])
 def test_timestamps_at_the_edge_still_decode(load, ts):
-    batch = load("decode").decode_yahoo_chart(_chart(timestamp0=ts), symbol="AAPL",
-                                              interval="1d")
+    batch = load("decode").decode_yahoo_chart(_chart(timestamp0=ts), symbol="AAPL", interval="1d")
     assert batch.column("ts").cast("int64")[0].as_py() == ts * 1_000_000
 
 
 @pytest.mark.parametrize("tz", ["Mars/Olympus", "", "America/Nowhere", "x" * 200, "../etc"])
 def test_unknown_exchange_time_zone_is_a_decode_error(load, tz):
     with pytest.raises(DecodeError, match="time zone") as err:
-        load("decode").decode_yahoo_chart(_chart(exchangeTimezoneName=tz), symbol="AAPL",
-                                          interval="1d")
+        load("decode").decode_yahoo_chart(
+            _chart(exchangeTimezoneName=tz), symbol="AAPL", interval="1d"
+        )
     assert err.value.symbol == "AAPL"
 
 
 @pytest.mark.parametrize("tz", ["America/New_York", "Asia/Tokyo", "UTC", "+09:00"])
 def test_known_zones_decode_and_normalize(load, tz):
-    batch = load("decode").decode_yahoo_chart(_chart(exchangeTimezoneName=tz),
-                                              symbol="AAPL", interval="1d")
+    batch = load("decode").decode_yahoo_chart(
+        _chart(exchangeTimezoneName=tz), symbol="AAPL", interval="1d"
+    )
     assert normalize_daily(batch).num_rows == batch.num_rows
 
 
-@pytest.mark.parametrize("field", ["currency", "exchangeName", "instrumentType", "symbol",
-                                   "dataGranularity"])
+@pytest.mark.parametrize(
+    "field", ["currency", "exchangeName", "instrumentType", "symbol", "dataGranularity"]
+)
 def test_lone_surrogate_strings_are_a_decode_error(load, field):
     with pytest.raises(DecodeError, match="surrogate"):
         load("decode").decode_yahoo_chart(_chart(**{field: "\ud800"}))
@@ -77,8 +85,29 @@ def test_alphavantage_unknown_zone_is_a_decode_error(load):
         load("decode").decode_alphavantage(json.dumps(doc).encode(), symbol="IBM")
 
 
-WEIRD = [None, True, 0, -1, 2**63, -(2**63) - 1, 2**62, 10**13, 1.5, -1e308, "", "x",
-         "Mars/Olympus", [], {}, [None], [1, 2], {"a": 1}, "9999-12-31", "\ud800", "+09:00"]
+WEIRD = [
+    None,
+    True,
+    0,
+    -1,
+    2**63,
+    -(2**63) - 1,
+    2**62,
+    10**13,
+    1.5,
+    -1e308,
+    "",
+    "x",
+    "Mars/Olympus",
+    [],
+    {},
+    [None],
+    [1, 2],
+    {"a": 1},
+    "9999-12-31",
+    "\ud800",
+    "+09:00",
+]
 
 
 def _mutate(doc, rng: random.Random):
@@ -87,8 +116,13 @@ def _mutate(doc, rng: random.Random):
         paths, stack = [], [((), doc)]
         while stack:
             path, node = stack.pop()
-            items = node.items() if isinstance(node, dict) else \
-                enumerate(node[:4]) if isinstance(node, list) else ()
+            items = (
+                node.items()
+                if isinstance(node, dict)
+                else enumerate(node[:4])
+                if isinstance(node, list)
+                else ()
+            )
             for k, v in items:
                 paths.append(path + (k,))
                 stack.append((path + (k,), v))

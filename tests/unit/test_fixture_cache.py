@@ -17,23 +17,28 @@ CHART = [
     ("SAP.DE", {"interval": "1d"}),
     ("AAPL", {"interval": "1d", "range": "ytd"}),
 ]
-AV = [{"function": "TIME_SERIES_DAILY", "symbol": "IBM", "apikey": "k"},
-      {"function": "TIME_SERIES_INTRADAY", "symbol": "IBM", "interval": "5min", "apikey": "k"}]
+AV = [
+    {"function": "TIME_SERIES_DAILY", "symbol": "IBM", "apikey": "k"},
+    {"function": "TIME_SERIES_INTRADAY", "symbol": "IBM", "interval": "5min", "apikey": "k"},
+]
 
 
 def test_cached_answers_equal_fresh_renders_as_the_clock_moves():
     rng = random.Random(7)
-    times = sorted({T0 + 60 * k for k in range(0, 3 * 24 * 60, 53)} |
-                   {T0 + rng.randrange(3 * 86_400) for _ in range(40)} |
-                   {T0 + 5 * 3600 + 10 * 60 + d for d in (-61, -1, 0, 1, 59, 60, 61)})
+    times = sorted(
+        {T0 + 60 * k for k in range(0, 3 * 24 * 60, 53)}
+        | {T0 + rng.randrange(3 * 86_400) for _ in range(40)}
+        | {T0 + 5 * 3600 + 10 * 60 + d for d in (-61, -1, 0, 1, 59, 60, 61)}
+    )
     cached = PayloadBuilder(now=float(T0))
     for t in times:
         cached.now = float(t)
         fresh = PayloadBuilder(now=float(t))
         for sym, q in CHART:
             assert cached.chart(sym, q) == fresh._chart(sym, q, float(t)), (t, sym, q)
-        assert cached.quote(["AAPL", "7203.T", "UNKNOWNX"]) == \
-            fresh._quote(["AAPL", "7203.T", "UNKNOWNX"], float(t))
+        assert cached.quote(["AAPL", "7203.T", "UNKNOWNX"]) == fresh._quote(
+            ["AAPL", "7203.T", "UNKNOWNX"], float(t)
+        )
         for q in AV:
             assert cached.alphavantage(q) == PayloadBuilder(now=float(t)).alphavantage(q), (t, q)
     assert cached.renders < len(times) * (len(CHART) + 3) / 2  # most answers were lookups

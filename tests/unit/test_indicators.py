@@ -25,9 +25,15 @@ from stockbatch._errors import SchemaError
 
 RTOL = 1e-9
 US_PER_HOUR = 3_600_000_000
-HYP = settings(max_examples=100, deadline=None,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                      HealthCheck.function_scoped_fixture])
+HYP = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 
 
 @pytest.fixture
@@ -48,8 +54,7 @@ def assert_matches(arr: pa.Array, expected: np.ndarray, scale: float) -> None:
     exp_null = np.isnan(expected)
     np.testing.assert_array_equal(arr.is_null().to_numpy(zero_copy_only=False), exp_null)
     assert arr.null_count == int(exp_null.sum())
-    np.testing.assert_allclose(got[~exp_null], expected[~exp_null], rtol=RTOL,
-                               atol=RTOL * scale)
+    np.testing.assert_allclose(got[~exp_null], expected[~exp_null], rtol=RTOL, atol=RTOL * scale)
 
 
 # ------------------------------------------------------------------ random batches
@@ -113,15 +118,17 @@ def bar_batches(draw):
     symbols = pa.array(pad(sym, "ZZ"), pa.string())
     if dictionary:
         symbols = symbols.dictionary_encode()
-    batch = pa.record_batch({
-        "symbol": symbols,
-        "interval": pa.array(pad(itv, "1h"), pa.string()),
-        "ts": pa.array(pad(ts, 0), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-        "high": num("high", cols["high"]),
-        "low": num("low", cols["low"]),
-        "close": num("close", cols["close"]),
-        "volume": num("volume", volume),
-    })
+    batch = pa.record_batch(
+        {
+            "symbol": symbols,
+            "interval": pa.array(pad(itv, "1h"), pa.string()),
+            "ts": pa.array(pad(ts, 0), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "high": num("high", cols["high"]),
+            "low": num("low", cols["low"]),
+            "close": num("close", cols["close"]),
+            "volume": num("volume", volume),
+        }
+    )
     return batch.slice(pad_front, n)
 
 
@@ -184,7 +191,7 @@ def np_volatility(x, period, ddof=1, scale=1.0):
     out = np.full(len(x), np.nan)
     r = np.log(x[1:] / x[:-1])
     for i in range(period, len(x)):
-        out[i] = np.std(r[i - period:i], ddof=ddof) * scale
+        out[i] = np.std(r[i - period : i], ddof=ddof) * scale
     return out
 
 
@@ -230,8 +237,13 @@ def test_rsi_matches_talib(ind, batch, period):
 
 
 @HYP
-@given(batch=bar_batches(), fast=st.integers(2, 12), extra=st.integers(0, 18),
-       signal=st.integers(1, 10), swap=st.booleans())
+@given(
+    batch=bar_batches(),
+    fast=st.integers(2, 12),
+    extra=st.integers(0, 18),
+    signal=st.integers(1, 10),
+    swap=st.booleans(),
+)
 def test_macd_matches_talib(ind, batch, fast, extra, signal, swap):
     slow = fast + extra
     exp = per_run(batch, lambda x: talib.MACD(x, fast, slow, signal), nout=3)
@@ -242,8 +254,9 @@ def test_macd_matches_talib(ind, batch, fast, extra, signal, swap):
 
 
 @HYP
-@given(batch=bar_batches(), period=st.integers(2, 25),
-       nbdev=st.sampled_from([0.0, 1.0, 1.5, 2.0, 3.0]))
+@given(
+    batch=bar_batches(), period=st.integers(2, 25), nbdev=st.sampled_from([0.0, 1.0, 1.5, 2.0, 3.0])
+)
 def test_bbands_match_talib(ind, batch, period, nbdev):
     exp = per_run(batch, lambda x: talib.BBANDS(x, period, nbdev, nbdev), nout=3)
     got = ind.bbands(batch, period, nbdev)
@@ -254,14 +267,19 @@ def test_bbands_match_talib(ind, batch, period, nbdev):
 @HYP
 @given(batch=bar_batches(), period=st.integers(1, 25))
 def test_atr_matches_talib(ind, batch, period):
-    exp = per_run(batch, lambda h, lo, c: talib.ATR(h, lo, c, period),
-                  names=("high", "low", "close"))[0]
+    exp = per_run(
+        batch, lambda h, lo, c: talib.ATR(h, lo, c, period), names=("high", "low", "close")
+    )[0]
     assert_matches(ind.atr(batch, period), exp, price_scale(batch))
 
 
 @HYP
-@given(batch=bar_batches(), period=st.integers(2, 25), ddof=st.sampled_from([0, 1]),
-       annualize=st.sampled_from([None, 252.0]))
+@given(
+    batch=bar_batches(),
+    period=st.integers(2, 25),
+    ddof=st.sampled_from([0, 1]),
+    annualize=st.sampled_from([None, 252.0]),
+)
 def test_volatility_matches_numpy(ind, batch, period, ddof, annualize):
     scale = math.sqrt(annualize) if annualize else 1.0
     exp = per_run(batch, lambda x: np_volatility(x, period, ddof, scale), positive=True)[0]
@@ -284,9 +302,13 @@ def test_backends_agree_bit_for_bit(batch):
         pytest.skip("the compiled backend is not in use")
     c, p = (_backend.load_from(b, "indicators") for b in ("cython", "python"))
     calls = [
-        lambda m: [m.sma(batch, 7)], lambda m: [m.ema(batch, 5)], lambda m: [m.rsi(batch, 6)],
-        lambda m: list(m.macd(batch, 4, 9, 3)), lambda m: list(m.bbands(batch, 8, 2.0)),
-        lambda m: [m.atr(batch, 5)], lambda m: [m.volatility(batch, 6)],
+        lambda m: [m.sma(batch, 7)],
+        lambda m: [m.ema(batch, 5)],
+        lambda m: [m.rsi(batch, 6)],
+        lambda m: list(m.macd(batch, 4, 9, 3)),
+        lambda m: list(m.bbands(batch, 8, 2.0)),
+        lambda m: [m.atr(batch, 5)],
+        lambda m: [m.volatility(batch, 6)],
         lambda m: [m.vwap(batch)],
     ]
     for call in calls:
@@ -310,13 +332,16 @@ def test_warmup_starts_where_talib_starts(ind):
     x = 100 + np.sin(np.arange(60.0))
     b = pa.record_batch({"close": x, "high": x + 1, "low": x - 1})
     first = {
-        "sma": ind.sma(b, 20), "ema": ind.ema(b, 20), "rsi": ind.rsi(b, 14),
-        "macd": ind.macd(b, 12, 26, 9)[2], "bb": ind.bbands(b, 20, 2.0)[0],
-        "atr": ind.atr(b, 14), "vol": ind.volatility(b, 20),
+        "sma": ind.sma(b, 20),
+        "ema": ind.ema(b, 20),
+        "rsi": ind.rsi(b, 14),
+        "macd": ind.macd(b, 12, 26, 9)[2],
+        "bb": ind.bbands(b, 20, 2.0)[0],
+        "atr": ind.atr(b, 14),
+        "vol": ind.volatility(b, 20),
     }
     starts = {k: int(np.flatnonzero(~np.isnan(values(v)))[0]) for k, v in first.items()}
-    assert starts == {"sma": 19, "ema": 19, "rsi": 14, "macd": 33, "bb": 19, "atr": 14,
-                      "vol": 20}
+    assert starts == {"sma": 19, "ema": 19, "rsi": 14, "macd": 33, "bb": 19, "atr": 14, "vol": 20}
     assert all(v.null_count == starts[k] for k, v in first.items())
 
 
@@ -329,14 +354,20 @@ def test_segment_shorter_than_period_is_all_null(ind):
 
 
 def test_one_row_segments(ind):
-    b = bars([1.0, 2.0, 3.0], symbols=["A", "B", "C"], high=[2.0, 3, 4], low=[0.5, 1, 2],
-             volume=[10, 0, 5], ts=pa.array([0, 1, 2], pa.timestamp("us", tz="UTC")))
+    b = bars(
+        [1.0, 2.0, 3.0],
+        symbols=["A", "B", "C"],
+        high=[2.0, 3, 4],
+        low=[0.5, 1, 2],
+        volume=[10, 0, 5],
+        ts=pa.array([0, 1, 2], pa.timestamp("us", tz="UTC")),
+    )
     assert ind.sma(b, 2).null_count == 3
     assert values(ind.sma(b, 1)).tolist() == [1.0, 2.0, 3.0]
     assert values(ind.ema(b, 1)).tolist() == [1.0, 2.0, 3.0]
-    assert ind.atr(b, 1).null_count == 3        # the true range needs a previous close
+    assert ind.atr(b, 1).null_count == 3  # the true range needs a previous close
     assert ind.rsi(b, 1).null_count == 3
-    vw = values(ind.vwap(b))                    # zero volume: no price yet
+    vw = values(ind.vwap(b))  # zero volume: no price yet
     np.testing.assert_allclose(vw[[0, 2]], [(2 + 0.5 + 1) / 3, (4 + 2 + 3) / 3])
     assert np.isnan(vw[1])
 
@@ -348,10 +379,12 @@ def test_nulls_and_nan_restart_the_warmup(ind):
     exp = [np.nan, np.nan, 2.0, np.nan, np.nan, np.nan, 6.0, np.nan, np.nan, np.nan, 10.0, 11.0]
     np.testing.assert_array_equal(got, exp)
     ema = values(ind.ema(b, 2))
-    np.testing.assert_allclose(ema[[1, 2, 5, 6, 9, 10, 11]],
-                               talib.EMA(np.array([1.0, 2, 3]), 2)[1:].tolist()
-                               + talib.EMA(np.array([5.0, 6, 7]), 2)[1:].tolist()
-                               + talib.EMA(np.array([9.0, 10, 11, 12]), 2)[1:].tolist())
+    np.testing.assert_allclose(
+        ema[[1, 2, 5, 6, 9, 10, 11]],
+        talib.EMA(np.array([1.0, 2, 3]), 2)[1:].tolist()
+        + talib.EMA(np.array([5.0, 6, 7]), 2)[1:].tolist()
+        + talib.EMA(np.array([9.0, 10, 11, 12]), 2)[1:].tolist(),
+    )
     assert np.isnan(ema[[0, 3, 4, 7, 8]]).all()
     # +-inf is missing too
     b = bars([1.0, 2.0, float("inf"), 4.0, 5.0])
@@ -369,8 +402,13 @@ def test_atr_gap_in_high_restarts(ind):
 
 def test_vwap_skips_missing_rows_and_keeps_the_day(ind):
     ts = pa.array([0, US_PER_HOUR, 2 * US_PER_HOUR, 25 * US_PER_HOUR], pa.timestamp("us", "UTC"))
-    b = bars([10.0, None, 30.0, 40.0], high=[10.0, 20, 30, 40], low=[10.0, 20, 30, 40],
-             volume=[1, 1, 3, 2], ts=ts)
+    b = bars(
+        [10.0, None, 30.0, 40.0],
+        high=[10.0, 20, 30, 40],
+        low=[10.0, 20, 30, 40],
+        volume=[1, 1, 3, 2],
+        ts=ts,
+    )
     np.testing.assert_allclose(values(ind.vwap(b)), [10.0, np.nan, (10 + 90) / 4, 40.0])
 
 
@@ -391,10 +429,16 @@ def test_period_one(ind):
 @pytest.mark.parametrize("bad", [0, -3])
 def test_invalid_period_is_a_value_error(ind, bad):
     b = bars([1.0, 2.0, 3.0], high=[1.0, 2, 3], low=[1.0, 2, 3])
-    for call in (lambda: ind.sma(b, bad), lambda: ind.ema(b, bad), lambda: ind.rsi(b, bad),
-                 lambda: ind.atr(b, bad), lambda: ind.bbands(b, bad, 2.0),
-                 lambda: ind.volatility(b, bad), lambda: ind.macd(b, 12, bad, 9),
-                 lambda: ind.macd(b, 12, 26, bad)):
+    for call in (
+        lambda: ind.sma(b, bad),
+        lambda: ind.ema(b, bad),
+        lambda: ind.rsi(b, bad),
+        lambda: ind.atr(b, bad),
+        lambda: ind.bbands(b, bad, 2.0),
+        lambda: ind.volatility(b, bad),
+        lambda: ind.macd(b, 12, bad, 9),
+        lambda: ind.macd(b, 12, 26, bad),
+    ):
         with pytest.raises(ValueError, match=">= 1"):
             call()
 
@@ -406,7 +450,7 @@ def test_other_bad_parameters(ind):
     with pytest.raises(TypeError, match="integer"):
         ind.sma(b, True)
     with pytest.raises(ValueError, match="ddof"):
-        ind.volatility(b, 1)                    # one return has no sample std
+        ind.volatility(b, 1)  # one return has no sample std
     with pytest.raises(ValueError, match="annualize"):
         ind.volatility(b, 2, annualize=-1)
     with pytest.raises(ValueError, match="nbdev"):
@@ -424,8 +468,14 @@ def test_other_bad_parameters(ind):
 def test_huge_periods_are_all_null(ind):
     b = bars([1.0, 2.0, 3.0], high=[1.0, 2, 3], low=[1.0, 2, 3])
     big = 100_000_000
-    for arr in (ind.sma(b, big), ind.volatility(b, big), ind.rsi(b, big), ind.atr(b, big),
-                *ind.macd(b, big, big, big), *ind.bbands(b, big, 2.0)):
+    for arr in (
+        ind.sma(b, big),
+        ind.volatility(b, big),
+        ind.rsi(b, big),
+        ind.atr(b, big),
+        *ind.macd(b, big, big, big),
+        *ind.bbands(b, big, 2.0),
+    ):
         assert arr.null_count == 3
     with pytest.raises(ValueError, match="<= 100000000"):
         ind.ema(b, big + 1)
@@ -436,7 +486,7 @@ def test_out_buffers_are_reused(ind):
     b = bars(x)
     out = np.full(10, -1.0)
     got = ind.sma(b, 3, out=out)
-    assert got.buffers()[1].address == out.ctypes.data      # zero-copy over the caller's buffer
+    assert got.buffers()[1].address == out.ctypes.data  # zero-copy over the caller's buffer
     np.testing.assert_allclose(out[2:], talib.SMA(x, 3)[2:])
     assert got.null_count == 2 and values(got)[2] == 2.0
     outs = (np.empty(10), np.empty(10), np.empty(10))
@@ -452,11 +502,13 @@ def test_out_buffers_are_reused(ind):
 
 
 def test_segments(ind):
-    b = pa.record_batch({
-        "symbol": pa.array(["A", "A", "A", "B", "B", None, None]).dictionary_encode(),
-        "interval": pa.array(["1d", "1d", "1h", "1h", "1h", "1h", "1h"]),
-        "close": pa.array([1.0] * 7),
-    })
+    b = pa.record_batch(
+        {
+            "symbol": pa.array(["A", "A", "A", "B", "B", None, None]).dictionary_encode(),
+            "interval": pa.array(["1d", "1d", "1h", "1h", "1h", "1h", "1h"]),
+            "close": pa.array([1.0] * 7),
+        }
+    )
     assert ind.segments(b).tolist() == [0, 2, 3, 5, 7]
     assert ind.segments(b.slice(1, 4)).tolist() == [0, 1, 2, 4]
     assert ind.segments(pa.record_batch({"close": [1.0, 2.0]})).tolist() == [0, 2]
@@ -483,8 +535,9 @@ def test_flat_and_tiny_prices(ind):
     assert (up - lo).max() == 0.0 and np.allclose(mid, 0.1)
     assert values(ind.rsi(flat, 5))[5:].tolist() == [0.0] * 25
     # a flat stretch long after the shift reference was taken: the exact fallback
-    x = np.concatenate([100 + np.cumsum(np.random.default_rng(4).normal(0, 1, 500)),
-                        np.full(300, 123.456)])
+    x = np.concatenate(
+        [100 + np.cumsum(np.random.default_rng(4).normal(0, 1, 500)), np.full(300, 123.456)]
+    )
     up, mid, lo = (values(a) for a in ind.bbands(pa.record_batch({"close": x}), 20, 2.0))
     assert np.abs(up - lo)[-280:].max() < 1e-12 * 123.456
     np.testing.assert_allclose(up[19:], talib.BBANDS(x, 20, 2.0, 2.0)[0][19:], rtol=1e-12)
@@ -493,18 +546,26 @@ def test_flat_and_tiny_prices(ind):
     small, big = (values(ind.rsi(pa.record_batch({"close": v}), 5)) for v in (y, y * 1e8))
     np.testing.assert_allclose(small[5:], big[5:], rtol=1e-9)
     np.testing.assert_allclose(small[5:], talib.RSI(y, 5)[5:], rtol=1e-9)
-    np.testing.assert_allclose(values(ind.bbands(pa.record_batch({"close": y}), 5, 1.0)[0])[4:],
-                               talib.BBANDS(y, 5, 1.0, 1.0)[0][4:], rtol=1e-12)
+    np.testing.assert_allclose(
+        values(ind.bbands(pa.record_batch({"close": y}), 5, 1.0)[0])[4:],
+        talib.BBANDS(y, 5, 1.0, 1.0)[0][4:],
+        rtol=1e-12,
+    )
 
 
 def test_volatility_long_series_with_flat_stretch(ind):
     rng = np.random.default_rng(8)
-    x = np.concatenate([100 * np.exp(np.cumsum(rng.normal(0, 0.02, 2000))), np.full(200, 42.0),
-                        42 * np.exp(np.cumsum(rng.normal(0, 1e-6, 300)))])
+    x = np.concatenate(
+        [
+            100 * np.exp(np.cumsum(rng.normal(0, 0.02, 2000))),
+            np.full(200, 42.0),
+            42 * np.exp(np.cumsum(rng.normal(0, 1e-6, 300))),
+        ]
+    )
     got = values(ind.volatility(pa.record_batch({"close": x}), 30, annualize=252))
     exp = np_volatility(x, 30, 1, math.sqrt(252))
     np.testing.assert_allclose(got[30:], exp[30:], rtol=1e-9, atol=1e-15)
-    assert got[2031:2200].max() == 0.0          # flat prices: exactly zero
+    assert got[2031:2200].max() == 0.0  # flat prices: exactly zero
 
 
 def test_unsorted_ts_is_refused(ind):
@@ -517,8 +578,11 @@ def test_unsorted_ts_is_refused(ind):
     with pytest.raises(ValueError, match="not sorted"):
         ind.segments(pa.record_batch({"ts": ts, "close": [1.0, 2.0, 3.0, 4.0]}))
     # a new segment may start earlier; null ts are skipped; equal ts are allowed
-    ok = bars([1.0] * 5, symbols=["A", "A", "B", "B", "B"],
-              ts=pa.array([5, 9, 1, None, 1], pa.timestamp("us", tz="UTC")))
+    ok = bars(
+        [1.0] * 5,
+        symbols=["A", "A", "B", "B", "B"],
+        ts=pa.array([5, 9, 1, None, 1], pa.timestamp("us", tz="UTC")),
+    )
     assert ind.segments(ok).tolist() == [0, 2, 5]
 
 
@@ -530,7 +594,7 @@ def test_segments_long_runs(ind, encoding):
     keys = ["AB", "AC", "ABC", "AB", "X", "Y", "YY", "Y", "Z", "ZZZZZZZZZZZZZZZZZZ", "Z"]
     sym = [k for k, m in zip(keys, lengths, strict=True) for _ in range(m)]
     itv = ["1d"] * len(sym)
-    itv[300:302] = ["1h", "1h"]                 # an interval change inside a symbol's run
+    itv[300:302] = ["1h", "1h"]  # an interval change inside a symbol's run
     arr = pa.array(["pad"] * 7 + sym, pa.string())
     if encoding == "nulls":
         arr = pa.array(["pad"] * 7 + [None if k == "X" else k for k in sym], pa.string())
@@ -538,15 +602,16 @@ def test_segments_long_runs(ind, encoding):
         arr = arr.dictionary_encode()
     elif encoding == "large":
         arr = arr.cast(pa.large_string())
-    b = pa.record_batch({"symbol": arr, "interval": pa.array(["1d"] * 7 + itv),
-                         "close": np.ones(len(sym) + 7)}).slice(7)
+    b = pa.record_batch(
+        {"symbol": arr, "interval": pa.array(["1d"] * 7 + itv), "close": np.ones(len(sym) + 7)}
+    ).slice(7)
     expected = [0]
     for i in range(1, len(sym)):
         if sym[i] != sym[i - 1] or itv[i] != itv[i - 1]:
             expected.append(i)
     expected.append(len(sym))
     assert ind.segments(b).tolist() == expected
-    if hasattr(ind, "_segments_reference"):      # the compiled block test vs arrow.pxd's
+    if hasattr(ind, "_segments_reference"):  # the compiled block test vs arrow.pxd's
         assert ind._segments_reference(b).tolist() == expected
 
 
@@ -580,14 +645,20 @@ def sample_table(nsym=3, nbar=80, chunks=1):
     rng = np.random.default_rng(5)
     n = nsym * nbar
     c = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    t = pa.table({
-        "symbol": pa.array(np.repeat([f"S{i}" for i in range(nsym)], nbar)),
-        "interval": pa.array(["1h"] * n),
-        "ts": pa.array(np.tile(np.arange(nbar) * US_PER_HOUR, nsym), pa.int64())
-                .cast(pa.timestamp("us", tz="UTC")),
-        "open": c, "high": c * 1.01, "low": c * 0.99, "close": c,
-        "volume": rng.integers(1, 1000, n),
-    })
+    t = pa.table(
+        {
+            "symbol": pa.array(np.repeat([f"S{i}" for i in range(nsym)], nbar)),
+            "interval": pa.array(["1h"] * n),
+            "ts": pa.array(np.tile(np.arange(nbar) * US_PER_HOUR, nsym), pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+            "open": c,
+            "high": c * 1.01,
+            "low": c * 0.99,
+            "close": c,
+            "volume": rng.integers(1, 1000, n),
+        }
+    )
     if chunks > 1:
         t = pa.concat_tables([t.slice(k * n // chunks, n // chunks) for k in range(chunks)])
     return t
@@ -595,17 +666,38 @@ def sample_table(nsym=3, nbar=80, chunks=1):
 
 def test_public_module_is_reachable():
     assert stockbatch.indicators.sma is stockbatch.indicators.__dict__["sma"]
-    assert set(stockbatch.indicators.__all__) >= {"sma", "ema", "rsi", "macd", "bbands", "atr",
-                                                  "volatility", "vwap", "compute"}
+    assert set(stockbatch.indicators.__all__) >= {
+        "sma",
+        "ema",
+        "rsi",
+        "macd",
+        "bbands",
+        "atr",
+        "volatility",
+        "vwap",
+        "compute",
+    }
 
 
 def test_compute_appends_named_columns(public):
     t = sample_table()
-    out = public.compute(t, ["sma20", "ema12", "rsi14", "macd", "bbands20", "atr14", "vol20",
-                             "vwap"])
+    out = public.compute(
+        t, ["sma20", "ema12", "rsi14", "macd", "bbands20", "atr14", "vol20", "vwap"]
+    )
     assert out.column_names == t.column_names + [
-        "sma20", "ema12", "rsi14", "macd", "macd_signal", "macd_hist", "bbands20_upper",
-        "bbands20_middle", "bbands20_lower", "atr14", "vol20", "vwap"]
+        "sma20",
+        "ema12",
+        "rsi14",
+        "macd",
+        "macd_signal",
+        "macd_hist",
+        "bbands20_upper",
+        "bbands20_middle",
+        "bbands20_lower",
+        "atr14",
+        "vol20",
+        "vwap",
+    ]
     assert out.num_rows == t.num_rows
     assert out.slice(0, 5).select(t.column_names).equals(t.slice(0, 5))
     c, h, lo = (t[k].to_numpy() for k in ("close", "high", "low"))
@@ -639,8 +731,13 @@ def test_compute_specs_defaults_and_custom_macd(public):
     assert out.column_names[-3:] == ["macd5_35_5", "macd5_35_5_signal", "macd5_35_5_hist"]
     assert out["macd5_35_5"].null_count == 3 * 38
     out = public.compute(t, ["rsi", "bbands", "vol"])
-    assert out.column_names[-5:] == ["rsi14", "bbands20_upper", "bbands20_middle",
-                                     "bbands20_lower", "vol20"]
+    assert out.column_names[-5:] == [
+        "rsi14",
+        "bbands20_upper",
+        "bbands20_middle",
+        "bbands20_lower",
+        "vol20",
+    ]
 
 
 def test_public_inputs_chunked_tables_arrays_and_polars(public):
@@ -649,7 +746,7 @@ def test_public_inputs_chunked_tables_arrays_and_polars(public):
     whole = public.sma(t.combine_chunks(), 5)
     assert public.sma(t, 5).equals(whole)
     assert public.sma(t.to_batches()[0], 5).equals(public.sma(t.slice(0, 80), 5))
-    one = public.sma(np.arange(1.0, 6.0), 2)          # one series, no symbol column
+    one = public.sma(np.arange(1.0, 6.0), 2)  # one series, no symbol column
     assert values(one).tolist()[1:] == [1.5, 2.5, 3.5, 4.5]
     assert public.rsi(pa.chunked_array([[1.0, 2.0], [3.0, 2.0]]), 2).null_count == 2
     polars = pytest.importorskip("polars")
@@ -679,19 +776,23 @@ def test_vwap_in_exchange_time_zone(public):
     rng = np.random.default_rng(3)
     c = 50 + rng.random(n)
     ts = start + np.arange(n, dtype=np.int64) * US_PER_HOUR
-    t = pa.table({"symbol": ["X"] * n,
-                  "ts": pa.array(ts).cast(pa.timestamp("us", tz="UTC")),
-                  "high": c + 1, "low": c - 1, "close": c,
-                  "volume": rng.integers(1, 100, n)})
+    t = pa.table(
+        {
+            "symbol": ["X"] * n,
+            "ts": pa.array(ts).cast(pa.timestamp("us", tz="UTC")),
+            "high": c + 1,
+            "low": c - 1,
+            "close": c,
+            "volume": rng.integers(1, 100, n),
+        }
+    )
     ny = ZoneInfo("America/New_York")
 
     def ny_day(us):
         return datetime.fromtimestamp(us / 1e6, tz=ny).date().toordinal()
 
-    assert_matches(public.vwap(t, tz="America/New_York"), np_vwap(t.to_batches()[0], ny_day),
-                   100)
-    assert_matches(public.vwap(t), np_vwap(t.to_batches()[0], lambda us: us // 86_400_000_000),
-                   100)
+    assert_matches(public.vwap(t, tz="America/New_York"), np_vwap(t.to_batches()[0], ny_day), 100)
+    assert_matches(public.vwap(t), np_vwap(t.to_batches()[0], lambda us: us // 86_400_000_000), 100)
     assert not public.vwap(t, tz="America/New_York").equals(public.vwap(t))
     out = public.compute(t, ["vwap"], tz="America/New_York")
     assert out["vwap"].chunk(0).equals(public.vwap(t, tz="America/New_York"))

@@ -51,6 +51,7 @@ def k(load):
 
 # ---------------------------------------------------------------------------------- validate
 
+
 def test_public_names_map_to_kernels():
     assert stockbatch.Rule is Rule
     assert stockbatch.ValidationReport is ValidationReport
@@ -60,26 +61,38 @@ def test_public_names_map_to_kernels():
 
 def test_validate_each_rule(k):
     rows = [
-        GOOD,                                             # 0 ok
-        ("A", 1, None, 11.0, 9.0, 10.5, 100),             # 1 NULL_FIELD
-        ("A", 2, 10.0, NAN, 9.0, 10.5, 100),              # 2 NON_FINITE only
-        ("A", 3, 10.0, 11.0, 9.0, -INF, 100),             # 3 NON_FINITE only
-        ("A", 4, 0.0, 11.0, 9.0, 10.5, 100),              # 4 NON_POSITIVE_PRICE + LOW (0 < 9)
-        ("A", 5, 10.0, 9.5, 9.0, 10.5, 100),              # 5 HIGH_INCONSISTENT
-        ("A", 6, 10.0, 11.0, 10.2, 10.5, 100),            # 6 LOW_INCONSISTENT
-        ("A", 7, 10.0, 11.0, 9.0, 10.5, -1),              # 7 NEGATIVE_VOLUME
-        ("A", 7, 10.0, 11.0, 9.0, 10.5, 100),             # 8 DUPLICATE_TS
-        ("A", 6, 10.0, 11.0, 9.0, 10.5, 100),             # 9 TS_NOT_INCREASING
-        ("B", 0, 10.0, 11.0, 9.0, 10.5, 100),             # 10 new segment: ok
-        ("B", 1, 10.0, 11.0, 9.0, 10.5, 100, None),       # 11 null adj_close is allowed
-        ("B", 2, 10.0, 11.0, 9.0, 10.5, 100, NAN),        # 12 adj_close NaN: NON_FINITE
+        GOOD,  # 0 ok
+        ("A", 1, None, 11.0, 9.0, 10.5, 100),  # 1 NULL_FIELD
+        ("A", 2, 10.0, NAN, 9.0, 10.5, 100),  # 2 NON_FINITE only
+        ("A", 3, 10.0, 11.0, 9.0, -INF, 100),  # 3 NON_FINITE only
+        ("A", 4, 0.0, 11.0, 9.0, 10.5, 100),  # 4 NON_POSITIVE_PRICE + LOW (0 < 9)
+        ("A", 5, 10.0, 9.5, 9.0, 10.5, 100),  # 5 HIGH_INCONSISTENT
+        ("A", 6, 10.0, 11.0, 10.2, 10.5, 100),  # 6 LOW_INCONSISTENT
+        ("A", 7, 10.0, 11.0, 9.0, 10.5, -1),  # 7 NEGATIVE_VOLUME
+        ("A", 7, 10.0, 11.0, 9.0, 10.5, 100),  # 8 DUPLICATE_TS
+        ("A", 6, 10.0, 11.0, 9.0, 10.5, 100),  # 9 TS_NOT_INCREASING
+        ("B", 0, 10.0, 11.0, 9.0, 10.5, 100),  # 10 new segment: ok
+        ("B", 1, 10.0, 11.0, 9.0, 10.5, 100, None),  # 11 null adj_close is allowed
+        ("B", 2, 10.0, 11.0, 9.0, 10.5, 100, NAN),  # 12 adj_close NaN: NON_FINITE
     ]
     r = k.validate(bars(rows))
     R = Rule
     # row 4: open 0 is below low 9, so low is above open: LOW_INCONSISTENT as well
-    expect = [0, R.NULL_FIELD, R.NON_FINITE, R.NON_FINITE, R.NON_POSITIVE_PRICE | R.LOW_INCONSISTENT,
-              R.HIGH_INCONSISTENT, R.LOW_INCONSISTENT, R.NEGATIVE_VOLUME, R.DUPLICATE_TS,
-              R.TS_NOT_INCREASING, 0, 0, R.NON_FINITE]
+    expect = [
+        0,
+        R.NULL_FIELD,
+        R.NON_FINITE,
+        R.NON_FINITE,
+        R.NON_POSITIVE_PRICE | R.LOW_INCONSISTENT,
+        R.HIGH_INCONSISTENT,
+        R.LOW_INCONSISTENT,
+        R.NEGATIVE_VOLUME,
+        R.DUPLICATE_TS,
+        R.TS_NOT_INCREASING,
+        0,
+        0,
+        R.NON_FINITE,
+    ]
     assert r.mask.dtype == np.uint16
     assert [int(m) for m in r.mask] == [int(e) for e in expect]
     assert r.counts["NULL_FIELD"] == 1 and r.counts["NON_FINITE"] == 3
@@ -104,8 +117,15 @@ def test_validate_ts_running_max_and_null_ts(k):
     rows = [("A", t, 10.0, 11.0, 9.0, 10.5, 1) for t in (5, 3, 4, 5, None, 6, 6)]
     r = k.validate(bars(rows))
     R = Rule
-    assert [int(m) for m in r.mask] == [0, R.TS_NOT_INCREASING, R.TS_NOT_INCREASING,
-                                        R.DUPLICATE_TS, R.NULL_FIELD, 0, R.DUPLICATE_TS]
+    assert [int(m) for m in r.mask] == [
+        0,
+        R.TS_NOT_INCREASING,
+        R.TS_NOT_INCREASING,
+        R.DUPLICATE_TS,
+        R.NULL_FIELD,
+        0,
+        R.DUPLICATE_TS,
+    ]
 
 
 def test_validate_price_spike(k):
@@ -156,8 +176,13 @@ def test_validate_empty_one_row_and_all_null(k):
 
 
 def test_validate_inputs_dictionary_sliced_chunked_polars(k):
-    rows = [GOOD, ("A", 1, 10.0, 9.8, 9.5, 9.6, 1), ("B", 0, 1.0, 2.0, 0.5, 1.0, -1),
-            ("B", 0, 1.0, 2.0, 0.5, 1.0, 1), ("C", 3, 1.0, 2.0, 0.5, 1.0, 1)]
+    rows = [
+        GOOD,
+        ("A", 1, 10.0, 9.8, 9.5, 9.6, 1),
+        ("B", 0, 1.0, 2.0, 0.5, 1.0, -1),
+        ("B", 0, 1.0, 2.0, 0.5, 1.0, 1),
+        ("C", 3, 1.0, 2.0, 0.5, 1.0, 1),
+    ]
     plain = bars(rows)
     want = [int(m) for m in k.validate(plain).mask]
     assert want == [0, Rule.HIGH_INCONSISTENT, Rule.NEGATIVE_VOLUME, Rule.DUPLICATE_TS, 0]
@@ -167,8 +192,9 @@ def test_validate_inputs_dictionary_sliced_chunked_polars(k):
     assert [int(m) for m in k.validate(sliced).mask] == want[1:4]
     batch = plain.to_batches()[0].slice(2)
     assert [int(m) for m in k.validate(batch).mask] == want[2:]
-    chunked = pa.Table.from_batches([plain.slice(0, 3).to_batches()[0],
-                                     plain.slice(3).to_batches()[0]])
+    chunked = pa.Table.from_batches(
+        [plain.slice(0, 3).to_batches()[0], plain.slice(3).to_batches()[0]]
+    )
     assert chunked.column(0).num_chunks == 2
     assert [int(m) for m in k.validate(chunked).mask] == want
     pl = pytest.importorskip("polars")
@@ -189,20 +215,29 @@ def test_validate_schema_errors(k):
 
 # --------------------------------------------------------------------------------- normalize
 
+
 def test_normalize_sorted_input_is_not_copied(k):
     t = bars([GOOD, ("A", 1, 10.0, 11.0, 9.0, 10.5, 1), ("B", 0, 10.0, 11.0, 9.0, 10.5, 1)])
     res = k.normalize(t)
     assert isinstance(res, NormalizeResult)
     assert res.duplicates_dropped == 0 and res.sorted is False
     assert res.table.equals(t)
-    assert res.table.column("close").chunk(0).buffers()[1].address == \
-        t.column("close").chunk(0).buffers()[1].address
+    assert (
+        res.table.column("close").chunk(0).buffers()[1].address
+        == t.column("close").chunk(0).buffers()[1].address
+    )
 
 
 def test_normalize_sorts_stably_and_keeps_last_duplicate(k):
-    rows = [("B", 1, 1.0, 1, 1, 1.0, 1), ("A", 2, 1.0, 1, 1, 2.0, 1), ("A", 1, 1.0, 1, 1, 3.0, 1),
-            ("A", 2, 1.0, 1, 1, 4.0, 1), ("B", None, 1.0, 1, 1, 5.0, 1),
-            ("A", 1, 1.0, 1, 1, 6.0, 1), ("B", None, 1.0, 1, 1, 7.0, 1)]
+    rows = [
+        ("B", 1, 1.0, 1, 1, 1.0, 1),
+        ("A", 2, 1.0, 1, 1, 2.0, 1),
+        ("A", 1, 1.0, 1, 1, 3.0, 1),
+        ("A", 2, 1.0, 1, 1, 4.0, 1),
+        ("B", None, 1.0, 1, 1, 5.0, 1),
+        ("A", 1, 1.0, 1, 1, 6.0, 1),
+        ("B", None, 1.0, 1, 1, 7.0, 1),
+    ]
     for dictionary in (False, True):
         res = k.normalize(bars(rows, dictionary=dictionary))
         assert res.sorted is True
@@ -213,9 +248,11 @@ def test_normalize_sorts_stably_and_keeps_last_duplicate(k):
 
 
 def test_normalize_adjust(k):
-    rows = [("A", 0, 10.0, 12.0, 8.0, 10.0, 1, 5.0),      # factor 0.5
-            ("A", 1, 10.0, 12.0, 8.0, 10.0, 1, None),     # no adj_close: unchanged
-            ("A", 2, None, 12.0, 8.0, 0.0, 1, 1.0)]       # close 0: unchanged, null stays
+    rows = [
+        ("A", 0, 10.0, 12.0, 8.0, 10.0, 1, 5.0),  # factor 0.5
+        ("A", 1, 10.0, 12.0, 8.0, 10.0, 1, None),  # no adj_close: unchanged
+        ("A", 2, None, 12.0, 8.0, 0.0, 1, 1.0),
+    ]  # close 0: unchanged, null stays
     t = bars(rows).slice(0)
     res = k.normalize(t, adjust=True)
     out = res.table
@@ -235,9 +272,17 @@ def test_normalize_empty_and_one_row(k):
 
 # ----------------------------------------------------------------------------------- returns
 
+
 def test_returns_per_segment(k):
-    closes = [("A", 10.0), ("A", 11.0), ("A", None), ("A", 12.1), ("A", 13.31), ("B", 5.0),
-              ("B", 10.0)]
+    closes = [
+        ("A", 10.0),
+        ("A", 11.0),
+        ("A", None),
+        ("A", 12.1),
+        ("A", 13.31),
+        ("B", 5.0),
+        ("B", 10.0),
+    ]
     rows = [(s, i, 1.0, 1, 1, c, 1) for i, (s, c) in enumerate(closes)]
     r = k.returns(bars(rows)).to_pylist()
     assert r[0] is None and r[2] is None and r[3] is None and r[5] is None
@@ -253,13 +298,28 @@ def test_returns_per_segment(k):
 
 # ---------------------------------------------------------------------------------- resample
 
+
 def test_resample_5m(k):
-    rows = [("A", 0, 10.0, 11.0, 9.0, 10.5, 100), ("A", 3, 10.5, 12.0, 10.0, 11.0, 50),
-            ("A", 4, None, None, None, None, None), ("A", 5, 11.0, 11.5, 10.5, 11.2, 10),
-            ("A", None, 99.0, 99.0, 99.0, 99.0, 99), ("B", 7, 5.0, 6.0, 4.0, 5.5, 1)]
+    rows = [
+        ("A", 0, 10.0, 11.0, 9.0, 10.5, 100),
+        ("A", 3, 10.5, 12.0, 10.0, 11.0, 50),
+        ("A", 4, None, None, None, None, None),
+        ("A", 5, 11.0, 11.5, 10.5, 11.2, 10),
+        ("A", None, 99.0, 99.0, 99.0, 99.0, 99),
+        ("B", 7, 5.0, 6.0, 4.0, 5.5, 1),
+    ]
     out = k.resample(bars(rows), to="5m")
-    assert out.column_names == ["symbol", "interval", "ts", "open", "high", "low", "close",
-                                "adj_close", "volume"]
+    assert out.column_names == [
+        "symbol",
+        "interval",
+        "ts",
+        "open",
+        "high",
+        "low",
+        "close",
+        "adj_close",
+        "volume",
+    ]
     assert out.schema.field("ts").type == UTC_US
     assert out.column("symbol").to_pylist() == ["A", "A", "B"]
     assert out.column("interval").to_pylist() == ["5m"] * 3
@@ -272,8 +332,11 @@ def test_resample_5m(k):
 
 
 def test_resample_all_null_bucket_and_nan(k):
-    rows = [("A", 0, None, None, None, None, None), ("A", 5, 1.0, NAN, 1.0, 1.0, 1),
-            ("A", 6, 1.0, 2.0, 0.5, 1.0, 1)]
+    rows = [
+        ("A", 0, None, None, None, None, None),
+        ("A", 5, 1.0, NAN, 1.0, 1.0, 1),
+        ("A", 6, 1.0, 2.0, 0.5, 1.0, 1),
+    ]
     out = k.resample(bars(rows), to="5m")
     assert out.column("open").to_pylist()[0] is None
     assert out.column("volume").to_pylist() == [None, 2]
@@ -310,14 +373,21 @@ def test_resample_daily_in_exchange_tz_across_dst(k):
     start = int(_utc(2026, 3, 7, 12).timestamp()) // 60
     rows = [("A", start + 60 * i, 1.0 + i, 1.0 + i, 1.0 + i, 1.0 + i, 1) for i in range(61)]
     out = k.resample(bars(rows), to="1d", tz="America/New_York")
-    assert out.column("ts").to_pylist() == [_utc(2026, 3, 7, 5), _utc(2026, 3, 8, 5),
-                                            _utc(2026, 3, 9, 4)]
+    assert out.column("ts").to_pylist() == [
+        _utc(2026, 3, 7, 5),
+        _utc(2026, 3, 8, 5),
+        _utc(2026, 3, 9, 4),
+    ]
     # 03-08 local has 23 hours: 05:00Z .. 03:00Z next day (exclusive 04:00Z)
     assert out.column("volume").to_pylist() == [17, 23, 21]
     assert sum(out.column("volume").to_pylist()) == 61
     utc_days = k.resample(bars(rows), to="1d")
-    assert utc_days.column("ts").to_pylist() == [_utc(2026, 3, 7), _utc(2026, 3, 8),
-                                                 _utc(2026, 3, 9), _utc(2026, 3, 10)]
+    assert utc_days.column("ts").to_pylist() == [
+        _utc(2026, 3, 7),
+        _utc(2026, 3, 8),
+        _utc(2026, 3, 9),
+        _utc(2026, 3, 10),
+    ]
 
 
 def test_resample_week_and_month(k):
@@ -348,8 +418,9 @@ def test_segments_long_runs_of_equal_length_strings(k, dictionary):
     rows = [(s, i, 1.0, 1.0, 1.0, 1.0 + i % 3, 1) for i, s in enumerate(syms)]
     t = bars(rows, dictionary=dictionary)
     t = t.set_column(1, "interval", pa.array(intervals))
-    starts = [i for i in range(n)
-              if i == 0 or (syms[i], intervals[i]) != (syms[i - 1], intervals[i - 1])]
+    starts = [
+        i for i in range(n) if i == 0 or (syms[i], intervals[i]) != (syms[i - 1], intervals[i - 1])
+    ]
     for offset in (0, 3):
         got = k.returns(t.slice(offset)).to_pylist()
         want = [i - offset for i in starts if i >= offset]
@@ -360,17 +431,23 @@ def test_segments_long_runs_of_equal_length_strings(k, dictionary):
 
 # ------------------------------------------------------------- symbols in arrival order
 
+
 def _arrival_batches(dictionary=False):
     """Per-symbol batches as a pipeline receives them (not in symbol order), each sorted by
     ts except where noted; MSFT comes back at the end (a new run)."""
-    msft = [("MSFT", 0, 400.0, 401.0, 399.0, 400.5, 10), ("MSFT", 1, 400.0, 401.0, 399.0, 400.5, 10),
-            ("MSFT", 1, 400.0, 401.0, 399.0, 400.5, 10),     # DUPLICATE_TS
-            ("MSFT", 3, 400.0, 401.0, 399.0, 400.5, 10)]
-    aapl = [("AAPL", 0, 200.0, 201.0, 199.0, 200.5, 10),     # close halves: not a spike (new run)
-            ("AAPL", 2, 200.0, 201.0, 199.0, 200.5, 10),
-            ("AAPL", 1, 200.0, 201.0, 199.0, 200.5, 10)]     # TS_NOT_INCREASING
-    ibm = [("IBM", 2, 100.0, 101.0, 99.0, 100.5, 10)]        # ts below MSFT's/AAPL's: fine
-    again = [("MSFT", 0, 400.0, 401.0, 399.0, 400.5, 10)]    # ts restarts in a new run: fine
+    msft = [
+        ("MSFT", 0, 400.0, 401.0, 399.0, 400.5, 10),
+        ("MSFT", 1, 400.0, 401.0, 399.0, 400.5, 10),
+        ("MSFT", 1, 400.0, 401.0, 399.0, 400.5, 10),  # DUPLICATE_TS
+        ("MSFT", 3, 400.0, 401.0, 399.0, 400.5, 10),
+    ]
+    aapl = [
+        ("AAPL", 0, 200.0, 201.0, 199.0, 200.5, 10),  # close halves: not a spike (new run)
+        ("AAPL", 2, 200.0, 201.0, 199.0, 200.5, 10),
+        ("AAPL", 1, 200.0, 201.0, 199.0, 200.5, 10),
+    ]  # TS_NOT_INCREASING
+    ibm = [("IBM", 2, 100.0, 101.0, 99.0, 100.5, 10)]  # ts below MSFT's/AAPL's: fine
+    again = [("MSFT", 0, 400.0, 401.0, 399.0, 400.5, 10)]  # ts restarts in a new run: fine
     return [bars(part, dictionary=dictionary) for part in (msft, aapl, ibm, again)]
 
 
@@ -392,15 +469,17 @@ def test_validate_symbols_in_arrival_order(k, dictionary):
     assert r.rejected.column("symbol").to_pylist() == ["MSFT", "AAPL"]
     assert r.rejected.column("reasons").to_pylist() == ["DUPLICATE_TS", "TS_NOT_INCREASING"]
     # the chunked table (one chunk per arrival) gives the same
-    np.testing.assert_array_equal(k.validate(pa.concat_tables(parts),
-                                             spike_threshold=0.2).mask, alone)
+    np.testing.assert_array_equal(
+        k.validate(pa.concat_tables(parts), spike_threshold=0.2).mask, alone
+    )
     got = k.returns(t).to_pylist()
     assert [i for i, x in enumerate(got) if x is None] == [0, 4, 7, 8]
 
 
 def test_other_kernels_on_symbols_in_arrival_order(k):
-    rows = [("MSFT", t, 400.0 + t, 401.0 + t, 399.0, 400.0 + t, 1) for t in range(0, 12, 2)] + \
-           [("AAPL", t, 200.0 + t, 201.0 + t, 199.0, 200.0 + t, 1) for t in range(1, 12, 2)]
+    rows = [("MSFT", t, 400.0 + t, 401.0 + t, 399.0, 400.0 + t, 1) for t in range(0, 12, 2)] + [
+        ("AAPL", t, 200.0 + t, 201.0 + t, 199.0, 200.0 + t, 1) for t in range(1, 12, 2)
+    ]
     t = bars(rows)
     out = k.resample(t, to="5m")  # one run after another, in arrival order
     assert out.column("symbol").to_pylist() == ["MSFT"] * 3 + ["AAPL"] * 3
@@ -412,11 +491,17 @@ def test_other_kernels_on_symbols_in_arrival_order(k):
     assert k.validate(res.table).ok and k.validate(t).ok
 
 
-@pytest.mark.parametrize("kind", ["large", "view", "dict8", "dict16", "dict64", "dict_u32",
-                                  "dict_large"])
+@pytest.mark.parametrize(
+    "kind", ["large", "view", "dict8", "dict16", "dict64", "dict_u32", "dict_large"]
+)
 def test_symbol_string_types(k, kind):
-    rows = [GOOD, ("A", 1, 10.0, 9.8, 9.5, 9.6, 1), ("B", 0, 1.0, 2.0, 0.5, 1.0, -1),
-            ("B", 0, 1.0, 2.0, 0.5, 1.0, 1), ("A", 3, 1.0, 2.0, 0.5, 1.0, 1)]
+    rows = [
+        GOOD,
+        ("A", 1, 10.0, 9.8, 9.5, 9.6, 1),
+        ("B", 0, 1.0, 2.0, 0.5, 1.0, -1),
+        ("B", 0, 1.0, 2.0, 0.5, 1.0, 1),
+        ("A", 3, 1.0, 2.0, 0.5, 1.0, 1),
+    ]
     plain = bars(rows)
     sym = plain.column("symbol").chunk(0)
     if kind == "large":
@@ -425,8 +510,12 @@ def test_symbol_string_types(k, kind):
         sym = sym.cast(pa.string_view())
     else:
         d = sym.dictionary_encode()
-        index = {"dict8": pa.int8(), "dict16": pa.int16(), "dict64": pa.int64(),
-                 "dict_u32": pa.uint32()}.get(kind, pa.int32())
+        index = {
+            "dict8": pa.int8(),
+            "dict16": pa.int16(),
+            "dict64": pa.int64(),
+            "dict_u32": pa.uint32(),
+        }.get(kind, pa.int32())
         values = d.dictionary.cast(pa.large_string()) if kind == "dict_large" else d.dictionary
         sym = pa.DictionaryArray.from_arrays(d.indices.cast(index), values)
     t = plain.set_column(0, "symbol", sym)
@@ -440,8 +529,10 @@ def test_symbol_string_types(k, kind):
 
 
 def test_returns_into_caller_buffer(k):
-    rows = [("A", i, 1.0, 1, 1, c, 1) for i, c in enumerate([10.0, 11.0, None, 12.1])] + \
-           [("B", 0, 1.0, 1, 1, 5.0, 1), ("B", 1, 1.0, 1, 1, 10.0, 1)]
+    rows = [("A", i, 1.0, 1, 1, c, 1) for i, c in enumerate([10.0, 11.0, None, 12.1])] + [
+        ("B", 0, 1.0, 1, 1, 5.0, 1),
+        ("B", 1, 1.0, 1, 1, 10.0, 1),
+    ]
     t = bars(rows)
     want = k.returns(t).to_pylist()
     buf = np.full(8, -7.0)

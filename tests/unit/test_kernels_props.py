@@ -27,9 +27,15 @@ MIN = 60_000_000
 NAN, INF = float("nan"), float("inf")
 RTOL = 1e-9
 # `load` runs each test once per backend; it hands out the same module every example.
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 
 normal = st.floats(0.5, 200.0, allow_nan=False, allow_infinity=False)
 special = st.sampled_from([None, NAN, INF, -INF, 0.0, -1.5])
@@ -66,31 +72,46 @@ def tables(draw, *, max_rows=40, sort_ts=False, null_keys=True, ts_step=1):
     pad_lo, pad_hi = draw(st.integers(0, 3)), draw(st.integers(0, 3))
     n = draw(st.integers(0, max_rows))
     total = pad_lo + n + pad_hi
-    syms = draw(st.lists(symbol if null_keys else symbol.filter(lambda s: s is not None),
-                         min_size=total, max_size=total))
+    syms = draw(
+        st.lists(
+            symbol if null_keys else symbol.filter(lambda s: s is not None),
+            min_size=total,
+            max_size=total,
+        )
+    )
     syms.sort(key=lambda s: (s is None, s or ""))
     if draw(st.booleans()):
         groups = list(dict.fromkeys(syms))
         groups = draw(st.permutations(groups))
         syms = [s for g in groups for s in syms if s == g]
     ts_val = st.integers(0, 30)
-    ts = draw(st.lists(st.one_of(ts_val, ts_val, ts_val, st.none()) if null_keys else ts_val,
-                       min_size=total, max_size=total))
+    ts = draw(
+        st.lists(
+            st.one_of(ts_val, ts_val, ts_val, st.none()) if null_keys else ts_val,
+            min_size=total,
+            max_size=total,
+        )
+    )
     if sort_ts:
         run = {s: k for k, s in enumerate(dict.fromkeys(syms))}  # keeps the run order
         order = sorted(range(total), key=lambda i: (run[syms[i]], ts[i] is None, ts[i] or 0))
         syms = [syms[i] for i in order]
         ts = [ts[i] for i in order]
-    intervals = draw(st.lists(st.sampled_from(["1m", "1m", "1m", "5m"] + ([None] if null_keys
-                                                                          else [])),
-                              min_size=total, max_size=total))
+    intervals = draw(
+        st.lists(
+            st.sampled_from(["1m", "1m", "1m", "5m"] + ([None] if null_keys else [])),
+            min_size=total,
+            max_size=total,
+        )
+    )
     if sort_ts:
         intervals = ["1m"] * total
     cols = {
         "symbol": pa.array(syms, pa.string()),
         "interval": pa.array(intervals, pa.string()),
-        "ts": pa.array([None if t is None else t * MIN * ts_step for t in ts],
-                       pa.int64()).cast(UTC_US),
+        "ts": pa.array([None if t is None else t * MIN * ts_step for t in ts], pa.int64()).cast(
+            UTC_US
+        ),
     }
     for name in ("open", "high", "low", "close", "adj_close"):
         cols[name] = pa.array(draw(st.lists(price, min_size=total, max_size=total)), pa.float64())
@@ -103,8 +124,11 @@ def tables(draw, *, max_rows=40, sort_ts=False, null_keys=True, ts_step=1):
     if how == "chunks" and n > 1:
         cut = draw(st.integers(1, n - 1))
         return pa.Table.from_batches(
-            [pa.RecordBatch.from_arrays([c.chunk(0) for c in part.columns], schema=part.schema)
-             for part in (table.slice(0, cut), table.slice(cut))])
+            [
+                pa.RecordBatch.from_arrays([c.chunk(0) for c in part.columns], schema=part.schema)
+                for part in (table.slice(0, cut), table.slice(cut))
+            ]
+        )
     return table
 
 
@@ -118,8 +142,9 @@ def _np(arr, fill=False):
 
 def _runs(table: pa.Table) -> list[tuple[int, int]]:
     """(start, stop) of every run of equal (symbol, interval), plain Python."""
-    keys = list(zip(table.column("symbol").to_pylist(), table.column("interval").to_pylist(),
-                    strict=True))
+    keys = list(
+        zip(table.column("symbol").to_pylist(), table.column("interval").to_pylist(), strict=True)
+    )
     runs, start = [], 0
     for i in range(1, len(keys) + 1):
         if i == len(keys) or keys[i] != keys[i - 1]:
@@ -146,8 +171,12 @@ def oracle_validate(data, thr) -> np.ndarray:
     def lt(a, b):
         return ok[a] & ok[b] & _np(pc.less(t.column(a), t.column(b)), False)
 
-    m[lt("high", "open") | lt("high", "close") | lt("high", "low")] |= np.uint16(Rule.HIGH_INCONSISTENT)
-    m[lt("open", "low") | lt("close", "low") | lt("high", "low")] |= np.uint16(Rule.LOW_INCONSISTENT)
+    m[lt("high", "open") | lt("high", "close") | lt("high", "low")] |= np.uint16(
+        Rule.HIGH_INCONSISTENT
+    )
+    m[lt("open", "low") | lt("close", "low") | lt("high", "low")] |= np.uint16(
+        Rule.LOW_INCONSISTENT
+    )
     m[_np(pc.less(t.column("volume"), 0), False)] |= np.uint16(Rule.NEGATIVE_VOLUME)
     ts = t.column("ts").cast(pa.int64()).to_pylist()
     close = t.column("close").to_pylist()
@@ -162,8 +191,15 @@ def oracle_validate(data, thr) -> np.ndarray:
                 best = ts[i] if best is None else max(best, ts[i])
             if thr is not None and i > start:
                 a, b = close[i - 1], close[i]
-                if (a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
-                        and a > 0 and b > 0 and abs(b / a - 1) > thr):
+                if (
+                    a is not None
+                    and b is not None
+                    and math.isfinite(a)
+                    and math.isfinite(b)
+                    and a > 0
+                    and b > 0
+                    and abs(b / a - 1) > thr
+                ):
                     m[i] |= np.uint16(Rule.PRICE_SPIKE)
     return m
 
@@ -224,8 +260,10 @@ def test_returns_match_numpy(load, data, log):
 
 def _rows(table: pa.Table) -> list:
     """Rows as tuples with NaN made comparable."""
-    return [tuple("NaN" if isinstance(v, float) and math.isnan(v) else v for v in row.values())
-            for row in table.to_pylist()]
+    return [
+        tuple("NaN" if isinstance(v, float) and math.isnan(v) else v for v in row.values())
+        for row in table.to_pylist()
+    ]
 
 
 @SETTINGS
@@ -234,10 +272,14 @@ def test_normalize_matches_pandas(load, data, adjust):
     t = _table(data).combine_chunks()
     if pa.types.is_string_view(t.schema.field("symbol").type):  # the oracle's take needs it
         t = t.set_column(0, "symbol", t.column("symbol").cast(pa.string()))
-    keys = pd.DataFrame({"symbol": t.column("symbol").cast(pa.string()).to_pylist(),
-                         "interval": t.column("interval").to_pylist(),
-                         "ts": t.column("ts").cast(pa.int64()).to_pylist(),
-                         "row": range(t.num_rows)})
+    keys = pd.DataFrame(
+        {
+            "symbol": t.column("symbol").cast(pa.string()).to_pylist(),
+            "interval": t.column("interval").to_pylist(),
+            "ts": t.column("ts").cast(pa.int64()).to_pylist(),
+            "row": range(t.num_rows),
+        }
+    )
     ordered = keys.sort_values(["symbol", "interval", "ts"], kind="stable", na_position="last")
     kept = ordered.drop_duplicates(["symbol", "interval", "ts"], keep="last")
     want = t.take(pa.array(kept["row"].to_numpy(), pa.int64()))
@@ -255,8 +297,9 @@ def test_normalize_matches_pandas(load, data, adjust):
     assert res.sorted == is_sorted
     got = res.table
     assert got.column("symbol").to_pylist() == want.column("symbol").to_pylist()
-    assert _rows(got.drop_columns(["open", "high", "low", "close"])) == \
-        _rows(want.drop_columns(["open", "high", "low", "close"]))
+    assert _rows(got.drop_columns(["open", "high", "low", "close"])) == _rows(
+        want.drop_columns(["open", "high", "low", "close"])
+    )
     for name in ("open", "high", "low", "close"):
         assert_floats(got.column(name).combine_chunks(), want.column(name).to_pylist(), name)
 
@@ -265,12 +308,21 @@ _POLARS_EVERY = {"5m": "5m", "1h": "1h", "1d": "1d", "1wk": "1w", "1mo": "1mo"}
 
 
 def oracle_resample(data, to: str, tz: str | None) -> pl.DataFrame:
-    df = pl.from_arrow(_table(data).combine_chunks()).with_columns(
-        pl.col("symbol").cast(pl.String)).filter(pl.col("ts").is_not_null())
+    df = (
+        pl.from_arrow(_table(data).combine_chunks())
+        .with_columns(pl.col("symbol").cast(pl.String))
+        .filter(pl.col("ts").is_not_null())
+    )
     if tz and to in ("1d", "1wk", "1mo"):  # intraday buckets stay on the UTC grid
         df = df.with_columns(pl.col("ts").dt.convert_time_zone(tz))
-    out = df.group_by_dynamic("ts", every=_POLARS_EVERY[to], group_by="symbol", closed="left",
-                              label="left", start_by="window").agg(
+    out = df.group_by_dynamic(
+        "ts",
+        every=_POLARS_EVERY[to],
+        group_by="symbol",
+        closed="left",
+        label="left",
+        start_by="window",
+    ).agg(
         pl.col("open").drop_nulls().first(),
         pl.col("high").nan_max(),
         pl.col("low").nan_min(),
@@ -279,20 +331,25 @@ def oracle_resample(data, to: str, tz: str | None) -> pl.DataFrame:
         pl.when(pl.col("volume").count() > 0).then(pl.col("volume").sum()).alias("volume"),
     )
     return out.with_columns(pl.col("ts").dt.convert_time_zone("UTC")).sort(
-        "symbol", "ts", maintain_order=True)
+        "symbol", "ts", maintain_order=True
+    )
 
 
 @SETTINGS
-@given(st.data(), st.sampled_from(["5m", "1h", "1d", "1wk", "1mo"]),
-       st.sampled_from([None, None, "America/New_York", "Asia/Kolkata"]))
+@given(
+    st.data(),
+    st.sampled_from(["5m", "1h", "1d", "1wk", "1mo"]),
+    st.sampled_from([None, None, "America/New_York", "Asia/Kolkata"]),
+)
 def test_resample_matches_polars(load, data, to, tz):
     step = {"5m": 1, "1h": 7, "1d": 97, "1wk": 600, "1mo": 2900}[to]
     t = data.draw(tables(sort_ts=True, null_keys=False, ts_step=step))
     # start the clock a little before the 2026 DST change in New York
     table = _table(t)
     shift = pa.scalar(1_772_800_000_000_000, pa.int64())
-    table = table.set_column(2, "ts", pc.add(table.column("ts").cast(pa.int64()), shift)
-                             .cast(UTC_US))
+    table = table.set_column(
+        2, "ts", pc.add(table.column("ts").cast(pa.int64()), shift).cast(UTC_US)
+    )
     want = oracle_resample(table, to, tz)
     k = load("kernels")
     got = k.resample(table, to=to, tz=tz)
@@ -300,8 +357,7 @@ def test_resample_matches_polars(load, data, to, tz):
     runs = list(dict.fromkeys(table.column("symbol").to_pylist()))
     assert list(dict.fromkeys(got.column("symbol").to_pylist())) == runs
     keys = pa.table({"symbol": got.column("symbol").cast(pa.string()), "ts": got.column("ts")})
-    got = got.take(pc.sort_indices(keys, sort_keys=[("symbol", "ascending"),
-                                                    ("ts", "ascending")]))
+    got = got.take(pc.sort_indices(keys, sort_keys=[("symbol", "ascending"), ("ts", "ascending")]))
     assert got.num_rows == want.height, k.__name__
     assert got.column("symbol").to_pylist() == want["symbol"].to_list()
     assert set(got.column("interval").to_pylist()) <= {to}
@@ -320,8 +376,11 @@ def test_resample_long_buckets_with_nulls_match_polars(load, to):
     sym = pa.array(["ZZ"] * per + ["AA"] * per)  # arrival order, not symbol order
     ts = np.concatenate([np.sort(rng.integers(0, 40 * 1440, per)) for _ in range(2)]) * MIN
     ts += 1_772_800_000_000_000
-    cols = {"symbol": sym, "interval": pa.array(["1m"] * n),
-            "ts": pa.array(ts, pa.int64()).cast(UTC_US)}
+    cols = {
+        "symbol": sym,
+        "interval": pa.array(["1m"] * n),
+        "ts": pa.array(ts, pa.int64()).cast(UTC_US),
+    }
     for name in ("open", "high", "low", "close", "adj_close"):
         x = rng.uniform(1.0, 100.0, n)
         x[rng.integers(0, n, 3)] = np.nan

@@ -65,8 +65,7 @@ LAYERS = {
     "stockbatch.testing.pytest_plugin": ENTRY,
 }
 # the CLI commands that may reach the fixture server and the bench report
-TESTING_CALLERS = {("stockbatch.cli", f) for f in ("_cmd_demo", "_cmd_serve_fixture",
-                                                   "_cmd_bench")}
+TESTING_CALLERS = {("stockbatch.cli", f) for f in ("_cmd_demo", "_cmd_serve_fixture", "_cmd_bench")}
 # entry points that are part of testing/ and use it throughout
 TESTING_USERS = {"stockbatch.testing.pytest_plugin"}
 NEVER_EACH_OTHER = ("stockbatch.sources", "stockbatch.sinks")
@@ -85,22 +84,27 @@ def layer_of(module: str) -> int | None:
     best = None
     for prefix, layer in LAYERS.items():
         if (module == prefix or module.startswith(prefix + ".")) and (
-                best is None or len(prefix) > len(best[0])):
+            best is None or len(prefix) > len(best[0])
+        ):
             best = (prefix, layer)
     return None if best is None else best[1]
 
 
 def _is_module(name: str) -> bool:
     path = SRC / Path(*name.split("."))
-    return (path.with_suffix(".py").exists() or (path / "__init__.py").exists()
-            or (EXT / Path(*name.split("."))).with_suffix(".pyx").exists())
+    return (
+        path.with_suffix(".py").exists()
+        or (path / "__init__.py").exists()
+        or (EXT / Path(*name.split("."))).with_suffix(".pyx").exists()
+    )
 
 
-def _resolve(importer: str, is_package: bool, level: int, module: str | None,
-             names: list[str]) -> list[str]:
+def _resolve(
+    importer: str, is_package: bool, level: int, module: str | None, names: list[str]
+) -> list[str]:
     if level:
         base = importer.split(".") if is_package else importer.split(".")[:-1]
-        base = base[:len(base) - (level - 1)]
+        base = base[: len(base) - (level - 1)]
         module = ".".join(base + ([module] if module else []))
     if not module or not module.startswith("stockbatch"):
         return []
@@ -128,8 +132,9 @@ def python_imports(importer: str, source: str, is_package: bool) -> list[Import]
             if isinstance(child, ast.Import):
                 targets = [a.name for a in child.names if a.name.startswith("stockbatch")]
             elif isinstance(child, ast.ImportFrom):
-                targets = _resolve(importer, is_package, child.level, child.module,
-                                   [a.name for a in child.names])
+                targets = _resolve(
+                    importer, is_package, child.level, child.module, [a.name for a in child.names]
+                )
             for t in targets:
                 found.append(Import(importer, t, child.lineno, fn, tonly))
             visit(child, fn, tonly)
@@ -139,7 +144,8 @@ def python_imports(importer: str, source: str, is_package: bool) -> list[Import]
 
 
 _PYX_IMPORT = re.compile(
-    r"^[ \t]*(?:from[ \t]+(\S+)[ \t]+c?import[ \t]+\(?([\w, \t]*)|c?import[ \t]+(\S+))", re.M)
+    r"^[ \t]*(?:from[ \t]+(\S+)[ \t]+c?import[ \t]+\(?([\w, \t]*)|c?import[ \t]+(\S+))", re.M
+)
 
 
 def cython_imports(importer: str, source: str) -> list[Import]:
@@ -208,36 +214,51 @@ def test_imports_point_down():
     assert not bad, "layer violations (see ARCHITECTURE.md):\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("importer, source, expected", [
-    ("stockbatch.sinks._base", "from ..sources import YahooChartSource", "never import each"),
-    ("stockbatch.schema", "def f():\n    from .pipeline import JobResult", "upward"),
-    ("stockbatch._errors", "import stockbatch._api", "upward"),
-    ("stockbatch.pipeline._engine", "from .. import testing", "only the CLI"),
-    ("stockbatch.cli", "def _cmd_ingest(a):\n    from .testing import FixtureServer",
-     "only the CLI"),
-    ("stockbatch.sources._yahoo", "import stockbatch", "package root"),
-    ("stockbatch.schema", "from ._brand_new import x", "no layer"),
-])
+@pytest.mark.parametrize(
+    "importer, source, expected",
+    [
+        ("stockbatch.sinks._base", "from ..sources import YahooChartSource", "never import each"),
+        ("stockbatch.schema", "def f():\n    from .pipeline import JobResult", "upward"),
+        ("stockbatch._errors", "import stockbatch._api", "upward"),
+        ("stockbatch.pipeline._engine", "from .. import testing", "only the CLI"),
+        (
+            "stockbatch.cli",
+            "def _cmd_ingest(a):\n    from .testing import FixtureServer",
+            "only the CLI",
+        ),
+        ("stockbatch.sources._yahoo", "import stockbatch", "package root"),
+        ("stockbatch.schema", "from ._brand_new import x", "no layer"),
+    ],
+)
 def test_checker_catches(importer, source, expected):
     reasons = [violation(i) for i in python_imports(importer, source, False)]
     assert any(r and expected in r for r in reasons), reasons
 
 
-@pytest.mark.parametrize("importer, source", [
-    ("stockbatch.cli", "def _cmd_demo(a):\n    from .testing import FixtureServer"),
-    ("stockbatch.pipeline._job", "from ..sources import Source\nfrom ..sinks import Sink"),
-    ("stockbatch._api", "from .pipeline import JobResult"),
-    ("stockbatch.sources._yahoo", "from .._backend import load"),
-])
+@pytest.mark.parametrize(
+    "importer, source",
+    [
+        ("stockbatch.cli", "def _cmd_demo(a):\n    from .testing import FixtureServer"),
+        ("stockbatch.pipeline._job", "from ..sources import Source\nfrom ..sinks import Sink"),
+        ("stockbatch._api", "from .pipeline import JobResult"),
+        ("stockbatch.sources._yahoo", "from .._backend import load"),
+    ],
+)
 def test_checker_allows(importer, source):
     assert [violation(i) for i in python_imports(importer, source, False)] == [None] * len(
-        python_imports(importer, source, False))
+        python_imports(importer, source, False)
+    )
 
 
 def test_cython_imports_are_read():
-    got = cython_imports("stockbatch._ext.coalesce",
-                         "from stockbatch._ext.queue cimport Request\n"
-                         "from stockbatch._errors import SchemaError, SymbolNotFound\n"
-                         "    from stockbatch._py import decode as _twin\n")
+    got = cython_imports(
+        "stockbatch._ext.coalesce",
+        "from stockbatch._ext.queue cimport Request\n"
+        "from stockbatch._errors import SchemaError, SymbolNotFound\n"
+        "    from stockbatch._py import decode as _twin\n",
+    )
     assert [(i.target, i.line) for i in got] == [
-        ("stockbatch._ext.queue", 1), ("stockbatch._errors", 2), ("stockbatch._py.decode", 3)]
+        ("stockbatch._ext.queue", 1),
+        ("stockbatch._errors", 2),
+        ("stockbatch._py.decode", 3),
+    ]

@@ -39,8 +39,11 @@ def throughput(curve, b, cliff=None):
 
 
 def best(curve, cliff=None, latency=None):
-    ok = [b for b in range(1, MAX + 1)
-          if (cliff is None or b <= cliff) and (latency is None or curve(b) <= latency)]
+    ok = [
+        b
+        for b in range(1, MAX + 1)
+        if (cliff is None or b <= cliff) and (latency is None or curve(b) <= latency)
+    ]
     return max(throughput(curve, b) for b in ok)
 
 
@@ -86,7 +89,7 @@ def test_cliff_backs_off_within_3_observations_and_then_gets_close(Opt, cliff):
     opt = Opt(min_size=1, max_size=MAX)
     trace = drive(opt, overhead_heavy, 30, cliff=cliff)
     first_fail = next(i for i, (_, ok) in enumerate(trace) if not ok)
-    assert any(b <= cliff for b, _ in trace[first_fail + 1:first_fail + 4])
+    assert any(b <= cliff for b, _ in trace[first_fail + 1 : first_fail + 4])
     assert trace[first_fail + 1][0] <= cliff  # multiplicative decrease: at once, in fact
     r = opt.recommend("fetch")
     assert r <= cliff

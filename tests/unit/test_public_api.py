@@ -16,8 +16,9 @@ from stockbatch import _errors, _types
 
 
 def _run(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(out.splitlines()[-1])
 
 
@@ -26,9 +27,16 @@ _MODULES = "import json, sys; print(json.dumps(sorted(sys.modules)))"
 
 def test_import_stays_cheap():
     loaded = set(_run("import stockbatch; " + _MODULES))
-    heavy = {"pandas", "pyarrow.dataset", "httpx", "stockbatch.testing",
-             "stockbatch.testing._server", "stockbatch.compat", "stockbatch.pipeline",
-             "stockbatch._api"}
+    heavy = {
+        "pandas",
+        "pyarrow.dataset",
+        "httpx",
+        "stockbatch.testing",
+        "stockbatch.testing._server",
+        "stockbatch.compat",
+        "stockbatch.pipeline",
+        "stockbatch._api",
+    }
     assert not heavy & loaded
 
 
@@ -83,21 +91,25 @@ def test_version_single_sourced():
     assert "version" not in meta["project"]
     assert "version" in meta["project"]["dynamic"]
     assert meta["tool"]["setuptools"]["dynamic"]["version"] == {
-        "attr": "stockbatch._version.__version__"}
+        "attr": "stockbatch._version.__version__"
+    }
 
 
-@pytest.mark.parametrize("alias, values", [
-    (_types.Mode, _types.MODES),
-    (_types.JobStatus, _types.JOB_STATUSES),
-    (_types.JobState, _types.JOB_STATES),
-    (_types.DataKind, _types.DATA_KINDS),
-    (_types.SymbolStatus, _types.SYMBOL_STATUSES),
-    (_types.RequestState, _types.REQUEST_STATES),
-    (_types.RequestKind, _types.REQUEST_KINDS),
-    (_types.IntervalName, _types.INTERVALS),
-    (_types.SinkLevel, _types.SINK_LEVELS),
-    (_types.HealthStatus, _types.HEALTH_STATUSES),
-])
+@pytest.mark.parametrize(
+    "alias, values",
+    [
+        (_types.Mode, _types.MODES),
+        (_types.JobStatus, _types.JOB_STATUSES),
+        (_types.JobState, _types.JOB_STATES),
+        (_types.DataKind, _types.DATA_KINDS),
+        (_types.SymbolStatus, _types.SYMBOL_STATUSES),
+        (_types.RequestState, _types.REQUEST_STATES),
+        (_types.RequestKind, _types.REQUEST_KINDS),
+        (_types.IntervalName, _types.INTERVALS),
+        (_types.SinkLevel, _types.SINK_LEVELS),
+        (_types.HealthStatus, _types.HEALTH_STATUSES),
+    ],
+)
 def test_literal_alias_matches_its_tuple(alias, values):
     assert typing.get_args(alias) == values
 

@@ -41,15 +41,16 @@ def run_thread(fn, *args):
 
 
 @given(st.lists(st.integers(1, 5), max_size=200), st.integers(1, 60))
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_priority_then_fifo(load, priorities, batch):
     mod = load("queue")
     q = mod.BatchQueue()
     reqs = [req(mod, f"S{i}", p) for i, p in enumerate(priorities)]
     # put in a mix of single puts and put_many
     q.put_many(reqs[: len(reqs) // 2])
-    for r in reqs[len(reqs) // 2:]:
+    for r in reqs[len(reqs) // 2 :]:
         q.put(r)
     out = []
     while True:

@@ -35,8 +35,9 @@ def make_requests(mod, n, seed):
             symbols.append(sym)
         u = rng.random()
         deadline = now - 1 if u < 0.02 else now + 0.001 if u < 0.04 else None
-        out.append(mod.Request("quote", "yahoo", sym, priority=rng.randint(1, 5),
-                               deadline=deadline))
+        out.append(
+            mod.Request("quote", "yahoo", sym, priority=rng.randint(1, 5), deadline=deadline)
+        )
     return out
 
 
@@ -49,8 +50,9 @@ def fetch(call):
     is alone in it, else just its entry of the per-symbol answer."""
     if len(call.symbols) == 1 and fails(call.symbol):
         return ProviderError("provider refused", provider=call.provider)
-    return {s: ProviderError("no such symbol", symbol=s) if fails(s) else f"v:{s}"
-            for s in call.symbols}
+    return {
+        s: ProviderError("no such symbol", symbol=s) if fails(s) else f"v:{s}" for s in call.symbols
+    }
 
 
 def classify(value):
@@ -84,7 +86,7 @@ def produce(q, chunk, rng, outcomes):
     i = 0
     while i < len(chunk):
         k = rng.randint(1, 100)
-        part = chunk[i:i + k]
+        part = chunk[i : i + k]
         if k == 1:
             q.put(part[0])
         else:
@@ -185,9 +187,10 @@ def test_asyncio_front_every_request_answered_once(load):
     async def main():
         tasks = [asyncio.ensure_future(consumer()) for _ in range(CONSUMERS)]
         loop = asyncio.get_running_loop()
-        producers = [loop.run_in_executor(None, produce, q, reqs[k::PRODUCERS],
-                                          random.Random(k), outcomes)
-                     for k in range(PRODUCERS)]
+        producers = [
+            loop.run_in_executor(None, produce, q, reqs[k::PRODUCERS], random.Random(k), outcomes)
+            for k in range(PRODUCERS)
+        ]
         await asyncio.wait_for(asyncio.gather(*producers), 120)
         q.close()
         await asyncio.wait_for(asyncio.gather(*tasks), 120)

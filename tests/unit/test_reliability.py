@@ -95,11 +95,21 @@ def test_circuit_breaker_opens_half_opens_and_closes():
 
 
 def _batch(n: int) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pydict({
-        "symbol": ["A"] * n, "interval": ["1d"] * n,
-        "ts": pa.array(range(n), pa.int64()).cast(BARS.field("ts").type),
-        "open": [1.0] * n, "high": [1.0] * n, "low": [1.0] * n, "close": [1.0] * n,
-        "adj_close": [None] * n, "volume": [1] * n, "source": ["t"] * n}, schema=BARS)
+    return pa.RecordBatch.from_pydict(
+        {
+            "symbol": ["A"] * n,
+            "interval": ["1d"] * n,
+            "ts": pa.array(range(n), pa.int64()).cast(BARS.field("ts").type),
+            "open": [1.0] * n,
+            "high": [1.0] * n,
+            "low": [1.0] * n,
+            "close": [1.0] * n,
+            "adj_close": [None] * n,
+            "volume": [1] * n,
+            "source": ["t"] * n,
+        },
+        schema=BARS,
+    )
 
 
 def test_cache_lru_ttl_and_counts(monkeypatch):

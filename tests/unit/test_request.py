@@ -61,8 +61,10 @@ def test_equivalent_date_spellings_give_one_key(Request):
         ("2024-01-01", "2024-01-02"),
         (dt.date(2024, 1, 1), dt.date(2024, 1, 2)),
         (dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2)),  # naive = UTC
-        (dt.datetime(2024, 1, 1, 9, tzinfo=dt.timezone(dt.timedelta(hours=9))),
-         "2024-01-02T00:00:00+00:00"),
+        (
+            dt.datetime(2024, 1, 1, 9, tzinfo=dt.timezone(dt.timedelta(hours=9))),
+            "2024-01-02T00:00:00+00:00",
+        ),
         (JAN1, JAN1 + DAY_US),
     ]
     keys = {Request("history", "yahoo", "AAPL", "1d", s, e).key for s, e in spellings}
@@ -81,13 +83,26 @@ def test_bad_ranges(Request):
 
 
 def test_key_covers_everything_that_makes_a_fetch(Request):
-    base = dict(kind="history", provider="yahoo", symbol="AAPL", interval="1d",
-                start=JAN1, end=JAN1 + DAY_US, params={"adjust": True, "events": "div"})
+    base = dict(
+        kind="history",
+        provider="yahoo",
+        symbol="AAPL",
+        interval="1d",
+        start=JAN1,
+        end=JAN1 + DAY_US,
+        params={"adjust": True, "events": "div"},
+    )
     same = Request(**{**base, "params": {"events": "div", "adjust": True}}, priority=1)
     assert Request(**base).key == same.key  # priority and params order do not matter
-    for field, other in [("provider", "av"), ("symbol", "MSFT"), ("interval", "1h"),
-                         ("start", JAN1 - DAY_US), ("end", JAN1 + 2 * DAY_US),
-                         ("params", {"adjust": False, "events": "div"}), ("kind", "quote")]:
+    for field, other in [
+        ("provider", "av"),
+        ("symbol", "MSFT"),
+        ("interval", "1h"),
+        ("start", JAN1 - DAY_US),
+        ("end", JAN1 + 2 * DAY_US),
+        ("params", {"adjust": False, "events": "div"}),
+        ("kind", "quote"),
+    ]:
         changed = {**base, field: other}
         if field == "kind":
             changed.update(interval=None, start=None, end=None)
@@ -104,8 +119,12 @@ def test_params_must_be_plain_values(Request):
         Request("quote", "yahoo", "AAPL", params={"when": dt.date(2024, 1, 1)})
     with pytest.raises(TypeError, match="params"):
         Request("quote", "yahoo", "AAPL", params={"nested": ("a", object())})
-    ok = Request("quote", "yahoo", "AAPL", params={"n": 1, "x": 1.5, "f": False, "t": ("a", (1,)),
-                                                  "none": None})
+    ok = Request(
+        "quote",
+        "yahoo",
+        "AAPL",
+        params={"n": 1, "x": 1.5, "f": False, "t": ("a", (1,)), "none": None},
+    )
     assert ok.params["t"] == ("a", (1,))
     with pytest.raises(TypeError, match="mapping"):
         Request("quote", "yahoo", "AAPL", params=[("a", 1)])

@@ -34,8 +34,10 @@ def test_exact_schema_passes_through_without_copy():
     table = pa.table(bars())
     out = conform(table)
     assert out.schema.equals(BARS)
-    assert out.column("close").chunk(0).buffers()[1].address == \
-        table.column("close").chunk(0).buffers()[1].address
+    assert (
+        out.column("close").chunk(0).buffers()[1].address
+        == table.column("close").chunk(0).buffers()[1].address
+    )
 
 
 @pytest.mark.parametrize(
@@ -142,7 +144,8 @@ def test_capsule_producers():
     assert conform(table.to_pandas()).equals(conform(table))
     assert conform(table.to_batches()[0]).equals(conform(table))
     assert conform(pa.RecordBatchReader.from_batches(table.schema, table.to_batches())).equals(
-        conform(table))
+        conform(table)
+    )
     assert isinstance(pd.DataFrame, type)
 
 
@@ -154,8 +157,10 @@ def test_duckdb_relation():
 
 
 def test_quotes_schema():
-    out = conform({"symbol": ["AAPL"], "ts": pa.array([T0], pa.timestamp("ms", tz="UTC")),
-                   "price": [190.5]}, QUOTES)
+    out = conform(
+        {"symbol": ["AAPL"], "ts": pa.array([T0], pa.timestamp("ms", tz="UTC")), "price": [190.5]},
+        QUOTES,
+    )
     assert out.schema.equals(QUOTES)
     assert out.column("currency").null_count == 1
 

@@ -23,8 +23,24 @@ def test_valid_names(name):
     assert _ddl.check_name(name) == name
 
 
-@pytest.mark.parametrize("name", ['"; DROP TABLE bars; --', "bars;", 'a"b', "a`b", "a b",
-                                  "1bars", "", "a" * 64, "a.b.c", "bars\n", "bärs", None, 3])
+@pytest.mark.parametrize(
+    "name",
+    [
+        '"; DROP TABLE bars; --',
+        "bars;",
+        'a"b',
+        "a`b",
+        "a b",
+        "1bars",
+        "",
+        "a" * 64,
+        "a.b.c",
+        "bars\n",
+        "bärs",
+        None,
+        3,
+    ],
+)
 def test_hostile_names_refused(name):
     with pytest.raises(SinkError, match="invalid table name"):
         _ddl.check_name(name)
@@ -80,8 +96,13 @@ def test_dedup_matches_a_dict_oracle(keep):
         if keep == "last" or k not in oracle:
             oracle[k] = v
     assert dropped == 400 - len(oracle)
-    got = dict(zip(zip(out.column("symbol").to_pylist(), out.column("ts").to_pylist(),
-                       strict=True), out.column("v").to_pylist(), strict=True))
+    got = dict(
+        zip(
+            zip(out.column("symbol").to_pylist(), out.column("ts").to_pylist(), strict=True),
+            out.column("v").to_pylist(),
+            strict=True,
+        )
+    )
     assert got == oracle
     assert out.column("v").to_pylist() == sorted(oracle.values())  # input order kept
 
@@ -93,8 +114,10 @@ def test_dedup_without_duplicates_is_identity():
 
 
 def test_rechunk_sizes_and_content():
-    parts = [pa.record_batch({"x": list(range(s, s + n))}) for s, n in
-             [(0, 5), (5, 300), (305, 1), (306, 0), (306, 94)]]
+    parts = [
+        pa.record_batch({"x": list(range(s, s + n))})
+        for s, n in [(0, 5), (5, 300), (305, 1), (306, 0), (306, 94)]
+    ]
     out = list(_base._rechunk(parts, 128))
     assert [b.num_rows for b in out] == [128, 128, 128, 16]
     assert pa.Table.from_batches(out).column("x").to_pylist() == list(range(400))
@@ -102,8 +125,14 @@ def test_rechunk_sizes_and_content():
 
 def test_raw_batches_accepts_all_inputs():
     t = pa.table({"x": [1, 2, 3]})
-    for data in [t, t.to_batches()[0], pa.RecordBatchReader.from_batches(t.schema, t.to_batches()),
-                 iter(t.to_batches()), [t, t], {"x": [1, 2, 3]}]:
+    for data in [
+        t,
+        t.to_batches()[0],
+        pa.RecordBatchReader.from_batches(t.schema, t.to_batches()),
+        iter(t.to_batches()),
+        [t, t],
+        {"x": [1, 2, 3]},
+    ]:
         rows = sum(b.num_rows for b in _base._raw_batches(data))
         assert rows in (3, 6)
 
@@ -118,12 +147,13 @@ def test_to_utc_micros():
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
     cases = {
         "1970-01-01T00:00:01Z": 1_000_000,
-        "2024-01-02": (datetime(2024, 1, 2, tzinfo=timezone.utc) - epoch) // timedelta(
-            microseconds=1),
+        "2024-01-02": (datetime(2024, 1, 2, tzinfo=timezone.utc) - epoch)
+        // timedelta(microseconds=1),
         date(1969, 12, 31): -86_400_000_000,
-        datetime(2024, 1, 1, 9, 30, tzinfo=timezone(timedelta(hours=9))):
-            (datetime(2024, 1, 1, 0, 30, tzinfo=timezone.utc) - epoch) // timedelta(
-                microseconds=1),
+        datetime(2024, 1, 1, 9, 30, tzinfo=timezone(timedelta(hours=9))): (
+            datetime(2024, 1, 1, 0, 30, tzinfo=timezone.utc) - epoch
+        )
+        // timedelta(microseconds=1),
     }
     for value, want in cases.items():
         assert _base.to_utc_micros(value) == want
@@ -256,31 +286,52 @@ def test_pool_connection_context_discards_dead_on_error(tmp_path):
 def test_row_hash_is_the_identity_of_a_rejection():
     h = _base._row_hash("bars", '{"close": 1}', "high<low", "")
     assert h == _base._row_hash("bars", '{"close": 1}', "high<low", None)
-    assert len({h, _base._row_hash("bars", '{"close": 1}', "high<low", "db error"),
+    assert (
+        len(
+            {
+                h,
+                _base._row_hash("bars", '{"close": 1}', "high<low", "db error"),
                 _base._row_hash("quotes", '{"close": 1}', "high<low", ""),
                 _base._row_hash("bars", '{"close": 2}', "high<low", ""),
-                _base._row_hash("bars", '{"close": 1}', "nan", "")}) == 5
+                _base._row_hash("bars", '{"close": 1}', "nan", ""),
+            }
+        )
+        == 5
+    )
 
 
 def test_merge_old_quarantine_counts_repeats():
     t = [datetime(2025, 1, 1, h, tzinfo=timezone.utc) for h in range(4)]
-    old = pa.table({
-        "job_id": ["j0", "j1", "j2", "j0"], "target": ["bars"] * 4,
-        "symbol": ["A", "A", "A", "B"], "ts": pa.array([0, 0, 0, 5], pa.int64()),
-        "reasons": ["r", "r", "r", "r"], "error": ["", "", "", ""],
-        "row_json": ['{"a": 1}'] * 3 + ['{"b": 1}'],
-        "quarantined_at": pa.array([t[1], t[0], t[2], t[3]], _base.UTC_US)})
+    old = pa.table(
+        {
+            "job_id": ["j0", "j1", "j2", "j0"],
+            "target": ["bars"] * 4,
+            "symbol": ["A", "A", "A", "B"],
+            "ts": pa.array([0, 0, 0, 5], pa.int64()),
+            "reasons": ["r", "r", "r", "r"],
+            "error": ["", "", "", ""],
+            "row_json": ['{"a": 1}'] * 3 + ['{"b": 1}'],
+            "quarantined_at": pa.array([t[1], t[0], t[2], t[3]], _base.UTC_US),
+        }
+    )
     m = {r["symbol"]: r for r in _base._merge_old_quarantine(old).to_pylist()}
-    assert (m["A"]["seen_count"], m["A"]["quarantined_at"], m["A"]["last_seen"],
-            m["A"]["job_id"]) == (3, t[0], t[2], "j2")
+    assert (
+        m["A"]["seen_count"],
+        m["A"]["quarantined_at"],
+        m["A"]["last_seen"],
+        m["A"]["job_id"],
+    ) == (3, t[0], t[2], "j2")
     assert (m["B"]["seen_count"], m["B"]["job_id"]) == (1, "j0")
 
 
 def test_statement_is_cut_from_driver_errors():
-    text = ("INVALID_ARGUMENT: [SQLite] Failed to prepare query: no such table: t "
-            'query: SELECT "a" FROM "t"')
+    text = (
+        "INVALID_ARGUMENT: [SQLite] Failed to prepare query: no such table: t "
+        'query: SELECT "a" FROM "t"'
+    )
     assert _base._STATEMENT_TAIL.sub("", text) == (
-        "INVALID_ARGUMENT: [SQLite] Failed to prepare query: no such table: t")
+        "INVALID_ARGUMENT: [SQLite] Failed to prepare query: no such table: t"
+    )
 
 
 def test_connect_options_and_forms(tmp_path, monkeypatch):
@@ -289,15 +340,17 @@ def test_connect_options_and_forms(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="busy_timeout"):
         sinks.connect("postgresql://u@127.0.0.1:1/x", busy_timeout=3)
     monkeypatch.chdir(tmp_path)
-    for uri, kind, path in [("sqlite:rel.db", "SqliteSink", "rel.db"),
-                            ("sqlite:///rel.db", "SqliteSink", "rel.db"),
-                            ("sqlite:////abs/x.db", "SqliteSink", "/abs/x.db"),
-                            ("duckdb:rel.duckdb", "DuckdbSink", "rel.duckdb"),
-                            ("duckdb:///rel.duckdb", "DuckdbSink", "rel.duckdb"),
-                            ("duckdb:////abs/x.duckdb", "DuckdbSink", "/abs/x.duckdb"),
-                            ("new.duckdb", "DuckdbSink", "new.duckdb"),
-                            ("new.DDB", "DuckdbSink", "new.DDB"),
-                            ("new.db", "SqliteSink", "new.db")]:
+    for uri, kind, path in [
+        ("sqlite:rel.db", "SqliteSink", "rel.db"),
+        ("sqlite:///rel.db", "SqliteSink", "rel.db"),
+        ("sqlite:////abs/x.db", "SqliteSink", "/abs/x.db"),
+        ("duckdb:rel.duckdb", "DuckdbSink", "rel.duckdb"),
+        ("duckdb:///rel.duckdb", "DuckdbSink", "rel.duckdb"),
+        ("duckdb:////abs/x.duckdb", "DuckdbSink", "/abs/x.duckdb"),
+        ("new.duckdb", "DuckdbSink", "new.duckdb"),
+        ("new.DDB", "DuckdbSink", "new.DDB"),
+        ("new.db", "SqliteSink", "new.db"),
+    ]:
         s = sinks.connect(uri)
         assert (type(s).__name__, s.path) == (kind, path), uri
         s.close()
@@ -309,8 +362,13 @@ def test_schema_qualified_names(tmp_path):
             sinks.connect(tmp_path / "x.db", tables={"bars": name})
     pg = sinks.connect("postgresql://u@127.0.0.1:1/x", tables={"bars": "market.bars"})
     assert pg.tables["bars"] == "market.bars"
-    for name in ("pg_temp.t", "PG_TEMP_12.t", "pg_toast_temp_3.t", "pg_catalog.t",
-                 "information_schema.t"):
+    for name in (
+        "pg_temp.t",
+        "PG_TEMP_12.t",
+        "pg_toast_temp_3.t",
+        "pg_catalog.t",
+        "information_schema.t",
+    ):
         with pytest.raises(SinkError, match="temporary|system"):
             pg.check_table(name)
     pg.close()

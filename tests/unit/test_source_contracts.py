@@ -70,12 +70,12 @@ def test_half_open_lets_one_trial_through_and_a_released_trial_frees_the_turn():
     br.failure(ProviderUnavailable("down"))
     clock.t += 30
     assert br.state == "half-open"
-    br.check("p")                      # the trial
+    br.check("p")  # the trial
     with pytest.raises(ProviderUnavailable):
-        br.check("p")                  # everyone else waits for it
-    br.release()                       # the trial was cancelled
-    br.check("p")                      # the next call is the trial
-    clock.t += 31                      # a trial lost for a whole reset timeout
+        br.check("p")  # everyone else waits for it
+    br.release()  # the trial was cancelled
+    br.check("p")  # the next call is the trial
+    clock.t += 31  # a trial lost for a whole reset timeout
     br.check("p")
     br.success()
     assert br.state == "closed"
@@ -83,11 +83,21 @@ def test_half_open_lets_one_trial_through_and_a_released_trial_frees_the_turn():
 
 def _bars(stamps) -> pa.RecordBatch:
     n = len(stamps)
-    return pa.RecordBatch.from_pydict({
-        "symbol": ["X"] * n, "interval": ["1d"] * n,
-        "ts": pa.array([s * 1_000_000 for s in stamps], pa.int64()).cast(BARS.field("ts").type),
-        "open": [1.0] * n, "high": [1.0] * n, "low": [1.0] * n, "close": [1.0] * n,
-        "adj_close": [1.0] * n, "volume": [1] * n, "source": ["t"] * n}, schema=BARS)
+    return pa.RecordBatch.from_pydict(
+        {
+            "symbol": ["X"] * n,
+            "interval": ["1d"] * n,
+            "ts": pa.array([s * 1_000_000 for s in stamps], pa.int64()).cast(BARS.field("ts").type),
+            "open": [1.0] * n,
+            "high": [1.0] * n,
+            "low": [1.0] * n,
+            "close": [1.0] * n,
+            "adj_close": [1.0] * n,
+            "volume": [1] * n,
+            "source": ["t"] * n,
+        },
+        schema=BARS,
+    )
 
 
 def test_clip_window_explicit_bounds_with_one_bar_of_slack_before():
@@ -162,12 +172,20 @@ def test_generic_source_masks_its_header_token_and_template_key_in_any_encoding(
     from stockbatch.sources import HTTPJSONSource
 
     token, key = "t0k+/=&en", "k3y%2B/x"
-    src = HTTPJSONSource("https://u:pa@ss@api.example/v1/{symbol}?apikey=" + key,
-                         fields={"ts": "t"}, headers={"Authorization": f"Bearer {token}"})
+    src = HTTPJSONSource(
+        "https://u:pa@ss@api.example/v1/{symbol}?apikey=" + key,
+        fields={"ts": "t"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     try:
         assert "pa@ss" not in repr(src)
-        for text in (f"echo {token}", f"echo {quote(token, safe='')}", f"got {key}",
-                     f"got {quote(key, safe='')}", "password pa@ss refused"):
+        for text in (
+            f"echo {token}",
+            f"echo {quote(token, safe='')}",
+            f"got {key}",
+            f"got {quote(key, safe='')}",
+            "password pa@ss refused",
+        ):
             exc = src._scrub(ProviderError(text))
             assert token not in str(exc) and quote(token, safe="") not in str(exc)
             assert key not in str(exc) and "pa@ss" not in str(exc), str(exc)

@@ -38,8 +38,7 @@ def test_fresh_objects_are_healthy(mods):
     assert str(h) == "healthy"
 
 
-@pytest.mark.parametrize("n_fail, status", [(0, "healthy"), (6, "degraded"),
-                                             (30, "unhealthy")])
+@pytest.mark.parametrize("n_fail, status", [(0, "healthy"), (6, "degraded"), (30, "unhealthy")])
 def test_error_rate_grades(mods, n_fail, status):
     qmod, cmod = mods
     co = cmod.Coalescer()
@@ -64,8 +63,12 @@ def test_expiry_rate_and_queue_fill(mods):
     qmod, _ = mods
     q = qmod.BatchQueue(100)
     past = time.monotonic() - 1
-    q.put_many([qmod.Request("quote", "yahoo", f"S{i}", deadline=past if i < 5 else None)
-                for i in range(85)])
+    q.put_many(
+        [
+            qmod.Request("quote", "yahoo", f"S{i}", deadline=past if i < 5 else None)
+            for i in range(85)
+        ]
+    )
     snap = stats.snapshot(q)
     assert snap.expired == 5 and snap.expiry_rate == pytest.approx(5 / 85)
     assert snap.queue_depth == 80 and snap.queue_fill == pytest.approx(0.8)

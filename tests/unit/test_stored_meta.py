@@ -18,10 +18,21 @@ US = pa.timestamp("us", tz="UTC")
 
 
 def test_local_dates_follow_each_zone_across_dst():
-    zones = {"A": "America/New_York", "T": "Asia/Tokyo", "B": "Europe/Berlin",
-             "S": "Australia/Sydney", "U": None}
-    days = [date(2026, 3, 6), date(2026, 3, 9), date(2026, 3, 27), date(2026, 3, 30),
-            date(2026, 4, 3), date(2026, 4, 6)]
+    zones = {
+        "A": "America/New_York",
+        "T": "Asia/Tokyo",
+        "B": "Europe/Berlin",
+        "S": "Australia/Sydney",
+        "U": None,
+    }
+    days = [
+        date(2026, 3, 6),
+        date(2026, 3, 9),
+        date(2026, 3, 27),
+        date(2026, 3, 30),
+        date(2026, 4, 3),
+        date(2026, 4, 6),
+    ]
     syms, ts, want = [], [], []
     for s, z in zones.items():
         for d in days:
@@ -35,17 +46,32 @@ def test_local_dates_follow_each_zone_across_dst():
 
 def test_actions_from_events_one_row_per_exchange_day():
     ex = int(datetime(2026, 3, 30, tzinfo=ZoneInfo("Asia/Tokyo")).timestamp())
-    t = actions_from_events("7203.T", {"dividends": [[ex, 30.0]], "splits": [[ex, 3, 2]]},
-                            "Asia/Tokyo", "yahoo")
-    assert t.to_pylist() == [{"symbol": "7203.T", "date": date(2026, 3, 30),
-                              "ts": datetime.fromtimestamp(ex, UTC), "dividend": 30.0,
-                              "split_ratio": 1.5, "source": "yahoo"}]
+    t = actions_from_events(
+        "7203.T", {"dividends": [[ex, 30.0]], "splits": [[ex, 3, 2]]}, "Asia/Tokyo", "yahoo"
+    )
+    assert t.to_pylist() == [
+        {
+            "symbol": "7203.T",
+            "date": date(2026, 3, 30),
+            "ts": datetime.fromtimestamp(ex, UTC),
+            "dividend": 30.0,
+            "split_ratio": 1.5,
+            "source": "yahoo",
+        }
+    ]
     assert actions_from_events("X", {"dividends": [], "splits": []}, None, None).num_rows == 0
 
 
-@pytest.mark.parametrize("value, want", [
-    ("2026-11-30", date(2026, 11, 30)), (date(2026, 11, 30), date(2026, 11, 30)),
-    (datetime(2026, 11, 30, tzinfo=UTC), None), ("2026-11-30T15:00:00Z", None), (0, None)])
+@pytest.mark.parametrize(
+    "value, want",
+    [
+        ("2026-11-30", date(2026, 11, 30)),
+        (date(2026, 11, 30), date(2026, 11, 30)),
+        (datetime(2026, 11, 30, tzinfo=UTC), None),
+        ("2026-11-30T15:00:00Z", None),
+        (0, None),
+    ],
+)
 def test_date_bound(value, want):
     assert date_bound("start", value) == want
 
@@ -56,22 +82,43 @@ def test_date_bound_refuses_a_bad_day():
 
 
 def test_indicators_long_drops_warmup_nulls_and_nan():
-    wide = pa.table({"symbol": ["A", "A"], "interval": ["1d", "1d"],
-                     "ts": pa.array([0, 86_400_000_000], pa.int64()).cast(US),
-                     "sma2": [None, 1.5], "rsi": [float("nan"), 40.0]})
+    wide = pa.table(
+        {
+            "symbol": ["A", "A"],
+            "interval": ["1d", "1d"],
+            "ts": pa.array([0, 86_400_000_000], pa.int64()).cast(US),
+            "sma2": [None, 1.5],
+            "rsi": [float("nan"), 40.0],
+        }
+    )
     got = indicators_long(wide).to_pylist()
     assert [(r["name"], r["value"]) for r in got] == [("sma2", 1.5), ("rsi", 40.0)]
 
 
 def test_adjusted_dividends_and_splits_by_hand():
     ts = [datetime(2026, 3, d, tzinfo=UTC) for d in (2, 3, 4)]
-    bars = pa.table({"symbol": ["A"] * 3, "interval": ["1d"] * 3, "ts": pa.array(ts, US),
-                     "open": [10.0, 10.0, 5.0], "high": [10.0, 10.0, 5.0],
-                     "low": [10.0, 10.0, 5.0], "close": [10.0, 10.0, 5.0],
-                     "adj_close": [None, None, None], "volume": [100, 100, 200]})
-    acts = pa.table({"symbol": ["A", "A"], "date": [date(2026, 3, 3), date(2026, 3, 4)],
-                     "ts": pa.array([None, None], US), "dividend": [1.0, None],
-                     "split_ratio": [None, 2.0]})
+    bars = pa.table(
+        {
+            "symbol": ["A"] * 3,
+            "interval": ["1d"] * 3,
+            "ts": pa.array(ts, US),
+            "open": [10.0, 10.0, 5.0],
+            "high": [10.0, 10.0, 5.0],
+            "low": [10.0, 10.0, 5.0],
+            "close": [10.0, 10.0, 5.0],
+            "adj_close": [None, None, None],
+            "volume": [100, 100, 200],
+        }
+    )
+    acts = pa.table(
+        {
+            "symbol": ["A", "A"],
+            "date": [date(2026, 3, 3), date(2026, 3, 4)],
+            "ts": pa.array([None, None], US),
+            "dividend": [1.0, None],
+            "split_ratio": [None, 2.0],
+        }
+    )
     div = adjusted(bars, acts)
     # the bar before the ex-date scales by 1 - 1/10; later bars are unchanged
     assert div.column("adj_close").to_pylist() == pytest.approx([9.0, 10.0, 5.0])

@@ -24,8 +24,9 @@ from stockbatch._errors import QueueClosed, QueueFull
 TWINS = ("queue", "coalesce", "optimizer", "decode", "kernels", "indicators")
 
 if "cython" not in _backend.available_backends():
-    pytest.skip("the compiled modules are not built (STOCKBATCH_PURE_PYTHON=1)",
-                allow_module_level=True)
+    pytest.skip(
+        "the compiled modules are not built (STOCKBATCH_PURE_PYTHON=1)", allow_module_level=True
+    )
 
 
 def _pair(name: str):
@@ -44,8 +45,9 @@ def _embedded_init(cls: type) -> list[tuple]:
     """(name, default) of the __init__ parameters Cython wrote into the class docstring."""
     first = (cls.__doc__ or "").splitlines()[0]
     assert first.startswith(cls.__name__ + "("), f"no embedded signature: {first!r}"
-    text = first[len(cls.__name__):].replace(", *)", ")").replace("(*, ", "(").replace(
-        ", *, ", ", ")
+    text = (
+        first[len(cls.__name__) :].replace(", *)", ")").replace("(*, ", "(").replace(", *, ", ", ")
+    )
     sig = inspect.signature(eval(f"lambda {text[1:-1]}: None", {}))  # our own docstring
     return [(p.name, p.default) for p in sig.parameters.values()]
 
@@ -73,9 +75,9 @@ def _callables(name):
         if isinstance(p, type):
             for meth in sorted(_public(p)):
                 if callable(getattr(p, meth)) and not isinstance(
-                        inspect.getattr_static(p, meth), property):
-                    yield f"{attr}.{meth}", getattr(getattr(compiled, attr), meth), getattr(
-                        p, meth)
+                    inspect.getattr_static(p, meth), property
+                ):
+                    yield f"{attr}.{meth}", getattr(getattr(compiled, attr), meth), getattr(p, meth)
         elif callable(p):
             yield attr, getattr(compiled, attr), p
 
@@ -89,14 +91,21 @@ def test_same_signatures(name):
     assert checked
 
 
-@pytest.mark.parametrize("name, cls", [("queue", "Request"), ("queue", "BatchQueue"),
-                                       ("coalesce", "Coalescer"),
-                                       ("optimizer", "BatchOptimizer")])
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("queue", "Request"),
+        ("queue", "BatchQueue"),
+        ("coalesce", "Coalescer"),
+        ("optimizer", "BatchOptimizer"),
+    ],
+)
 def test_same_constructor_parameters(name, cls):
     compiled, twin = _pair(name)
     twin_init = inspect.signature(getattr(twin, cls).__init__)
     assert _embedded_init(getattr(compiled, cls)) == [
-        (n, d) for n, _, d in _shape(twin_init, drop_self=True)]
+        (n, d) for n, _, d in _shape(twin_init, drop_self=True)
+    ]
 
 
 # --------------------------------------------------------------- same error, same input
@@ -105,10 +114,20 @@ def test_same_constructor_parameters(name, cls):
 def _bars(n: int = 6) -> pa.RecordBatch:
     ts = pa.array(np.arange(n, dtype=np.int64) * 86_400_000_000, pa.timestamp("us", tz="UTC"))
     close = pa.array(np.linspace(10.0, 11.0, n))
-    return pa.record_batch({
-        "symbol": pa.array(["A"] * n), "interval": pa.array(["1d"] * n), "ts": ts,
-        "open": close, "high": close, "low": close, "close": close, "adj_close": close,
-        "volume": pa.array(np.full(n, 100, dtype=np.int64)), "source": pa.array(["t"] * n)})
+    return pa.record_batch(
+        {
+            "symbol": pa.array(["A"] * n),
+            "interval": pa.array(["1d"] * n),
+            "ts": ts,
+            "open": close,
+            "high": close,
+            "low": close,
+            "close": close,
+            "adj_close": close,
+            "volume": pa.array(np.full(n, 100, dtype=np.int64)),
+            "source": pa.array(["t"] * n),
+        }
+    )
 
 
 def _closed_queue_put(m):
@@ -124,8 +143,9 @@ def _full_queue_put(m):
 
 
 def _complete_unknown_call(m):
-    q = _backend.load_from("cython" if m.__name__.startswith("stockbatch._ext") else "python",
-                           "queue")
+    q = _backend.load_from(
+        "cython" if m.__name__.startswith("stockbatch._ext") else "python", "queue"
+    )
     a, b = m.Coalescer(), m.Coalescer()
     a.add(q.Request("quote", "yahoo", "AAPL"))
     (call,) = a.take_calls()
@@ -169,7 +189,7 @@ BAD = {
         lambda m: m.decode_yahoo_chart(b"{}"),
         lambda m: m.decode_yahoo_chart(123),
         lambda m: m.decode_alphavantage(b"[1, 2]"),
-        lambda m: m.decode_yahoo_quote(b"{\"quoteResponse\": 5}"),
+        lambda m: m.decode_yahoo_quote(b'{"quoteResponse": 5}'),
     ],
     "kernels": [
         lambda m: m.validate("not arrow"),
@@ -199,7 +219,7 @@ BAD = {
 def _outcome(fn, module):
     try:
         fn(module)
-    except Exception as exc:  # any type: the type is what is compared
+    except Exception as exc:  # noqa: BLE001 - any type: the type is what is compared
         return type(exc)
     return None
 

@@ -17,8 +17,17 @@ from typing import Any
 
 from .._errors import SchemaError, SymbolNotFound
 
-__all__ = ["KINDS", "MIN_PRIORITY", "MAX_PRIORITY", "STATE_NAMES", "us_to_datetime",
-           "filter_symbol", "filter_range", "set_future", "check_size"]
+__all__ = [
+    "KINDS",
+    "MIN_PRIORITY",
+    "MAX_PRIORITY",
+    "STATE_NAMES",
+    "us_to_datetime",
+    "filter_symbol",
+    "filter_range",
+    "set_future",
+    "check_size",
+]
 
 #: The request kinds a provider may serve.
 KINDS = ("history", "quote", "profile")
@@ -50,11 +59,14 @@ def filter_symbol(result: Any, symbol: str) -> Any:
     import pyarrow.compute as pc
 
     if not isinstance(result, (pa.Table, pa.RecordBatch)):
-        return SchemaError(f"cannot split a {type(result).__name__} by symbol: return a "
-                           "pyarrow Table or a mapping symbol -> result")
+        return SchemaError(
+            f"cannot split a {type(result).__name__} by symbol: return a "
+            "pyarrow Table or a mapping symbol -> result"
+        )
     if "symbol" not in result.schema.names:
-        return SchemaError("cannot split the result by symbol: it has no 'symbol' column",
-                           {"symbol": "missing"})
+        return SchemaError(
+            "cannot split the result by symbol: it has no 'symbol' column", {"symbol": "missing"}
+        )
     return result.filter(pc.equal(result.column("symbol"), symbol))
 
 
@@ -66,15 +78,17 @@ def filter_range(result: Any, start_us: int | None, end_us: int | None) -> Any:
     if isinstance(result, BaseException):
         return result
     if not isinstance(result, (pa.Table, pa.RecordBatch)):
-        return SchemaError(f"cannot slice a {type(result).__name__} by ts: return a pyarrow "
-                           "Table with a 'ts' column")
+        return SchemaError(
+            f"cannot slice a {type(result).__name__} by ts: return a pyarrow "
+            "Table with a 'ts' column"
+        )
     if "ts" not in result.schema.names:
-        return SchemaError("cannot slice the result to the requested range: no 'ts' column",
-                           {"ts": "missing"})
+        return SchemaError(
+            "cannot slice the result to the requested range: no 'ts' column", {"ts": "missing"}
+        )
     ts = result.column("ts")
     if not pa.types.is_timestamp(ts.type):
-        return SchemaError(f"'ts' must be a timestamp column, not {ts.type}",
-                           {"ts": str(ts.type)})
+        return SchemaError(f"'ts' must be a timestamp column, not {ts.type}", {"ts": str(ts.type)})
     ts_us = pc.cast(pc.cast(ts, pa.timestamp("us", tz=ts.type.tz), safe=False), pa.int64())
     mask = None
     if start_us is not None:

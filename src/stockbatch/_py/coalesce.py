@@ -83,8 +83,19 @@ def _hi(us):
 class _Entry:
     """One distinct key: its waiters (request, future-or-None) and, once planned, its call."""
 
-    __slots__ = ("key", "range_key", "symbol", "start_us", "end_us", "waiters", "call",
-                 "priority", "deadline", "seq", "dead")
+    __slots__ = (
+        "key",
+        "range_key",
+        "symbol",
+        "start_us",
+        "end_us",
+        "waiters",
+        "call",
+        "priority",
+        "deadline",
+        "seq",
+        "dead",
+    )
 
     def __init__(self, req, fut, seq):
         self.key = req.key
@@ -133,8 +144,21 @@ class Call:
         split even when the call happens to carry one symbol.
     """
 
-    __slots__ = ("id", "kind", "provider", "symbols", "interval", "start_us", "end_us",
-                 "params", "priority", "deadline", "grouped", "_entries", "_seq")
+    __slots__ = (
+        "id",
+        "kind",
+        "provider",
+        "symbols",
+        "interval",
+        "start_us",
+        "end_us",
+        "params",
+        "priority",
+        "deadline",
+        "grouped",
+        "_entries",
+        "_seq",
+    )
 
     def __init__(self, entries, first, grouped=False):
         self.grouped = grouped
@@ -175,9 +199,11 @@ class Call:
 
     def __repr__(self):
         syms = ",".join(self.symbols[:5]) + (",…" if len(self.symbols) > 5 else "")
-        return (f"Call(id={self.id}, kind={self.kind!r}, provider={self.provider!r}, "
-                f"symbols=[{syms}], interval={self.interval!r}, start_us={self.start_us}, "
-                f"end_us={self.end_us}, requests={len(self)})")
+        return (
+            f"Call(id={self.id}, kind={self.kind!r}, provider={self.provider!r}, "
+            f"symbols=[{syms}], interval={self.interval!r}, start_us={self.start_us}, "
+            f"end_us={self.end_us}, requests={len(self)})"
+        )
 
 
 def _part(call, entry, result):
@@ -211,7 +237,8 @@ class Coalescer:
         limits = {}
         for k, v in (batch_limits or {}).items():
             ok_key = isinstance(k, str) or (
-                isinstance(k, tuple) and len(k) == 2 and all(isinstance(x, str) for x in k))
+                isinstance(k, tuple) and len(k) == 2 and all(isinstance(x, str) for x in k)
+            )
             if not ok_key:
                 raise TypeError(f"batch_limits keys are provider or (provider, kind), not {k!r}")
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -223,7 +250,9 @@ class Coalescer:
         self._by_key: dict[Any, Any] = {}  # key -> _Entry, pending or in flight
         self._pending = []  # _Entry in arrival order
         self._inflight: dict[int, Call] = {}  # call id -> Call
-        self._flight_ranges: dict[Any, list[Call]] = {}  # range_key -> [Call] (history calls in flight)
+        self._flight_ranges: dict[
+            Any, list[Call]
+        ] = {}  # range_key -> [Call] (history calls in flight)
         self._seq = 0
         self._n_in = self._n_out = self._n_dedup = self._n_merged = self._n_grouped = 0
         self._n_done = self._n_failed = self._n_answered = self._n_cancelled = 0
@@ -250,8 +279,9 @@ class Coalescer:
         self._by_key[entry.key] = entry
         if self._merge and req.kind == "history":
             for call in self._flight_ranges.get(entry.range_key, ()):
-                if _lo(call.start_us) <= _lo(entry.start_us) and \
-                        _hi(entry.end_us) <= _hi(call.end_us):
+                if _lo(call.start_us) <= _lo(entry.start_us) and _hi(entry.end_us) <= _hi(
+                    call.end_us
+                ):
                     entry.call = call
                     call._entries.append(entry)
                     self._n_merged += 1
@@ -403,8 +433,9 @@ class Coalescer:
     # -- answers -----------------------------------------------------------------------------
     def _finish_locked(self, call: Call) -> list[Any]:
         if self._inflight.pop(call.id, None) is not call:
-            raise ValueError(f"call {call.id} is not in flight in this Coalescer "
-                             "(already completed or failed?)")
+            raise ValueError(
+                f"call {call.id} is not in flight in this Coalescer (already completed or failed?)"
+            )
         for e in call._entries:
             key = e.key
             if self._by_key.get(key) is e:
@@ -455,10 +486,14 @@ class Coalescer:
         with self._lock:
             seen: set[int] = set()
             for call in calls:
-                if not isinstance(call, Call) or self._inflight.get(call.id) is not call \
-                        or call.id in seen:
-                    raise ValueError(f"{call!r} is not a call in flight in this Coalescer "
-                                     "(or appears twice)")
+                if (
+                    not isinstance(call, Call)
+                    or self._inflight.get(call.id) is not call
+                    or call.id in seen
+                ):
+                    raise ValueError(
+                        f"{call!r} is not a call in flight in this Coalescer (or appears twice)"
+                    )
                 seen.add(call.id)
         answers = []
         for call, result in zip(calls, results, strict=True):
@@ -515,5 +550,7 @@ class Coalescer:
             }
 
     def __repr__(self):
-        return (f"Coalescer(requests_in={self._n_in}, calls_out={self._n_out}, "
-                f"in_flight={len(self._inflight)})")
+        return (
+            f"Coalescer(requests_in={self._n_in}, calls_out={self._n_out}, "
+            f"in_flight={len(self._inflight)})"
+        )

@@ -41,8 +41,12 @@ import pyarrow.compute as pc
 from .._errors import DecodeError, ProviderError, RateLimited, SymbolNotFound
 from ..schema import BARS, QUOTES
 
-__all__ = ["decode_yahoo_chart", "decode_alphavantage", "decode_yahoo_quote",
-           "events_from_metadata"]
+__all__ = [
+    "decode_yahoo_chart",
+    "decode_alphavantage",
+    "decode_yahoo_quote",
+    "events_from_metadata",
+]
 
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?\Z")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
@@ -77,8 +81,12 @@ def _refuse_constant(name: str):
 
 def _fail(provider: str, symbol, reason: str, position=None) -> DecodeError:
     where = f" at byte {position}" if position is not None else ""
-    return DecodeError(f"{provider}: cannot decode the payload for {symbol or '?'}: "
-                       f"{reason}{where}", provider=provider, symbol=symbol, position=position)
+    return DecodeError(
+        f"{provider}: cannot decode the payload for {symbol or '?'}: {reason}{where}",
+        provider=provider,
+        symbol=symbol,
+        position=position,
+    )
 
 
 def _load(data, provider: str, symbol):
@@ -198,8 +206,9 @@ def events_from_metadata(batch: pa.RecordBatch) -> dict:
     return json.loads(raw) if raw else {"dividends": [], "splits": []}
 
 
-def decode_yahoo_chart(data, *, symbol: str | None = None, interval: str | None = None,
-                       source: str = "yahoo") -> pa.RecordBatch:
+def decode_yahoo_chart(
+    data, *, symbol: str | None = None, interval: str | None = None, source: str = "yahoo"
+) -> pa.RecordBatch:
     """Decode a Yahoo ``/v8/finance/chart`` payload into a BARS record batch.
 
     Parameters
@@ -263,12 +272,14 @@ def _chart(doc, symbol, interval, source):
     quote = _first(ind.get("quote"))
     adj = _first(ind.get("adjclose"))
     cols = {}
-    for name, raw, conv in (("open", quote.get("open"), _float_or_none),
-                            ("high", quote.get("high"), _float_or_none),
-                            ("low", quote.get("low"), _float_or_none),
-                            ("close", quote.get("close"), _float_or_none),
-                            ("adj_close", adj.get("adjclose"), _float_or_none),
-                            ("volume", quote.get("volume"), _int_or_none)):
+    for name, raw, conv in (
+        ("open", quote.get("open"), _float_or_none),
+        ("high", quote.get("high"), _float_or_none),
+        ("low", quote.get("low"), _float_or_none),
+        ("close", quote.get("close"), _float_or_none),
+        ("adj_close", adj.get("adjclose"), _float_or_none),
+        ("volume", quote.get("volume"), _int_or_none),
+    ):
         if raw is None:
             cols[name] = [None] * n
             continue
@@ -278,8 +289,12 @@ def _chart(doc, symbol, interval, source):
             raise _Bad(f"{name} has {len(raw)} values for {n} timestamps")
         cols[name] = [conv(v, name) for v in raw]
     extra = {}
-    for key, field in (("tz", "exchangeTimezoneName"), ("currency", "currency"),
-                       ("exchange", "exchangeName"), ("instrument_type", "instrumentType")):
+    for key, field in (
+        ("tz", "exchangeTimezoneName"),
+        ("currency", "currency"),
+        ("exchange", "exchangeName"),
+        ("instrument_type", "instrumentType"),
+    ):
         v = _str_or_none(meta.get(field))
         if v is not None:
             extra[key] = v
@@ -292,12 +307,17 @@ def _chart(doc, symbol, interval, source):
     if events is not None:
         extra["events"] = events
     arrays = [
-        _repeat(sym, n), _repeat(ivl, n),
+        _repeat(sym, n),
+        _repeat(ivl, n),
         pa.array([v * 1_000_000 for v in ts], pa.int64()).cast(BARS.field("ts").type)
-        if n else pa.array([], BARS.field("ts").type),
-        pa.array(cols["open"], pa.float64()), pa.array(cols["high"], pa.float64()),
-        pa.array(cols["low"], pa.float64()), pa.array(cols["close"], pa.float64()),
-        pa.array(cols["adj_close"], pa.float64()), pa.array(cols["volume"], pa.int64()),
+        if n
+        else pa.array([], BARS.field("ts").type),
+        pa.array(cols["open"], pa.float64()),
+        pa.array(cols["high"], pa.float64()),
+        pa.array(cols["low"], pa.float64()),
+        pa.array(cols["close"], pa.float64()),
+        pa.array(cols["adj_close"], pa.float64()),
+        pa.array(cols["volume"], pa.int64()),
         _repeat(source, n),
     ]
     try:
@@ -308,12 +328,12 @@ def _chart(doc, symbol, interval, source):
 
 # -- Alpha Vantage -------------------------------------------------------------------------
 
-_AV_FIELDS = (("1. open", "open"), ("2. high", "high"), ("3. low", "low"),
-              ("4. close", "close"))
+_AV_FIELDS = (("1. open", "open"), ("2. high", "high"), ("3. low", "low"), ("4. close", "close"))
 
 
-def decode_alphavantage(data, *, symbol: str | None = None, interval: str | None = None,
-                        source: str = "alphavantage") -> pa.RecordBatch:
+def decode_alphavantage(
+    data, *, symbol: str | None = None, interval: str | None = None, source: str = "alphavantage"
+) -> pa.RecordBatch:
     """Decode an Alpha Vantage TIME_SERIES_DAILY / TIME_SERIES_INTRADAY payload.
 
     ``interval`` defaults to ``1d`` for daily series and e.g. ``5m`` for ``5min``.
@@ -341,8 +361,12 @@ def _av_error(doc, symbol, source):
         raise cls(f"{source}: {symbol or '?'}: {msg}", provider=source, symbol=symbol)
     for key in ("Note", "Information"):
         if key in doc:
-            raise RateLimited(f"{source}: {symbol or '?'}: {doc[key]}", provider=source,
-                              symbol=symbol, retry_after=60.0)
+            raise RateLimited(
+                f"{source}: {symbol or '?'}: {doc[key]}",
+                provider=source,
+                symbol=symbol,
+                retry_after=60.0,
+            )
 
 
 def _av(doc, symbol, interval, source):
@@ -371,7 +395,7 @@ def _av(doc, symbol, interval, source):
     if sym is None:
         raise _Bad("no symbol (not in Meta Data, none given)")
     _utf8(sym)
-    label = series_key[len("Time Series ("):-1]
+    label = series_key[len("Time Series (") : -1]
     ivl = interval if interval is not None else _av_interval(label)
     _utf8(ivl)
     rows = []
@@ -380,8 +404,13 @@ def _av(doc, symbol, interval, source):
         if m is None:
             raise _Bad(f"bad date {stamp!r}")
         parts = [int(x) if x is not None else 0 for x in m.groups()]
-        if not (1 <= parts[1] <= 12 and 1 <= parts[2] <= 31 and parts[3] < 24
-                and parts[4] < 60 and parts[5] < 60):
+        if not (
+            1 <= parts[1] <= 12
+            and 1 <= parts[2] <= 31
+            and parts[3] < 24
+            and parts[4] < 60
+            and parts[5] < 60
+        ):
             raise _Bad(f"bad date {stamp!r}")
         if not isinstance(values, dict):
             raise _Bad(f"values of {stamp} are not an object")
@@ -445,6 +474,7 @@ def _naive_seconds(y, mo, d, h, mi, s) -> int:
 
 # -- Yahoo quote ---------------------------------------------------------------------------
 
+
 def decode_yahoo_quote(data, *, source: str = "yahoo") -> pa.RecordBatch:
     """Decode a Yahoo ``/v7/finance/quote`` payload into a QUOTES record batch.
 
@@ -455,8 +485,9 @@ def decode_yahoo_quote(data, *, source: str = "yahoo") -> pa.RecordBatch:
         resp = doc["quoteResponse"]
         err = resp.get("error")
         if isinstance(err, dict):
-            raise ProviderError(f"{source}: quote: {err.get('code')}: {err.get('description')}",
-                                provider=source)
+            raise ProviderError(
+                f"{source}: quote: {err.get('code')}: {err.get('description')}", provider=source
+            )
         items = resp["result"]
         if not isinstance(items, list):
             raise TypeError("result is not an array")
@@ -473,10 +504,12 @@ def decode_yahoo_quote(data, *, source: str = "yahoo") -> pa.RecordBatch:
             cols["ts"].append(t * 1_000_000)
             cols["price"].append(_float_or_none(q.get("regularMarketPrice"), "price"))
             cols["previous_close"].append(
-                _float_or_none(q.get("regularMarketPreviousClose"), "previous close"))
+                _float_or_none(q.get("regularMarketPreviousClose"), "previous close")
+            )
             cols["change"].append(_float_or_none(q.get("regularMarketChange"), "change"))
             cols["change_percent"].append(
-                _float_or_none(q.get("regularMarketChangePercent"), "change percent"))
+                _float_or_none(q.get("regularMarketChangePercent"), "change percent")
+            )
             cols["volume"].append(_int_or_none(q.get("regularMarketVolume"), "volume"))
             cols["market_cap"].append(_float_or_none(q.get("marketCap"), "market cap"))
             cols["currency"].append(_str_or_none(q.get("currency")))

@@ -136,8 +136,9 @@ def _finish(values: list[list[float]], valid: list[bool], views: list) -> list[p
         else:
             view[:] = vals
         arrays.append(
-            pa.Array.from_buffers(pa.float64(), n, [bitmap, pa.py_buffer(view)],
-                                  null_count=n - nvalid)
+            pa.Array.from_buffers(
+                pa.float64(), n, [bitmap, pa.py_buffer(view)], null_count=n - nvalid
+            )
         )
     return arrays
 
@@ -476,8 +477,7 @@ def atr(batch, period, *, out=None, segments=None):
     return _finish([o], valid, views)[0]
 
 
-def volatility(batch, period, *, ddof=1, annualize=None, column="close", out=None,
-               segments=None):
+def volatility(batch, period, *, ddof=1, annualize=None, column="close", out=None, segments=None):
     """Rolling std (ddof) of the last ``period`` log returns, times sqrt(annualize) if given.
 
     Log returns are ``log(x[i] / x[i-1])``; prices <= 0 count as missing. The first value
@@ -506,7 +506,7 @@ def volatility(batch, period, *, ddof=1, annualize=None, column="close", out=Non
         r = [math.log(x[i] / x[i - 1]) for i in range(a + 1, b)]  # r[i - a - 1]
         ref = ss = qq = peak = 0.0
         for i in range(a + period, b):
-            window = r[i - a - period:i - a]  # oldest first
+            window = r[i - a - period : i - a]  # oldest first
             if (i - a - period) % BB_RESHIFT == 0:
                 ref, ss, qq = window[-1], 0.0, 0.0
                 for v in window:

@@ -76,8 +76,13 @@ def _check_threshold(spike_threshold):
     return thr
 
 
-def validate(data: Any, *, rules: Rule = Rule.DEFAULT, spike_threshold: float | None = None,
-             out: np.ndarray | None = None) -> ValidationReport:
+def validate(
+    data: Any,
+    *,
+    rules: Rule = Rule.DEFAULT,
+    spike_threshold: float | None = None,
+    out: np.ndarray | None = None,
+) -> ValidationReport:
     """Check every row against ``rules``; see :func:`stockbatch.validate`."""
     rules = Rule(rules)
     thr = _check_threshold(spike_threshold)
@@ -114,10 +119,8 @@ def validate(data: Any, *, rules: Rule = Rule.DEFAULT, spike_threshold: float | 
         flag(Rule.NON_POSITIVE_PRICE, ok[name] & (x <= 0))
     o, h, lo, c = (col[k][0] for k in ("open", "high", "low", "close"))
     ok_o, ok_h, ok_l, ok_c = (ok[k] for k in ("open", "high", "low", "close"))
-    flag(Rule.HIGH_INCONSISTENT,
-         ok_h & ((ok_o & (h < o)) | (ok_c & (h < c)) | (ok_l & (h < lo))))
-    flag(Rule.LOW_INCONSISTENT,
-         ok_l & ((ok_o & (lo > o)) | (ok_c & (lo > c)) | (ok_h & (lo > h))))
+    flag(Rule.HIGH_INCONSISTENT, ok_h & ((ok_o & (h < o)) | (ok_c & (h < c)) | (ok_l & (h < lo))))
+    flag(Rule.LOW_INCONSISTENT, ok_l & ((ok_o & (lo > o)) | (ok_c & (lo > c)) | (ok_h & (lo > h))))
     vol, vol_ok = col["volume"]
     flag(Rule.NEGATIVE_VOLUME, vol_ok & (vol < 0))
 
@@ -130,7 +133,7 @@ def validate(data: Any, *, rules: Rule = Rule.DEFAULT, spike_threshold: float | 
         first[starts[:-1]] = True
         for s, e in zip(starts[:-1], starts[1:], strict=True):
             # largest earlier non-null ts of the segment (INT64_MIN: none yet)
-            prev_max[s + 1:e] = np.maximum.accumulate(ts[s:e - 1])
+            prev_max[s + 1 : e] = np.maximum.accumulate(ts[s : e - 1])
         has_prev = ts_ok & (prev_max != _I64_MIN)
         flag(Rule.TS_NOT_INCREASING, has_prev & (ts < prev_max))
         flag(Rule.DUPLICATE_TS, has_prev & (ts == prev_max))
@@ -149,6 +152,7 @@ def validate(data: Any, *, rules: Rule = Rule.DEFAULT, spike_threshold: float | 
 
 # ---------------------------------------------------------------------------------------
 
+
 def _sort_key(arr: pa.Array) -> pa.Array:
     """A sortable stand-in for a dictionary column: each value's rank in its dictionary."""
     if not pa.types.is_dictionary(arr.type):
@@ -159,14 +163,16 @@ def _sort_key(arr: pa.Array) -> pa.Array:
 
 def normalize(data: Any, *, adjust: bool = False) -> NormalizeResult:
     """Sort by (symbol, interval, ts), drop duplicate keys (keep last), optionally adjust."""
-    need = ("symbol", "interval", "ts") + (("open", "high", "low", "close", "adj_close")
-                                          if adjust else ())
+    need = ("symbol", "interval", "ts") + (
+        ("open", "high", "low", "close", "adj_close") if adjust else ()
+    )
     batch = prepare(data, need)
     table = pa.Table.from_batches([batch])
     n = batch.num_rows
     keys = pa.table({k: _sort_key(batch.column(k)) for k in ("symbol", "interval", "ts")})
     order = pc.sort_indices(
-        keys, sort_keys=[(k, "ascending", "at_end") for k in keys.column_names]).to_numpy()
+        keys, sort_keys=[(k, "ascending", "at_end") for k in keys.column_names]
+    ).to_numpy()
     was_unsorted = bool(n) and not np.array_equal(order, np.arange(n))
     if was_unsorted:
         table = table.take(pa.array(order))
@@ -193,12 +199,14 @@ def normalize(data: Any, *, adjust: bool = False) -> NormalizeResult:
             x, x_ok = _values(arr, np.nan)
             with np.errstate(all="ignore"):
                 y = x * factor
-            table = table.set_column(table.schema.get_field_index(name), name,
-                                     pa.array(y, pa.float64(), mask=~x_ok))
+            table = table.set_column(
+                table.schema.get_field_index(name), name, pa.array(y, pa.float64(), mask=~x_ok)
+            )
     return NormalizeResult(table, dropped, was_unsorted)
 
 
 # ---------------------------------------------------------------------------------------
+
 
 def _returns(data: Any, column: str, log: bool, out: np.ndarray | None) -> pa.Array:
     batch = prepare(data, ("symbol", "interval", column))
@@ -236,6 +244,7 @@ def log_returns(data: Any, *, column: str = "close", out: np.ndarray | None = No
 
 # ---------------------------------------------------------------------------------------
 
+
 def resample(data: Any, *, to: str, tz: str | None = None) -> pa.Table:
     """Aggregate bars into ``to`` buckets per (symbol, interval) segment."""
     iv = parse_interval(to)
@@ -256,8 +265,9 @@ def resample(data: Any, *, to: str, tz: str | None = None) -> pa.Table:
     for s, e in zip(seg_starts[:-1], seg_starts[1:], strict=True):
         t = ts[s:e][ts_ok[s:e]]
         if np.any(t[1:] < t[:-1]):
-            raise ValueError("resample needs ts ascending within each (symbol, interval); "
-                             "run normalize() first")
+            raise ValueError(
+                "resample needs ts ascending within each (symbol, interval); run normalize() first"
+            )
     # a new bucket wherever the segment or the bucket start changes
     new = np.ones(len(rows), bool)
     if len(rows) > 1:

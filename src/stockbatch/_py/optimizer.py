@@ -143,16 +143,32 @@ def _optimum(a, c, d, lat, min_size, largest):
 
 
 class _Op:
-    __slots__ = ("min_size", "max_size", "initial", "latency_target", "hist", "cap",
-                 "cliff", "cliff_age", "n", "n_fail", "n_rl", "last", "why")
+    __slots__ = (
+        "min_size",
+        "max_size",
+        "initial",
+        "latency_target",
+        "hist",
+        "cap",
+        "cliff",
+        "cliff_age",
+        "n",
+        "n_fail",
+        "n_rl",
+        "last",
+        "why",
+    )
 
-    def __init__(self, min_size: int, max_size: int, initial: int,
-                 latency_target: float | None, window: int) -> None:
+    def __init__(
+        self, min_size: int, max_size: int, initial: int, latency_target: float | None, window: int
+    ) -> None:
         self.min_size = min_size
         self.max_size = max_size
         self.initial = initial
         self.latency_target = latency_target
-        self.hist: deque[tuple[int, float, int]] = deque(maxlen=window)  # (size, seconds, status): _OK, _FAILED, _LIMITED
+        self.hist: deque[tuple[int, float, int]] = deque(
+            maxlen=window
+        )  # (size, seconds, status): _OK, _FAILED, _LIMITED
         self.cap = float(max_size)
         self.cliff = math.inf
         self.cliff_age = 0
@@ -181,8 +197,17 @@ class BatchOptimizer:
         Observations after which a cliff is forgotten and re-probed.
     """
 
-    def __init__(self, *, min_size=1, max_size=1000, initial=None, latency_target=None,
-                 decrease=0.5, window=64, forget=200):
+    def __init__(
+        self,
+        *,
+        min_size=1,
+        max_size=1000,
+        initial=None,
+        latency_target=None,
+        decrease=0.5,
+        window=64,
+        forget=200,
+    ):
         self._defaults = self._check_limits(min_size, max_size, initial, latency_target)
         if not 0.0 < decrease < 1.0:
             raise ValueError(f"decrease must be in (0, 1), not {decrease!r}")
@@ -194,8 +219,9 @@ class BatchOptimizer:
         self._ops = {}
 
     @staticmethod
-    def _check_limits(min_size: int, max_size: int, initial: int | None,
-                      latency_target: float | None) -> tuple[int, int, int, float | None]:
+    def _check_limits(
+        min_size: int, max_size: int, initial: int | None, latency_target: float | None
+    ) -> tuple[int, int, int, float | None]:
         _check_size(min_size, "min_size")
         _check_size(max_size, "max_size")
         if min_size > max_size:
@@ -206,18 +232,25 @@ class BatchOptimizer:
         _check_size(initial, "initial")
         initial = min(max(initial, min_size), max_size)
         if latency_target is not None:
-            if isinstance(latency_target, bool) or not isinstance(latency_target, (int, float)) \
-                    or not latency_target > 0 or math.isinf(latency_target):
+            if (
+                isinstance(latency_target, bool)
+                or not isinstance(latency_target, (int, float))
+                or not latency_target > 0
+                or math.isinf(latency_target)
+            ):
                 raise ValueError(f"latency_target must be seconds > 0, not {latency_target!r}")
             latency_target = float(latency_target)
         return min_size, max_size, initial, latency_target
 
-    def configure(self, op, *, min_size=None, max_size=None, initial=None,
-                  latency_target=None):
+    def configure(self, op, *, min_size=None, max_size=None, initial=None, latency_target=None):
         """Set bounds / initial size / latency target for one operation (resets it)."""
         d_min, d_max, _, d_lat = self._defaults
-        limits = self._check_limits(min_size or d_min, max_size or d_max, initial,
-                                    latency_target if latency_target is not None else d_lat)
+        limits = self._check_limits(
+            min_size or d_min,
+            max_size or d_max,
+            initial,
+            latency_target if latency_target is not None else d_lat,
+        )
         self._ops[op] = _Op(*limits, self._window)
 
     def _op(self, op):
@@ -230,8 +263,12 @@ class BatchOptimizer:
         """One observation: a batch of ``batch_size`` items took ``seconds``; ``ok`` False
         when it failed; ``rate_limited`` when the provider refused for rate reasons."""
         _check_size(batch_size, "batch_size")
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or \
-                not seconds >= 0 or math.isinf(seconds):
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not seconds >= 0
+            or math.isinf(seconds)
+        ):
             raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
         st = self._op(op)
         b = batch_size
@@ -319,16 +356,23 @@ class BatchOptimizer:
         """Why :meth:`recommend` chooses what it does for ``op`` (computed afresh)."""
         r = self.recommend(op)
         st = self._op(op)
-        head = (f"{op}: batch size {r} in [{st.min_size}, {st.max_size}] after {st.n} "
-                f"observations ({st.n_fail} failed, {st.n_rl} rate limited)")
+        head = (
+            f"{op}: batch size {r} in [{st.min_size}, {st.max_size}] after {st.n} "
+            f"observations ({st.n_fail} failed, {st.n_rl} rate limited)"
+        )
         return head + "; " + "; ".join(st.why)
 
     def stats(self, op) -> dict:
         """Counters and state for ``op``: observations, failures, rate limits, cap, cliff."""
         st = self._op(op)
-        return {"observations": st.n, "failed": st.n_fail, "rate_limited": st.n_rl,
-                "cap": st.cap, "cliff": None if st.cliff == math.inf else int(st.cliff),
-                "last": st.last}
+        return {
+            "observations": st.n,
+            "failed": st.n_fail,
+            "rate_limited": st.n_rl,
+            "cap": st.cap,
+            "cliff": None if st.cliff == math.inf else int(st.cliff),
+            "last": st.last,
+        }
 
     def ops(self) -> list:
         """The operation names seen so far."""

@@ -44,7 +44,9 @@ _queue_ids = itertools.count(1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_DATE = date(1970, 1, 1)
 _US = timedelta(microseconds=1)
-_NO_PARAMS: Mapping[str, Any] = MappingProxyType({})  # shared: no allocation per request without params
+_NO_PARAMS: Mapping[str, Any] = MappingProxyType(
+    {}
+)  # shared: no allocation per request without params
 
 
 def to_us(value, name: str = "value"):
@@ -97,8 +99,10 @@ def _freeze_params(params):
         if not isinstance(k, str):
             raise TypeError(f"params keys must be str, not {type(k).__name__}")
         if not _plain(v):
-            raise TypeError(f"params[{k!r}] must be str, int, float, bool, None or a tuple of "
-                            f"them (use a tuple, not a list), not {type(v).__name__}")
+            raise TypeError(
+                f"params[{k!r}] must be str, int, float, bool, None or a tuple of "
+                f"them (use a tuple, not a list), not {type(v).__name__}"
+            )
         items.append((k, v))
     items.sort(key=lambda kv: kv[0])
     return tuple(items), MappingProxyType(dict(items))
@@ -147,13 +151,37 @@ class Request:
     """
 
     __slots__ = (
-        "_id", "_kind", "_provider", "_symbol", "_interval", "_start_us", "_end_us",
-        "_params", "_frozen", "_priority", "_deadline", "_key", "_range_key",
-        "_state", "_owner", "_enq", "__weakref__",
+        "_id",
+        "_kind",
+        "_provider",
+        "_symbol",
+        "_interval",
+        "_start_us",
+        "_end_us",
+        "_params",
+        "_frozen",
+        "_priority",
+        "_deadline",
+        "_key",
+        "_range_key",
+        "_state",
+        "_owner",
+        "_enq",
+        "__weakref__",
     )
 
-    def __init__(self, kind, provider, symbol, interval=None, start=None, end=None, params=None,
-                 priority=3, deadline=None):
+    def __init__(
+        self,
+        kind,
+        provider,
+        symbol,
+        interval=None,
+        start=None,
+        end=None,
+        params=None,
+        priority=3,
+        deadline=None,
+    ):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
         _check_str(provider, "provider")
@@ -220,8 +248,12 @@ class Request:
         return (time.monotonic() if now is None else now) >= self._deadline
 
     def __repr__(self):
-        parts = [f"id={self._id}", f"kind={self._kind!r}", f"provider={self._provider!r}",
-                 f"symbol={self._symbol!r}"]
+        parts = [
+            f"id={self._id}",
+            f"kind={self._kind!r}",
+            f"provider={self._provider!r}",
+            f"symbol={self._symbol!r}",
+        ]
         if self._interval is not None:
             parts.append(f"interval={self._interval!r}")
         if self._start_us is not None:
@@ -357,8 +389,9 @@ class BatchQueue:
                 raise ValueError(f"request {req._id} appears twice in one put_many")
             seen.add(req._id)
         if self._maxsize and len(reqs) > self._maxsize:
-            raise ValueError(f"{len(reqs)} requests can never fit a queue of maxsize "
-                             f"{self._maxsize}")
+            raise ValueError(
+                f"{len(reqs)} requests can never fit a queue of maxsize {self._maxsize}"
+            )
         return reqs
 
     def _push_locked(self, reqs, now, fresh):
@@ -586,7 +619,8 @@ class BatchQueue:
         endtime = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
             items, fresh, waiter, wait = self._get_step(
-                max_items, endtime, lambda: (loop, loop.create_future()))
+                max_items, endtime, lambda: (loop, loop.create_future())
+            )
             self._report(fresh)
             if waiter is _RETRY:
                 continue
@@ -679,8 +713,7 @@ class BatchQueue:
         return out
 
     def __repr__(self):
-        return (f"BatchQueue(depth={self._size}, maxsize={self._maxsize}, "
-                f"closed={self._closed})")
+        return f"BatchQueue(depth={self._size}, maxsize={self._maxsize}, closed={self._closed})"
 
 
 def _new_lock():

@@ -69,8 +69,13 @@ def accelerate(
     Call ``stockbatch_close()`` on the instance (or let the process end) to close the
     connections stockbatch opened and stop its engine.
     """
-    config = dict(source=source, base_url=base_url, market_suffix=market_suffix,
-                  suffix_rule=suffix_rule, timeout=timeout)
+    config = dict(
+        source=source,
+        base_url=base_url,
+        market_suffix=market_suffix,
+        suffix_rule=suffix_rule,
+        timeout=timeout,
+    )
 
     def setup(obj: Any, host_formats: bool) -> None:
         # the host's own code -> symbol rule wins unless the caller passed one
@@ -107,13 +112,14 @@ def accelerate(
             namespace[name] = getattr(BulkMethods, name)
         if not host_formats:
             namespace["_format_symbol"] = BulkMethods._format_symbol
-        return cast(F, types.new_class(cls.__name__, (cls,), {},
-                                       lambda ns: ns.update(namespace)))
+        return cast(F, types.new_class(cls.__name__, (cls,), {}, lambda ns: ns.update(namespace)))
 
     obj: Any = target
     if not hasattr(obj, "__dict__"):
-        raise TypeError(f"cannot accelerate {type(obj).__name__}: its instances have no "
-                        "__dict__ (slots); accelerate the class instead")
+        raise TypeError(
+            f"cannot accelerate {type(obj).__name__}: its instances have no "
+            "__dict__ (slots); accelerate the class instead"
+        )
     host_formats = hasattr(obj, "_format_symbol")
     setup(obj, host_formats)
     for name in BULK_METHODS + _HELPERS:

@@ -37,8 +37,21 @@ _SYMBOL = re.compile(r"^[A-Za-z0-9^][A-Za-z0-9.\-^=]{0,31}$")
 _TSE_CODE = re.compile(r"^[1-9][0-9A-Z][0-9][0-9A-Z]$")
 
 VALID_PERIODS = ("1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max")
-VALID_INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d", "1wk",
-                   "1mo", "3mo")
+VALID_INTERVALS = (
+    "1m",
+    "2m",
+    "5m",
+    "15m",
+    "30m",
+    "60m",
+    "90m",
+    "1h",
+    "1d",
+    "5d",
+    "1wk",
+    "1mo",
+    "3mo",
+)
 
 
 def tse_suffix_rule(suffix: str = ".T") -> Callable[[str], str]:
@@ -94,8 +107,12 @@ class LinearRetry(RetryPolicy):
     ``max_retry_after``)."""
 
     def __init__(self, attempts: int, delay: float):
-        super().__init__(attempts=max(1, int(attempts)), base=max(0.0, float(delay)),
-                         jitter=0.0, retry_on=(RateLimited, ProviderUnavailable))
+        super().__init__(
+            attempts=max(1, int(attempts)),
+            base=max(0.0, float(delay)),
+            jitter=0.0,
+            retry_on=(RateLimited, ProviderUnavailable),
+        )
 
     def delay(self, attempt: int, error: BaseException | None = None) -> float | None:
         if attempt >= self.attempts or not isinstance(error, self.retry_on):
@@ -114,8 +131,7 @@ def validate_period_interval(period: str, interval: str) -> None:
     if period not in VALID_PERIODS:
         raise InvalidSymbolError(f"invalid period: {period!r}; valid: {list(VALID_PERIODS)}")
     if interval not in VALID_INTERVALS:
-        raise InvalidSymbolError(
-            f"invalid interval: {interval!r}; valid: {list(VALID_INTERVALS)}")
+        raise InvalidSymbolError(f"invalid interval: {interval!r}; valid: {list(VALID_INTERVALS)}")
     if interval.endswith("m") and not interval.endswith("mo") and period not in ("1d", "5d"):
         raise InvalidSymbolError("minute bars are only supported with period '1d' or '5d'")
 
@@ -129,8 +145,9 @@ def parse_date(value: Any, what: str) -> _dt.datetime:
         try:
             return _dt.datetime.strptime(value, "%Y-%m-%d")
         except ValueError as exc:
-            raise InvalidSymbolError(f"invalid {what} date (expected YYYY-MM-DD): {value!r}") \
-                from exc
+            raise InvalidSymbolError(
+                f"invalid {what} date (expected YYYY-MM-DD): {value!r}"
+            ) from exc
     raise InvalidSymbolError(f"invalid {what} date: {value!r}")
 
 
@@ -307,8 +324,9 @@ class Backend:
         except (StockbatchError, ValueError) as exc:
             raise translate(exc, symbol) from exc
 
-    def summary(self, symbol: str, modules: Sequence[str], *, attempts: int = 1,
-                delay: float = 0.0) -> dict[str, Any]:
+    def summary(
+        self, symbol: str, modules: Sequence[str], *, attempts: int = 1, delay: float = 0.0
+    ) -> dict[str, Any]:
         """Yahoo's ``quoteSummary`` modules of ``symbol`` (company profile), flattened into one
         dict as yfinance's ``Ticker.info`` does. Connection failures, 5xx and 429 are retried
         ``attempts`` times in all, ``delay * n`` seconds before the n-th retry.
@@ -323,7 +341,8 @@ class Backend:
         if not isinstance(source, YahooChartSource):
             raise StockFetcherError(
                 f"company info needs the Yahoo source, not {type(source).__name__} "
-                "(or use mode='yfinance')")
+                "(or use mode='yfinance')"
+            )
         try:
             name = source.normalize_symbol(symbol)
         except ValueError as exc:
@@ -347,8 +366,9 @@ class Backend:
         except (ValueError, AttributeError) as exc:
             raise StockFetcherError(f"undecodable company info for {symbol}") from exc
         if resp.status == 404 or not result:
-            raise DataNotFoundError(f"no company info for {symbol} (HTTP {resp.status})",
-                                    "DATA_NOT_FOUND")
+            raise DataNotFoundError(
+                f"no company info for {symbol} (HTTP {resp.status})", "DATA_NOT_FOUND"
+            )
         if resp.status != 200 or not isinstance(result[0], dict):
             raise StockFetcherError(f"company info for {symbol}: HTTP {resp.status}")
         info: dict[str, Any] = {}
@@ -357,8 +377,15 @@ class Backend:
                 info.update({k: v for k, v in module.items() if v is not None})
         return info
 
-    def histories(self, symbols: Sequence[str], *, interval: str = "1d",
-                  period: str | None = None, start: Any = None, end: Any = None) -> pa.Table:
+    def histories(
+        self,
+        symbols: Sequence[str],
+        *,
+        interval: str = "1d",
+        period: str | None = None,
+        start: Any = None,
+        end: Any = None,
+    ) -> pa.Table:
         """Many symbols as one engine job (fetch on the engine's loop, coalesced, no storage,
         no validation); one Arrow table. Symbols that fail are left out (their reasons are
         logged)."""
@@ -372,8 +399,16 @@ class Backend:
             period = None
         try:
             job = engine.create_stock_data_pipeline_job(
-                list(symbols), source=self.source, store_data=False, validate=False,
-                interval=interval, period=period, start=start, end=end, timeout=self.timeout)
+                list(symbols),
+                source=self.source,
+                store_data=False,
+                validate=False,
+                interval=interval,
+                period=period,
+                start=start,
+                end=end,
+                timeout=self.timeout,
+            )
         except (ValueError, TypeError) as exc:
             raise InvalidSymbolError(str(exc)) from exc
         try:
@@ -396,7 +431,7 @@ class Backend:
         """Quotes through the batched quote endpoint, ``chunk`` symbols a call, calls
         concurrent."""
         chunk = max(1, int(chunk))
-        parts = [list(symbols[i:i + chunk]) for i in range(0, len(symbols), chunk)]
+        parts = [list(symbols[i : i + chunk]) for i in range(0, len(symbols), chunk)]
 
         async def run() -> list[Any]:
             return await asyncio.gather(*(self.source.fetch_quotes(p) for p in parts))
@@ -420,6 +455,6 @@ class Backend:
         if aclose is not None and engine._io.alive:
             try:
                 engine.run_coroutine(aclose(), 10)
-            except Exception:  # closing is best effort
+            except Exception:  # noqa: BLE001 - closing is best effort
                 pass
         engine.close()

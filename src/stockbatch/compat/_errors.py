@@ -23,8 +23,12 @@ __all__ = ["StockFetcherError", "NetworkError", "InvalidSymbolError", "DataNotFo
 class StockFetcherError(StockbatchError):
     """A StockFetcher call failed; ``__cause__`` holds the error behind it."""
 
-    def __init__(self, message: str = "", error_code: str | None = None,
-                 details: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        message: str = "",
+        error_code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.error_code = error_code

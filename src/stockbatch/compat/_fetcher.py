@@ -124,8 +124,13 @@ class BulkMethods:
             return results
         symbols = list(dict.fromkeys(mapping.values()))
         table = self._sb.histories(symbols, period=period, interval=interval)
-        frames = bars_to_frames(table, interval=interval, auto_adjust=self._auto_adjust,
-                                tz_of=self._sb.tz_of, events=self._sb.tap.events)
+        frames = bars_to_frames(
+            table,
+            interval=interval,
+            auto_adjust=self._auto_adjust,
+            tz_of=self._sb.tz_of,
+            events=self._sb.tap.events,
+        )
         for code, symbol in mapping.items():
             frame = frames.get(symbol, frames.get(symbol.upper()))
             if frame is None:
@@ -180,13 +185,16 @@ class BulkMethods:
 _UNSET: Any = object()
 MODES = ("stockbatch", "yfinance")
 #: Bulk method -> the single-symbol method the original built it on.
-_BUILT_ON = {"get_realtime_data": "get_current_price",
-             "bulk_get_current_prices": "get_current_price",
-             "bulk_get_historical_data": "get_historical_data"}
+_BUILT_ON = {
+    "get_realtime_data": "get_current_price",
+    "bulk_get_current_prices": "get_current_price",
+    "bulk_get_historical_data": "get_historical_data",
+}
 
 
-def _suffix_rule(market_suffix: Any, suffix_rule: Callable[[str], str] | None
-                 ) -> Callable[[str], str]:
+def _suffix_rule(
+    market_suffix: Any, suffix_rule: Callable[[str], str] | None
+) -> Callable[[str], str]:
     if suffix_rule is not None:
         if market_suffix is not _UNSET:
             raise TypeError("pass either suffix_rule= or market_suffix=, not both")
@@ -280,12 +288,16 @@ class StockFetcher(BulkMethods):
         self._auto_adjust = auto_adjust
         self._get_ticker = lru_cache(maxsize=cache_size)(self._create_ticker)
         retry = LinearRetry(retry_count, retry_delay) if source is None else None
-        self._sb = Backend(source=source, base_url=base_url,
-                           suffix_rule=_suffix_rule(market_suffix, suffix_rule),
-                           timeout=timeout, retry=retry, strict=symbols == "strict")
+        self._sb = Backend(
+            source=source,
+            base_url=base_url,
+            suffix_rule=_suffix_rule(market_suffix, suffix_rule),
+            timeout=timeout,
+            retry=retry,
+            strict=symbols == "strict",
+        )
         size = max(1024, int(cache_size))
-        self._caches = {kind: TTLCache(size) for kind in ("price", "history", "range",
-                                                           "company")}
+        self._caches = {kind: TTLCache(size) for kind in ("price", "history", "range", "company")}
         register(self)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -300,16 +312,22 @@ class StockFetcher(BulkMethods):
         self.close()
 
     def __repr__(self) -> str:
-        return (f"StockFetcher(mode={self.mode!r}, source={type(self._sb.source).__name__}, "
-                f"suffix_rule={getattr(self._sb.suffix_rule, '__name__', 'custom')})")
+        return (
+            f"StockFetcher(mode={self.mode!r}, source={type(self._sb.source).__name__}, "
+            f"suffix_rule={getattr(self._sb.suffix_rule, '__name__', 'custom')})"
+        )
 
     # -- caches ----------------------------------------------------------------------------
     def clear_all_caches(self) -> None:
         """Forget every cached price, history, company info and Ticker (as the original:
         the method caches of every fetcher)."""
         self._get_ticker.cache_clear()
-        for name in ("get_current_price", "get_historical_data", "get_historical_data_range",
-                     "get_company_info"):
+        for name in (
+            "get_current_price",
+            "get_historical_data",
+            "get_historical_data_range",
+            "get_company_info",
+        ):
             method = getattr(self, name)
             if hasattr(method, "clear_cache"):
                 method.clear_cache()
@@ -348,8 +366,9 @@ class StockFetcher(BulkMethods):
     def _validate_period_interval(self, period: str, interval: str) -> None:
         validate_period_interval(period, interval)
 
-    def _validate_date_range(self, start_date: str | _dt.datetime,
-                             end_date: str | _dt.datetime) -> None:
+    def _validate_date_range(
+        self, start_date: str | _dt.datetime, end_date: str | _dt.datetime
+    ) -> None:
         _original.validate_date_range(start_date, end_date)
 
     def _uses_own(self, name: str) -> bool:
@@ -399,10 +418,18 @@ class StockFetcher(BulkMethods):
         reported = md.get(b"stockbatch.tz")
         tz_of = (lambda _s: reported.decode()) if reported else self._sb.tz_of
         raw = md.get(b"stockbatch.events")
-        events = {s: json.loads(raw) for s in set(table.column("symbol").to_pylist())} \
-            if raw else None
-        frames = bars_to_frames(table, interval=interval, auto_adjust=self._auto_adjust,
-                                tz_of=tz_of, start=start, end=end, events=events)
+        events = (
+            {s: json.loads(raw) for s in set(table.column("symbol").to_pylist())} if raw else None
+        )
+        frames = bars_to_frames(
+            table,
+            interval=interval,
+            auto_adjust=self._auto_adjust,
+            tz_of=tz_of,
+            start=start,
+            end=end,
+            events=events,
+        )
         frame = next(iter(frames.values()), None)
         if frame is None or frame.empty:
             raise DataNotFoundError(f"historical data is empty: {symbol}", "DATA_NOT_FOUND")
@@ -419,8 +446,9 @@ class StockFetcher(BulkMethods):
         return df
 
     @cached_method("history", lambda self: self.historical_cache_ttl)
-    def get_historical_data(self, code: str, period: str = "1mo",
-                            interval: str = "1d") -> pd.DataFrame | None:
+    def get_historical_data(
+        self, code: str, period: str = "1mo", interval: str = "1d"
+    ) -> pd.DataFrame | None:
         """History of one code, as yfinance's ``Ticker.history(period=, interval=)`` with the
         zone stripped (cached ``historical_cache_ttl`` seconds).
 
@@ -443,20 +471,25 @@ class StockFetcher(BulkMethods):
             Any other failure (provider, decoding).
         """
         if self.mode == "yfinance":
+
             def fetch() -> pd.DataFrame:
                 self._validate_symbol(code)
                 self._validate_period_interval(period, interval)
-                return self._yf_history(self._format_symbol(code), period=period,
-                                        interval=interval)
+                return self._yf_history(self._format_symbol(code), period=period, interval=interval)
+
             return self._retry_on_error(fetch)
         self._validate_symbol(code)
         self._validate_period_interval(period, interval)
         return self._history_frame(self._format_symbol(code), interval, period=period)
 
     @cached_method("range", lambda self: self.historical_cache_ttl)
-    def get_historical_data_range(self, code: str, start_date: str | _dt.datetime,
-                                  end_date: str | _dt.datetime,
-                                  interval: str = "1d") -> pd.DataFrame | None:
+    def get_historical_data_range(
+        self,
+        code: str,
+        start_date: str | _dt.datetime,
+        end_date: str | _dt.datetime,
+        interval: str = "1d",
+    ) -> pd.DataFrame | None:
         """History of one code between two dates (``YYYY-MM-DD`` strings or datetimes), as
         yfinance's ``Ticker.history(start=, end=)``: naive dates are exchange-local, ``end``
         is exclusive. Same frame as :meth:`get_historical_data`.
@@ -468,18 +501,34 @@ class StockFetcher(BulkMethods):
         DataNotFoundError, NetworkError, StockFetcherError
         """
         if self.mode == "yfinance":
+
             def fetch() -> pd.DataFrame:
                 self._validate_symbol(code)
                 start, end = _original.validate_date_range(start_date, end_date)
-                return self._yf_history(self._format_symbol(code), start=start, end=end,
-                                        interval=interval)
+                return self._yf_history(
+                    self._format_symbol(code), start=start, end=end, interval=interval
+                )
+
             return self._retry_on_error(fetch)
         self._validate_symbol(code)
         _original.validate_date_range(start_date, end_date)
         start = parse_date(start_date, "start")
         end = parse_date(end_date, "end")
-        if interval not in ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d",
-                            "1wk", "1mo", "3mo"):
+        if interval not in (
+            "1m",
+            "2m",
+            "5m",
+            "15m",
+            "30m",
+            "60m",
+            "90m",
+            "1h",
+            "1d",
+            "5d",
+            "1wk",
+            "1mo",
+            "3mo",
+        ):
             raise InvalidSymbolError(f"invalid interval: {interval!r}")
         symbol = self._format_symbol(code)
         zone = self._sb.tz_of(symbol)
@@ -490,8 +539,9 @@ class StockFetcher(BulkMethods):
         if not is_intraday(interval):
             # yfinance keeps daily bars whose exchange-local date falls in [start, end)
             lo, hi = lo.normalize(), hi.normalize() if hi != hi.normalize() else hi
-        return self._history_frame(symbol, interval, start=lo.to_pydatetime(),
-                                   end=hi.to_pydatetime(), _start=lo, _end=hi)
+        return self._history_frame(
+            symbol, interval, start=lo.to_pydatetime(), end=hi.to_pydatetime(), _start=lo, _end=hi
+        )
 
     @cached_method("company", lambda self: self.company_cache_ttl)
     def get_company_info(self, code: str) -> dict[str, Any] | None:
@@ -508,6 +558,7 @@ class StockFetcher(BulkMethods):
         InvalidSymbolError, DataNotFoundError, NetworkError, StockFetcherError
         """
         if self.mode == "yfinance":
+
             def fetch() -> dict[str, Any]:
                 self._validate_symbol(code)
                 symbol = self._format_symbol(code)
@@ -515,11 +566,13 @@ class StockFetcher(BulkMethods):
                 if not info or len(info) < 5:
                     raise DataNotFoundError(f"no company info for {symbol}", "DATA_NOT_FOUND")
                 return _original.company_dict(symbol, info)
+
             return self._retry_on_error(fetch)
         self._validate_symbol(code)
         symbol = self._format_symbol(code)
-        info = self._sb.summary(symbol, _SUMMARY_MODULES, attempts=self.retry_count,
-                                delay=self.retry_delay)
+        info = self._sb.summary(
+            symbol, _SUMMARY_MODULES, attempts=self.retry_count, delay=self.retry_delay
+        )
         if len(info) < 5:
             raise DataNotFoundError(f"no company info for {symbol}", "DATA_NOT_FOUND")
         return _original.company_dict(symbol, info)
@@ -555,8 +608,9 @@ class StockFetcher(BulkMethods):
         :meth:`BulkMethods.bulk_get_historical_data`); when ``get_historical_data`` is
         overridden (subclass or patch), that method is called per code instead."""
         if self._uses_own("get_historical_data"):
-            return BulkMethods.bulk_get_historical_data(self, codes, period, interval,
-                                                        batch_size, delay)
+            return BulkMethods.bulk_get_historical_data(
+                self, codes, period, interval, batch_size, delay
+            )
         if not codes:
             return {}
         return self._per_code(lambda c: self.get_historical_data(c, period, interval), codes)
@@ -598,6 +652,11 @@ class StockFetcher(BulkMethods):
         return {c: v for c, v in prices.items() if v}
 
 
-_SUMMARY_MODULES = ("quoteType", "assetProfile", "summaryDetail", "financialData",
-                    "defaultKeyStatistics")
+_SUMMARY_MODULES = (
+    "quoteType",
+    "assetProfile",
+    "summaryDetail",
+    "financialData",
+    "defaultKeyStatistics",
+)
 _OWN = {name: StockFetcher.__dict__[name] for name in set(_BUILT_ON.values())}

@@ -25,8 +25,14 @@ try:
 except ImportError as exc:  # pragma: no cover - pandas ships with the test/bench extras
     raise ImportError("stockbatch.compat returns pandas DataFrames: pip install pandas") from exc
 
-__all__ = ["COLUMNS", "ACTION_COLUMNS", "history_columns", "exchange_tz", "bars_to_frames",
-           "is_intraday"]
+__all__ = [
+    "COLUMNS",
+    "ACTION_COLUMNS",
+    "history_columns",
+    "exchange_tz",
+    "bars_to_frames",
+    "is_intraday",
+]
 
 COLUMNS = ["Open", "High", "Low", "Close", "Volume"]
 #: The corporate-action columns yfinance's ``history()`` appends.
@@ -39,6 +45,7 @@ def history_columns(auto_adjust: bool = True) -> list[str]:
     ohlc = COLUMNS[:4] + ([] if auto_adjust else ["Adj Close"])
     return ohlc + ["Volume"] + ACTION_COLUMNS
 
+
 # How long one bar of a coarse interval lasts, for placing an event after the last bar.
 _BUCKET = {"1d": 1, "5d": 5, "1wk": 7, "1mo": 31, "3mo": 92}
 
@@ -49,16 +56,42 @@ _INTRADAY_UNIT = pd.to_datetime([946_857_600], unit="s").unit
 
 # Yahoo symbol suffix -> exchange time zone (the zone yfinance reads from the chart meta).
 _SUFFIX_TZ = {
-    "T": "Asia/Tokyo", "OS": "Asia/Tokyo", "NG": "Asia/Tokyo", "FU": "Asia/Tokyo",
-    "SP": "Asia/Tokyo", "HK": "Asia/Hong_Kong", "SS": "Asia/Shanghai", "SZ": "Asia/Shanghai",
-    "KS": "Asia/Seoul", "KQ": "Asia/Seoul", "TW": "Asia/Taipei", "TWO": "Asia/Taipei",
-    "SI": "Asia/Singapore", "NS": "Asia/Kolkata", "BO": "Asia/Kolkata", "AX": "Australia/Sydney",
-    "NZ": "Pacific/Auckland", "L": "Europe/London", "IL": "Europe/London",
-    "DE": "Europe/Berlin", "F": "Europe/Berlin", "PA": "Europe/Paris", "AS": "Europe/Amsterdam",
-    "BR": "Europe/Brussels", "MI": "Europe/Rome", "MC": "Europe/Madrid", "SW": "Europe/Zurich",
-    "ST": "Europe/Stockholm", "OL": "Europe/Oslo", "CO": "Europe/Copenhagen",
-    "HE": "Europe/Helsinki", "VI": "Europe/Vienna", "TO": "America/Toronto",
-    "V": "America/Toronto", "SA": "America/Sao_Paulo", "MX": "America/Mexico_City",
+    "T": "Asia/Tokyo",
+    "OS": "Asia/Tokyo",
+    "NG": "Asia/Tokyo",
+    "FU": "Asia/Tokyo",
+    "SP": "Asia/Tokyo",
+    "HK": "Asia/Hong_Kong",
+    "SS": "Asia/Shanghai",
+    "SZ": "Asia/Shanghai",
+    "KS": "Asia/Seoul",
+    "KQ": "Asia/Seoul",
+    "TW": "Asia/Taipei",
+    "TWO": "Asia/Taipei",
+    "SI": "Asia/Singapore",
+    "NS": "Asia/Kolkata",
+    "BO": "Asia/Kolkata",
+    "AX": "Australia/Sydney",
+    "NZ": "Pacific/Auckland",
+    "L": "Europe/London",
+    "IL": "Europe/London",
+    "DE": "Europe/Berlin",
+    "F": "Europe/Berlin",
+    "PA": "Europe/Paris",
+    "AS": "Europe/Amsterdam",
+    "BR": "Europe/Brussels",
+    "MI": "Europe/Rome",
+    "MC": "Europe/Madrid",
+    "SW": "Europe/Zurich",
+    "ST": "Europe/Stockholm",
+    "OL": "Europe/Oslo",
+    "CO": "Europe/Copenhagen",
+    "HE": "Europe/Helsinki",
+    "VI": "Europe/Vienna",
+    "TO": "America/Toronto",
+    "V": "America/Toronto",
+    "SA": "America/Sao_Paulo",
+    "MX": "America/Mexico_City",
 }
 _DEFAULT_TZ = "America/New_York"
 _SUFFIX = re.compile(r"\.([A-Z]{1,3})$")
@@ -78,8 +111,11 @@ def is_intraday(interval: str) -> bool:
 
 
 def _f64(col: pa.ChunkedArray) -> np.ndarray:
-    return col.to_numpy().astype(np.float64, copy=False) if col.null_count == 0 else \
-        pc.fill_null(col.cast(pa.float64()), np.nan).to_numpy()
+    return (
+        col.to_numpy().astype(np.float64, copy=False)
+        if col.null_count == 0
+        else pc.fill_null(col.cast(pa.float64()), np.nan).to_numpy()
+    )
 
 
 def bars_to_frames(
@@ -173,8 +209,11 @@ def bars_to_frames(
         k = keep[a:b]  # in the window
         sl = slice(a, b)
         name = names[codes[a]]
-        acts = _actions(wall[sl][k], (events or {}).get(name), zone_of_code[codes[a]],
-                        interval) if actions else {}
+        acts = (
+            _actions(wall[sl][k], (events or {}).get(name), zone_of_code[codes[a]], interval)
+            if actions
+            else {}
+        )
         held = ~empty[sl][k]
         for col in acts.values():
             held |= col != 0
@@ -182,8 +221,7 @@ def bars_to_frames(
             continue
         k = np.flatnonzero(k)[held]
         idx = pd.DatetimeIndex(wall[sl][k], name=index_name).as_unit(unit)
-        cols = {"Open": opn[sl][k], "High": high[sl][k], "Low": low[sl][k],
-                "Close": close[sl][k]}
+        cols = {"Open": opn[sl][k], "High": high[sl][k], "Low": low[sl][k], "Close": close[sl][k]}
         if not auto_adjust:
             cols["Adj Close"] = adj_close[sl][k]
         cols["Volume"] = volume[sl][k]
@@ -192,8 +230,9 @@ def bars_to_frames(
     return frames
 
 
-def _actions(bars: np.ndarray, events: dict | None, zone: str,
-             interval: str) -> dict[str, np.ndarray]:
+def _actions(
+    bars: np.ndarray, events: dict | None, zone: str, interval: str
+) -> dict[str, np.ndarray]:
     """Dividends and Stock Splits per bar: each event goes to the bar whose period holds its
     exchange-local time (daily bars: its date); dividends in one bar add up, splits multiply;
     events outside every bar are left out (as yfinance does for a window)."""
@@ -201,12 +240,14 @@ def _actions(bars: np.ndarray, events: dict | None, zone: str,
     splits = np.zeros(len(bars), dtype=np.float64)
     if events and len(bars):
         intraday = is_intraday(interval)
-        last_end = bars[-1] + (np.timedelta64(1, "D") if intraday else
-                               np.timedelta64(_BUCKET.get(interval, 1), "D"))
+        last_end = bars[-1] + (
+            np.timedelta64(1, "D") if intraday else np.timedelta64(_BUCKET.get(interval, 1), "D")
+        )
 
         def place(ts: list) -> np.ndarray:
-            local = pd.DatetimeIndex(np.asarray(ts, dtype="int64") * 1_000_000,
-                                     dtype="datetime64[us]").tz_localize("UTC")
+            local = pd.DatetimeIndex(
+                np.asarray(ts, dtype="int64") * 1_000_000, dtype="datetime64[us]"
+            ).tz_localize("UTC")
             local = local.tz_convert(zone).tz_localize(None)
             if not intraday:
                 local = local.normalize()
@@ -214,8 +255,7 @@ def _actions(bars: np.ndarray, events: dict | None, zone: str,
             pos = np.searchsorted(bars, at, side="right") - 1
             ok = (pos >= 0) & (at < last_end)
             if intraday:  # same exchange-local day as its bar
-                ok &= (at.astype("datetime64[D]")
-                       == bars[np.maximum(pos, 0)].astype("datetime64[D]"))
+                ok &= at.astype("datetime64[D]") == bars[np.maximum(pos, 0)].astype("datetime64[D]")
             elif interval == "1d":
                 ok &= at == bars[np.maximum(pos, 0)]
             return np.where(ok, pos, -1)

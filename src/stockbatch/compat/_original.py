@@ -14,14 +14,31 @@ from typing import Any
 from .._errors import ProviderUnavailable, RateLimited
 from ._errors import DataNotFoundError, InvalidSymbolError, NetworkError, StockFetcherError
 
-__all__ = ["retry_on_error", "is_retryable_error", "handle_error", "validate_date_range",
-           "company_dict", "price_dict_from_info", "yfinance_module"]
+__all__ = [
+    "retry_on_error",
+    "is_retryable_error",
+    "handle_error",
+    "validate_date_range",
+    "company_dict",
+    "price_dict_from_info",
+    "yfinance_module",
+]
 
 _log = logging.getLogger("stockbatch.compat")
 
 _RETRYABLE_STATUS = (500, 502, 503, 504, 408, 429)
-_RETRYABLE_WORDS = ("connection", "timeout", "network", "temporary", "read timeout",
-                    "connection timeout", "500", "502", "503", "504")
+_RETRYABLE_WORDS = (
+    "connection",
+    "timeout",
+    "network",
+    "temporary",
+    "read timeout",
+    "connection timeout",
+    "500",
+    "502",
+    "503",
+    "504",
+)
 
 
 def _requests_exceptions() -> Any:
@@ -62,7 +79,8 @@ def handle_error(error: BaseException | None) -> StockFetcherError:
     details = {"original_error": str(error)}
     req_exc = _requests_exceptions()
     if req_exc is not None and isinstance(
-            error, req_exc.ConnectionError | req_exc.Timeout | req_exc.HTTPError):
+        error, req_exc.ConnectionError | req_exc.Timeout | req_exc.HTTPError
+    ):
         return NetworkError(f"network error: {error}", "NETWORK_ERROR", details)
     message = str(error).lower()
     if "connection" in message or "network" in message or "timeout" in message:
@@ -168,5 +186,7 @@ def yfinance_module() -> Any:
 
     yf = stock_fetcher.yf
     if yf is None:
-        raise StockFetcherError("mode='yfinance' needs yfinance: pip install 'stockbatch[yfinance]'")
+        raise StockFetcherError(
+            "mode='yfinance' needs yfinance: pip install 'stockbatch[yfinance]'"
+        )
     return yf

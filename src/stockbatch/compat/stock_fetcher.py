@@ -32,8 +32,16 @@ try:
 except ImportError:  # pragma: no cover - the yfinance extra is not installed
     yf = None
 
-__all__ = ["StockFetcher", "StockFetcherError", "NetworkError", "InvalidSymbolError",
-           "DataNotFoundError", "DataCache", "cache_with_ttl", "yf"]
+__all__ = [
+    "StockFetcher",
+    "StockFetcherError",
+    "NetworkError",
+    "InvalidSymbolError",
+    "DataNotFoundError",
+    "DataCache",
+    "cache_with_ttl",
+    "yf",
+]
 
 
 class StockFetcher(_StockFetcher):

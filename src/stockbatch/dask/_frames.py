@@ -27,9 +27,17 @@ __all__ = ["read", "apply", "KERNELS"]
 KERNELS = ("validate", "normalize", "resample", "returns", "log_returns", "indicators")
 
 
-def read(db: str | os.PathLike, symbols: Iterable[str] | str | None = None, *,
-         npartitions: int, interval: str | None = None, start: Any = None, end: Any = None,
-         table: str | None = None, kind: str = "bars") -> Any:
+def read(
+    db: str | os.PathLike,
+    symbols: Iterable[str] | str | None = None,
+    *,
+    npartitions: int,
+    interval: str | None = None,
+    start: Any = None,
+    end: Any = None,
+    table: str | None = None,
+    kind: str = "bars",
+) -> Any:
     """Stored bars (or quotes) as a Dask DataFrame with ``npartitions`` partitions, each
     holding whole symbols (sorted by symbol, then key), read by the workers (each with its
     own sink for ``db``).
@@ -52,8 +60,9 @@ def read(db: str | os.PathLike, symbols: Iterable[str] | str | None = None, *,
     groups = _cut(names, npartitions)
     meta = (BARS if kind == "bars" else QUOTES).empty_table().to_pandas()
     options = dict(interval=interval, start=start, end=end, table=table, kind=kind)
-    return dd.from_map(_read_part, groups, db=db, options=options, meta=meta,
-                       enforce_metadata=False)
+    return dd.from_map(
+        _read_part, groups, db=db, options=options, meta=meta, enforce_metadata=False
+    )
 
 
 def _cut(names: list[str], n: int) -> list[list[str]]:
@@ -62,7 +71,7 @@ def _cut(names: list[str], n: int) -> list[list[str]]:
     out, at = [], 0
     for i in range(n):
         k = size + (1 if i < extra else 0)
-        out.append(names[at:at + k])
+        out.append(names[at : at + k])
         at += k
     return out
 
@@ -98,8 +107,7 @@ def _stored_symbols(db: str, table: str | None, kind: str) -> list[str]:
         with sink.pool.connection() as conn:
             cur = conn.cursor()
             try:
-                cur.execute(sql("SELECT DISTINCT {s} FROM {t}", s=quote("symbol"),
-                                t=quote(name)))
+                cur.execute(sql("SELECT DISTINCT {s} FROM {t}", s=quote("symbol"), t=quote(name)))
                 return sorted(str(r[0]) for r in cur.fetchall())
             finally:
                 cur.close()

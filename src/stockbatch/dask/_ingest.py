@@ -26,16 +26,30 @@ __all__ = ["ingest", "merge"]
 UNLIMITED = 1e6
 
 
-def ingest(symbols: Iterable[str] | str, *, client: Any, db: str | os.PathLike,
-           source: Any = None, base_url: str | None = None, interval: str = "1d",
-           period: str | None = None, start: Any = None, end: Any = None,
-           mode: str = "upsert", table: str | None = None,
-           indicators: Iterable[str] | str | None = None, validate: bool = True,
-           spike_threshold: float | None = None,
-           on_progress: Callable[[Progress], Any] | None = None, job_id: str | None = None,
-           timeout: float | None = None, concurrency: int | None = None,
-           shard_size: int | None = None, rate: float | None = None,
-           burst: int | None = None) -> JobResult:
+def ingest(
+    symbols: Iterable[str] | str,
+    *,
+    client: Any,
+    db: str | os.PathLike,
+    source: Any = None,
+    base_url: str | None = None,
+    interval: str = "1d",
+    period: str | None = None,
+    start: Any = None,
+    end: Any = None,
+    mode: str = "upsert",
+    table: str | None = None,
+    indicators: Iterable[str] | str | None = None,
+    validate: bool = True,
+    spike_threshold: float | None = None,
+    on_progress: Callable[[Progress], Any] | None = None,
+    job_id: str | None = None,
+    timeout: float | None = None,
+    concurrency: int | None = None,
+    shard_size: int | None = None,
+    rate: float | None = None,
+    burst: int | None = None,
+) -> JobResult:
     """:func:`stockbatch.ingest` on a Dask cluster: the same options, the same
     :class:`~stockbatch.JobResult`, one engine job per shard of symbols on the workers.
 
@@ -97,10 +111,23 @@ def ingest(symbols: Iterable[str] | str, *, client: Any, db: str | os.PathLike,
     # the options are checked here, once, exactly as sb.ingest checks them
     with BatchProcessingEngine(max_concurrent_jobs=1) as engine:
         job = engine.create_stock_data_pipeline_job(
-            symbols, source=source, base_url=base_url, sink=db, interval=interval,
-            period=period, start=start, end=end, mode=mode, table=table,
-            indicators=indicators, validate=validate, spike_threshold=spike_threshold,
-            timeout=timeout, job_id=job_id, concurrency=concurrency)
+            symbols,
+            source=source,
+            base_url=base_url,
+            sink=db,
+            interval=interval,
+            period=period,
+            start=start,
+            end=end,
+            mode=mode,
+            table=table,
+            indicators=indicators,
+            validate=validate,
+            spike_threshold=spike_threshold,
+            timeout=timeout,
+            job_id=job_id,
+            concurrency=concurrency,
+        )
         limit_rate, limit_burst = _source_limit(job.source)
         if job.owns_source:
             engine.run_coroutine(job.source.aclose(), 30)
@@ -109,28 +136,53 @@ def ingest(symbols: Iterable[str] | str, *, client: Any, db: str | os.PathLike,
     except SinkError as exc:  # the database cannot be reached from here: as sb.ingest does
         return _not_run(job_id, [*job.symbols, *job.invalid], exc, t0)
     rate = rate if rate is not None else limit_rate
-    burst = burst if burst is not None else (limit_burst if rate == limit_rate else
-                                             max(1, int(rate or 1)))
+    burst = (
+        burst
+        if burst is not None
+        else (limit_burst if rate == limit_rate else max(1, int(rate or 1)))
+    )
     # every shard asks for the same window, whatever the time it starts
     options: dict[str, Any] = dict(
-        source=source, base_url=base_url, interval=interval,
-        start=job.start_us / 1e6, end=job.end_us / 1e6, mode=shard_mode, table=table,
-        indicators=list(job.indicators), validate=validate,
-        spike_threshold=spike_threshold, concurrency=concurrency)
+        source=source,
+        base_url=base_url,
+        interval=interval,
+        start=job.start_us / 1e6,
+        end=job.end_us / 1e6,
+        mode=shard_mode,
+        table=table,
+        indicators=list(job.indicators),
+        validate=validate,
+        spike_threshold=spike_threshold,
+        concurrency=concurrency,
+    )
     syms = list(job.symbols)
     shards = _shards(syms, shard_size, _threads(client))
     topic = f"stockbatch-{job_id}"
     events: queue.SimpleQueue[Any] = queue.SimpleQueue()
     client.subscribe_topic(topic, events.put)
-    minter = TokenMinter(client, f"stockbatch-{job_id}", rate, burst or 1) \
-        if rate is not None and rate < UNLIMITED else None
+    minter = (
+        TokenMinter(client, f"stockbatch-{job_id}", rate, burst or 1)
+        if rate is not None and rate < UNLIMITED
+        else None
+    )
     deadline = None if timeout is None else time.time() + timeout
     submitted: list[Any] = []
     try:
+
         def submit(i: int, attempt: int) -> Any:
-            fut = client.submit(run_shard, i, shards[i], options, db,
-                                minter.spec if minter else None, topic, job_id, deadline,
-                                key=f"stockbatch-shard-{job_id}-{i}-{attempt}", pure=False)
+            fut = client.submit(
+                run_shard,
+                i,
+                shards[i],
+                options,
+                db,
+                minter.spec if minter else None,
+                topic,
+                job_id,
+                deadline,
+                key=f"stockbatch-shard-{job_id}-{i}-{attempt}",
+                pure=False,
+            )
             submitted.append(fut)
             return fut
 
@@ -151,11 +203,13 @@ def ingest(symbols: Iterable[str] | str, *, client: Any, db: str | os.PathLike,
     merged = merge(job_id, results, shards)
     for s, why in job.invalid.items():  # refused when the job was made, as sb.ingest does
         merged.symbols[s] = SymbolOutcome(s, status="failed", error=f"invalid symbol: {why}")
-    merged.symbols = {s: merged.symbols[s] for s in [*syms, *job.invalid]  # sb.ingest's order
-                      if s in merged.symbols}
+    merged.symbols = {
+        s: merged.symbols[s]
+        for s in [*syms, *job.invalid]  # sb.ingest's order
+        if s in merged.symbols
+    }
     _rates(merged)
-    merged.stats.update(shards=len(shards), shard_attempts=watch.starts,
-                        workers=len(watch.workers))
+    merged.stats.update(shards=len(shards), shard_attempts=watch.starts, workers=len(watch.workers))
     if minter is not None:
         merged.stats.update(cluster_rate=rate, cluster_paused_s=round(minter.paused_s, 3))
     merged.total_processing_time_ms = (time.perf_counter() - t0) * 1e3
@@ -169,8 +223,10 @@ def _prepare(db: str, table: str | None, mode: str) -> str:
     ``replace`` drops the table here and the shards upsert into the new one (so a shard run
     again changes nothing); ``create`` cannot be split into shards."""
     if mode == "create":
-        raise ValueError("mode 'create' cannot be split into shards (each would create the "
-                         "table): use 'create_append' (create it if missing) or 'replace'")
+        raise ValueError(
+            "mode 'create' cannot be split into shards (each would create the "
+            "table): use 'create_append' (create it if missing) or 'replace'"
+        )
     with connect(db, tables={"bars": table} if table else None) as sink:
         if mode == "replace":
             sink.drop_table(sink.tables["bars"])
@@ -181,8 +237,9 @@ def _prepare(db: str, table: str | None, mode: str) -> str:
 def _not_run(job_id: str, symbols: list[str], exc: BaseException, t0: float) -> JobResult:
     result = JobResult(job_id=job_id, status="failed", error=str(exc))
     for s in symbols:
-        result.symbols[s] = SymbolOutcome(s, status="failed", error=f"not run: {exc}",
-                                          exception=exc)
+        result.symbols[s] = SymbolOutcome(
+            s, status="failed", error=f"not run: {exc}", exception=exc
+        )
     result.total_processing_time_ms = (time.perf_counter() - t0) * 1e3
     return result
 
@@ -210,14 +267,15 @@ def _shards(symbols: list[str], size: int | None, threads: int) -> list[list[str
         return []
     if size is None:
         size = min(500, max(1, math.ceil(len(symbols) / (4 * threads))))
-    return [symbols[i:i + size] for i in range(0, len(symbols), size)]
+    return [symbols[i : i + size] for i in range(0, len(symbols), size)]
 
 
 class _Watch:
     """The cluster's progress: the latest snapshot of each shard, summed."""
 
-    def __init__(self, job_id: str, total: int, t0: float,
-                 callback: Callable[[Progress], Any] | None) -> None:
+    def __init__(
+        self, job_id: str, total: int, t0: float, callback: Callable[[Progress], Any] | None
+    ) -> None:
         self.job_id, self.total, self.t0, self.callback = job_id, total, t0, callback
         self.shards: list[list[str]] = []
         self.latest: dict[int, dict[str, Any]] = {}
@@ -240,15 +298,26 @@ class _Watch:
         snaps = list(self.latest.values())
         if stage is None:
             stage = "store" if any(p.get("stage") == "store" for p in snaps) else "fetch"
-        keys = ("symbols_done", "symbols_failed", "rows_fetched", "rows_stored",
-                "rows_rejected")
+        keys = ("symbols_done", "symbols_failed", "rows_fetched", "rows_stored", "rows_rejected")
         sums = {k: sum(int(p[k]) for p in snaps) for k in keys}
-        self.callback(Progress(job_id=self.job_id, symbols_total=self.total,
-                               stage=stage, elapsed_s=time.perf_counter() - self.t0, **sums))
+        self.callback(
+            Progress(
+                job_id=self.job_id,
+                symbols_total=self.total,
+                stage=stage,
+                elapsed_s=time.perf_counter() - self.t0,
+                **sums,
+            )
+        )
 
 
-def _gather(submit: Callable[[int, int], Any], n: int, events: queue.SimpleQueue[Any],
-            watch: _Watch, job_id: str) -> list[JobResult]:
+def _gather(
+    submit: Callable[[int, int], Any],
+    n: int,
+    events: queue.SimpleQueue[Any],
+    watch: _Watch,
+    job_id: str,
+) -> list[JobResult]:
     """Wait for every shard, handing progress to the callback in this thread. A shard whose
     task was lost (its worker died more often than the scheduler retries, or the scheduler
     cancelled it) is submitted again, up to :data:`SHARD_TRIES` times in all; after that its
@@ -318,9 +387,13 @@ def _failed_shard(shard_id: str, symbols: list[str], why: str) -> JobResult:
 
 
 def _final(r: JobResult) -> dict[str, Any]:
-    return {"symbols_done": sum(1 for o in r.symbols.values() if o.status != "pending"),
-            "symbols_failed": len(r.failed_symbols), "rows_fetched": r.stages["fetch"].rows_out,
-            "rows_stored": r.rows_stored, "rows_rejected": r.rows_rejected}
+    return {
+        "symbols_done": sum(1 for o in r.symbols.values() if o.status != "pending"),
+        "symbols_failed": len(r.failed_symbols),
+        "rows_fetched": r.stages["fetch"].rows_out,
+        "rows_stored": r.rows_stored,
+        "rows_rejected": r.rows_rejected,
+    }
 
 
 def merge(job_id: str, results: list[JobResult], shards: list[list[str]]) -> JobResult:
@@ -352,8 +425,7 @@ def merge(job_id: str, results: list[JobResult], shards: list[list[str]]) -> Job
         merged.status = "cancelled"
     others = [r.error for r in results if r.status in ("timed_out", "cancelled") and r.error]
     if failed:
-        shown = "; ".join(f"shard {i} ({len(shards[i])} symbols): {r.error}"
-                          for i, r in failed[:3])
+        shown = "; ".join(f"shard {i} ({len(shards[i])} symbols): {r.error}" for i, r in failed[:3])
         merged.error = f"{len(failed)} of {len(results)} shards failed: {shown}"
     elif others:
         merged.error = others[0]
@@ -364,6 +436,5 @@ def _rates(result: JobResult) -> None:
     st = result.stats
     lookups = st.get("cache_hits", 0) + st.get("provider_calls", 0)
     st["cache_hit_rate"] = st.get("cache_hits", 0) / lookups if lookups else 0.0
-    st["error_rate"] = (len(result.failed_symbols) / len(result.symbols)
-                        if result.symbols else 0.0)
+    st["error_rate"] = len(result.failed_symbols) / len(result.symbols) if result.symbols else 0.0
     st["requests"] = len(result.symbols)

@@ -30,8 +30,9 @@ from ..sources import RetryPolicy
 __all__ = ["ClusterLimiter", "SharedBackoff", "TokenMinter", "install"]
 
 # provider calls wait for a token in these threads (a Queue.get blocks)
-_WAITERS = concurrent.futures.ThreadPoolExecutor(max_workers=64,
-                                                 thread_name_prefix="stockbatch-token")
+_WAITERS = concurrent.futures.ThreadPoolExecutor(
+    max_workers=64, thread_name_prefix="stockbatch-token"
+)
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,9 @@ class TokenMinter:
         self.minted = 0
         self.paused_s = 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"stockbatch-minter-{name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"stockbatch-minter-{name}", daemon=True
+        )
         self._thread.start()
 
     def _run(self) -> None:

@@ -67,9 +67,16 @@ def worker_state() -> _WorkerState:
         return _STATE
 
 
-def run_shard(index: int, symbols: list[str], options: dict[str, Any], db: str,
-              limit: LimitSpec | None, topic: str, job_id: str,
-              deadline: float | None) -> JobResult:
+def run_shard(
+    index: int,
+    symbols: list[str],
+    options: dict[str, Any],
+    db: str,
+    limit: LimitSpec | None,
+    topic: str,
+    job_id: str,
+    deadline: float | None,
+) -> JobResult:
     """One shard as one engine job on this worker; its :class:`JobResult` (exceptions that
     cannot cross processes are dropped, their text stays in ``error``)."""
     from distributed import get_client, get_worker
@@ -96,9 +103,14 @@ def run_shard(index: int, symbols: list[str], options: dict[str, Any], db: str,
         if limit is not None:
             install(source, limit, get_client())
         job = engine.create_stock_data_pipeline_job(
-            symbols, source=source, sink=sink, job_id=shard_id,
-            on_progress=_reporter(worker, topic, index), **options)
-    except Exception as exc:  # an unreachable database, a closed cluster: the shard fails
+            symbols,
+            source=source,
+            sink=sink,
+            job_id=shard_id,
+            on_progress=_reporter(worker, topic, index),
+            **options,
+        )
+    except Exception as exc:  # noqa: BLE001 - an unreachable database, a closed cluster: the shard fails
         if owned and source is not None:
             _close_source(state, source)
         result = JobResult(job_id=shard_id, status="failed", error=f"not run: {exc}")
@@ -126,8 +138,16 @@ def _reporter(worker: Any, topic: str, index: int) -> Any:
         if now - last[0] < PROGRESS_EVERY and p.symbols_done < p.symbols_total:
             return
         last[0] = now
-        _event(worker, topic, {"kind": "progress", "shard": index, "worker": worker.address,
-                               "progress": dataclasses.asdict(p)})
+        _event(
+            worker,
+            topic,
+            {
+                "kind": "progress",
+                "shard": index,
+                "worker": worker.address,
+                "progress": dataclasses.asdict(p),
+            },
+        )
 
     return report
 

@@ -24,8 +24,17 @@ from ._engine import BatchProcessingEngine
 from ._job import PipelineJob
 from ._result import STAGES, JobResult, Progress, StageStats, SymbolOutcome
 
-__all__ = ["BatchProcessingEngine", "PipelineJob", "JobResult", "SymbolOutcome", "StageStats",
-           "Progress", "STAGES", "execute_stock_batch_pipeline", "run_pipeline"]
+__all__ = [
+    "BatchProcessingEngine",
+    "PipelineJob",
+    "JobResult",
+    "SymbolOutcome",
+    "StageStats",
+    "Progress",
+    "STAGES",
+    "execute_stock_batch_pipeline",
+    "run_pipeline",
+]
 
 
 def run_pipeline(symbols: Iterable[str] | str, **options: Any) -> JobResult:

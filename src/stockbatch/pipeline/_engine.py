@@ -85,12 +85,19 @@ class BatchProcessingEngine:
     >>> print(result.summary())
     """
 
-    def __init__(self, *, max_concurrent_jobs: int = 4, slots: int = 256,
-                 chunk_rows: int = 65_536, min_chunk_rows: int = 16_384,
-                 flush_seconds: float = 1.0, store_attempts: int = 3,
-                 coalescer: Coalescer | None = None,
-                 optimizer: BatchOptimizer | None = None,
-                 alert_thresholds: Thresholds | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_concurrent_jobs: int = 4,
+        slots: int = 256,
+        chunk_rows: int = 65_536,
+        min_chunk_rows: int = 16_384,
+        flush_seconds: float = 1.0,
+        store_attempts: int = 3,
+        coalescer: Coalescer | None = None,
+        optimizer: BatchOptimizer | None = None,
+        alert_thresholds: Thresholds | None = None,
+    ) -> None:
         if max_concurrent_jobs < 1:
             raise ValueError("max_concurrent_jobs must be at least 1")
         if slots < 1 or chunk_rows < 1 or min_chunk_rows < 1:
@@ -110,8 +117,9 @@ class BatchProcessingEngine:
         self._admission = Admission(max_concurrent_jobs)
         self._io = IOLoop()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._source_sems: weakref.WeakKeyDictionary[Source, asyncio.Semaphore] = \
+        self._source_sems: weakref.WeakKeyDictionary[Source, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
         self._closed = False
         self._finished = {"completed": 0, "failed": 0, "cancelled": 0, "timed_out": 0}
@@ -124,15 +132,29 @@ class BatchProcessingEngine:
 
     # -- jobs ----------------------------------------------------------------------------
     def create_stock_data_pipeline_job(
-            self, symbols: Iterable[str] | str, *, source: Any = None,
-            base_url: str | None = None, sink: Sink | str | os.PathLike[str] | None = None,
-            include_historical: bool = True, store_data: bool = True, interval: str = "1d",
-            period: str | None = None, start: Any = None, end: Any = None,
-            mode: str = "upsert", table: str | None = None,
-            indicators: Iterable[str] | str | None = None, validate: bool = True,
-            spike_threshold: float | None = None, priority: int = 3,
-            timeout: float | None = None, on_progress: Callable[[Progress], Any] | None = None,
-            job_id: str | None = None, concurrency: int | None = None) -> PipelineJob:
+        self,
+        symbols: Iterable[str] | str,
+        *,
+        source: Any = None,
+        base_url: str | None = None,
+        sink: Sink | str | os.PathLike[str] | None = None,
+        include_historical: bool = True,
+        store_data: bool = True,
+        interval: str = "1d",
+        period: str | None = None,
+        start: Any = None,
+        end: Any = None,
+        mode: str = "upsert",
+        table: str | None = None,
+        indicators: Iterable[str] | str | None = None,
+        validate: bool = True,
+        spike_threshold: float | None = None,
+        priority: int = 3,
+        timeout: float | None = None,
+        on_progress: Callable[[Progress], Any] | None = None,
+        job_id: str | None = None,
+        concurrency: int | None = None,
+    ) -> PipelineJob:
         """Describe a job (nothing runs yet).
 
         Parameters
@@ -192,17 +214,32 @@ class BatchProcessingEngine:
         specs = tuple(i.strip() for i in indicators or ())
         if specs:
             from ..indicators import _plan
+
             _plan(specs)  # an unknown spec fails now, not after the fetch
         if store_data and sink is None:
             sink = "stockbatch.db"
         job = PipelineJob(
-            symbols=syms, source=src, sink=sink if store_data else None,
-            kind="bars" if include_historical else "quotes", interval=interval,
-            start_us=start_us, end_us=end_us, store_data=store_data, mode=mode, table=table,
-            indicators=specs, validate=validate, spike_threshold=spike_threshold,
-            priority=priority, timeout=timeout, on_progress=on_progress,
-            job_id=job_id or "", owns_source=owned, concurrency=concurrency,
-            invalid=invalid)
+            symbols=syms,
+            source=src,
+            sink=sink if store_data else None,
+            kind="bars" if include_historical else "quotes",
+            interval=interval,
+            start_us=start_us,
+            end_us=end_us,
+            store_data=store_data,
+            mode=mode,
+            table=table,
+            indicators=specs,
+            validate=validate,
+            spike_threshold=spike_threshold,
+            priority=priority,
+            timeout=timeout,
+            on_progress=on_progress,
+            job_id=job_id or "",
+            owns_source=owned,
+            concurrency=concurrency,
+            invalid=invalid,
+        )
         if specs and not include_historical:
             raise ValueError("indicators need bars (include_historical=True)")
         return job
@@ -216,7 +253,8 @@ class BatchProcessingEngine:
         with self._lock:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=self.max_concurrent_jobs * 2, thread_name_prefix="stockbatch-job")
+                    max_workers=self.max_concurrent_jobs * 2, thread_name_prefix="stockbatch-job"
+                )
             pool = self._pool
         self._register(job)
         return pool.submit(self.run, job)
@@ -250,10 +288,15 @@ class BatchProcessingEngine:
         from ..stats import health
 
         verdict = health(self.coalescer)
-        return {"status": verdict.status, "reasons": list(verdict.reasons),
-                "running": self._admission.running, "waiting": self._admission.waiting,
-                "finished": dict(self._finished), "coalescer": self.coalescer.stats(),
-                "loop_alive": self._io.alive}
+        return {
+            "status": verdict.status,
+            "reasons": list(verdict.reasons),
+            "running": self._admission.running,
+            "waiting": self._admission.waiting,
+            "finished": dict(self._finished),
+            "coalescer": self.coalescer.stats(),
+            "loop_alive": self._io.alive,
+        }
 
     def close(self) -> None:
         """Stop the engine's I/O loop and worker threads (running jobs finish first)."""
@@ -290,13 +333,14 @@ class BatchProcessingEngine:
         def target() -> None:
             try:
                 self._run_here(job)
-            except BaseException as exc:  # handed to the caller's thread below
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
                 failure.append(exc)
             finally:
                 done.set()
 
-        worker = threading.Thread(target=target, name=f"stockbatch-job-{job.job_id}",
-                                  daemon=True)  # a second Ctrl-C must not wait for it
+        worker = threading.Thread(
+            target=target, name=f"stockbatch-job-{job.job_id}", daemon=True
+        )  # a second Ctrl-C must not wait for it
         worker.start()
         try:
             _wait(done)
@@ -319,8 +363,7 @@ class BatchProcessingEngine:
     def _run_here(self, job: PipelineJob) -> JobResult:
         """The body of :meth:`run`, in the calling thread."""
         t0 = time.perf_counter()
-        result = JobResult(job_id=job.job_id,
-                           symbols={s: SymbolOutcome(s) for s in job.symbols})
+        result = JobResult(job_id=job.job_id, symbols={s: SymbolOutcome(s) for s in job.symbols})
         for s, why in job.invalid.items():  # refused when the job was made
             result.symbols[s] = SymbolOutcome(s, status="failed", error=f"invalid symbol: {why}")
         job.result = result
@@ -329,7 +372,7 @@ class BatchProcessingEngine:
         try:
             job.state = "running"
             sink, owns_sink = self._open_sink(job)
-        except Exception as exc:  # a bad URI, an unreachable database: the job cannot run
+        except Exception as exc:  # noqa: BLE001 - a bad URI, an unreachable database: the job cannot run
             self._admission.leave()
             for o in result.symbols.values():
                 o.status, o.error, o.exception = "failed", f"not run: {exc}", exc
@@ -352,8 +395,9 @@ class BatchProcessingEngine:
             raise ValueError(f"a different job with id {job.job_id!r} is already known")
         self._jobs[job.job_id] = job
 
-    def _finish(self, job: PipelineJob, result: JobResult, t0: float, status: str,
-                error: str | None) -> JobResult:
+    def _finish(
+        self, job: PipelineJob, result: JobResult, t0: float, status: str, error: str | None
+    ) -> JobResult:
         result.status, result.error = status, error
         result.total_processing_time_ms = (time.perf_counter() - t0) * 1e3
         job.state = status
@@ -386,7 +430,8 @@ class BatchProcessingEngine:
             sem = self._source_sems.get(job.source)
             if sem is None:
                 sem = self._source_sems[job.source] = asyncio.Semaphore(
-                    max(1, job.source.concurrency))
+                    max(1, job.source.concurrency)
+                )
             return sem
 
 
@@ -394,8 +439,9 @@ class _JobRun:
     """One run of one job: its fetch stage on the engine's loop, its chunk stages in this
     thread, and the result they make together."""
 
-    def __init__(self, engine: BatchProcessingEngine, job: PipelineJob, result: JobResult,
-                 sink: Sink | None) -> None:
+    def __init__(
+        self, engine: BatchProcessingEngine, job: PipelineJob, result: JobResult, sink: Sink | None
+    ) -> None:
         self.engine, self.job, self.result = engine, job, result
         if job.kind == "quotes":  # grouping limits are fixed when a Coalescer is made
             limit = max(1, job.source.max_symbols_per_call)
@@ -404,13 +450,25 @@ class _JobRun:
             self.co = engine.coalescer
         self.co_before = self.co.stats()
         self.src_before = _source_counts(job.source)
-        self.fetch = FetchStage(job, queue.SimpleQueue(), coalescer=self.co,
-                                optimizer=engine.optimizer, bound=engine._bound(job),
-                                slots=engine.slots, observe=engine.alerts.observe_call)
-        self.stages = ChunkStages(job, result, sink, self.fetch, chunk_rows=engine.chunk_rows,
-                                  min_chunk_rows=engine.min_chunk_rows,
-                                  flush_seconds=engine.flush_seconds,
-                                  store_attempts=engine.store_attempts)
+        self.fetch = FetchStage(
+            job,
+            queue.SimpleQueue(),
+            coalescer=self.co,
+            optimizer=engine.optimizer,
+            bound=engine._bound(job),
+            slots=engine.slots,
+            observe=engine.alerts.observe_call,
+        )
+        self.stages = ChunkStages(
+            job,
+            result,
+            sink,
+            self.fetch,
+            chunk_rows=engine.chunk_rows,
+            min_chunk_rows=engine.min_chunk_rows,
+            flush_seconds=engine.flush_seconds,
+            store_attempts=engine.store_attempts,
+        )
 
     def run(self) -> tuple[str, str | None]:
         job, fetch, stages = self.job, self.fetch, self.stages
@@ -434,6 +492,7 @@ class _JobRun:
             self.result.table = kernels.normalize(whole).table if job.kind == "bars" else whole
         elif not job.store_data:
             from ..schema import BARS, QUOTES
+
             self.result.table = (BARS if job.kind == "bars" else QUOTES).empty_table()
         if stages.rejected_tables:
             self.result.rejected = pa.concat_tables(stages.rejected_tables)
@@ -449,8 +508,7 @@ class _JobRun:
         job, st = self.job, self.stages
         now = _source_counts(job.source)
         src = {k: v - self.src_before.get(k, 0) for k, v in now.items()}
-        co = {k: v - self.co_before[k] for k, v in self.co.stats().items()
-              if isinstance(v, int)}
+        co = {k: v - self.co_before[k] for k, v in self.co.stats().items() if isinstance(v, int)}
         n = len(job.symbols)
         calls = src["requests"]
         lookups = src["cache_hits"] + calls
@@ -458,24 +516,29 @@ class _JobRun:
         fetch.rows_in = n
         fetch.seconds = (st.fetch_end or time.perf_counter()) - st.t0  # wall, overlapped
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        self.result.stats.update({
-            "requests": n,
-            "provider_calls": calls,
-            "calls_saved_by_coalescing": co["requests_in"] - co["calls_out"],
-            "cache_hits": src["cache_hits"],
-            "calls_saved_by_cache": src["saved_calls"],
-            "cache_hit_rate": src["cache_hits"] / lookups if lookups else 0.0,
-            "retries": src["retries"],
-            "rate_limited": src["rate_limited"],
-            "error_rate": (len(self.result.failed_symbols) / len(self.result.symbols)
-                           if self.result.symbols else 0.0),
-            "duplicates_dropped": st.dups,
-            "store_attempts": st.attempts,
-            "rows_refused_by_db": st.refused,
-            "out_of_window": st.out_of_window,
-            "peak_rss_mb": peak / (1024 * 1024 if sys.platform == "darwin" else 1024),
-            "batch_size": self.engine.optimizer.recommend(f"fetch:{job.source.name}"),
-        })
+        self.result.stats.update(
+            {
+                "requests": n,
+                "provider_calls": calls,
+                "calls_saved_by_coalescing": co["requests_in"] - co["calls_out"],
+                "cache_hits": src["cache_hits"],
+                "calls_saved_by_cache": src["saved_calls"],
+                "cache_hit_rate": src["cache_hits"] / lookups if lookups else 0.0,
+                "retries": src["retries"],
+                "rate_limited": src["rate_limited"],
+                "error_rate": (
+                    len(self.result.failed_symbols) / len(self.result.symbols)
+                    if self.result.symbols
+                    else 0.0
+                ),
+                "duplicates_dropped": st.dups,
+                "store_attempts": st.attempts,
+                "rows_refused_by_db": st.refused,
+                "out_of_window": st.out_of_window,
+                "peak_rss_mb": peak / (1024 * 1024 if sys.platform == "darwin" else 1024),
+                "batch_size": self.engine.optimizer.recommend(f"fetch:{job.source.name}"),
+            }
+        )
 
 
 def _source_counts(source: Source) -> dict[str, int]:

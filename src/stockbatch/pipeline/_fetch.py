@@ -42,9 +42,17 @@ DONE = object()
 class FetchStage:
     """Fetch ``job``'s symbols into ``inbox``; see the module docstring."""
 
-    def __init__(self, job: PipelineJob, inbox: queue.SimpleQueue, *, coalescer: Coalescer,
-                 optimizer: BatchOptimizer, bound: asyncio.Semaphore, slots: int,
-                 observe: Callable[[float, bool], Any] | None = None) -> None:
+    def __init__(
+        self,
+        job: PipelineJob,
+        inbox: queue.SimpleQueue,
+        *,
+        coalescer: Coalescer,
+        optimizer: BatchOptimizer,
+        bound: asyncio.Semaphore,
+        slots: int,
+        observe: Callable[[float, bool], Any] | None = None,
+    ) -> None:
         self.job, self.inbox, self.co, self.optimizer = job, inbox, coalescer, optimizer
         self.observe = observe  # told each provider call's seconds and whether it failed
         self.bound = bound
@@ -87,9 +95,19 @@ class FetchStage:
         self._started.set()
         kind: RequestKind = "history" if job.kind == "bars" else "quote"
         deadline = None if job.timeout is None else time.monotonic() + job.timeout
-        reqs = [Request(kind, self.provider, s, job.interval if kind == "history" else None,
-                        job.start_us or None, job.end_us or None, priority=job.priority,
-                        deadline=deadline) for s in job.symbols]
+        reqs = [
+            Request(
+                kind,
+                self.provider,
+                s,
+                job.interval if kind == "history" else None,
+                job.start_us or None,
+                job.end_us or None,
+                priority=job.priority,
+                deadline=deadline,
+            )
+            for s in job.symbols
+        ]
         pending = {r.id: r for r in reqs}
         all_answered = loop.create_future()
 
@@ -106,8 +124,12 @@ class FetchStage:
             else:
                 answer(req, fut.exception() or fut.result())
 
-        q = BatchQueue(max(len(reqs), 1), on_expire=lambda r: answer(
-            r, JobTimeout(f"not fetched before the job's timeout ({job.timeout:g} s)")))
+        q = BatchQueue(
+            max(len(reqs), 1),
+            on_expire=lambda r: answer(
+                r, JobTimeout(f"not fetched before the job's timeout ({job.timeout:g} s)")
+            ),
+        )
         op = f"fetch:{job.source.name}"
         tasks: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
@@ -117,8 +139,11 @@ class FetchStage:
 
         def launch() -> None:
             for call in co.take_calls():
-                keep(loop.create_task(run_call(co, job.source, call, self.bound,
-                                                observe=self.observe)))
+                keep(
+                    loop.create_task(
+                        run_call(co, job.source, call, self.bound, observe=self.observe)
+                    )
+                )
 
         try:
             q.put_many(reqs)
@@ -152,13 +177,23 @@ class FetchStage:
         """Teach the optimizer how long a wave of this size took, and how it went."""
         await asyncio.wait(futs)
         errs = [f.exception() for f in futs if not f.cancelled() and f.exception()]
-        self.optimizer.record(op, len(futs), time.perf_counter() - t0,
-                              ok=all(isinstance(e, SymbolNotFound) for e in errs),
-                              rate_limited=any(isinstance(e, RateLimited) for e in errs))
+        self.optimizer.record(
+            op,
+            len(futs),
+            time.perf_counter() - t0,
+            ok=all(isinstance(e, SymbolNotFound) for e in errs),
+            rate_limited=any(isinstance(e, RateLimited) for e in errs),
+        )
 
 
-async def run_call(co: Coalescer, source: Any, call: Any, bound: asyncio.Semaphore, *,
-                   observe: Callable[[float, bool], Any] | None = None) -> None:
+async def run_call(
+    co: Coalescer,
+    source: Any,
+    call: Any,
+    bound: asyncio.Semaphore,
+    *,
+    observe: Callable[[float, bool], Any] | None = None,
+) -> None:
     """One provider call within ``bound``; every waiter is answered whatever happens.
     ``observe(seconds, failed)`` is told how it went (a symbol not found is no failure)."""
     t0 = 0.0
@@ -168,8 +203,9 @@ async def run_call(co: Coalescer, source: Any, call: Any, bound: asyncio.Semapho
             if call.kind == "quote":
                 value = await source.fetch_quotes(list(call.symbols))
             else:
-                value = await source.fetch_history(call.symbol, interval=call.interval,
-                                                   start=call.start, end=call.end)
+                value = await source.fetch_history(
+                    call.symbol, interval=call.interval, start=call.start, end=call.end
+                )
     except ProviderError as exc:
         if observe is not None:
             observe(time.perf_counter() - t0, not isinstance(exc, SymbolNotFound))
@@ -177,9 +213,12 @@ async def run_call(co: Coalescer, source: Any, call: Any, bound: asyncio.Semapho
     except asyncio.CancelledError:
         co.fail(call, JobCancelled("the fetch was cancelled"))
         raise
-    except Exception as exc:  # a bug here or in a library: the symbol fails, others go on
-        err = ProviderError(f"unexpected {type(exc).__name__} in source {source.name}: {exc}",
-                            provider=source.name, symbol=call.symbol)
+    except Exception as exc:  # noqa: BLE001 - a bug here or in a library: the symbol fails, others go on
+        err = ProviderError(
+            f"unexpected {type(exc).__name__} in source {source.name}: {exc}",
+            provider=source.name,
+            symbol=call.symbol,
+        )
         err.__cause__ = exc  # kept for debugging (SymbolOutcome.exception.__cause__)
         co.fail(call, err)
     else:

@@ -19,8 +19,15 @@ from ..sources import FailoverSource, Source
 from ..sources._base import DAILY_INTERVALS, period_days, to_epoch
 from ._result import JobResult, Progress
 
-__all__ = ["PipelineJob", "INTERVALS", "provider_symbols", "check_interval", "check_table_name", "resolve_source",
-           "resolve_window"]
+__all__ = [
+    "PipelineJob",
+    "INTERVALS",
+    "provider_symbols",
+    "check_interval",
+    "check_table_name",
+    "resolve_source",
+    "resolve_window",
+]
 
 _job_ids = itertools.count(1)
 SOURCE_NAMES = ("yahoo", "yfinance", "alphavantage")
@@ -49,13 +56,16 @@ def resolve_source(source: Any = None, *, base_url: str | None = None) -> tuple[
             return sources.YahooChartSource(**kw), True
         if source == "alphavantage":
             return sources.AlphaVantageSource(**kw), True
-        raise ValueError(f"unknown source {source!r}: use one of {', '.join(SOURCE_NAMES)} "
-                         "or a stockbatch.sources.Source")
+        raise ValueError(
+            f"unknown source {source!r}: use one of {', '.join(SOURCE_NAMES)} "
+            "or a stockbatch.sources.Source"
+        )
     if isinstance(source, Sequence):
         made = [resolve_source(s, base_url=base_url) for s in source]
         return FailoverSource([s for s, _ in made]), any(o for _, o in made)
-    raise TypeError(f"source must be a name, a Source or a list of them, not "
-                    f"{type(source).__name__}")
+    raise TypeError(
+        f"source must be a name, a Source or a list of them, not {type(source).__name__}"
+    )
 
 
 #: Every bar interval some built-in source serves (the CLI's choices).
@@ -65,11 +75,16 @@ INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "1wk", "1
 def check_interval(source: Source, interval: str) -> None:
     """``ValueError`` naming what ``source`` serves when it cannot serve ``interval``."""
     served = source.intervals
-    if not isinstance(interval, str) or (served is not None and interval not in served) \
-            or (served is None and interval not in INTERVALS + DAILY_INTERVALS):
+    if (
+        not isinstance(interval, str)
+        or (served is not None and interval not in served)
+        or (served is None and interval not in INTERVALS + DAILY_INTERVALS)
+    ):
         can = served if served is not None else INTERVALS + DAILY_INTERVALS
-        raise ValueError(f"{source.name} does not serve interval {interval!r}: use one of "
-                         f"{', '.join(dict.fromkeys(can))}")
+        raise ValueError(
+            f"{source.name} does not serve interval {interval!r}: use one of "
+            f"{', '.join(dict.fromkeys(can))}"
+        )
 
 
 def check_table_name(table: str, sink: Any = None) -> None:
@@ -92,8 +107,9 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-def resolve_window(interval: str, period: str | None, start: Any, end: Any,
-                   *, now: float | None = None) -> tuple[int, int]:
+def resolve_window(
+    interval: str, period: str | None, start: Any, end: Any, *, now: float | None = None
+) -> tuple[int, int]:
     """``[start, end)`` in epoch microseconds. A period counts back from now, as Yahoo's
     ``range=`` does; the window is widened to whole UTC days (daily or coarser bars) or whole
     minutes, so it covers Yahoo's and repeated jobs of one day ask for the same range (they
@@ -109,9 +125,11 @@ def resolve_window(interval: str, period: str | None, start: Any, end: Any,
     if p1 is None:
         p1 = int(anchor - period_days(period or "1mo") * 86400) // step * step
     if p2 <= p1:
-        raise ValueError(f"end ({dt.datetime.fromtimestamp(p2, dt.timezone.utc):%Y-%m-%d %H:%M}) "
-                         f"is not after start "
-                         f"({dt.datetime.fromtimestamp(p1, dt.timezone.utc):%Y-%m-%d %H:%M})")
+        raise ValueError(
+            f"end ({dt.datetime.fromtimestamp(p2, dt.timezone.utc):%Y-%m-%d %H:%M}) "
+            f"is not after start "
+            f"({dt.datetime.fromtimestamp(p1, dt.timezone.utc):%Y-%m-%d %H:%M})"
+        )
     return p1 * 1_000_000, p2 * 1_000_000
 
 
@@ -128,7 +146,7 @@ class PipelineJob:
     symbols: tuple[str, ...]  # in the provider's spelling
     source: Source
     sink: Sink | str | os.PathLike | None
-    kind: str = "bars"                      # "bars" (history) or "quotes"
+    kind: str = "bars"  # "bars" (history) or "quotes"
     interval: str = "1d"
     start_us: int = 0
     end_us: int = 0
@@ -152,11 +170,16 @@ class PipelineJob:
     _cancel_reason: str = field(default="cancelled", repr=False)
 
     def __repr__(self) -> str:  # never the database password (a URI may carry it)
-        sink = self.sink if self.sink is None or isinstance(self.sink, Sink) \
+        sink = (
+            self.sink
+            if self.sink is None or isinstance(self.sink, Sink)
             else redact(str(self.sink))
-        return (f"PipelineJob(job_id={self.job_id!r}, state={self.state!r}, "
-                f"symbols={len(self.symbols)}, source={self.source.name!r}, sink={sink!r}, "
-                f"kind={self.kind!r}, interval={self.interval!r}, mode={self.mode!r})")
+        )
+        return (
+            f"PipelineJob(job_id={self.job_id!r}, state={self.state!r}, "
+            f"symbols={len(self.symbols)}, source={self.source.name!r}, sink={sink!r}, "
+            f"kind={self.kind!r}, interval={self.interval!r}, mode={self.mode!r})"
+        )
 
     __str__ = __repr__
 
@@ -171,8 +194,9 @@ class PipelineJob:
             raise ValueError("timeout must be positive")
 
 
-def provider_symbols(source: Source, symbols: Iterable[str]
-                     ) -> tuple[tuple[str, ...], dict[str, str]]:
+def provider_symbols(
+    source: Source, symbols: Iterable[str]
+) -> tuple[tuple[str, ...], dict[str, str]]:
     """``symbols`` in the provider's spelling (``source.normalize_symbol``: Yahoo upper-cases,
     so ``aapl`` and ``AAPL`` are one series), duplicates dropped, order kept; and the
     symbols the provider cannot have, each with the reason (they fail, the others run)."""
@@ -203,4 +227,3 @@ def clean_symbols(symbols: Iterable[str] | str) -> tuple[str, ...]:
     if not out:
         raise ValueError("no symbols given")
     return tuple(out)
-

@@ -51,8 +51,10 @@ class IOLoop:
         ``timeout`` s; ``RuntimeError`` on the loop's own thread (it would wait forever)."""
         if self.on_loop_thread():
             coro.close()
-            raise RuntimeError("run_coroutine was called on the engine's own loop thread: "
-                               "await the coroutine there instead")
+            raise RuntimeError(
+                "run_coroutine was called on the engine's own loop thread: "
+                "await the coroutine there instead"
+            )
         fut = self.submit(coro)
         try:
             return fut.result(timeout)

@@ -54,9 +54,14 @@ class SymbolOutcome:
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"symbol": self.symbol, "status": self.status, "rows": self.rows,
-                "quarantined": self.quarantined, "refused": self.refused,
-                "error": self.error}
+        return {
+            "symbol": self.symbol,
+            "status": self.status,
+            "rows": self.rows,
+            "quarantined": self.quarantined,
+            "refused": self.refused,
+            "error": self.error,
+        }
 
 
 @dataclass
@@ -123,8 +128,9 @@ class JobResult:
     @property
     def failed_symbols(self) -> list[str]:
         """Symbols not stored: failed, cancelled, or refused whole by the database."""
-        return [s for s, o in self.symbols.items()
-                if o.status in ("failed", "cancelled", "refused")]
+        return [
+            s for s, o in self.symbols.items() if o.status in ("failed", "cancelled", "refused")
+        ]
 
     @property
     def rows_refused(self) -> int:
@@ -152,8 +158,8 @@ class JobResult:
             f"{len(self.failed_symbols)} failed of {len(self.symbols)}",
             f"rows: {self.rows_stored} stored, {self.rows_rejected} quarantined"
             + (f" ({self.rows_refused} refused by the database)" if self.rows_refused else ""),
-            "ms per stage: " + ", ".join(f"{k} {v.seconds * 1e3:.1f}"
-                                         for k, v in self.stages.items()),
+            "ms per stage: "
+            + ", ".join(f"{k} {v.seconds * 1e3:.1f}" for k, v in self.stages.items()),
             f"total: {self.total_processing_time_ms:.1f} ms",
         ]
         for s in self.failed_symbols[:20]:
@@ -165,15 +171,20 @@ class JobResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready): everything but the tables."""
         return {
-            "job_id": self.job_id, "status": self.status, "success": self.success,
-            "error": self.error, "total_processing_time_ms": self.total_processing_time_ms,
+            "job_id": self.job_id,
+            "status": self.status,
+            "success": self.success,
+            "error": self.error,
+            "total_processing_time_ms": self.total_processing_time_ms,
             "symbols": {s: o.to_dict() for s, o in self.symbols.items()},
             "stages": {s: asdict(v) for s, v in self.stages.items()},
             "stats": dict(self.stats),
         }
 
     def __repr__(self) -> str:
-        return (f"JobResult(job_id={self.job_id!r}, status={self.status!r}, "
-                f"symbols={len(self.symbols)}, failed={len(self.failed_symbols)}, "
-                f"rows_stored={self.rows_stored}, rows_rejected={self.rows_rejected}, "
-                f"ms={self.total_processing_time_ms:.1f})")
+        return (
+            f"JobResult(job_id={self.job_id!r}, status={self.status!r}, "
+            f"symbols={len(self.symbols)}, failed={len(self.failed_symbols)}, "
+            f"rows_stored={self.rows_stored}, rows_rejected={self.rows_rejected}, "
+            f"ms={self.total_processing_time_ms:.1f})"
+        )

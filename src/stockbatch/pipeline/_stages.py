@@ -35,9 +35,18 @@ _RELEASE_EVERY = 64  # answers taken before their slots are given back in one ca
 class ChunkStages:
     """Consume one job's answers; see the module docstring."""
 
-    def __init__(self, job: PipelineJob, result: JobResult, sink: Sink | None,
-                 fetch: FetchStage, *, chunk_rows: int, min_chunk_rows: int,
-                 flush_seconds: float, store_attempts: int) -> None:
+    def __init__(
+        self,
+        job: PipelineJob,
+        result: JobResult,
+        sink: Sink | None,
+        fetch: FetchStage,
+        *,
+        chunk_rows: int,
+        min_chunk_rows: int,
+        flush_seconds: float,
+        store_attempts: int,
+    ) -> None:
         self.job, self.result, self.sink, self.fetch = job, result, sink, fetch
         self.chunk_rows, self.min_chunk_rows = chunk_rows, min_chunk_rows
         self.flush_seconds, self.store_attempts = flush_seconds, store_attempts
@@ -46,7 +55,7 @@ class ChunkStages:
         self.fetched = self.stored = self.rejected = self.refused = 0
         self.done = self.failed = self.dups = self.attempts = 0
         self.out_of_window = 0  # bars the source dropped outside the asked window
-        self.tables: list[pa.Table] = []           # jobs without storage return their rows
+        self.tables: list[pa.Table] = []  # jobs without storage return their rows
         self.rejected_tables: list[pa.Table] = []
         self.analysis: list[pa.Table] = []
 
@@ -58,7 +67,7 @@ class ChunkStages:
         chunk: list[tuple[str, pa.RecordBatch]] = []
         rows = 0
         since = 0.0  # when the chunk's oldest answer arrived
-        taken = 0    # answers taken whose slots are not given back yet
+        taken = 0  # answers taken whose slots are not given back yet
         while True:
             try:
                 item = self.fetch.inbox.get_nowait()
@@ -71,8 +80,7 @@ class ChunkStages:
                     self.flush(chunk)
                     chunk, rows = [], 0
                     continue
-                item = self._get(deadline,
-                                 max(0.0, self.flush_seconds - waited) if chunk else None)
+                item = self._get(deadline, max(0.0, self.flush_seconds - waited) if chunk else None)
                 if item is None:  # the chunk's time is up
                     continue
             if item is DONE:
@@ -105,10 +113,14 @@ class ChunkStages:
                     return self.fetch.inbox.get()
                 return self.fetch.inbox.get(timeout=limit)
             except queue.Empty:
-                if deadline is not None and self.fetch.abort_reason is None \
-                        and time.monotonic() >= deadline:
-                    self.fetch.abort(JobTimeout(f"job {self.job.job_id} timed out after "
-                                                f"{self.job.timeout:g} s"))
+                if (
+                    deadline is not None
+                    and self.fetch.abort_reason is None
+                    and time.monotonic() >= deadline
+                ):
+                    self.fetch.abort(
+                        JobTimeout(f"job {self.job.job_id} timed out after {self.job.timeout:g} s")
+                    )
                     continue
                 return None
 
@@ -175,13 +187,21 @@ class ChunkStages:
 
         t = time.perf_counter()
         # indicators asked for are computed before the store, to be stored with the bars
-        wide = self.indicators(table) if job.indicators and table.num_rows and \
-            self.sink is not None else None
+        wide = (
+            self.indicators(table)
+            if job.indicators and table.num_rows and self.sink is not None
+            else None
+        )
         error, stored = self.store(table, rejected, meta, wide)
         refused = stored.rejected if stored is not None else 0
         by_symbol = stored.refused_by_symbol if stored is not None else {}
-        _add(stages["store"], table.num_rows + n_rej,
-             0 if error else table.num_rows - refused, n_rej + refused, time.perf_counter() - t)
+        _add(
+            stages["store"],
+            table.num_rows + n_rej,
+            0 if error else table.num_rows - refused,
+            n_rej + refused,
+            time.perf_counter() - t,
+        )
         valid_counts, rej_counts = _counts(table), _counts(rejected)
         for s, _ in chunk:
             o = self.result.symbols[s]
@@ -198,8 +218,10 @@ class ChunkStages:
             o.status = "refused" if o.refused and not o.rows else "stored"
             if o.refused:
                 assert stored is not None
-                o.error = (f"the database refused {o.refused} of its rows: "
-                           f"{stored.refused_errors.get(s, '')}")
+                o.error = (
+                    f"the database refused {o.refused} of its rows: "
+                    f"{stored.refused_errors.get(s, '')}"
+                )
                 self.failed += o.status == "refused"
         if error is None:
             self.refused += refused
@@ -213,15 +235,22 @@ class ChunkStages:
                 self.analysis.append(wide)
                 if stored is not None:
                     st = self.result.stats
-                    st["indicator_values_stored"] = st.get("indicator_values_stored", 0) + \
-                        stored.indicators_written + stored.indicators_updated + \
-                        stored.indicators_ignored
+                    st["indicator_values_stored"] = (
+                        st.get("indicator_values_stored", 0)
+                        + stored.indicators_written
+                        + stored.indicators_updated
+                        + stored.indicators_ignored
+                    )
             elif job.indicators and table.num_rows:
                 self.analyze(table)
 
-    def store(self, table: pa.Table, rejected: pa.Table | None, meta: dict | None = None,
-              indicators: pa.Table | None = None
-              ) -> tuple[SinkError | SchemaError | None, IngestResult | None]:
+    def store(
+        self,
+        table: pa.Table,
+        rejected: pa.Table | None,
+        meta: dict | None = None,
+        indicators: pa.Table | None = None,
+    ) -> tuple[SinkError | SchemaError | None, IngestResult | None]:
         """Write a chunk and its rejected rows in one transaction; retry, and on the last
         try bisect so that only the rows the database refuses are quarantined (with its
         error). Returns the error when the chunk could not be stored, else what the sink
@@ -237,10 +266,17 @@ class ChunkStages:
             split = attempt == self.store_attempts and attempt > 1
             try:
                 return None, sink.ingest(
-                    table, table=job.table, kind=job.kind, mode=mode,
-                    on_error="split" if split else "raise", job_id=job.job_id,
-                    source=job.source.name, quarantine=quarantine,
-                    meta=meta if job.kind == "bars" else None, indicators=indicators)
+                    table,
+                    table=job.table,
+                    kind=job.kind,
+                    mode=mode,
+                    on_error="split" if split else "raise",
+                    job_id=job.job_id,
+                    source=job.source.name,
+                    quarantine=quarantine,
+                    meta=meta if job.kind == "bars" else None,
+                    indicators=indicators,
+                )
             except SchemaError as exc:  # the table does not take these rows: no retry
                 return exc, None
             except SinkError as exc:
@@ -258,20 +294,33 @@ class ChunkStages:
 
         t = time.perf_counter()
         out = compute(table, list(self.job.indicators))
-        keep = list(_KEY_COLS) + out.schema.names[table.num_columns:]
-        _add(self.result.stages["analyze"], table.num_rows, table.num_rows, 0,
-             time.perf_counter() - t)
+        keep = list(_KEY_COLS) + out.schema.names[table.num_columns :]
+        _add(
+            self.result.stages["analyze"],
+            table.num_rows,
+            table.num_rows,
+            0,
+            time.perf_counter() - t,
+        )
         return out.select(keep)
 
     def progress(self, stage: str) -> None:
         cb = self.job.on_progress
         if cb is None:
             return
-        cb(Progress(job_id=self.job.job_id, symbols_total=len(self.job.symbols),
-                    symbols_done=self.done, symbols_failed=self.failed,
-                    rows_fetched=self.fetched, rows_stored=self.stored,
-                    rows_rejected=self.rejected, stage=stage,
-                    elapsed_s=time.perf_counter() - self.t0))
+        cb(
+            Progress(
+                job_id=self.job.job_id,
+                symbols_total=len(self.job.symbols),
+                symbols_done=self.done,
+                symbols_failed=self.failed,
+                rows_fetched=self.fetched,
+                rows_stored=self.stored,
+                rows_rejected=self.rejected,
+                stage=stage,
+                elapsed_s=time.perf_counter() - self.t0,
+            )
+        )
 
 
 def _add(st: StageStats, rows_in: int, rows_out: int, rejected: int, seconds: float) -> None:

@@ -55,8 +55,18 @@ from .._errors import SinkError
 from ._base import DEFAULT_BATCH_ROWS, MODES, IngestResult, Level, Sink, redact
 from ._pool import Pool
 
-__all__ = ["connect", "Sink", "IngestResult", "Level", "MODES", "Pool",
-           "DEFAULT_BATCH_ROWS", "BASIC", "ADVANCED", "EXTREME"]
+__all__ = [
+    "connect",
+    "Sink",
+    "IngestResult",
+    "Level",
+    "MODES",
+    "Pool",
+    "DEFAULT_BATCH_ROWS",
+    "BASIC",
+    "ADVANCED",
+    "EXTREME",
+]
 
 BASIC, ADVANCED, EXTREME = Level.BASIC, Level.ADVANCED, Level.EXTREME
 
@@ -92,20 +102,25 @@ def connect(uri: str | os.PathLike, **options: Any) -> Sink:
     _check_options(scheme, text, options)
     if scheme in ("postgresql", "postgres"):
         from ._postgres import PostgresSink
-        return PostgresSink(text if scheme == "postgresql" else "postgresql://" + rest,
-                            **options)
+
+        return PostgresSink(text if scheme == "postgresql" else "postgresql://" + rest, **options)
     if scheme in ("mysql", "mariadb"):
         from ._mysql import MysqlSink
+
         return MysqlSink(text, **options)
     if scheme == "duckdb":
         from ._duckdb import DuckdbSink
+
         return DuckdbSink(_path(rest), **options)
     if scheme == "sqlite":
         from ._sqlite import SqliteSink
+
         return SqliteSink(_path(rest), **options)
     if sep:
-        raise SinkError(f"unknown sink URI scheme {redact(scheme)!r}: use sqlite, postgresql, "
-                        "duckdb, mysql or mariadb")
+        raise SinkError(
+            f"unknown sink URI scheme {redact(scheme)!r}: use sqlite, postgresql, "
+            "duckdb, mysql or mariadb"
+        )
     head, colon, tail = text.partition(":")
     if colon and head.lower() in ("sqlite", "duckdb") and tail:  # sqlite:rel.db
         text, scheme = tail, head.lower()
@@ -113,27 +128,37 @@ def connect(uri: str | os.PathLike, **options: Any) -> Sink:
         scheme = "duckdb"
     if scheme == "duckdb":
         from ._duckdb import DuckdbSink
+
         return DuckdbSink(text, **options)
     from ._sqlite import SqliteSink
+
     return SqliteSink(text, **options)
 
 
 _COMMON_OPTIONS = {"pool_size", "pool_timeout", "level", "batch_rows", "tables"}
-_OPTIONS = {"postgresql": {"upsert_strategy"}, "postgres": {"upsert_strategy"},
-            "mysql": {"tmpdir"}, "mariadb": {"tmpdir"}, "duckdb": set(),
-            "sqlite": {"busy_timeout"}}
+_OPTIONS = {
+    "postgresql": {"upsert_strategy"},
+    "postgres": {"upsert_strategy"},
+    "mysql": {"tmpdir"},
+    "mariadb": {"tmpdir"},
+    "duckdb": set(),
+    "sqlite": {"busy_timeout"},
+}
 
 
 def _check_options(scheme: str, text: str, options: dict) -> None:
     if not scheme:
         head = text.partition(":")[0].lower()
-        scheme = "duckdb" if head == "duckdb" or text.lower().endswith((".duckdb", ".ddb")) \
-            else "sqlite"
+        scheme = (
+            "duckdb" if head == "duckdb" or text.lower().endswith((".duckdb", ".ddb")) else "sqlite"
+        )
     allowed = _COMMON_OPTIONS | _OPTIONS.get(scheme, set())
     unknown = sorted(set(options) - allowed)
     if unknown and scheme in _OPTIONS:
-        raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for a {scheme} "
-                         f"sink: use {', '.join(sorted(allowed))}")
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for a {scheme} "
+            f"sink: use {', '.join(sorted(allowed))}"
+        )
 
 
 def _path(rest: str) -> str:

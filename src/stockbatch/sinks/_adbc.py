@@ -47,8 +47,13 @@ class AdbcSink(Sink):
             except adbc_driver_manager.Error:
                 return batch
             self._schemas[table] = schema
-        if all(f.name in batch.schema.names and batch.schema.field(f.name).type == f.type
-               for f in schema) and len(schema) == batch.num_columns:
+        if (
+            all(
+                f.name in batch.schema.names and batch.schema.field(f.name).type == f.type
+                for f in schema
+            )
+            and len(schema) == batch.num_columns
+        ):
             return batch
         cols = []
         for f in schema:
@@ -63,7 +68,7 @@ class AdbcSink(Sink):
                     raise SchemaError(
                         f"column {f.name!r} of table {table!r} holds {f.type} but the data "
                         f"is {col.type}: {exc}",
-                        {f.name: f"table {table!r} stores {f.type}; the data is {col.type}"}
+                        {f.name: f"table {table!r} stores {f.type}; the data is {col.type}"},
                     ) from None
             cols.append(col)
         return pa.RecordBatch.from_arrays(cols, names=schema.names)
@@ -79,22 +84,31 @@ class AdbcSink(Sink):
             return col.cast(pa.timestamp("us", tz=to.tz)).cast(to)
         return col.cast(to)
 
-    def _move(self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level,
-              temporary: bool = False) -> None:
+    def _move(
+        self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level, temporary: bool = False
+    ) -> None:
         cur = conn.cursor()
         try:
             if level is Level.BASIC:
                 d = self.dialect
                 cols = ", ".join(d.quote(c) for c in batch.schema.names)
                 marks = ", ".join(d.param(i) for i in range(batch.num_columns))
-                cur.executemany(sql("INSERT INTO {t} ({cols}) VALUES ({marks})",
-                                    t=d.quote(table), cols=cols, marks=marks), batch)
+                cur.executemany(
+                    sql(
+                        "INSERT INTO {t} ({cols}) VALUES ({marks})",
+                        t=d.quote(table),
+                        cols=cols,
+                        marks=marks,
+                    ),
+                    batch,
+                )
             else:
                 db_schema, name = self._split_name(table)
                 if not temporary:
                     batch = self._target(conn, table, batch)
-                cur.adbc_ingest(name, batch, mode="append", db_schema_name=db_schema,
-                                temporary=temporary)
+                cur.adbc_ingest(
+                    name, batch, mode="append", db_schema_name=db_schema, temporary=temporary
+                )
         finally:
             cur.close()
 
@@ -111,25 +125,37 @@ class AdbcSink(Sink):
         # COPY / Arrow ingest into a temporary stage, then one set-based merge on the hash
         d = self.dialect
         stage = self._stage_name("quarantine")
-        self._exec(conn, SPECS["quarantine"].create(d, stage, if_not_exists=True,
-                                                    temporary=True, keyed=False))
+        self._exec(
+            conn,
+            SPECS["quarantine"].create(d, stage, if_not_exists=True, temporary=True, keyed=False),
+        )
         self._clear_stage(conn, stage)
         for batch in self._aux_prepare(q).to_batches():
             self._move(conn, stage, batch, level=Level.ADVANCED, temporary=True)
         cols = ", ".join(d.quote(c) for c in q.column_names)
         qt = d.quote(table)
-        self._exec(conn, sql(
-            "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} WHERE true ON CONFLICT ({h}) "
-            "DO UPDATE SET {n} = {t}.{n} + excluded.{n}, {last} = excluded.{last}, "
-            "{job} = excluded.{job}", t=qt, s=d.quote(stage), cols=cols,
-            h=d.quote("row_hash"), n=d.quote("seen_count"), last=d.quote("last_seen"),
-            job=d.quote("job_id")))
+        self._exec(
+            conn,
+            sql(
+                "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} WHERE true ON CONFLICT ({h}) "
+                "DO UPDATE SET {n} = {t}.{n} + excluded.{n}, {last} = excluded.{last}, "
+                "{job} = excluded.{job}",
+                t=qt,
+                s=d.quote(stage),
+                cols=cols,
+                h=d.quote("row_hash"),
+                n=d.quote("seen_count"),
+                last=d.quote("last_seen"),
+                job=d.quote("job_id"),
+            ),
+        )
 
     def _stage(self, conn: Any, kind: str, batch: pa.RecordBatch, level: Level) -> str:
         stage = self._stage_name(kind)
         d = self.dialect
-        self._exec(conn, SPECS[kind].create(d, stage, if_not_exists=True, temporary=True,
-                                            keyed=False))
+        self._exec(
+            conn, SPECS[kind].create(d, stage, if_not_exists=True, temporary=True, keyed=False)
+        )
         self._clear_stage(conn, stage)
         self._move(conn, stage, batch, level=level, temporary=level is not Level.BASIC)
         return stage

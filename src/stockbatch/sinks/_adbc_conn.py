@@ -25,8 +25,7 @@ from adbc_driver_manager._lib import _blocking_call
 
 __all__ = ["Connection", "Cursor", "connect"]
 
-_INGEST_MODES = {"append": adbc.INGEST_OPTION_MODE_APPEND,
-                 "create": adbc.INGEST_OPTION_MODE_CREATE}
+_INGEST_MODES = {"append": adbc.INGEST_OPTION_MODE_APPEND, "create": adbc.INGEST_OPTION_MODE_CREATE}
 _TEMPORARY = adbc.StatementOptions.INGEST_TEMPORARY.value
 _TARGET_DB_SCHEMA = adbc.StatementOptions.INGEST_TARGET_DB_SCHEMA.value
 
@@ -64,10 +63,12 @@ class Connection:
         self._cursors.add(cur)
         return cur
 
-    def adbc_get_table_schema(self, table_name: str, *,
-                              db_schema_filter: str | None = None) -> pa.Schema:
-        handle = _blocking(self._conn.get_table_schema, self._conn.cancel, None,
-                           db_schema_filter, table_name)
+    def adbc_get_table_schema(
+        self, table_name: str, *, db_schema_filter: str | None = None
+    ) -> pa.Schema:
+        handle = _blocking(
+            self._conn.get_table_schema, self._conn.cancel, None, db_schema_filter, table_name
+        )
         return pa.schema(handle)
 
     def close(self) -> None:
@@ -150,12 +151,14 @@ class Cursor:
 
     def _stream(self) -> Any:
         if not self._has_result:
-            raise adbc.ProgrammingError("no result: call execute() first",
-                                        status_code=adbc.AdbcStatusCode.INVALID_STATE)
+            raise adbc.ProgrammingError(
+                "no result: call execute() first", status_code=adbc.AdbcStatusCode.INVALID_STATE
+            )
         if self._reader is None:
             if self._handle is None:
-                raise adbc.ProgrammingError("the result was already read",
-                                            status_code=adbc.AdbcStatusCode.INVALID_STATE)
+                raise adbc.ProgrammingError(
+                    "the result was already read", status_code=adbc.AdbcStatusCode.INVALID_STATE
+                )
             # the driver manager's reader turns errors while reading into ADBC errors
             from adbc_driver_manager._reader import AdbcRecordBatchReader
 
@@ -174,8 +177,15 @@ class Cursor:
             return []
         return list(zip(*(col.to_pylist() for col in table.columns), strict=True))
 
-    def adbc_ingest(self, table_name: str, data: Any, mode: str = "append", *,
-                    db_schema_name: str | None = None, temporary: bool = False) -> int:
+    def adbc_ingest(
+        self,
+        table_name: str,
+        data: Any,
+        mode: str = "append",
+        *,
+        db_schema_name: str | None = None,
+        temporary: bool = False,
+    ) -> int:
         """Bulk-insert Arrow ``data`` (a record batch, table or reader) into
         ``table_name``; returns the rows the driver reports (-1 if unknown)."""
         self._clear()

@@ -129,7 +129,9 @@ class IngestResult:
 # the statement ADBC appends to an error: "... query: SELECT ..." (SQL, not the reason)
 _STATEMENT_TAIL = re.compile(
     r"\s+query(?: was)?:\s+(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|BEGIN|COMMIT|"
-    r"ROLLBACK|SAVEPOINT|RELEASE|PRAGMA|MERGE|TRUNCATE)\b.*$", re.IGNORECASE | re.DOTALL)
+    r"ROLLBACK|SAVEPOINT|RELEASE|PRAGMA|MERGE|TRUNCATE)\b.*$",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def to_utc_micros(value: Any) -> int:
@@ -155,8 +157,9 @@ def _time_option(name: str, value: Any) -> int:
     try:
         return to_utc_micros(value)
     except (SinkError, ValueError, TypeError, OverflowError) as exc:
-        raise ValueError(f"{name}={value!r} is not a time (a datetime, date or ISO 8601 "
-                         f"text): {exc}") from None
+        raise ValueError(
+            f"{name}={value!r} is not a time (a datetime, date or ISO 8601 text): {exc}"
+        ) from None
 
 
 def micros_to_datetime(us: int) -> datetime:
@@ -198,8 +201,11 @@ def _raw_batches(data: Any) -> Iterator[pa.RecordBatch]:
         yield from data
     elif hasattr(data, "__arrow_c_stream__") and not hasattr(data, "__iter__"):
         yield from pa.RecordBatchReader.from_stream(data)
-    elif isinstance(data, Iterable) and not isinstance(data, (dict, str, bytes)) \
-            and not type(data).__module__.startswith(("pandas", "polars")):
+    elif (
+        isinstance(data, Iterable)
+        and not isinstance(data, (dict, str, bytes))
+        and not type(data).__module__.startswith(("pandas", "polars"))
+    ):
         for item in data:
             if isinstance(item, pa.RecordBatch):
                 yield item
@@ -257,8 +263,9 @@ def dedup(batch: pa.RecordBatch, key: tuple, *, keep: str) -> tuple[pa.RecordBat
 
 
 def _castable(col: Any, to: pa.DataType) -> bool:
-    if pa.types.is_timestamp(to) and (pa.types.is_integer(col.type)
-                                      or pa.types.is_timestamp(col.type)):
+    if pa.types.is_timestamp(to) and (
+        pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type)
+    ):
         return True
     try:
         col.cast(to)
@@ -269,8 +276,7 @@ def _castable(col: Any, to: pa.DataType) -> bool:
 
 def _row_hash(target: Any, row_json: Any, reasons: Any, error: Any) -> str:
     """The identity of a quarantine row: sha256 of (target, row, reasons, error)."""
-    key = json.dumps([target or "", row_json or "", reasons or "", error or ""],
-                     ensure_ascii=False)
+    key = json.dumps([target or "", row_json or "", reasons or "", error or ""], ensure_ascii=False)
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -296,12 +302,13 @@ def _merge_old_quarantine(old: pa.Table) -> pa.Table:
     the latest."""
     at = _as_utc(old.column("quarantined_at")).to_pylist()
     ts = _as_utc(old.column("ts"))
-    cols = {c: old.column(c).to_pylist() for c in ("job_id", "target", "symbol", "reasons",
-                                                   "error", "row_json")}
+    cols = {
+        c: old.column(c).to_pylist()
+        for c in ("job_id", "target", "symbol", "reasons", "error", "row_json")
+    }
     groups: dict[str, list] = {}
     for i in range(old.num_rows):
-        h = _row_hash(cols["target"][i], cols["row_json"][i], cols["reasons"][i],
-                      cols["error"][i])
+        h = _row_hash(cols["target"][i], cols["row_json"][i], cols["reasons"][i], cols["error"][i])
         g = groups.get(h)
         when = at[i]
         if g is None:
@@ -319,16 +326,21 @@ def _merge_old_quarantine(old: pa.Table) -> pa.Table:
     def text(c):
         return pa.array(cols[c], pa.string()).take(firsts)
 
-    return pa.table({
-        "job_id": pa.array([cols["job_id"][i] for i in lasts], pa.string()),
-        "target": text("target"), "symbol": text("symbol"),
-        "ts": ts.take(firsts),
-        "reasons": text("reasons"), "error": text("error"), "row_json": text("row_json"),
-        "quarantined_at": pa.array([g[2] or now for g in groups.values()], UTC_US),
-        "row_hash": pa.array(list(groups), pa.string()),
-        "seen_count": pa.array([g[1] for g in groups.values()], pa.int64()),
-        "last_seen": pa.array([g[3] or now for g in groups.values()], UTC_US),
-    })
+    return pa.table(
+        {
+            "job_id": pa.array([cols["job_id"][i] for i in lasts], pa.string()),
+            "target": text("target"),
+            "symbol": text("symbol"),
+            "ts": ts.take(firsts),
+            "reasons": text("reasons"),
+            "error": text("error"),
+            "row_json": text("row_json"),
+            "quarantined_at": pa.array([g[2] or now for g in groups.values()], UTC_US),
+            "row_hash": pa.array(list(groups), pa.string()),
+            "seen_count": pa.array([g[1] for g in groups.values()], pa.int64()),
+            "last_seen": pa.array([g[3] or now for g in groups.values()], UTC_US),
+        }
+    )
 
 
 def _ranges(symbol: Any, ts: Any) -> tuple[list, list, list]:
@@ -343,12 +355,21 @@ def _ranges(symbol: Any, ts: Any) -> tuple[list, list, list]:
         order = np.argsort(codes[starts])
         los = np.minimum.reduceat(us, starts)[order]
         his = np.maximum.reduceat(us, starts)[order]
-        return (names, pa.array(los).cast(UTC_US).to_pylist(),
-                pa.array(his).cast(UTC_US).to_pylist())
-    by = pa.table({"symbol": symbol, "ts": ts}).group_by("symbol").aggregate(
-        [("ts", "min"), ("ts", "max")])
-    return (by.column("symbol").to_pylist(), by.column("ts_min").to_pylist(),
-            by.column("ts_max").to_pylist())
+        return (
+            names,
+            pa.array(los).cast(UTC_US).to_pylist(),
+            pa.array(his).cast(UTC_US).to_pylist(),
+        )
+    by = (
+        pa.table({"symbol": symbol, "ts": ts})
+        .group_by("symbol")
+        .aggregate([("ts", "min"), ("ts", "max")])
+    )
+    return (
+        by.column("symbol").to_pylist(),
+        by.column("ts_min").to_pylist(),
+        by.column("ts_max").to_pylist(),
+    )
 
 
 def _check_meta(meta: Any) -> dict:
@@ -356,8 +377,9 @@ def _check_meta(meta: Any) -> dict:
     if meta is None:
         return {}
     if not isinstance(meta, dict):
-        raise ValueError(f"meta= must be a dict of symbol -> metadata dict, not "
-                         f"{type(meta).__name__}")
+        raise ValueError(
+            f"meta= must be a dict of symbol -> metadata dict, not {type(meta).__name__}"
+        )
     out = {}
     for sym, m in meta.items():
         if not isinstance(sym, str) or not isinstance(m, dict):
@@ -408,18 +430,32 @@ class Sink:
     #: Run this sink's ingest calls one at a time (databases with optimistic concurrency).
     serialize_writes = False
 
-    def __init__(self, uri: str, *, pool_size: int = 4, pool_timeout: float = 60.0,
-                 level: Any = None, batch_rows: int | None = None, tables: dict | None = None,
-                 secrets: Iterable[str] = ()):
+    def __init__(
+        self,
+        uri: str,
+        *,
+        pool_size: int = 4,
+        pool_timeout: float = 60.0,
+        level: Any = None,
+        batch_rows: int | None = None,
+        tables: dict | None = None,
+        secrets: Iterable[str] = (),
+    ):
         self._uri = uri
         # the URI's password in every spelling, and whatever else the caller says is secret
         self._secrets = tuple(s for s in (*secrets, *uri_secrets(uri)) if s)
         self.level = Level.of(level) if level is not None else self.default_level
         self._batch_rows = batch_rows
         self._row_bytes: float | None = None
-        names = {"bars": "bars", "quotes": "quotes", "quarantine": "quarantine",
-                 "ingest_log": "ingest_log", "symbols": "symbols", "actions": "actions",
-                 "indicators": "indicators"}
+        names = {
+            "bars": "bars",
+            "quotes": "quotes",
+            "quarantine": "quarantine",
+            "ingest_log": "ingest_log",
+            "symbols": "symbols",
+            "actions": "actions",
+            "indicators": "indicators",
+        }
         for k, v in (tables or {}).items():
             if k not in names:
                 raise SinkError(f"unknown table role {k!r}: use {sorted(names)}")
@@ -436,8 +472,13 @@ class Sink:
         # DuckDB aborts concurrent conflicting writers instead of queueing them: it gets a
         # real lock; the others queue in the database itself.
         self._write_lock = threading.Lock() if self.serialize_writes else nullcontext()
-        self._pool = Pool(self._connect, check=self._ping, max_size=pool_size,
-                          timeout=pool_timeout, name=self.dialect.name)
+        self._pool = Pool(
+            self._connect,
+            check=self._ping,
+            max_size=pool_size,
+            timeout=pool_timeout,
+            name=self.dialect.name,
+        )
 
     # -- names ---------------------------------------------------------------------------
     def check_table(self, name: str) -> str:
@@ -522,8 +563,9 @@ class Sink:
     def _table_exists(self, conn: Any, table: str) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _move(self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level,
-              temporary: bool = False) -> None:
+    def _move(
+        self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level, temporary: bool = False
+    ) -> None:
         """Append ``batch`` (already cast to the table's types) into ``table``."""
         raise NotImplementedError  # pragma: no cover
 
@@ -538,7 +580,9 @@ class Sink:
 
     # -- public API ---------------------------------------------------------------------
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {redact(self._uri, self._secrets)} level={self.level.value}>"
+        return (
+            f"<{type(self).__name__} {redact(self._uri, self._secrets)} level={self.level.value}>"
+        )
 
     def __enter__(self) -> Sink:
         return self
@@ -564,8 +608,9 @@ class Sink:
         except SinkError:
             raise
         except Exception as exc:  # noqa: BLE001 - any driver error while connecting
-            raise SinkError(f"cannot connect to {redact(self._uri, self._secrets)}: "
-                            f"{self._err(exc)}") from None
+            raise SinkError(
+                f"cannot connect to {redact(self._uri, self._secrets)}: {self._err(exc)}"
+            ) from None
         broken = False
         try:
             yield conn
@@ -636,8 +681,14 @@ class Sink:
         # IF NOT EXISTS: two sinks may upgrade the same table at once (SQLite writers are
         # serialised by BEGIN IMMEDIATE and lack the clause)
         guard = "" if d.name == "sqlite" else "IF NOT EXISTS "
-        self._exec(conn, sql("ALTER TABLE {t} ADD COLUMN " + guard + "{col}",
-                             t=d.quote(table), col=SPECS[kind].column_sql(d, column)))
+        self._exec(
+            conn,
+            sql(
+                "ALTER TABLE {t} ADD COLUMN " + guard + "{col}",
+                t=d.quote(table),
+                col=SPECS[kind].column_sql(d, column),
+            ),
+        )
 
     def _ensure_quarantine(self, conn: Any, table: str, *, in_tx: bool) -> None:
         """Create the quarantine table, or upgrade one of stockbatch 0.1: add ``row_hash``,
@@ -652,8 +703,14 @@ class Sink:
             # hash exist only if an upgrade was cut short; one indexed probe. No CREATE
             # INDEX here: on PostgreSQL its SHARE lock, taken by two first calls at once,
             # deadlocks their inserts.
-            if not self._query(conn, sql("SELECT 1 FROM {t} WHERE {h} IS NULL LIMIT 1",
-                                         t=d.quote(table), h=d.quote("row_hash"))):
+            if not self._query(
+                conn,
+                sql(
+                    "SELECT 1 FROM {t} WHERE {h} IS NULL LIMIT 1",
+                    t=d.quote(table),
+                    h=d.quote("row_hash"),
+                ),
+            ):
                 return
         for c in ("row_hash", "seen_count", "last_seen"):
             if c not in have:
@@ -661,17 +718,25 @@ class Sink:
         if "row_hash" not in have:
             self._widen_quarantine(conn, table)
         self._exec(conn, spec.unique_index(d, table))
-        old = self._query_arrow(conn, sql(
-            "SELECT {cols} FROM {t} WHERE {h} IS NULL", t=d.quote(table), h=d.quote("row_hash"),
-            cols=", ".join(d.quote(c) for c in _Q_OLD)))
+        old = self._query_arrow(
+            conn,
+            sql(
+                "SELECT {cols} FROM {t} WHERE {h} IS NULL",
+                t=d.quote(table),
+                h=d.quote("row_hash"),
+                cols=", ".join(d.quote(c) for c in _Q_OLD),
+            ),
+        )
         if old.num_rows == 0:
             return
         merged = _merge_old_quarantine(old)
         if not in_tx:
             self._begin(conn)
         try:
-            self._exec(conn, sql("DELETE FROM {t} WHERE {h} IS NULL", t=d.quote(table),
-                                 h=d.quote("row_hash")))
+            self._exec(
+                conn,
+                sql("DELETE FROM {t} WHERE {h} IS NULL", t=d.quote(table), h=d.quote("row_hash")),
+            )
             self._merge_quarantine(conn, table, merged)
             if not in_tx:
                 self._commit(conn)
@@ -679,8 +744,12 @@ class Sink:
             if not in_tx:
                 self._rollback_quietly(conn)
             raise
-        log.info("quarantine table %s upgraded: %d rows merged into %d", table,
-                 old.num_rows, merged.num_rows)
+        log.info(
+            "quarantine table %s upgraded: %d rows merged into %d",
+            table,
+            old.num_rows,
+            merged.num_rows,
+        )
 
     def _widen_quarantine(self, conn: Any, table: str) -> None:
         """Give the text columns of an upgraded 0.1 quarantine table room for long rows and
@@ -702,9 +771,11 @@ class Sink:
                 self._exec(conn, index)
         if kind == "bars":  # a table of this layout: say so in the database
             self._create(conn, "stockbatch_meta", "stockbatch_meta", if_not_exists=True)
-            self._exec(conn, self._upsert_row_sql("stockbatch_meta", ["key", "value"],
-                                                  ("key",)),
-                       ("schema_version", str(self.SCHEMA_VERSION)))
+            self._exec(
+                conn,
+                self._upsert_row_sql("stockbatch_meta", ["key", "value"], ("key",)),
+                ("schema_version", str(self.SCHEMA_VERSION)),
+            )
 
     def create_time_index(self, table: str | None = None) -> None:
         """Build a B-tree index on the bars' ``ts`` (if missing): "every symbol between
@@ -719,8 +790,12 @@ class Sink:
         table = self.check_table(table or self.tables["bars"])
         d = self.dialect
         _, _, bare = table.rpartition(".")
-        stmt = sql("CREATE INDEX IF NOT EXISTS {i} ON {t} ({ts})", i=d.quote(bare + "_ts"),
-                   t=d.quote(table), ts=d.quote("ts"))
+        stmt = sql(
+            "CREATE INDEX IF NOT EXISTS {i} ON {t} ({ts})",
+            i=d.quote(bare + "_ts"),
+            t=d.quote(table),
+            ts=d.quote("ts"),
+        )
         with self._connection() as conn, self._translating("create_time_index", table):
             self._exec(conn, stmt)
 
@@ -751,20 +826,32 @@ class Sink:
         except StockbatchError:
             raise
         except pa.ArrowException as exc:
-            raise SchemaError(f"{what}: the values do not fit table {table!r}: "
-                              f"{redact(str(exc), self._secrets)[:300]}") from None
+            raise SchemaError(
+                f"{what}: the values do not fit table {table!r}: "
+                f"{redact(str(exc), self._secrets)[:300]}"
+            ) from None
         except (*self._db_errors(), OSError) as exc:
             where = f" of {table!r}" if table else ""
-            raise SinkError(f"{what}{where} failed: {self._err(exc)}", table=table,
-                            mode=mode) from None
+            raise SinkError(
+                f"{what}{where} failed: {self._err(exc)}", table=table, mode=mode
+            ) from None
 
-    def ingest(self, data: Any, *, table: str | None = None, kind: str | None = None,
-               mode: str = "append", on_error: str = "raise", job_id: str | None = None,
-               source: str | None = None, level: Any = None,
-               batch_rows: int | None = None,
-               quarantine: pa.Table | None = None,
-               meta: dict | None = None,
-               indicators: pa.Table | None = None) -> IngestResult:
+    def ingest(
+        self,
+        data: Any,
+        *,
+        table: str | None = None,
+        kind: str | None = None,
+        mode: str = "append",
+        on_error: str = "raise",
+        job_id: str | None = None,
+        source: str | None = None,
+        level: Any = None,
+        batch_rows: int | None = None,
+        quarantine: pa.Table | None = None,
+        meta: dict | None = None,
+        indicators: pa.Table | None = None,
+    ) -> IngestResult:
         """Store ``data`` in ``table``, all or nothing.
 
         Parameters
@@ -832,8 +919,10 @@ class Sink:
             except StockbatchError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any unreadable input
-                raise SchemaError(f"quarantine= must be a pyarrow Table of rejected rows, "
-                                  f"not {type(quarantine).__name__}: {exc}") from None
+                raise SchemaError(
+                    f"quarantine= must be a pyarrow Table of rejected rows, "
+                    f"not {type(quarantine).__name__}: {exc}"
+                ) from None
         lvl = Level.of(level) if level is not None else self.level
         t0 = time.perf_counter()
         started = datetime.now(timezone.utc)
@@ -871,9 +960,12 @@ class Sink:
                 self._zones[sym] = m["timezone"]
         has_events = any(m.get("events") for m in meta.values())
         seen: dict[str, tuple[Any, Any]] = {}
-        aux = (["quarantine"] if on_error == "split" or quarantining else []) + (
-            ["ingest_log"] if job_id is not None else []) + (
-            ["symbols"] if kind == "bars" else []) + (["actions"] if has_events else [])
+        aux = (
+            (["quarantine"] if on_error == "split" or quarantining else [])
+            + (["ingest_log"] if job_id is not None else [])
+            + (["symbols"] if kind == "bars" else [])
+            + (["actions"] if has_events else [])
+        )
         values = None
         if indicators is not None:
             values = _meta.indicators_long(to_table(indicators))
@@ -892,17 +984,21 @@ class Sink:
                         self._ensure(conn, a, in_tx=True)
                 # a bars table of the 0.1 layout is written without the date column
                 wkind = "bars_0_1" if kind == "bars" and table in self._dateless else kind
-                if on_error == "raise" and known and self._defer(conn, table, wkind, mode,
-                                                                 lvl, known):
+                if (
+                    on_error == "raise"
+                    and known
+                    and self._defer(conn, table, wkind, mode, lvl, known)
+                ):
                     # a whole in-memory table written with deferred index work: duplicates
                     # are resolved across the whole input first (rows written later are
                     # not visible to the reads of later batches)
                     whole = conform(data, schema)
                     if mode in ("upsert", "insert_new"):
-                        whole, dups = dedup(whole.combine_chunks().to_batches()[0]
-                                            if whole.num_rows else whole,
-                                            SPECS[wkind].key,
-                                            keep="last" if mode == "upsert" else "first")
+                        whole, dups = dedup(
+                            whole.combine_chunks().to_batches()[0] if whole.num_rows else whole,
+                            SPECS[wkind].key,
+                            keep="last" if mode == "upsert" else "first",
+                        )
                         result.add(ignored=dups)
                     pending = _raw_batches(whole)
                     unique = mode in ("upsert", "insert_new")
@@ -911,16 +1007,15 @@ class Sink:
                     rows = max(rows or DEFAULT_BATCH_ROWS, self.deferred_batch_rows)
                 for batch in batches(pending, rows or DEFAULT_BATCH_ROWS):
                     if kind == "bars":
-                        batch = self._dated(conn, batch, seen,
-                                            with_date=table not in self._dateless)
+                        batch = self._dated(
+                            conn, batch, seen, with_date=table not in self._dateless
+                        )
                     self._row_bytes = batch.nbytes / max(batch.num_rows, 1)
                     result.batches += 1
                     if on_error == "split":
-                        self._write_split(conn, table, wkind, batch, mode, lvl, result,
-                                          job_id)
+                        self._write_split(conn, table, wkind, batch, mode, lvl, result, job_id)
                     else:
-                        self._write(conn, table, wkind, batch, mode, lvl, result,
-                                    unique=unique)
+                        self._write(conn, table, wkind, batch, mode, lvl, result, unique=unique)
                 self._finish(conn, table, wkind, lvl)
                 if kind == "bars" and (seen or meta):
                     self._store_symbols(conn, seen, meta, source)
@@ -930,13 +1025,23 @@ class Sink:
                     self._store_indicators(conn, values, lvl, result)
                 if quarantining:
                     result.quarantined = self._quarantine_rows(
-                        conn, quarantine, job_id=job_id, target=table, reasons=None, error="")
+                        conn, quarantine, job_id=job_id, target=table, reasons=None, error=""
+                    )
                 result.seconds = time.perf_counter() - t0
                 if job_id is not None:
-                    self._log(conn, job_id=job_id, source=source, target=table, mode=mode,
-                              written=result.written, updated=result.updated,
-                              ignored=result.ignored, rejected=result.quarantined,
-                              refused=result.rejected, started=started)
+                    self._log(
+                        conn,
+                        job_id=job_id,
+                        source=source,
+                        target=table,
+                        mode=mode,
+                        written=result.written,
+                        updated=result.updated,
+                        ignored=result.ignored,
+                        rejected=result.quarantined,
+                        refused=result.rejected,
+                        started=started,
+                    )
                 self._commit(conn)
             except BaseException as exc:
                 self._abandon()
@@ -945,21 +1050,26 @@ class Sink:
                 if isinstance(exc, SinkError | SchemaError):
                     raise
                 if isinstance(exc, pa.ArrowException):
-                    raise SchemaError(f"ingest into {table!r} ({mode}) failed and was rolled "
-                                      f"back: the data does not fit the table: "
-                                      f"{redact(str(exc), self._secrets)[:300]}") from None
+                    raise SchemaError(
+                        f"ingest into {table!r} ({mode}) failed and was rolled "
+                        f"back: the data does not fit the table: "
+                        f"{redact(str(exc), self._secrets)[:300]}"
+                    ) from None
                 if isinstance(exc, StockbatchError) or not isinstance(
-                        exc, (*self._db_errors(), OSError)):
+                    exc, (*self._db_errors(), OSError)
+                ):
                     raise
-                raise SinkError(f"ingest into {table!r} ({mode}) failed and was rolled back: "
-                                f"{self._err(exc)}", table=table, mode=mode) from None
+                raise SinkError(
+                    f"ingest into {table!r} ({mode}) failed and was rolled back: {self._err(exc)}",
+                    table=table,
+                    mode=mode,
+                ) from None
         self._known.add(table)
         self._known.update(self.tables[a] for a in aux)
         result.seconds = time.perf_counter() - t0
         return result
 
-    def _defer(self, conn: Any, table: str, kind: str, mode: str, level: Level,
-               rows: int) -> bool:
+    def _defer(self, conn: Any, table: str, kind: str, mode: str, level: Level, rows: int) -> bool:
         """Decide (and prepare) deferred index work for a whole in-memory input of
         ``rows`` rows; True when the dialect will write the rows in :meth:`_finish`."""
         return False
@@ -991,8 +1101,12 @@ class Sink:
             self._create(conn, table, kind, if_not_exists=False)
         elif mode == "create":
             if table in self._known or self._table_exists(conn, table):
-                raise SinkError(f"table {table!r} exists (mode='create'); use 'create_append', "
-                                "'append' or 'replace'", table=table, mode=mode)
+                raise SinkError(
+                    f"table {table!r} exists (mode='create'); use 'create_append', "
+                    "'append' or 'replace'",
+                    table=table,
+                    mode=mode,
+                )
             self._create(conn, table, kind, if_not_exists=False)
         elif table in self._known:
             return  # created or seen by this sink: no catalogue query per call
@@ -1001,9 +1115,12 @@ class Sink:
         elif mode in ("create_append", "upsert", "insert_new"):
             self._create(conn, table, kind, if_not_exists=True)
         else:
-            raise SinkError(f"table {table!r} does not exist (mode='append'): create it with "
-                            "ensure_tables() or use mode='create_append'", table=table,
-                            mode=mode)
+            raise SinkError(
+                f"table {table!r} does not exist (mode='append'): create it with "
+                "ensure_tables() or use mode='create_append'",
+                table=table,
+                mode=mode,
+            )
 
     def _check_columns(self, conn: Any, table: str, kind: str, what: str) -> None:
         """SinkError if ``table`` does not exist, SchemaError naming the columns of the
@@ -1016,19 +1133,24 @@ class Sink:
             # a bars table of stockbatch 0.1 (or made by hand): written and read as it is;
             # reading by trading date needs `stockbatch migrate`
             if table not in self._dateless:
-                log.warning("table %s has no 'date' column (stockbatch 0.1 layout): rows are "
-                            "stored without their trading date; run `stockbatch migrate` "
-                            "to upgrade it", table)
+                log.warning(
+                    "table %s has no 'date' column (stockbatch 0.1 layout): rows are "
+                    "stored without their trading date; run `stockbatch migrate` "
+                    "to upgrade it",
+                    table,
+                )
             self._dateless.add(table)
             return
         if missing:
             raise SchemaError(
                 f"{what}: table {table!r} is not a {kind} table: it has no column "
                 + ", ".join(repr(c) for c in missing),
-                {c: f"missing from table {table!r}" for c in missing})
+                {c: f"missing from table {table!r}" for c in missing},
+            )
 
-    def _write(self, conn, table, kind, batch, mode, level, result, *,
-               unique: bool = False) -> None:
+    def _write(
+        self, conn, table, kind, batch, mode, level, result, *, unique: bool = False
+    ) -> None:
         batch = self._prepare(batch, kind)
         self._check_types(conn, table, batch)
         key = SPECS[kind].key
@@ -1090,8 +1212,9 @@ class Sink:
                     err = self._err(exc)
                     refused.append(part)
                     errors.append(err)
-                    sym = part.column("symbol")[0].as_py() if "symbol" in \
-                        part.schema.names else None
+                    sym = (
+                        part.column("symbol")[0].as_py() if "symbol" in part.schema.names else None
+                    )
                     sym = "" if sym is None else str(sym)
                     result.add(rejected=1)
                     result.errors.append(err)
@@ -1108,13 +1231,20 @@ class Sink:
             rows = pa.Table.from_batches(refused)
             if "date" in rows.column_names:  # derived from ts: not part of the input row
                 rows = rows.drop_columns(["date"])
-            self._quarantine_rows(conn, rows, job_id=job_id,
-                                  target=table, reasons=None, error=errors)
+            self._quarantine_rows(
+                conn, rows, job_id=job_id, target=table, reasons=None, error=errors
+            )
 
     # -- quarantine and log -------------------------------------------------------------
-    def quarantine(self, rejected: Any, *, job_id: str | None = None,
-                   reasons: Any = None, target: str | None = None,
-                   error: str = "") -> int:
+    def quarantine(
+        self,
+        rejected: Any,
+        *,
+        job_id: str | None = None,
+        reasons: Any = None,
+        target: str | None = None,
+        error: str = "",
+    ) -> int:
         """Store rejected rows with their reasons, job id and time (one transaction, in
         bulk); return how many rows were handed over.
 
@@ -1142,8 +1272,9 @@ class Sink:
                 self._begin(conn)
                 if self.transactional_ddl:
                     self._ensure(conn, "quarantine", in_tx=True)
-                n = self._quarantine_rows(conn, table, job_id=job_id, target=target or "",
-                                          reasons=reasons, error=error)
+                n = self._quarantine_rows(
+                    conn, table, job_id=job_id, target=target or "", reasons=reasons, error=error
+                )
                 self._commit(conn)
             except BaseException as exc:
                 self._rollback_quietly(conn)
@@ -1151,17 +1282,22 @@ class Sink:
                 if isinstance(exc, StockbatchError):
                     raise
                 if isinstance(exc, pa.ArrowException):
-                    raise SchemaError(f"quarantine into {qt!r} failed and was rolled back: "
-                                      f"{redact(str(exc), self._secrets)[:300]}") from None
+                    raise SchemaError(
+                        f"quarantine into {qt!r} failed and was rolled back: "
+                        f"{redact(str(exc), self._secrets)[:300]}"
+                    ) from None
                 if isinstance(exc, (*self._db_errors(), OSError)):
-                    raise SinkError(f"quarantine into {qt!r} failed and was rolled back: "
-                                    f"{self._err(exc)}", table=qt) from None
+                    raise SinkError(
+                        f"quarantine into {qt!r} failed and was rolled back: {self._err(exc)}",
+                        table=qt,
+                    ) from None
                 raise
         self._known.add(qt)
         return n
 
-    def _quarantine_rows(self, conn, table: pa.Table, *, job_id, target, reasons,
-                         error: Any) -> int:
+    def _quarantine_rows(
+        self, conn, table: pa.Table, *, job_id, target, reasons, error: Any
+    ) -> int:
         """Merge ``table``'s rows into the quarantine table (inside the caller's
         transaction); ``error`` is one text or one per row. Returns ``table.num_rows``."""
         n = table.num_rows
@@ -1175,17 +1311,27 @@ class Sink:
             texts = [_reasons_text(v) for v in reasons]
             if len(texts) != n:
                 raise SinkError(f"{len(texts)} reasons for {n} rejected rows")
-        errors = [error or ""] * n if error is None or isinstance(error, str) else \
-            [e or "" for e in error]
+        errors = (
+            [error or ""] * n
+            if error is None or isinstance(error, str)
+            else [e or "" for e in error]
+        )
         body = table.drop_columns([c for c in ("reasons",) if c in table.column_names])
         rows = body.to_pylist()
-        ts = pc.cast(body.column("ts"), UTC_US, safe=False) if "ts" in body.column_names and \
-            pa.types.is_timestamp(body.column("ts").type) else pa.nulls(n, UTC_US)
-        symbol = body.column("symbol").cast(pa.string()) if "symbol" in body.column_names \
+        ts = (
+            pc.cast(body.column("ts"), UTC_US, safe=False)
+            if "ts" in body.column_names and pa.types.is_timestamp(body.column("ts").type)
+            else pa.nulls(n, UTC_US)
+        )
+        symbol = (
+            body.column("symbol").cast(pa.string())
+            if "symbol" in body.column_names
             else pa.nulls(n, pa.string())
+        )
         target = target or ""
-        row_json = [json.dumps({k: _json_value(v) for k, v in r.items()}, ensure_ascii=False)
-                    for r in rows]
+        row_json = [
+            json.dumps({k: _json_value(v) for k, v in r.items()}, ensure_ascii=False) for r in rows
+        ]
         # one row per (target, row, reasons, error), counted
         first: dict[str, int] = {}
         seen: dict[str, int] = {}
@@ -1199,19 +1345,21 @@ class Sink:
         take = pa.array(list(first.values()), pa.int64())
         now = datetime.now(timezone.utc)
         m = len(first)
-        q = pa.table({
-            "job_id": pa.array([job_id] * m, pa.string()),
-            "target": pa.array([target] * m, pa.string()),
-            "symbol": symbol.take(take),
-            "ts": ts.take(take),
-            "reasons": pa.array(texts, pa.string()).take(take),
-            "error": pa.array(errors, pa.string()).take(take),
-            "row_json": pa.array(row_json, pa.string()).take(take),
-            "quarantined_at": pa.array([now] * m, UTC_US),
-            "row_hash": pa.array(list(first), pa.string()),
-            "seen_count": pa.array(list(seen.values()), pa.int64()),
-            "last_seen": pa.array([now] * m, UTC_US),
-        })
+        q = pa.table(
+            {
+                "job_id": pa.array([job_id] * m, pa.string()),
+                "target": pa.array([target] * m, pa.string()),
+                "symbol": symbol.take(take),
+                "ts": ts.take(take),
+                "reasons": pa.array(texts, pa.string()).take(take),
+                "error": pa.array(errors, pa.string()).take(take),
+                "row_json": pa.array(row_json, pa.string()).take(take),
+                "quarantined_at": pa.array([now] * m, UTC_US),
+                "row_hash": pa.array(list(first), pa.string()),
+                "seen_count": pa.array(list(seen.values()), pa.int64()),
+                "last_seen": pa.array([now] * m, UTC_US),
+            }
+        )
         self._merge_quarantine(conn, self.tables["quarantine"], q)
         return n
 
@@ -1226,8 +1374,9 @@ class Sink:
         d = self.dialect
         cols = ", ".join(d.quote(c) for c in data.column_names)
         marks = ", ".join(d.param(i) for i in range(data.num_columns))
-        stmt = sql("INSERT INTO {t} ({cols}) VALUES ({marks})", t=d.quote(table), cols=cols,
-                   marks=marks)
+        stmt = sql(
+            "INSERT INTO {t} ({cols}) VALUES ({marks})", t=d.quote(table), cols=cols, marks=marks
+        )
         rows = [tuple(self._bind_value(v) for v in r.values()) for r in data.to_pylist()]
         cur = conn.cursor()
         try:
@@ -1238,10 +1387,21 @@ class Sink:
     def _bind_value(self, v: Any) -> Any:
         return v
 
-    def log_ingest(self, *, job_id: str, source: str | None = None, target: str | None = None,
-                   mode: str | None = None, written: int = 0, updated: int = 0,
-                   ignored: int = 0, rejected: int = 0, refused: int = 0,
-                   started: datetime | None = None, finished: datetime | None = None) -> None:
+    def log_ingest(
+        self,
+        *,
+        job_id: str,
+        source: str | None = None,
+        target: str | None = None,
+        mode: str | None = None,
+        written: int = 0,
+        updated: int = 0,
+        ignored: int = 0,
+        rejected: int = 0,
+        refused: int = 0,
+        started: datetime | None = None,
+        finished: datetime | None = None,
+    ) -> None:
         """Write one row to the ingest log (its own transaction). ``rejected``: rows
         validation rejected (quarantined); ``refused``: rows the database refused."""
         lt = self.tables["ingest_log"]
@@ -1252,36 +1412,63 @@ class Sink:
                 self._begin(conn)
                 if self.transactional_ddl:
                     self._ensure(conn, "ingest_log", in_tx=True)
-                self._log(conn, job_id=job_id, source=source, target=target, mode=mode,
-                          written=written, updated=updated, ignored=ignored,
-                          rejected=rejected, refused=refused, started=started,
-                          finished=finished)
+                self._log(
+                    conn,
+                    job_id=job_id,
+                    source=source,
+                    target=target,
+                    mode=mode,
+                    written=written,
+                    updated=updated,
+                    ignored=ignored,
+                    rejected=rejected,
+                    refused=refused,
+                    started=started,
+                    finished=finished,
+                )
                 self._commit(conn)
             except BaseException as exc:
                 self._rollback_quietly(conn)
                 self._forget(lt)
                 if isinstance(exc, (*self._db_errors(), OSError, pa.ArrowException)):
-                    raise SinkError(f"ingest log write into {lt!r} failed: {self._err(exc)}",
-                                    table=lt) from None
+                    raise SinkError(
+                        f"ingest log write into {lt!r} failed: {self._err(exc)}", table=lt
+                    ) from None
                 raise
         self._known.add(lt)
 
-    def _log(self, conn, *, job_id, source, target, mode, written=0, updated=0, ignored=0,
-             rejected=0, refused=0, started=None, finished=None) -> None:
+    def _log(
+        self,
+        conn,
+        *,
+        job_id,
+        source,
+        target,
+        mode,
+        written=0,
+        updated=0,
+        ignored=0,
+        rejected=0,
+        refused=0,
+        started=None,
+        finished=None,
+    ) -> None:
         now = datetime.now(timezone.utc)
-        row = pa.table({
-            "job_id": pa.array([job_id], pa.string()),
-            "source": pa.array([source], pa.string()),
-            "target": pa.array([target], pa.string()),
-            "mode": pa.array([mode], pa.string()),
-            "rows_written": pa.array([written], pa.int64()),
-            "rows_updated": pa.array([updated], pa.int64()),
-            "rows_ignored": pa.array([ignored], pa.int64()),
-            "rows_rejected": pa.array([rejected], pa.int64()),
-            "rows_refused": pa.array([refused], pa.int64()),
-            "started": pa.array([started or now], UTC_US),
-            "finished": pa.array([finished or now], UTC_US),
-        })
+        row = pa.table(
+            {
+                "job_id": pa.array([job_id], pa.string()),
+                "source": pa.array([source], pa.string()),
+                "target": pa.array([target], pa.string()),
+                "mode": pa.array([mode], pa.string()),
+                "rows_written": pa.array([written], pa.int64()),
+                "rows_updated": pa.array([updated], pa.int64()),
+                "rows_ignored": pa.array([ignored], pa.int64()),
+                "rows_rejected": pa.array([rejected], pa.int64()),
+                "rows_refused": pa.array([refused], pa.int64()),
+                "started": pa.array([started or now], UTC_US),
+                "finished": pa.array([finished or now], UTC_US),
+            }
+        )
         self._append_aux(conn, self.tables["ingest_log"], row)
 
     # -- trading dates, symbols, corporate actions (see _meta) ----------------------------
@@ -1289,11 +1476,12 @@ class Sink:
         """``values`` in slices, each with its ``(?, ?, …)`` placeholder list."""
         d = self.dialect
         for i in range(0, len(values), size):
-            part = values[i:i + size]
+            part = values[i : i + size]
             yield part, "(" + ", ".join(d.param(j) for j in range(len(part))) + ")"
 
-    def _dated(self, conn: Any, batch: pa.RecordBatch, seen: dict, *,
-               with_date: bool = True) -> pa.RecordBatch:
+    def _dated(
+        self, conn: Any, batch: pa.RecordBatch, seen: dict, *, with_date: bool = True
+    ) -> pa.RecordBatch:
         """``batch`` with its ``date`` column (exchange-local day of ``ts``); records each
         symbol's first and last ``ts`` in ``seen``."""
         sym, ts = batch.column("symbol"), batch.column("ts")
@@ -1313,18 +1501,29 @@ class Sink:
     def _load_zones(self, conn: Any, symbols: list[str]) -> None:
         d = self.dialect
         for part, marks in self._in_chunks(symbols):
-            for sym, zone in self._query(conn, sql(
-                    "SELECT {s}, {z} FROM {t} WHERE {s} IN {marks}", marks=marks,
-                    t=d.quote(self.tables["symbols"]), s=d.quote("symbol"),
-                    z=d.quote("timezone")), tuple(part)):
+            for sym, zone in self._query(
+                conn,
+                sql(
+                    "SELECT {s}, {z} FROM {t} WHERE {s} IN {marks}",
+                    marks=marks,
+                    t=d.quote(self.tables["symbols"]),
+                    s=d.quote("symbol"),
+                    z=d.quote("timezone"),
+                ),
+                tuple(part),
+            ):
                 self._zones[sym] = zone
         for sym in symbols:
             self._zones.setdefault(sym, None)
 
     def _select_aux(self, conn: Any, kind: str, where: str, params: list) -> pa.Table:
         d = self.dialect
-        stmt = sql("SELECT {cols} FROM {t} {where}", where=where, t=d.quote(self.tables[kind]),
-                   cols=", ".join(d.quote(c) for c in SPECS[kind].names))
+        stmt = sql(
+            "SELECT {cols} FROM {t} {where}",
+            where=where,
+            t=d.quote(self.tables[kind]),
+            cols=", ".join(d.quote(c) for c in SPECS[kind].names),
+        )
         return self._aux_canonical(self._query_arrow(conn, stmt, params or None), kind)
 
     def _aux_canonical(self, t: pa.Table, kind: str) -> pa.Table:
@@ -1338,8 +1537,11 @@ class Sink:
             elif pa.types.is_date(f.type) and pa.types.is_integer(col.type):  # YYYYMMDD
                 col = pc.strptime(col.cast(pa.string()), "%Y%m%d", "s").cast(pa.date32())
             elif pa.types.is_date(f.type) and not pa.types.is_date(col.type):
-                col = (col.cast(pa.string()).cast(pa.timestamp("s")).cast(pa.date32())
-                       if not pa.types.is_null(col.type) else col.cast(pa.date32()))
+                col = (
+                    col.cast(pa.string()).cast(pa.timestamp("s")).cast(pa.date32())
+                    if not pa.types.is_null(col.type)
+                    else col.cast(pa.date32())
+                )
             else:
                 col = col.cast(f.type)
             cols.append(col)
@@ -1359,8 +1561,7 @@ class Sink:
         # on PostgreSQL)
         rows = _meta.merge_symbols(existing, seen, meta, source)
         if rows:
-            self._upsert_rows(conn, "symbols", t, pa.Table.from_pylist(rows,
-                                                                       schema=_meta.SYMBOLS))
+            self._upsert_rows(conn, "symbols", t, pa.Table.from_pylist(rows, schema=_meta.SYMBOLS))
 
     def _upsert_rows(self, conn: Any, kind: str, table: str, data: pa.Table) -> None:
         """Upsert ``data`` (keys unique) into the aux table ``table`` of role ``kind``:
@@ -1378,14 +1579,19 @@ class Sink:
         d = self.dialect
         cols = ", ".join(d.quote(c) for c in names)
         marks = ", ".join(d.param(i) for i in range(len(names)))
-        sets = ", ".join(f"{d.quote(c)} = excluded.{d.quote(c)}" for c in names
-                         if c not in key)
-        return sql("INSERT INTO {t} ({cols}) VALUES ({marks}) ON CONFLICT ({keys}) "
-                   "DO UPDATE SET {sets}", t=d.quote(table), cols=cols, marks=marks,
-                   keys=", ".join(d.quote(k) for k in key), sets=sets)
+        sets = ", ".join(f"{d.quote(c)} = excluded.{d.quote(c)}" for c in names if c not in key)
+        return sql(
+            "INSERT INTO {t} ({cols}) VALUES ({marks}) ON CONFLICT ({keys}) DO UPDATE SET {sets}",
+            t=d.quote(table),
+            cols=cols,
+            marks=marks,
+            keys=", ".join(d.quote(k) for k in key),
+            sets=sets,
+        )
 
-    def _store_indicators(self, conn: Any, values: pa.Table, level: Level,
-                          result: IngestResult) -> None:
+    def _store_indicators(
+        self, conn: Any, values: pa.Table, level: Level, result: IngestResult
+    ) -> None:
         """Upsert indicator values (long rows) through the bars' staged upsert."""
         t = self.tables["indicators"]
         sub = IngestResult(table=t, mode="upsert")
@@ -1398,8 +1604,11 @@ class Sink:
     def _store_actions(self, conn: Any, meta: dict, source: str | None) -> None:
         """Upsert the dividends and splits of ``meta`` into ``actions`` (by symbol, date)."""
         t = self.tables["actions"]
-        parts = [_meta.actions_from_events(sym, m["events"], self._zones.get(sym), source)
-                 for sym, m in sorted(meta.items()) if m.get("events")]
+        parts = [
+            _meta.actions_from_events(sym, m["events"], self._zones.get(sym), source)
+            for sym, m in sorted(meta.items())
+            if m.get("events")
+        ]
         parts = [p for p in parts if p.num_rows]
         if not parts:
             return
@@ -1437,25 +1646,32 @@ class Sink:
     def _migrate_bars(self, bars: str, step: int) -> str:
         d = self.dialect
         schema, _, bare = bars.rpartition(".")
-        new = check_name((bars if len(bare) <= 53 else bars[:len(bars) - len(bare) + 53])
-                         + "_sb_migr")
+        new = check_name(
+            (bars if len(bare) <= 53 else bars[: len(bars) - len(bare) + 53]) + "_sb_migr"
+        )
         self.drop_table(new)
         with self._connection() as conn, self._translating("migrate", bars):
-            syms = [r[0] for r in self._query(conn, sql(
-                "SELECT DISTINCT {s} FROM {t} ORDER BY {s}", s=d.quote("symbol"),
-                t=d.quote(bars)))]
+            syms = [
+                r[0]
+                for r in self._query(
+                    conn,
+                    sql(
+                        "SELECT DISTINCT {s} FROM {t} ORDER BY {s}",
+                        s=d.quote("symbol"),
+                        t=d.quote(bars),
+                    ),
+                )
+            ]
         self._forget(bars)
         self.ensure_tables("symbols")
         rows = 0
-        self.ingest(BARS.empty_table(), table=new, kind="bars",
-                    mode="create_append")
+        self.ingest(BARS.empty_table(), table=new, kind="bars", mode="create_append")
         for i in range(0, len(syms), step):
-            part = self.read(table=bars, kind="bars", symbols=syms[i:i + step])
+            part = self.read(table=bars, kind="bars", symbols=syms[i : i + step])
             rows += self.ingest(part, table=new, kind="bars", mode="append").written
         with self._connection() as conn, self._translating("migrate", bars):
             self._exec(conn, sql("DROP TABLE {t}", t=d.quote(bars)))
-            self._exec(conn, sql("ALTER TABLE {n} RENAME TO {b}", n=d.quote(new),
-                                 b=d.quote(bare)))
+            self._exec(conn, sql("ALTER TABLE {n} RENAME TO {b}", n=d.quote(new), b=d.quote(bare)))
             self._after_rename(conn, new, bars)
         self._forget(bars, new)
         return f"upgraded: {rows} rows given their trading date"
@@ -1469,8 +1685,11 @@ class Sink:
             self._create(conn, meta, "stockbatch_meta", if_not_exists=True)
             self._begin(conn)
             try:
-                self._exec(conn, self._upsert_row_sql(meta, ["key", "value"], ("key",)),
-                           ("schema_version", str(self.SCHEMA_VERSION)))
+                self._exec(
+                    conn,
+                    self._upsert_row_sql(meta, ["key", "value"], ("key",)),
+                    ("schema_version", str(self.SCHEMA_VERSION)),
+                )
                 self._commit(conn)
             except BaseException:
                 self._rollback_quietly(conn)
@@ -1483,27 +1702,41 @@ class Sink:
         with self._connection() as conn, self._translating("schema_version", None):
             if not self._table_exists(conn, "stockbatch_meta"):
                 return None
-            rows = self._query(conn, sql("SELECT {v} FROM {t} WHERE {k} = {p}", p=d.param(0),
-                                         v=d.quote("value"), t=d.quote("stockbatch_meta"),
-                                         k=d.quote("key")), ("schema_version",))
+            rows = self._query(
+                conn,
+                sql(
+                    "SELECT {v} FROM {t} WHERE {k} = {p}",
+                    p=d.param(0),
+                    v=d.quote("value"),
+                    t=d.quote("stockbatch_meta"),
+                    k=d.quote("key"),
+                ),
+                ("schema_version",),
+            )
         return int(rows[0][0]) if rows else None
 
-    def read_aux(self, kind: str, *, symbols: Iterable[str] | None = None, start: Any = None,
-                 end: Any = None) -> pa.Table:
+    def read_aux(
+        self, kind: str, *, symbols: Iterable[str] | None = None, start: Any = None, end: Any = None
+    ) -> pa.Table:
         """Rows of the ``actions``, ``symbols`` or ``indicators`` table, ordered by key;
         ``start``/``end`` (``end`` exclusive) select actions by exchange date, indicator
         values by ``ts`` (UTC instants)."""
         if kind not in ("actions", "symbols", "indicators"):
-            raise SinkError(f"unknown kind {kind!r}: use 'bars', 'quotes', 'actions', "
-                            "'symbols' or 'indicators'")
+            raise SinkError(
+                f"unknown kind {kind!r}: use 'bars', 'quotes', 'actions', 'symbols' or 'indicators'"
+            )
         d = self.dialect
         where, params = [], []
         if symbols is not None:
             symbols = [symbols] if isinstance(symbols, str) else list(symbols)
             if not symbols:
                 return _meta.SCHEMAS[kind].empty_table()
-            where.append(d.quote("symbol") + " IN (" + ", ".join(
-                d.param(i) for i in range(len(symbols))) + ")")
+            where.append(
+                d.quote("symbol")
+                + " IN ("
+                + ", ".join(d.param(i) for i in range(len(symbols)))
+                + ")"
+            )
             params += symbols
         for name, value, op in (("start", start, ">="), ("end", end, "<")):
             if value is None:
@@ -1525,17 +1758,28 @@ class Sink:
             try:
                 if not self._table_exists(conn, table):
                     return _meta.SCHEMAS[kind].empty_table()
-                return self._select_aux(conn, kind, ("WHERE " + " AND ".join(where)
-                                                     if where else "") + " ORDER BY " + order,
-                                        params)
+                return self._select_aux(
+                    conn,
+                    kind,
+                    ("WHERE " + " AND ".join(where) if where else "") + " ORDER BY " + order,
+                    params,
+                )
             except self._db_errors() as exc:
-                raise SinkError(f"read from {table!r} failed: {self._err(exc)}",
-                                table=table) from None
+                raise SinkError(
+                    f"read from {table!r} failed: {self._err(exc)}", table=table
+                ) from None
 
     # -- reads --------------------------------------------------------------------------
-    def read(self, *, table: str | None = None, kind: str | None = None,
-             symbols: Iterable[str] | None = None, interval: str | None = None,
-             start: Any = None, end: Any = None) -> pa.Table:
+    def read(
+        self,
+        *,
+        table: str | None = None,
+        kind: str | None = None,
+        symbols: Iterable[str] | None = None,
+        interval: str | None = None,
+        start: Any = None,
+        end: Any = None,
+    ) -> pa.Table:
         """Rows of ``table`` in the canonical schema (timestamps UTC), ordered by key.
 
         ``start`` is inclusive, ``end`` exclusive. A date (``datetime.date`` or text
@@ -1558,8 +1802,7 @@ class Sink:
         if kind in ("actions", "symbols", "indicators") and table is None:
             return self.read_aux(kind, symbols=symbols, start=start, end=end)
         if kind not in _SCHEMAS:
-            raise SinkError(f"unknown kind {kind!r}: use 'bars', 'quotes', 'actions' or "
-                            "'symbols'")
+            raise SinkError(f"unknown kind {kind!r}: use 'bars', 'quotes', 'actions' or 'symbols'")
         table = self.check_table(self.tables[kind] if table is None else table)
         spec = SPECS[kind]
         d = self.dialect
@@ -1588,9 +1831,13 @@ class Sink:
                 where.append(d.quote("ts") + op + d.param(len(params)))
                 params.append(self._bind_ts(_time_option(name, value)))
         cols = ", ".join(d.quote(c) for c in _SCHEMAS[kind].names)
-        stmt = sql("SELECT {cols} FROM {t} {where} ORDER BY {keys}", t=d.quote(table),
-                   cols=cols, where="WHERE " + " AND ".join(where) if where else "",
-                   keys=", ".join(d.quote(k) for k in spec.key))
+        stmt = sql(
+            "SELECT {cols} FROM {t} {where} ORDER BY {keys}",
+            t=d.quote(table),
+            cols=cols,
+            where="WHERE " + " AND ".join(where) if where else "",
+            keys=", ".join(d.quote(k) for k in spec.key),
+        )
         with self._connection() as conn:
             try:
                 if table not in self._known:
@@ -1601,24 +1848,32 @@ class Sink:
                         f"read: table {table!r} has no 'date' column (a stockbatch 0.1 "
                         "layout), so it cannot be read by trading date: upgrade it in place "
                         "with `stockbatch migrate --db <uri>` (or pass start/end as "
-                        "datetimes, UTC instants)", {"date": f"missing from table {table!r}"})
+                        "datetimes, UTC instants)",
+                        {"date": f"missing from table {table!r}"},
+                    )
                 out = self._read_arrow(conn, stmt, params, kind)
             except self._db_errors() as exc:
                 self._forget(table)
-                raise SinkError(f"read from {table!r} failed: {self._err(exc)}",
-                                table=table) from None
+                raise SinkError(
+                    f"read from {table!r} failed: {self._err(exc)}", table=table
+                ) from None
         if out.num_rows == 0:  # drivers type the columns of an empty result loosely
             return _SCHEMAS[kind].empty_table()
         try:
             back = self._canonical(out, kind)
         except (pa.ArrowException, SchemaError) as exc:
-            bad = [f.name for f in _SCHEMAS[kind] if f.name in out.column_names
-                   and not _castable(out.column(f.name), f.type)]
-            raise SchemaError(f"read: table {table!r} holds values that do not read as the "
-                              f"{kind} schema" + (f" in column {', '.join(map(repr, bad))}"
-                                                  if bad else "") + f": {exc}",
-                              {c: f"values of table {table!r} do not fit" for c in bad}) \
-                from None
+            bad = [
+                f.name
+                for f in _SCHEMAS[kind]
+                if f.name in out.column_names and not _castable(out.column(f.name), f.type)
+            ]
+            raise SchemaError(
+                f"read: table {table!r} holds values that do not read as the "
+                f"{kind} schema"
+                + (f" in column {', '.join(map(repr, bad))}" if bad else "")
+                + f": {exc}",
+                {c: f"values of table {table!r} do not fit" for c in bad},
+            ) from None
         self._known.add(table)
         return back
 
@@ -1640,8 +1895,11 @@ class Sink:
                 col = col.cast(pa.int64()).cast(UTC_US)
             elif pa.types.is_timestamp(f.type) and pa.types.is_timestamp(col.type):
                 if col.type.tz is None:
-                    col = col.cast(pa.timestamp(col.type.unit)).cast(pa.timestamp("us")) \
+                    col = (
+                        col.cast(pa.timestamp(col.type.unit))
+                        .cast(pa.timestamp("us"))
                         .cast(pa.timestamp("us", tz="UTC"))
+                    )
                 col = col.cast(UTC_US)
             cols.append(col)
         return conform(pa.Table.from_arrays(cols, names=schema.names), schema)
@@ -1661,15 +1919,27 @@ class Sink:
     def _changed(self, a: str, b: str, kind: str) -> str:
         d = self.dialect
         spec = SPECS[kind]
-        return "(" + " OR ".join(d.differs(f"{a}.{d.quote(c)}", f"{b}.{d.quote(c)}")
-                                 for c in spec.names if c not in spec.key) + ")"
+        return (
+            "("
+            + " OR ".join(
+                d.differs(f"{a}.{d.quote(c)}", f"{b}.{d.quote(c)}")
+                for c in spec.names
+                if c not in spec.key
+            )
+            + ")"
+        )
 
     def _count_existing(self, conn, table: str, stage: str, kind: str) -> tuple[int, int]:
         """(rows of the stage whose key is stored, of which values differ)."""
         d = self.dialect
-        stmt = sql("SELECT COUNT(*), COALESCE(SUM(CASE WHEN {changed} THEN 1 ELSE 0 END), 0) "
-                   "FROM {stage} s JOIN {t} t ON {on}", changed=self._changed("s", "t", kind),
-                   on=self._key_join("s", "t", kind), stage=d.quote(stage), t=d.quote(table))
+        stmt = sql(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN {changed} THEN 1 ELSE 0 END), 0) "
+            "FROM {stage} s JOIN {t} t ON {on}",
+            changed=self._changed("s", "t", kind),
+            on=self._key_join("s", "t", kind),
+            stage=d.quote(stage),
+            t=d.quote(table),
+        )
         existing, changed = self._query(conn, stmt)[0]
         return int(existing), int(changed)
 
@@ -1692,14 +1962,28 @@ class Sink:
         spec = SPECS[kind]
         cols = ", ".join(d.quote(c) for c in spec.names)
         keys = ", ".join(d.quote(k) for k in spec.key)
-        head = "INSERT INTO {t} ({cols}) SELECT {cols} FROM {stage} WHERE true ON CONFLICT ({keys}) "
+        head = (
+            "INSERT INTO {t} ({cols}) SELECT {cols} FROM {stage} WHERE true ON CONFLICT ({keys}) "
+        )
         if not update:
-            return sql(head + "DO NOTHING", t=d.quote(table), stage=d.quote(stage),
-                       cols=cols, keys=keys)
-        sets = ", ".join(f"{d.quote(c)} = excluded.{d.quote(c)}"
-                         for c in spec.names if c not in spec.key)
+            return sql(
+                head + "DO NOTHING", t=d.quote(table), stage=d.quote(stage), cols=cols, keys=keys
+            )
+        sets = ", ".join(
+            f"{d.quote(c)} = excluded.{d.quote(c)}" for c in spec.names if c not in spec.key
+        )
         # the target is named by its quoted name inside the WHERE of DO UPDATE
         changed = self._changed("{t}", "excluded", kind)
-        return sql(sql(head + "DO UPDATE SET {sets} WHERE {changed}", t="{t}", stage="{stage}",
-                       cols=cols, keys=keys, sets=sets, changed=changed),
-                   t=d.quote(table), stage=d.quote(stage))
+        return sql(
+            sql(
+                head + "DO UPDATE SET {sets} WHERE {changed}",
+                t="{t}",
+                stage="{stage}",
+                cols=cols,
+                keys=keys,
+                sets=sets,
+                changed=changed,
+            ),
+            t=d.quote(table),
+            stage=d.quote(stage),
+        )

@@ -16,8 +16,16 @@ import pyarrow as pa
 from .._errors import SinkError
 from ..schema import BARS, QUOTES
 
-__all__ = ["Dialect", "DIALECTS", "TableSpec", "SPECS", "sql", "check_name", "kind_of",
-           "DATE_COLUMN"]
+__all__ = [
+    "Dialect",
+    "DIALECTS",
+    "TableSpec",
+    "SPECS",
+    "sql",
+    "check_name",
+    "kind_of",
+    "DATE_COLUMN",
+]
 
 # A plain identifier, optionally schema-qualified; nothing that could close a quote.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
@@ -36,8 +44,10 @@ def check_name(name: str) -> str:
 
 def sql(template: str, **quoted: str) -> str:
     """Fill ``{slot}`` placeholders of ``template`` with already-quoted identifiers."""
+
     def fill(m: re.Match) -> str:
         return quoted[m.group(1)]
+
     return _SLOT.sub(fill, template)
 
 
@@ -68,25 +78,58 @@ class Dialect:
 
 _COMMON = {"float": "DOUBLE PRECISION", "int": "BIGINT", "text": "TEXT"}
 DIALECTS = {
-    "postgresql": Dialect("postgresql", '"', {**_COMMON, "ts": "TIMESTAMPTZ", "date": "DATE"},
-                          "TEXT",
-                          "{a} IS DISTINCT FROM {b}", "$"),
+    "postgresql": Dialect(
+        "postgresql",
+        '"',
+        {**_COMMON, "ts": "TIMESTAMPTZ", "date": "DATE"},
+        "TEXT",
+        "{a} IS DISTINCT FROM {b}",
+        "$",
+    ),
     # SQLite: timestamps are int64 microseconds since the epoch, UTC; the declared type
     # (INTEGER affinity, because it contains "INT") documents the unit. 2x faster ingest than
     # ISO text (baselines.md); reads turn it back into timestamp[us, tz=UTC]. Dates are
     # integers YYYYMMDD (20261130): as ISO text they made 1e6-bar appends 15 % slower
     # (bench/append_speed.py); the <table>_v views show them as 'YYYY-MM-DD'.
-    "sqlite": Dialect("sqlite", '"', {"float": "REAL", "int": "INTEGER", "text": "TEXT",
-                                      "ts": "INT64_US_UTC", "date": "INT_YYYYMMDD"}, "TEXT",
-                      "{a} IS NOT {b}", "?"),
-    "duckdb": Dialect("duckdb", '"', {"float": "DOUBLE", "int": "BIGINT", "text": "VARCHAR",
-                                      "ts": "TIMESTAMPTZ", "date": "DATE"}, "VARCHAR",
-                      "{a} IS DISTINCT FROM {b}", "$", savepoints=False),
+    "sqlite": Dialect(
+        "sqlite",
+        '"',
+        {
+            "float": "REAL",
+            "int": "INTEGER",
+            "text": "TEXT",
+            "ts": "INT64_US_UTC",
+            "date": "INT_YYYYMMDD",
+        },
+        "TEXT",
+        "{a} IS NOT {b}",
+        "?",
+    ),
+    "duckdb": Dialect(
+        "duckdb",
+        '"',
+        {
+            "float": "DOUBLE",
+            "int": "BIGINT",
+            "text": "VARCHAR",
+            "ts": "TIMESTAMPTZ",
+            "date": "DATE",
+        },
+        "VARCHAR",
+        "{a} IS DISTINCT FROM {b}",
+        "$",
+        savepoints=False,
+    ),
     # MariaDB: DATETIME(6) holding UTC (TIMESTAMP stops in 2038 and converts with the
     # session zone); keys need a bounded VARCHAR.
-    "mysql": Dialect("mysql", "`", {"float": "DOUBLE", "int": "BIGINT", "text": "TEXT",
-                                    "ts": "DATETIME(6)", "date": "DATE"}, "VARCHAR(64)",
-                     "NOT ({a} <=> {b})", "%s"),
+    "mysql": Dialect(
+        "mysql",
+        "`",
+        {"float": "DOUBLE", "int": "BIGINT", "text": "TEXT", "ts": "DATETIME(6)", "date": "DATE"},
+        "VARCHAR(64)",
+        "NOT ({a} <=> {b})",
+        "%s",
+    ),
 }
 
 
@@ -120,14 +163,24 @@ class TableSpec:
     def names(self) -> list[str]:
         return [c[0] for c in self.columns]
 
-    def create(self, d: Dialect, table: str, *, if_not_exists: bool = False,
-               temporary: bool = False, keyed: bool = True) -> str:
+    def create(
+        self,
+        d: Dialect,
+        table: str,
+        *,
+        if_not_exists: bool = False,
+        temporary: bool = False,
+        keyed: bool = True,
+    ) -> str:
         cols = []
         for name, logical, not_null in self.columns:
             typ = d.types[logical]
             if d.name == "mysql" and logical == "text":
-                typ = d.key_text if name in self.key or name == self.unique else (
-                    "TEXT" if name in self.long_text else "VARCHAR(255)")
+                typ = (
+                    d.key_text
+                    if name in self.key or name == self.unique
+                    else ("TEXT" if name in self.long_text else "VARCHAR(255)")
+                )
                 typ += " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
             elif logical == "text" and name in self.key:
                 typ = d.key_text
@@ -148,7 +201,6 @@ class TableSpec:
             tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
         return head + d.quote(table) + " (" + ", ".join(cols) + ")" + tail
 
-
     def unique_index(self, d: Dialect, table: str) -> str:
         """``CREATE UNIQUE INDEX IF NOT EXISTS`` on :attr:`unique` of ``table`` (the index
         is named after the table, in the table's schema)."""
@@ -158,8 +210,15 @@ class TableSpec:
         head = "CREATE UNIQUE INDEX IF NOT EXISTS "
         if d.name in ("sqlite",) and schema:
             index = schema + "." + index
-        return (head + d.quote(index) + " ON " + d.quote(table if d.name != "sqlite" else name)
-                + " (" + d.quote(self.unique) + ")")
+        return (
+            head
+            + d.quote(index)
+            + " ON "
+            + d.quote(table if d.name != "sqlite" else name)
+            + " ("
+            + d.quote(self.unique)
+            + ")"
+        )
 
     def column_sql(self, d: Dialect, name: str) -> str:
         """``name TYPE`` of one column, nullable (for ALTER TABLE … ADD COLUMN)."""
@@ -180,47 +239,102 @@ def _from_schema(kind: str, schema: pa.Schema, key: tuple) -> TableSpec:
 DATE_COLUMN = ("date", "date", False)
 
 SPECS = {
-    "bars": TableSpec("bars", (*_from_schema("bars", BARS, ()).columns, DATE_COLUMN),
-                      ("symbol", "interval", "ts"), BARS),
+    "bars": TableSpec(
+        "bars",
+        (*_from_schema("bars", BARS, ()).columns, DATE_COLUMN),
+        ("symbol", "interval", "ts"),
+        BARS,
+    ),
     "quotes": _from_schema("quotes", QUOTES, ("symbol", "ts")),
     # one row per (target, row content, reasons, error): ``row_hash`` (sha256 of those
     # four) is unique, a repeat raises ``seen_count`` and moves ``last_seen`` / ``job_id``
-    "quarantine": TableSpec("quarantine", (
-        ("job_id", "text", False), ("target", "text", False), ("symbol", "text", False),
-        ("ts", "ts", False), ("reasons", "text", False), ("error", "text", False),
-        ("row_json", "text", False), ("quarantined_at", "ts", True),
-        ("row_hash", "text", False), ("seen_count", "int", False), ("last_seen", "ts", False)),
-        (), unique="row_hash", long_text=("reasons", "error", "row_json")),
+    "quarantine": TableSpec(
+        "quarantine",
+        (
+            ("job_id", "text", False),
+            ("target", "text", False),
+            ("symbol", "text", False),
+            ("ts", "ts", False),
+            ("reasons", "text", False),
+            ("error", "text", False),
+            ("row_json", "text", False),
+            ("quarantined_at", "ts", True),
+            ("row_hash", "text", False),
+            ("seen_count", "int", False),
+            ("last_seen", "ts", False),
+        ),
+        (),
+        unique="row_hash",
+        long_text=("reasons", "error", "row_json"),
+    ),
     # rows_rejected: rows validation rejected (quarantined by the call); rows_refused: rows
     # the database refused (on_error="split")
-    "ingest_log": TableSpec("ingest_log", (
-        ("job_id", "text", True), ("source", "text", False), ("target", "text", False),
-        ("mode", "text", False), ("rows_written", "int", True), ("rows_updated", "int", True),
-        ("rows_ignored", "int", True), ("rows_rejected", "int", True),
-        ("started", "ts", True), ("finished", "ts", True), ("rows_refused", "int", False)),
-        ()),
+    "ingest_log": TableSpec(
+        "ingest_log",
+        (
+            ("job_id", "text", True),
+            ("source", "text", False),
+            ("target", "text", False),
+            ("mode", "text", False),
+            ("rows_written", "int", True),
+            ("rows_updated", "int", True),
+            ("rows_ignored", "int", True),
+            ("rows_rejected", "int", True),
+            ("started", "ts", True),
+            ("finished", "ts", True),
+            ("rows_refused", "int", False),
+        ),
+        (),
+    ),
     # a bars table of stockbatch 0.1 (no date column): written as it is until migrated
     "bars_0_1": _from_schema("bars", BARS, ("symbol", "interval", "ts")),
     # one row per symbol, from the provider's metadata and the bars stored (see _meta)
-    "symbols": TableSpec("symbols", (
-        ("symbol", "text", True), ("exchange", "text", False), ("timezone", "text", False),
-        ("currency", "text", False), ("instrument_type", "text", False),
-        ("first_bar", "ts", False), ("last_bar", "ts", False),
-        ("last_ingested", "ts", False), ("source", "text", False)), ("symbol",)),
+    "symbols": TableSpec(
+        "symbols",
+        (
+            ("symbol", "text", True),
+            ("exchange", "text", False),
+            ("timezone", "text", False),
+            ("currency", "text", False),
+            ("instrument_type", "text", False),
+            ("first_bar", "ts", False),
+            ("last_bar", "ts", False),
+            ("last_ingested", "ts", False),
+            ("source", "text", False),
+        ),
+        ("symbol",),
+    ),
     # corporate actions: one row per symbol and exchange date (a dividend and a split on
     # the same day share it); ``ts`` is the provider's instant of the event
-    "actions": TableSpec("actions", (
-        ("symbol", "text", True), ("date", "date", True), ("ts", "ts", False),
-        ("dividend", "float", False), ("split_ratio", "float", False),
-        ("source", "text", False)), ("symbol", "date")),
+    "actions": TableSpec(
+        "actions",
+        (
+            ("symbol", "text", True),
+            ("date", "date", True),
+            ("ts", "ts", False),
+            ("dividend", "float", False),
+            ("split_ratio", "float", False),
+            ("source", "text", False),
+        ),
+        ("symbol", "date"),
+    ),
     # indicator values computed on request (ingest(indicators=…)): one row per bar and
     # indicator name (sma20, rsi14, macd_signal …), keyed like the bars plus the name
-    "indicators": TableSpec("indicators", (
-        ("symbol", "text", True), ("interval", "text", True), ("name", "text", True),
-        ("ts", "ts", True), ("value", "float", False)), ("symbol", "interval", "name", "ts")),
+    "indicators": TableSpec(
+        "indicators",
+        (
+            ("symbol", "text", True),
+            ("interval", "text", True),
+            ("name", "text", True),
+            ("ts", "ts", True),
+            ("value", "float", False),
+        ),
+        ("symbol", "interval", "name", "ts"),
+    ),
     # the layout version of the tables of a database (key 'schema_version')
-    "stockbatch_meta": TableSpec("stockbatch_meta", (
-        ("key", "text", True), ("value", "text", False)), ("key",)),
+    "stockbatch_meta": TableSpec(
+        "stockbatch_meta", (("key", "text", True), ("value", "text", False)), ("key",)
+    ),
 }
 
 

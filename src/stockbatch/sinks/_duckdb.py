@@ -43,9 +43,11 @@ def duckdb_driver_path() -> str:
     except ImportError as exc:
         raise SinkError("DuckDB sinks need the duckdb package: pip install duckdb") from exc
     here = os.path.dirname(os.path.dirname(duckdb.__file__))
-    found = glob.glob(os.path.join(here, "_duckdb*.so")) + glob.glob(
-        os.path.join(here, "_duckdb*.pyd")) + glob.glob(
-        os.path.join(os.path.dirname(duckdb.__file__), "*.so"))
+    found = (
+        glob.glob(os.path.join(here, "_duckdb*.so"))
+        + glob.glob(os.path.join(here, "_duckdb*.pyd"))
+        + glob.glob(os.path.join(os.path.dirname(duckdb.__file__), "*.so"))
+    )
     if not found:
         raise SinkError("cannot find the DuckDB shared library that holds its ADBC driver")
     return found[0]
@@ -68,8 +70,11 @@ class DuckdbSink(AdbcSink):
         with self._db_lock:
             if self._db is None:
                 # shared, reference-counted: the file closes with the last connection
-                self._db = dbapi._SharedDatabase(adbc_driver_manager.AdbcDatabase(
-                    driver=duckdb_driver_path(), entrypoint="duckdb_adbc_init", path=self.path))
+                self._db = dbapi._SharedDatabase(
+                    adbc_driver_manager.AdbcDatabase(
+                        driver=duckdb_driver_path(), entrypoint="duckdb_adbc_init", path=self.path
+                    )
+                )
             return self._db
 
     def _connect(self) -> Any:
@@ -79,21 +84,27 @@ class DuckdbSink(AdbcSink):
                 raise SinkError(problem)
             kind = file_kind(self.path)
             if kind == "sqlite":
-                raise SinkError(f"cannot connect to {self._uri}: {self.path!r} is not a "
-                                f"DuckDB database (looks like SQLite: use "
-                                f"{uri_for('sqlite', self.path)})")
+                raise SinkError(
+                    f"cannot connect to {self._uri}: {self.path!r} is not a "
+                    f"DuckDB database (looks like SQLite: use "
+                    f"{uri_for('sqlite', self.path)})"
+                )
         db = self._database()
         return dbapi.Connection(db, adbc_driver_manager.AdbcConnection(db._db), autocommit=True)
 
-    def _move(self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level,
-              temporary: bool = False) -> None:
+    def _move(
+        self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level, temporary: bool = False
+    ) -> None:
         if level is not Level.BASIC:
             return super()._move(conn, table, batch, level=level, temporary=temporary)
         # DuckDB's ADBC driver binds one row per execution only
         d = self.dialect
-        stmt = sql("INSERT INTO {t} ({cols}) VALUES ({marks})", t=d.quote(table),
-                   cols=", ".join(d.quote(c) for c in batch.schema.names),
-                   marks=", ".join(d.param(i) for i in range(batch.num_columns)))
+        stmt = sql(
+            "INSERT INTO {t} ({cols}) VALUES ({marks})",
+            t=d.quote(table),
+            cols=", ".join(d.quote(c) for c in batch.schema.names),
+            marks=", ".join(d.param(i) for i in range(batch.num_columns)),
+        )
         cur = conn.cursor()
         try:
             for i in range(batch.num_rows):
@@ -103,20 +114,33 @@ class DuckdbSink(AdbcSink):
 
     def _table_exists(self, conn: Any, table: str) -> bool:
         schema, name = self._split_name(table)
-        return bool(self._query(
-            conn, "SELECT 1 FROM information_schema.tables WHERE table_name = $1 "
-            "AND table_schema = COALESCE($2, current_schema())", (name, schema)))
+        return bool(
+            self._query(
+                conn,
+                "SELECT 1 FROM information_schema.tables WHERE table_name = $1 "
+                "AND table_schema = COALESCE($2, current_schema())",
+                (name, schema),
+            )
+        )
 
     def _columns(self, conn: Any, table: str) -> set[str]:
         schema, name = self._split_name(table)
-        return {r[0] for r in self._query(
-            conn, "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
-            "AND table_schema = COALESCE($2, current_schema())", (name, schema))}
+        return {
+            r[0]
+            for r in self._query(
+                conn,
+                "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
+                "AND table_schema = COALESCE($2, current_schema())",
+                (name, schema),
+            )
+        }
 
     def _schema_refusal(self, schema: str) -> str | None:
         if schema == "temp":
-            return ("DuckDB's temp schema lives as long as one connection: its tables vanish "
-                    "when the connection closes")
+            return (
+                "DuckDB's temp schema lives as long as one connection: its tables vanish "
+                "when the connection closes"
+            )
         if schema in ("system", "pg_catalog", "information_schema"):
             return f"{schema} is a system schema"
         return None

@@ -20,36 +20,69 @@ import pyarrow.compute as pc
 
 from ..schema import local_dates
 
-__all__ = ["local_dates", "SymbolMeta", "meta_from_batch", "actions_from_events",
-           "date_bound", "merge_symbols", "SYMBOL_FIELDS", "SYMBOLS", "ACTIONS", "SCHEMAS",
-           "INDICATORS", "indicators_long"]
+__all__ = [
+    "local_dates",
+    "SymbolMeta",
+    "meta_from_batch",
+    "actions_from_events",
+    "date_bound",
+    "merge_symbols",
+    "SYMBOL_FIELDS",
+    "SYMBOLS",
+    "ACTIONS",
+    "SCHEMAS",
+    "INDICATORS",
+    "indicators_long",
+]
 
 UTC_US = pa.timestamp("us", tz="UTC")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 #: The provider metadata a ``symbols`` row keeps (schema-metadata key → column).
-SYMBOL_FIELDS = {"exchange": "exchange", "tz": "timezone", "currency": "currency",
-                 "instrument_type": "instrument_type"}
+SYMBOL_FIELDS = {
+    "exchange": "exchange",
+    "tz": "timezone",
+    "currency": "currency",
+    "instrument_type": "instrument_type",
+}
 
 SymbolMeta = dict  # {"timezone": ..., "exchange": ..., "currency": ..., ...}
 
 #: Arrow schema of the ``symbols`` table as read back.
-SYMBOLS = pa.schema([
-    pa.field("symbol", pa.string(), nullable=False), ("exchange", pa.string()),
-    ("timezone", pa.string()), ("currency", pa.string()), ("instrument_type", pa.string()),
-    ("first_bar", UTC_US), ("last_bar", UTC_US), ("last_ingested", UTC_US),
-    ("source", pa.string())])
+SYMBOLS = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        ("exchange", pa.string()),
+        ("timezone", pa.string()),
+        ("currency", pa.string()),
+        ("instrument_type", pa.string()),
+        ("first_bar", UTC_US),
+        ("last_bar", UTC_US),
+        ("last_ingested", UTC_US),
+        ("source", pa.string()),
+    ]
+)
 #: Arrow schema of the ``actions`` table: ``split_ratio`` is new shares per old share.
-ACTIONS = pa.schema([
-    pa.field("symbol", pa.string(), nullable=False), pa.field("date", pa.date32(), nullable=False),
-    ("ts", UTC_US), ("dividend", pa.float64()), ("split_ratio", pa.float64()),
-    ("source", pa.string())])
+ACTIONS = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("date", pa.date32(), nullable=False),
+        ("ts", UTC_US),
+        ("dividend", pa.float64()),
+        ("split_ratio", pa.float64()),
+        ("source", pa.string()),
+    ]
+)
 #: Arrow schema of the ``indicators`` table (long: one value per bar and indicator).
-INDICATORS = pa.schema([
-    pa.field("symbol", pa.string(), nullable=False),
-    pa.field("interval", pa.string(), nullable=False),
-    pa.field("name", pa.string(), nullable=False), pa.field("ts", UTC_US, nullable=False),
-    ("value", pa.float64())])
+INDICATORS = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("interval", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("ts", UTC_US, nullable=False),
+        ("value", pa.float64()),
+    ]
+)
 SCHEMAS = {"symbols": SYMBOLS, "actions": ACTIONS, "indicators": INDICATORS}
 _KEY = ("symbol", "interval", "ts")
 
@@ -71,12 +104,18 @@ def indicators_long(wide: pa.Table) -> pa.Table:
         n = pc.sum(keep).as_py() or 0
         if not n:
             continue
-        parts.append(pa.Table.from_arrays([
-            wide.column("symbol").filter(keep).cast(pa.string()),
-            wide.column("interval").filter(keep).cast(pa.string()),
-            pa.array([name] * n, pa.string()),
-            wide.column("ts").filter(keep).cast(UTC_US), value.filter(keep)],
-            schema=INDICATORS))
+        parts.append(
+            pa.Table.from_arrays(
+                [
+                    wide.column("symbol").filter(keep).cast(pa.string()),
+                    wide.column("interval").filter(keep).cast(pa.string()),
+                    pa.array([name] * n, pa.string()),
+                    wide.column("ts").filter(keep).cast(UTC_US),
+                    value.filter(keep),
+                ],
+                schema=INDICATORS,
+            )
+        )
     return pa.concat_tables(parts) if parts else INDICATORS.empty_table()
 
 
@@ -95,8 +134,9 @@ def meta_from_batch(batch: pa.RecordBatch | pa.Table) -> SymbolMeta:
     return out
 
 
-def actions_from_events(symbol: str, events: Mapping[str, Any], zone: str | None,
-                        source: str | None) -> pa.Table:
+def actions_from_events(
+    symbol: str, events: Mapping[str, Any], zone: str | None, source: str | None
+) -> pa.Table:
     """Rows of the ``actions`` table from a decoder's events
     (``{"dividends": [[ts, amount]], "splits": [[ts, num, den]]}``): one row per exchange
     date, ``split_ratio`` = numerator / denominator (2.0 for a 2-for-1 split)."""
@@ -109,14 +149,17 @@ def actions_from_events(symbol: str, events: Mapping[str, Any], zone: str | None
     tss = sorted(rows)
     ts_arr = pa.array([t * 1_000_000 for t in tss], pa.int64()).cast(UTC_US)
     sym = pa.array([symbol] * len(tss), pa.string())
-    table = pa.Table.from_pydict({
-        "symbol": sym,
-        "date": local_dates(sym, ts_arr, {symbol: zone}),
-        "ts": ts_arr,
-        "dividend": pa.array([rows[t][0] for t in tss], pa.float64()),
-        "split_ratio": pa.array([rows[t][1] for t in tss], pa.float64()),
-        "source": pa.array([source] * len(tss), pa.string()),
-    }, schema=ACTIONS)
+    table = pa.Table.from_pydict(
+        {
+            "symbol": sym,
+            "date": local_dates(sym, ts_arr, {symbol: zone}),
+            "ts": ts_arr,
+            "dividend": pa.array([rows[t][0] for t in tss], pa.float64()),
+            "split_ratio": pa.array([rows[t][1] for t in tss], pa.float64()),
+            "source": pa.array([source] * len(tss), pa.string()),
+        },
+        schema=ACTIONS,
+    )
     return _last_per_date(table)
 
 
@@ -149,8 +192,12 @@ def date_bound(name: str, value: Any) -> date | None:
     return None
 
 
-def merge_symbols(existing: Iterable[dict], seen: Mapping[str, tuple[Any, Any]],
-                  meta: Mapping[str, SymbolMeta], source: str | None) -> list[dict]:
+def merge_symbols(
+    existing: Iterable[dict],
+    seen: Mapping[str, tuple[Any, Any]],
+    meta: Mapping[str, SymbolMeta],
+    source: str | None,
+) -> list[dict]:
     """The new ``symbols`` rows: stored rows updated with this ingest's bar range
     (``seen``: symbol → (first ts, last ts)) and provider metadata (``meta``)."""
     now = datetime.now(timezone.utc)

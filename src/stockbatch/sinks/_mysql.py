@@ -49,6 +49,7 @@ __all__ = ["MysqlSink"]
 
 try:
     import pymysql
+
     _PYMYSQL_ERROR: tuple = (pymysql.err.Error,)
 
     class _LoadRejected(pymysql.err.DataError):
@@ -72,16 +73,23 @@ class MysqlSink(Sink):
             raise SinkError("MariaDB/MySQL sinks need PyMySQL: pip install pymysql")
         u = urlparse(uri)
         self._params: dict[str, Any] = {
-            "host": u.hostname or "127.0.0.1", "port": u.port or 3306,
-            "user": unquote(u.username or "root"), "password": unquote(u.password or ""),
+            "host": u.hostname or "127.0.0.1",
+            "port": u.port or 3306,
+            "user": unquote(u.username or "root"),
+            "password": unquote(u.password or ""),
             "database": u.path.lstrip("/") or None,
         }
         self._tmpdir = tmpdir
         super().__init__(uri, secrets=[self._params["password"]], **options)
 
     def _connect(self) -> Any:
-        return pymysql.connect(**self._params, charset="utf8mb4", local_infile=True,
-                               autocommit=True, init_command="SET time_zone = '+00:00'")
+        return pymysql.connect(
+            **self._params,
+            charset="utf8mb4",
+            local_infile=True,
+            autocommit=True,
+            init_command="SET time_zone = '+00:00'",
+        )
 
     def _ping(self, conn: Any) -> None:
         conn.ping(reconnect=False)
@@ -97,8 +105,7 @@ class MysqlSink(Sink):
             rows = cur.fetchall()
         finally:
             cur.close()
-        cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else \
-            [[] for _ in names]
+        cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
         return pa.table({n: pa.array(list(c)) for n, c in zip(names, cols, strict=True)})
 
     def _read_arrow(self, conn, stmt: str, params: list, kind: str) -> pa.Table:
@@ -109,28 +116,50 @@ class MysqlSink(Sink):
         for f in spec.schema:
             col = t.column(f.name)
             if pa.types.is_null(col.type):
-                col = col.cast(f.type) if not pa.types.is_timestamp(f.type) else col.cast(
-                    pa.timestamp("us"))
+                col = (
+                    col.cast(f.type)
+                    if not pa.types.is_timestamp(f.type)
+                    else col.cast(pa.timestamp("us"))
+                )
             cols.append(col)
         return pa.table(cols, names=[f.name for f in spec.schema or ()])
 
     def _table_exists(self, conn: Any, table: str) -> bool:
         schema, _, name = table.rpartition(".")
-        return bool(self._query(
-            conn, "SELECT 1 FROM information_schema.tables WHERE table_schema = "
-            "COALESCE(%s, DATABASE()) AND table_name = %s", (schema or None, name)))
+        return bool(
+            self._query(
+                conn,
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = "
+                "COALESCE(%s, DATABASE()) AND table_name = %s",
+                (schema or None, name),
+            )
+        )
 
     def _columns(self, conn: Any, table: str) -> set[str]:
         schema, _, name = table.rpartition(".")
-        return {r[0] for r in self._query(
-            conn, "SELECT column_name FROM information_schema.columns WHERE table_schema = "
-            "COALESCE(%s, DATABASE()) AND table_name = %s", (schema or None, name))}
+        return {
+            r[0]
+            for r in self._query(
+                conn,
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                "COALESCE(%s, DATABASE()) AND table_name = %s",
+                (schema or None, name),
+            )
+        }
 
     def _widen_quarantine(self, conn: Any, table: str) -> None:
         d = self.dialect
-        self._exec(conn, sql("ALTER TABLE {t} " + ", ".join(
-            f"MODIFY {d.quote(c)} TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-            for c in SPECS["quarantine"].long_text), t=d.quote(table)))
+        self._exec(
+            conn,
+            sql(
+                "ALTER TABLE {t} "
+                + ", ".join(
+                    f"MODIFY {d.quote(c)} TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                    for c in SPECS["quarantine"].long_text
+                ),
+                t=d.quote(table),
+            ),
+        )
 
     def _schema_refusal(self, schema: str) -> str | None:
         if schema in ("mysql", "information_schema", "performance_schema", "sys"):
@@ -142,10 +171,16 @@ class MysqlSink(Sink):
         d = self.dialect
         cols = ", ".join(d.quote(c) for c in q.column_names)
         n, last, job = d.quote("seen_count"), d.quote("last_seen"), d.quote("job_id")
-        stmt = sql("INSERT INTO {t} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE "
-                   "{n} = {n} + VALUES({n}), {last} = VALUES({last}), {job} = VALUES({job})",
-                   t=d.quote(table), cols=cols, marks=", ".join(["%s"] * q.num_columns),
-                   n=n, last=last, job=job)
+        stmt = sql(
+            "INSERT INTO {t} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE "
+            "{n} = {n} + VALUES({n}), {last} = VALUES({last}), {job} = VALUES({job})",
+            t=d.quote(table),
+            cols=cols,
+            marks=", ".join(["%s"] * q.num_columns),
+            n=n,
+            last=last,
+            job=job,
+        )
         rows = [tuple(self._bind_value(v) for v in r.values()) for r in q.to_pylist()]
         cur = conn.cursor()
         try:
@@ -155,6 +190,7 @@ class MysqlSink(Sink):
 
     def _bind_ts(self, us: int) -> Any:
         from ._base import micros_to_datetime
+
         return micros_to_datetime(us).replace(tzinfo=None)
 
     def _bind_value(self, v: Any) -> Any:
@@ -174,8 +210,9 @@ class MysqlSink(Sink):
             cols.append(col)
         return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
 
-    def _move(self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level,
-              temporary: bool = False) -> None:
+    def _move(
+        self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level, temporary: bool = False
+    ) -> None:
         d = self.dialect
         cols = ", ".join(d.quote(c) for c in batch.schema.names)
         cur = conn.cursor()
@@ -183,17 +220,29 @@ class MysqlSink(Sink):
             if level is Level.BASIC:
                 marks = ", ".join(["%s"] * batch.num_columns)
                 rows = [tuple(r.values()) for r in batch.to_pylist()]
-                cur.executemany(sql("INSERT INTO {t} ({cols}) VALUES ({marks})",
-                                    t=d.quote(table), cols=cols, marks=marks), rows)
+                cur.executemany(
+                    sql(
+                        "INSERT INTO {t} ({cols}) VALUES ({marks})",
+                        t=d.quote(table),
+                        cols=cols,
+                        marks=marks,
+                    ),
+                    rows,
+                )
                 return
             fd, path = tempfile.mkstemp(prefix="stockbatch-", suffix=".csv", dir=self._tmpdir)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     pacsv.write_csv(batch, fh, _CSV)
-                loaded = cur.execute(sql(
-                    "LOAD DATA LOCAL INFILE %s INTO TABLE {t} CHARACTER SET utf8mb4 "
-                    "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
-                    "LINES TERMINATED BY '\\n' (" + cols + ")", t=d.quote(table)), (path,))
+                loaded = cur.execute(
+                    sql(
+                        "LOAD DATA LOCAL INFILE %s INTO TABLE {t} CHARACTER SET utf8mb4 "
+                        "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
+                        "LINES TERMINATED BY '\\n' (" + cols + ")",
+                        t=d.quote(table),
+                    ),
+                    (path,),
+                )
                 warnings = conn.show_warnings() if _warning_count(cur) else ()
             finally:
                 os.unlink(path)
@@ -201,15 +250,17 @@ class MysqlSink(Sink):
                 first = warnings[0][2] if warnings else ""
                 raise _LoadRejected(
                     f"LOAD DATA stored {loaded} of {batch.num_rows} rows"
-                    + (f" with {len(warnings)} warning(s), first: {first}" if warnings else ""))
+                    + (f" with {len(warnings)} warning(s), first: {first}" if warnings else "")
+                )
         finally:
             cur.close()
 
     def _stage(self, conn: Any, kind: str, batch: pa.RecordBatch, level: Level) -> str:
         stage = self._stage_name(kind)
         d = self.dialect
-        self._exec(conn, SPECS[kind].create(d, stage, if_not_exists=True, temporary=True,
-                                            keyed=False))
+        self._exec(
+            conn, SPECS[kind].create(d, stage, if_not_exists=True, temporary=True, keyed=False)
+        )
         self._exec(conn, sql("DELETE FROM {s}", s=d.quote(stage)))
         self._move(conn, stage, batch, level=level)
         return stage
@@ -219,24 +270,36 @@ class MysqlSink(Sink):
 
     def _upsert_row_sql(self, table: str, names: list, key: tuple) -> str:
         d = self.dialect
-        return sql("INSERT INTO {t} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {sets}",
-                   t=d.quote(table), cols=", ".join(d.quote(c) for c in names),
-                   marks=", ".join(["%s"] * len(names)),
-                   sets=", ".join(f"{d.quote(c)} = VALUES({d.quote(c)})" for c in names
-                                  if c not in key))
+        return sql(
+            "INSERT INTO {t} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {sets}",
+            t=d.quote(table),
+            cols=", ".join(d.quote(c) for c in names),
+            marks=", ".join(["%s"] * len(names)),
+            sets=", ".join(f"{d.quote(c)} = VALUES({d.quote(c)})" for c in names if c not in key),
+        )
 
     def _merge_sql(self, table: str, stage: str, kind: str, *, update: bool) -> str:
         d = self.dialect
         spec = SPECS[kind]
         cols = ", ".join(d.quote(c) for c in spec.names)
         if update:
-            sets = ", ".join(f"{d.quote(c)} = VALUES({d.quote(c)})" for c in spec.names
-                             if c not in spec.key)
+            sets = ", ".join(
+                f"{d.quote(c)} = VALUES({d.quote(c)})" for c in spec.names if c not in spec.key
+            )
         else:  # a no-op update: conflicting rows are left as they are
             sets = "{t}." + d.quote(spec.key[0]) + " = {t}." + d.quote(spec.key[0])
-        return sql(sql("INSERT INTO {t} ({cols}) SELECT {cols} FROM {stage} "
-                       "ON DUPLICATE KEY UPDATE {sets}", t="{t}", stage="{stage}", cols=cols,
-                       sets=sets), t=d.quote(table), stage=d.quote(stage))
+        return sql(
+            sql(
+                "INSERT INTO {t} ({cols}) SELECT {cols} FROM {stage} "
+                "ON DUPLICATE KEY UPDATE {sets}",
+                t="{t}",
+                stage="{stage}",
+                cols=cols,
+                sets=sets,
+            ),
+            t=d.quote(table),
+            stage=d.quote(stage),
+        )
 
 
 def _warning_count(cur: Any) -> int:

@@ -38,8 +38,15 @@ class Pool:
         Seconds a checkout waits for a free connection before raising :class:`SinkError`.
     """
 
-    def __init__(self, factory: Callable[[], Any], *, check: Callable[[Any], None],
-                 max_size: int = 4, timeout: float = 60.0, name: str = "pool"):
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        *,
+        check: Callable[[Any], None],
+        max_size: int = 4,
+        timeout: float = 60.0,
+        name: str = "pool",
+    ):
         if max_size < 1:
             raise SinkError("pool max_size must be at least 1")
         self._factory = factory
@@ -77,8 +84,10 @@ class Pool:
                     break
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise SinkError(f"{self._name}: no free connection within {self.timeout} s "
-                                    f"(max_size={self.max_size})")
+                    raise SinkError(
+                        f"{self._name}: no free connection within {self.timeout} s "
+                        f"(max_size={self.max_size})"
+                    )
                 self._cond.wait(left)
         if conn is not None:
             try:

@@ -70,8 +70,9 @@ class PostgresSink(AdbcSink):
         from urllib.parse import urlparse
 
         if upsert_strategy is not None and upsert_strategy not in UPSERT_STRATEGIES:
-            raise SinkError(f"unknown upsert_strategy {upsert_strategy!r}: "
-                            f"use one of {UPSERT_STRATEGIES}")
+            raise SinkError(
+                f"unknown upsert_strategy {upsert_strategy!r}: use one of {UPSERT_STRATEGIES}"
+            )
         self.upsert_strategy = upsert_strategy
         self._tls = threading.local()  # per-call state of the thread running an ingest
         self._conn_uri = uri
@@ -87,23 +88,35 @@ class PostgresSink(AdbcSink):
         if len(bare) > 57:
             return None
         d = self.dialect
-        return sql("CREATE INDEX IF NOT EXISTS {i} ON {t} USING brin ({ts})",
-                   i=d.quote(bare + "_ts_brin"),
-                   t=d.quote(table), ts=d.quote("ts"))
+        return sql(
+            "CREATE INDEX IF NOT EXISTS {i} ON {t} USING brin ({ts})",
+            i=d.quote(bare + "_ts_brin"),
+            t=d.quote(table),
+            ts=d.quote("ts"),
+        )
 
     def _table_exists(self, conn: Any, table: str) -> bool:
-        return self._query(conn, "SELECT to_regclass($1) IS NOT NULL",
-                           (self.dialect.quote(table),))[0][0]
+        return self._query(
+            conn, "SELECT to_regclass($1) IS NOT NULL", (self.dialect.quote(table),)
+        )[0][0]
 
     def _columns(self, conn: Any, table: str) -> set[str]:
-        return {r[0] for r in self._query(
-            conn, "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) "
-            "AND attnum > 0 AND NOT attisdropped", (self.dialect.quote(table),))}
+        return {
+            r[0]
+            for r in self._query(
+                conn,
+                "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) "
+                "AND attnum > 0 AND NOT attisdropped",
+                (self.dialect.quote(table),),
+            )
+        }
 
     def _schema_refusal(self, schema: str) -> str | None:
         if re.fullmatch(r"pg_(toast_)?temp(_\d+)?", schema):
-            return (f"{schema} is PostgreSQL's temporary schema: its tables vanish when the "
-                    "session ends")
+            return (
+                f"{schema} is PostgreSQL's temporary schema: its tables vanish when the "
+                "session ends"
+            )
         if schema in ("pg_catalog", "information_schema", "pg_toast"):
             return f"{schema} is a system schema"
         return None
@@ -123,20 +136,23 @@ class PostgresSink(AdbcSink):
             return False
         if mode == "upsert" and self._strategy(level) != "range":
             return False
-        found = self._query(conn, sql(
-            "SELECT c.conname, pg_get_constraintdef(c.oid), "
-            "GREATEST(r.reltuples, pg_relation_size(r.oid) / 120)::bigint, "
-            "EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = r.oid) "
-            "FROM pg_class r JOIN pg_constraint c ON c.conrelid = r.oid AND c.contype = 'p' "
-            "WHERE r.oid = to_regclass({name})::oid",
-            name=_literal(self.dialect.quote(table))))
+        found = self._query(
+            conn,
+            sql(
+                "SELECT c.conname, pg_get_constraintdef(c.oid), "
+                "GREATEST(r.reltuples, pg_relation_size(r.oid) / 120)::bigint, "
+                "EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = r.oid) "
+                "FROM pg_class r JOIN pg_constraint c ON c.conrelid = r.oid AND c.contype = 'p' "
+                "WHERE r.oid = to_regclass({name})::oid",
+                name=_literal(self.dialect.quote(table)),
+            ),
+        )
         if not found:
             return False
         conname, condef, reltuples, referenced = found[0]
         if referenced or reltuples > rows:
             return False
-        self._tls.deferred = {"table": table, "conname": conname, "condef": condef,
-                              "batches": []}
+        self._tls.deferred = {"table": table, "conname": conname, "condef": condef, "batches": []}
         return True
 
     def _move(self, conn, table, batch, *, level, temporary=False) -> None:
@@ -154,22 +170,39 @@ class PostgresSink(AdbcSink):
         d = self.dialect
         qt = d.quote(table)
         self._exec(conn, "SET LOCAL maintenance_work_mem = '256MB'")
-        self._exec(conn, sql("ALTER TABLE {t} DROP CONSTRAINT {c}", t=qt,
-                             c=d.quote(deferred["conname"])))
+        self._exec(
+            conn, sql("ALTER TABLE {t} DROP CONSTRAINT {c}", t=qt, c=d.quote(deferred["conname"]))
+        )
         batches = deferred["batches"]
         db_schema, name = self._split_name(table)
         cur = conn.cursor()
         try:
             # ~64k-row batches again for COPY: ADBC encodes a whole batch before sending
-            small = (part for b in batches for part in pa.Table.from_batches([b]).to_batches(
-                max_chunksize=self.recommend_batch_size(b.nbytes / max(b.num_rows, 1))))
-            cur.adbc_ingest(name, pa.RecordBatchReader.from_batches(batches[0].schema, small),
-                            mode="append", db_schema_name=db_schema)
+            small = (
+                part
+                for b in batches
+                for part in pa.Table.from_batches([b]).to_batches(
+                    max_chunksize=self.recommend_batch_size(b.nbytes / max(b.num_rows, 1))
+                )
+            )
+            cur.adbc_ingest(
+                name,
+                pa.RecordBatchReader.from_batches(batches[0].schema, small),
+                mode="append",
+                db_schema_name=db_schema,
+            )
         finally:
             cur.close()
         batches.clear()
-        self._exec(conn, sql("ALTER TABLE {t} ADD CONSTRAINT {c} {def}", t=qt,
-                             c=d.quote(deferred["conname"]), **{"def": deferred["condef"]}))
+        self._exec(
+            conn,
+            sql(
+                "ALTER TABLE {t} ADD CONSTRAINT {c} {def}",
+                t=qt,
+                c=d.quote(deferred["conname"]),
+                **{"def": deferred["condef"]},
+            ),
+        )
 
     def _abandon(self) -> None:
         self._tls.deferred = None
@@ -201,20 +234,28 @@ class PostgresSink(AdbcSink):
             return super()._merge_sql(table, stage, kind, update=update)
         d = self.dialect
         spec = SPECS[kind]
-        sets = ", ".join(f"{d.quote(c)} = s.{d.quote(c)}" for c in spec.names
-                         if c not in spec.key)
+        sets = ", ".join(f"{d.quote(c)} = s.{d.quote(c)}" for c in spec.names if c not in spec.key)
         cols = ", ".join(d.quote(c) for c in spec.names)
         vals = ", ".join(f"s.{d.quote(c)}" for c in spec.names)
-        return sql("MERGE INTO {t} AS t USING {stage} AS s ON {on} WHEN MATCHED AND {changed} "
-                   "THEN UPDATE SET {sets} WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})",
-                   on=self._key_join("t", "s", kind), changed=self._changed("t", "s", kind),
-                   sets=sets, cols=cols, vals=vals, t=d.quote(table), stage=d.quote(stage))
+        return sql(
+            "MERGE INTO {t} AS t USING {stage} AS s ON {on} WHEN MATCHED AND {changed} "
+            "THEN UPDATE SET {sets} WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})",
+            on=self._key_join("t", "s", kind),
+            changed=self._changed("t", "s", kind),
+            sets=sets,
+            cols=cols,
+            vals=vals,
+            t=d.quote(table),
+            stage=d.quote(stage),
+        )
 
     def _upsert_on_conflict(self, conn, table, kind, batch, level) -> tuple[int, int, int]:
         stage = self._stage(conn, kind, batch, level)
-        stmt = sql("WITH u AS ({merge} RETURNING (xmax = 0) AS ins) "
-                   "SELECT COUNT(*) FILTER (WHERE ins), COUNT(*) FILTER (WHERE NOT ins) FROM u",
-                   merge=super()._merge_sql(table, stage, kind, update=True))
+        stmt = sql(
+            "WITH u AS ({merge} RETURNING (xmax = 0) AS ins) "
+            "SELECT COUNT(*) FILTER (WHERE ins), COUNT(*) FILTER (WHERE NOT ins) FROM u",
+            merge=super()._merge_sql(table, stage, kind, update=True),
+        )
         ins, upd = self._query(conn, stmt)[0]
         return int(ins), int(upd), batch.num_rows - int(ins) - int(upd)
 
@@ -244,14 +285,25 @@ class PostgresSink(AdbcSink):
         np.minimum.at(lo, row_gid, ts)
         np.maximum.at(hi, row_gid, ts)
         ts_type = batch.schema.field("ts").type
-        ranges = pa.table([*(batch.column(g).take(pa.array(first)) for g in group),
-                           pa.array(np.arange(len(first), dtype=np.int32)),
-                           pa.array(lo).cast(ts_type), pa.array(hi).cast(ts_type)],
-                          names=[*group, "gid", "lo", "hi"])
+        ranges = pa.table(
+            [
+                *(batch.column(g).take(pa.array(first)) for g in group),
+                pa.array(np.arange(len(first), dtype=np.int32)),
+                pa.array(lo).cast(ts_type),
+                pa.array(hi).cast(ts_type),
+            ],
+            names=[*group, "gid", "lo", "hi"],
+        )
         rname = f"_sb_ranges_{kind}"
-        self._exec(conn, sql("CREATE TEMPORARY TABLE IF NOT EXISTS {r} ({groups}, "
-                             "gid INTEGER, lo TIMESTAMPTZ, hi TIMESTAMPTZ)", r=d.quote(rname),
-                             groups=", ".join(f"{d.quote(g)} TEXT" for g in group)))
+        self._exec(
+            conn,
+            sql(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS {r} ({groups}, "
+                "gid INTEGER, lo TIMESTAMPTZ, hi TIMESTAMPTZ)",
+                r=d.quote(rname),
+                groups=", ".join(f"{d.quote(g)} TEXT" for g in group),
+            ),
+        )
         self._clear_stage(conn, rname)
         cur = conn.cursor()
         try:
@@ -261,25 +313,42 @@ class PostgresSink(AdbcSink):
         on = " AND ".join(f"t.{d.quote(g)} = r.{d.quote(g)}" for g in group)
         values = [c for c in spec.names if c not in key]
         # only the range id, ts and the values travel back: no key strings
-        stored = self._query_arrow(conn, sql(
-            "SELECT r.gid AS __gid, t.ts, {cols} FROM {t} t JOIN {r} r ON {on} "
-            "AND t.ts BETWEEN r.lo AND r.hi", on=on, t=d.quote(table), r=d.quote(rname),
-            cols=", ".join(f"t.{d.quote(c)}" for c in values)))
+        stored = self._query_arrow(
+            conn,
+            sql(
+                "SELECT r.gid AS __gid, t.ts, {cols} FROM {t} t JOIN {r} r ON {on} "
+                "AND t.ts BETWEEN r.lo AND r.hi",
+                on=on,
+                t=d.quote(table),
+                r=d.quote(rname),
+                cols=", ".join(f"t.{d.quote(c)}" for c in values),
+            ),
+        )
         if stored.num_rows == 0:
             self._move(conn, table, batch, level=level)
             return n, 0, 0
         # classify the batch against what is stored, in Arrow, joined on integer keys
-        left = pa.table([pa.array(row_gid), pa.array(ts),
-                         pa.array(np.arange(n, dtype=np.int64)),
-                         *(batch.column(c) for c in values)],
-                        names=["__gid", "__ts", "__row", *values])
-        stored = pa.table([stored.column("__gid").cast(pa.int32()),
-                           stored.column("ts").cast(ts_type).cast(pa.int64()),
-                           pa.array(np.ones(stored.num_rows, bool)),
-                           *(stored.column(c) for c in values)],
-                          names=["__gid", "__ts", "__hit", *(c + "__old" for c in values)])
-        joined = left.join(stored, keys=["__gid", "__ts"], join_type="full outer",
-                           use_threads=False)
+        left = pa.table(
+            [
+                pa.array(row_gid),
+                pa.array(ts),
+                pa.array(np.arange(n, dtype=np.int64)),
+                *(batch.column(c) for c in values),
+            ],
+            names=["__gid", "__ts", "__row", *values],
+        )
+        stored = pa.table(
+            [
+                stored.column("__gid").cast(pa.int32()),
+                stored.column("ts").cast(ts_type).cast(pa.int64()),
+                pa.array(np.ones(stored.num_rows, bool)),
+                *(stored.column(c) for c in values),
+            ],
+            names=["__gid", "__ts", "__hit", *(c + "__old" for c in values)],
+        )
+        joined = left.join(
+            stored, keys=["__gid", "__ts"], join_type="full outer", use_threads=False
+        )
         row = joined.column("__row")
         in_batch = pc.is_valid(row)
         hit = pc.fill_null(joined.column("__hit"), False)
@@ -306,20 +375,28 @@ class PostgresSink(AdbcSink):
             self._clear_stage(conn, rname)
             cur = conn.cursor()
             try:
-                cur.adbc_ingest(rname, ranges.filter(pc.is_in(ranges.column("gid"), pa.array(
-                    rewrite, pa.int32()))), mode="append", temporary=True)
+                cur.adbc_ingest(
+                    rname,
+                    ranges.filter(pc.is_in(ranges.column("gid"), pa.array(rewrite, pa.int32()))),
+                    mode="append",
+                    temporary=True,
+                )
             finally:
                 cur.close()
-            self._exec(conn, sql("DELETE FROM {t} t USING {r} r WHERE {on} "
-                                 "AND t.ts BETWEEN r.lo AND r.hi", on=on, t=d.quote(table),
-                                 r=d.quote(rname)))
+            self._exec(
+                conn,
+                sql(
+                    "DELETE FROM {t} t USING {r} r WHERE {on} AND t.ts BETWEEN r.lo AND r.hi",
+                    on=on,
+                    t=d.quote(table),
+                    r=d.quote(rname),
+                ),
+            )
             # every batch row of a rewritten range goes in again
             rows_rewrite = pa.array(np.flatnonzero(np.isin(row_gid, rewrite)))
         is_rewrite_row = pc.is_in(row, rows_rewrite)
-        direct = pc.filter(row, pc.and_(in_batch, pc.or_(new, pc.fill_null(
-            is_rewrite_row, False))))
-        staged = pc.filter(row, pc.and_(changed, pc.invert(pc.fill_null(
-            is_rewrite_row, False))))
+        direct = pc.filter(row, pc.and_(in_batch, pc.or_(new, pc.fill_null(is_rewrite_row, False))))
+        staged = pc.filter(row, pc.and_(changed, pc.invert(pc.fill_null(is_rewrite_row, False))))
         if len(direct):
             self._move(conn, table, batch.take(_sorted(direct)), level=level)
         if len(staged):
@@ -337,6 +414,7 @@ def _literal(text: str) -> str:
 
 def _lock_key(table: str) -> int:
     import zlib
+
     return 0x5B000000_00000000 + zlib.crc32(table.encode())
 
 

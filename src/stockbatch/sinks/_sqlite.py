@@ -92,11 +92,15 @@ def missing_dir(path: str, scheme: str) -> str | None:
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(parent):
         return None
-    msg = (f"cannot connect to {uri_for(scheme, path)}: directory "
-           f"{os.path.dirname(path) or parent!r} does not exist")
+    msg = (
+        f"cannot connect to {uri_for(scheme, path)}: directory "
+        f"{os.path.dirname(path) or parent!r} does not exist"
+    )
     if not os.path.isabs(path):
-        msg += (f" (the path is relative to {os.getcwd()!r}; in {scheme}:///path the path is "
-                f"relative, {scheme}:////path is absolute)")
+        msg += (
+            f" (the path is relative to {os.getcwd()!r}; in {scheme}:///path the path is "
+            f"relative, {scheme}:////path is absolute)"
+        )
     return msg
 
 
@@ -122,8 +126,7 @@ def yyyymmdd(col: Any) -> pa.Array:
     month = np.where(mp < 10, mp + 3, mp - 9)
     year = yoe + era * 400 + (month <= 2)
     out = pa.array((year * 10_000 + month * 100 + day).astype(np.int64), pa.int64())
-    return pc.if_else(col.is_valid(), out, pa.scalar(None, pa.int64())) if col.null_count \
-        else out
+    return pc.if_else(col.is_valid(), out, pa.scalar(None, pa.int64())) if col.null_count else out
 
 
 def readable_view(table: str, kind: str) -> str | None:
@@ -141,12 +144,15 @@ def readable_view(table: str, kind: str) -> str | None:
             cols.append(f"strftime('%Y-%m-%dT%H:%M:%fZ', {q} / 1000000.0, 'unixepoch') AS {q}")
             cols.append(f"{q} AS {d.quote(name + '_us')}")
         elif logical == "date":
-            cols.append(f"printf('%04d-%02d-%02d', {q} / 10000, {q} / 100 % 100, {q} % 100) "
-                        f"AS {q}")
+            cols.append(f"printf('%04d-%02d-%02d', {q} / 10000, {q} / 100 % 100, {q} % 100) AS {q}")
         else:
             cols.append(q)
-    return sql("CREATE VIEW IF NOT EXISTS {v} AS SELECT {cols} FROM {t}",
-               v=d.quote(table + "_v"), cols=", ".join(cols), t=d.quote(table))
+    return sql(
+        "CREATE VIEW IF NOT EXISTS {v} AS SELECT {cols} FROM {t}",
+        v=d.quote(table + "_v"),
+        cols=", ".join(cols),
+        t=d.quote(table),
+    )
 
 
 def _is_busy(exc: BaseException) -> bool:
@@ -161,15 +167,13 @@ class SqliteSink(AdbcSink):
     target_batch_bytes = 4 << 20
     lookup_schema = False
 
-    def __init__(self, path: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-                 **options: Any):
+    def __init__(self, path: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, **options: Any):
         try:
             busy = float(busy_timeout)
         except (TypeError, ValueError):
             busy = -1.0
         if not busy >= 0:
-            raise ValueError(f"busy_timeout must be a number of seconds >= 0, "
-                             f"not {busy_timeout!r}")
+            raise ValueError(f"busy_timeout must be a number of seconds >= 0, not {busy_timeout!r}")
         self.path = os.fspath(path)
         self.busy_timeout = busy
         super().__init__(uri_for("sqlite", self.path), **options)
@@ -180,10 +184,14 @@ class SqliteSink(AdbcSink):
             raise SinkError(problem)
         kind = file_kind(self.path) if self.path != ":memory:" else "empty"
         if kind not in ("sqlite", "empty"):
-            hint = (f" (looks like DuckDB: use {uri_for('duckdb', self.path)})"
-                    if kind == "duckdb" else "")
-            raise SinkError(f"cannot connect to {self._uri}: {self.path!r} is not a SQLite "
-                            f"database{hint}")
+            hint = (
+                f" (looks like DuckDB: use {uri_for('duckdb', self.path)})"
+                if kind == "duckdb"
+                else ""
+            )
+            raise SinkError(
+                f"cannot connect to {self._uri}: {self.path!r} is not a SQLite database{hint}"
+            )
         conn = _adbc_conn.connect(adbc_driver_sqlite.connect(self.path))
         cur = conn.cursor()
         try:
@@ -211,11 +219,16 @@ class SqliteSink(AdbcSink):
                     raise SinkError(
                         f"SQLite database {self.path!r} is locked by another writer: gave up "
                         f"after {waited:.1f} s (busy_timeout={self.busy_timeout:g} s; "
-                        "connect(uri, busy_timeout=…) waits longer)") from None
+                        "connect(uri, busy_timeout=…) waits longer)"
+                    ) from None
                 if not warned and waited >= min(3.0, self.busy_timeout / 2):
                     warned = True
-                    log.warning("SQLite database %s is locked by another writer: waiting up "
-                                "to %g s (busy_timeout)", self.path, self.busy_timeout)
+                    log.warning(
+                        "SQLite database %s is locked by another writer: waiting up "
+                        "to %g s (busy_timeout)",
+                        self.path,
+                        self.busy_timeout,
+                    )
 
     def _exec(self, conn: Any, statement: str, params: Any = None) -> int:
         return self._patiently(super()._exec, conn, statement, params)
@@ -231,10 +244,13 @@ class SqliteSink(AdbcSink):
 
     def _schema_refusal(self, schema: str) -> str | None:
         if schema == "temp":
-            return ("SQLite's temp schema is private to one connection: its tables vanish "
-                    "when the connection closes; name the table without a schema")
-        return ("SQLite table names take no schema here (main.x is x; sinks attach no other "
-                "database)")
+            return (
+                "SQLite's temp schema is private to one connection: its tables vanish "
+                "when the connection closes; name the table without a schema"
+            )
+        return (
+            "SQLite table names take no schema here (main.x is x; sinks attach no other database)"
+        )
 
     def _create(self, conn: Any, table: str, kind: str, *, if_not_exists: bool) -> None:
         super()._create(conn, table, kind, if_not_exists=if_not_exists)
@@ -246,8 +262,7 @@ class SqliteSink(AdbcSink):
         super().drop_table(table)
         if len(table) <= 61:
             with self._connection() as conn:
-                self._exec(conn, sql("DROP VIEW IF EXISTS {v}",
-                                     v=self.dialect.quote(table + "_v")))
+                self._exec(conn, sql("DROP VIEW IF EXISTS {v}", v=self.dialect.quote(table + "_v")))
 
     def _after_rename(self, conn: Any, old: str, new: str) -> None:
         # the view made with the migrated table follows its rename: replace it by the
@@ -260,12 +275,14 @@ class SqliteSink(AdbcSink):
             self._exec(conn, view)
 
     def _table_exists(self, conn: Any, table: str) -> bool:
-        return bool(self._query(
-            conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)))
+        return bool(
+            self._query(
+                conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+            )
+        )
 
     def _columns(self, conn: Any, table: str) -> set[str]:
-        return {r[0] for r in self._query(conn, "SELECT name FROM pragma_table_info(?)",
-                                          (table,))}
+        return {r[0] for r in self._query(conn, "SELECT name FROM pragma_table_info(?)", (table,))}
 
     def _prepare(self, batch: pa.RecordBatch, kind: str) -> pa.RecordBatch:
         # cast ts to int64 microseconds: the type of the INT64_US_UTC column; the date
@@ -298,12 +315,18 @@ class SqliteSink(AdbcSink):
         # SQLite binds a whole Arrow batch to one prepared upsert: no staging table
         d = self.dialect
         n, last, job = d.quote("seen_count"), d.quote("last_seen"), d.quote("job_id")
-        stmt = sql("INSERT INTO {t} ({cols}) VALUES ({marks}) ON CONFLICT ({h}) DO UPDATE SET "
-                   "{n} = {t}.{n} + excluded.{n}, {last} = excluded.{last}, "
-                   "{job} = excluded.{job}", t=d.quote(table),
-                   cols=", ".join(d.quote(c) for c in q.column_names),
-                   marks=", ".join(["?"] * q.num_columns), h=d.quote("row_hash"), n=n,
-                   last=last, job=job)
+        stmt = sql(
+            "INSERT INTO {t} ({cols}) VALUES ({marks}) ON CONFLICT ({h}) DO UPDATE SET "
+            "{n} = {t}.{n} + excluded.{n}, {last} = excluded.{last}, "
+            "{job} = excluded.{job}",
+            t=d.quote(table),
+            cols=", ".join(d.quote(c) for c in q.column_names),
+            marks=", ".join(["?"] * q.num_columns),
+            h=d.quote("row_hash"),
+            n=n,
+            last=last,
+            job=job,
+        )
         cur = conn.cursor()
         try:
             for batch in self._aux_prepare(q).combine_chunks().to_batches():

@@ -22,7 +22,20 @@ from ._reliability import CircuitBreaker, ResponseCache, RetryPolicy, SourceStat
 from ._yahoo import INTERVAL_WINDOW_DAYS, YahooChartSource
 from ._yfinance import YFinanceSource, rewriting_session
 
-__all__ = ["Source", "ReliableSource", "YahooChartSource", "YFinanceSource",
-           "AlphaVantageSource", "HTTPJSONSource", "FailoverSource", "TokenBucket",
-           "RetryPolicy", "CircuitBreaker", "ResponseCache", "SourceStats", "normalize_daily",
-           "rewriting_session", "INTERVAL_WINDOW_DAYS"]
+__all__ = [
+    "Source",
+    "ReliableSource",
+    "YahooChartSource",
+    "YFinanceSource",
+    "AlphaVantageSource",
+    "HTTPJSONSource",
+    "FailoverSource",
+    "TokenBucket",
+    "RetryPolicy",
+    "CircuitBreaker",
+    "ResponseCache",
+    "SourceStats",
+    "normalize_daily",
+    "rewriting_session",
+    "INTERVAL_WINDOW_DAYS",
+]

@@ -26,8 +26,14 @@ from ._http import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DEFAULT_MAX_REDIRECTS, H
 __all__ = ["AlphaVantageSource"]
 
 _decode = _backend.load("decode")
-_INTRADAY = {"1m": "1min", "5m": "5min", "15m": "15min", "30m": "30min", "60m": "60min",
-             "1h": "60min"}
+_INTRADAY = {
+    "1m": "1min",
+    "5m": "5min",
+    "15m": "15min",
+    "30m": "30min",
+    "60m": "60min",
+    "1h": "60min",
+}
 #: Alpha Vantage symbols: IBM, TSCO.LON, SHOP.TRT, 600104.SHH, BRK-B.
 _AV_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-_]{0,31}")
 
@@ -48,8 +54,9 @@ class _RedactKeys(logging.Filter):
         secrets = self._secrets()
         if record.args:
             args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(redact(a, secrets) if isinstance(a, (str, URL, bytes))
-                                else a for a in args)
+            record.args = tuple(
+                redact(a, secrets) if isinstance(a, (str, URL, bytes)) else a for a in args
+            )
         if isinstance(record.msg, str):
             record.msg = redact(record.msg, secrets)
         return True
@@ -57,8 +64,16 @@ class _RedactKeys(logging.Filter):
 
 _FILTER = _RedactKeys()
 # a logger's filters do not apply to its children's records: name each logger that logs
-for _name in ("stockbatch.http", "aiohttp.client", "httpx", "httpcore",
-              "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy"):
+for _name in (
+    "stockbatch.http",
+    "aiohttp.client",
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+):
     if _FILTER not in logging.getLogger(_name).filters:
         logging.getLogger(_name).addFilter(_FILTER)
 
@@ -88,27 +103,59 @@ class AlphaVantageSource(ReliableSource):
     intervals = ("1m", "5m", "15m", "30m", "60m", "1h", "1d")
     symbol_rule = "1-32 of A-Z 0-9 . - _, starting with a letter or digit; upper-cased"
 
-    def __init__(self, *, api_key: str | None = None,
-                 base_url: str = "https://www.alphavantage.co", rate: float = 5 / 60,
-                 burst: int = 1, outputsize: str = "auto", retry=None, breaker=None,
-                 cache=None, timeout: float = 15.0, concurrency: int = 2,
-                 deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_redirects: int = DEFAULT_MAX_REDIRECTS, headers=None, ssl=True,
-                 proxy: str | None = None, client=None) -> None:
-        super().__init__(rate=rate, burst=burst, retry=retry, breaker=breaker, cache=cache,
-                         timeout=timeout, concurrency=concurrency)
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str = "https://www.alphavantage.co",
+        rate: float = 5 / 60,
+        burst: int = 1,
+        outputsize: str = "auto",
+        retry=None,
+        breaker=None,
+        cache=None,
+        timeout: float = 15.0,
+        concurrency: int = 2,
+        deadline: float = DEFAULT_DEADLINE,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        headers=None,
+        ssl=True,
+        proxy: str | None = None,
+        client=None,
+    ) -> None:
+        super().__init__(
+            rate=rate,
+            burst=burst,
+            retry=retry,
+            breaker=breaker,
+            cache=cache,
+            timeout=timeout,
+            concurrency=concurrency,
+        )
         key = api_key if api_key is not None else os.environ.get("ALPHAVANTAGE_API_KEY")
         if not key:
-            raise ProviderError("alphavantage: no API key: pass api_key= or set "
-                                "ALPHAVANTAGE_API_KEY", provider=self.name)
+            raise ProviderError(
+                "alphavantage: no API key: pass api_key= or set ALPHAVANTAGE_API_KEY",
+                provider=self.name,
+            )
         self.__key = key
         _FILTER.keys[id(self)] = self
         self.base_url = base_url.rstrip("/")
         self.outputsize = outputsize
         self._http = HTTPClient(
-            name=self.name, concurrency=concurrency, timeout=timeout, deadline=deadline,
-            max_bytes=max_bytes, max_redirects=max_redirects, headers=headers, ssl=ssl,
-            proxy=proxy, session=client, redact=lambda text: redact(text, self._secrets()))
+            name=self.name,
+            concurrency=concurrency,
+            timeout=timeout,
+            deadline=deadline,
+            max_bytes=max_bytes,
+            max_redirects=max_redirects,
+            headers=headers,
+            ssl=ssl,
+            proxy=proxy,
+            session=client,
+            redact=lambda text: redact(text, self._secrets()),
+        )
 
     def __repr__(self) -> str:
         return f"<AlphaVantageSource {self.base_url!r} api_key=***>"
@@ -126,18 +173,24 @@ class AlphaVantageSource(ReliableSource):
         """``symbol`` upper-cased and stripped; ValueError unless it fits ``symbol_rule``."""
         return self._check_symbol(symbol, _AV_SYMBOL)
 
-    async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
-                            period: str | None = None) -> pa.RecordBatch:
+    async def fetch_history(
+        self, symbol: str, *, interval: str = "1d", start=None, end=None, period: str | None = None
+    ) -> pa.RecordBatch:
         symbol = self.normalize_symbol(symbol)
         if interval == "1d":
             params = {"function": "TIME_SERIES_DAILY", "symbol": symbol}
         elif interval in _INTRADAY:
-            params = {"function": "TIME_SERIES_INTRADAY", "symbol": symbol,
-                      "interval": _INTRADAY[interval]}
+            params = {
+                "function": "TIME_SERIES_INTRADAY",
+                "symbol": symbol,
+                "interval": _INTRADAY[interval],
+            }
         else:
-            raise ProviderError(f"alphavantage: interval {interval!r} is not served "
-                                f"(1d, {', '.join(_INTRADAY)})", provider=self.name,
-                                symbol=symbol)
+            raise ProviderError(
+                f"alphavantage: interval {interval!r} is not served (1d, {', '.join(_INTRADAY)})",
+                provider=self.name,
+                symbol=symbol,
+            )
         p1, p2, period = window(interval, start, end, period)
         asked = f"{p1}|{p2}|{period}"  # the cache key: not the clock-made bounds below
         if p1 is None:
@@ -146,36 +199,50 @@ class AlphaVantageSource(ReliableSource):
         size = self.outputsize
         if size == "auto":
             span_days = (p2 - p1) / 86400
-            size = "full" if (interval == "1d" and span_days > 140) or \
-                (interval != "1d" and span_days > 1) else "compact"
+            size = (
+                "full"
+                if (interval == "1d" and span_days > 140) or (interval != "1d" and span_days > 1)
+                else "compact"
+            )
         params["outputsize"] = size
         key = f"{self.name}|{symbol}|{interval}|{size}|{asked}"
 
         async def run() -> pa.RecordBatch:
             try:
-                resp = await self._http.get(f"{self.base_url}/query",
-                                            params={**params, "apikey": self.__key},
-                                            symbol=symbol)
+                resp = await self._http.get(
+                    f"{self.base_url}/query", params={**params, "apikey": self.__key}, symbol=symbol
+                )
             except ProviderError as exc:  # the layer's messages never hold the URL's query
                 raise self._scrub(exc) from None
             if resp.status == 429:
-                raise RateLimited(f"alphavantage: {symbol}: HTTP 429", provider=self.name,
-                                  symbol=symbol, status=429, retry_after=60.0)
+                raise RateLimited(
+                    f"alphavantage: {symbol}: HTTP 429",
+                    provider=self.name,
+                    symbol=symbol,
+                    status=429,
+                    retry_after=60.0,
+                )
             if resp.status >= 500:
-                raise ProviderUnavailable(f"alphavantage: {symbol}: HTTP {resp.status}",
-                                          provider=self.name, symbol=symbol,
-                                          status=resp.status)
+                raise ProviderUnavailable(
+                    f"alphavantage: {symbol}: HTTP {resp.status}",
+                    provider=self.name,
+                    symbol=symbol,
+                    status=resp.status,
+                )
             try:
-                batch = _decode.decode_alphavantage(resp.body, symbol=symbol,
-                                                    interval=interval, source=self.name)
+                batch = _decode.decode_alphavantage(
+                    resp.body, symbol=symbol, interval=interval, source=self.name
+                )
             except ProviderError as exc:
                 raise self._scrub(exc) from None
             # Alpha Vantage answers its whole series (compact: 100 bars, full: 20 years):
             # cut to [p1, p2) here. Bars outside are expected, not a provider fault, so they
             # are not counted in stats.out_of_window (1969 / 9999 stamps go with them).
             ts = batch.column("ts")
-            keep = pc.and_(pc.greater_equal(ts, pa.scalar(p1 * 1_000_000, ts.type)),
-                           pc.less(ts, pa.scalar(p2 * 1_000_000, ts.type)))
+            keep = pc.and_(
+                pc.greater_equal(ts, pa.scalar(p1 * 1_000_000, ts.type)),
+                pc.less(ts, pa.scalar(p2 * 1_000_000, ts.type)),
+            )
             return batch.filter(keep)
 
         return await self._call(key, symbol, run)

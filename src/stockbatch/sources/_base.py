@@ -40,12 +40,31 @@ from .._redact import redact
 from ..schema import BARS
 from ._reliability import CircuitBreaker, ResponseCache, RetryPolicy, SourceStats, TokenBucket
 
-__all__ = ["Source", "ReliableSource", "to_epoch", "PERIOD_DAYS", "normalize_daily",
-           "empty_bars", "url_segment", "clip_window", "INTERVAL_SECONDS", "OUT_OF_WINDOW_KEY"]
+__all__ = [
+    "Source",
+    "ReliableSource",
+    "to_epoch",
+    "PERIOD_DAYS",
+    "normalize_daily",
+    "empty_bars",
+    "url_segment",
+    "clip_window",
+    "INTERVAL_SECONDS",
+    "OUT_OF_WINDOW_KEY",
+]
 
 #: Days covered by Yahoo-style period strings.
-PERIOD_DAYS = {"1d": 1, "5d": 5, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 365, "2y": 730,
-               "5y": 1826, "10y": 3652}
+PERIOD_DAYS = {
+    "1d": 1,
+    "5d": 5,
+    "1mo": 31,
+    "3mo": 92,
+    "6mo": 183,
+    "1y": 365,
+    "2y": 730,
+    "5y": 1826,
+    "10y": 3652,
+}
 DAILY_INTERVALS = ("1d", "5d", "1wk", "1mo", "3mo")
 #: What Yahoo's chart API serves (it answers 400 for 5d and 3mo bars).
 YAHOO_INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "1wk", "1mo")
@@ -67,8 +86,9 @@ def to_epoch(value: Any) -> int | None:
             value = value.replace(tzinfo=dt.timezone.utc)
         return int(value.timestamp())
     if isinstance(value, dt.date):
-        return int(dt.datetime(value.year, value.month, value.day,
-                               tzinfo=dt.timezone.utc).timestamp())
+        return int(
+            dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc).timestamp()
+        )
     if hasattr(value, "timestamp"):  # pandas.Timestamp
         return int(value.timestamp())
     raise TypeError(f"cannot read {type(value).__name__} as a time")
@@ -90,9 +110,21 @@ def period_days(period: str) -> int:
 
 
 #: Length of one bar (seconds) per interval; a month/quarter at its longest.
-INTERVAL_SECONDS = {"1m": 60, "2m": 120, "5m": 300, "15m": 900, "30m": 1800, "60m": 3600,
-                    "90m": 5400, "1h": 3600, "1d": 86400, "5d": 5 * 86400, "1wk": 7 * 86400,
-                    "1mo": 31 * 86400, "3mo": 92 * 86400}
+INTERVAL_SECONDS = {
+    "1m": 60,
+    "2m": 120,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "60m": 3600,
+    "90m": 5400,
+    "1h": 3600,
+    "1d": 86400,
+    "5d": 5 * 86400,
+    "1wk": 7 * 86400,
+    "1mo": 31 * 86400,
+    "3mo": 92 * 86400,
+}
 #: Schema metadata key of a batch from which out-of-window bars were dropped (their count).
 OUT_OF_WINDOW_KEY = b"stockbatch.out_of_window"
 
@@ -108,9 +140,15 @@ def url_segment(symbol: str) -> str:
     return seg
 
 
-def clip_window(batch: pa.RecordBatch, interval: str, p1: int | None, p2: int | None,
-                period: str | None = None, *, now: float | None = None
-                ) -> tuple[pa.RecordBatch, int]:
+def clip_window(
+    batch: pa.RecordBatch,
+    interval: str,
+    p1: int | None,
+    p2: int | None,
+    period: str | None = None,
+    *,
+    now: float | None = None,
+) -> tuple[pa.RecordBatch, int]:
     """Drop the bars outside the asked window; return ``(batch, dropped)``.
 
     Explicit bounds keep ``[p1 - slack, p2)``; a period keeps ``[now - period - slack,
@@ -171,8 +209,7 @@ def normalize_daily(batch: pa.RecordBatch) -> pa.RecordBatch:
     ts = batch.column("ts")
     local = ts.cast(pa.timestamp("us", tz=tz.decode()))
     floored = pc.floor_temporal(local, unit="day").cast(ts.type)
-    return batch.set_column(batch.schema.get_field_index("ts"), batch.schema.field("ts"),
-                            floored)
+    return batch.set_column(batch.schema.get_field_index("ts"), batch.schema.field("ts"), floored)
 
 
 class Source:
@@ -204,8 +241,9 @@ class Source:
     def __init__(self) -> None:
         self.stats = SourceStats()
 
-    async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
-                            period: str | None = None) -> pa.RecordBatch:
+    async def fetch_history(
+        self, symbol: str, *, interval: str = "1d", start=None, end=None, period: str | None = None
+    ) -> pa.RecordBatch:
         """Bars of one symbol as a BARS record batch, oldest first.
 
         Parameters
@@ -245,8 +283,10 @@ class Source:
         return exc
 
     #: The rule :meth:`normalize_symbol` enforces (said in its ValueError).
-    symbol_rule = ("1-64 printable characters, no whitespace, not '.' or '..'; case is kept "
-                   "(surrounding whitespace is stripped)")
+    symbol_rule = (
+        "1-64 printable characters, no whitespace, not '.' or '..'; case is kept "
+        "(surrounding whitespace is stripped)"
+    )
 
     def normalize_symbol(self, symbol: str) -> str:
         """This provider's spelling of ``symbol``; ValueError for a symbol it cannot have.
@@ -262,19 +302,24 @@ class Source:
             Naming the symbol and the rule (``symbol_rule``).
         """
         if not isinstance(symbol, str):
-            raise ValueError(f"{self.name}: symbol {symbol!r} is not a string "
-                             f"(rule: {self.symbol_rule})")
+            raise ValueError(
+                f"{self.name}: symbol {symbol!r} is not a string (rule: {self.symbol_rule})"
+            )
         s = symbol.strip()
-        if not (1 <= len(s) <= 64) or s in (".", "..") or any(
-                ch.isspace() or unicodedata.category(ch)[0] in "CZ" for ch in s):
+        if (
+            not (1 <= len(s) <= 64)
+            or s in (".", "..")
+            or any(ch.isspace() or unicodedata.category(ch)[0] in "CZ" for ch in s)
+        ):
             raise ValueError(f"{self.name}: bad symbol {symbol!r} (rule: {self.symbol_rule})")
         return s
 
     def _check_symbol(self, symbol: str, pattern: re.Pattern, *, upper: bool = True) -> str:
         """Helper of provider rules: strip, optionally upper-case, then match ``pattern``."""
         if not isinstance(symbol, str):
-            raise ValueError(f"{self.name}: symbol {symbol!r} is not a string "
-                             f"(rule: {self.symbol_rule})")
+            raise ValueError(
+                f"{self.name}: symbol {symbol!r} is not a string (rule: {self.symbol_rule})"
+            )
         s = symbol.strip()
         if upper:
             s = s.upper()
@@ -296,8 +341,9 @@ class Source:
                 bad.append((given, err))
         return list(good), bad
 
-    async def fetch_many(self, symbols: Iterable[str], *, concurrency: int | None = None,
-                         **options) -> AsyncIterator[tuple[str, pa.RecordBatch | Exception]]:
+    async def fetch_many(
+        self, symbols: Iterable[str], *, concurrency: int | None = None, **options
+    ) -> AsyncIterator[tuple[str, pa.RecordBatch | Exception]]:
         """Fetch many symbols concurrently (at most ``concurrency`` at a time) and yield
         ``(symbol, batch_or_exception)`` as each completes. Options are those of
         :meth:`fetch_history`.
@@ -323,7 +369,10 @@ class Source:
                 except Exception as exc:  # noqa: BLE001 - one symbol's bug is its own answer
                     err = ProviderError(
                         f"{self.name}: {sym}: unexpected {type(exc).__name__}: "
-                        f"{redact(exc, self._secrets())}", provider=self.name, symbol=sym)
+                        f"{redact(exc, self._secrets())}",
+                        provider=self.name,
+                        symbol=sym,
+                    )
                     err.__cause__ = exc
                     self.stats.error(err)
                     return sym, err
@@ -365,22 +414,38 @@ class ReliableSource(Source):
         Seconds per request.
     """
 
-    def __init__(self, *, rate: float = 50.0, burst: int = 20, retry: RetryPolicy | None = None,
-                 breaker: CircuitBreaker | None = None, cache: ResponseCache | bool | None = None,
-                 timeout: float = 10.0, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        rate: float = 50.0,
+        burst: int = 20,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        cache: ResponseCache | bool | None = None,
+        timeout: float = 10.0,
+        concurrency: int = 8,
+    ) -> None:
         super().__init__()
         self.limiter = TokenBucket(rate, burst)
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker()
         # (not ``cache or None``: an empty ResponseCache has len 0 and would be dropped)
-        self.cache = ResponseCache() if cache is True else \
-            (None if cache is None or cache is False else cache)
+        self.cache = (
+            ResponseCache()
+            if cache is True
+            else (None if cache is None or cache is False else cache)
+        )
         self.timeout = timeout
         self.concurrency = concurrency
 
-    async def _call(self, key: str | None, symbol: str | None,
-                    call: Callable[[], Awaitable[pa.RecordBatch]], *,
-                    calls: int = 1) -> pa.RecordBatch:
+    async def _call(
+        self,
+        key: str | None,
+        symbol: str | None,
+        call: Callable[[], Awaitable[pa.RecordBatch]],
+        *,
+        calls: int = 1,
+    ) -> pa.RecordBatch:
         """Run ``call`` reliably; ``key`` caches the result, ``calls`` is how many provider
         calls a cache hit saves."""
         if key is not None and self.cache is not None:
@@ -432,8 +497,9 @@ class ReliableSource(Source):
             return batch
 
 
-def check_options(*, interval: str = "1d", start=None, end=None, period: str | None = None,
-                  **_other) -> None:
+def check_options(
+    *, interval: str = "1d", start=None, end=None, period: str | None = None, **_other
+) -> None:
     """ValueError / TypeError for fetch options no symbol could be fetched with."""
     window(interval, start, end, period)
     if period is not None:

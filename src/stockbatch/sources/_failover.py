@@ -28,8 +28,7 @@ class FailoverSource(Source):
     ``stats.failovers`` counts requests served by a source other than the first.
     """
 
-    def __init__(self, sources: Iterable[Source], *,
-                 failover_on: tuple = (ProviderError,)) -> None:
+    def __init__(self, sources: Iterable[Source], *, failover_on: tuple = (ProviderError,)) -> None:
         super().__init__()
         self.sources = list(sources)
         if not self.sources:
@@ -39,8 +38,11 @@ class FailoverSource(Source):
         self.max_symbols_per_call = max(s.max_symbols_per_call for s in self.sources)
         self.concurrency = max(s.concurrency for s in self.sources)
         served = [s.intervals for s in self.sources]  # what any member serves
-        self.intervals = None if None in served else tuple(
-            dict.fromkeys(i for member in served for i in member or ()))
+        self.intervals = (
+            None
+            if None in served
+            else tuple(dict.fromkeys(i for member in served for i in member or ()))
+        )
         self.served_by: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -55,8 +57,9 @@ class FailoverSource(Source):
                 return src.normalize_symbol(symbol)
             except ValueError as exc:
                 reasons.append(str(exc))
-        raise ValueError(f"{self.name}: no source can have symbol {symbol!r}: "
-                         + "; ".join(reasons))
+        raise ValueError(
+            f"{self.name}: no source can have symbol {symbol!r}: " + "; ".join(reasons)
+        )
 
     async def _each(self, method: str, symbol, *args, sources=None, **kwargs):
         errors: list[ProviderError] = []
@@ -74,10 +77,17 @@ class FailoverSource(Source):
             self.stats.bars += result.num_rows
             return result
         detail = "; ".join(f"{s.name}: {e}" for s, e in zip(sources, errors, strict=False))
-        cls = SymbolNotFound if all(isinstance(e, SymbolNotFound) for e in errors) \
+        cls = (
+            SymbolNotFound
+            if all(isinstance(e, SymbolNotFound) for e in errors)
             else ProviderUnavailable
-        raise cls(f"every source failed for {symbol or 'quotes'}: {detail}",
-                  provider=self.name, symbol=symbol, errors=errors) from errors[-1]
+        )
+        raise cls(
+            f"every source failed for {symbol or 'quotes'}: {detail}",
+            provider=self.name,
+            symbol=symbol,
+            errors=errors,
+        ) from errors[-1]
 
     async def fetch_history(self, symbol: str, **options) -> pa.RecordBatch:
         symbol = self.normalize_symbol(symbol)
@@ -92,8 +102,9 @@ class FailoverSource(Source):
         if batch.num_rows and batch.column("symbol")[0].as_py() != symbol:
             # a later source spelt it its own way: keep the one name this source promised
             idx = batch.schema.get_field_index("symbol")
-            batch = batch.set_column(idx, batch.schema.field(idx),
-                                     pa.array([symbol] * batch.num_rows, pa.string()))
+            batch = batch.set_column(
+                idx, batch.schema.field(idx), pa.array([symbol] * batch.num_rows, pa.string())
+            )
         return batch
 
     async def fetch_quotes(self, symbols: Iterable[str]) -> pa.RecordBatch:

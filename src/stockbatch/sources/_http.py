@@ -33,8 +33,13 @@ from yarl import URL
 
 from .._errors import ProviderError, ProviderUnavailable
 
-__all__ = ["HTTPClient", "HTTPResponse", "DEFAULT_MAX_BYTES", "DEFAULT_DEADLINE",
-           "DEFAULT_MAX_REDIRECTS"]
+__all__ = [
+    "HTTPClient",
+    "HTTPResponse",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_REDIRECTS",
+]
 
 #: Byte cap per response, on the wire and decompressed: 16 MiB. The largest payload the
 #: fixture server makes is ~1.5 MB (Alpha Vantage full 1-minute intraday; Yahoo range=max
@@ -140,18 +145,28 @@ class HTTPClient:
         Applied to URLs before they are logged or named in an error (hides API keys).
     """
 
-    def __init__(self, *, name: str = "http", concurrency: int = 8, timeout: float = 10.0,
-                 deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_redirects: int = DEFAULT_MAX_REDIRECTS,
-                 headers: Mapping[str, str] | None = None, ssl: Any = True,
-                 proxy: str | None = None, trust_env: bool = True,
-                 session: aiohttp.ClientSession | None = None,
-                 redact: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str = "http",
+        concurrency: int = 8,
+        timeout: float = 10.0,
+        deadline: float = DEFAULT_DEADLINE,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        headers: Mapping[str, str] | None = None,
+        ssl: Any = True,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        session: aiohttp.ClientSession | None = None,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError(
                 f"client= takes an aiohttp.ClientSession (stockbatch's HTTP sources run on "
                 f"aiohttp), not {type(session).__module__}.{type(session).__qualname__}; "
-                "or pass headers=, ssl=, proxy= and let the source build its own")
+                "or pass headers=, ssl=, proxy= and let the source build its own"
+            )
         if max_bytes <= 0 or deadline <= 0 or max_redirects < 0:
             raise ValueError("max_bytes and deadline must be positive, max_redirects >= 0")
         self.name = name
@@ -169,12 +184,12 @@ class HTTPClient:
         self._own = session is None
         self._session = session
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timeout = aiohttp.ClientTimeout(total=deadline, sock_connect=timeout,
-                                              sock_read=timeout)
+        self._timeout = aiohttp.ClientTimeout(
+            total=deadline, sock_connect=timeout, sock_read=timeout
+        )
 
     def __repr__(self) -> str:
-        return (f"<HTTPClient {self.name!r} max_bytes={self.max_bytes} "
-                f"deadline={self.deadline:g}>")
+        return f"<HTTPClient {self.name!r} max_bytes={self.max_bytes} deadline={self.deadline:g}>"
 
     # -- session -----------------------------------------------------------------------------
     def session(self) -> aiohttp.ClientSession:
@@ -190,11 +205,14 @@ class HTTPClient:
         self._loop = loop
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.concurrency, ssl=self.ssl),
-            headers=self.headers, timeout=self._timeout, trust_env=False,  # see _proxy
+            headers=self.headers,
+            timeout=self._timeout,
+            trust_env=False,  # see _proxy
             # cookies from IP hosts (127.0.0.1) too; values sent as set, unquoted, as browsers
             # do (Yahoo's A3 cookie holds "=" and "&")
             cookie_jar=aiohttp.CookieJar(unsafe=True, quote_cookie=False),
-            auto_decompress=False)
+            auto_decompress=False,
+        )
         # aiohttp silently resends a GET once after a reset; the sources' retry policy does
         # that, counted in their stats and seen by their circuit breaker
         if hasattr(self._session, "_retry_connection"):
@@ -217,8 +235,7 @@ class HTTPClient:
     def __del__(self) -> None:
         # a source dropped without aclose(): close the sockets quietly (aiohttp would log
         # "Unclosed client session" at ERROR; httpx, which this replaced, said nothing)
-        if getattr(self, "_own", False) and self._session is not None \
-                and not self._session.closed:
+        if getattr(self, "_own", False) and self._session is not None and not self._session.closed:
             self._abandon()
 
     async def aclose(self) -> None:
@@ -237,8 +254,14 @@ class HTTPClient:
         await self.aclose()
 
     # -- requests ----------------------------------------------------------------------------
-    async def get(self, url: str, *, params: Mapping[str, str] | None = None,
-                  symbol: str | None = None, what: str | None = None) -> HTTPResponse:
+    async def get(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        symbol: str | None = None,
+        what: str | None = None,
+    ) -> HTTPResponse:
         """GET ``url`` (+ ``params``) and read the whole body within the caps.
 
         Raises ProviderUnavailable (transport failure, timeout, deadline) or ProviderError
@@ -256,45 +279,70 @@ class HTTPClient:
         origin = target.origin()
         try:
             for hop in range(self.max_redirects + 1):
-                timeout = self._timeout if hop == 0 else aiohttp.ClientTimeout(
-                    total=max(0.001, end - loop.time()), sock_connect=self.timeout,
-                    sock_read=self.timeout)
+                timeout = (
+                    self._timeout
+                    if hop == 0
+                    else aiohttp.ClientTimeout(
+                        total=max(0.001, end - loop.time()),
+                        sock_connect=self.timeout,
+                        sock_read=self.timeout,
+                    )
+                )
                 resp = await self._once(session, target, timeout)
                 if isinstance(resp, HTTPResponse):
                     if _log.isEnabledFor(logging.DEBUG):
-                        _log.debug("GET %s -> %s (%d bytes)", self.redact(str(target)),
-                                   resp.status, len(resp.body))
+                        _log.debug(
+                            "GET %s -> %s (%d bytes)",
+                            self.redact(str(target)),
+                            resp.status,
+                            len(resp.body),
+                        )
                     return resp
                 status, location = resp
                 try:
                     nxt = target.join(URL(location))
                 except ValueError:
-                    raise _Fail(ProviderError, f"redirect (HTTP {status}) to an invalid "
-                                "Location refused", status) from None
+                    raise _Fail(
+                        ProviderError,
+                        f"redirect (HTTP {status}) to an invalid Location refused",
+                        status,
+                    ) from None
                 shown = self.redact(str(nxt.with_query(None).with_fragment(None)))
                 if nxt.origin() != origin:
-                    raise _Fail(ProviderError, f"redirect (HTTP {status}) to {shown} "
-                                f"refused: only the same origin ({origin}) is followed",
-                                status)
+                    raise _Fail(
+                        ProviderError,
+                        f"redirect (HTTP {status}) to {shown} "
+                        f"refused: only the same origin ({origin}) is followed",
+                        status,
+                    )
                 target = nxt
-            raise _Fail(ProviderError, f"more than {self.max_redirects} redirects (last to "
-                        f"{shown})", status)
+            raise _Fail(
+                ProviderError, f"more than {self.max_redirects} redirects (last to {shown})", status
+            )
         except _Fail as exc:
-            raise exc.kind(f"{self.name}: {label}: {exc}", provider=self.name, symbol=symbol,
-                           status=exc.status) from None
+            raise exc.kind(
+                f"{self.name}: {label}: {exc}", provider=self.name, symbol=symbol, status=exc.status
+            ) from None
         except asyncio.TimeoutError:
             left = end - loop.time()
-            why = (f"no answer within the {self.deadline:g} s deadline" if left <= 0.05 else
-                   f"timed out after {self.timeout:g} s")
-            raise ProviderUnavailable(f"{self.name}: {label}: {why}", provider=self.name,
-                                      symbol=symbol) from None
+            why = (
+                f"no answer within the {self.deadline:g} s deadline"
+                if left <= 0.05
+                else f"timed out after {self.timeout:g} s"
+            )
+            raise ProviderUnavailable(
+                f"{self.name}: {label}: {why}", provider=self.name, symbol=symbol
+            ) from None
         except aiohttp.TooManyRedirects:  # pragma: no cover - redirects are ours
-            raise ProviderError(f"{self.name}: {label}: too many redirects",
-                                provider=self.name, symbol=symbol) from None
+            raise ProviderError(
+                f"{self.name}: {label}: too many redirects", provider=self.name, symbol=symbol
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:  # reset, refused, protocol errors
-            raise ProviderUnavailable(f"{self.name}: {label}: connection failed "
-                                      f"({type(exc).__name__})", provider=self.name,
-                                      symbol=symbol) from None
+            raise ProviderUnavailable(
+                f"{self.name}: {label}: connection failed ({type(exc).__name__})",
+                provider=self.name,
+                symbol=symbol,
+            ) from None
 
     def _proxy(self, target: URL):
         """``(proxy, proxy_auth)`` for ``target``: ``proxy=``, else the environment's (once per
@@ -311,12 +359,19 @@ class HTTPClient:
             self._proxies[key] = hit
         return hit
 
-    async def _once(self, session: aiohttp.ClientSession, target: URL,
-                    timeout: aiohttp.ClientTimeout):
+    async def _once(
+        self, session: aiohttp.ClientSession, target: URL, timeout: aiohttp.ClientTimeout
+    ):
         cap = self.max_bytes
         proxy, proxy_auth = self._proxy(target)
-        async with session.get(target, allow_redirects=False, auto_decompress=False,
-                               timeout=timeout, proxy=proxy, proxy_auth=proxy_auth) as resp:
+        async with session.get(
+            target,
+            allow_redirects=False,
+            auto_decompress=False,
+            timeout=timeout,
+            proxy=proxy,
+            proxy_auth=proxy_auth,
+        ) as resp:
             status = resp.status
             if status in _REDIRECTS:
                 location = resp.headers.get("Location")
@@ -324,8 +379,12 @@ class HTTPClient:
                     return status, location
             length = resp.content_length
             if length is not None and length > cap:
-                raise _Fail(ProviderError, f"body of {length} bytes (Content-Length) is over "
-                            f"the {_mib(cap)} cap (max_bytes={cap})", status)
+                raise _Fail(
+                    ProviderError,
+                    f"body of {length} bytes (Content-Length) is over "
+                    f"the {_mib(cap)} cap (max_bytes={cap})",
+                    status,
+                )
             encoding = resp.headers.get("Content-Encoding", "").strip().lower()
             if encoding in ("", "identity") and length is not None:
                 # bounded by Content-Length, which is within the cap: one read
@@ -335,31 +394,40 @@ class HTTPClient:
             elif encoding in ("gzip", "x-gzip", "deflate"):
                 inflater = _Inflater(encoding)
             else:
-                raise _Fail(ProviderError, f"unsupported Content-Encoding {encoding!r}",
-                            status)
+                raise _Fail(ProviderError, f"unsupported Content-Encoding {encoding!r}", status)
             parts: list[bytes] = []
             wire = size = 0
             try:
                 async for chunk in resp.content.iter_any():
                     wire += len(chunk)
                     if wire > cap:
-                        raise _Fail(ProviderError, f"body over the {_mib(cap)} cap "
-                                    f"(max_bytes={cap}) on the wire", status)
+                        raise _Fail(
+                            ProviderError,
+                            f"body over the {_mib(cap)} cap (max_bytes={cap}) on the wire",
+                            status,
+                        )
                     if inflater is not None:
                         chunk = inflater.feed(chunk, cap - size)
                     size += len(chunk)
                     if size > cap:
-                        raise _Fail(ProviderError, f"body over the {_mib(cap)} cap "
-                                    f"(max_bytes={cap}) after {encoding} decompression "
-                                    f"({wire} bytes on the wire)", status)
+                        raise _Fail(
+                            ProviderError,
+                            f"body over the {_mib(cap)} cap "
+                            f"(max_bytes={cap}) after {encoding} decompression "
+                            f"({wire} bytes on the wire)",
+                            status,
+                        )
                     parts.append(chunk)
                 if inflater is not None:
                     tail = inflater.flush()
                     size += len(tail)
                     if size > cap:
-                        raise _Fail(ProviderError, f"body over the {_mib(cap)} cap "
-                                    f"(max_bytes={cap}) after {encoding} decompression",
-                                    status)
+                        raise _Fail(
+                            ProviderError,
+                            f"body over the {_mib(cap)} cap "
+                            f"(max_bytes={cap}) after {encoding} decompression",
+                            status,
+                        )
                     parts.append(tail)
             except zlib.error as exc:
                 raise _Fail(ProviderError, f"corrupt {encoding} body ({exc})", status) from None

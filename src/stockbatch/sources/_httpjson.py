@@ -52,8 +52,15 @@ def _path(doc, path: str):
     return cur
 
 
-_CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key",
-                       "x-auth-token", "x-access-token", "cookie")
+_CREDENTIAL_HEADERS = (
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-access-token",
+    "cookie",
+)
 
 
 def _secrets_of(url_template: str, headers) -> tuple[str, ...]:
@@ -106,16 +113,39 @@ class HTTPJSONSource(ReliableSource):
     template places it.
     """
 
-    def __init__(self, url_template: str, *, fields: Mapping[str, str],
-                 records: str | None = None, ts_unit: str = "s", tz: str = "UTC",
-                 name: str = "http", headers: Mapping[str, str] | None = None,
-                 rate: float = 20.0, burst: int = 10, retry=None, breaker=None, cache=None,
-                 timeout: float = 10.0, concurrency: int = 8,
-                 deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_redirects: int = DEFAULT_MAX_REDIRECTS, ssl=True, proxy: str | None = None,
-                 client=None) -> None:
-        super().__init__(rate=rate, burst=burst, retry=retry, breaker=breaker, cache=cache,
-                         timeout=timeout, concurrency=concurrency)
+    def __init__(
+        self,
+        url_template: str,
+        *,
+        fields: Mapping[str, str],
+        records: str | None = None,
+        ts_unit: str = "s",
+        tz: str = "UTC",
+        name: str = "http",
+        headers: Mapping[str, str] | None = None,
+        rate: float = 20.0,
+        burst: int = 10,
+        retry=None,
+        breaker=None,
+        cache=None,
+        timeout: float = 10.0,
+        concurrency: int = 8,
+        deadline: float = DEFAULT_DEADLINE,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        ssl=True,
+        proxy: str | None = None,
+        client=None,
+    ) -> None:
+        super().__init__(
+            rate=rate,
+            burst=burst,
+            retry=retry,
+            breaker=breaker,
+            cache=cache,
+            timeout=timeout,
+            concurrency=concurrency,
+        )
         if "ts" not in fields:
             raise ValueError("fields needs a 'ts' path")
         unknown = set(fields) - {"ts", "open", "high", "low", "close", "adj_close", "volume"}
@@ -131,9 +161,18 @@ class HTTPJSONSource(ReliableSource):
         self.tz = tz
         self.__secrets = _secrets_of(url_template, headers)
         self._http = HTTPClient(
-            name=name, concurrency=concurrency, timeout=timeout, deadline=deadline,
-            max_bytes=max_bytes, max_redirects=max_redirects, headers=headers, ssl=ssl,
-            proxy=proxy, session=client, redact=lambda text: redact(text, self._secrets()))
+            name=name,
+            concurrency=concurrency,
+            timeout=timeout,
+            deadline=deadline,
+            max_bytes=max_bytes,
+            max_redirects=max_redirects,
+            headers=headers,
+            ssl=ssl,
+            proxy=proxy,
+            session=client,
+            redact=lambda text: redact(text, self._secrets()),
+        )
 
     def _secrets(self) -> tuple[str, ...]:
         return self.__secrets
@@ -165,14 +204,18 @@ class HTTPJSONSource(ReliableSource):
         try:
             doc = json.loads(content)
         except ValueError as exc:
-            raise DecodeError(f"{self.name}: {symbol}: invalid JSON ({exc})",
-                              provider=self.name, symbol=symbol,
-                              position=getattr(exc, "pos", None)) from None
+            raise DecodeError(
+                f"{self.name}: {symbol}: invalid JSON ({exc})",
+                provider=self.name,
+                symbol=symbol,
+                position=getattr(exc, "pos", None),
+            ) from None
         cols = self._columns(doc)
         ts = cols.get("ts")
         if not isinstance(ts, list):
-            raise SymbolNotFound(f"{self.name}: {symbol}: no bars in the answer",
-                                 provider=self.name, symbol=symbol)
+            raise SymbolNotFound(
+                f"{self.name}: {symbol}: no bars in the answer", provider=self.name, symbol=symbol
+            )
         n = len(ts)
         try:
             if self.ts_unit == "iso":
@@ -182,14 +225,21 @@ class HTTPJSONSource(ReliableSource):
                     stamps.append(t)
                 naive = all(t.tzinfo is None for t in stamps)
                 if naive:
-                    arr = pc.assume_timezone(pa.array(stamps, pa.timestamp("us")), self.tz,
-                                             ambiguous="earliest", nonexistent="earliest")
+                    arr = pc.assume_timezone(
+                        pa.array(stamps, pa.timestamp("us")),
+                        self.tz,
+                        ambiguous="earliest",
+                        nonexistent="earliest",
+                    )
                 else:
-                    arr = pa.array([t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
-                                    for t in stamps], pa.timestamp("us", tz="UTC"))
+                    arr = pa.array(
+                        [t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc) for t in stamps],
+                        pa.timestamp("us", tz="UTC"),
+                    )
             else:
-                arr = pa.array([None if v is None else int(v) * _UNITS[self.ts_unit]
-                                for v in ts], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+                arr = pa.array(
+                    [None if v is None else int(v) * _UNITS[self.ts_unit] for v in ts], pa.int64()
+                ).cast(pa.timestamp("us", tz="UTC"))
             data = {"ts": arr}
             for k in ("open", "high", "low", "close", "adj_close", "volume"):
                 v = cols.get(k)
@@ -198,27 +248,36 @@ class HTTPJSONSource(ReliableSource):
                     continue
                 if not isinstance(v, list) or len(v) != n:
                     raise ValueError(f"{k} does not line up with ts")
-                conv = [None if x is None else float(x) for x in v] if k != "volume" else \
-                    [None if x is None else int(float(x)) for x in v]
+                conv = (
+                    [None if x is None else float(x) for x in v]
+                    if k != "volume"
+                    else [None if x is None else int(float(x)) for x in v]
+                )
                 data[k] = pa.array(conv, pa.float64() if k != "volume" else pa.int64())
             data["symbol"] = pa.array([symbol] * n, pa.string())
             table = conform(pa.table(data), BARS, interval=interval, source=self.name)
         except (ValueError, TypeError, pa.ArrowInvalid, SchemaError) as exc:
-            raise DecodeError(f"{self.name}: {symbol}: {exc}", provider=self.name,
-                              symbol=symbol) from None
+            raise DecodeError(
+                f"{self.name}: {symbol}: {exc}", provider=self.name, symbol=symbol
+            ) from None
         md = dict(BARS.metadata)
         md[b"stockbatch.tz"] = self.tz.encode()
         table = table.replace_schema_metadata(md).combine_chunks()
         batches = table.to_batches()
         return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
 
-    async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
-                            period: str | None = None) -> pa.RecordBatch:
+    async def fetch_history(
+        self, symbol: str, *, interval: str = "1d", start=None, end=None, period: str | None = None
+    ) -> pa.RecordBatch:
         symbol = self.normalize_symbol(symbol)
         p1, p2, period = window(interval, start, end, period)
-        url = self.url_template.format(symbol=url_segment(symbol), interval=interval,
-                                       start="" if p1 is None else p1,
-                                       end="" if p2 is None else p2, period=period or "")
+        url = self.url_template.format(
+            symbol=url_segment(symbol),
+            interval=interval,
+            start="" if p1 is None else p1,
+            end="" if p2 is None else p2,
+            period=period or "",
+        )
         key = f"{self.name}|{url}"
 
         async def run() -> pa.RecordBatch:
@@ -226,20 +285,37 @@ class HTTPJSONSource(ReliableSource):
             status = resp.status
             if status == 429:
                 ra = resp.headers.get("retry-after")
-                raise RateLimited(f"{self.name}: {symbol}: HTTP 429", provider=self.name,
-                                  symbol=symbol, status=status,
-                                  retry_after=float(ra) if ra and ra.isdigit() else None)
+                raise RateLimited(
+                    f"{self.name}: {symbol}: HTTP 429",
+                    provider=self.name,
+                    symbol=symbol,
+                    status=status,
+                    retry_after=float(ra) if ra and ra.isdigit() else None,
+                )
             if status == 404:
-                raise SymbolNotFound(f"{self.name}: {symbol}: HTTP 404", provider=self.name,
-                                     symbol=symbol, status=status)
+                raise SymbolNotFound(
+                    f"{self.name}: {symbol}: HTTP 404",
+                    provider=self.name,
+                    symbol=symbol,
+                    status=status,
+                )
             if status >= 500:
-                raise ProviderUnavailable(f"{self.name}: {symbol}: HTTP {status}",
-                                          provider=self.name, symbol=symbol, status=status)
+                raise ProviderUnavailable(
+                    f"{self.name}: {symbol}: HTTP {status}",
+                    provider=self.name,
+                    symbol=symbol,
+                    status=status,
+                )
             if status != 200:
-                raise ProviderError(f"{self.name}: {symbol}: HTTP {status}",
-                                    provider=self.name, symbol=symbol, status=status)
-            batch, dropped = clip_window(self._decode(resp.body, symbol, interval),
-                                         interval, p1, p2, period)
+                raise ProviderError(
+                    f"{self.name}: {symbol}: HTTP {status}",
+                    provider=self.name,
+                    symbol=symbol,
+                    status=status,
+                )
+            batch, dropped = clip_window(
+                self._decode(resp.body, symbol, interval), interval, p1, p2, period
+            )
             self.stats.out_of_window += dropped
             return batch
 

@@ -25,8 +25,14 @@ import pyarrow as pa
 from .._errors import DecodeError, ProviderError, ProviderUnavailable, RateLimited
 from .._redact import redact
 
-__all__ = ["TokenBucket", "RetryPolicy", "CircuitBreaker", "ResponseCache", "SourceStats",
-           "is_provider_failure"]
+__all__ = [
+    "TokenBucket",
+    "RetryPolicy",
+    "CircuitBreaker",
+    "ResponseCache",
+    "SourceStats",
+    "is_provider_failure",
+]
 
 
 class TokenBucket:
@@ -137,8 +143,9 @@ class CircuitBreaker:
     older than ``reset_timeout`` is presumed lost — the breaker can never stay shut for good.
     """
 
-    def __init__(self, failure_threshold: int = 5, reset_timeout: float = 30.0, *,
-                 clock=time.monotonic):
+    def __init__(
+        self, failure_threshold: int = 5, reset_timeout: float = 30.0, *, clock=time.monotonic
+    ):
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
         self._clock = clock
@@ -179,7 +186,10 @@ class CircuitBreaker:
         raise ProviderUnavailable(
             f"{provider}: {symbol or 'quote'}: circuit breaker open after {self.failures} "
             f"consecutive failures{cause} (next trial call in {wait:.1f} s)",
-            provider=provider, symbol=symbol, retry_after=wait)
+            provider=provider,
+            symbol=symbol,
+            retry_after=wait,
+        )
 
     def success(self) -> None:
         """The provider answered (data, or a symbol's own error): close."""
@@ -259,8 +269,11 @@ class ResponseCache:
                 if now - path.stat().st_mtime <= self.ttl:
                     with pa.OSFile(str(path), "rb") as f:
                         table = pa.ipc.open_file(f).read_all()
-                    batch = table.combine_chunks().to_batches()[0] if table.num_rows else \
-                        pa.RecordBatch.from_pylist([], schema=table.schema)
+                    batch = (
+                        table.combine_chunks().to_batches()[0]
+                        if table.num_rows
+                        else pa.RecordBatch.from_pylist([], schema=table.schema)
+                    )
                     self._remember(key, batch, path.stat().st_mtime)
                     self.hits += 1
                     self.disk_hits += 1
@@ -296,16 +309,16 @@ class ResponseCache:
 class SourceStats:
     """Counters of one source (``source.stats``)."""
 
-    requests: int = 0          # HTTP requests (or library calls) that went out
+    requests: int = 0  # HTTP requests (or library calls) that went out
     retries: int = 0
-    errors: dict = field(default_factory=dict)   # exception class name -> count
+    errors: dict = field(default_factory=dict)  # exception class name -> count
     cache_hits: int = 0
-    saved_calls: int = 0       # provider calls avoided thanks to the cache
-    rate_limited: int = 0      # 429 / quota answers received
+    saved_calls: int = 0  # provider calls avoided thanks to the cache
+    rate_limited: int = 0  # 429 / quota answers received
     circuit_opened: int = 0
-    failovers: int = 0         # FailoverSource: symbols served by a later source
+    failovers: int = 0  # FailoverSource: symbols served by a later source
     bars: int = 0
-    out_of_window: int = 0     # bars dropped for lying outside the asked window
+    out_of_window: int = 0  # bars dropped for lying outside the asked window
 
     def error(self, exc: BaseException) -> None:
         name = type(exc).__name__
@@ -320,4 +333,5 @@ class SourceStats:
 def is_retryable(exc: BaseException) -> bool:
     """Transient provider failures (worth a retry or a failover)."""
     return isinstance(exc, (RateLimited, ProviderUnavailable, DecodeError)) or (
-        isinstance(exc, ProviderError) and getattr(exc, "transient", False))
+        isinstance(exc, ProviderError) and getattr(exc, "transient", False)
+    )

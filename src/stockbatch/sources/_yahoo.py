@@ -39,12 +39,22 @@ __all__ = ["YahooChartSource", "INTERVAL_WINDOW_DAYS"]
 _decode = _backend.load("decode")
 
 #: Widest window Yahoo serves per request for these intervals (days); wider asks are split.
-INTERVAL_WINDOW_DAYS = {"1m": 8, "2m": 60, "5m": 60, "15m": 60, "30m": 60, "60m": 730,
-                        "90m": 60, "1h": 730}
+INTERVAL_WINDOW_DAYS = {
+    "1m": 8,
+    "2m": 60,
+    "5m": 60,
+    "15m": 60,
+    "30m": 60,
+    "60m": 730,
+    "90m": 60,
+    "1h": 730,
+}
 #: Yahoo symbols: AAPL, BRK-B, 7203.T, ^GSPC, EURUSD=X, ES=F, M&M.NS, BTC-USD.
 _YAHOO_SYMBOL = re.compile(r"[A-Z0-9^][A-Z0-9.\-_=^&]{0,31}")
-_USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-               "Chrome/131.0.0.0 Safari/537.36")
+_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
 
 
 def _retry_after(resp: HTTPResponse) -> float | None:
@@ -114,26 +124,51 @@ class YahooChartSource(ReliableSource):
     name = "yahoo"
     intervals = YAHOO_INTERVALS
     max_symbols_per_call = 50
-    symbol_rule = ("1-32 of A-Z 0-9 . - _ = ^ &, starting with a letter, digit or ^; "
-                   "upper-cased")
+    symbol_rule = "1-32 of A-Z 0-9 . - _ = ^ &, starting with a letter, digit or ^; upper-cased"
 
     def normalize_symbol(self, symbol: str) -> str:
         """``symbol`` upper-cased and stripped; ValueError unless it fits ``symbol_rule``."""
         return self._check_symbol(symbol, _YAHOO_SYMBOL)
 
-    def __init__(self, *, base_url: str = "https://query2.finance.yahoo.com",
-                 cookie_url: str | None = None, crumb="auto", concurrency: int = 8,
-                 events: bool = True, normalize: bool = True, rate: float = 50.0,
-                 burst: int = 50, retry=None, breaker=None, cache=None, timeout: float = 10.0,
-                 deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_redirects: int = DEFAULT_MAX_REDIRECTS, headers=None, ssl=True,
-                 proxy: str | None = None, client=None) -> None:
-        super().__init__(rate=rate, burst=burst, retry=retry, breaker=breaker, cache=cache,
-                         timeout=timeout, concurrency=concurrency)
+    def __init__(
+        self,
+        *,
+        base_url: str = "https://query2.finance.yahoo.com",
+        cookie_url: str | None = None,
+        crumb="auto",
+        concurrency: int = 8,
+        events: bool = True,
+        normalize: bool = True,
+        rate: float = 50.0,
+        burst: int = 50,
+        retry=None,
+        breaker=None,
+        cache=None,
+        timeout: float = 10.0,
+        deadline: float = DEFAULT_DEADLINE,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        headers=None,
+        ssl=True,
+        proxy: str | None = None,
+        client=None,
+    ) -> None:
+        super().__init__(
+            rate=rate,
+            burst=burst,
+            retry=retry,
+            breaker=breaker,
+            cache=cache,
+            timeout=timeout,
+            concurrency=concurrency,
+        )
         self.base_url = base_url.rstrip("/")
         if cookie_url is None:
-            cookie_url = "https://fc.yahoo.com" if "finance.yahoo.com" in self.base_url \
+            cookie_url = (
+                "https://fc.yahoo.com"
+                if "finance.yahoo.com" in self.base_url
                 else self.base_url + "/"
+            )
         self.cookie_url = cookie_url
         self.crumb_mode = crumb
         self.events = events
@@ -141,11 +176,21 @@ class YahooChartSource(ReliableSource):
         self._crumb: str | None = None
         self._crumb_lock = asyncio.Lock()
         self._http = HTTPClient(
-            name=self.name, concurrency=concurrency, timeout=timeout, deadline=deadline,
-            max_bytes=max_bytes, max_redirects=max_redirects,
-            headers={"User-Agent": _USER_AGENT, "Accept": "application/json,*/*",
-                     **dict(headers or {})},
-            ssl=ssl, proxy=proxy, session=client)
+            name=self.name,
+            concurrency=concurrency,
+            timeout=timeout,
+            deadline=deadline,
+            max_bytes=max_bytes,
+            max_redirects=max_redirects,
+            headers={
+                "User-Agent": _USER_AGENT,
+                "Accept": "application/json,*/*",
+                **dict(headers or {}),
+            },
+            ssl=ssl,
+            proxy=proxy,
+            session=client,
+        )
         self._sem = asyncio.Semaphore(concurrency)
 
     def __repr__(self) -> str:
@@ -163,15 +208,21 @@ class YahooChartSource(ReliableSource):
                 await self._http.get(self.cookie_url, what="cookie")
                 resp = await self._http.get(f"{self.base_url}/v1/test/getcrumb", what="crumb")
             except ProviderError as exc:
-                raise ProviderUnavailable(f"yahoo: cookie/crumb handshake failed ({exc})",
-                                          provider=self.name) from None
+                raise ProviderUnavailable(
+                    f"yahoo: cookie/crumb handshake failed ({exc})", provider=self.name
+                ) from None
             if resp.status == 429:
-                raise RateLimited("yahoo: crumb request rate-limited", provider=self.name,
-                                  status=429, retry_after=_retry_after(resp))
+                raise RateLimited(
+                    "yahoo: crumb request rate-limited",
+                    provider=self.name,
+                    status=429,
+                    retry_after=_retry_after(resp),
+                )
             text = resp.text().strip()
             if resp.status != 200 or not text or "<" in text:
-                raise ProviderUnavailable(f"yahoo: no crumb (HTTP {resp.status})",
-                                          provider=self.name, status=resp.status)
+                raise ProviderUnavailable(
+                    f"yahoo: no crumb (HTTP {resp.status})", provider=self.name, status=resp.status
+                )
             self._crumb = text
             self.stats.requests += 2
             return text
@@ -186,24 +237,36 @@ class YahooChartSource(ReliableSource):
             if self._crumb is not None:
                 p["crumb"] = self._crumb
             async with self._sem:
-                resp = await self._http.get(self.base_url + path, params=p, symbol=symbol,
-                                            what=symbol or "quote")
+                resp = await self._http.get(
+                    self.base_url + path, params=p, symbol=symbol, what=symbol or "quote"
+                )
             if resp.status in (401, 403) and self.crumb_mode and attempt == 0:
                 await self._handshake(stale=self._crumb)
                 continue
             break
         status = resp.status
         if status == 429:
-            raise RateLimited(f"yahoo: {symbol or 'quote'}: HTTP 429 Too Many Requests",
-                              provider=self.name, symbol=symbol, status=status,
-                              retry_after=_retry_after(resp))
+            raise RateLimited(
+                f"yahoo: {symbol or 'quote'}: HTTP 429 Too Many Requests",
+                provider=self.name,
+                symbol=symbol,
+                status=status,
+                retry_after=_retry_after(resp),
+            )
         if status >= 500:
-            raise ProviderUnavailable(f"yahoo: {symbol or 'quote'}: HTTP {status}",
-                                      provider=self.name, symbol=symbol, status=status)
+            raise ProviderUnavailable(
+                f"yahoo: {symbol or 'quote'}: HTTP {status}",
+                provider=self.name,
+                symbol=symbol,
+                status=status,
+            )
         if status in (401, 403):
-            raise ProviderUnavailable(f"yahoo: {symbol or 'quote'}: HTTP {status} (crumb "
-                                      "refused)", provider=self.name, symbol=symbol,
-                                      status=status)
+            raise ProviderUnavailable(
+                f"yahoo: {symbol or 'quote'}: HTTP {status} (crumb refused)",
+                provider=self.name,
+                symbol=symbol,
+                status=status,
+            )
         return resp
 
     # -- history -------------------------------------------------------------------------------
@@ -223,19 +286,21 @@ class YahooChartSource(ReliableSource):
         status = resp.status
         content = resp.body
         if status == 404 and not content.lstrip().startswith(b"{"):
-            raise SymbolNotFound(f"yahoo: {symbol}: HTTP 404", provider=self.name,
-                                 symbol=symbol)
+            raise SymbolNotFound(f"yahoo: {symbol}: HTTP 404", provider=self.name, symbol=symbol)
         # 200, and Yahoo's JSON error answers (404 Not Found, 400, 422): the decoder raises
         # SymbolNotFound / ProviderError / DecodeError as the payload says
-        batch = _decode.decode_yahoo_chart(content, symbol=symbol, interval=interval,
-                                           source=self.name)
+        batch = _decode.decode_yahoo_chart(
+            content, symbol=symbol, interval=interval, source=self.name
+        )
         if status != 200:
-            raise ProviderError(f"yahoo: {symbol}: HTTP {status}", provider=self.name,
-                                symbol=symbol)
+            raise ProviderError(
+                f"yahoo: {symbol}: HTTP {status}", provider=self.name, symbol=symbol
+            )
         return batch
 
-    async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
-                            period: str | None = None) -> pa.RecordBatch:
+    async def fetch_history(
+        self, symbol: str, *, interval: str = "1d", start=None, end=None, period: str | None = None
+    ) -> pa.RecordBatch:
         symbol = self.normalize_symbol(symbol)
         p1, p2, period = window(interval, start, end, period)
         asked = (p1, p2, period)
@@ -253,12 +318,14 @@ class YahooChartSource(ReliableSource):
         async def run() -> pa.RecordBatch:
             if len(pieces) == 1:
                 a, b = pieces[0]
-                batch = await self._chart(symbol, self._params(interval, a, b, period),
-                                          interval)
+                batch = await self._chart(symbol, self._params(interval, a, b, period), interval)
             else:
-                parts = await asyncio.gather(*(
-                    self._chart(symbol, self._params(interval, a, b, None), interval)
-                    for a, b in pieces))
+                parts = await asyncio.gather(
+                    *(
+                        self._chart(symbol, self._params(interval, a, b, None), interval)
+                        for a, b in pieces
+                    )
+                )
                 batch = _concat(parts)
             if self.normalize and interval in DAILY_INTERVALS:
                 batch = normalize_daily(batch)
@@ -281,16 +348,20 @@ class YahooChartSource(ReliableSource):
             except ValueError:
                 refused.append(str(s))
         symbols = list(dict.fromkeys(normal))
-        chunks = [symbols[i:i + self.max_symbols_per_call]
-                  for i in range(0, len(symbols), self.max_symbols_per_call)]
+        chunks = [
+            symbols[i : i + self.max_symbols_per_call]
+            for i in range(0, len(symbols), self.max_symbols_per_call)
+        ]
 
         async def one(chunk):
             async def run():
                 resp = await self._get("/v7/finance/quote", {"symbols": ",".join(chunk)}, None)
                 if resp.status != 200:
-                    raise ProviderError(f"yahoo: quote: HTTP {resp.status}",
-                                        provider=self.name, status=resp.status)
+                    raise ProviderError(
+                        f"yahoo: quote: HTTP {resp.status}", provider=self.name, status=resp.status
+                    )
                 return _decode.decode_yahoo_quote(resp.body, source=self.name)
+
             return await self._call(None, None, run)
 
         parts = await asyncio.gather(*(one(c) for c in chunks)) if chunks else []

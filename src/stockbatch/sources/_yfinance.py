@@ -94,15 +94,22 @@ class YFinanceSource(Source):
 
     name = "yfinance"
     intervals = YAHOO_INTERVALS
-    symbol_rule = ("1-32 of A-Z 0-9 . - _ = ^ &, starting with a letter, digit or ^; "
-                   "upper-cased")
+    symbol_rule = "1-32 of A-Z 0-9 . - _ = ^ &, starting with a letter, digit or ^; upper-cased"
 
     def normalize_symbol(self, symbol: str) -> str:
         """``symbol`` upper-cased and stripped; ValueError unless it fits ``symbol_rule``."""
         return self._check_symbol(symbol, _YAHOO_SYMBOL)
 
-    def __init__(self, *, base_url: str | None = None, threads=True, session=None,
-                 timeout: float = 10.0, normalize: bool = True, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        threads=True,
+        session=None,
+        timeout: float = 10.0,
+        normalize: bool = True,
+        concurrency: int = 1,
+    ) -> None:
         super().__init__()
         import yfinance  # noqa: F401 - fail early when it is not installed
 
@@ -120,9 +127,17 @@ class YFinanceSource(Source):
     def _download(self, symbols: list[str], interval: str, start, end, period):
         import yfinance as yf
 
-        kwargs = dict(interval=interval, threads=self.threads, group_by="ticker",
-                      auto_adjust=False, actions=False, progress=False, ignore_tz=False,
-                      timeout=self.timeout, multi_level_index=True)
+        kwargs = dict(
+            interval=interval,
+            threads=self.threads,
+            group_by="ticker",
+            auto_adjust=False,
+            actions=False,
+            progress=False,
+            ignore_tz=False,
+            timeout=self.timeout,
+            multi_level_index=True,
+        )
         if self._session is not None:
             kwargs["session"] = self._session
         if start is not None or end is not None:
@@ -140,19 +155,22 @@ class YFinanceSource(Source):
             except Exception as exc:  # noqa: BLE001 - yfinance raises many kinds
                 name = type(exc).__name__
                 cls = RateLimited if "RateLimit" in name else ProviderUnavailable
-                raise cls(f"yfinance: download failed ({name}: {redact(exc)})",
-                          provider=self.name) from None
+                raise cls(
+                    f"yfinance: download failed ({name}: {redact(exc)})", provider=self.name
+                ) from None
             finally:
                 logger.removeHandler(handler)
         return frame, handler.messages
 
-    def _convert(self, frame, symbols, interval, messages, bounds=(None, None, None)
-                 ) -> dict:
+    def _convert(self, frame, symbols, interval, messages, bounds=(None, None, None)) -> dict:
         import pandas as pd
 
         out: dict = {}
-        tickers = set(frame.columns.get_level_values(0)) if frame is not None and \
-            isinstance(frame.columns, pd.MultiIndex) else set()
+        tickers = (
+            set(frame.columns.get_level_values(0))
+            if frame is not None and isinstance(frame.columns, pd.MultiIndex)
+            else set()
+        )
         for sym in symbols:
             key = sym.upper()
             said = [m for m in messages if f"'{key}'" in m]
@@ -160,8 +178,14 @@ class YFinanceSource(Source):
                 out[sym] = self._error(sym, said)
                 continue
             df = frame[key]
-            cols = {"Open": "open", "High": "high", "Low": "low", "Close": "close",
-                    "Adj Close": "adj_close", "Volume": "volume"}
+            cols = {
+                "Open": "open",
+                "High": "high",
+                "Low": "low",
+                "Close": "close",
+                "Adj Close": "adj_close",
+                "Volume": "volume",
+            }
             df = df[[c for c in cols if c in df.columns]].rename(columns=cols)
             df = df.dropna(how="all")
             if df.empty:
@@ -170,21 +194,26 @@ class YFinanceSource(Source):
             idx = df.index
             # yf.download converts every ticker's index to the most common zone of the
             # download: the frame's zone is the symbol's own only for a single ticker
-            tz = _exchange_tz(key) or (str(idx.tz) if idx.tz is not None and len(tickers) == 1
-                                       else None)
+            tz = _exchange_tz(key) or (
+                str(idx.tz) if idx.tz is not None and len(tickers) == 1 else None
+            )
             if idx.tz is None:
                 idx = idx.tz_localize("UTC")
             ts = pa.array(idx.tz_convert("UTC").as_unit("us"), pa.timestamp("us", tz="UTC"))
             n = len(df)
-            arrays = [pa.array([sym] * n, pa.string()), pa.array([interval] * n, pa.string()),
-                      ts]
+            arrays = [pa.array([sym] * n, pa.string()), pa.array([interval] * n, pa.string()), ts]
             for name in ("open", "high", "low", "close", "adj_close"):
-                arrays.append(pa.array(df[name].to_numpy(dtype="float64"), pa.float64(),
-                                       from_pandas=True) if name in df else
-                              pa.nulls(n, pa.float64()))
+                arrays.append(
+                    pa.array(df[name].to_numpy(dtype="float64"), pa.float64(), from_pandas=True)
+                    if name in df
+                    else pa.nulls(n, pa.float64())
+                )
             vol = df["volume"] if "volume" in df else None
-            arrays.append(pa.array(vol.astype("Int64"), pa.int64()) if vol is not None
-                          else pa.nulls(n, pa.int64()))
+            arrays.append(
+                pa.array(vol.astype("Int64"), pa.int64())
+                if vol is not None
+                else pa.nulls(n, pa.int64())
+            )
             arrays.append(pa.array([self.name] * n, pa.string()))
             md = dict(BARS.metadata)
             if tz:  # unknown: no normalizing (yfinance already stamps days at 00:00 local)
@@ -201,35 +230,49 @@ class YFinanceSource(Source):
     def _error(self, sym: str, said: list[str]) -> ProviderError:
         text = redact("; ".join(said) or "no data returned")
         if "RateLimit" in text or "Too Many Requests" in text:
-            exc: ProviderError = RateLimited(f"yfinance: {sym}: {text}", provider=self.name,
-                                             symbol=sym)
-        elif not said or "delisted" in text or "not found" in text.lower() or \
-                "No data found" in text or "TzMissing" in text:
+            exc: ProviderError = RateLimited(
+                f"yfinance: {sym}: {text}", provider=self.name, symbol=sym
+            )
+        elif (
+            not said
+            or "delisted" in text
+            or "not found" in text.lower()
+            or "No data found" in text
+            or "TzMissing" in text
+        ):
             exc = SymbolNotFound(f"yfinance: {sym}: {text}", provider=self.name, symbol=sym)
         else:
-            exc = ProviderUnavailable(f"yfinance: {sym}: {text}", provider=self.name,
-                                      symbol=sym)
+            exc = ProviderUnavailable(f"yfinance: {sym}: {text}", provider=self.name, symbol=sym)
         self.stats.error(exc)
         return exc
 
     async def _fetch(self, symbols: list[str], interval, start, end, period) -> dict:
         bounds = window(interval, start, end, period)
-        frame, messages = await asyncio.to_thread(self._download, symbols, interval, start,
-                                                  end, period)
+        frame, messages = await asyncio.to_thread(
+            self._download, symbols, interval, start, end, period
+        )
         return self._convert(frame, symbols, interval, messages, bounds)
 
-    async def fetch_history(self, symbol: str, *, interval: str = "1d", start=None, end=None,
-                            period: str | None = None) -> pa.RecordBatch:
+    async def fetch_history(
+        self, symbol: str, *, interval: str = "1d", start=None, end=None, period: str | None = None
+    ) -> pa.RecordBatch:
         symbol = self.normalize_symbol(symbol)
         result = (await self._fetch([symbol], interval, start, end, period))[symbol]
         if isinstance(result, Exception):
             raise result
         return result
 
-    async def fetch_many(self, symbols: Iterable[str], *, concurrency: int | None = None,
-                         interval: str = "1d", start: Any = None, end: Any = None,
-                         period: str | None = None, **options: Any,
-                         ) -> AsyncIterator[tuple[str, pa.RecordBatch | Exception]]:
+    async def fetch_many(
+        self,
+        symbols: Iterable[str],
+        *,
+        concurrency: int | None = None,
+        interval: str = "1d",
+        start: Any = None,
+        end: Any = None,
+        period: str | None = None,
+        **options: Any,
+    ) -> AsyncIterator[tuple[str, pa.RecordBatch | Exception]]:
         """One ``yf.download`` for all symbols (its own threads), then one item per symbol
         (normalised names; a refused symbol is a SymbolNotFound under the name given)."""
         if options:

@@ -19,8 +19,14 @@ import threading
 
 from ._server import DATA_FAULT_KINDS, FAULT_KINDS, TRANSPORT_FAULTS, Fault, FixtureServer
 
-__all__ = ["FixtureServer", "Fault", "FAULT_KINDS", "TRANSPORT_FAULTS", "DATA_FAULT_KINDS",
-           "serve_main"]
+__all__ = [
+    "FixtureServer",
+    "Fault",
+    "FAULT_KINDS",
+    "TRANSPORT_FAULTS",
+    "DATA_FAULT_KINDS",
+    "serve_main",
+]
 
 
 def _fault_arg(text: str) -> dict:
@@ -63,30 +69,53 @@ def serve_main(argv: list[str] | None = None) -> int:
     """
     p = argparse.ArgumentParser(
         prog="stockbatch serve-fixture",
-        description="Serve synthetic Yahoo chart/quote and Alpha Vantage data on loopback.")
+        description="Serve synthetic Yahoo chart/quote and Alpha Vantage data on loopback.",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_port_arg, default=8765, help="0 picks a free port")
     p.add_argument("--now", type=float, default=None, help="fixed clock, epoch seconds")
-    p.add_argument("--unknown", action="append", default=[], metavar="SYMBOL",
-                   help="answer 404 for this symbol too (repeatable)")
-    p.add_argument("--require-crumb", action="store_true",
-                   help="demand Yahoo's cookie + crumb on chart/quote requests")
-    p.add_argument("--fault", action="append", default=[], type=_fault_arg,
-                   metavar="KIND[:k=v,...]",
-                   help="inject a fault; KIND one of "
-                        f"{', '.join(FAULT_KINDS + TRANSPORT_FAULTS + DATA_FAULT_KINDS)}; "
-                        "options route=, symbols=A+B, times=, delay=, status=, retry_after=, "
-                        "style=, fraction=, chunks=, size=, location=, seed= (repeatable); "
-                        "data-level KINDs out_of_window, ts_overflow, bad_tz, fuzz (seed=) "
-                        "lie in a 200 payload")
+    p.add_argument(
+        "--unknown",
+        action="append",
+        default=[],
+        metavar="SYMBOL",
+        help="answer 404 for this symbol too (repeatable)",
+    )
+    p.add_argument(
+        "--require-crumb",
+        action="store_true",
+        help="demand Yahoo's cookie + crumb on chart/quote requests",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        type=_fault_arg,
+        metavar="KIND[:k=v,...]",
+        help="inject a fault; KIND one of "
+        f"{', '.join(FAULT_KINDS + TRANSPORT_FAULTS + DATA_FAULT_KINDS)}; "
+        "options route=, symbols=A+B, times=, delay=, status=, retry_after=, "
+        "style=, fraction=, chunks=, size=, location=, seed= (repeatable); "
+        "data-level KINDs out_of_window, ts_overflow, bad_tz, fuzz (seed=) "
+        "lie in a 200 payload",
+    )
     args = p.parse_args(argv)
-    server = FixtureServer(host=args.host, port=args.port, now=args.now, unknown=args.unknown,
-                           faults=args.fault, require_crumb=args.require_crumb)
+    server = FixtureServer(
+        host=args.host,
+        port=args.port,
+        now=args.now,
+        unknown=args.unknown,
+        faults=args.fault,
+        require_crumb=args.require_crumb,
+    )
     try:
         server.start()
     except OSError as exc:  # the port is taken, the host is not ours, ...
-        print(f"stockbatch serve-fixture: error: cannot listen on {args.host}:{args.port}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"stockbatch serve-fixture: error: cannot listen on {args.host}:{args.port}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 1
     print(f"fixture server on {server.url}  (Ctrl-C to stop)", flush=True)
     if args.fault:

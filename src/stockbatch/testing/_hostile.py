@@ -30,14 +30,39 @@ __all__ = ["DATA_FAULT_KINDS", "apply", "mutate", "echo_secret"]
 
 DATA_FAULT_KINDS = ("out_of_window", "ts_overflow", "bad_tz", "echo_secret", "fuzz")
 
-TS_1969 = -86400                # 1969-12-31T00:00:00Z
-TS_9999 = 253402214400          # 9999-12-31T00:00:00Z
+TS_1969 = -86400  # 1969-12-31T00:00:00Z
+TS_9999 = 253402214400  # 9999-12-31T00:00:00Z
 BAD_ZONE = "Mars/Olympus"
 
 #: Values the fuzzer puts in place of real ones.
-HOSTILE = [None, True, False, 0, -1, 2**63, -(2**63) - 1, 2**62, 10**13, TS_1969, TS_9999,
-           1.5, -1e308, 1e308, "", "x", BAD_ZONE, "+09:00", "9999-12-31", "1969-12-31",
-           "\ud800", [], {}, [None], [1, 2], {"a": 1}]
+HOSTILE = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**63,
+    -(2**63) - 1,
+    2**62,
+    10**13,
+    TS_1969,
+    TS_9999,
+    1.5,
+    -1e308,
+    1e308,
+    "",
+    "x",
+    BAD_ZONE,
+    "+09:00",
+    "9999-12-31",
+    "1969-12-31",
+    "\ud800",
+    [],
+    {},
+    [None],
+    [1, 2],
+    {"a": 1},
+]
 
 
 def _dumps(doc) -> bytes:
@@ -117,8 +142,13 @@ def mutate(doc, rng: random.Random, *, changes: int | None = None):
         stack: list[tuple[tuple[Any, ...], Any]] = [((), doc)]
         while stack:
             path, node = stack.pop()
-            items = node.items() if isinstance(node, dict) else \
-                enumerate(node[:4]) if isinstance(node, list) else ()
+            items = (
+                node.items()
+                if isinstance(node, dict)
+                else enumerate(node[:4])
+                if isinstance(node, list)
+                else ()
+            )
             for k, v in items:
                 paths.append(path + (k,))
                 stack.append((path + (k,), v))
@@ -139,9 +169,14 @@ def mutate(doc, rng: random.Random, *, changes: int | None = None):
 def echo_secret(query: dict) -> tuple[bytes, list[tuple[str, str]]]:
     """An Alpha Vantage error answer that echoes the key back in three spellings."""
     key = query.get("apikey", "")
-    body = json.dumps({"Error Message": (
-        f"Invalid API call. The apikey={quote(key, safe='')} you sent ({json.dumps(key)}, "
-        f"{key}) is not valid.")}).encode()
+    body = json.dumps(
+        {
+            "Error Message": (
+                f"Invalid API call. The apikey={quote(key, safe='')} you sent ({json.dumps(key)}, "
+                f"{key}) is not valid."
+            )
+        }
+    ).encode()
     return body, [("X-Echo-Key", quote(key, safe=""))]
 
 

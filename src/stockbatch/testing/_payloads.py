@@ -20,25 +20,48 @@ __all__ = ["PayloadBuilder", "RANGES", "INTERVAL_WINDOW_DAYS"]
 
 JSON_CT = "application/json;charset=utf-8"
 
-RANGES = {"1d": 1, "5d": 5, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 365, "2y": 730,
-          "5y": 1826, "10y": 3652}
+RANGES = {
+    "1d": 1,
+    "5d": 5,
+    "1mo": 31,
+    "3mo": 92,
+    "6mo": 183,
+    "1y": 365,
+    "2y": 730,
+    "5y": 1826,
+    "10y": 3652,
+}
 VALID_RANGES = ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"]
 VALID_INTERVALS = ["1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "1wk", "1mo"]
 #: Yahoo refuses wider windows for these intervals (HTTP 422).
-INTERVAL_WINDOW_DAYS = {"1m": 8, "2m": 60, "5m": 60, "15m": 60, "30m": 60, "60m": 730,
-                        "90m": 60, "1h": 730}
+INTERVAL_WINDOW_DAYS = {
+    "1m": 8,
+    "2m": 60,
+    "5m": 60,
+    "15m": 60,
+    "30m": 60,
+    "60m": 730,
+    "90m": 60,
+    "1h": 730,
+}
 _DAY = 86_400
 
 # Company profiles of the quoteSummary route (picked by a hash of the symbol).
-_PROFILE_SECTORS = [("Consumer Cyclical", "Auto Manufacturers"),
-                    ("Technology", "Consumer Electronics"),
-                    ("Communication Services", "Telecom Services"),
-                    ("Financial Services", "Banks - Diversified"),
-                    ("Healthcare", "Drug Manufacturers - General"),
-                    ("Industrials", "Specialty Industrial Machinery")]
-_PROFILE_PLACES = {"JPX": ("Tokyo", "Japan"), "LSE": ("London", "United Kingdom"),
-                   "GER": ("Frankfurt", "Germany"), "HKG": ("Hong Kong", "Hong Kong"),
-                   "PAR": ("Paris", "France")}
+_PROFILE_SECTORS = [
+    ("Consumer Cyclical", "Auto Manufacturers"),
+    ("Technology", "Consumer Electronics"),
+    ("Communication Services", "Telecom Services"),
+    ("Financial Services", "Banks - Diversified"),
+    ("Healthcare", "Drug Manufacturers - General"),
+    ("Industrials", "Specialty Industrial Machinery"),
+]
+_PROFILE_PLACES = {
+    "JPX": ("Tokyo", "Japan"),
+    "LSE": ("London", "United Kingdom"),
+    "GER": ("Frankfurt", "Germany"),
+    "HKG": ("Hong Kong", "Hong Kong"),
+    "PAR": ("Paris", "France"),
+}
 
 
 def _dumps(obj) -> bytes:
@@ -77,8 +100,14 @@ class PayloadBuilder:
         Extra symbols answered as unknown (404), besides the rule of ``_synth.is_unknown``.
     """
 
-    def __init__(self, *, now: float | None = None, unknown=(), cache_size: int = 1 << 17,
-                 cache_bytes: int = 256 << 20):
+    def __init__(
+        self,
+        *,
+        now: float | None = None,
+        unknown=(),
+        cache_size: int = 1 << 17,
+        cache_bytes: int = 256 << 20,
+    ):
         self.now = now
         self.unknown = frozenset(s.upper() for s in unknown)
         self._cache: OrderedDict = OrderedDict()
@@ -133,8 +162,14 @@ class PayloadBuilder:
                 if rng == "max":
                     p1 = 0
                 elif rng == "ytd":
-                    p1 = int(dt.datetime(dt.datetime.fromtimestamp(now, dt.timezone.utc).year,
-                                         1, 1, tzinfo=dt.timezone.utc).timestamp())
+                    p1 = int(
+                        dt.datetime(
+                            dt.datetime.fromtimestamp(now, dt.timezone.utc).year,
+                            1,
+                            1,
+                            tzinfo=dt.timezone.utc,
+                        ).timestamp()
+                    )
                 elif rng in RANGES:
                     p1 = p2 - RANGES[rng] * _DAY
                 else:
@@ -162,9 +197,12 @@ class PayloadBuilder:
             return _chart_error(404, "Not Found", "No data found, symbol may be delisted")
         interval = q.get("interval", "1d")
         if interval not in VALID_INTERVALS:
-            return _chart_error(400, "Bad Request",
-                                f"Invalid input - interval={interval} is not supported. "
-                                f"Valid intervals: [{', '.join(VALID_INTERVALS)}]")
+            return _chart_error(
+                400,
+                "Bad Request",
+                f"Invalid input - interval={interval} is not supported. "
+                f"Valid intervals: [{', '.join(VALID_INTERVALS)}]",
+            )
         rng = q.get("range")
         try:
             if "period1" in q:
@@ -176,31 +214,44 @@ class PayloadBuilder:
                 if rng == "max":
                     p1 = 0
                 elif rng == "ytd":
-                    p1 = int(dt.datetime(dt.datetime.fromtimestamp(now, dt.timezone.utc).year,
-                                         1, 1, tzinfo=dt.timezone.utc).timestamp())
+                    p1 = int(
+                        dt.datetime(
+                            dt.datetime.fromtimestamp(now, dt.timezone.utc).year,
+                            1,
+                            1,
+                            tzinfo=dt.timezone.utc,
+                        ).timestamp()
+                    )
                 elif rng in RANGES:
                     p1 = p2 - RANGES[rng] * _DAY
                 else:
-                    return _chart_error(400, "Bad Request",
-                                        f"Invalid input - range={rng} is not supported. "
-                                        f"Valid ranges: [{', '.join(VALID_RANGES)}]")
+                    return _chart_error(
+                        400,
+                        "Bad Request",
+                        f"Invalid input - range={rng} is not supported. "
+                        f"Valid ranges: [{', '.join(VALID_RANGES)}]",
+                    )
             else:
                 rng = "1mo"
                 p2 = int(now)
                 p1 = p2 - 31 * _DAY
         except ValueError:
-            return _chart_error(400, "Bad Request", "Invalid input - period1/period2 must be "
-                                                    "epoch seconds")
+            return _chart_error(
+                400, "Bad Request", "Invalid input - period1/period2 must be epoch seconds"
+            )
         if p2 < p1:
-            return _chart_error(400, "Bad Request", "Invalid input - startTime cannot be after "
-                                                    "endTime")
+            return _chart_error(
+                400, "Bad Request", "Invalid input - startTime cannot be after endTime"
+            )
         limit = INTERVAL_WINDOW_DAYS.get(interval)
         if limit is not None and p2 - p1 > limit * _DAY and rng != "max":
             return _chart_error(
-                422, "Unprocessable Entity",
+                422,
+                "Unprocessable Entity",
                 f"{interval} data not available for startTime={p1} and endTime={p2}. Only "
                 f"{limit} days worth of {interval} granularity data are allowed to be fetched "
-                "per request.")
+                "per request.",
+            )
         events = q.get("events", "")
         prepost = q.get("includePrePost", "false").lower() == "true"
         last = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() + dt.timedelta(days=1)
@@ -214,8 +265,9 @@ class PayloadBuilder:
             minutes = _synth.INTRADAY_MINUTES[interval]
             lo = int(np.searchsorted(series.ts, p1 - _DAY, side="left"))
             hi = min(int(np.searchsorted(series.ts, p2, side="right")), i_last)
-            parts = [_synth.intraday(symbol, last, i, minutes, prepost=prepost)
-                     for i in range(lo, hi)]
+            parts = [
+                _synth.intraday(symbol, last, i, minutes, prepost=prepost) for i in range(lo, hi)
+            ]
             if parts:
                 ts, o, h, lo_, c, v = (np.concatenate(x) for x in zip(*parts, strict=True))
                 keep = (ts >= p1) & (ts < p2) & (ts <= nowi)
@@ -226,14 +278,30 @@ class PayloadBuilder:
             for i in range(lo, hi):
                 start = int(series.ts[i])
                 sess = _session_seconds(ex)
-                periods.append([{"timezone": ex.tz_short, "start": start, "end": start + sess,
-                                 "gmtoffset": _gmtoffset(ex, start)}])
+                periods.append(
+                    [
+                        {
+                            "timezone": ex.tz_short,
+                            "start": start,
+                            "end": start + sess,
+                            "gmtoffset": _gmtoffset(ex, start),
+                        }
+                    ]
+                )
             meta["tradingPeriods"] = periods
             if len(ts):
                 result["timestamp"] = ts.tolist()
-                result["indicators"] = {"quote": [{
-                    "open": o.tolist(), "high": h.tolist(), "low": lo_.tolist(),
-                    "close": c.tolist(), "volume": v.tolist()}]}
+                result["indicators"] = {
+                    "quote": [
+                        {
+                            "open": o.tolist(),
+                            "high": h.tolist(),
+                            "low": lo_.tolist(),
+                            "close": c.tolist(),
+                            "volume": v.tolist(),
+                        }
+                    ]
+                }
             else:
                 result["indicators"] = {"quote": [{}]}
             return 200, JSON_CT, _dumps({"chart": {"result": [result], "error": None}}), ()
@@ -245,9 +313,14 @@ class PayloadBuilder:
         sl = slice(lo, hi)
         ts = series.ts[sl]
         null = series.null[sl]
-        cols = {"open": series.open[sl], "high": series.high[sl], "low": series.low[sl],
-                "close": series.close[sl], "volume": series.volume[sl],
-                "adjclose": series.adjclose[sl]}
+        cols = {
+            "open": series.open[sl],
+            "high": series.high[sl],
+            "low": series.low[sl],
+            "close": series.close[sl],
+            "volume": series.volume[sl],
+            "adjclose": series.adjclose[sl],
+        }
         if interval in ("1wk", "1mo"):
             ts, cols, null = _aggregate(ts, cols, null, interval, ex)
         if hi > lo:
@@ -255,8 +328,9 @@ class PayloadBuilder:
             ev = {}
             if "div" in events:
                 divs = {}
-                for i, amount in zip(series.div_idx.tolist(), series.div_amount.tolist(),
-                                     strict=True):
+                for i, amount in zip(
+                    series.div_idx.tolist(), series.div_amount.tolist(), strict=True
+                ):
                     if lo <= i < hi:
                         t = int(series.ts[i])
                         divs[str(t)] = {"amount": amount, "date": t}
@@ -268,15 +342,20 @@ class PayloadBuilder:
                 for i in series.split_idx.tolist():
                     if lo <= i < hi:
                         t = int(series.ts[i])
-                        splits[str(t)] = {"date": t, "numerator": num, "denominator": den,
-                                          "splitRatio": f"{num}:{den}"}
+                        splits[str(t)] = {
+                            "date": t,
+                            "numerator": num,
+                            "denominator": den,
+                            "splitRatio": f"{num}:{den}",
+                        }
                 if splits:
                     ev["splits"] = splits
             if ev:
                 result["events"] = ev
             result["indicators"] = {
-                "quote": [{k: _list(cols[k], null) for k in
-                           ("open", "high", "volume", "close", "low")}],
+                "quote": [
+                    {k: _list(cols[k], null) for k in ("open", "high", "volume", "close", "low")}
+                ],
                 "adjclose": [{"adjclose": _list(cols["adjclose"], null)}],
             }
         else:
@@ -295,26 +374,37 @@ class PayloadBuilder:
 
         name = f"{symbol} Synthetic Holdings"
         return {
-            "currency": ex.currency, "symbol": symbol, "exchangeName": ex.code,
+            "currency": ex.currency,
+            "symbol": symbol,
+            "exchangeName": ex.code,
             "fullExchangeName": ex.full_name,
             "instrumentType": "INDEX" if symbol.startswith("^") else "EQUITY",
-            "firstTradeDate": int(series.ts[0]), "regularMarketTime": start + sess,
-            "hasPrePostMarketData": ex.tz == "America/New_York", "gmtoffset": off,
-            "timezone": ex.tz_short, "exchangeTimezoneName": ex.tz,
+            "firstTradeDate": int(series.ts[0]),
+            "regularMarketTime": start + sess,
+            "hasPrePostMarketData": ex.tz == "America/New_York",
+            "gmtoffset": off,
+            "timezone": ex.tz_short,
+            "exchangeTimezoneName": ex.tz,
             "regularMarketPrice": float(series.close[j]),
             "fiftyTwoWeekHigh": float(np.nanmax(series.high[year])),
             "fiftyTwoWeekLow": float(np.nanmin(series.low[year])),
             "regularMarketDayHigh": float(series.high[j]),
             "regularMarketDayLow": float(series.low[j]),
             "regularMarketVolume": int(series.volume[j]),
-            "longName": name, "shortName": name[:24],
+            "longName": name,
+            "shortName": name[:24],
             "chartPreviousClose": float(series.close[max(j - 1, 0)]),
             "previousClose": float(series.close[max(j - 1, 0)]),
-            "scale": 3, "priceHint": 2,
-            "currentTradingPeriod": {"pre": period(start - 19800, start),
-                                     "regular": period(start, start + sess),
-                                     "post": period(start + sess, start + sess + 14400)},
-            "dataGranularity": interval, "range": rng, "validRanges": VALID_RANGES,
+            "scale": 3,
+            "priceHint": 2,
+            "currentTradingPeriod": {
+                "pre": period(start - 19800, start),
+                "regular": period(start, start + sess),
+                "post": period(start + sess, start + sess + 14400),
+            },
+            "dataGranularity": interval,
+            "range": rng,
+            "validRanges": VALID_RANGES,
         }
 
     # -- Yahoo quote -----------------------------------------------------------------------
@@ -322,8 +412,12 @@ class PayloadBuilder:
         now = self.clock()
         last = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() + dt.timedelta(days=1)
         # the answer depends on each symbol's latest started bar
-        bars = tuple(int(np.searchsorted(_synth.daily(s, last).ts, int(now), side="right"))
-                     if s and not self.is_unknown(s) else -1 for s in symbols)
+        bars = tuple(
+            int(np.searchsorted(_synth.daily(s, last).ts, int(now), side="right"))
+            if s and not self.is_unknown(s)
+            else -1
+            for s in symbols
+        )
         key = ("quote", tuple(symbols), last, bars)
         return self._cached(key, lambda: self._quote(symbols, now))
 
@@ -337,22 +431,31 @@ class PayloadBuilder:
             s = _synth.daily(sym, last)
             j = max(int(np.searchsorted(s.ts, int(now), side="right")) - 1, 1)
             price, prev = float(s.close[j]), float(s.close[j - 1])
-            out.append({
-                "language": "en-US", "region": "US",
-                "quoteType": "INDEX" if sym.startswith("^") else "EQUITY",
-                "typeDisp": "Equity", "quoteSourceName": "Delayed Quote",
-                "currency": ex.currency, "exchange": ex.code, "shortName": f"{sym} Synthetic",
-                "longName": f"{sym} Synthetic Holdings", "market": "us_market",
-                "regularMarketPrice": price, "regularMarketTime": int(s.ts[j]) + 3600,
-                "regularMarketChange": price - prev,
-                "regularMarketChangePercent": (price - prev) / prev * 100.0,
-                "regularMarketPreviousClose": prev,
-                "regularMarketVolume": int(s.volume[j]),
-                "marketCap": price * 1e9,
-                "exchangeTimezoneName": ex.tz, "exchangeTimezoneShortName": ex.tz_short,
-                "gmtOffSetMilliseconds": _gmtoffset(ex, int(s.ts[j])) * 1000,
-                "symbol": sym,
-            })
+            out.append(
+                {
+                    "language": "en-US",
+                    "region": "US",
+                    "quoteType": "INDEX" if sym.startswith("^") else "EQUITY",
+                    "typeDisp": "Equity",
+                    "quoteSourceName": "Delayed Quote",
+                    "currency": ex.currency,
+                    "exchange": ex.code,
+                    "shortName": f"{sym} Synthetic",
+                    "longName": f"{sym} Synthetic Holdings",
+                    "market": "us_market",
+                    "regularMarketPrice": price,
+                    "regularMarketTime": int(s.ts[j]) + 3600,
+                    "regularMarketChange": price - prev,
+                    "regularMarketChangePercent": (price - prev) / prev * 100.0,
+                    "regularMarketPreviousClose": prev,
+                    "regularMarketVolume": int(s.volume[j]),
+                    "marketCap": price * 1e9,
+                    "exchangeTimezoneName": ex.tz,
+                    "exchangeTimezoneShortName": ex.tz_short,
+                    "gmtOffSetMilliseconds": _gmtoffset(ex, int(s.ts[j])) * 1000,
+                    "symbol": sym,
+                }
+            )
         body = _dumps({"quoteResponse": {"result": out, "error": None}})
         return 200, JSON_CT, body, ()
 
@@ -364,8 +467,17 @@ class PayloadBuilder:
         ``Ticker.info`` asks for (quoteType, assetProfile, summaryDetail, financialData,
         defaultKeyStatistics); unknown symbols get Yahoo's 404 JSON error."""
         if not symbol or self.is_unknown(symbol):
-            body = _dumps({"quoteSummary": {"result": None, "error": {
-                "code": "Not Found", "description": f"Quote not found for symbol: {symbol}"}}})
+            body = _dumps(
+                {
+                    "quoteSummary": {
+                        "result": None,
+                        "error": {
+                            "code": "Not Found",
+                            "description": f"Quote not found for symbol: {symbol}",
+                        },
+                    }
+                }
+            )
             return 404, JSON_CT, body, ()
         q = json.loads(self.quote([symbol])[2])["quoteResponse"]["result"][0]
         ex = _synth.exchange_of(symbol)
@@ -373,23 +485,38 @@ class PayloadBuilder:
         sector, industry = _PROFILE_SECTORS[seed % len(_PROFILE_SECTORS)]
         city, country = _PROFILE_PLACES.get(ex.code, ("New York", "United States"))
         modules = {
-            "quoteType": {"exchange": ex.code, "quoteType": q["quoteType"],
-                          "symbol": symbol, "shortName": q["shortName"],
-                          "longName": q["longName"], "timeZoneFullName": ex.tz,
-                          "timeZoneShortName": ex.tz_short, "market": q["market"]},
-            "assetProfile": {"sector": sector, "industry": industry, "city": city,
-                             "country": country,
-                             "website": f"https://www.{symbol.lower().replace('.', '-')}.example",
-                             "fullTimeEmployees": 1000 + seed % 90000,
-                             "longBusinessSummary": f"{q['longName']} is a synthetic company "
-                                                    f"in {industry.lower()}."},
-            "summaryDetail": {"previousClose": q["regularMarketPreviousClose"],
-                              "regularMarketPreviousClose": q["regularMarketPreviousClose"],
-                              "volume": q["regularMarketVolume"],
-                              "regularMarketVolume": q["regularMarketVolume"],
-                              "marketCap": q["marketCap"], "currency": q["currency"]},
-            "financialData": {"currentPrice": q["regularMarketPrice"],
-                              "financialCurrency": q["currency"]},
+            "quoteType": {
+                "exchange": ex.code,
+                "quoteType": q["quoteType"],
+                "symbol": symbol,
+                "shortName": q["shortName"],
+                "longName": q["longName"],
+                "timeZoneFullName": ex.tz,
+                "timeZoneShortName": ex.tz_short,
+                "market": q["market"],
+            },
+            "assetProfile": {
+                "sector": sector,
+                "industry": industry,
+                "city": city,
+                "country": country,
+                "website": f"https://www.{symbol.lower().replace('.', '-')}.example",
+                "fullTimeEmployees": 1000 + seed % 90000,
+                "longBusinessSummary": f"{q['longName']} is a synthetic company "
+                f"in {industry.lower()}.",
+            },
+            "summaryDetail": {
+                "previousClose": q["regularMarketPreviousClose"],
+                "regularMarketPreviousClose": q["regularMarketPreviousClose"],
+                "volume": q["regularMarketVolume"],
+                "regularMarketVolume": q["regularMarketVolume"],
+                "marketCap": q["marketCap"],
+                "currency": q["currency"],
+            },
+            "financialData": {
+                "currentPrice": q["regularMarketPrice"],
+                "financialCurrency": q["currency"],
+            },
             "defaultKeyStatistics": {"sharesOutstanding": 1_000_000_000},
         }
         asked = [m for m in query.get("modules", "").split(",") if m]
@@ -406,22 +533,46 @@ class PayloadBuilder:
         func = q.get("function", "")
         apikey = q.get("apikey", "")
         if not apikey or (keys is not None and apikey not in keys):
-            return 200, JSON_CT, _dumps({"Error Message": (
-                "the parameter apikey is invalid or missing. Please claim your free API key "
-                "on (https://www.alphavantage.co/support/#api-key). It should take less than "
-                "20 seconds.")}), ()
+            return (
+                200,
+                JSON_CT,
+                _dumps(
+                    {
+                        "Error Message": (
+                            "the parameter apikey is invalid or missing. Please claim your free API key "
+                            "on (https://www.alphavantage.co/support/#api-key). It should take less than "
+                            "20 seconds."
+                        )
+                    }
+                ),
+                (),
+            )
         symbol = q.get("symbol", "")
-        invalid = _dumps({"Error Message": (
-            "Invalid API call. Please retry or visit the documentation "
-            f"(https://www.alphavantage.co/documentation/) for {func or 'this function'}.")})
-        if func not in ("TIME_SERIES_DAILY", "TIME_SERIES_INTRADAY") or not symbol \
-                or self.is_unknown(symbol) or q.get("datatype", "json") != "json":
+        invalid = _dumps(
+            {
+                "Error Message": (
+                    "Invalid API call. Please retry or visit the documentation "
+                    f"(https://www.alphavantage.co/documentation/) for {func or 'this function'}."
+                )
+            }
+        )
+        if (
+            func not in ("TIME_SERIES_DAILY", "TIME_SERIES_INTRADAY")
+            or not symbol
+            or self.is_unknown(symbol)
+            or q.get("datatype", "json") != "json"
+        ):
             return 200, JSON_CT, invalid, ()
         now = self.clock()
         last = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() + dt.timedelta(days=1)
         n = int(np.searchsorted(_synth.daily(symbol, last).ts, int(now), side="right"))
-        key = ("av", tuple(sorted((k, v) for k, v in q.items() if k != "apikey")), last, n,
-               int(now) // 60 if func == "TIME_SERIES_INTRADAY" else None)
+        key = (
+            "av",
+            tuple(sorted((k, v) for k, v in q.items() if k != "apikey")),
+            last,
+            n,
+            int(now) // 60 if func == "TIME_SERIES_INTRADAY" else None,
+        )
         return self._cached(key, lambda: self._alphavantage(func, symbol, q, now, invalid))
 
     def _alphavantage(self, func, symbol, q, now, invalid):
@@ -438,13 +589,20 @@ class PayloadBuilder:
                 if s.null[i]:
                     continue  # Alpha Vantage has no null bars: the day is simply absent
                 day = dt.datetime.fromtimestamp(int(s.ts[i]), zone).strftime("%Y-%m-%d")
-                series[day] = {"1. open": f"{s.open[i]:.4f}", "2. high": f"{s.high[i]:.4f}",
-                               "3. low": f"{s.low[i]:.4f}", "4. close": f"{s.close[i]:.4f}",
-                               "5. volume": str(int(s.volume[i]))}
-            meta = {"1. Information": "Daily Prices (open, high, low, close) and Volumes",
-                    "2. Symbol": symbol, "3. Last Refreshed": next(iter(series), ""),
-                    "4. Output Size": "Full size" if full else "Compact",
-                    "5. Time Zone": ex.tz}
+                series[day] = {
+                    "1. open": f"{s.open[i]:.4f}",
+                    "2. high": f"{s.high[i]:.4f}",
+                    "3. low": f"{s.low[i]:.4f}",
+                    "4. close": f"{s.close[i]:.4f}",
+                    "5. volume": str(int(s.volume[i])),
+                }
+            meta = {
+                "1. Information": "Daily Prices (open, high, low, close) and Volumes",
+                "2. Symbol": symbol,
+                "3. Last Refreshed": next(iter(series), ""),
+                "4. Output Size": "Full size" if full else "Compact",
+                "5. Time Zone": ex.tz,
+            }
             body = _dumps({"Meta Data": meta, "Time Series (Daily)": series})
             return 200, JSON_CT, body, ()
         iv = q.get("interval", "")
@@ -467,12 +625,21 @@ class PayloadBuilder:
         series = {}
         for t, o, h, lo_, c, v in rows:
             stamp = dt.datetime.fromtimestamp(t, zone).strftime("%Y-%m-%d %H:%M:%S")
-            series[stamp] = {"1. open": f"{o:.4f}", "2. high": f"{h:.4f}", "3. low": f"{lo_:.4f}",
-                             "4. close": f"{c:.4f}", "5. volume": str(v)}
-        meta = {"1. Information": f"Intraday ({iv}) open, high, low, close prices and volume",
-                "2. Symbol": symbol, "3. Last Refreshed": next(iter(series), ""),
-                "4. Interval": iv, "5. Output Size": "Full size" if full else "Compact",
-                "6. Time Zone": ex.tz}
+            series[stamp] = {
+                "1. open": f"{o:.4f}",
+                "2. high": f"{h:.4f}",
+                "3. low": f"{lo_:.4f}",
+                "4. close": f"{c:.4f}",
+                "5. volume": str(v),
+            }
+        meta = {
+            "1. Information": f"Intraday ({iv}) open, high, low, close prices and volume",
+            "2. Symbol": symbol,
+            "3. Last Refreshed": next(iter(series), ""),
+            "4. Interval": iv,
+            "5. Output Size": "Full size" if full else "Compact",
+            "6. Time Zone": ex.tz,
+        }
         body = _dumps({"Meta Data": meta, f"Time Series ({iv})": series})
         return 200, JSON_CT, body, ()
 

@@ -44,8 +44,7 @@ from ._payloads import JSON_CT, PayloadBuilder
 
 __all__ = ["FixtureServer", "Fault", "FAULT_KINDS", "TRANSPORT_FAULTS", "DATA_FAULT_KINDS"]
 
-FAULT_KINDS = ("latency", "status", "rate_limit", "malformed", "truncate", "reset",
-               "slow_body")
+FAULT_KINDS = ("latency", "status", "rate_limit", "malformed", "truncate", "reset", "slow_body")
 # -- transport faults (hostile servers: issue 12), served by _Handler.transport_fault ---------
 #: ``drip``: the real answer one byte every ``delay`` s (default 1 s); ``endless``: a chunked
 #: body that never ends; ``huge``: ``Content-Length: size`` (default 500 MB) and that many
@@ -58,9 +57,18 @@ FAULT_KINDS = ("latency", "status", "rate_limit", "malformed", "truncate", "rese
 TRANSPORT_FAULTS = ("drip", "endless", "huge", "gzip_bomb", "gzip", "redirect")
 # data-level kinds (DATA_FAULT_KINDS: a 200 answer whose payload lies) live in _hostile.py
 
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
-            404: "Not Found", 422: "Unprocessable Entity", 429: "Too Many Requests",
-            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 @dataclass
@@ -101,12 +109,12 @@ class Fault:
     style: str = "note"
     fraction: float = 0.5
     chunks: int = 4
-    seed: int = 0              # data-level "fuzz": seed of the mutations
+    seed: int = 0  # data-level "fuzz": seed of the mutations
     # transport faults (TRANSPORT_FAULTS): body size in bytes (0: the kind's default) and the
     # redirect target
     size: int = 0
     location: str = "host"
-    max_in_flight: int = 0     # rate_limit: refuse only beyond this many requests in flight
+    max_in_flight: int = 0  # rate_limit: refuse only beyond this many requests in flight
     fired: int = field(default=0)
 
     def __post_init__(self):
@@ -154,15 +162,21 @@ class _Config:
 
     def stats(self) -> dict:
         with self.lock:
-            return {"requests": self.requests, "renders": self.data.renders,
-                    "hits": {f"{r}:{s}": n for (r, s), n in self.hits.items()},
-                    "faults": [asdict(f) for f in self.faults]}
+            return {
+                "requests": self.requests,
+                "renders": self.data.renders,
+                "hits": {f"{r}:{s}": n for (r, s), n in self.hits.items()},
+                "faults": [asdict(f) for f in self.faults],
+            }
 
 
 def _head(status: int, content_type: str, length: int, extra=(), close=False) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
-             f"Content-Type: {content_type}", f"Content-Length: {length}",
-             "Connection: close" if close else "Connection: keep-alive"]
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {length}",
+        "Connection: close" if close else "Connection: keep-alive",
+    ]
     lines += [f"{k}: {v}" for k, v in extra]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -170,7 +184,7 @@ def _head(status: int, content_type: str, length: int, extra=(), close=False) ->
 def _corrupt(body: bytes) -> bytes:
     # Replace a stretch in the middle with bytes no JSON document may contain there.
     mid = len(body) // 2
-    return body[:mid] + b"}\x01nul:[" + body[mid + 7:]
+    return body[:mid] + b"}\x01nul:[" + body[mid + 7 :]
 
 
 class _Handler:
@@ -207,8 +221,7 @@ class _Handler:
                 n = int(headers.get("content-length", "0") or 0)
                 if n:
                     body = await reader.readexactly(n)
-                close = (headers.get("connection", "").lower() == "close"
-                         or version == "HTTP/1.0")
+                close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
                 keep = await self.respond(method, target, headers, body, writer, close)
                 if not keep or close:
                     break
@@ -228,12 +241,12 @@ class _Handler:
         cfg.requests += 1
         extra = []
         if path.startswith("/v8/finance/chart/"):
-            route, symbols = "chart", [path[len("/v8/finance/chart/"):]]
+            route, symbols = "chart", [path[len("/v8/finance/chart/") :]]
         elif path == "/v7/finance/quote":
             route = "quote"
             symbols = [s for s in query.get("symbols", "").split(",") if s]
         elif path.startswith("/v10/finance/quoteSummary/"):  # company info (compat)
-            route, symbols = "summary", [path[len("/v10/finance/quoteSummary/"):]]
+            route, symbols = "summary", [path[len("/v10/finance/quoteSummary/") :]]
         elif path.startswith("/ws/fundamentals-timeseries/v1/finance/timeseries/"):
             route, symbols = "timeseries", [path.rsplit("/", 1)[1]]
         elif path == "/query":
@@ -254,8 +267,12 @@ class _Handler:
         if fault is not None and fault.kind == "latency":
             await asyncio.sleep(fault.delay)
             fault = None
-        if fault is not None and fault.kind == "rate_limit" and fault.max_in_flight \
-                and cfg.in_flight[route] < fault.max_in_flight:
+        if (
+            fault is not None
+            and fault.kind == "rate_limit"
+            and fault.max_in_flight
+            and cfg.in_flight[route] < fault.max_in_flight
+        ):
             cfg.in_flight[route] += 1  # (the loop's thread only)
             try:
                 await asyncio.sleep(fault.delay)
@@ -276,23 +293,28 @@ class _Handler:
         if fault is not None and fault.kind == "rate_limit":
             if route == "alphavantage":
                 key = "Information" if fault.style == "information" else "Note"
-                msg = json.dumps({key: (
-                    "Thank you for using Alpha Vantage! Our standard API rate limit is 25 "
-                    "requests per day. Please subscribe to any of the premium plans at "
-                    "https://www.alphavantage.co/premium/ to instantly remove all daily rate "
-                    "limits.")}).encode()
+                msg = json.dumps(
+                    {
+                        key: (
+                            "Thank you for using Alpha Vantage! Our standard API rate limit is 25 "
+                            "requests per day. Please subscribe to any of the premium plans at "
+                            "https://www.alphavantage.co/premium/ to instantly remove all daily rate "
+                            "limits."
+                        )
+                    }
+                ).encode()
                 writer.write(_head(200, JSON_CT, len(msg), close=close) + msg)
                 return True
             msg = b"Too Many Requests\r\n"
-            ra = [("Retry-After", f"{fault.retry_after:g}")] if fault.retry_after is not None \
-                else []
+            ra = (
+                [("Retry-After", f"{fault.retry_after:g}")] if fault.retry_after is not None else []
+            )
             writer.write(_head(429, "text/plain", len(msg), ra, close=close) + msg)
             return True
 
         # cookie / crumb handshake
         if route == "cookie":
-            extra.append(("Set-Cookie", f"{cfg.cookie}; Max-Age=31557600; Path=/; "
-                                        "SameSite=None"))
+            extra.append(("Set-Cookie", f"{cfg.cookie}; Max-Age=31557600; Path=/; SameSite=None"))
             msg = b"Not Found"  # fc.yahoo.com answers 404 with the cookie
             writer.write(_head(404, "text/html", len(msg), extra, close=close) + msg)
             return True
@@ -304,10 +326,19 @@ class _Handler:
             msg = cfg.crumb.encode()
             writer.write(_head(200, "text/plain;charset=utf-8", len(msg), close=close) + msg)
             return True
-        if cfg.require_crumb and route in ("chart", "quote", "summary") and (
-                query.get("crumb") != cfg.crumb or cfg.cookie not in headers.get("cookie", "")):
-            msg = json.dumps({"finance": {"result": None, "error": {
-                "code": "Unauthorized", "description": "Invalid Crumb"}}}).encode()
+        if (
+            cfg.require_crumb
+            and route in ("chart", "quote", "summary")
+            and (query.get("crumb") != cfg.crumb or cfg.cookie not in headers.get("cookie", ""))
+        ):
+            msg = json.dumps(
+                {
+                    "finance": {
+                        "result": None,
+                        "error": {"code": "Unauthorized", "description": "Invalid Crumb"},
+                    }
+                }
+            ).encode()
             writer.write(_head(401, JSON_CT, len(msg), close=close) + msg)
             return True
 
@@ -331,8 +362,9 @@ class _Handler:
             fault = None
         if fault is not None and fault.kind in DATA_FAULT_KINDS:
             if status == 200 and route in ("chart", "alphavantage"):
-                payload = _hostile.apply(fault.kind, route, payload, seed=fault.seed,
-                                         fired=fault.fired)
+                payload = _hostile.apply(
+                    fault.kind, route, payload, seed=fault.seed, fired=fault.fired
+                )
             fault = None
         # -- transport-level faults on the payload -------------------------------------------
         if fault is not None and fault.kind == "malformed":
@@ -340,13 +372,12 @@ class _Handler:
         elif fault is not None and fault.kind == "truncate":
             payload = payload[: max(1, int(len(payload) * fault.fraction))]
         if fault is not None and fault.kind in TRANSPORT_FAULTS:
-            return await transport_fault(fault, target, status, ct, payload, writer,
-                                         self.cfg)
+            return await transport_fault(fault, target, status, ct, payload, writer, self.cfg)
         if fault is not None and fault.kind == "slow_body":
             writer.write(_head(status, ct, len(payload), extra, close=close))
             step = max(1, -(-len(payload) // max(1, fault.chunks)))
             for i in range(0, len(payload), step):
-                writer.write(payload[i:i + step])
+                writer.write(payload[i : i + step])
                 await writer.drain()
                 await asyncio.sleep(fault.delay)
             return True
@@ -413,8 +444,15 @@ def _gzip_zeros(size: int) -> bytes:
     return header + b"".join(parts) + struct.pack("<II", crc, size & 0xFFFFFFFF)
 
 
-async def transport_fault(fault: Fault, target: str, status: int, ct: str, payload: bytes,
-                          writer: asyncio.StreamWriter, cfg: _Config) -> bool:
+async def transport_fault(
+    fault: Fault,
+    target: str,
+    status: int,
+    ct: str,
+    payload: bytes,
+    writer: asyncio.StreamWriter,
+    cfg: _Config,
+) -> bool:
     """Serve one of TRANSPORT_FAULTS; always closes the connection afterwards (False)."""
     kind = fault.kind
     try:
@@ -428,13 +466,14 @@ async def transport_fault(fault: Fault, target: str, status: int, ct: str, paylo
             else:
                 where = where.replace("{target}", target)
             msg = b"Found"
-            writer.write(_head(302, "text/plain", len(msg), [("Location", where)], close=True)
-                         + msg)
+            writer.write(
+                _head(302, "text/plain", len(msg), [("Location", where)], close=True) + msg
+            )
         elif kind == "drip":
             writer.write(_head(status, ct, len(payload), close=True))
             delay = fault.delay or 1.0
             for i in range(len(payload)):
-                writer.write(payload[i:i + 1])
+                writer.write(payload[i : i + 1])
                 await writer.drain()
                 await asyncio.sleep(delay)
         elif kind == "huge":
@@ -448,17 +487,22 @@ async def transport_fault(fault: Fault, target: str, status: int, ct: str, paylo
                 await writer.drain()
         elif kind == "endless":
             head = _head(200, ct, 0, close=True).replace(
-                b"Content-Length: 0", b"Transfer-Encoding: chunked")
+                b"Content-Length: 0", b"Transfer-Encoding: chunked"
+            )
             writer.write(head)
             chunk = b"%x\r\n" % len(_BLOCK) + _BLOCK + b"\r\n"
             for _ in range(100_000):  # 100 GB: "never" (stops when the client goes away)
                 writer.write(chunk)
                 await writer.drain()
         elif kind in ("gzip_bomb", "gzip"):
-            body = gzip.compress(payload) if kind == "gzip" else \
-                _gzip_zeros(fault.size or 1_000_000_000)
-            writer.write(_head(status, ct, len(body), [("Content-Encoding", "gzip")],
-                               close=True) + body)
+            body = (
+                gzip.compress(payload)
+                if kind == "gzip"
+                else _gzip_zeros(fault.size or 1_000_000_000)
+            )
+            writer.write(
+                _head(status, ct, len(body), [("Content-Encoding", "gzip")], close=True) + body
+            )
             await writer.drain()
     except (ConnectionError, RuntimeError):
         pass  # the client hung up: what a client that gives up does
@@ -477,9 +521,9 @@ def _tls_context(tls):
 
 
 async def _start(cfg: _Config, host: str, port: int, tls=None):
-    return await asyncio.start_server(_Handler(cfg), host, port, backlog=1024,
-                                      ssl=_tls_context(tls),
-                                      reuse_address=True)
+    return await asyncio.start_server(
+        _Handler(cfg), host, port, backlog=1024, ssl=_tls_context(tls), reuse_address=True
+    )
 
 
 def _process_main(spec: dict, conn) -> None:
@@ -526,23 +570,36 @@ class FixtureServer:
     ...     httpx.get(f"{srv.url}/v8/finance/chart/AAPL?range=1y&interval=1d")
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, now: float | None = None,
-                 unknown=(), faults=(), require_crumb: bool = False, av_keys=None,
-                 process: bool = False, tls: tuple[str, str] | None = None):
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        now: float | None = None,
+        unknown=(),
+        faults=(),
+        require_crumb: bool = False,
+        av_keys=None,
+        process: bool = False,
+        tls: tuple[str, str] | None = None,
+    ):
         self.host = host
         self.port = port
         self.process = process
         self.tls = tuple(tls) if tls is not None else None
-        self._spec: dict[str, Any] = {"now": now, "unknown": list(unknown),
-                      "faults": [asdict(f) if isinstance(f, Fault) else dict(f) for f in faults],
-                      "require_crumb": require_crumb,
-                      "av_keys": list(av_keys) if av_keys is not None else None}
+        self._spec: dict[str, Any] = {
+            "now": now,
+            "unknown": list(unknown),
+            "faults": [asdict(f) if isinstance(f, Fault) else dict(f) for f in faults],
+            "require_crumb": require_crumb,
+            "av_keys": list(av_keys) if av_keys is not None else None,
+        }
         self._cfg: _Config | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
-        self._proc: Any = None   # the spawned server process (process=True)
-        self._conn: Any = None   # its admin pipe
+        self._proc: Any = None  # the spawned server process (process=True)
+        self._conn: Any = None  # its admin pipe
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -558,9 +615,12 @@ class FixtureServer:
             parent, child = ctx.Pipe()
             proc = self._proc = ctx.Process(
                 target=_process_main,
-                args=({"host": self.host, "port": self.port, "config": self._spec,
-                       "tls": self.tls}, child),
-                daemon=True)
+                args=(
+                    {"host": self.host, "port": self.port, "config": self._spec, "tls": self.tls},
+                    child,
+                ),
+                daemon=True,
+            )
             proc.start()
             child.close()
             if not parent.poll(30):
@@ -580,11 +640,17 @@ class FixtureServer:
             self._handler = _Handler(cfg)
             try:
                 server = self._server = loop.run_until_complete(
-                    asyncio.start_server(self._handler, self.host, self.port, backlog=1024,
-                                         ssl=_tls_context(self.tls),
-                                         reuse_address=True))
+                    asyncio.start_server(
+                        self._handler,
+                        self.host,
+                        self.port,
+                        backlog=1024,
+                        ssl=_tls_context(self.tls),
+                        reuse_address=True,
+                    )
+                )
                 self.port = server.sockets[0].getsockname()[1]
-            except BaseException as exc:  # reported to start()
+            except BaseException as exc:  # noqa: BLE001 - reported to start()
                 failure.append(exc)
                 ready.set()
                 loop.close()
@@ -634,7 +700,7 @@ class FixtureServer:
     def _admin(self, method: str, path: str, payload=None):
         data = json.dumps(payload).encode() if payload is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method)
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
     def add_fault(self, kind: str, **options) -> Fault:
@@ -659,8 +725,9 @@ class FixtureServer:
 
     @property
     def require_crumb(self) -> bool:
-        return self._cfg.require_crumb if self._cfg is not None else \
-            bool(self._spec["require_crumb"])
+        return (
+            self._cfg.require_crumb if self._cfg is not None else bool(self._spec["require_crumb"])
+        )
 
     @require_crumb.setter
     def require_crumb(self, value: bool) -> None:
@@ -672,8 +739,9 @@ class FixtureServer:
 
     def stats(self) -> dict:
         """``{"requests": n, "hits": {"route:SYMBOL": n}, "faults": [...]}``."""
-        return self._cfg.stats() if self._cfg is not None else \
-            self._admin("GET", "/__fixture__/stats")
+        return (
+            self._cfg.stats() if self._cfg is not None else self._admin("GET", "/__fixture__/stats")
+        )
 
     def hits(self, route: str, symbol: str = "") -> int:
         """Requests received on ``route`` for ``symbol``."""

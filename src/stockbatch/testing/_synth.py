@@ -24,23 +24,29 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-__all__ = ["Exchange", "exchange_of", "is_unknown", "daily", "intraday", "INTRADAY_MINUTES",
-           "EPOCH_DATE"]
+__all__ = [
+    "Exchange",
+    "exchange_of",
+    "is_unknown",
+    "daily",
+    "intraday",
+    "INTRADAY_MINUTES",
+    "EPOCH_DATE",
+]
 
 EPOCH_DATE = dt.date(1995, 1, 2)  # first synthetic trading day of every symbol
 
 _VALID = re.compile(r"^[A-Za-z0-9.\-^=_]{1,32}$")
 
-INTRADAY_MINUTES = {"1m": 1, "2m": 2, "5m": 5, "15m": 15, "30m": 30, "60m": 60, "90m": 90,
-                    "1h": 60}
+INTRADAY_MINUTES = {"1m": 1, "2m": 2, "5m": 5, "15m": 15, "30m": 30, "60m": 60, "90m": 90, "1h": 60}
 
 
 @dataclass(frozen=True)
 class Exchange:
-    code: str           # Yahoo exchangeName
-    full_name: str      # fullExchangeName
-    tz: str             # exchangeTimezoneName
-    tz_short: str       # timezone (abbreviation Yahoo prints)
+    code: str  # Yahoo exchangeName
+    full_name: str  # fullExchangeName
+    tz: str  # exchangeTimezoneName
+    tz_short: str  # timezone (abbreviation Yahoo prints)
     currency: str
     open_hm: tuple[int, int]
     close_hm: tuple[int, int]
@@ -69,8 +75,12 @@ def exchange_of(symbol: str) -> Exchange:
 def is_unknown(symbol: str, extra: frozenset[str] | set[str] = frozenset()) -> bool:
     """True when the fixture server answers 404 for ``symbol``."""
     up = symbol.upper()
-    return (not _VALID.match(symbol) or up.startswith("UNKNOWN") or up.startswith("INVALID")
-            or up in extra)
+    return (
+        not _VALID.match(symbol)
+        or up.startswith("UNKNOWN")
+        or up.startswith("INVALID")
+        or up in extra
+    )
 
 
 def seed_of(*parts: object) -> int:
@@ -100,16 +110,16 @@ def _f32(a: np.ndarray) -> np.ndarray:
 
 @dataclass
 class DailySeries:
-    ords: np.ndarray        # int64 day ordinals
-    ts: np.ndarray          # int64 epoch seconds (regular open)
+    ords: np.ndarray  # int64 day ordinals
+    ts: np.ndarray  # int64 epoch seconds (regular open)
     open: np.ndarray
     high: np.ndarray
     low: np.ndarray
     close: np.ndarray
     adjclose: np.ndarray
-    volume: np.ndarray      # int64
-    null: np.ndarray        # bool: Yahoo's all-null rows
-    div_idx: np.ndarray     # indices of dividend days
+    volume: np.ndarray  # int64
+    null: np.ndarray  # bool: Yahoo's all-null rows
+    div_idx: np.ndarray  # indices of dividend days
     div_amount: np.ndarray
     split_idx: np.ndarray
     split_ratio: tuple[int, int]
@@ -154,10 +164,26 @@ def daily(symbol: str, last: dt.date) -> DailySeries:
         rev = np.cumprod(step[::-1])[::-1]
         factor[:-1] = rev[1:]
     adjclose = _f32(close * factor)
-    split_idx = np.array([n - 400], dtype=np.int64) if seed % 7 == 0 and n > 500 else \
-        np.zeros(0, dtype=np.int64)
-    return DailySeries(ords, ts, open_, high, low, close, adjclose, volume, null, div_idx,
-                       div_amount, split_idx, (4, 1))
+    split_idx = (
+        np.array([n - 400], dtype=np.int64)
+        if seed % 7 == 0 and n > 500
+        else np.zeros(0, dtype=np.int64)
+    )
+    return DailySeries(
+        ords,
+        ts,
+        open_,
+        high,
+        low,
+        close,
+        adjclose,
+        volume,
+        null,
+        div_idx,
+        div_amount,
+        split_idx,
+        (4, 1),
+    )
 
 
 def intraday(symbol: str, last: dt.date, day_index: int, minutes: int, *, prepost: bool = False):

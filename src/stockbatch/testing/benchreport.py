@@ -39,8 +39,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchRow", "ReportPaths", "Target", "TARGETS", "AREAS", "load_results", "failed_tests",
-           "render_markdown", "render_figures", "check_targets", "write_report", "main"]
+__all__ = [
+    "BenchRow",
+    "ReportPaths",
+    "Target",
+    "TARGETS",
+    "AREAS",
+    "load_results",
+    "failed_tests",
+    "render_markdown",
+    "render_figures",
+    "check_targets",
+    "write_report",
+    "main",
+]
 
 UNGROUPED = "(no group)"
 
@@ -121,8 +133,7 @@ def failed_tests(log_text: str) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^(?:FAILED|ERROR) (\S+::\S+)", log_text, re.M)}
 
 
-def load_results(source: str | os.PathLike | dict,
-                 exclude: Iterable[str] = ()) -> list[BenchRow]:
+def load_results(source: str | os.PathLike | dict, exclude: Iterable[str] = ()) -> list[BenchRow]:
     """Read pytest-benchmark's ``--benchmark-json`` output (a path or the parsed dict).
 
     Benchmarks that were skipped or never timed (no ``stats``) are left out, and those whose
@@ -151,17 +162,19 @@ def load_results(source: str | os.PathLike | dict,
         extra = dict(bench.get("extra_info") or {})
         raw_rows = extra.pop("rows", None)
         reference = _as_bool(extra.pop("reference", False))
-        rows.append(BenchRow(
-            group=bench.get("group") or UNGROUPED,
-            name=bench.get("name") or bench.get("fullname") or "?",
-            median=float(median),
-            min=float(stats.get("min", median)),
-            rounds=int(stats.get("rounds", 0)),
-            rows=int(raw_rows) if raw_rows is not None else None,
-            reference=reference,
-            extra=extra,
-            fullname=bench.get("fullname") or "",
-        ))
+        rows.append(
+            BenchRow(
+                group=bench.get("group") or UNGROUPED,
+                name=bench.get("name") or bench.get("fullname") or "?",
+                median=float(median),
+                min=float(stats.get("min", median)),
+                rounds=int(stats.get("rounds", 0)),
+                rows=int(raw_rows) if raw_rows is not None else None,
+                reference=reference,
+                extra=extra,
+                fullname=bench.get("fullname") or "",
+            )
+        )
     return rows
 
 
@@ -219,8 +232,11 @@ def _extra_keys(members: Sequence[BenchRow]) -> list[str]:
     keys: list[str] = []
     for row in members:
         for key, value in row.extra.items():
-            if key not in keys and isinstance(value, (int, float, str)) and not isinstance(
-                    value, bool):
+            if (
+                key not in keys
+                and isinstance(value, (int, float, str))
+                and not isinstance(value, bool)
+            ):
                 keys.append(key)
     return keys
 
@@ -264,41 +280,64 @@ class Target:
                 continue
             best = min(ours, key=lambda r: r.median)
             x = ratio(best, ref)
-            out.append((name, f"{_fmt_ratio(x)} ({_short(best.name)} vs {_short(ref.name)})",
-                        "✓ met" if x >= self.min_ratio else "✗ missed"))
+            out.append(
+                (
+                    name,
+                    f"{_fmt_ratio(x)} ({_short(best.name)} vs {_short(ref.name)})",
+                    "✓ met" if x >= self.min_ratio else "✗ missed",
+                )
+            )
         return out
 
 
 #: The issues' goals (README "Benchmarks"); each is checked in every group it matches.
 TARGETS: tuple[Target, ...] = (
-    Target("e2e 1y daily: ≥ 20x the naive loop", r"^e2e .* 1y daily", 20.0,
-           peer=r"naive_loop"),
-    Target("e2e 1y daily: ≥ 5x download + to_sql", r"^e2e .* 1y daily", 5.0,
-           peer=r"download_to_sql"),
+    Target("e2e 1y daily: ≥ 20x the naive loop", r"^e2e .* 1y daily", 20.0, peer=r"naive_loop"),
+    Target(
+        "e2e 1y daily: ≥ 5x download + to_sql", r"^e2e .* 1y daily", 5.0, peer=r"download_to_sql"
+    ),
     Target("validate: ≥ 2.5x the fastest peer", r"^validate$", 2.5),
     Target("normalize + returns: ≥ 2x", r"^normalize\+returns$", 2.0),
     Target("resample to 5m: ≥ 3x polars", r"^resample-5m$", 3.0),
     Target("resample to 1d (New York): ≥ 3x polars", r"^resample-1d-tz$", 3.0),
     Target("6 indicators, many symbols: ≥ 1.5x TA-Lib", r"^indicators-\\d", 1.5),
-    Target("one long series: ≤ 1.2x slower than TA-Lib", r"^(indicators-long|long-)", 1 / 1.2,
-           ours=r"stockbatch"),
-    Target("queue + coalescer, batched: ≥ 10x heapq + dict", r"^queue-coalesce$", 10.0,
-           ours=r"compiled_batch", peer=r"heapq"),
-    Target("queue + coalescer, single calls: ≥ 2.5x heapq + dict", r"^queue-coalesce$", 2.5,
-           ours=r"compiled_single", peer=r"heapq"),
+    Target(
+        "one long series: ≤ 1.2x slower than TA-Lib",
+        r"^(indicators-long|long-)",
+        1 / 1.2,
+        ours=r"stockbatch",
+    ),
+    Target(
+        "queue + coalescer, batched: ≥ 10x heapq + dict",
+        r"^queue-coalesce$",
+        10.0,
+        ours=r"compiled_batch",
+        peer=r"heapq",
+    ),
+    Target(
+        "queue + coalescer, single calls: ≥ 2.5x heapq + dict",
+        r"^queue-coalesce$",
+        2.5,
+        ours=r"compiled_single",
+        peer=r"heapq",
+    ),
     Target("decode: ≥ 8x json.loads + build", r"^decode ", 8.0, ours=r"compiled"),
     Target("fetch + decode: ≥ 5x yfinance.download", r"^fetch ", 5.0, peer=r"yfinance"),
     Target("SQLite append: ≥ 2.5x executemany", r"^sqlite-append", 2.5, peer=r"executemany"),
-    Target("SQLite append: ≥ 0.9x raw adbc_ingest", r"^sqlite-append", 0.9,
-           peer=r"adbc_ingest"),
+    Target("SQLite append: ≥ 0.9x raw adbc_ingest", r"^sqlite-append", 0.9, peer=r"adbc_ingest"),
     Target("PostgreSQL append: ≥ 0.75x psycopg COPY", r"^pg-append", 0.75, peer=r"copy"),
-    Target("PostgreSQL upsert, half changed: ≥ 3x naive staging", r"^pg-upsert.*half", 3.0,
-           peer=r"naive"),
+    Target(
+        "PostgreSQL upsert, half changed: ≥ 3x naive staging",
+        r"^pg-upsert.*half",
+        3.0,
+        peer=r"naive",
+    ),
 )
 
 
-def check_targets(rows: Sequence[BenchRow],
-                  targets: Sequence[Target] = TARGETS) -> list[tuple[str, str, str, str]]:
+def check_targets(
+    rows: Sequence[BenchRow], targets: Sequence[Target] = TARGETS
+) -> list[tuple[str, str, str, str]]:
     """``(target, group, measured, outcome)`` rows: every target in every group it matches."""
     groups = _grouped(rows)
     return [(t.label, *found) for t in targets for found in t.check(groups)]
@@ -312,30 +351,46 @@ def _by_area(rows: Sequence[BenchRow]) -> dict[str, dict[str, list[BenchRow]]]:
     return {a: g for a, g in areas.items() if g}
 
 
-def render_markdown(rows: Sequence[BenchRow], *, title: str = "Benchmarks",
-                    quick: bool = False, figures: Sequence[Path] = (),
-                    failed: Sequence[str] = ()) -> str:
+def render_markdown(
+    rows: Sequence[BenchRow],
+    *,
+    title: str = "Benchmarks",
+    quick: bool = False,
+    figures: Sequence[Path] = (),
+    failed: Sequence[str] = (),
+) -> str:
     """The markdown report: the targets table first, then per area one table per group
     (fastest first; ``vs best peer`` = best peer's median / median)."""
     out = [f"# {title}", ""]
     if quick:
-        out += ["**Quick run** (`--quick`): small sizes, few rounds; the figures show the "
-                "code paths work and roughly how they compare, not the published numbers.", ""]
+        out += [
+            "**Quick run** (`--quick`): small sizes, few rounds; the figures show the "
+            "code paths work and roughly how they compare, not the published numbers.",
+            "",
+        ]
     if failed:
-        out += [f"**{len(failed)} benchmarks failed** and are left out: "
-                + ", ".join(f"`{_md_escape(f)}`" for f in sorted(failed)), ""]
+        out += [
+            f"**{len(failed)} benchmarks failed** and are left out: "
+            + ", ".join(f"`{_md_escape(f)}`" for f in sorted(failed)),
+            "",
+        ]
     if not rows:
-        out += ["No timed benchmarks in the results (were they run with --benchmark-disable?).",
-                ""]
+        out += ["No timed benchmarks in the results (were they run with --benchmark-disable?).", ""]
         return "\n".join(out)
     checked = check_targets(rows)
     met = sum(c[3].startswith("✓") for c in checked)
     missed = sum(c[3].startswith("✗") for c in checked)
-    out += ["## Targets", "", f"{met} met, {missed} missed, "
-            f"{len(checked) - met - missed} not run.", "",
-            "| target | group | measured (vs the peer named) | outcome |", "|---|---|---|---|"]
-    out += [f"| {_md_escape(t)} | {_md_escape(g)} | {_md_escape(m)} | {o} |"
-            for t, g, m, o in checked]
+    out += [
+        "## Targets",
+        "",
+        f"{met} met, {missed} missed, {len(checked) - met - missed} not run.",
+        "",
+        "| target | group | measured (vs the peer named) | outcome |",
+        "|---|---|---|---|",
+    ]
+    out += [
+        f"| {_md_escape(t)} | {_md_escape(g)} | {_md_escape(m)} | {o} |" for t, g, m, o in checked
+    ]
     out.append("")
     for area, groups in _by_area(rows).items():
         out += [f"## {area}", ""]
@@ -352,18 +407,30 @@ def _group_table(group: str, members: list[BenchRow]) -> list[str]:
     with_rows = any(r.rows is not None for r in members)
     extra_keys = _extra_keys(members)
     out = [f"### {_md_escape(group)}", ""]
-    out.append(f"Best peer (1.0): `{_md_escape(ref.name)}`." if ref else
-               "No peer in this group: times only.")
+    out.append(
+        f"Best peer (1.0): `{_md_escape(ref.name)}`."
+        if ref
+        else "No peer in this group: times only."
+    )
     out.append("")
-    header = ["name", "median", "min", "rounds", "rows/s" if with_rows else "ops/s",
-              "vs best peer", *extra_keys]
+    header = [
+        "name",
+        "median",
+        "min",
+        "rounds",
+        "rows/s" if with_rows else "ops/s",
+        "vs best peer",
+        *extra_keys,
+    ]
     out.append("| " + " | ".join(header) + " |")
     out.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
     for r in members:
         rate = r.rows_per_s if with_rows else r.ops
         cells = [
             f"`{_md_escape(r.name)}`" + {"ours": " ★", "bound": " (bound)"}.get(r.role, ""),
-            _fmt_time(r.median), _fmt_time(r.min), str(r.rounds),
+            _fmt_time(r.median),
+            _fmt_time(r.min),
+            str(r.rounds),
             _fmt_rate(rate) if rate is not None else "",
             _fmt_ratio(ratio(r, ref)) if ref else "",
             *(_fmt_extra(r.extra.get(k)) for k in extra_keys),
@@ -376,7 +443,7 @@ def _group_table(group: str, members: list[BenchRow]) -> list[str]:
 def _short(name: str, width: int = 44) -> str:
     """A chart label: the test function's ``test_`` prefix dropped, at most ``width`` chars."""
     label = name[5:] if name.startswith("test_") else name
-    return label if len(label) <= width else label[:width - 1] + "…"
+    return label if len(label) <= width else label[: width - 1] + "…"
 
 
 def _labels(members: Sequence[BenchRow], width: int = 38) -> list[str]:
@@ -392,7 +459,7 @@ def _labels(members: Sequence[BenchRow], width: int = 38) -> list[str]:
     else:
         labels = [f"{f}[{p}]" if p else f for f, p in zip(funcs, params, strict=True)]
     half = (width - 1) // 2
-    return [t if len(t) <= width else t[:half] + "…" + t[-(width - 1 - half):] for t in labels]
+    return [t if len(t) <= width else t[:half] + "…" + t[-(width - 1 - half) :] for t in labels]
 
 
 def _layout(groups: list[list[BenchRow]]) -> tuple[int, float, list[float]] | None:
@@ -400,15 +467,16 @@ def _layout(groups: list[list[BenchRow]]) -> tuple[int, float, list[float]] | No
     limit = MAX_FIGURE_PX / DPI - 0.9  # the title and the axis note
     for bar in (0.24, 0.2, 0.16, 0.13):
         for cols in (1, 2, 3):
-            rows = [groups[i:i + cols] for i in range(0, len(groups), cols)]
+            rows = [groups[i : i + cols] for i in range(0, len(groups), cols)]
             heights = [0.75 + bar * max(len(m) for m in row) for row in rows]
             if sum(heights) <= limit:
                 return cols, bar, heights
     return None
 
 
-def render_figures(rows: Sequence[BenchRow], out_dir: str | os.PathLike, *,
-                   title: str = "Benchmarks") -> list[Path]:
+def render_figures(
+    rows: Sequence[BenchRow], out_dir: str | os.PathLike, *, title: str = "Benchmarks"
+) -> list[Path]:
     """One PNG per area (``<out_dir>/bench-<area>.png``): a panel per group with a peer,
     horizontal bars of speed relative to the group's best peer (= 1.0, the dashed line; log
     scale), stockbatch's bars coloured (green faster, red slower), peers grey (the best one
@@ -429,36 +497,47 @@ def render_figures(rows: Sequence[BenchRow], out_dir: str | os.PathLike, *,
             if all(_layout(c) is not None for c in chunks):
                 break
             size = -(-len(panels) // parts)
-            chunks = [panels[i:i + size] for i in range(0, len(panels), size)]
+            chunks = [panels[i : i + size] for i in range(0, len(panels), size)]
         for k, chunk in enumerate(c for c in chunks if c):  # (no panel: no figure)
             layout = _layout(chunk)
             assert layout is not None
             cols, bar, heights = layout
-            fig = Figure(figsize=(13 if cols > 1 else 10, sum(heights) + 0.9), dpi=DPI,
-                         layout="constrained")
+            fig = Figure(
+                figsize=(13 if cols > 1 else 10, sum(heights) + 0.9), dpi=DPI, layout="constrained"
+            )
             FigureCanvasAgg(fig)
             grid = fig.add_gridspec(len(heights), cols, height_ratios=heights)
             for i, members in enumerate(chunk):
                 ax = fig.add_subplot(grid[i // cols, i % cols])
                 _panel(ax, members, LogLocator, FuncFormatter, NullFormatter)
             name = area if len(chunks) == 1 else f"{area} ({k + 1}/{len(chunks)})"
-            fig.suptitle(f"{title}: {name}  —  speed vs the best peer (= 1.0, higher is "
-                         "faster)", fontsize=11, x=0.01, ha="left")
+            fig.suptitle(
+                f"{title}: {name}  —  speed vs the best peer (= 1.0, higher is faster)",
+                fontsize=11,
+                x=0.01,
+                ha="left",
+            )
             path = out / f"bench-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.png"
             fig.savefig(path, format="png")
             written.append(path)
     return written
 
 
-def _panel(ax: Any, members: list[BenchRow], LogLocator: Any, FuncFormatter: Any,
-           NullFormatter: Any) -> None:
+def _panel(
+    ax: Any, members: list[BenchRow], LogLocator: Any, FuncFormatter: Any, NullFormatter: Any
+) -> None:
     ref = best_peer(members)
     assert ref is not None
     ordered = sorted(members, key=lambda r: r.median, reverse=True)  # fastest on top
     values = [ratio(r, ref) for r in ordered]
-    colors = [("#2e7d32" if v >= 1 else "#c62828") if r.role == "ours" else
-              "#90caf9" if r.role == "bound" else ("#616161" if r is ref else "#bdbdbd")
-              for r, v in zip(ordered, values, strict=True)]
+    colors = [
+        ("#2e7d32" if v >= 1 else "#c62828")
+        if r.role == "ours"
+        else "#90caf9"
+        if r.role == "bound"
+        else ("#616161" if r is ref else "#bdbdbd")
+        for r, v in zip(ordered, values, strict=True)
+    ]
     y = list(range(len(ordered)))
     ax.barh(y, values, color=colors, height=0.7, left=0)
     ax.set_xscale("log")
@@ -466,13 +545,24 @@ def _panel(ax: Any, members: list[BenchRow], LogLocator: Any, FuncFormatter: Any
     ax.set_xlim(lo / 2.5, hi * 5)  # room on the right for the labels
     ax.axvline(1.0, color="#424242", linestyle="--", linewidth=0.9)
     ax.set_yticks(y)
-    ax.set_yticklabels([t + (" (bound)" if r.role == "bound" else "") for t, r in
-                        zip(_labels(ordered, 30), ordered, strict=True)], fontsize=7.5)
+    ax.set_yticklabels(
+        [
+            t + (" (bound)" if r.role == "bound" else "")
+            for t, r in zip(_labels(ordered, 30), ordered, strict=True)
+        ],
+        fontsize=7.5,
+    )
     ax.set_ylim(-0.6, len(ordered) - 0.4)
     for yy, (r, v) in enumerate(zip(ordered, values, strict=True)):
-        ax.text(v * 1.06, yy, f"{_fmt_ratio(v)}  {_fmt_time(r.median)}", va="center",
-                fontsize=7, clip_on=True,
-                bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6, "alpha": 0.85})
+        ax.text(
+            v * 1.06,
+            yy,
+            f"{_fmt_ratio(v)}  {_fmt_time(r.median)}",
+            va="center",
+            fontsize=7,
+            clip_on=True,
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6, "alpha": 0.85},
+        )
     ax.set_title(_short(members[0].group, 60), fontsize=8.5, loc="left")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}x"))
@@ -481,9 +571,15 @@ def _panel(ax: Any, members: list[BenchRow], LogLocator: Any, FuncFormatter: Any
     ax.grid(axis="x", which="major", alpha=0.3)
 
 
-def write_report(json_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                 title: str = "stockbatch benchmarks", stem: str = "benchmarks",
-                 quick: bool = False, failed: Iterable[str] = ()) -> ReportPaths:
+def write_report(
+    json_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    title: str = "stockbatch benchmarks",
+    stem: str = "benchmarks",
+    quick: bool = False,
+    failed: Iterable[str] = (),
+) -> ReportPaths:
     """Read pytest-benchmark JSON; write ``<out_dir>/<stem>.md`` and one PNG per area.
 
     Returns
@@ -498,16 +594,20 @@ def write_report(json_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     out.mkdir(parents=True, exist_ok=True)
     figures = render_figures(rows, out, title=title) if rows else []
     md_path = out / f"{stem}.md"
-    md_path.write_text(render_markdown(rows, title=title, quick=quick, figures=figures,
-                                       failed=failed), encoding="utf-8")
+    md_path.write_text(
+        render_markdown(rows, title=title, quick=quick, figures=figures, failed=failed),
+        encoding="utf-8",
+    )
     return ReportPaths(markdown=md_path, figures=figures)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m stockbatch.testing.benchreport RESULTS.json OUT_DIR``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m stockbatch.testing.benchreport",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m stockbatch.testing.benchreport", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("json_path")
     parser.add_argument("out_dir")
     parser.add_argument("--title", default="stockbatch benchmarks")

@@ -53,6 +53,7 @@ PG_ENV = "STOCKBATCH_PG_URI"
 
 # -- the fixture server -------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def stockbatch_server() -> Iterator[Any]:
     """The loopback fixture server for the session (``.url``, ``.add_fault(...)``)."""
@@ -71,8 +72,15 @@ def stockbatch_faults(stockbatch_server: Any) -> Iterator[Any]:
 
 # -- synthetic bars -----------------------------------------------------------------------
 
-def synthetic_bars(symbols: int | list[str] = 10, bars: int = 250, *, seed: int = 0,
-                   interval: str = "1d", start: str = "2020-01-01") -> Any:
+
+def synthetic_bars(
+    symbols: int | list[str] = 10,
+    bars: int = 250,
+    *,
+    seed: int = 0,
+    interval: str = "1d",
+    start: str = "2020-01-01",
+) -> Any:
     """``bars`` bars for each of ``symbols`` (a count, or names), a seeded random walk in the
     canonical ``BARS`` schema, sorted by symbol and time. Same arguments, same table."""
     import numpy as np
@@ -80,19 +88,25 @@ def synthetic_bars(symbols: int | list[str] = 10, bars: int = 250, *, seed: int 
 
     from stockbatch.schema import BARS
 
-    steps = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "60m": 3600,
-             "1d": 86_400, "1wk": 7 * 86_400}
+    steps = {
+        "1m": 60,
+        "5m": 300,
+        "15m": 900,
+        "30m": 1800,
+        "1h": 3600,
+        "60m": 3600,
+        "1d": 86_400,
+        "1wk": 7 * 86_400,
+    }
     if interval not in steps:
         raise ValueError(f"interval must be one of {', '.join(steps)}, not {interval!r}")
-    names = [f"SYN{i:05d}" for i in range(symbols)] if isinstance(symbols, int) else \
-        list(symbols)
+    names = [f"SYN{i:05d}" for i in range(symbols)] if isinstance(symbols, int) else list(symbols)
     if not names or bars < 1:
         raise ValueError("need at least one symbol and one bar")
     rng = np.random.default_rng(seed)
     n = len(names) * bars
     t0 = np.datetime64(start, "us").astype(np.int64)
-    ts = np.tile(t0 + np.arange(bars, dtype=np.int64) * steps[interval] * 1_000_000,
-                 len(names))
+    ts = np.tile(t0 + np.arange(bars, dtype=np.int64) * steps[interval] * 1_000_000, len(names))
     walk = rng.normal(0.0002, 0.015, (len(names), bars)).cumsum(axis=1)
     close = (rng.uniform(10, 500, (len(names), 1)) * np.exp(walk)).ravel()
     open_ = close * np.exp(rng.normal(0, 0.004, n))
@@ -102,7 +116,11 @@ def synthetic_bars(symbols: int | list[str] = 10, bars: int = 250, *, seed: int 
         "symbol": pa.array(np.repeat(names, bars)),
         "interval": pa.array([interval] * n),
         "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
-        "open": open_, "high": high, "low": low, "close": close, "adj_close": close,
+        "open": open_,
+        "high": high,
+        "low": low,
+        "close": close,
+        "adj_close": close,
         "volume": rng.lognormal(14, 0.7, n).astype(np.int64),
         "source": pa.array(["synthetic"] * n),
     }
@@ -117,6 +135,7 @@ def stockbatch_bars() -> Callable[..., Any]:
 
 
 # -- temporary databases ------------------------------------------------------------------
+
 
 @dataclass
 class TempDatabase:
@@ -138,17 +157,22 @@ class TempDatabase:
             if not self.path.exists():
                 return 0
             with sqlite3.connect(self.path) as conn:
-                if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                                    "name = ?", (table,)).fetchall():
+                if not conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+                ).fetchall():
                     return 0
                 # the name is checked above (a plain identifier) and quoted
-                return int(conn.execute(f'SELECT count(*) FROM "{table}"')  # noqa: S608
-                           .fetchone()[0])
+                return int(
+                    conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]  # noqa: S608
+                )
         import adbc_driver_postgresql.dbapi as pg
 
         with pg.connect(self.uri, autocommit=True) as conn, conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
-                        "AND tablename = $1", (table,))
+            cur.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename = $1",
+                (table,),
+            )
             if not cur.fetchone()[0]:
                 return 0
             cur.execute(f'SELECT count(*) FROM "{table}"')  # noqa: S608 - checked name
@@ -213,8 +237,9 @@ def against_stockbatch(mine: Callable[..., Any], *, name: str | None = None) -> 
 
 @pytest.fixture
 def stockbatch_contender(request: pytest.FixtureRequest) -> Any:
-    raise pytest.UsageError("stockbatch_race needs the test marked with "
-                            "@against_stockbatch(your_function)")
+    raise pytest.UsageError(
+        "stockbatch_race needs the test marked with @against_stockbatch(your_function)"
+    )
 
 
 def _stockbatch_ingest(symbols: list[str], base_url: str, db: str, **options: Any) -> None:
@@ -226,8 +251,12 @@ def _stockbatch_ingest(symbols: list[str], base_url: str, db: str, **options: An
 
 
 @pytest.fixture
-def stockbatch_race(request: pytest.FixtureRequest, stockbatch_server: Any,
-                    stockbatch_contender: Any, tmp_path: Path) -> Callable[..., Any]:
+def stockbatch_race(
+    request: pytest.FixtureRequest,
+    stockbatch_server: Any,
+    stockbatch_contender: Any,
+    tmp_path: Path,
+) -> Callable[..., Any]:
     """``stockbatch_race(symbols=100, period="1y", rounds=3)`` benchmarks this run's
     contender (see :func:`against_stockbatch`) in the group named after the test: each round
     stores the same symbols from the same server into a fresh SQLite database. Returns the
@@ -236,18 +265,21 @@ def stockbatch_race(request: pytest.FixtureRequest, stockbatch_server: Any,
     try:
         benchmark = request.getfixturevalue("benchmark")
     except pytest.FixtureLookupError:
-        raise pytest.UsageError("stockbatch_race needs pytest-benchmark "
-                                "(pip install pytest-benchmark)") from None
+        raise pytest.UsageError(
+            "stockbatch_race needs pytest-benchmark (pip install pytest-benchmark)"
+        ) from None
     group = re.sub(r"\[.*\]$", "", request.node.name)
 
-    def race(symbols: int | list[str] = 100, period: str = "1y", rounds: int = 3,
-             **options: Any) -> int:
-        names = [f"R{i:05d}" for i in range(symbols)] if isinstance(symbols, int) else \
-            list(symbols)
+    def race(
+        symbols: int | list[str] = 100, period: str = "1y", rounds: int = 3, **options: Any
+    ) -> int:
+        names = [f"R{i:05d}" for i in range(symbols)] if isinstance(symbols, int) else list(symbols)
         fn = stockbatch_contender
         if fn == "stockbatch":
+
             def fn(s: list[str], url: str, db: str, period: str) -> None:
                 _stockbatch_ingest(s, url, db, period=period, **options)
+
         made: list[TempDatabase] = []
 
         def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
