@@ -16,6 +16,7 @@ import aiohttp
 import pyarrow as pa
 import pytest
 
+import stockbatch
 from stockbatch._errors import ProviderError, ProviderUnavailable
 from stockbatch.sources import (
     AlphaVantageSource,
@@ -27,7 +28,7 @@ from stockbatch.sources import (
 from stockbatch.sources._http import DEFAULT_MAX_BYTES, HTTPClient
 from stockbatch.testing import FixtureServer
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+SRC = str(Path(stockbatch.__file__).resolve().parents[1])  # where the tested package is
 
 
 def opts(**more) -> dict:
