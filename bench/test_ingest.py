@@ -93,6 +93,11 @@ def sqlite_path(tmp_path):
     return str(tmp_path / "bench.db")
 
 
+# the peers write the canonical columns by name (stockbatch's bars tables also hold the
+# exchange trading date, which stockbatch computes and the peers leave NULL)
+_COLS = ", ".join(BARS.names)
+
+
 def _fresh_sqlite(path, name):
     with sinks.connect(path, tables={"bars": name}) as s:
         s.ensure_tables("bars")
@@ -146,7 +151,7 @@ def test_sqlite_append(benchmark, sqlite_path, peer, n):
             con = sqlite3.connect(sqlite_path)
             with con:
                 con.executemany(
-                    f'INSERT INTO "{t}" VALUES (?,?,?,?,?,?,?,?,?,?)',
+                    f'INSERT INTO "{t}" ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)',
                     (tuple(r.values()) for r in rows),
                 )
             con.close()
@@ -191,7 +196,7 @@ def test_sqlite_upsert(benchmark, sqlite_path, peer, n):
             con = sqlite3.connect(sqlite_path)
             with con:
                 con.executemany(
-                    f'INSERT INTO "{t}" VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT '
+                    f'INSERT INTO "{t}" ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT '
                     "(symbol, interval, ts) DO UPDATE SET open=excluded.open, "
                     "high=excluded.high, low=excluded.low, close=excluded.close, "
                     "adj_close=excluded.adj_close, volume=excluded.volume, "
@@ -318,7 +323,7 @@ def test_pg_append(benchmark, peer, n):
             import psycopg
 
             with psycopg.connect(PG) as c, c.cursor() as cur:
-                with cur.copy(f'COPY "{t}" FROM STDIN (FORMAT BINARY)') as cp:
+                with cur.copy(f'COPY "{t}" ({_COLS}) FROM STDIN (FORMAT BINARY)') as cp:
                     cp.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
                     for chunk in pg_binary_copy_chunks(data):
                         cp.write(chunk)
@@ -387,7 +392,7 @@ def test_pg_upsert(benchmark, peer, n, again):
                     temporary=True,
                 )
                 cur.execute(
-                    f'INSERT INTO "{t}" SELECT * FROM "{st}" ON CONFLICT (symbol, interval, ts) '
+                    f'INSERT INTO "{t}" ({_COLS}) SELECT * FROM "{st}" ON CONFLICT (symbol, interval, ts) '
                     "DO UPDATE SET open=excluded.open, high=excluded.high, low=excluded.low, "
                     "close=excluded.close, adj_close=excluded.adj_close, "
                     "volume=excluded.volume, source=excluded.source"
@@ -427,7 +432,7 @@ def test_duckdb_append(benchmark, tmp_path, peer, n):
 
             con = duckdb.connect(path)
             con.register("src", data)
-            con.execute(f'INSERT INTO "{t}" SELECT * FROM src')
+            con.execute(f'INSERT INTO "{t}" ({_COLS}) SELECT * FROM src')
             con.close()
 
     run(benchmark, go, setup)
