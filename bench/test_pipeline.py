@@ -88,12 +88,12 @@ from e2e_peers import (
     make_symbols,
     minute_spec,
     run_peer,
-    yfinance_at,
 )
 from replay_server import ReplayServer
 
 import stockbatch
 from stockbatch.testing import FixtureServer
+from stockbatch.testing._yfinance import yfinance_at
 
 PG_URI = os.environ.get("STOCKBATCH_PG_URI", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"

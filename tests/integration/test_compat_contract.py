@@ -19,7 +19,6 @@ from unittest.mock import Mock, patch
 import numpy as np
 import pandas as pd
 import pytest
-from test_compat import yfinance_at
 
 import stockbatch
 from stockbatch.compat import (
@@ -34,6 +33,7 @@ from stockbatch.compat import (
 )
 from stockbatch.compat import stock_fetcher as mirror
 from stockbatch.testing import FixtureServer
+from stockbatch.testing._yfinance import yfinance_at
 
 yf = pytest.importorskip("yfinance")
 
