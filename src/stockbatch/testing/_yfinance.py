@@ -40,7 +40,7 @@ def yfinance_at(base: str) -> Iterator[None]:
     ]
     real_request = cr.Session.request
 
-    def loopback_only(self: Any, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
+    def loopback_only(self: Any, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
         url = str(url)
         if url.startswith(_QUERY1 + "/"):
             url = base + url[len(_QUERY1) :]
@@ -52,7 +52,7 @@ def yfinance_at(base: str) -> Iterator[None]:
     yq._QUOTE_SUMMARY_URL_ = f"{base}/v10/finance/quoteSummary"
     yq._QUERY1_URL_ = base
     yd.YfData._get_cookie_and_crumb = lambda self, timeout=30: (None, "basic")
-    cr.Session.request = loopback_only
+    setattr(cr.Session, "request", loopback_only)  # noqa: B010 - mypy: no method assignment
     try:
         yield
     finally:
