@@ -98,25 +98,18 @@ def requests(server) -> int:
 # -- construction ------------------------------------------------------------------------------
 
 
+def _settings(f: StockFetcher) -> tuple:
+    """The original constructor's positional parameters, in its order."""
+    return (f.cache_size, f.price_cache_ttl, f.historical_cache_ttl, f.retry_count, f.retry_delay)
+
+
 def test_constructor_defaults_are_the_originals():
     with StockFetcher() as f:
-        assert (
-            f.cache_size,
-            f.price_cache_ttl,
-            f.historical_cache_ttl,
-            f.retry_count,
-            f.retry_delay,
-        ) == (128, 30, 300, 3, 1.0)
+        assert _settings(f) == (128, 30, 300, 3, 1.0)
         assert f.company_cache_ttl == 3600
         assert f.mode == "stockbatch"
     with StockFetcher(2, 5, 10, 2, 0.1) as f:  # positional, as the original took them
-        assert (
-            f.cache_size,
-            f.price_cache_ttl,
-            f.historical_cache_ttl,
-            f.retry_count,
-            f.retry_delay,
-        ) == (2, 5, 10, 2, 0.1)
+        assert _settings(f) == (2, 5, 10, 2, 0.1)
 
 
 @pytest.mark.parametrize("kw", [{"mode": "fast"}, {"symbols": "loose"}])
@@ -337,6 +330,7 @@ def test_range_agrees_in_both_modes(pair):
         ("2026-03-01", "2026-02-01"),
         ("2026-03-01", "2026-03-01"),
         ("2026/03/01", "2026-04-01"),
+        ("yesterday", "2026-04-01"),
         ("2026-03-01", "tomorrow"),
     ],
 )
