@@ -12,7 +12,6 @@ import os
 import re
 import time
 import weakref
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -117,16 +116,10 @@ class AlphaVantageSource(HTTPSource):
         outputsize: str = "auto",
         timeout: float = 15.0,
         concurrency: int = 2,
-        headers: Mapping[str, str] | None = None,
         **options: Unpack[HTTPOptions],
     ) -> None:
         super().__init__(
-            rate=rate,
-            burst=burst,
-            timeout=timeout,
-            concurrency=concurrency,
-            headers=headers,
-            **options,
+            rate=rate, burst=burst, timeout=timeout, concurrency=concurrency, **options
         )
         key = api_key if api_key is not None else os.environ.get("ALPHAVANTAGE_API_KEY")
         if not key:

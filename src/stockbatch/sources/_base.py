@@ -513,6 +513,7 @@ class HTTPOptions(TypedDict, total=False):
     deadline: float
     max_bytes: int
     max_redirects: int
+    headers: Mapping[str, str] | None
     ssl: Any
     proxy: str | None
     client: aiohttp.ClientSession | None

@@ -124,7 +124,6 @@ class HTTPJSONSource(HTTPSource):
         ts_unit: str = "s",
         tz: str = "UTC",
         name: str = "http",
-        headers: Mapping[str, str] | None = None,
         rate: float = 20.0,
         burst: int = 10,
         timeout: float = 10.0,
@@ -140,19 +139,14 @@ class HTTPJSONSource(HTTPSource):
             raise ValueError("ts_unit must be s, ms, us or iso")
         self.name = name  # before the HTTP client is made: it names the source in errors
         super().__init__(
-            rate=rate,
-            burst=burst,
-            timeout=timeout,
-            concurrency=concurrency,
-            headers=headers,
-            **options,
+            rate=rate, burst=burst, timeout=timeout, concurrency=concurrency, **options
         )
         self.url_template = url_template
         self.fields = dict(fields)
         self.records = records
         self.ts_unit = ts_unit
         self.tz = tz
-        self.__secrets = _secrets_of(url_template, headers)
+        self.__secrets = _secrets_of(url_template, options.get("headers"))
 
     def _secrets(self) -> tuple[str, ...]:
         return self.__secrets

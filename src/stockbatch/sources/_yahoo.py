@@ -7,7 +7,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -143,16 +143,10 @@ class YahooChartSource(HTTPSource):
         rate: float = 50.0,
         burst: int = 50,
         timeout: float = 10.0,
-        headers: Mapping[str, str] | None = None,
         **options: Unpack[HTTPOptions],
     ) -> None:
         super().__init__(
-            rate=rate,
-            burst=burst,
-            timeout=timeout,
-            concurrency=concurrency,
-            headers=headers,
-            **options,
+            rate=rate, burst=burst, timeout=timeout, concurrency=concurrency, **options
         )
         self.base_url = base_url.rstrip("/")
         if cookie_url is None:
