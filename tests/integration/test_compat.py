@@ -10,10 +10,9 @@ import json
 import threading
 import urllib.request
 
-import numpy as np
 import pandas as pd
 import pytest
-from test_compat_contract import PRICE_KEYS
+from test_compat_contract import HISTORY_DTYPES, PRICE_KEYS
 
 import stockbatch
 from stockbatch.compat import (
@@ -310,13 +309,5 @@ def test_history_is_cached_and_copies_are_handed_out(fetcher, server):
 
 def test_values_are_float64_and_int64(fetcher):
     frame = fetcher.get_historical_data("7203", period="1y")
-    assert frame.dtypes.to_dict() == {
-        "Open": np.float64,
-        "High": np.float64,
-        "Low": np.float64,
-        "Close": np.float64,
-        "Volume": np.int64,
-        "Dividends": np.float64,
-        "Stock Splits": np.float64,
-    }
+    assert frame.dtypes.to_dict() == HISTORY_DTYPES
     assert (frame["High"] >= frame["Low"]).all()

@@ -48,6 +48,16 @@ PRICE_KEYS = {
     "market_cap",
     "timestamp",
 }
+#: The dtypes of a history frame (the original's, from yfinance).
+HISTORY_DTYPES = {
+    "Open": np.float64,
+    "High": np.float64,
+    "Low": np.float64,
+    "Close": np.float64,
+    "Volume": np.int64,
+    "Dividends": np.float64,
+    "Stock Splits": np.float64,
+}
 COMPANY_KEYS = {
     "symbol",
     "name",
@@ -238,15 +248,7 @@ def test_history_frames_agree_in_both_modes(pair, period, interval):
     assert list(a.columns) == history_columns(True)
     assert a.index.tz is None
     assert a.index.name == ("Datetime" if interval.endswith("m") and interval != "1mo" else "Date")
-    assert a.dtypes.to_dict() == {
-        "Open": np.float64,
-        "High": np.float64,
-        "Low": np.float64,
-        "Close": np.float64,
-        "Volume": np.int64,
-        "Dividends": np.float64,
-        "Stock Splits": np.float64,
-    }
+    assert a.dtypes.to_dict() == HISTORY_DTYPES
     pd.testing.assert_frame_equal(a, b, check_freq=False, rtol=1e-12)
 
 
