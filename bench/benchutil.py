@@ -40,3 +40,12 @@ def needs_database(nodeid: str, params: Mapping[str, Any], env: Mapping[str, str
         if not env.get(var) and words & set(names):
             return f"{var} is not set: no {name} benchmark (only databases given to bench)"
     return None
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux); NaN for None."""
+    if pid is None:
+        return float("nan")
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
