@@ -28,8 +28,8 @@ import datetime as dt
 import re
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
 import numpy as np
@@ -39,11 +39,17 @@ import pyarrow.compute as pc
 from .._errors import ProviderError, ProviderUnavailable, SymbolNotFound
 from .._redact import redact
 from ..schema import BARS
+from ._http import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DEFAULT_MAX_REDIRECTS, HTTPClient
 from ._reliability import CircuitBreaker, ResponseCache, RetryPolicy, SourceStats, TokenBucket
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = [
     "Source",
     "ReliableSource",
+    "HTTPSource",
+    "HTTPOptions",
     "to_epoch",
     "PERIOD_DAYS",
     "normalize_daily",
@@ -502,6 +508,79 @@ class ReliableSource(Source):
             if key is not None and self.cache is not None:
                 self.cache.put(key, batch)
             return batch
+
+
+class HTTPOptions(TypedDict, total=False):
+    """The options every HTTP source passes through with the same default (see
+    :class:`HTTPSource`)."""
+
+    retry: RetryPolicy | None
+    breaker: CircuitBreaker | None
+    cache: ResponseCache | bool | None
+    deadline: float
+    max_bytes: int
+    max_redirects: int
+    headers: Mapping[str, str] | None
+    ssl: Any
+    proxy: str | None
+    client: aiohttp.ClientSession | None
+
+
+class HTTPSource(ReliableSource):
+    """A :class:`ReliableSource` that fetches over its own :class:`HTTPClient` (``_http``).
+
+    Subclasses keep their provider's defaults for ``rate``, ``burst``, ``timeout`` and
+    ``concurrency`` and pass the rest (:class:`HTTPOptions`) through, so those defaults live
+    here once. The client names the source in errors and redacts the source's secrets
+    (:meth:`Source._secrets`) from every URL it shows; ``default_headers`` go under the
+    user's ``headers``. ``name`` must be set before this ``__init__`` runs.
+    """
+
+    default_headers: Mapping[str, str] = {}
+
+    def __init__(
+        self,
+        *,
+        rate: float,
+        burst: int,
+        timeout: float,
+        concurrency: int,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        cache: ResponseCache | bool | None = None,
+        deadline: float = DEFAULT_DEADLINE,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        headers: Mapping[str, str] | None = None,
+        ssl: Any = True,
+        proxy: str | None = None,
+        client: aiohttp.ClientSession | None = None,
+    ) -> None:
+        super().__init__(
+            rate=rate,
+            burst=burst,
+            retry=retry,
+            breaker=breaker,
+            cache=cache,
+            timeout=timeout,
+            concurrency=concurrency,
+        )
+        self._http = HTTPClient(
+            name=self.name,
+            concurrency=concurrency,
+            timeout=timeout,
+            deadline=deadline,
+            max_bytes=max_bytes,
+            max_redirects=max_redirects,
+            headers={**self.default_headers, **dict(headers or {})},
+            ssl=ssl,
+            proxy=proxy,
+            session=client,
+            redact=lambda text: redact(text, self._secrets()),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
 
 def check_options(
