@@ -160,11 +160,25 @@ def test_cli_refuses_bad_alert_options(arg, why, capsys):
     assert why in capsys.readouterr().err
 
 
+_HOLD_LOCK = """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute("CREATE TABLE hold (x)")
+con.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+con.commit()
+"""
+
+
 def test_a_blocked_database_fills_the_hand_off(fixture_server, tmp_path):
-    """Another writer holds SQLite's write lock: the job's thread waits in its store,
+    """Another process holds SQLite's write lock: the job's thread waits in its store,
     answers pile up in the hand-off, queue_fill fires; then the lock goes (at the alert, or
-    after 10 s at most) and it resolves."""
-    import sqlite3
+    after 10 s at most) and it resolves. (The writer is another process: two SQLite
+    libraries in one process, Python's and the ADBC driver's, need not see each other's
+    locks.)"""
+    import subprocess
+    import sys
     import threading
 
     db = tmp_path / "locked.db"
@@ -180,10 +194,21 @@ def test_a_blocked_database_fills_the_hand_off(fixture_server, tmp_path):
                 fired.set()
 
         engine.on_alert(on_alert)
-        blocker = sqlite3.connect(db, check_same_thread=False)
-        blocker.execute("CREATE TABLE hold (x)")
-        blocker.execute("BEGIN IMMEDIATE")  # the write lock, until the alert (or 10 s)
-        timer = threading.Thread(target=lambda: (fired.wait(10), blocker.commit()))
+        writer = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, str(db)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert writer.stdout is not None and writer.stdin is not None
+        assert writer.stdout.readline().strip() == "locked"
+
+        def release() -> None:
+            fired.wait(10)
+            writer.stdin.write("go\n")  # the writer commits: the lock goes
+            writer.stdin.flush()
+
+        timer = threading.Thread(target=release)
         timer.start()
         try:
             result = engine.run(
@@ -196,7 +221,7 @@ def test_a_blocked_database_fills_the_hand_off(fixture_server, tmp_path):
             )
         finally:
             timer.join()
-            blocker.close()
+            writer.wait(30)
     assert result.success
     fill = [(a.state, a.value) for a in got if a.metric == "queue_fill"]
     assert [s for s, _ in fill] == ["firing", "resolved"]
