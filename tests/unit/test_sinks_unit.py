@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
@@ -141,25 +141,6 @@ def test_redact():
     assert _base.redact("postgresql://bob:hunter2@db:5432/x") == "postgresql://bob:***@db:5432/x"
     assert _base.redact("failed for hunter2 here", ["hunter2"]) == "failed for *** here"
     assert _base.redact("sqlite:///x.db") == "sqlite:///x.db"
-
-
-def test_to_utc_micros():
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
-    cases = {
-        "1970-01-01T00:00:01Z": 1_000_000,
-        "2024-01-02": (datetime(2024, 1, 2, tzinfo=timezone.utc) - epoch)
-        // timedelta(microseconds=1),
-        date(1969, 12, 31): -86_400_000_000,
-        datetime(2024, 1, 1, 9, 30, tzinfo=timezone(timedelta(hours=9))): (
-            datetime(2024, 1, 1, 0, 30, tzinfo=timezone.utc) - epoch
-        )
-        // timedelta(microseconds=1),
-    }
-    for value, want in cases.items():
-        assert _base.to_utc_micros(value) == want
-    assert _base.micros_to_datetime(1_500_000) == epoch + timedelta(seconds=1.5)
-    with pytest.raises(SinkError):
-        _base.to_utc_micros(12.5)
 
 
 def test_connect_dispatch(tmp_path):

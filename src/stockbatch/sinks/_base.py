@@ -26,6 +26,8 @@ import pyarrow.compute as pc
 
 from .._errors import SchemaError, SinkError, StockbatchError
 from .._redact import redact, uri_secrets
+from .._time import micros_to_datetime, to_utc_micros
+from .._types import MODES
 from ..schema import BARS, QUOTES, conform, to_table
 from . import _ddl, _meta
 from ._ddl import SPECS, check_name, kind_of, sql
@@ -35,7 +37,6 @@ __all__ = ["Level", "IngestResult", "Sink", "MODES", "DEFAULT_BATCH_ROWS"]
 
 log = logging.getLogger("stockbatch.sinks")
 
-MODES = ("append", "create", "replace", "create_append", "upsert", "insert_new")
 DEFAULT_BATCH_ROWS = 65_536
 _SCHEMAS = {"bars": BARS, "quotes": QUOTES}
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -134,36 +135,13 @@ _STATEMENT_TAIL = re.compile(
 )
 
 
-def to_utc_micros(value: Any) -> int:
-    """A datetime / date / ISO string / Arrow or pandas timestamp as UTC microseconds.
-    Naive values are taken as UTC."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if hasattr(value, "to_pydatetime"):
-        value = value.to_pydatetime()
-    if isinstance(value, pa.Scalar):
-        value = value.as_py()
-    if isinstance(value, date) and not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    if not isinstance(value, datetime):
-        raise SinkError(f"cannot read {value!r} as a time")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    delta = value - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def _time_option(name: str, value: Any) -> int:
     try:
         return to_utc_micros(value)
-    except (SinkError, ValueError, TypeError, OverflowError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise ValueError(
             f"{name}={value!r} is not a time (a datetime, date or ISO 8601 text): {exc}"
         ) from None
-
-
-def micros_to_datetime(us: int) -> datetime:
-    return pa.scalar(us, pa.int64()).cast(UTC_US).as_py()
 
 
 def _rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:

@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .._errors import SinkError
+from .._time import micros_to_datetime
 from ._base import Level, Sink
 from ._ddl import DIALECTS, SPECS, sql
 
@@ -189,8 +190,6 @@ class MysqlSink(Sink):
             cur.close()
 
     def _bind_ts(self, us: int) -> Any:
-        from ._base import micros_to_datetime
-
         return micros_to_datetime(us).replace(tzinfo=None)
 
     def _bind_value(self, v: Any) -> Any:

@@ -20,7 +20,8 @@ from yarl import URL
 from .. import _backend
 from .._errors import ProviderError, ProviderUnavailable, RateLimited
 from .._redact import redact
-from ._base import ReliableSource, period_days, window
+from .._time import period_days
+from ._base import ReliableSource, window
 from ._http import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DEFAULT_MAX_REDIRECTS, HTTPClient
 
 __all__ = ["AlphaVantageSource"]
