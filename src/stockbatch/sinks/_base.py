@@ -32,7 +32,7 @@ from ._tables import TableSink
 
 __all__ = ["Level", "IngestResult", "Sink", "MODES", "DEFAULT_BATCH_ROWS"]
 
-log = logging.getLogger("stockbatch.sinks")
+log = logging.getLogger("stockbatch.sinks")  # the sinks' logger (the dialects log to it too)
 
 
 class Sink(TableSink):
