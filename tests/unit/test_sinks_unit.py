@@ -355,3 +355,37 @@ def test_schema_qualified_names(tmp_path):
         with pytest.raises(SinkError, match="temporary|system"):
             pg.check_table(name)
     pg.close()
+
+
+def test_the_dialect_interface_is_declared_once():
+    from stockbatch.sinks._adbc import AdbcSink
+    from stockbatch.sinks._dialect import DialectSink
+    from stockbatch.sinks._duckdb import DuckdbSink
+    from stockbatch.sinks._mysql import MysqlSink
+    from stockbatch.sinks._postgres import PostgresSink
+    from stockbatch.sinks._sqlite import SqliteSink
+
+    required = {
+        "_connect",
+        "_db_errors",
+        "_table_exists",
+        "_columns",
+        "_move",
+        "_stage",
+        "_merge_quarantine",
+    }
+    assert DialectSink.__abstractmethods__ == required
+    assert issubclass(sinks.Sink, DialectSink) and sinks.Sink.__abstractmethods__ == required
+    # AdbcSink provides how rows move; the connection and the catalogue stay per database
+    assert AdbcSink.__abstractmethods__ == {"_connect", "_table_exists", "_columns"}
+    for cls in (SqliteSink, PostgresSink, DuckdbSink, MysqlSink):
+        assert not cls.__abstractmethods__, cls
+    with pytest.raises(TypeError, match="abstract"):
+        sinks.Sink("sqlite:///x.db")
+
+    class Half(sinks.Sink):  # forgot every hook but one
+        def _connect(self):
+            return None
+
+    with pytest.raises(TypeError, match="_columns"):
+        Half("x://")

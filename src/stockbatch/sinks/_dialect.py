@@ -5,7 +5,7 @@ default most share, beside the DB-API plumbing every room of the sink uses.
 
 The SQLite, PostgreSQL and DuckDB sinks implement it over ADBC (:mod:`._adbc`), MariaDB over
 PyMySQL (:mod:`._mysql`). The rooms built on it: :mod:`._tables` (table lifecycle, one batch
-written by mode), :mod:`._aux` (quarantine, ingest log, symbols, actions, indicators),
+written by mode), :mod:`._aux` (quarantine, ingest log, symbols, actions, trading dates),
 :mod:`._read`, :mod:`._run` (one ingest call), :mod:`._migrate`; :class:`~._base.Sink` is
 the public face.
 """
