@@ -69,8 +69,10 @@ def to_us(value: Any, name: str = "value") -> int | None:
             value = datetime.fromisoformat(value)
         except ValueError:
             raise ValueError(f"{name} is not an ISO 8601 date or date-time: {value!r}") from None
-    if isinstance(value, datetime):
-        return (_aware(value) - EPOCH) // _US
+    if isinstance(value, datetime):  # inline (no helper call): the twin's per-request path
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return (value - EPOCH) // _US
     if isinstance(value, date):
         return (value - _EPOCH_DATE).days * 86_400_000_000
     raise TypeError(
