@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import pytest
+
 QUICK_CAP = 20_000
+PG_URI = os.environ.get("STOCKBATCH_PG_URI", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # database -> (URI variable, words naming it in a benchmark's id or parameters)
 DATABASES = {
@@ -40,3 +44,23 @@ def needs_database(nodeid: str, params: Mapping[str, Any], env: Mapping[str, str
         if not env.get(var) and words & set(names):
             return f"{var} is not set: no {name} benchmark (only databases given to bench)"
     return None
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux); NaN for None."""
+    if pid is None:
+        return float("nan")
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def need_postgres(probe: Callable[[str], Any]) -> None:
+    """Skip the calling benchmark (fail it under CI=true) unless ``probe(PG_URI)`` reaches
+    PostgreSQL; the probe uses the driver the benchmark's peers use."""
+    try:
+        probe(PG_URI)
+    except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at STOCKBATCH_PG_URI is unreachable: {type(exc).__name__}")
+        pytest.skip(f"PostgreSQL unreachable: {type(exc).__name__}")

@@ -98,40 +98,18 @@ def _utc(ts: float) -> dt.datetime:
 # -- yfinance pointed at a loopback server ---------------------------------------------------
 
 
-@contextlib.contextmanager
 def yfinance_at(base: str):
-    """Point yfinance 1.7 at ``base``; any request elsewhere raises (nothing leaves loopback)."""
-    import curl_cffi.requests as cr
-    from yfinance import base as yb
-    from yfinance import data as yd
-    from yfinance.scrapers import history as yh
-    from yfinance.scrapers import quote as yq
+    """``stockbatch.testing._yfinance.yfinance_at``, loaded from its file alone: a yfinance
+    peer's process must not import stockbatch (its whole-process time would include ours)."""
+    import importlib.util
+    from pathlib import Path
 
-    saved = [
-        (yh, "_BASE_URL_", yh._BASE_URL_),
-        (yb, "_BASE_URL_", yb._BASE_URL_),
-        (yq, "_QUOTE_SUMMARY_URL_", yq._QUOTE_SUMMARY_URL_),
-        (yq, "_QUERY1_URL_", yq._QUERY1_URL_),
-        (yd.YfData, "_get_cookie_and_crumb", yd.YfData._get_cookie_and_crumb),
-        (cr.Session, "request", cr.Session.request),
-    ]
-    real_request = cr.Session.request
-
-    def loopback_only(self, method, url, *args, **kwargs):
-        if not str(url).startswith(base):
-            raise ConnectionRefusedError(f"bench guard: {url} is not the benchmark server")
-        return real_request(self, method, url, *args, **kwargs)
-
-    yh._BASE_URL_ = yb._BASE_URL_ = base
-    yq._QUOTE_SUMMARY_URL_ = f"{base}/v10/finance/quoteSummary"
-    yq._QUERY1_URL_ = base
-    yd.YfData._get_cookie_and_crumb = lambda self, timeout=30: (None, "basic")
-    cr.Session.request = loopback_only
-    try:
-        yield
-    finally:
-        for owner, name, value in saved:
-            setattr(owner, name, value)
+    package = importlib.util.find_spec("stockbatch").submodule_search_locations[0]
+    path = Path(package) / "testing" / "_yfinance.py"
+    spec = importlib.util.spec_from_file_location("_stockbatch_yfinance", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.yfinance_at(base)
 
 
 # -- databases ---------------------------------------------------------------------------------

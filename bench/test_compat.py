@@ -28,57 +28,17 @@ Run (under a minute):
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 from benchutil import quick
 
 from stockbatch.compat import StockFetcher
 from stockbatch.testing import FixtureServer
+from stockbatch.testing._yfinance import yfinance_at
 
 yf = pytest.importorskip("yfinance")
 
 N = 5 if quick() else 50
 CODES = [str(c) for c in range(1301, 1301 + N)]
-
-
-@contextlib.contextmanager
-def yfinance_at(base: str):
-    """yfinance's chart / quoteSummary / quote URLs -> ``base``; any other host refused."""
-    import curl_cffi.requests as cr
-    from yfinance import base as yb
-    from yfinance import data as yd
-    from yfinance.scrapers import history as yh
-    from yfinance.scrapers import quote as yq
-
-    saved = [
-        (yh, "_BASE_URL_", yh._BASE_URL_),
-        (yb, "_BASE_URL_", yb._BASE_URL_),
-        (yq, "_QUOTE_SUMMARY_URL_", yq._QUOTE_SUMMARY_URL_),
-        (yq, "_QUERY1_URL_", yq._QUERY1_URL_),
-        (yd.YfData, "_get_cookie_and_crumb", yd.YfData._get_cookie_and_crumb),
-        (cr.Session, "request", cr.Session.request),
-    ]
-    real_request = cr.Session.request
-
-    def loopback_only(self, method, url, *args, **kwargs):
-        url = str(url)
-        if url.startswith("https://query1.finance.yahoo.com/"):
-            url = base + url[len("https://query1.finance.yahoo.com") :]
-        if not url.startswith(base):
-            raise ConnectionRefusedError(f"bench guard: {url} is not the fixture server")
-        return real_request(self, method, url, *args, **kwargs)
-
-    yh._BASE_URL_ = yb._BASE_URL_ = base
-    yq._QUOTE_SUMMARY_URL_ = f"{base}/v10/finance/quoteSummary"
-    yq._QUERY1_URL_ = base
-    yd.YfData._get_cookie_and_crumb = lambda self, timeout=30: (None, "basic")
-    cr.Session.request = loopback_only
-    try:
-        yield
-    finally:
-        for owner, name, value in saved:
-            setattr(owner, name, value)
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,10 @@ is already up); one worker process, one thread each (``processes=True``). Run:
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
-from benchutil import quick
+from benchutil import PG_URI, need_postgres, quick
 
 pytest.importorskip("distributed")
 
@@ -35,8 +34,6 @@ import stockbatch as sb
 import stockbatch.dask as sbd
 from stockbatch.testing import FixtureServer
 
-PG_URI = os.environ.get("STOCKBATCH_PG_URI", "postgresql://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 PEERS = ("local", "dask_1w", "dask_2w")
 
 
@@ -52,18 +49,17 @@ def server():
 
 @pytest.fixture(scope="module")
 def pg():
-    try:
-        import adbc_driver_postgresql.dbapi as dbapi
-
-        with dbapi.connect(PG_URI) as conn, conn.cursor() as cur:
-            cur.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means unreachable
-        if IN_CI:
-            pytest.fail(f"PostgreSQL at STOCKBATCH_PG_URI is unreachable: {type(exc).__name__}")
-        pytest.skip(f"PostgreSQL unreachable: {type(exc).__name__}")
+    need_postgres(_select_1)
     made: list[str] = []
     yield made
     _drop(made)
+
+
+def _select_1(uri: str) -> None:
+    import adbc_driver_postgresql.dbapi as dbapi
+
+    with dbapi.connect(uri) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
 
 
 def _drop(tables: list[str]) -> None:

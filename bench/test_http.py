@@ -38,12 +38,11 @@ Run (about a minute):
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 import time
 
 import pytest
-from benchutil import quick
+from benchutil import cpu_seconds, quick
 
 from stockbatch.testing import FixtureServer
 
@@ -67,14 +66,6 @@ def server():
 def server_pid(srv: FixtureServer) -> int | None:
     proc = srv._proc  # the server's child process (process=True)
     return proc.pid if proc is not None and proc.is_alive() else None
-
-
-def cpu_seconds(pid: int | None) -> float:
-    if pid is None:
-        return float("nan")
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def urls(base: str) -> list[str]:

@@ -77,7 +77,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from benchutil import quick
+from benchutil import PG_URI, need_postgres, quick
 from e2e_peers import (
     FIXED_NOW,
     PEERS,
@@ -88,15 +88,13 @@ from e2e_peers import (
     make_symbols,
     minute_spec,
     run_peer,
-    yfinance_at,
 )
 from replay_server import ReplayServer
 
 import stockbatch
 from stockbatch.testing import FixtureServer
+from stockbatch.testing._yfinance import yfinance_at
 
-PG_URI = os.environ.get("STOCKBATCH_PG_URI", "postgresql://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 PEER_MAX = int(os.environ.get("STOCKBATCH_BENCH_PEER_MAX", "200"))
 #: Also record and replay the slow peers' 1m jobs (a capture round of minutes each).
 REPLAY_SLOW = os.environ.get("STOCKBATCH_BENCH_REPLAY_SLOW") == "1"
@@ -238,17 +236,16 @@ def server(request):
         yield served
 
 
+def _select_1(uri: str) -> None:
+    import psycopg  # the pandas peer's driver
+
+    with psycopg.connect(uri, connect_timeout=3) as con:
+        con.execute("SELECT 1")
+
+
 @pytest.fixture(scope="module")
 def pg_target():
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URI, connect_timeout=3) as con:
-            con.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means unreachable
-        if IN_CI:
-            pytest.fail(f"PostgreSQL at STOCKBATCH_PG_URI is unreachable: {type(exc).__name__}")
-        pytest.skip(f"PostgreSQL unreachable: {type(exc).__name__}")
+    need_postgres(_select_1)
     return Target("postgresql", PG_URI)
 
 

@@ -54,14 +54,13 @@ import asyncio
 import contextlib
 import json
 import multiprocessing as mp
-import os
 import time
 from urllib.parse import urlsplit
 
 import httpx
 import pyarrow as pa
 import pytest
-from benchutil import quick
+from benchutil import cpu_seconds, quick
 
 from stockbatch import _backend
 from stockbatch.schema import BARS
@@ -133,14 +132,6 @@ def server():
 def server_pid() -> int | None:
     kids = [p for p in mp.active_children() if p.is_alive()]
     return kids[0].pid if len(kids) == 1 else None
-
-
-def cpu_seconds(pid: int | None) -> float:
-    if pid is None:
-        return float("nan")
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture(scope="module")

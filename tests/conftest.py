@@ -29,50 +29,52 @@ def load(backend_name):
     return lambda name: _backend.load_from(backend_name, name)
 
 
-def _need(env: str, what: str) -> str:
+def _reachable(env: str, what: str, probe) -> str:
+    """The URI in ``env`` once ``probe(uri)`` has reached it: a missing or unreachable
+    database skips the test (fails it under CI=true)."""
     uri = os.environ.get(env)
     if not uri:
         if IN_CI:
             pytest.fail(f"{env} is not set: CI needs {what}")
         pytest.skip(f"{env} is not set ({what})")
+    try:
+        probe(uri)
+    except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+        if IN_CI:
+            pytest.fail(f"{what} at {env} is unreachable: {type(exc).__name__}")
+        pytest.skip(f"{what} unreachable: {type(exc).__name__}")
     return uri
+
+
+def _select_1(uri: str) -> None:
+    import adbc_driver_postgresql.dbapi as pg
+
+    with pg.connect(uri) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+
+
+def _mysql_connect(uri: str) -> None:
+    from urllib.parse import urlparse
+
+    import pymysql
+
+    u = urlparse(uri)
+    pymysql.connect(
+        host=u.hostname,
+        port=u.port or 3306,
+        user=u.username or "root",
+        password=u.password or "",
+        database=u.path.lstrip("/") or None,
+    ).close()
 
 
 @pytest.fixture(scope="session")
 def pg_uri() -> str:
     """URI of the PostgreSQL test database (checked reachable)."""
-    uri = _need("STOCKBATCH_PG_URI", "PostgreSQL")
-    try:
-        import adbc_driver_postgresql.dbapi as pg
-
-        with pg.connect(uri) as conn, conn.cursor() as cur:
-            cur.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means unreachable
-        if IN_CI:
-            pytest.fail(f"PostgreSQL at STOCKBATCH_PG_URI is unreachable: {type(exc).__name__}")
-        pytest.skip(f"PostgreSQL unreachable: {type(exc).__name__}")
-    return uri
+    return _reachable("STOCKBATCH_PG_URI", "PostgreSQL", _select_1)
 
 
 @pytest.fixture(scope="session")
 def mysql_uri() -> str:
     """URI of the MariaDB/MySQL test database (checked reachable)."""
-    uri = _need("STOCKBATCH_MYSQL_URI", "MariaDB/MySQL")
-    try:
-        from urllib.parse import urlparse
-
-        import pymysql
-
-        u = urlparse(uri)
-        pymysql.connect(
-            host=u.hostname,
-            port=u.port or 3306,
-            user=u.username or "root",
-            password=u.password or "",
-            database=u.path.lstrip("/") or None,
-        ).close()
-    except Exception as exc:  # noqa: BLE001
-        if IN_CI:
-            pytest.fail(f"MariaDB at STOCKBATCH_MYSQL_URI is unreachable: {type(exc).__name__}")
-        pytest.skip(f"MariaDB unreachable: {type(exc).__name__}")
-    return uri
+    return _reachable("STOCKBATCH_MYSQL_URI", "MariaDB/MySQL", _mysql_connect)

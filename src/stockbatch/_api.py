@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -188,11 +189,8 @@ def read(
     """
     if isinstance(symbols, str):
         symbols = [symbols]
-    if isinstance(db, Sink):
-        return db.read(
-            table=table, kind=kind, symbols=symbols, interval=interval, start=start, end=end
-        )
-    with connect(db) as sink:
+    # a Sink given is the caller's: read it and leave it open
+    with contextlib.nullcontext(db) if isinstance(db, Sink) else connect(db) as sink:
         return sink.read(
             table=table, kind=kind, symbols=symbols, interval=interval, start=start, end=end
         )

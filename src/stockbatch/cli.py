@@ -652,6 +652,32 @@ def _cmd_ingest(args) -> int:
     )
 
 
+def _pyarrow_without_pandas_probe() -> None:
+    """Spare this process pyarrow's pandas import (0.2-0.4 s of a whole ``stockbatch ingest``).
+
+    pyarrow imports pandas, when installed, on its first conversion of a Python value, only to
+    ask whether the value is a pandas object. A CLI job never hands pyarrow one, so its first
+    probe is made here with ``import pandas`` failing: pyarrow records "no pandas" for such
+    probes, and still imports pandas for real if anything converts to pandas later
+    (``to_pandas`` retries the import). A library call never does this: a user's process may
+    pass pandas objects to pyarrow."""
+    if "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    class NoPandas:
+        @staticmethod
+        def find_spec(name: str, *_: Any) -> None:
+            if name == "pandas":
+                raise ModuleNotFoundError("pandas is not needed here", name=name)
+
+    sys.meta_path.insert(0, NoPandas)  # type: ignore[arg-type]
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(NoPandas)  # type: ignore[arg-type]
+
+
 def _run_ingest(
     symbols: list[str],
     *,
@@ -673,6 +699,7 @@ def _run_ingest(
     from .pipeline import BatchProcessingEngine
     from .sinks import connect
 
+    _pyarrow_without_pandas_probe()
     where = _redact(db)
     limits: dict[str, Any] = dict(alerts or {})
     thresholds = dataclasses.replace(Thresholds(), **limits)
@@ -718,9 +745,14 @@ def _run_ingest(
                     progress.stop()
         finally:
             sink.close()
+    return _report(result, command, where, quiet=quiet, interrupted=interrupted)
 
-    stored = result.count("stored")
-    if result.status == "failed" and stored == 0 and result.count("empty") == 0:
+
+def _report(result, command: str, where: str, *, quiet: bool, interrupted: bool = False) -> int:
+    """Print a finished ingest job (local or on Dask): its summary table, or under ``quiet``
+    only its failures. Returns the exit code: 0 all stored (or empty), 1 some failed or the
+    job never ran, 130 interrupted."""
+    if result.status == "failed" and result.count("stored") == 0 and result.count("empty") == 0:
         # the job never ran (the database could not be opened, …): one line, no table
         _err(f"stockbatch {command}: error: {_redact(result.error or 'the job failed')}")
         return 1
@@ -997,17 +1029,7 @@ def _run_dask_ingest(symbols: list[str], args) -> int:
         client.close()
         if cluster is not None:
             cluster.close()
-    if result.status == "failed" and result.count("stored") == 0 and result.count("empty") == 0:
-        _err(f"stockbatch ingest: error: {_redact(result.error or 'the job failed')}")
-        return 1
-    if args.quiet:
-        for s in result.failed_symbols:
-            _err(f"failed {s}: {_redact(result.symbols[s].error)}")
-    else:
-        _print_summary(_console(), result, _redact(args.db))
-    if result.status != "completed" and result.error:
-        _err(f"stockbatch ingest: job {result.status}: {_redact(result.error)}")
-    return 0 if result.success else 1
+    return _report(result, "ingest", _redact(args.db), quiet=args.quiet)
 
 
 def _print_summary(out, result, where: str) -> None:

@@ -34,6 +34,11 @@ def _counts(db: Path) -> dict[str, int]:
         return dict(conn.execute("SELECT symbol, count(*) FROM bars GROUP BY symbol"))
 
 
+def ingest(server, db, *args: str) -> int:
+    """``stockbatch ingest ARGS --db DB --base-url SERVER``, in-process; its exit code."""
+    return main(["ingest", *args, "--db", str(db), "--base-url", server.url])
+
+
 def _summary_value(text: str, label: str) -> int:
     m = re.search(rf"{re.escape(label)}\s*\S\s*([\d,]+)", text)
     assert m, f"{label!r} not in summary:\n{text}"
@@ -44,21 +49,7 @@ def _summary_value(text: str, label: str) -> int:
 def stored_db(fixture_server, tmp_path_factory):
     """One database with AAPL, MSFT and 7203.T (3 months of daily bars), made by the CLI."""
     db = tmp_path_factory.mktemp("cli") / "three.db"
-    code = main(
-        [
-            "ingest",
-            "AAPL",
-            "MSFT",
-            "7203.T",
-            "--db",
-            str(db),
-            "--base-url",
-            fixture_server.url,
-            "--period",
-            "3mo",
-            "-q",
-        ]
-    )
+    code = ingest(fixture_server, db, "AAPL", "MSFT", "7203.T", "--period", "3mo", "-q")
     assert code == 0
     return db
 
@@ -68,21 +59,16 @@ def stored_db(fixture_server, tmp_path_factory):
 
 def test_ingest_three_symbols_exit_0_and_rows_in_db(fixture_server, tmp_path, capsys):
     db = tmp_path / "a.db"
-    code = main(
-        [
-            "ingest",
-            "AAPL",
-            "MSFT",
-            "7203.T",
-            "--db",
-            str(db),
-            "--base-url",
-            fixture_server.url,
-            "--period",
-            "6mo",
-            "--indicators",
-            "sma20,rsi14",
-        ]
+    code = ingest(
+        fixture_server,
+        db,
+        "AAPL",
+        "MSFT",
+        "7203.T",
+        "--period",
+        "6mo",
+        "--indicators",
+        "sma20,rsi14",
     )
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -105,44 +91,14 @@ def test_ingest_three_symbols_exit_0_and_rows_in_db(fixture_server, tmp_path, ca
         assert stage in out
     assert "3/3" in err  # the progress bar's final state
     # idempotent: the same command again stores the same rows, no duplicates
-    assert (
-        main(
-            [
-                "ingest",
-                "AAPL",
-                "MSFT",
-                "7203.T",
-                "--db",
-                str(db),
-                "--base-url",
-                fixture_server.url,
-                "--period",
-                "6mo",
-                "-q",
-            ]
-        )
-        == 0
-    )
+    assert ingest(fixture_server, db, "AAPL", "MSFT", "7203.T", "--period", "6mo", "-q") == 0
     assert _counts(db) == counts
     assert capsys.readouterr().out == ""  # --quiet prints nothing when all went well
 
 
 def test_ingest_unknown_symbol_exit_1_others_stored(fixture_server, tmp_path, capsys):
     db = tmp_path / "b.db"
-    code = main(
-        [
-            "ingest",
-            "AAPL",
-            "UNKNOWNZZ",
-            "MSFT",
-            "--db",
-            str(db),
-            "--base-url",
-            fixture_server.url,
-            "--period",
-            "1mo",
-        ]
-    )
+    code = ingest(fixture_server, db, "AAPL", "UNKNOWNZZ", "MSFT", "--period", "1mo")
     out, err = capsys.readouterr()
     assert code == 1
     assert set(_counts(db)) == {"AAPL", "MSFT"}
@@ -154,20 +110,7 @@ def test_ingest_unknown_symbol_exit_1_others_stored(fixture_server, tmp_path, ca
 
 def test_ingest_quiet_reports_failures_on_stderr(fixture_server, tmp_path, capsys):
     db = tmp_path / "q.db"
-    code = main(
-        [
-            "ingest",
-            "AAPL",
-            "INVALID1",
-            "--db",
-            str(db),
-            "-q",
-            "--base-url",
-            fixture_server.url,
-            "--period",
-            "5d",
-        ]
-    )
+    code = ingest(fixture_server, db, "AAPL", "INVALID1", "-q", "--period", "5d")
     out, err = capsys.readouterr()
     assert code == 1
     assert out == ""
@@ -179,21 +122,16 @@ def test_ingest_symbols_file_and_start_end(fixture_server, tmp_path, capsys):
     listing = tmp_path / "symbols.txt"
     listing.write_text("# portfolio\nAAPL, MSFT\n7203.T   6758.T  # Tokyo\n\nAAPL\n")
     db = tmp_path / "f.db"
-    code = main(
-        [
-            "ingest",
-            "--symbols-file",
-            str(listing),
-            "NVDA",
-            "--db",
-            str(db),
-            "--base-url",
-            fixture_server.url,
-            "--start",
-            "2026-01-05",
-            "--end",
-            "2026-02-02",
-        ]
+    code = ingest(
+        fixture_server,
+        db,
+        "--symbols-file",
+        str(listing),
+        "NVDA",
+        "--start",
+        "2026-01-05",
+        "--end",
+        "2026-02-02",
     )
     assert code == 0, capsys.readouterr().err
     counts = _counts(db)
@@ -238,16 +176,7 @@ def test_usage_errors_exit_2(argv, message, fixture_server, tmp_path, capsys):
 
 def test_unreachable_database_exit_1_one_line_no_password(fixture_server, tmp_path, capsys):
     before = fixture_server.hits("chart", "AMZN")
-    code = main(
-        [
-            "ingest",
-            "AMZN",
-            "--db",
-            "postgresql://bob:s3cretpw@127.0.0.1:1/x",
-            "--base-url",
-            fixture_server.url,
-        ]
-    )
+    code = ingest(fixture_server, "postgresql://bob:s3cretpw@127.0.0.1:1/x", "AMZN")
     out, err = capsys.readouterr()
     assert code == 1
     assert out == ""
@@ -256,16 +185,7 @@ def test_unreachable_database_exit_1_one_line_no_password(fixture_server, tmp_pa
     assert "s3cretpw" not in err and "bob:***@" in err
     assert fixture_server.hits("chart", "AMZN") == before  # refused before fetching
 
-    code = main(
-        [
-            "ingest",
-            "AAPL",
-            "--db",
-            str(tmp_path / "no" / "such" / "dir.db"),
-            "--base-url",
-            fixture_server.url,
-        ]
-    )
+    code = ingest(fixture_server, tmp_path / "no" / "such" / "dir.db", "AAPL")
     err = capsys.readouterr().err
     assert code == 1 and "cannot connect" in err and len(err.strip().splitlines()) == 1
 
@@ -276,18 +196,7 @@ def test_unreachable_database_exit_1_one_line_no_password(fixture_server, tmp_pa
 
 def test_provider_error_before_start_exit_1(fixture_server, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("ALPHAVANTAGE_API_KEY", raising=False)
-    code = main(
-        [
-            "ingest",
-            "AAPL",
-            "--source",
-            "alphavantage",
-            "--db",
-            str(tmp_path / "av.db"),
-            "--base-url",
-            fixture_server.url,
-        ]
-    )
+    code = ingest(fixture_server, tmp_path / "av.db", "AAPL", "--source", "alphavantage")
     err = capsys.readouterr().err
     assert code == 1
     assert err.strip().splitlines() == [err.strip()] and "no API key" in err
@@ -297,21 +206,16 @@ def test_provider_error_before_start_exit_1(fixture_server, tmp_path, monkeypatc
 def test_ingest_alphavantage_key_never_printed(fixture_server, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "k3yZZsecret")
     db = tmp_path / "av.db"
-    code = main(
-        [
-            "ingest",
-            "AAPL",
-            "7203.T",
-            "UNKNOWNAV",
-            "--source",
-            "alphavantage",
-            "--db",
-            str(db),
-            "--base-url",
-            fixture_server.url,
-            "--period",
-            "1mo",
-        ]
+    code = ingest(
+        fixture_server,
+        db,
+        "AAPL",
+        "7203.T",
+        "UNKNOWNAV",
+        "--source",
+        "alphavantage",
+        "--period",
+        "1mo",
     )
     out, err = capsys.readouterr()
     assert code == 1  # UNKNOWNAV

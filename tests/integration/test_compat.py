@@ -5,15 +5,14 @@ original's defaults are stated in test_compat_contract.py."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import threading
 import urllib.request
 
-import numpy as np
 import pandas as pd
 import pytest
+from test_compat_contract import HISTORY_DTYPES, PRICE_KEYS
 
 import stockbatch
 from stockbatch.compat import (
@@ -25,48 +24,9 @@ from stockbatch.compat import (
     legacy_suffix_rule,
 )
 from stockbatch.testing import FixtureServer
+from stockbatch.testing._yfinance import yfinance_at
 
 yf = pytest.importorskip("yfinance")
-
-
-@contextlib.contextmanager
-def yfinance_at(base: str):
-    """Point yfinance 1.7 at ``base``: chart/quoteSummary base URLs, no cookie/crumb dance, and
-    a guard that refuses any request that would leave loopback."""
-    import curl_cffi.requests as cr
-    from yfinance import base as yb
-    from yfinance import data as yd
-    from yfinance.scrapers import history as yh
-    from yfinance.scrapers import quote as yq
-
-    saved = [
-        (yh, "_BASE_URL_", yh._BASE_URL_),
-        (yb, "_BASE_URL_", yb._BASE_URL_),
-        (yq, "_QUOTE_SUMMARY_URL_", yq._QUOTE_SUMMARY_URL_),
-        (yq, "_QUERY1_URL_", yq._QUERY1_URL_),
-        (yd.YfData, "_get_cookie_and_crumb", yd.YfData._get_cookie_and_crumb),
-        (cr.Session, "request", cr.Session.request),
-    ]
-    real_request = cr.Session.request
-
-    def loopback_only(self, method, url, *args, **kwargs):
-        url = str(url)
-        if url.startswith("https://query1.finance.yahoo.com/"):  # Ticker.info's hard-coded URL
-            url = base + url[len("https://query1.finance.yahoo.com") :]
-        if not url.startswith(base):
-            raise ConnectionRefusedError(f"test guard: {url} is not the fixture server")
-        return real_request(self, method, url, *args, **kwargs)
-
-    yh._BASE_URL_ = yb._BASE_URL_ = base
-    yq._QUOTE_SUMMARY_URL_ = f"{base}/v10/finance/quoteSummary"
-    yq._QUERY1_URL_ = base
-    yd.YfData._get_cookie_and_crumb = lambda self, timeout=30: (None, "basic")
-    cr.Session.request = loopback_only
-    try:
-        yield
-    finally:
-        for owner, name, value in saved:
-            setattr(owner, name, value)
 
 
 @pytest.fixture(scope="module")
@@ -166,16 +126,7 @@ def raw_quotes(server, symbols):
 
 def test_current_price_matches_the_quote_endpoint(fetcher, server):
     out = fetcher.get_current_price("7203")
-    assert set(out) == {
-        "symbol",
-        "current_price",
-        "previous_close",
-        "change",
-        "change_percent",
-        "volume",
-        "market_cap",
-        "timestamp",
-    }
+    assert set(out) == PRICE_KEYS
     q = raw_quotes(server, ["7203.T"])["7203.T"]
     assert out["symbol"] == "7203.T"
     assert out["current_price"] == q["regularMarketPrice"]
@@ -295,20 +246,6 @@ def test_bad_period_or_interval(fetcher, period, interval):
         fetcher.get_historical_data("7203", period=period, interval=interval)
 
 
-@pytest.mark.parametrize(
-    ("start", "end"),
-    [
-        ("2026-03-01", "2026-02-01"),
-        ("2026-03-01", "2026-03-01"),
-        ("2026/03/01", "2026-04-01"),
-        ("yesterday", "2026-04-01"),
-    ],
-)
-def test_bad_ranges(fetcher, start, end):
-    with pytest.raises(InvalidSymbolError):
-        fetcher.get_historical_data_range("7203", start, end)
-
-
 def test_undecodable_payload_is_a_stock_fetcher_error(server):
     server.add_fault("malformed", route="chart", symbols=["8306.T"])
     try:
@@ -372,13 +309,5 @@ def test_history_is_cached_and_copies_are_handed_out(fetcher, server):
 
 def test_values_are_float64_and_int64(fetcher):
     frame = fetcher.get_historical_data("7203", period="1y")
-    assert frame.dtypes.to_dict() == {
-        "Open": np.float64,
-        "High": np.float64,
-        "Low": np.float64,
-        "Close": np.float64,
-        "Volume": np.int64,
-        "Dividends": np.float64,
-        "Stock Splits": np.float64,
-    }
+    assert frame.dtypes.to_dict() == HISTORY_DTYPES
     assert (frame["High"] >= frame["Low"]).all()

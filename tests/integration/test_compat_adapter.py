@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from test_compat import assert_same_frame, yfinance_at
+from test_compat import assert_same_frame
 
 from stockbatch.compat import BULK_METHODS, accelerate
 from stockbatch.testing import FixtureServer
+from stockbatch.testing._yfinance import yfinance_at
 
 yf = pytest.importorskip("yfinance")
 

@@ -19,7 +19,6 @@ from unittest.mock import Mock, patch
 import numpy as np
 import pandas as pd
 import pytest
-from test_compat import yfinance_at
 
 import stockbatch
 from stockbatch.compat import (
@@ -34,6 +33,7 @@ from stockbatch.compat import (
 )
 from stockbatch.compat import stock_fetcher as mirror
 from stockbatch.testing import FixtureServer
+from stockbatch.testing._yfinance import yfinance_at
 
 yf = pytest.importorskip("yfinance")
 
@@ -47,6 +47,16 @@ PRICE_KEYS = {
     "volume",
     "market_cap",
     "timestamp",
+}
+#: The dtypes of a history frame (the original's, from yfinance).
+HISTORY_DTYPES = {
+    "Open": np.float64,
+    "High": np.float64,
+    "Low": np.float64,
+    "Close": np.float64,
+    "Volume": np.int64,
+    "Dividends": np.float64,
+    "Stock Splits": np.float64,
 }
 COMPANY_KEYS = {
     "symbol",
@@ -98,25 +108,18 @@ def requests(server) -> int:
 # -- construction ------------------------------------------------------------------------------
 
 
+def _settings(f: StockFetcher) -> tuple:
+    """The original constructor's positional parameters, in its order."""
+    return (f.cache_size, f.price_cache_ttl, f.historical_cache_ttl, f.retry_count, f.retry_delay)
+
+
 def test_constructor_defaults_are_the_originals():
     with StockFetcher() as f:
-        assert (
-            f.cache_size,
-            f.price_cache_ttl,
-            f.historical_cache_ttl,
-            f.retry_count,
-            f.retry_delay,
-        ) == (128, 30, 300, 3, 1.0)
+        assert _settings(f) == (128, 30, 300, 3, 1.0)
         assert f.company_cache_ttl == 3600
         assert f.mode == "stockbatch"
     with StockFetcher(2, 5, 10, 2, 0.1) as f:  # positional, as the original took them
-        assert (
-            f.cache_size,
-            f.price_cache_ttl,
-            f.historical_cache_ttl,
-            f.retry_count,
-            f.retry_delay,
-        ) == (2, 5, 10, 2, 0.1)
+        assert _settings(f) == (2, 5, 10, 2, 0.1)
 
 
 @pytest.mark.parametrize("kw", [{"mode": "fast"}, {"symbols": "loose"}])
@@ -245,15 +248,7 @@ def test_history_frames_agree_in_both_modes(pair, period, interval):
     assert list(a.columns) == history_columns(True)
     assert a.index.tz is None
     assert a.index.name == ("Datetime" if interval.endswith("m") and interval != "1mo" else "Date")
-    assert a.dtypes.to_dict() == {
-        "Open": np.float64,
-        "High": np.float64,
-        "Low": np.float64,
-        "Close": np.float64,
-        "Volume": np.int64,
-        "Dividends": np.float64,
-        "Stock Splits": np.float64,
-    }
+    assert a.dtypes.to_dict() == HISTORY_DTYPES
     pd.testing.assert_frame_equal(a, b, check_freq=False, rtol=1e-12)
 
 
@@ -337,6 +332,7 @@ def test_range_agrees_in_both_modes(pair):
         ("2026-03-01", "2026-02-01"),
         ("2026-03-01", "2026-03-01"),
         ("2026/03/01", "2026-04-01"),
+        ("yesterday", "2026-04-01"),
         ("2026-03-01", "tomorrow"),
     ],
 )

@@ -54,6 +54,17 @@ def tables(pg_uri):
         conn.commit()
 
 
+@pytest.fixture
+def ingest(client, fixture_server, pg_uri):
+    """``sbd.ingest`` on the test cluster: from the fixture server into PostgreSQL, unless
+    ``server=`` / ``db=`` say otherwise."""
+
+    def run(symbols, *, server=fixture_server, db=pg_uri, **options) -> sb.JobResult:
+        return sbd.ingest(symbols, client=client, db=db, base_url=server.url, **options)
+
+    return run
+
+
 def _rows(pg_uri: str, table: str) -> list[tuple]:
     with pg.connect(pg_uri) as conn, conn.cursor() as cur:
         cur.execute(
@@ -63,20 +74,11 @@ def _rows(pg_uri: str, table: str) -> list[tuple]:
         return cur.fetchall()
 
 
-def test_results_equal_the_local_engine(client, fixture_server, pg_uri, tables):
+def test_results_equal_the_local_engine(ingest, fixture_server, pg_uri, tables):
     local_t, dask_t = tables(), tables()
     seen: list[sb.pipeline.Progress] = []
     local = sb.ingest(SYMS, db=pg_uri, base_url=fixture_server.url, period="1y", table=local_t)
-    r = sbd.ingest(
-        SYMS,
-        client=client,
-        db=pg_uri,
-        base_url=fixture_server.url,
-        period="1y",
-        table=dask_t,
-        on_progress=seen.append,
-        shard_size=20,
-    )
+    r = ingest(SYMS, period="1y", table=dask_t, on_progress=seen.append, shard_size=20)
     assert r.success and r.status == "completed"
     assert list(r.symbols) == list(local.symbols)  # the caller's order
     assert {s: o.to_dict() for s, o in r.symbols.items()} == {
@@ -104,11 +106,11 @@ def test_results_equal_the_local_engine(client, fixture_server, pg_uri, tables):
     )
 
 
-def test_invalid_symbols_fail_as_with_the_local_engine(client, fixture_server, pg_uri, tables):
+def test_invalid_symbols_fail_as_with_the_local_engine(ingest, fixture_server, pg_uri, tables):
     syms = ["AAPL", "A?b=c", "MSFT"]
     table = tables()
     local = sb.ingest(syms, db=pg_uri, base_url=fixture_server.url, table=table)
-    r = sbd.ingest(syms, client=client, db=pg_uri, base_url=fixture_server.url, table=table)
+    r = ingest(syms, table=table)
     assert list(r.symbols) == list(local.symbols)
     assert {s: o.to_dict() for s, o in r.symbols.items()} == {
         s: o.to_dict() for s, o in local.symbols.items()
@@ -116,7 +118,7 @@ def test_invalid_symbols_fail_as_with_the_local_engine(client, fixture_server, p
     assert r.failed_symbols == local.failed_symbols == ["A?b=c"]
 
 
-def test_each_worker_keeps_one_engine_and_one_sink(client, fixture_server, pg_uri, tables):
+def test_each_worker_keeps_one_engine_and_one_sink(ingest, client, pg_uri, tables):
     def ids():
         from stockbatch.dask._worker import worker_state
 
@@ -124,13 +126,9 @@ def test_each_worker_keeps_one_engine_and_one_sink(client, fixture_server, pg_ur
         return id(st.engine(1)), {u: id(s) for u, s in st.sinks.items()}, st.shards_run
 
     table = tables()
-    sbd.ingest(
-        SYMS[:40], client=client, db=pg_uri, base_url=fixture_server.url, table=table, shard_size=5
-    )
+    ingest(SYMS[:40], table=table, shard_size=5)
     before = client.run(ids)
-    sbd.ingest(
-        SYMS[:40], client=client, db=pg_uri, base_url=fixture_server.url, table=table, shard_size=5
-    )
+    ingest(SYMS[:40], table=table, shard_size=5)
     after = client.run(ids)
     assert sum(a[2] - b[2] for a, b in zip(after.values(), before.values(), strict=True)) == 8
     for w in before:
@@ -138,29 +136,13 @@ def test_each_worker_keeps_one_engine_and_one_sink(client, fixture_server, pg_ur
         assert after[w][1] == before[w][1] and list(after[w][1]) == [pg_uri]  # same sink
 
 
-def test_modes_are_prepared_once(client, fixture_server, pg_uri, tables):
+def test_modes_are_prepared_once(ingest, client, pg_uri, tables):
     table = tables()
     with pytest.raises(ValueError, match="create_append"):
         sbd.ingest(["AAPL"], client=client, db=pg_uri, mode="create", table=table)
-    first = sbd.ingest(
-        SYMS[:30],
-        client=client,
-        db=pg_uri,
-        base_url=fixture_server.url,
-        table=table,
-        mode="create_append",
-        shard_size=5,
-    )
+    first = ingest(SYMS[:30], table=table, mode="create_append", shard_size=5)
     assert first.success
-    again = sbd.ingest(
-        SYMS[:10],
-        client=client,
-        db=pg_uri,
-        base_url=fixture_server.url,
-        table=table,
-        mode="replace",
-        shard_size=5,
-    )
+    again = ingest(SYMS[:10], table=table, mode="replace", shard_size=5)
     assert again.success
     assert sorted(set(sb.read(pg_uri, table=table)["symbol"].to_pylist())) == sorted(
         SYMS[:10]
@@ -168,13 +150,8 @@ def test_modes_are_prepared_once(client, fixture_server, pg_uri, tables):
     assert again.rows_stored == len(_rows(pg_uri, table))
 
 
-def test_unreachable_database_is_a_failed_result(client, fixture_server):
-    r = sbd.ingest(
-        ["AAPL", "MSFT"],
-        client=client,
-        db="postgresql://postgres@127.0.0.1:1/x",
-        base_url=fixture_server.url,
-    )
+def test_unreachable_database_is_a_failed_result(ingest):
+    r = ingest(["AAPL", "MSFT"], db="postgresql://postgres@127.0.0.1:1/x")
     assert r.status == "failed" and not r.success and r.failed_symbols == ["AAPL", "MSFT"]
     assert "not run" in r.symbols["AAPL"].error
 
@@ -234,16 +211,14 @@ class _Sampler:
         return max(b - a for a, b in zip(times[:-1], times[1:], strict=True))
 
 
-def test_one_rate_limit_for_the_whole_cluster(client, faulty_server, pg_uri, tables):
+def test_one_rate_limit_for_the_whole_cluster(ingest, faulty_server, tables):
     rate = 40.0
     syms = [f"R{i:04d}" for i in range(200)]
     faulty_server.add_fault("rate_limit", route="chart", times=3, retry_after=0.2)
     with _Sampler(faulty_server) as sampler:
-        r = sbd.ingest(
+        r = ingest(
             syms,
-            client=client,
-            db=pg_uri,
-            base_url=faulty_server.url,
+            server=faulty_server,
             period="5d",
             table=tables(),
             rate=rate,
@@ -259,17 +234,15 @@ def test_one_rate_limit_for_the_whole_cluster(client, faulty_server, pg_uri, tab
     assert r.stats["workers"] == 2 and r.stats["cluster_rate"] == rate
 
 
-def test_a_429_seen_by_one_worker_pauses_all(client, faulty_server, pg_uri, tables):
+def test_a_429_seen_by_one_worker_pauses_all(ingest, faulty_server, tables):
     syms = [f"P{i:04d}" for i in range(120)]
     faulty_server.add_fault(
         "rate_limit", route="chart", symbols=["P0030"], times=1, retry_after=1.0
     )
     with _Sampler(faulty_server) as sampler:
-        r = sbd.ingest(
+        r = ingest(
             syms,
-            client=client,
-            db=pg_uri,
-            base_url=faulty_server.url,
+            server=faulty_server,
             period="5d",
             table=tables(),
             rate=60.0,
@@ -290,7 +263,7 @@ def _pg_hostless(pg_uri: str) -> tuple[str, str, str]:
 
 
 def test_database_outage_on_one_worker_fails_only_its_shard(
-    client, fixture_server, pg_uri, tables, monkeypatch
+    ingest, client, pg_uri, tables, monkeypatch
 ):
     # a host-less URI: each worker's libpq finds the server through its own PGHOST/PGPORT;
     # one worker's points at a closed port (its database is unreachable), the other's works
@@ -312,15 +285,7 @@ def test_database_outage_on_one_worker_fails_only_its_shard(
     table = tables()
     syms = [f"O{i:04d}" for i in range(40)]
     try:
-        r = sbd.ingest(
-            syms,
-            client=client,
-            db=uri,
-            base_url=fixture_server.url,
-            period="1mo",
-            table=table,
-            shard_size=20,
-        )
+        r = ingest(syms, db=uri, period="1mo", table=table, shard_size=20)
     finally:
         client.run(unset)
     failed, stored = r.failed_symbols, [s for s, o in r.symbols.items() if o.status == "stored"]
@@ -335,7 +300,9 @@ def test_database_outage_on_one_worker_fails_only_its_shard(
     assert r.rows_stored == back.num_rows
 
 
-def test_a_killed_worker_s_shard_runs_again_elsewhere(client, faulty_server, pg_uri, tables):
+def test_a_killed_worker_s_shard_runs_again_elsewhere(
+    ingest, client, faulty_server, pg_uri, tables
+):
     syms = [f"K{i:04d}" for i in range(160)]
     clean_t, table = tables(), tables()
     clean = sb.ingest(syms, db=pg_uri, base_url=faulty_server.url, period="1y", table=clean_t)
@@ -347,15 +314,8 @@ def test_a_killed_worker_s_shard_runs_again_elsewhere(client, faulty_server, pg_
     job = threading.Thread(
         target=lambda: out.setdefault(
             "r",
-            sbd.ingest(
-                syms,
-                client=client,
-                db=pg_uri,
-                base_url=faulty_server.url,
-                period="1y",
-                table=table,
-                shard_size=80,
-                concurrency=2,
+            ingest(
+                syms, server=faulty_server, period="1y", table=table, shard_size=80, concurrency=2
             ),
         )
     )

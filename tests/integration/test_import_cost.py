@@ -11,7 +11,9 @@ pandas is special: pyarrow itself imports it, when installed, the first time it 
 Python value (``pa.array([...])``, ``pc.greater_equal(arr, 5)``) -- its pandas shim checks
 whether the value is a pandas object. That import comes from inside pyarrow, not from an
 ``import`` statement; what is asserted is that no ``import`` statement of ours or of the
-ADBC driver manager brings pandas in.
+ADBC driver manager brings pandas in. The CLI goes further: its process never hands pyarrow
+a pandas object, so it answers pyarrow's first probe with "no pandas"
+(``cli._pyarrow_without_pandas_probe``) and a whole ``stockbatch ingest`` loads no pandas at all.
 """
 
 from __future__ import annotations
@@ -93,7 +95,25 @@ def _check(out: dict) -> None:
 
 
 def test_cli_ingest_into_sqlite_imports_no_dataframe_library(fixture_server, tmp_path):
-    _check(_run(_CLI, str(tmp_path / "cli.db"), fixture_server.url))
+    out = _run(_CLI, str(tmp_path / "cli.db"), fixture_server.url)
+    _check(out)
+    assert "pandas" not in out["loaded"], out
+
+
+_PROBE_THEN_PANDAS = """
+from stockbatch.cli import _pyarrow_without_pandas_probe
+import pyarrow as pa
+_pyarrow_without_pandas_probe()
+assert "pandas" not in sys.modules
+assert pa.array([1, None]).null_count == 1  # conversions work without pandas
+frame = pa.table({"a": [1, 2]}).to_pandas()  # and pandas still loads when really needed
+assert list(frame["a"]) == [1, 2]
+"""
+
+
+def test_cli_probe_leaves_pandas_importable_when_really_needed():
+    out = _run(_PROBE_THEN_PANDAS)
+    assert "pandas" in out["loaded"], out
 
 
 def test_ingest_into_postgresql_imports_no_dataframe_library(fixture_server, pg_uri):

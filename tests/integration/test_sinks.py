@@ -19,46 +19,9 @@ import pytest
 from stockbatch import SinkError, sinks
 from stockbatch.schema import BARS, QUOTES
 
-DBS = ["sqlite", "duckdb", "postgresql", "mysql"]
 HOSTILE = '"; DROP TABLE bars; --'
 UTC = timezone.utc
 T0 = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
-
-
-@pytest.fixture(params=DBS)
-def db(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def uri(db, request, tmp_path) -> str:
-    if db == "sqlite":
-        return f"sqlite:///{tmp_path / 'test.db'}"
-    if db == "duckdb":
-        return f"duckdb:///{tmp_path / 'test.duckdb'}"
-    if db == "postgresql":
-        return request.getfixturevalue("pg_uri")
-    return request.getfixturevalue("mysql_uri")
-
-
-@pytest.fixture
-def names() -> dict:
-    tag = uuid.uuid4().hex[:10]
-    return {
-        "bars": f"sbt_bars_{tag}",
-        "quotes": f"sbt_quotes_{tag}",
-        "quarantine": f"sbt_quar_{tag}",
-        "ingest_log": f"sbt_log_{tag}",
-    }
-
-
-@pytest.fixture
-def sink(uri, names):
-    s = sinks.connect(uri, tables=names)
-    yield s
-    for t in names.values():
-        s.drop_table(t)
-    s.close()
 
 
 def make_bars(symbols, n, *, start=0, seed=0, interval="1d", bump=0.0) -> pa.Table:

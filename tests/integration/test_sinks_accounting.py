@@ -22,44 +22,6 @@ from test_sinks import HOSTILE, make_bars, rows_of
 from stockbatch import SchemaError, SinkError, sinks
 from stockbatch.sinks._ddl import SPECS, TableSpec
 
-DBS = ["sqlite", "duckdb", "postgresql", "mysql"]
-
-
-@pytest.fixture(params=DBS)
-def db(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def uri(db, request, tmp_path) -> str:
-    if db == "sqlite":
-        return f"sqlite:///{tmp_path / 'acc.db'}"
-    if db == "duckdb":
-        return f"duckdb:///{tmp_path / 'acc.duckdb'}"
-    if db == "postgresql":
-        return request.getfixturevalue("pg_uri")
-    return request.getfixturevalue("mysql_uri")
-
-
-@pytest.fixture
-def names() -> dict:
-    tag = uuid.uuid4().hex[:10]
-    return {
-        "bars": f"sba_bars_{tag}",
-        "quotes": f"sba_quotes_{tag}",
-        "quarantine": f"sba_quar_{tag}",
-        "ingest_log": f"sba_log_{tag}",
-    }
-
-
-@pytest.fixture
-def sink(uri, names):
-    s = sinks.connect(uri, tables=names)
-    yield s
-    for t in names.values():
-        s.drop_table(t)
-    s.close()
-
 
 def run(sink, statement):
     with sink._connection() as conn:

@@ -507,9 +507,10 @@ def test_rate_limiter_is_honoured(fixture_server):
 
     out, elapsed, waited = run(go())
     assert all(isinstance(b, pa.RecordBatch) for b in out.values())
-    # one call free (burst 1), the other ten at 20/s: at least 0.5 s
+    # one call free (burst 1), the other ten at 20/s: at least 0.5 s. The limiter's own wait
+    # is less on a busy machine (tokens also accrue while the calls run), never nothing.
     assert elapsed >= (n - 1) / rate - 0.02
-    assert waited >= (n - 1) / rate - 0.05
+    assert 0 < waited <= elapsed
 
 
 # -- Alpha Vantage -----------------------------------------------------------------------------

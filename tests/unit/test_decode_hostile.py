@@ -11,6 +11,7 @@ import pytest
 
 from stockbatch import DecodeError, ProviderError
 from stockbatch.sources import normalize_daily
+from stockbatch.testing._hostile import mutate
 from stockbatch.testing._payloads import PayloadBuilder
 
 NOW = 1740787200  # 2025-03-01
@@ -85,60 +86,6 @@ def test_alphavantage_unknown_zone_is_a_decode_error(load):
         load("decode").decode_alphavantage(json.dumps(doc).encode(), symbol="IBM")
 
 
-WEIRD = [
-    None,
-    True,
-    0,
-    -1,
-    2**63,
-    -(2**63) - 1,
-    2**62,
-    10**13,
-    1.5,
-    -1e308,
-    "",
-    "x",
-    "Mars/Olympus",
-    [],
-    {},
-    [None],
-    [1, 2],
-    {"a": 1},
-    "9999-12-31",
-    "\ud800",
-    "+09:00",
-]
-
-
-def _mutate(doc, rng: random.Random):
-    doc = copy.deepcopy(doc)
-    for _ in range(rng.randint(1, 3)):
-        paths, stack = [], [((), doc)]
-        while stack:
-            path, node = stack.pop()
-            items = (
-                node.items()
-                if isinstance(node, dict)
-                else enumerate(node[:4])
-                if isinstance(node, list)
-                else ()
-            )
-            for k, v in items:
-                paths.append(path + (k,))
-                stack.append((path + (k,), v))
-        if not paths:
-            break
-        path = rng.choice(paths)
-        parent = doc
-        for k in path[:-1]:
-            parent = parent[k]
-        if isinstance(parent, dict) and rng.random() < 0.2:
-            del parent[path[-1]]
-        else:
-            parent[path[-1]] = copy.deepcopy(rng.choice(WEIRD))
-    return json.dumps(doc).encode("utf-8", "surrogatepass")
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_seeded_mutations_only_ever_raise_provider_errors(load, seed):
     """Mutated real payloads: a batch that survives normalizing and reading back, or a
@@ -147,7 +94,8 @@ def test_seeded_mutations_only_ever_raise_provider_errors(load, seed):
     rng = random.Random(seed)
     for _ in range(300):
         kind = rng.choice(("chart", "av"))
-        raw = _mutate(CHART if kind == "chart" else AV, rng)
+        doc = mutate(CHART if kind == "chart" else AV, rng)  # the fixture server's fuzzer
+        raw = json.dumps(doc).encode("utf-8", "surrogatepass")
         fn = decode.decode_yahoo_chart if kind == "chart" else decode.decode_alphavantage
         try:
             batch = fn(raw, symbol="X", interval="1d")

@@ -858,6 +858,73 @@ cdef inline bint key_ends(Scan* s, Py_ssize_t ks, Py_ssize_t ke, const char* wor
     return True
 
 
+# -- walking objects and arrays --------------------------------------------------------------
+# Each payload format is a set of handlers over two walkers: ``walk_object`` hands every
+# member's value to a key handler, ``walk_first`` hands an array's first element to a value
+# handler and steps over the rest. A handler returns OK (it consumed the value), SKIP (step
+# over it) or an error code.
+
+cdef enum:
+    SKIP = 1
+
+ctypedef int (*OnKey)(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil
+ctypedef int (*OnValue)(Scan* s, void* ctx) noexcept nogil
+
+
+cdef int walk_object(Scan* s, int depth, OnKey on_key, void* ctx) noexcept nogil:
+    """The object at s.pos, each member's value to ``on_key``. SLOW when it is not an object
+    or a key has escapes (the twin decides)."""
+    cdef bint first = True
+    cdef bint esc
+    cdef Py_ssize_t ks, ke
+    cdef int rc
+    if s.buf[s.pos] != 123:
+        return SLOW
+    s.pos += 1
+    while True:
+        rc = obj_key(s, &first, &ks, &ke, &esc)
+        if rc <= 0:
+            return rc
+        if esc:
+            return SLOW
+        rc = on_key(s, ctx, ks, ke)
+        if rc == SKIP:
+            rc = skip_value(s, depth)
+        if rc < 0:
+            return rc
+
+
+cdef int walk_first(Scan* s, int depth, OnValue on_first, void* ctx) noexcept nogil:
+    """The array at s.pos: its first element to ``on_first``, the others stepped over. SLOW
+    when it is not an array or is empty (the twin decides)."""
+    cdef bint first = True
+    cdef bint seen = False
+    cdef int rc
+    if s.buf[s.pos] != 91:
+        return SLOW
+    s.pos += 1
+    while True:
+        rc = arr_next(s, &first)
+        if rc < 0:
+            return rc
+        if rc == 0:
+            return OK if seen else SLOW
+        rc = skip_value(s, depth) if seen else on_first(s, ctx)
+        seen = True
+        if rc < 0:
+            return rc
+
+
+cdef int scan_plain_string(Scan* s, Py_ssize_t* vs, Py_ssize_t* ve) noexcept nogil:
+    """A string value without escapes (SLOW otherwise: the twin decides)."""
+    cdef bint esc
+    if s.buf[s.pos] != 34:
+        return SLOW
+    if scan_string(s, vs, ve, &esc) < 0:
+        return ERR
+    return SLOW if esc else OK
+
+
 # -- columns ---------------------------------------------------------------------------------
 
 cdef inline void col_reset(Col* c) noexcept nogil:
@@ -987,265 +1054,151 @@ cdef void chart_reset_result(Chart* c) noexcept nogil:
     c.has_result = False
 
 
-cdef int chart_meta(Scan* s, Chart* c) noexcept nogil:
-    cdef bint first = True
-    cdef bint esc, vesc
-    cdef Py_ssize_t ks, ke, vs, ve
-    cdef int rc, slot
+cdef int chart_meta_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    cdef Chart* c = <Chart*>ctx
+    cdef int slot = -1
     cdef Num num
-    for slot in range(NMETA):
-        c.meta_s[slot] = -1
-    c.has_gmtoff = False
-    if s.buf[s.pos] != 123:
-        return SLOW
-    s.pos += 1
-    while True:
-        rc = obj_key(s, &first, &ks, &ke, &esc)
-        if rc <= 0:
-            return rc
-        if esc:
+    if key_is(s, ks, ke, b"symbol", 6):
+        slot = M_SYMBOL
+    elif key_is(s, ks, ke, b"exchangeTimezoneName", 20):
+        slot = M_TZ
+    elif key_is(s, ks, ke, b"currency", 8):
+        slot = M_CURRENCY
+    elif key_is(s, ks, ke, b"exchangeName", 12):
+        slot = M_EXCHANGE
+    elif key_is(s, ks, ke, b"instrumentType", 14):
+        slot = M_ITYPE
+    elif key_is(s, ks, ke, b"dataGranularity", 15):
+        slot = M_GRANULARITY
+    elif key_is(s, ks, ke, b"gmtoffset", 9):
+        if not (s.buf[s.pos] == 45 or 48 <= s.buf[s.pos] <= 57):
             return SLOW
-        slot = -1
-        if key_is(s, ks, ke, b"symbol", 6):
-            slot = M_SYMBOL
-        elif key_is(s, ks, ke, b"exchangeTimezoneName", 20):
-            slot = M_TZ
-        elif key_is(s, ks, ke, b"currency", 8):
-            slot = M_CURRENCY
-        elif key_is(s, ks, ke, b"exchangeName", 12):
-            slot = M_EXCHANGE
-        elif key_is(s, ks, ke, b"instrumentType", 14):
-            slot = M_ITYPE
-        elif key_is(s, ks, ke, b"dataGranularity", 15):
-            slot = M_GRANULARITY
-        elif key_is(s, ks, ke, b"gmtoffset", 9):
-            if not (s.buf[s.pos] == 45 or 48 <= s.buf[s.pos] <= 57):
-                return SLOW
-            if parse_number(s, &num) < 0:
-                return ERR
-            if not num.is_int:
-                return SLOW
-            c.has_gmtoff = True
-            c.gmtoff = num.i
-            continue
-        if slot >= 0:
-            if s.buf[s.pos] != 34:
-                return SLOW
-            if scan_string(s, &vs, &ve, &vesc) < 0:
-                return ERR
-            if vesc:
-                return SLOW
-            c.meta_s[slot] = vs
-            c.meta_e[slot] = ve
-            continue
-        rc = skip_value(s, 3)
-        if rc < 0:
-            return rc
+        if parse_number(s, &num) < 0:
+            return ERR
+        if not num.is_int:
+            return SLOW
+        c.has_gmtoff = True
+        c.gmtoff = num.i
+        return OK
+    if slot < 0:
+        return SKIP
+    return scan_plain_string(s, &c.meta_s[slot], &c.meta_e[slot])
 
 
-cdef int chart_first_object(Scan* s, Chart* c, int which) noexcept nogil:
-    """quote[0] (which 0) or adjclose[0] (which 1): the arrays of the first element."""
-    cdef bint first = True
-    cdef bint ofirst = True
-    cdef bint esc
-    cdef Py_ssize_t ks, ke
-    cdef int rc, col, kind
-    cdef int index = 0
-    if which == 0:
+cdef int chart_quote_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    cdef Chart* c = <Chart*>ctx
+    if key_is(s, ks, ke, b"open", 4):
+        return parse_num_array(s, &c.cols[C_OPEN], 0)
+    if key_is(s, ks, ke, b"high", 4):
+        return parse_num_array(s, &c.cols[C_HIGH], 0)
+    if key_is(s, ks, ke, b"low", 3):
+        return parse_num_array(s, &c.cols[C_LOW], 0)
+    if key_is(s, ks, ke, b"close", 5):
+        return parse_num_array(s, &c.cols[C_CLOSE], 0)
+    if key_is(s, ks, ke, b"volume", 6):
+        return parse_num_array(s, &c.cols[C_VOL], 1)
+    return SKIP
+
+
+cdef int chart_adjclose_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    if key_is(s, ks, ke, b"adjclose", 8):
+        return parse_num_array(s, &(<Chart*>ctx).cols[C_ADJ], 0)
+    return SKIP
+
+
+cdef int chart_quote0(Scan* s, void* ctx) noexcept nogil:
+    return walk_object(s, 6, chart_quote_key, ctx)
+
+
+cdef int chart_adjclose0(Scan* s, void* ctx) noexcept nogil:
+    return walk_object(s, 6, chart_adjclose_key, ctx)
+
+
+cdef int chart_indicators_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    cdef Chart* c = <Chart*>ctx
+    cdef int col
+    if key_is(s, ks, ke, b"quote", 5):
         for col in range(C_OPEN, C_CLOSE + 1):
             col_reset(&c.cols[col])
         col_reset(&c.cols[C_VOL])
-    else:
+        return walk_first(s, 5, chart_quote0, ctx)
+    if key_is(s, ks, ke, b"adjclose", 8):
         col_reset(&c.cols[C_ADJ])
-    if s.buf[s.pos] != 91:
-        return SLOW
-    s.pos += 1
-    while True:
-        rc = arr_next(s, &first)
-        if rc < 0:
-            return rc
-        if rc == 0:
-            return SLOW if index == 0 else OK  # [] : the twin decides
-        if index > 0:
-            rc = skip_value(s, 5)
-            if rc < 0:
-                return rc
-            index += 1
-            continue
-        index = 1
-        if s.buf[s.pos] != 123:
-            return SLOW
-        s.pos += 1
-        ofirst = True
-        while True:
-            rc = obj_key(s, &ofirst, &ks, &ke, &esc)
-            if rc < 0:
-                return rc
-            if rc == 0:
-                break
-            if esc:
-                return SLOW
-            col = -1
-            kind = 0
-            if which == 0:
-                if key_is(s, ks, ke, b"open", 4):
-                    col = C_OPEN
-                elif key_is(s, ks, ke, b"high", 4):
-                    col = C_HIGH
-                elif key_is(s, ks, ke, b"low", 3):
-                    col = C_LOW
-                elif key_is(s, ks, ke, b"close", 5):
-                    col = C_CLOSE
-                elif key_is(s, ks, ke, b"volume", 6):
-                    col = C_VOL
-                    kind = 1
-            elif key_is(s, ks, ke, b"adjclose", 8):
-                col = C_ADJ
-            if col >= 0:
-                rc = parse_num_array(s, &c.cols[col], kind)
-            else:
-                rc = skip_value(s, 6)
-            if rc < 0:
-                return rc
+        return walk_first(s, 5, chart_adjclose0, ctx)
+    return SKIP
 
 
-cdef int chart_indicators(Scan* s, Chart* c) noexcept nogil:
-    cdef bint first = True
-    cdef bint esc
-    cdef Py_ssize_t ks, ke
-    cdef int rc, col
-    for col in range(1, NCOLS):
-        col_reset(&c.cols[col])
-    if s.buf[s.pos] != 123:
-        return SLOW
-    s.pos += 1
-    while True:
-        rc = obj_key(s, &first, &ks, &ke, &esc)
-        if rc <= 0:
-            return rc
-        if esc:
-            return SLOW
-        if key_is(s, ks, ke, b"quote", 5):
-            rc = chart_first_object(s, c, 0)
-        elif key_is(s, ks, ke, b"adjclose", 8):
-            rc = chart_first_object(s, c, 1)
-        else:
-            rc = skip_value(s, 4)
-        if rc < 0:
-            return rc
+cdef int chart_result0_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    cdef Chart* c = <Chart*>ctx
+    cdef int rc, i
+    if key_is(s, ks, ke, b"meta", 4):
+        for i in range(NMETA):
+            c.meta_s[i] = -1
+        c.has_gmtoff = False
+        return walk_object(s, 3, chart_meta_key, ctx)
+    if key_is(s, ks, ke, b"timestamp", 9):
+        return parse_num_array(s, &c.cols[C_TS], 2)
+    if key_is(s, ks, ke, b"indicators", 10):
+        for i in range(1, NCOLS):
+            col_reset(&c.cols[i])
+        return walk_object(s, 4, chart_indicators_key, ctx)
+    if key_is(s, ks, ke, b"events", 6):  # kept as a span, decoded by the twin's rules
+        c.ev_s = s.pos
+        rc = skip_value(s, 3)
+        c.ev_e = s.pos
+        return rc
+    return SKIP
 
 
-cdef int chart_result0(Scan* s, Chart* c) noexcept nogil:
-    cdef bint first = True
-    cdef bint esc
-    cdef Py_ssize_t ks, ke
+cdef int chart_result0(Scan* s, void* ctx) noexcept nogil:
+    return walk_object(s, 3, chart_result0_key, ctx)
+
+
+cdef int chart_chart_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    cdef Chart* c = <Chart*>ctx
     cdef int rc
-    if s.buf[s.pos] != 123:
-        return SLOW
-    s.pos += 1
-    while True:
-        rc = obj_key(s, &first, &ks, &ke, &esc)
-        if rc <= 0:
-            return rc
-        if esc:
-            return SLOW
-        if key_is(s, ks, ke, b"meta", 4):
-            rc = chart_meta(s, c)
-        elif key_is(s, ks, ke, b"timestamp", 9):
-            rc = parse_num_array(s, &c.cols[C_TS], 2)
-        elif key_is(s, ks, ke, b"indicators", 10):
-            rc = chart_indicators(s, c)
-        elif key_is(s, ks, ke, b"events", 6):
-            c.ev_s = s.pos
-            rc = skip_value(s, 3)
-            c.ev_e = s.pos
-        else:
-            rc = skip_value(s, 3)
-        if rc < 0:
-            return rc
+    if key_is(s, ks, ke, b"result", 6):
+        chart_reset_result(c)
+        rc = walk_first(s, 2, chart_result0, ctx)
+        c.has_result = rc == OK
+        return rc
+    if key_is(s, ks, ke, b"error", 5):
+        # Yahoo's error answer: the twin raises the typed error
+        return OK if lit(s, b"null", 4) else SLOW
+    return SKIP
 
 
-cdef int chart_result(Scan* s, Chart* c) noexcept nogil:
-    cdef bint first = True
+cdef int chart_top_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    cdef Chart* c = <Chart*>ctx
+    if key_is(s, ks, ke, b"chart", 5):
+        chart_reset_result(c)
+        c.has_chart = s.buf[s.pos] == 123
+        return walk_object(s, 2, chart_chart_key, ctx)
+    return SKIP
+
+
+cdef int walk_document(Scan* s, OnKey on_key, void* ctx) noexcept nogil:
+    """A whole document: one object (SLOW otherwise), then nothing but whitespace."""
     cdef int rc
-    cdef int index = 0
-    chart_reset_result(c)
-    if s.buf[s.pos] != 91:
-        return SLOW
-    s.pos += 1
-    while True:
-        rc = arr_next(s, &first)
-        if rc < 0:
-            return rc
-        if rc == 0:
-            if index == 0:
-                return SLOW
-            c.has_result = True
-            return OK
-        if index == 0:
-            rc = chart_result0(s, c)
-        else:
-            rc = skip_value(s, 2)
-        if rc < 0:
-            return rc
-        index += 1
-
-
-cdef int chart_chart(Scan* s, Chart* c) noexcept nogil:
-    cdef bint first = True
-    cdef bint esc
-    cdef Py_ssize_t ks, ke
-    cdef int rc
-    chart_reset_result(c)
-    if s.buf[s.pos] != 123:
-        return SLOW
-    s.pos += 1
-    c.has_chart = True
-    while True:
-        rc = obj_key(s, &first, &ks, &ke, &esc)
-        if rc <= 0:
-            return rc
-        if esc:
-            return SLOW
-        if key_is(s, ks, ke, b"result", 6):
-            rc = chart_result(s, c)
-        elif key_is(s, ks, ke, b"error", 5):
-            if not lit(s, b"null", 4):
-                return SLOW  # Yahoo's error answer: the twin raises the typed error
-        else:
-            rc = skip_value(s, 2)
-        if rc < 0:
-            return rc
-
-
-cdef int chart_walk(Scan* s, Chart* c) noexcept nogil:
-    cdef bint first = True
-    cdef bint esc
-    cdef Py_ssize_t ks, ke
-    cdef int rc
-    c.has_chart = False
-    chart_reset_result(c)
     skip_ws(s)
-    if s.pos >= s.n or s.buf[s.pos] != 123:
+    if s.pos >= s.n:
         return SLOW
-    s.pos += 1
-    while True:
-        rc = obj_key(s, &first, &ks, &ke, &esc)
-        if rc < 0:
-            return rc
-        if rc == 0:
-            break
-        if esc:
-            return SLOW
-        if key_is(s, ks, ke, b"chart", 5):
-            rc = chart_chart(s, c)
-        else:
-            rc = skip_value(s, 1)
-        if rc < 0:
-            return rc
+    rc = walk_object(s, 1, on_key, ctx)
+    if rc < 0:
+        return rc
     skip_ws(s)
     if s.pos != s.n:
         return fail(s, s.pos, "extra data after the document")
+    return OK
+
+
+cdef int chart_walk(Scan* s, Chart* c) noexcept nogil:
+    cdef int rc
+    c.has_chart = False
+    chart_reset_result(c)
+    rc = walk_document(s, chart_top_key, c)
+    if rc < 0:
+        return rc
     if not c.has_chart or not c.has_result:
         return SLOW
     return OK
@@ -1338,112 +1291,91 @@ cdef int av_string_number(Scan* s, Col* c, bint integer) noexcept nogil:
     return col_push(c, &num.d, True)
 
 
-cdef int av_series(Scan* s, AV* a) noexcept nogil:
-    cdef bint first = True
-    cdef bint ifirst
-    cdef bint esc
-    cdef Py_ssize_t ks, ke
-    cdef int rc, col, i
-    cdef int seen
+cdef struct AVRow:
+    AV* a
+    int seen            # bit per column found in this row
+
+
+cdef int av_field_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    cdef AVRow* row = <AVRow*>ctx
+    cdef int col = -1
+    if key_is(s, ks, ke, b"1. open", 7):
+        col = A_OPEN
+    elif key_is(s, ks, ke, b"2. high", 7):
+        col = A_HIGH
+    elif key_is(s, ks, ke, b"3. low", 6):
+        col = A_LOW
+    elif key_is(s, ks, ke, b"4. close", 8):
+        col = A_CLOSE
+    elif key_is(s, ks, ke, b"5. volume", 9):
+        col = A_VOL
+    if col < 0:
+        return SKIP
+    if row.seen & (1 << col):
+        return SLOW
+    row.seen |= 1 << col
+    return av_string_number(s, &row.a.cols[col], col == A_VOL)
+
+
+cdef int av_series_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    """One bar: its date key, then its fields (a missing one is null)."""
+    cdef AV* a = <AV*>ctx
+    cdef Col* ts = &a.cols[A_TS]
+    cdef AVRow row
     cdef int64_t t
-    cdef int64_t prev = 0
     cdef double zero = 0.0
-    if s.buf[s.pos] != 123:
-        return SLOW
-    s.pos += 1
-    while True:
-        rc = obj_key(s, &first, &ks, &ke, &esc)
-        if rc <= 0:
-            return rc
-        if esc:
-            return SLOW
-        rc = av_date(s, ks, ke, &t)
-        if rc < 0:
-            return rc
-        if a.cols[A_TS].len and t >= prev:
-            return SLOW  # not strictly newest first (or a repeated date): the twin decides
-        prev = t
-        if col_push(&a.cols[A_TS], &t, True) < 0:
-            return NOMEM
-        if s.buf[s.pos] != 123:
-            return SLOW
-        s.pos += 1
-        ifirst = True
-        seen = 0
-        while True:
-            rc = obj_key(s, &ifirst, &ks, &ke, &esc)
-            if rc < 0:
-                return rc
-            if rc == 0:
-                break
-            if esc:
-                return SLOW
-            col = -1
-            if key_is(s, ks, ke, b"1. open", 7):
-                col = A_OPEN
-            elif key_is(s, ks, ke, b"2. high", 7):
-                col = A_HIGH
-            elif key_is(s, ks, ke, b"3. low", 6):
-                col = A_LOW
-            elif key_is(s, ks, ke, b"4. close", 8):
-                col = A_CLOSE
-            elif key_is(s, ks, ke, b"5. volume", 9):
-                col = A_VOL
-            if col < 0:
-                rc = skip_value(s, 4)
-            elif seen & (1 << col):
-                return SLOW
-            else:
-                seen |= 1 << col
-                rc = av_string_number(s, &a.cols[col], col == A_VOL)
-            if rc < 0:
-                return rc
-        for i in range(A_OPEN, ANCOLS):
-            if not (seen & (1 << i)):
-                if col_push(&a.cols[i], &zero, False) < 0:
-                    return NOMEM
+    cdef int rc, i
+    rc = av_date(s, ks, ke, &t)
+    if rc < 0:
+        return rc
+    if ts.len and t >= (<int64_t*>ts.data)[ts.len - 1]:
+        return SLOW  # not strictly newest first (or a repeated date): the twin decides
+    if col_push(ts, &t, True) < 0:
+        return NOMEM
+    row.a = a
+    row.seen = 0
+    rc = walk_object(s, 4, av_field_key, &row)
+    if rc < 0:
+        return rc
+    for i in range(A_OPEN, ANCOLS):
+        if not (row.seen & (1 << i)):
+            if col_push(&a.cols[i], &zero, False) < 0:
+                return NOMEM
+    return OK
 
 
-cdef int av_meta(Scan* s, AV* a) noexcept nogil:
-    cdef bint first = True
-    cdef bint esc, vesc
-    cdef Py_ssize_t ks, ke, vs, ve
-    cdef int rc
-    a.tz_s = -1
-    a.sym_s = -1
-    a.has_meta = True
-    if s.buf[s.pos] != 123:
-        return SLOW
-    s.pos += 1
-    while True:
-        rc = obj_key(s, &first, &ks, &ke, &esc)
-        if rc <= 0:
-            return rc
-        if esc:
+cdef int av_meta_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    cdef AV* a = <AV*>ctx
+    if key_ends(s, ks, ke, b"Time Zone", 9):
+        return scan_plain_string(s, &a.tz_s, &a.tz_e)
+    if key_ends(s, ks, ke, b"Symbol", 6):
+        return scan_plain_string(s, &a.sym_s, &a.sym_e)
+    return SKIP
+
+
+cdef int av_top_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    cdef AV* a = <AV*>ctx
+    cdef int i
+    if key_is(s, ks, ke, b"Meta Data", 9):
+        a.tz_s = -1
+        a.sym_s = -1
+        a.has_meta = True
+        return walk_object(s, 2, av_meta_key, ctx)
+    if key_starts(s, ks, ke, b"Time Series (", 13):
+        if a.key_s >= 0:
             return SLOW
-        if key_ends(s, ks, ke, b"Time Zone", 9) or key_ends(s, ks, ke, b"Symbol", 6):
-            if s.buf[s.pos] != 34:
-                return SLOW
-            if scan_string(s, &vs, &ve, &vesc) < 0:
-                return ERR
-            if vesc:
-                return SLOW
-            if key_ends(s, ks, ke, b"Time Zone", 9):
-                a.tz_s = vs
-                a.tz_e = ve
-            else:
-                a.sym_s = vs
-                a.sym_e = ve
-        else:
-            rc = skip_value(s, 2)
-            if rc < 0:
-                return rc
+        a.key_s = ks
+        a.key_e = ke
+        for i in range(ANCOLS):
+            a.cols[i].present = 1
+        return walk_object(s, 2, av_series_key, ctx)
+    if key_is(s, ks, ke, b"Error Message", 13) or key_is(s, ks, ke, b"Note", 4) \
+            or key_is(s, ks, ke, b"Information", 11):
+        return SLOW  # the provider's error or quota answer: the twin raises it
+    return SKIP
 
 
 cdef int av_walk(Scan* s, AV* a) noexcept nogil:
-    cdef bint first = True
-    cdef bint esc
-    cdef Py_ssize_t ks, ke
     cdef int rc, i
     for i in range(ANCOLS):
         col_reset(&a.cols[i])
@@ -1451,38 +1383,9 @@ cdef int av_walk(Scan* s, AV* a) noexcept nogil:
     a.tz_s = -1
     a.sym_s = -1
     a.has_meta = False
-    skip_ws(s)
-    if s.pos >= s.n or s.buf[s.pos] != 123:
-        return SLOW
-    s.pos += 1
-    while True:
-        rc = obj_key(s, &first, &ks, &ke, &esc)
-        if rc < 0:
-            return rc
-        if rc == 0:
-            break
-        if esc:
-            return SLOW
-        if key_is(s, ks, ke, b"Meta Data", 9):
-            rc = av_meta(s, a)
-        elif key_starts(s, ks, ke, b"Time Series (", 13):
-            if a.key_s >= 0:
-                return SLOW
-            a.key_s = ks
-            a.key_e = ke
-            for i in range(ANCOLS):
-                a.cols[i].present = 1
-            rc = av_series(s, a)
-        elif key_is(s, ks, ke, b"Error Message", 13) or key_is(s, ks, ke, b"Note", 4) \
-                or key_is(s, ks, ke, b"Information", 11):
-            return SLOW  # the provider's error or quota answer: the twin raises it
-        else:
-            rc = skip_value(s, 1)
-        if rc < 0:
-            return rc
-    skip_ws(s)
-    if s.pos != s.n:
-        return fail(s, s.pos, "extra data after the document")
+    rc = walk_document(s, av_top_key, a)
+    if rc < 0:
+        return rc
     if not a.has_meta or a.key_s < 0 or a.tz_s < 0:
         return SLOW
     return OK

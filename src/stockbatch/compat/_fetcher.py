@@ -17,6 +17,7 @@ import pyarrow as pa
 from . import _original
 from ._backend import (
     SYMBOL_RULES,
+    VALID_INTERVALS,
     Backend,
     LinearRetry,
     legacy_suffix_rule,
@@ -514,21 +515,7 @@ class StockFetcher(BulkMethods):
         _original.validate_date_range(start_date, end_date)
         start = parse_date(start_date, "start")
         end = parse_date(end_date, "end")
-        if interval not in (
-            "1m",
-            "2m",
-            "5m",
-            "15m",
-            "30m",
-            "60m",
-            "90m",
-            "1h",
-            "1d",
-            "5d",
-            "1wk",
-            "1mo",
-            "3mo",
-        ):
+        if interval not in VALID_INTERVALS:
             raise InvalidSymbolError(f"invalid interval: {interval!r}")
         symbol = self._format_symbol(code)
         zone = self._sb.tz_of(symbol)

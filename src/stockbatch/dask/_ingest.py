@@ -108,25 +108,29 @@ def ingest(
     if burst is not None and burst < 1:
         raise ValueError("burst must be at least 1")
     job_id = job_id or f"dask-{uuid.uuid4().hex[:12]}"
+    # what every shard is given as it is (the rest is settled once, below)
+    shared: dict[str, Any] = dict(
+        source=source,
+        base_url=base_url,
+        interval=interval,
+        table=table,
+        validate=validate,
+        spike_threshold=spike_threshold,
+        concurrency=concurrency,
+    )
     # the options are checked here, once, exactly as sb.ingest checks them
     with BatchProcessingEngine(max_concurrent_jobs=1) as engine:
         job = engine.create_stock_data_pipeline_job(
             symbols,
-            source=source,
-            base_url=base_url,
             sink=db,
-            interval=interval,
             period=period,
             start=start,
             end=end,
             mode=mode,
-            table=table,
             indicators=indicators,
-            validate=validate,
-            spike_threshold=spike_threshold,
             timeout=timeout,
             job_id=job_id,
-            concurrency=concurrency,
+            **shared,
         )
         limit_rate, limit_burst = _source_limit(job.source)
         if job.owns_source:
@@ -142,18 +146,12 @@ def ingest(
         else (limit_burst if rate == limit_rate else max(1, int(rate or 1)))
     )
     # every shard asks for the same window, whatever the time it starts
-    options: dict[str, Any] = dict(
-        source=source,
-        base_url=base_url,
-        interval=interval,
+    options = dict(
+        shared,
         start=job.start_us / 1e6,
         end=job.end_us / 1e6,
         mode=shard_mode,
-        table=table,
         indicators=list(job.indicators),
-        validate=validate,
-        spike_threshold=spike_threshold,
-        concurrency=concurrency,
     )
     syms = list(job.symbols)
     shards = _shards(syms, shard_size, _threads(client))

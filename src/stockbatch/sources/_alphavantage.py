@@ -12,6 +12,7 @@ import os
 import re
 import time
 import weakref
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,8 +22,10 @@ from .. import _backend
 from .._errors import ProviderError, ProviderUnavailable, RateLimited
 from .._redact import redact
 from .._time import period_days
-from ._base import ReliableSource, window
-from ._http import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DEFAULT_MAX_REDIRECTS, HTTPClient
+from ._base import HTTPOptions, HTTPSource, window
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["AlphaVantageSource"]
 
@@ -79,7 +82,7 @@ for _name in (
         logging.getLogger(_name).addFilter(_FILTER)
 
 
-class AlphaVantageSource(ReliableSource):
+class AlphaVantageSource(HTTPSource):
     """Bars from Alpha Vantage (one symbol per call).
 
     Parameters
@@ -112,27 +115,12 @@ class AlphaVantageSource(ReliableSource):
         rate: float = 5 / 60,
         burst: int = 1,
         outputsize: str = "auto",
-        retry=None,
-        breaker=None,
-        cache=None,
         timeout: float = 15.0,
         concurrency: int = 2,
-        deadline: float = DEFAULT_DEADLINE,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        max_redirects: int = DEFAULT_MAX_REDIRECTS,
-        headers=None,
-        ssl=True,
-        proxy: str | None = None,
-        client=None,
+        **options: Unpack[HTTPOptions],
     ) -> None:
         super().__init__(
-            rate=rate,
-            burst=burst,
-            retry=retry,
-            breaker=breaker,
-            cache=cache,
-            timeout=timeout,
-            concurrency=concurrency,
+            rate=rate, burst=burst, timeout=timeout, concurrency=concurrency, **options
         )
         key = api_key if api_key is not None else os.environ.get("ALPHAVANTAGE_API_KEY")
         if not key:
@@ -144,28 +132,12 @@ class AlphaVantageSource(ReliableSource):
         _FILTER.keys[id(self)] = self
         self.base_url = base_url.rstrip("/")
         self.outputsize = outputsize
-        self._http = HTTPClient(
-            name=self.name,
-            concurrency=concurrency,
-            timeout=timeout,
-            deadline=deadline,
-            max_bytes=max_bytes,
-            max_redirects=max_redirects,
-            headers=headers,
-            ssl=ssl,
-            proxy=proxy,
-            session=client,
-            redact=lambda text: redact(text, self._secrets()),
-        )
 
     def __repr__(self) -> str:
         return f"<AlphaVantageSource {self.base_url!r} api_key=***>"
 
     def __getstate__(self):
         raise TypeError("AlphaVantageSource holds a secret and is not picklable")
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     def _secrets(self) -> tuple[str, ...]:
         return (self.__key,)

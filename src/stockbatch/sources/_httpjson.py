@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow as pa
@@ -22,8 +22,10 @@ from .._errors import (
 )
 from .._redact import redact, uri_secrets
 from ..schema import BARS, conform
-from ._base import ReliableSource, clip_window, url_segment, window
-from ._http import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DEFAULT_MAX_REDIRECTS, HTTPClient
+from ._base import HTTPOptions, HTTPSource, clip_window, url_segment, window
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["HTTPJSONSource"]
 
@@ -80,7 +82,7 @@ def _secrets_of(url_template: str, headers) -> tuple[str, ...]:
 _SECRET_PARAM = re.compile(r"(?i)key|token|secret|pass|auth|sig")
 
 
-class HTTPJSONSource(ReliableSource):
+class HTTPJSONSource(HTTPSource):
     """Bars from any JSON API.
 
     Parameters
@@ -122,30 +124,12 @@ class HTTPJSONSource(ReliableSource):
         ts_unit: str = "s",
         tz: str = "UTC",
         name: str = "http",
-        headers: Mapping[str, str] | None = None,
         rate: float = 20.0,
         burst: int = 10,
-        retry=None,
-        breaker=None,
-        cache=None,
         timeout: float = 10.0,
         concurrency: int = 8,
-        deadline: float = DEFAULT_DEADLINE,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        max_redirects: int = DEFAULT_MAX_REDIRECTS,
-        ssl=True,
-        proxy: str | None = None,
-        client=None,
+        **options: Unpack[HTTPOptions],
     ) -> None:
-        super().__init__(
-            rate=rate,
-            burst=burst,
-            retry=retry,
-            breaker=breaker,
-            cache=cache,
-            timeout=timeout,
-            concurrency=concurrency,
-        )
         if "ts" not in fields:
             raise ValueError("fields needs a 'ts' path")
         unknown = set(fields) - {"ts", "open", "high", "low", "close", "adj_close", "volume"}
@@ -153,26 +137,16 @@ class HTTPJSONSource(ReliableSource):
             raise ValueError(f"unknown fields {sorted(unknown)}")
         if ts_unit not in (*_UNITS, "iso"):
             raise ValueError("ts_unit must be s, ms, us or iso")
-        self.name = name
+        self.name = name  # before the HTTP client is made: it names the source in errors
+        super().__init__(
+            rate=rate, burst=burst, timeout=timeout, concurrency=concurrency, **options
+        )
         self.url_template = url_template
         self.fields = dict(fields)
         self.records = records
         self.ts_unit = ts_unit
         self.tz = tz
-        self.__secrets = _secrets_of(url_template, headers)
-        self._http = HTTPClient(
-            name=name,
-            concurrency=concurrency,
-            timeout=timeout,
-            deadline=deadline,
-            max_bytes=max_bytes,
-            max_redirects=max_redirects,
-            headers=headers,
-            ssl=ssl,
-            proxy=proxy,
-            session=client,
-            redact=lambda text: redact(text, self._secrets()),
-        )
+        self.__secrets = _secrets_of(url_template, options.get("headers"))
 
     def _secrets(self) -> tuple[str, ...]:
         return self.__secrets
@@ -180,9 +154,6 @@ class HTTPJSONSource(ReliableSource):
     def __repr__(self) -> str:
         where = redact(self.url_template.split("?")[0], self.__secrets)
         return f"<HTTPJSONSource {self.name!r} {where!r}>"
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     def _columns(self, doc: Any) -> dict[str, Any]:
         if self.records is None:

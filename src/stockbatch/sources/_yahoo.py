@@ -8,7 +8,7 @@ import json
 import re
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -20,19 +20,19 @@ from .._types import DAILY_INTERVALS
 from ..schema import QUOTES
 from ._base import (
     YAHOO_INTERVALS,
-    ReliableSource,
+    HTTPOptions,
+    HTTPSource,
     clip_window,
     normalize_daily,
     url_segment,
     window,
 )
 from ._http import (
-    DEFAULT_DEADLINE,
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_REDIRECTS,
-    HTTPClient,
     HTTPResponse,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["YahooChartSource", "INTERVAL_WINDOW_DAYS"]
 
@@ -76,7 +76,7 @@ def split_window(p1: int, p2: int, interval: str) -> list[tuple[int, int]]:
     return [(a, min(a + step, p2)) for a in range(p1, p2, step)]
 
 
-class YahooChartSource(ReliableSource):
+class YahooChartSource(HTTPSource):
     """Bars from Yahoo's ``/v8/finance/chart`` and quotes from ``/v7/finance/quote``.
 
     Parameters
@@ -125,6 +125,7 @@ class YahooChartSource(ReliableSource):
     intervals = YAHOO_INTERVALS
     max_symbols_per_call = 50
     symbol_rule = "1-32 of A-Z 0-9 . - _ = ^ &, starting with a letter, digit or ^; upper-cased"
+    default_headers = {"User-Agent": _USER_AGENT, "Accept": "application/json,*/*"}
 
     def normalize_symbol(self, symbol: str) -> str:
         """``symbol`` upper-cased and stripped; ValueError unless it fits ``symbol_rule``."""
@@ -141,26 +142,11 @@ class YahooChartSource(ReliableSource):
         normalize: bool = True,
         rate: float = 50.0,
         burst: int = 50,
-        retry=None,
-        breaker=None,
-        cache=None,
         timeout: float = 10.0,
-        deadline: float = DEFAULT_DEADLINE,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        max_redirects: int = DEFAULT_MAX_REDIRECTS,
-        headers=None,
-        ssl=True,
-        proxy: str | None = None,
-        client=None,
+        **options: Unpack[HTTPOptions],
     ) -> None:
         super().__init__(
-            rate=rate,
-            burst=burst,
-            retry=retry,
-            breaker=breaker,
-            cache=cache,
-            timeout=timeout,
-            concurrency=concurrency,
+            rate=rate, burst=burst, timeout=timeout, concurrency=concurrency, **options
         )
         self.base_url = base_url.rstrip("/")
         if cookie_url is None:
@@ -175,29 +161,10 @@ class YahooChartSource(ReliableSource):
         self.normalize = normalize
         self._crumb: str | None = None
         self._crumb_lock = asyncio.Lock()
-        self._http = HTTPClient(
-            name=self.name,
-            concurrency=concurrency,
-            timeout=timeout,
-            deadline=deadline,
-            max_bytes=max_bytes,
-            max_redirects=max_redirects,
-            headers={
-                "User-Agent": _USER_AGENT,
-                "Accept": "application/json,*/*",
-                **dict(headers or {}),
-            },
-            ssl=ssl,
-            proxy=proxy,
-            session=client,
-        )
         self._sem = asyncio.Semaphore(concurrency)
 
     def __repr__(self) -> str:
         return f"<YahooChartSource {redact(self.base_url)!r}>"
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # -- cookie / crumb ------------------------------------------------------------------------
     async def _handshake(self, stale: str | None = None) -> str:

@@ -68,6 +68,26 @@ def _dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _window(q: dict[str, str], now: float) -> tuple[int, int] | None:
+    """``(period1, period2)`` of a chart query: its epoch bounds, its ``range`` counted back
+    from ``now``, or the last 31 days; None for a range Yahoo does not know. ValueError for
+    bounds that are not numbers."""
+    if "period1" in q:
+        return int(float(q["period1"])), int(float(q.get("period2", now)))
+    p2 = int(now)
+    rng = q.get("range")
+    if not rng:
+        return p2 - 31 * _DAY, p2
+    if rng == "max":
+        return 0, p2
+    if rng == "ytd":
+        year = dt.datetime.fromtimestamp(now, dt.timezone.utc).year
+        return int(dt.datetime(year, 1, 1, tzinfo=dt.timezone.utc).timestamp()), p2
+    if rng in RANGES:
+        return p2 - RANGES[rng] * _DAY, p2
+    return None
+
+
 def _chart_error(status: int, code: str, description: str):
     body = _dumps({"chart": {"result": None, "error": {"code": code, "description": description}}})
     return status, JSON_CT, body, ()
@@ -144,41 +164,21 @@ class PayloadBuilder:
         return self._cached(key, lambda: self._chart(symbol, query, now))
 
     def _chart_key(self, symbol: str, q: dict[str, str], now: float):
-        """What a chart answer depends on (None: an error answer, not cached). Mirrors the
-        window arithmetic of :meth:`_chart`; bar times are whole minutes, so ``now`` and
+        """What a chart answer depends on (None: an error answer, not cached). The window is
+        :meth:`_chart`'s (:func:`_window`); bar times are whole minutes, so ``now`` and
         time-relative bounds enter rounded to the minute in the direction each comparison
         uses."""
         interval = q.get("interval", "1d")
         if self.is_unknown(symbol) or interval not in VALID_INTERVALS:
             return None
         nowi = int(now)
-        rng = q.get("range")
         try:
-            if "period1" in q:
-                p1 = int(float(q["period1"]))
-                p2 = int(float(q.get("period2", now)))
-            elif rng:
-                p2 = nowi
-                if rng == "max":
-                    p1 = 0
-                elif rng == "ytd":
-                    p1 = int(
-                        dt.datetime(
-                            dt.datetime.fromtimestamp(now, dt.timezone.utc).year,
-                            1,
-                            1,
-                            tzinfo=dt.timezone.utc,
-                        ).timestamp()
-                    )
-                elif rng in RANGES:
-                    p1 = p2 - RANGES[rng] * _DAY
-                else:
-                    return None
-            else:
-                p2 = nowi
-                p1 = p2 - 31 * _DAY
+            window = _window(q, now)
         except ValueError:
             return None
+        if window is None:
+            return None
+        p1, p2 = window
         last = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() + dt.timedelta(days=1)
         ts = _synth.daily(symbol, last).ts
         i_last = int(np.searchsorted(ts, nowi, side="right"))
@@ -203,42 +203,21 @@ class PayloadBuilder:
                 f"Invalid input - interval={interval} is not supported. "
                 f"Valid intervals: [{', '.join(VALID_INTERVALS)}]",
             )
-        rng = q.get("range")
         try:
-            if "period1" in q:
-                p1 = int(float(q["period1"]))
-                p2 = int(float(q.get("period2", now)))
-                rng = None
-            elif rng:
-                p2 = int(now)
-                if rng == "max":
-                    p1 = 0
-                elif rng == "ytd":
-                    p1 = int(
-                        dt.datetime(
-                            dt.datetime.fromtimestamp(now, dt.timezone.utc).year,
-                            1,
-                            1,
-                            tzinfo=dt.timezone.utc,
-                        ).timestamp()
-                    )
-                elif rng in RANGES:
-                    p1 = p2 - RANGES[rng] * _DAY
-                else:
-                    return _chart_error(
-                        400,
-                        "Bad Request",
-                        f"Invalid input - range={rng} is not supported. "
-                        f"Valid ranges: [{', '.join(VALID_RANGES)}]",
-                    )
-            else:
-                rng = "1mo"
-                p2 = int(now)
-                p1 = p2 - 31 * _DAY
+            window = _window(q, now)
         except ValueError:
             return _chart_error(
                 400, "Bad Request", "Invalid input - period1/period2 must be epoch seconds"
             )
+        if window is None:
+            return _chart_error(
+                400,
+                "Bad Request",
+                f"Invalid input - range={q.get('range')} is not supported. "
+                f"Valid ranges: [{', '.join(VALID_RANGES)}]",
+            )
+        p1, p2 = window
+        rng = None if "period1" in q else (q.get("range") or "1mo")
         if p2 < p1:
             return _chart_error(
                 400, "Bad Request", "Invalid input - startTime cannot be after endTime"

@@ -196,6 +196,10 @@ class _Handler:
         self.writers.add(writer)
         try:
             await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            # the server is shutting down with this keep-alive connection open; ending the
+            # task quietly spares asyncio's "Exception in callback" report (3.11 streams)
+            writer.transport.abort()
         finally:
             self.writers.discard(writer)
 
