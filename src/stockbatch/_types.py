@@ -32,6 +32,8 @@ __all__ = [
     "HEALTH_STATUSES",
     "DataKind",
     "DATA_KINDS",
+    "SourceName",
+    "SOURCE_NAMES",
     "Errors",
     "OnError",
 ]
@@ -81,6 +83,11 @@ HEALTH_STATUSES: tuple[HealthStatus, ...] = get_args(HealthStatus)
 #: What a table holds: ``kind=`` of :func:`stockbatch.read` and of the sinks.
 DataKind = Literal["bars", "quotes"]
 DATA_KINDS: tuple[DataKind, ...] = get_args(DataKind)
+
+#: The built-in sources by name (``source=`` of :func:`stockbatch.ingest`, the CLI's
+#: ``--source``).
+SourceName = Literal["yahoo", "yfinance", "alphavantage"]
+SOURCE_NAMES: tuple[SourceName, ...] = get_args(SourceName)
 
 #: ``errors=`` of :func:`stockbatch.fetch`.
 Errors = Literal["raise", "ignore"]

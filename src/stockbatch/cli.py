@@ -30,11 +30,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._time import PERIOD_PATTERN as _PERIOD
+from ._types import MODES
+from ._types import SOURCE_NAMES as SOURCES
+
 __all__ = ["main", "build_parser", "demo_symbols"]
 
-SOURCES = ("yahoo", "yfinance", "alphavantage")
 DEFAULT_DB = "stockbatch.db"
-_PERIOD = re.compile(r"^(\d+)(d|wk|mo|y)$|^(ytd|max)$")
 # the front of the demo's symbol list: names people recognise, on both exchanges
 _DEMO_HEAD = (
     "AAPL",
@@ -157,9 +159,7 @@ def _alert_arg(text: str) -> tuple[str, float | None]:
 
 
 def _modes() -> tuple[str, ...]:
-    from .sinks import MODES
-
-    return tuple(MODES)
+    return MODES
 
 
 def _add_window(p: argparse.ArgumentParser, *, default_period: str | None) -> None:

@@ -108,6 +108,7 @@ def test_version_single_sourced():
         (_types.IntervalName, _types.INTERVALS),
         (_types.SinkLevel, _types.SINK_LEVELS),
         (_types.HealthStatus, _types.HEALTH_STATUSES),
+        (_types.SourceName, _types.SOURCE_NAMES),
     ],
 )
 def test_literal_alias_matches_its_tuple(alias, values):
@@ -117,13 +118,13 @@ def test_literal_alias_matches_its_tuple(alias, values):
 def test_literals_match_the_code_that_checks_them(load):
     from stockbatch import stats
     from stockbatch.pipeline._job import INTERVALS as SERVED  # the CLI's choices
-    from stockbatch.sinks._base import MODES, Level
-    from stockbatch.sources._base import DAILY_INTERVALS
+    from stockbatch.sinks import MODES, Level
+    from stockbatch.sources._base import YAHOO_INTERVALS
 
-    assert set(_types.MODES) == set(MODES)
+    assert MODES is _types.MODES  # the sinks check against the one tuple
     assert set(_types.SINK_LEVELS) == {lv.value for lv in Level}
     assert set(SERVED) <= set(_types.INTERVALS)
-    assert set(_types.DAILY_INTERVALS) == set(DAILY_INTERVALS)
+    assert SERVED == YAHOO_INTERVALS
     assert set(_types.DAILY_INTERVALS) <= set(_types.INTERVALS)
     assert set(_types.REQUEST_KINDS) == set(load("queue").KINDS)
     assert set(_types.HEALTH_STATUSES) == {stats.HEALTHY, stats.DEGRADED, stats.UNHEALTHY}

@@ -7,14 +7,16 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from stockbatch import SinkError, sinks
-from stockbatch.sinks import _base, _ddl
+from stockbatch._redact import redact
+from stockbatch.schema import UTC_US
+from stockbatch.sinks import _aux, _batches, _dbapi, _ddl
 from stockbatch.sinks._pool import Pool
 
 
@@ -90,7 +92,7 @@ def test_dedup_matches_a_dict_oracle(keep):
     rng = np.random.default_rng(3)
     keys = [(f"S{a}", int(b)) for a, b in rng.integers(0, 5, (400, 2))]
     values = list(range(400))
-    out, dropped = _base.dedup(_batch(keys, values), ("symbol", "ts"), keep=keep)
+    out, dropped = _batches.dedup(_batch(keys, values), ("symbol", "ts"), keep=keep)
     oracle = {}
     for k, v in zip(keys, values, strict=True):
         if keep == "last" or k not in oracle:
@@ -109,7 +111,7 @@ def test_dedup_matches_a_dict_oracle(keep):
 
 def test_dedup_without_duplicates_is_identity():
     b = _batch([("A", 1), ("A", 2), ("B", 1)], [1, 2, 3])
-    out, dropped = _base.dedup(b, ("symbol", "ts"), keep="last")
+    out, dropped = _batches.dedup(b, ("symbol", "ts"), keep="last")
     assert dropped == 0 and out is b
 
 
@@ -118,7 +120,7 @@ def test_rechunk_sizes_and_content():
         pa.record_batch({"x": list(range(s, s + n))})
         for s, n in [(0, 5), (5, 300), (305, 1), (306, 0), (306, 94)]
     ]
-    out = list(_base._rechunk(parts, 128))
+    out = list(_batches.rechunk(parts, 128))
     assert [b.num_rows for b in out] == [128, 128, 128, 16]
     assert pa.Table.from_batches(out).column("x").to_pylist() == list(range(400))
 
@@ -133,33 +135,14 @@ def test_raw_batches_accepts_all_inputs():
         [t, t],
         {"x": [1, 2, 3]},
     ]:
-        rows = sum(b.num_rows for b in _base._raw_batches(data))
+        rows = sum(b.num_rows for b in _batches.raw_batches(data))
         assert rows in (3, 6)
 
 
 def test_redact():
-    assert _base.redact("postgresql://bob:hunter2@db:5432/x") == "postgresql://bob:***@db:5432/x"
-    assert _base.redact("failed for hunter2 here", ["hunter2"]) == "failed for *** here"
-    assert _base.redact("sqlite:///x.db") == "sqlite:///x.db"
-
-
-def test_to_utc_micros():
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
-    cases = {
-        "1970-01-01T00:00:01Z": 1_000_000,
-        "2024-01-02": (datetime(2024, 1, 2, tzinfo=timezone.utc) - epoch)
-        // timedelta(microseconds=1),
-        date(1969, 12, 31): -86_400_000_000,
-        datetime(2024, 1, 1, 9, 30, tzinfo=timezone(timedelta(hours=9))): (
-            datetime(2024, 1, 1, 0, 30, tzinfo=timezone.utc) - epoch
-        )
-        // timedelta(microseconds=1),
-    }
-    for value, want in cases.items():
-        assert _base.to_utc_micros(value) == want
-    assert _base.micros_to_datetime(1_500_000) == epoch + timedelta(seconds=1.5)
-    with pytest.raises(SinkError):
-        _base.to_utc_micros(12.5)
+    assert redact("postgresql://bob:hunter2@db:5432/x") == "postgresql://bob:***@db:5432/x"
+    assert redact("failed for hunter2 here", ["hunter2"]) == "failed for *** here"
+    assert redact("sqlite:///x.db") == "sqlite:///x.db"
 
 
 def test_connect_dispatch(tmp_path):
@@ -284,16 +267,16 @@ def test_pool_connection_context_discards_dead_on_error(tmp_path):
 
 # -- issue 10: quarantine identity, upgrades of 0.1 tables, options, names ----------------
 def test_row_hash_is_the_identity_of_a_rejection():
-    h = _base._row_hash("bars", '{"close": 1}', "high<low", "")
-    assert h == _base._row_hash("bars", '{"close": 1}', "high<low", None)
+    h = _aux.row_hash("bars", '{"close": 1}', "high<low", "")
+    assert h == _aux.row_hash("bars", '{"close": 1}', "high<low", None)
     assert (
         len(
             {
                 h,
-                _base._row_hash("bars", '{"close": 1}', "high<low", "db error"),
-                _base._row_hash("quotes", '{"close": 1}', "high<low", ""),
-                _base._row_hash("bars", '{"close": 2}', "high<low", ""),
-                _base._row_hash("bars", '{"close": 1}', "nan", ""),
+                _aux.row_hash("bars", '{"close": 1}', "high<low", "db error"),
+                _aux.row_hash("quotes", '{"close": 1}', "high<low", ""),
+                _aux.row_hash("bars", '{"close": 2}', "high<low", ""),
+                _aux.row_hash("bars", '{"close": 1}', "nan", ""),
             }
         )
         == 5
@@ -311,10 +294,10 @@ def test_merge_old_quarantine_counts_repeats():
             "reasons": ["r", "r", "r", "r"],
             "error": ["", "", "", ""],
             "row_json": ['{"a": 1}'] * 3 + ['{"b": 1}'],
-            "quarantined_at": pa.array([t[1], t[0], t[2], t[3]], _base.UTC_US),
+            "quarantined_at": pa.array([t[1], t[0], t[2], t[3]], UTC_US),
         }
     )
-    m = {r["symbol"]: r for r in _base._merge_old_quarantine(old).to_pylist()}
+    m = {r["symbol"]: r for r in _aux.merge_old_quarantine(old).to_pylist()}
     assert (
         m["A"]["seen_count"],
         m["A"]["quarantined_at"],
@@ -329,7 +312,7 @@ def test_statement_is_cut_from_driver_errors():
         "INVALID_ARGUMENT: [SQLite] Failed to prepare query: no such table: t "
         'query: SELECT "a" FROM "t"'
     )
-    assert _base._STATEMENT_TAIL.sub("", text) == (
+    assert _dbapi.STATEMENT_TAIL.sub("", text) == (
         "INVALID_ARGUMENT: [SQLite] Failed to prepare query: no such table: t"
     )
 
@@ -372,3 +355,37 @@ def test_schema_qualified_names(tmp_path):
         with pytest.raises(SinkError, match="temporary|system"):
             pg.check_table(name)
     pg.close()
+
+
+def test_the_dialect_interface_is_declared_once():
+    from stockbatch.sinks._adbc import AdbcSink
+    from stockbatch.sinks._dialect import DialectSink
+    from stockbatch.sinks._duckdb import DuckdbSink
+    from stockbatch.sinks._mysql import MysqlSink
+    from stockbatch.sinks._postgres import PostgresSink
+    from stockbatch.sinks._sqlite import SqliteSink
+
+    required = {
+        "_connect",
+        "_db_errors",
+        "_table_exists",
+        "_columns",
+        "_move",
+        "_stage",
+        "_merge_quarantine",
+    }
+    assert DialectSink.__abstractmethods__ == required
+    assert issubclass(sinks.Sink, DialectSink) and sinks.Sink.__abstractmethods__ == required
+    # AdbcSink provides how rows move; the connection and the catalogue stay per database
+    assert AdbcSink.__abstractmethods__ == {"_connect", "_table_exists", "_columns"}
+    for cls in (SqliteSink, PostgresSink, DuckdbSink, MysqlSink):
+        assert not cls.__abstractmethods__, cls
+    with pytest.raises(TypeError, match="abstract"):
+        sinks.Sink("sqlite:///x.db")
+
+    class Half(sinks.Sink):  # forgot every hook but one
+        def _connect(self):
+            return None
+
+    with pytest.raises(TypeError, match="_columns"):
+        Half("x://")

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from .._errors import SchemaError, SymbolNotFound
+from .._time import micros_to_datetime
 
 __all__ = [
     "KINDS",
@@ -37,12 +38,10 @@ MAX_PRIORITY = 5
 #: again.
 STATE_NAMES = ("new", "queued", "taken", "expired", "cancelled")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
 
 def us_to_datetime(us: int | None) -> datetime | None:
     """Microseconds since the epoch as an aware UTC datetime (None stays None)."""
-    return None if us is None else _EPOCH + timedelta(microseconds=us)
+    return None if us is None else micros_to_datetime(us)
 
 
 # -- answering calls (the coalescer) ------------------------------------------------------

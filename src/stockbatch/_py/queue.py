@@ -23,11 +23,11 @@ import math
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
 
 from .._errors import QueueClosed, QueueFull
+from .._time import to_us  # the twin of the compiled queue.to_us
 from ._shared import KINDS, MAX_PRIORITY, MIN_PRIORITY, STATE_NAMES
 from ._shared import us_to_datetime as _us_to_datetime
 
@@ -41,41 +41,9 @@ _NEW, _QUEUED, _TAKEN, _EXPIRED, _CANCELLED = range(5)
 _ids = itertools.count(2, 2)
 _queue_ids = itertools.count(1)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_EPOCH_DATE = date(1970, 1, 1)
-_US = timedelta(microseconds=1)
 _NO_PARAMS: Mapping[str, Any] = MappingProxyType(
     {}
 )  # shared: no allocation per request without params
-
-
-def to_us(value, name: str = "value"):
-    """Microseconds since the Unix epoch (UTC) of ``value``, or None.
-
-    Accepts None, an int (already microseconds), an aware or naive datetime (naive = UTC),
-    a date (midnight UTC) or an ISO 8601 string.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a date/time, not bool")
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{name} is not an ISO 8601 date or date-time: {value!r}") from None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return (value - _EPOCH) // _US
-    if isinstance(value, date):
-        return (value - _EPOCH_DATE).days * 86_400_000_000
-    raise TypeError(
-        f"{name} must be None, int microseconds, datetime, date or ISO string, "
-        f"not {type(value).__name__}"
-    )
 
 
 _PLAIN = (str, int, float, bool, type(None))

@@ -23,6 +23,8 @@ from .._errors import (
     StockbatchError,
     SymbolNotFound,
 )
+from .._time import PERIODS, period_days
+from .._types import INTERVALS
 from ..sources import RetryPolicy
 from ._errors import DataNotFoundError, InvalidSymbolError, NetworkError, StockFetcherError
 
@@ -36,22 +38,8 @@ _SYMBOL = re.compile(r"^[A-Za-z0-9^][A-Za-z0-9.\-^=]{0,31}$")
 # place since 2024 (e.g. 7203, 130A).
 _TSE_CODE = re.compile(r"^[1-9][0-9A-Z][0-9][0-9A-Z]$")
 
-VALID_PERIODS = ("1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max")
-VALID_INTERVALS = (
-    "1m",
-    "2m",
-    "5m",
-    "15m",
-    "30m",
-    "60m",
-    "90m",
-    "1h",
-    "1d",
-    "5d",
-    "1wk",
-    "1mo",
-    "3mo",
-)
+VALID_PERIODS = PERIODS
+VALID_INTERVALS = INTERVALS
 
 
 def tse_suffix_rule(suffix: str = ".T") -> Callable[[str], str]:
@@ -173,8 +161,6 @@ def _period_start(period: str, now: float | None = None) -> int | str:
     sends ``range=``) count it: back from *now*. The engine, given the period itself, would
     count back from the next UTC midnight (so that a day's jobs coalesce), which can leave out
     the first bar yfinance returns; bulk history must equal the single calls and yfinance."""
-    from ..sources._base import period_days
-
     now = time.time() if now is None else now
     if period == "max":
         return 0

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._redact import redact
-from ..sinks import MODES, Sink
+from .._time import period_days, to_epoch
+from .._types import DAILY_INTERVALS, MODES, SOURCE_NAMES
+from ..sinks import Sink
 from ..sources import FailoverSource, Source
-from ..sources._base import DAILY_INTERVALS, period_days, to_epoch
+from ..sources._base import YAHOO_INTERVALS
 from ._result import JobResult, Progress
 
 __all__ = [
@@ -30,7 +32,6 @@ __all__ = [
 ]
 
 _job_ids = itertools.count(1)
-SOURCE_NAMES = ("yahoo", "yfinance", "alphavantage")
 
 
 def resolve_source(source: Any = None, *, base_url: str | None = None) -> tuple[Source, bool]:
@@ -69,7 +70,7 @@ def resolve_source(source: Any = None, *, base_url: str | None = None) -> tuple[
 
 
 #: Every bar interval some built-in source serves (the CLI's choices).
-INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "1wk", "1mo")
+INTERVALS = YAHOO_INTERVALS
 
 
 def check_interval(source: Source, interval: str) -> None:

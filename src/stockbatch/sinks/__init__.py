@@ -52,8 +52,12 @@ import os
 from typing import Any
 
 from .._errors import SinkError
-from ._base import DEFAULT_BATCH_ROWS, MODES, IngestResult, Level, Sink, redact
+from .._redact import redact
+from .._types import MODES
+from ._base import Sink
+from ._batches import DEFAULT_BATCH_ROWS
 from ._pool import Pool
+from ._result import IngestResult, Level
 
 __all__ = [
     "connect",

@@ -14,6 +14,7 @@ import adbc_driver_manager
 import pyarrow as pa
 
 from .._errors import SchemaError
+from . import _dbapi, _sql
 from ._base import Level, Sink
 from ._ddl import SPECS, sql
 
@@ -87,28 +88,18 @@ class AdbcSink(Sink):
     def _move(
         self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level, temporary: bool = False
     ) -> None:
+        if level is Level.BASIC:  # one prepared INSERT bound to the whole batch
+            stmt = _sql.insert_values(self.dialect, table, batch.schema.names)
+            _dbapi.executemany(conn, stmt, batch)
+            return
+        db_schema, name = self._split_name(table)
+        if not temporary:
+            batch = self._target(conn, table, batch)
         cur = conn.cursor()
         try:
-            if level is Level.BASIC:
-                d = self.dialect
-                cols = ", ".join(d.quote(c) for c in batch.schema.names)
-                marks = ", ".join(d.param(i) for i in range(batch.num_columns))
-                cur.executemany(
-                    sql(
-                        "INSERT INTO {t} ({cols}) VALUES ({marks})",
-                        t=d.quote(table),
-                        cols=cols,
-                        marks=marks,
-                    ),
-                    batch,
-                )
-            else:
-                db_schema, name = self._split_name(table)
-                if not temporary:
-                    batch = self._target(conn, table, batch)
-                cur.adbc_ingest(
-                    name, batch, mode="append", db_schema_name=db_schema, temporary=temporary
-                )
+            cur.adbc_ingest(
+                name, batch, mode="append", db_schema_name=db_schema, temporary=temporary
+            )
         finally:
             cur.close()
 

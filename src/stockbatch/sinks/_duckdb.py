@@ -28,9 +28,10 @@ import adbc_driver_manager.dbapi as dbapi
 import pyarrow as pa
 
 from .._errors import SinkError
+from . import _sql
 from ._adbc import AdbcSink
 from ._base import Level
-from ._ddl import DIALECTS, sql
+from ._ddl import DIALECTS
 from ._sqlite import file_kind, missing_dir, uri_for
 
 __all__ = ["DuckdbSink", "duckdb_driver_path"]
@@ -98,13 +99,7 @@ class DuckdbSink(AdbcSink):
         if level is not Level.BASIC:
             return super()._move(conn, table, batch, level=level, temporary=temporary)
         # DuckDB's ADBC driver binds one row per execution only
-        d = self.dialect
-        stmt = sql(
-            "INSERT INTO {t} ({cols}) VALUES ({marks})",
-            t=d.quote(table),
-            cols=", ".join(d.quote(c) for c in batch.schema.names),
-            marks=", ".join(d.param(i) for i in range(batch.num_columns)),
-        )
+        stmt = _sql.insert_values(self.dialect, table, batch.schema.names)
         cur = conn.cursor()
         try:
             for i in range(batch.num_rows):

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import local_dates
+from ..schema import UTC_US, local_dates
 
 __all__ = [
     "local_dates",
@@ -35,7 +35,6 @@ __all__ = [
     "indicators_long",
 ]
 
-UTC_US = pa.timestamp("us", tz="UTC")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 #: The provider metadata a ``symbols`` row keeps (schema-metadata key → column).

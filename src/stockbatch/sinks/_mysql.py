@@ -42,6 +42,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .._errors import SinkError
+from .._time import micros_to_datetime
+from . import _dbapi, _sql
 from ._base import Level, Sink
 from ._ddl import DIALECTS, SPECS, sql
 
@@ -98,13 +100,9 @@ class MysqlSink(Sink):
         return _PYMYSQL_ERROR
 
     def _query_arrow(self, conn: Any, statement: str, params: Any = None) -> pa.Table:
-        cur = conn.cursor()
-        try:
-            cur.execute(statement, params)
-            names = [c[0] for c in cur.description]
-            rows = cur.fetchall()
-        finally:
-            cur.close()
+        names, rows = _dbapi.run(
+            conn, statement, params, lambda cur: ([c[0] for c in cur.description], cur.fetchall())
+        )
         cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
         return pa.table({n: pa.array(list(c)) for n, c in zip(names, cols, strict=True)})
 
@@ -182,15 +180,9 @@ class MysqlSink(Sink):
             job=job,
         )
         rows = [tuple(self._bind_value(v) for v in r.values()) for r in q.to_pylist()]
-        cur = conn.cursor()
-        try:
-            cur.executemany(stmt, rows)
-        finally:
-            cur.close()
+        _dbapi.executemany(conn, stmt, rows)
 
     def _bind_ts(self, us: int) -> Any:
-        from ._base import micros_to_datetime
-
         return micros_to_datetime(us).replace(tzinfo=None)
 
     def _bind_value(self, v: Any) -> Any:
@@ -214,22 +206,13 @@ class MysqlSink(Sink):
         self, conn: Any, table: str, batch: pa.RecordBatch, *, level: Level, temporary: bool = False
     ) -> None:
         d = self.dialect
+        if level is Level.BASIC:
+            rows = [tuple(r.values()) for r in batch.to_pylist()]
+            _dbapi.executemany(conn, _sql.insert_values(d, table, batch.schema.names), rows)
+            return
         cols = ", ".join(d.quote(c) for c in batch.schema.names)
         cur = conn.cursor()
         try:
-            if level is Level.BASIC:
-                marks = ", ".join(["%s"] * batch.num_columns)
-                rows = [tuple(r.values()) for r in batch.to_pylist()]
-                cur.executemany(
-                    sql(
-                        "INSERT INTO {t} ({cols}) VALUES ({marks})",
-                        t=d.quote(table),
-                        cols=cols,
-                        marks=marks,
-                    ),
-                    rows,
-                )
-                return
             fd, path = tempfile.mkstemp(prefix="stockbatch-", suffix=".csv", dir=self._tmpdir)
             try:
                 with os.fdopen(fd, "wb") as fh:

@@ -49,9 +49,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._errors import SinkError
-from . import _adbc_conn
+from . import _adbc_conn, _sql
 from ._adbc import AdbcSink
-from ._base import Level, _key_codes
+from ._base import Level
+from ._batches import key_codes
 from ._ddl import DIALECTS, SPECS, sql
 
 __all__ = ["PostgresSink", "UPSERT_STRATEGIES"]
@@ -231,7 +232,7 @@ class PostgresSink(AdbcSink):
 
     def _merge_sql(self, table: str, stage: str, kind: str, *, update: bool) -> str:
         if not update or self._strategy(self.level) != "merge":
-            return super()._merge_sql(table, stage, kind, update=update)
+            return _sql.merge_on_conflict(self.dialect, table, stage, kind, update=update)
         d = self.dialect
         spec = SPECS[kind]
         sets = ", ".join(f"{d.quote(c)} = s.{d.quote(c)}" for c in spec.names if c not in spec.key)
@@ -240,8 +241,8 @@ class PostgresSink(AdbcSink):
         return sql(
             "MERGE INTO {t} AS t USING {stage} AS s ON {on} WHEN MATCHED AND {changed} "
             "THEN UPDATE SET {sets} WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})",
-            on=self._key_join("t", "s", kind),
-            changed=self._changed("t", "s", kind),
+            on=_sql.key_join(d, "t", "s", kind),
+            changed=_sql.changed(d, "t", "s", kind),
             sets=sets,
             cols=cols,
             vals=vals,
@@ -254,14 +255,16 @@ class PostgresSink(AdbcSink):
         stmt = sql(
             "WITH u AS ({merge} RETURNING (xmax = 0) AS ins) "
             "SELECT COUNT(*) FILTER (WHERE ins), COUNT(*) FILTER (WHERE NOT ins) FROM u",
-            merge=super()._merge_sql(table, stage, kind, update=True),
+            merge=_sql.merge_on_conflict(self.dialect, table, stage, kind, update=True),
         )
         ins, upd = self._query(conn, stmt)[0]
         return int(ins), int(upd), batch.num_rows - int(ins) - int(upd)
 
     def _insert_new(self, conn, table, kind, batch, level) -> int:
         stage = self._stage(conn, kind, batch, level)
-        return self._exec(conn, super()._merge_sql(table, stage, kind, update=False))
+        return self._exec(
+            conn, _sql.merge_on_conflict(self.dialect, table, stage, kind, update=False)
+        )
 
     def _upsert_range(self, conn, table, kind, batch, level) -> tuple[int, int, int]:
         d = self.dialect
@@ -273,7 +276,7 @@ class PostgresSink(AdbcSink):
         # inside transaction blocks (see _adbc.AdbcSink._append_aux)
         self._query(conn, sql("SELECT pg_advisory_xact_lock({k})", k=str(_lock_key(table))))
         # range id of every row: the group columns as integer codes, made unique
-        codes = _key_codes(batch, tuple(group))
+        codes = key_codes(batch, tuple(group))
         combo = codes[0].astype(np.int64)
         for c in codes[1:]:
             combo = combo * (int(c.max()) + 2) + c

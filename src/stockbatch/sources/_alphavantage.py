@@ -21,7 +21,8 @@ from yarl import URL
 from .. import _backend
 from .._errors import ProviderError, ProviderUnavailable, RateLimited
 from .._redact import redact
-from ._base import HTTPOptions, HTTPSource, period_days, window
+from .._time import period_days
+from ._base import HTTPOptions, HTTPSource, window
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

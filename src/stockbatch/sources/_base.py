@@ -24,7 +24,6 @@ Window: bars outside the asked window (see :func:`clip_window`) are dropped and 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import re
 import time
 import unicodedata
@@ -38,6 +37,8 @@ import pyarrow.compute as pc
 
 from .._errors import ProviderError, ProviderUnavailable, SymbolNotFound
 from .._redact import redact
+from .._time import period_days, to_epoch
+from .._types import IntervalName
 from ..schema import BARS
 from ._http import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DEFAULT_MAX_REDIRECTS, HTTPClient
 from ._reliability import CircuitBreaker, ResponseCache, RetryPolicy, SourceStats, TokenBucket
@@ -50,70 +51,29 @@ __all__ = [
     "ReliableSource",
     "HTTPSource",
     "HTTPOptions",
-    "to_epoch",
-    "PERIOD_DAYS",
     "normalize_daily",
     "empty_bars",
     "url_segment",
     "clip_window",
     "INTERVAL_SECONDS",
+    "YAHOO_INTERVALS",
     "OUT_OF_WINDOW_KEY",
 ]
 
-#: Days covered by Yahoo-style period strings.
-PERIOD_DAYS = {
-    "1d": 1,
-    "5d": 5,
-    "1mo": 31,
-    "3mo": 92,
-    "6mo": 183,
-    "1y": 365,
-    "2y": 730,
-    "5y": 1826,
-    "10y": 3652,
-}
-DAILY_INTERVALS = ("1d", "5d", "1wk", "1mo", "3mo")
 #: What Yahoo's chart API serves (it answers 400 for 5d and 3mo bars).
-YAHOO_INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "1wk", "1mo")
-_PERIOD = re.compile(r"^(\d+)(d|wk|mo|y)$")
-
-
-def to_epoch(value: Any) -> int | None:
-    """Epoch seconds (UTC) of a datetime, date (midnight UTC), ISO string or number."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise TypeError("a boolean is not a time")
-    if isinstance(value, (int, float)):
-        return int(value)
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return int(value.timestamp())
-    if isinstance(value, dt.date):
-        return int(
-            dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc).timestamp()
-        )
-    if hasattr(value, "timestamp"):  # pandas.Timestamp
-        return int(value.timestamp())
-    raise TypeError(f"cannot read {type(value).__name__} as a time")
-
-
-def period_days(period: str) -> int:
-    """Days of a period string (``5d``, ``1mo``, ``2y``, ``ytd``, ``max``)."""
-    if period in PERIOD_DAYS:
-        return PERIOD_DAYS[period]
-    if period == "max":
-        return 365 * 60
-    if period == "ytd":
-        return dt.datetime.now(dt.timezone.utc).timetuple().tm_yday
-    m = _PERIOD.match(period)
-    if not m:
-        raise ValueError(f"bad period {period!r} (e.g. 5d, 1mo, 1y, ytd, max)")
-    n, unit = int(m.group(1)), m.group(2)
-    return n * {"d": 1, "wk": 7, "mo": 31, "y": 366}[unit]
+YAHOO_INTERVALS: tuple[IntervalName, ...] = (
+    "1m",
+    "2m",
+    "5m",
+    "15m",
+    "30m",
+    "60m",
+    "90m",
+    "1h",
+    "1d",
+    "1wk",
+    "1mo",
+)
 
 
 #: Length of one bar (seconds) per interval; a month/quarter at its longest.

@@ -15,15 +15,15 @@ import pyarrow as pa
 from .. import _backend
 from .._errors import ProviderError, ProviderUnavailable, RateLimited, SymbolNotFound
 from .._redact import redact
+from .._time import period_days
+from .._types import DAILY_INTERVALS
 from ..schema import QUOTES
 from ._base import (
-    DAILY_INTERVALS,
     YAHOO_INTERVALS,
     HTTPOptions,
     HTTPSource,
     clip_window,
     normalize_daily,
-    period_days,
     url_segment,
     window,
 )

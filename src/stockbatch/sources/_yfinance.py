@@ -19,15 +19,15 @@ import pyarrow as pa
 
 from .._errors import ProviderError, ProviderUnavailable, RateLimited, SymbolNotFound
 from .._redact import redact
+from .._time import to_epoch
+from .._types import DAILY_INTERVALS
 from ..schema import BARS
 from ._base import (
-    DAILY_INTERVALS,
     YAHOO_INTERVALS,
     Source,
     check_options,
     clip_window,
     normalize_daily,
-    to_epoch,
     window,
 )
 

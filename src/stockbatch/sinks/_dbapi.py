@@ -1,0 +1,69 @@
+"""DB-API cursor plumbing, written once: run a statement on a fresh cursor and take what it
+returns (a row count, the rows, an Arrow table), and turn a driver's error into one line a
+user may see."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from .._redact import redact
+
+__all__ = ["run", "execute", "fetchall", "fetch_arrow", "executemany", "error_text"]
+
+T = TypeVar("T")
+
+# the statement ADBC appends to an error: "... query: SELECT ..." (SQL, not the reason)
+STATEMENT_TAIL = re.compile(
+    r"\s+query(?: was)?:\s+(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|BEGIN|COMMIT|"
+    r"ROLLBACK|SAVEPOINT|RELEASE|PRAGMA|MERGE|TRUNCATE)\b.*$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def run(conn: Any, statement: str, params: Any, take: Callable[[Any], T]) -> T:
+    """Execute ``statement`` (parameters bound, never formatted) on a new cursor of ``conn``
+    and return ``take(cursor)``; the cursor is closed whatever happens."""
+    cur = conn.cursor()
+    try:
+        if params is None:
+            cur.execute(statement)
+        else:
+            cur.execute(statement, params)
+        return take(cur)
+    finally:
+        cur.close()
+
+
+def execute(conn: Any, statement: str, params: Any = None) -> int:
+    """Run one statement; the row count the driver reports (-1 if none)."""
+    return run(conn, statement, params, lambda cur: cur.rowcount)
+
+
+def fetchall(conn: Any, statement: str, params: Any = None) -> list:
+    return run(conn, statement, params, lambda cur: cur.fetchall())
+
+
+def fetch_arrow(conn: Any, statement: str, params: Any = None) -> pa.Table:
+    return run(conn, statement, params, lambda cur: cur.fetch_arrow_table())
+
+
+def executemany(conn: Any, statement: str, rows: Iterable[Any]) -> None:
+    """One prepared statement bound to each row (or, for ADBC, to a whole Arrow batch)."""
+    cur = conn.cursor()
+    try:
+        cur.executemany(statement, rows)
+    finally:
+        cur.close()
+
+
+def error_text(exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """The database's message, one line, without the statement the ADBC drivers append
+    (``… query: SELECT …``), passwords redacted, at most 500 characters."""
+    msg = str(exc).strip().splitlines()
+    text = " ".join(line.strip() for line in msg[:3]) if msg else type(exc).__name__
+    text = STATEMENT_TAIL.sub("", text)
+    return redact(text, secrets)[:500]

@@ -1,0 +1,332 @@
+"""One :meth:`Sink.ingest` call as an object: its options checked and its state set in
+``__init__``, then :meth:`IngestRun.run` writes everything in one transaction: the data
+(batch by batch, or bisected with ``on_error="split"``), then the auxiliary rows (symbols,
+actions, indicator values, quarantine, ingest log), and commits or rolls back whole."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from .._errors import SchemaError, SinkError, StockbatchError
+from .._redact import redact
+from .._types import MODES
+from ..schema import conform, to_table
+from . import _aux, _meta
+from ._batches import DEFAULT_BATCH_ROWS, dedup, raw_batches, rechunk
+from ._ddl import SPECS, kind_of
+from ._read import SCHEMAS
+from ._result import IngestResult, Level
+
+if TYPE_CHECKING:
+    from ._base import Sink
+
+__all__ = ["IngestRun"]
+
+
+class IngestRun:
+    """The arguments of one ingest call, checked, and what it has done so far."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        data: Any,
+        *,
+        table: str | None,
+        kind: str | None,
+        mode: str,
+        on_error: str,
+        job_id: str | None,
+        source: str | None,
+        level: Any,
+        batch_rows: int | None,
+        quarantine: Any,
+        meta: dict | None,
+        indicators: Any,
+    ):
+        if mode not in MODES:
+            raise SinkError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+        if on_error not in ("raise", "split"):
+            raise SinkError(f"unknown on_error {on_error!r}: use 'raise' or 'split'")
+        if batch_rows is not None and (not isinstance(batch_rows, int) or batch_rows < 1):
+            raise ValueError(f"batch_rows must be a positive integer, not {batch_rows!r}")
+        if quarantine is not None and not isinstance(quarantine, pa.Table):
+            try:
+                quarantine = to_table(quarantine)
+            except StockbatchError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any unreadable input
+                raise SchemaError(
+                    f"quarantine= must be a pyarrow Table of rejected rows, "
+                    f"not {type(quarantine).__name__}: {exc}"
+                ) from None
+        self.sink = sink
+        self.mode = mode
+        self.on_error = on_error
+        self.job_id = job_id
+        self.source = source
+        self.level = Level.of(level) if level is not None else sink.level
+        self.t0 = time.perf_counter()
+        self.started = datetime.now(timezone.utc)
+        self.rows = batch_rows or sink._batch_rows
+        it = raw_batches(data)
+        first = next(it, None)
+        if first is None:
+            kind = kind or ("quotes" if table == sink.tables["quotes"] else "bars")
+        else:
+            kind = kind or kind_of(first.schema.names)
+            if kind not in SCHEMAS:
+                raise SinkError(f"unknown kind {kind!r}: use 'bars' or 'quotes'")
+            if self.rows is None:
+                self.rows = sink.recommend_batch_size(first.nbytes / max(first.num_rows, 1))
+        self.kind = kind
+        self.table = sink.check_table(sink.tables[kind] if table is None else table)
+        #: the kind the rows are written as: a bars table of the 0.1 layout has no date
+        self.wkind = kind
+        self.schema = SCHEMAS[kind]
+        self.data = data
+        #: rows of a whole in-memory input (None: a stream)
+        self.known = data.num_rows if isinstance(data, (pa.Table, pa.RecordBatch)) else None
+        self.pending: Iterator[pa.RecordBatch] = itertools.chain(
+            [] if first is None else [first], it
+        )
+        self.unique = False  # True once the whole input was de-duplicated up front
+        self.result = IngestResult(table=self.table, mode=mode, job_id=job_id)
+        self.quarantine = quarantine
+        self.quarantining = quarantine is not None and quarantine.num_rows > 0
+        self.meta = _aux.check_meta(meta)
+        for sym, m in self.meta.items():
+            if m.get("timezone"):
+                sink._zones[sym] = m["timezone"]
+        self.has_events = any(m.get("events") for m in self.meta.values())
+        #: symbol -> (first ts, last ts) of the bars written
+        self.seen: dict[str, tuple[Any, Any]] = {}
+        self.values = None if indicators is None else _meta.indicators_long(to_table(indicators))
+        #: the auxiliary tables this call writes
+        self.aux = (
+            (["quarantine"] if on_error == "split" or self.quarantining else [])
+            + (["ingest_log"] if job_id is not None else [])
+            + (["symbols"] if kind == "bars" else [])
+            + (["actions"] if self.has_events else [])
+            + (["indicators"] if self.values is not None and self.values.num_rows else [])
+        )
+
+    def run(self) -> IngestResult:
+        """Write it all in one transaction; all of it is stored, or nothing."""
+        sink = self.sink
+        with sink._write_lock, sink._connection() as conn:
+            try:
+                self._open(conn)
+                self._write_data(conn)
+                sink._finish(conn, self.table, self.wkind, self.level)
+                self._write_aux(conn)
+                sink._commit(conn)
+            except BaseException as exc:
+                error = self._rolled_back(conn, exc)
+                if error is None:
+                    raise
+                raise error from None
+        sink._known.add(self.table)
+        sink._known.update(sink.tables[a] for a in self.aux)
+        self.result.seconds = time.perf_counter() - self.t0
+        return self.result
+
+    def _open(self, conn: Any) -> None:
+        """Begin the transaction with every table this call writes ready."""
+        sink = self.sink
+        if not sink.transactional_ddl:  # MariaDB: DDL commits, so do it first
+            sink._prepare_table(conn, self.table, self.kind, self.mode)
+            for a in self.aux:
+                sink._ensure(conn, a, in_tx=False)
+        sink._begin_write(conn, self.level)
+        if sink.transactional_ddl:
+            sink._prepare_table(conn, self.table, self.kind, self.mode)
+            for a in self.aux:
+                sink._ensure(conn, a, in_tx=True)
+        if self.kind == "bars" and self.table in sink._dateless:
+            self.wkind = "bars_0_1"
+
+    def _write_data(self, conn: Any) -> None:
+        sink, result, mode = self.sink, self.result, self.mode
+        rows = self.rows
+        if (
+            self.on_error == "raise"
+            and self.known
+            and sink._defer(conn, self.table, self.wkind, mode, self.level, self.known)
+        ):
+            # a whole in-memory table written with deferred index work: duplicates are
+            # resolved across the whole input first (rows written later are not visible to
+            # the reads of later batches)
+            whole = conform(self.data, self.schema)
+            if mode in ("upsert", "insert_new"):
+                whole, dups = dedup(
+                    whole.combine_chunks().to_batches()[0] if whole.num_rows else whole,
+                    SPECS[self.wkind].key,
+                    keep="last" if mode == "upsert" else "first",
+                )
+                result.add(ignored=dups)
+            self.pending = raw_batches(whole)
+            self.unique = mode in ("upsert", "insert_new")
+            # the rows are written at the end anyway: classify in fewer, larger batches
+            # (fewer round trips and joins)
+            rows = max(rows or DEFAULT_BATCH_ROWS, sink.deferred_batch_rows)
+        dated = self.table not in sink._dateless
+        for b in rechunk(self.pending, rows or DEFAULT_BATCH_ROWS):
+            t = conform(b, self.schema)
+            for batch in t.to_batches() if t.num_rows else ():
+                if self.kind == "bars":
+                    batch = _aux.dated(sink, conn, batch, self.seen, with_date=dated)
+                sink._row_bytes = batch.nbytes / max(batch.num_rows, 1)
+                result.batches += 1
+                if self.on_error == "split":
+                    self._write_split(conn, batch)
+                else:
+                    sink._write(
+                        conn,
+                        self.table,
+                        self.wkind,
+                        batch,
+                        mode,
+                        self.level,
+                        result,
+                        unique=self.unique,
+                    )
+
+    def _write_aux(self, conn: Any) -> None:
+        sink, result = self.sink, self.result
+        if self.kind == "bars" and (self.seen or self.meta):
+            _aux.store_symbols(sink, conn, self.seen, self.meta, self.source)
+        if self.has_events:
+            _aux.store_actions(sink, conn, self.meta, self.source)
+        if self.values is not None and self.values.num_rows:
+            self._write_indicators(conn, self.values)
+        if self.quarantining:
+            result.quarantined = _aux.quarantine_rows(
+                sink,
+                conn,
+                self.quarantine,
+                job_id=self.job_id,
+                target=self.table,
+                reasons=None,
+                error="",
+            )
+        result.seconds = time.perf_counter() - self.t0
+        if self.job_id is not None:
+            _aux.log_row(
+                sink,
+                conn,
+                job_id=self.job_id,
+                source=self.source,
+                target=self.table,
+                mode=self.mode,
+                written=result.written,
+                updated=result.updated,
+                ignored=result.ignored,
+                rejected=result.quarantined,
+                refused=result.rejected,
+                started=self.started,
+            )
+
+    def _write_indicators(self, conn: Any, values: pa.Table) -> None:
+        """Upsert indicator values (long rows) through the bars' staged upsert."""
+        sink, result = self.sink, self.result
+        t = sink.tables["indicators"]
+        sub = IngestResult(table=t, mode="upsert")
+        for batch in rechunk(values.to_batches(), DEFAULT_BATCH_ROWS):
+            sink._write(conn, t, "indicators", batch, "upsert", self.level, sub)
+        result.indicators_written += sub.written
+        result.indicators_updated += sub.updated
+        result.indicators_ignored += sub.ignored
+
+    def _rolled_back(self, conn: Any, exc: BaseException) -> BaseException | None:
+        """Roll back after ``exc``; the typed error to raise instead (None: raise ``exc``)."""
+        sink, table, mode = self.sink, self.table, self.mode
+        sink._abandon()
+        sink._rollback_quietly(conn)
+        sink._forget(table, *(sink.tables[a] for a in self.aux))
+        if isinstance(exc, SinkError | SchemaError):
+            return None
+        if isinstance(exc, pa.ArrowException):
+            return SchemaError(
+                f"ingest into {table!r} ({mode}) failed and was rolled "
+                f"back: the data does not fit the table: "
+                f"{redact(str(exc), sink._secrets)[:300]}"
+            )
+        if isinstance(exc, StockbatchError) or not isinstance(exc, (*sink._db_errors(), OSError)):
+            return None
+        return SinkError(
+            f"ingest into {table!r} ({mode}) failed and was rolled back: {sink._err(exc)}",
+            table=table,
+            mode=mode,
+        )
+
+    # -- on_error="split" ---------------------------------------------------------------
+    def _savepoint(self, conn: Any) -> None:
+        sink = self.sink
+        if sink.dialect.savepoints:
+            sink._exec(conn, "SAVEPOINT sb_split")
+        # without savepoints (DuckDB) what is stored so far is committed: the split mode
+        # then keeps every good piece, as it promises, at the price of per-piece commits.
+        else:
+            sink._commit(conn)
+            sink._begin(conn)
+
+    def _release(self, conn: Any) -> None:
+        if self.sink.dialect.savepoints:
+            self.sink._exec(conn, "RELEASE SAVEPOINT sb_split")
+
+    def _rollback_to(self, conn: Any) -> None:
+        sink = self.sink
+        if sink.dialect.savepoints:
+            sink._exec(conn, "ROLLBACK TO SAVEPOINT sb_split")
+        else:
+            sink._rollback(conn)
+            sink._begin(conn)
+
+    def _write_split(self, conn: Any, batch: pa.RecordBatch) -> None:
+        """Bisect a failing batch down to the single rows the database refuses; those go to
+        the quarantine table (one bulk write per batch) with the database's error, counted
+        per symbol."""
+        sink, result, table, mode = self.sink, self.result, self.table, self.mode
+        stack = [batch]
+        refused: list[pa.RecordBatch] = []
+        errors: list[str] = []
+        while stack:
+            part = stack.pop()
+            self._savepoint(conn)
+            sub = IngestResult(table=table, mode=mode)
+            try:
+                sink._write(conn, table, self.wkind, part, mode, self.level, sub)
+            except sink._db_errors() as exc:
+                self._rollback_to(conn)
+                if part.num_rows == 1:
+                    err = sink._err(exc)
+                    refused.append(part)
+                    errors.append(err)
+                    sym = (
+                        part.column("symbol")[0].as_py() if "symbol" in part.schema.names else None
+                    )
+                    sym = "" if sym is None else str(sym)
+                    result.add(rejected=1)
+                    result.errors.append(err)
+                    result.refused_by_symbol[sym] = result.refused_by_symbol.get(sym, 0) + 1
+                    result.refused_errors.setdefault(sym, err)
+                else:
+                    half = part.num_rows // 2
+                    stack.append(part.slice(half))
+                    stack.append(part.slice(0, half))
+                continue
+            self._release(conn)
+            result.add(sub.written, sub.updated, sub.ignored, sub.rejected)
+        if refused:
+            rows = pa.Table.from_batches(refused)
+            if "date" in rows.column_names:  # derived from ts: not part of the input row
+                rows = rows.drop_columns(["date"])
+            _aux.quarantine_rows(
+                sink, conn, rows, job_id=self.job_id, target=table, reasons=None, error=errors
+            )
