@@ -671,11 +671,11 @@ def _pyarrow_without_pandas_probe() -> None:
             if name == "pandas":
                 raise ModuleNotFoundError("pandas is not needed here", name=name)
 
-    sys.meta_path.insert(0, NoPandas)  # type: ignore[arg-type]
+    sys.meta_path.insert(0, NoPandas)
     try:
         pa.array([0])
     finally:
-        sys.meta_path.remove(NoPandas)  # type: ignore[arg-type]
+        sys.meta_path.remove(NoPandas)
 
 
 def _run_ingest(
