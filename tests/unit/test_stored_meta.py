@@ -11,7 +11,7 @@ import pytest
 
 from stockbatch.adjust import adjusted
 from stockbatch.schema import local_dates
-from stockbatch.sinks._meta import actions_from_events, date_bound, indicators_long
+from stockbatch.sinks._meta import actions_table, date_bound, indicators_long
 
 UTC = timezone.utc
 US = pa.timestamp("us", tz="UTC")
@@ -44,10 +44,17 @@ def test_local_dates_follow_each_zone_across_dst():
     assert got.type == pa.date32() and got.to_pylist() == want
 
 
-def test_actions_from_events_one_row_per_exchange_day():
+def test_actions_table_one_row_per_symbol_and_exchange_day():
     ex = int(datetime(2026, 3, 30, tzinfo=ZoneInfo("Asia/Tokyo")).timestamp())
-    t = actions_from_events(
-        "7203.T", {"dividends": [[ex, 30.0]], "splits": [[ex, 3, 2]]}, "Asia/Tokyo", "yahoo"
+    ny = int(datetime(2026, 3, 30, 9, 30, tzinfo=ZoneInfo("America/New_York")).timestamp())
+    t = actions_table(
+        {
+            "7203.T": {"dividends": [[ex, 30.0]], "splits": [[ex, 3, 2]]},
+            "AAPL": {"dividends": [[ny, 0.25], [ny + 60, 0.26]], "splits": []},
+            "X": {"dividends": [], "splits": []},
+        },
+        {"7203.T": "Asia/Tokyo", "AAPL": "America/New_York"},
+        "yahoo",
     )
     assert t.to_pylist() == [
         {
@@ -57,9 +64,17 @@ def test_actions_from_events_one_row_per_exchange_day():
             "dividend": 30.0,
             "split_ratio": 1.5,
             "source": "yahoo",
-        }
+        },
+        {  # two events on one exchange day: one row, the later value
+            "symbol": "AAPL",
+            "date": date(2026, 3, 30),
+            "ts": datetime.fromtimestamp(ny, UTC),
+            "dividend": 0.26,
+            "split_ratio": None,
+            "source": "yahoo",
+        },
     ]
-    assert actions_from_events("X", {"dividends": [], "splits": []}, None, None).num_rows == 0
+    assert actions_table({"X": {"dividends": [], "splits": []}}, {}, None).num_rows == 0
 
 
 @pytest.mark.parametrize(

@@ -413,12 +413,9 @@ def upsert_rows(sink: Sink, conn: Any, kind: str, table: str, data: pa.Table) ->
 def store_actions(sink: Sink, conn: Any, meta: dict, source: str | None) -> None:
     """Upsert the dividends and splits of ``meta`` into ``actions`` (by symbol, date)."""
     t = sink.tables["actions"]
-    parts = [
-        _meta.actions_from_events(sym, m["events"], sink._zones.get(sym), source)
-        for sym, m in sorted(meta.items())
-        if m.get("events")
-    ]
-    parts = [p for p in parts if p.num_rows]
-    if not parts:
+    events = {sym: m["events"] for sym, m in meta.items() if m.get("events")}
+    if not events:
         return
-    upsert_rows(sink, conn, "actions", t, pa.concat_tables(parts))
+    rows = _meta.actions_table(events, {s: sink._zones.get(s) for s in events}, source)
+    if rows.num_rows:
+        upsert_rows(sink, conn, "actions", t, rows)

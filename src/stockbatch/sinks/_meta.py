@@ -24,7 +24,7 @@ __all__ = [
     "local_dates",
     "SymbolMeta",
     "meta_from_batch",
-    "actions_from_events",
+    "actions_table",
     "date_bound",
     "merge_symbols",
     "SYMBOL_FIELDS",
@@ -133,29 +133,44 @@ def meta_from_batch(batch: pa.RecordBatch | pa.Table) -> SymbolMeta:
     return out
 
 
-def actions_from_events(
-    symbol: str, events: Mapping[str, Any], zone: str | None, source: str | None
+def actions_table(
+    events: Mapping[str, Mapping[str, Any]],
+    zones: Mapping[str, str | None],
+    source: str | None,
 ) -> pa.Table:
-    """Rows of the ``actions`` table from a decoder's events
-    (``{"dividends": [[ts, amount]], "splits": [[ts, num, den]]}``): one row per exchange
-    date, ``split_ratio`` = numerator / denominator (2.0 for a 2-for-1 split)."""
-    rows: dict[int, list] = {}  # epoch seconds -> [dividend, split ratio]
-    for ts, amount in events.get("dividends") or ():
-        rows.setdefault(int(ts), [None, None])[0] = amount
-    for ts, num, den in events.get("splits") or ():
-        ratio = num / den if num is not None and den else None
-        rows.setdefault(int(ts), [None, None])[1] = ratio
-    tss = sorted(rows)
-    ts_arr = pa.array([t * 1_000_000 for t in tss], pa.int64()).cast(UTC_US)
-    sym = pa.array([symbol] * len(tss), pa.string())
+    """Rows of the ``actions`` table from the decoders' events of many symbols
+    (``{symbol: {"dividends": [[ts, amount]], "splits": [[ts, num, den]]}}``): one row per
+    symbol and exchange date (its zone from ``zones``), ``split_ratio`` = numerator /
+    denominator (2.0 for a 2-for-1 split). Built as one table: a chunk's actions cost a
+    few Arrow calls, not a few per symbol."""
+    syms: list[str] = []
+    tss: list[int] = []
+    divs: list[float | None] = []
+    ratios: list[float | None] = []
+    for symbol in sorted(events):
+        ev = events[symbol]
+        rows: dict[int, list] = {}  # epoch seconds -> [dividend, split ratio]
+        for ts, amount in ev.get("dividends") or ():
+            rows.setdefault(int(ts), [None, None])[0] = amount
+        for ts, num, den in ev.get("splits") or ():
+            rows.setdefault(int(ts), [None, None])[1] = (
+                num / den if num is not None and den else None
+            )
+        for t in sorted(rows):
+            syms.append(symbol)
+            tss.append(t * 1_000_000)
+            divs.append(rows[t][0])
+            ratios.append(rows[t][1])
+    sym = pa.array(syms, pa.string())
+    ts_arr = pa.array(tss, pa.int64()).cast(UTC_US)
     table = pa.Table.from_pydict(
         {
             "symbol": sym,
-            "date": local_dates(sym, ts_arr, {symbol: zone}),
+            "date": local_dates(sym, ts_arr, zones),
             "ts": ts_arr,
-            "dividend": pa.array([rows[t][0] for t in tss], pa.float64()),
-            "split_ratio": pa.array([rows[t][1] for t in tss], pa.float64()),
-            "source": pa.array([source] * len(tss), pa.string()),
+            "dividend": pa.array(divs, pa.float64()),
+            "split_ratio": pa.array(ratios, pa.float64()),
+            "source": pa.array([source] * len(syms), pa.string()),
         },
         schema=ACTIONS,
     )
@@ -164,12 +179,13 @@ def actions_from_events(
 
 def _last_per_date(table: pa.Table) -> pa.Table:
     # two events of one symbol on one exchange day: keep one row, both values
-    dates = table.column("date").to_pylist()
-    if len(set(dates)) == len(dates):
+    symbols, dates = table.column("symbol").to_pylist(), table.column("date").to_pylist()
+    keys = list(zip(symbols, dates, strict=True))
+    if len(set(keys)) == len(keys):
         return table
     merged: dict[Any, dict] = {}
-    for r in table.to_pylist():
-        m = merged.setdefault(r["date"], dict(r))
+    for key, r in zip(keys, table.to_pylist(), strict=True):
+        m = merged.setdefault(key, dict(r))
         for k in ("dividend", "split_ratio"):
             if r[k] is not None:
                 m[k] = r[k]
