@@ -153,9 +153,7 @@ def test_sqlite_date_repr(benchmark, tmp_path, rep):
         if _REPR[rep]:
             cols.append(f'"date" {_REPR[rep][0]}')
         con = sqlite3.connect(path)
-        con.execute(
-            f'CREATE TABLE "{t}" ({", ".join(cols)}, PRIMARY KEY (symbol, interval, ts))'
-        )
+        con.execute(f'CREATE TABLE "{t}" ({", ".join(cols)}, PRIMARY KEY (symbol, interval, ts))')
         con.close()
         return (), {}
 

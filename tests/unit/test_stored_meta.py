@@ -67,7 +67,9 @@ def test_local_dates_of_interleaved_rows_nulls_and_chunks():
         date(2026, 11, 30),
     ]
     sym = pa.chunked_array([pa.array([r[0] for r in rows[:3]]), pa.array([r[0] for r in rows[3:]])])
-    ts = pa.chunked_array([pa.array([r[1] for r in rows[:4]], US), pa.array([r[1] for r in rows[4:]], US)])
+    ts = pa.chunked_array(
+        [pa.array([r[1] for r in rows[:4]], US), pa.array([r[1] for r in rows[4:]], US)]
+    )
     assert local_dates(sym, ts, zones).to_pylist() == want
     # one zone for every row, and none at all
     one = local_dates(pa.array(["T", "T"]), pa.array([rows[0][1], rows[6][1]], US), zones)
