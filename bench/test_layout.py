@@ -6,7 +6,7 @@ dated in New York, Tokyo, Berlin and Sydney, with the provider metadata an inges
 into a fresh table made before the timer starts; only the table differs:
 
 - ``v0.1``: the layout before issue 14, no ``date`` column (written as it is, no date
-  computed) and no time index: the "before".
+  computed), no time index, and in SQLite ``WITHOUT ROWID`` as 0.1 made it: the "before".
 - ``date``: today's layout: + the exchange trading date (SQLite: INTEGER YYYYMMDD; PostgreSQL:
   DATE) and, in PostgreSQL, the BRIN index on ``ts`` every new bars table gets: the "after".
 - ``date-no-brin`` (PostgreSQL): the date without the BRIN index.
@@ -17,9 +17,13 @@ into a fresh table made before the timer starts; only the table differs:
 Groups ``{sqlite,pg}-layout-append-N`` (append into an empty table) and
 ``{sqlite,pg}-layout-upsert-N`` (half of the rows stored already with other values).
 ``sqlite-date-repr-N``: the SQLite side of the date's representation alone — raw
-``adbc_ingest`` of the same rows into keyed tables (today's rowid layout), the date column computed
-from ``date32`` inside the timer as INTEGER YYYYMMDD, INTEGER days since 1970-01-01, ISO text,
-or left out.
+``adbc_ingest`` of the same rows into keyed tables (today's rowid layout), the date column
+computed from ``date32`` inside the timer as INTEGER YYYYMMDD, INTEGER days since 1970-01-01,
+ISO text, or left out.
+
+On a shared machine time the SQLite groups in CPU time as well
+(``-k sqlite --benchmark-timer=time.process_time``): their wall times swing more than the
+differences measured.
 
 Run: ``STOCKBATCH_PG_URI=… PYTHONPATH=src python -m pytest bench/test_layout.py
 --benchmark-only --benchmark-columns=min,median,max,rounds --benchmark-sort=name``.
