@@ -195,7 +195,7 @@ class TableSpec:
         tail = ""
         # SQLite: a rowid table (+ the key's index), not WITHOUT ROWID: DuckDB's SQLite
         # attach reads by rowid (count(*) fails without one; scans run in parallel by
-        # rowid range). It costs 1e6-bar appends ~13 % CPU, upserts ~0, the file +27 %
+        # rowid range). It costs 1e6-bar appends 7-10 %, upserts ~0, the file +27 %
         # (bench/test_layout.py).
         if d.name == "mysql":
             tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"

@@ -11,14 +11,14 @@ holding the same rows with timestamps as ISO 8601 UTC text (``bars_v.ts`` is
 ``YYYY-MM-DD`` text. The view costs nothing at ingest. In the tables, the bars' exchange
 ``date`` is an integer YYYYMMDD (``WHERE date = 20261130``), the cheapest form SQLite stores
 that still reads as a date (bench/test_layout.py ``sqlite-date-repr``: ISO text costs more,
-a day number as much and reads as nothing). The column costs 1e6-bar appends ~10 % CPU
+a day number as much and reads as nothing). The column costs 1e6-bar appends 6-8 %
 (``sqlite-layout-append``): half the time-zone conversion (each zone converts only its own
 rows), the rest writing an 11th column, which no representation avoids.
 
 Keyed tables are rowid tables with the key as PRIMARY KEY (an index beside the rows), not
 ``WITHOUT ROWID``: DuckDB's SQLite attach reads by rowid (``count(*)`` fails on a ``WITHOUT
 ROWID`` table, "no such column: ROWID") and splits its scans by rowid range. That costs
-1e6-bar appends ~13 % CPU, upserts nothing measurable, and the file 27 % more
+1e6-bar appends 7-10 %, upserts nothing measurable, and the file 27 % more
 (bench/test_layout.py). Writes take ``BEGIN IMMEDIATE`` so that concurrent writers queue
 instead of failing on a lock upgrade.
 
