@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -281,25 +282,35 @@ def local_dates(
 ) -> pa.Array:
     """The exchange-local calendar day (``date32``) of each ``ts``, in the zone of its
     symbol (``zones``; a symbol missing or None there is dated in UTC)."""
+    if isinstance(symbol, pa.ChunkedArray):
+        symbol = symbol.combine_chunks()
     ts = ts.cast(UTC_US)
-    by_zone: dict[str, list[str]] = {}
-    for s in pc.unique(symbol).to_pylist():
-        by_zone.setdefault(zones.get(s) or "UTC", []).append(s)
+    if isinstance(ts, pa.ChunkedArray):
+        ts = ts.combine_chunks()
+    utc = ts.cast(pa.timestamp("us")).cast(pa.date32())
+    codes = pc.dictionary_encode(symbol)
+    # "UTC" first: rows of unknown (or null) symbols keep their UTC day
+    zone_of = ["UTC"] + [zones.get(s) or "UTC" for s in codes.dictionary.to_pylist()]
+    distinct = list(dict.fromkeys(zone_of))
+    if len(distinct) == 1:
+        return utc
+    if len(distinct) == 2 and not codes.null_count:
+        if all(z != "UTC" for z in zone_of[1:]):  # one zone for every row
+            return _in_zone(ts, distinct[1])
+    # each zone converts only its own rows: the time-zone conversion is the costly part,
+    # and a batch holds symbols of several exchanges (O(rows), not O(rows x zones))
+    zone_code = np.array([distinct.index(z) for z in zone_of], dtype=np.int32)
+    row_zone = zone_code[np.asarray(codes.indices.fill_null(-1), dtype=np.int64) + 1]
+    out = np.asarray(utc.cast(pa.int32()).fill_null(0), dtype=np.int32).copy()
+    for k, zone in enumerate(distinct[1:], start=1):
+        rows = np.flatnonzero(row_zone == k)
+        if len(rows):
+            local = _in_zone(ts.take(pa.array(rows)), zone).cast(pa.int32())
+            out[rows] = np.asarray(local.fill_null(0), dtype=np.int32)
+    mask = np.asarray(ts.is_null()) if ts.null_count else None
+    return pa.array(out, pa.int32(), mask=mask).cast(pa.date32())
 
-    def in_zone(zone: str) -> Any:
-        if zone == "UTC":
-            return ts.cast(pa.timestamp("us")).cast(pa.date32())
-        local = pc.local_timestamp(ts.cast(pa.timestamp("us", tz=zone)))
-        return local.cast(pa.date32())
 
-    if len(by_zone) <= 1:
-        out = in_zone(next(iter(by_zone), "UTC"))
-    else:
-        out = in_zone("UTC")
-        for zone, syms in by_zone.items():
-            if zone != "UTC":
-                mask = pc.is_in(symbol, value_set=pa.array(syms, pa.string()))
-                out = pc.if_else(mask, in_zone(zone), out)
-    if isinstance(out, pa.ChunkedArray):
-        out = out.combine_chunks()
-    return out
+def _in_zone(ts: pa.Array, zone: str) -> pa.Array:
+    """The calendar day of each UTC instant of ``ts`` in ``zone``."""
+    return pc.local_timestamp(ts.cast(pa.timestamp("us", tz=zone))).cast(pa.date32())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import uuid
 from pathlib import Path
@@ -102,6 +103,51 @@ def test_duckdb_queries(fixture_server, tmp_path):
             assert rows, stmt
         rows = con.execute(statements(blocks()["duckdb"])[0].replace("2026-11-30", day)).fetchall()
         assert "7203.T" in {r[0] for r in rows}
+    finally:
+        con.close()
+
+
+def test_sqlite_tables_answer_duckdbs_rowid_queries(sqlite_db):
+    # what DuckDB's SQLite attach sends for count(*) and to split a scan (its source:
+    # sqlite_scanner.cpp, sqlite_db.cpp), against every table stockbatch made
+    con = sqlite3.connect(sqlite_db)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        assert {"bars", "symbols", "indicators", "stockbatch_meta"} <= set(tables)
+        for t in tables:
+            n = con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
+            assert len(con.execute(f'SELECT ROWID FROM "{t}"').fetchall()) == n, t
+            lo, hi = con.execute(f'SELECT MIN(ROWID), MAX(ROWID) FROM "{t}"').fetchone()
+            assert n == 0 or (lo >= 1 and hi >= lo + n - 1), t
+    finally:
+        con.close()
+
+
+def test_duckdb_attaches_the_sqlite_file(sqlite_db):
+    duckdb = pytest.importorskip("duckdb")
+    con = duckdb.connect()
+    try:
+        try:
+            con.execute("LOAD sqlite")
+        except duckdb.Error as exc:
+            pytest.skip(
+                f"DuckDB {duckdb.__version__} has no sqlite extension here: INSTALL sqlite "
+                f"downloads it from DuckDB's site ({str(exc).splitlines()[0][:120]})"
+            )
+        day = last_tokyo_day(sqlite_db)
+        code = blocks()["duckdb's"].replace("stockbatch.db", sqlite_db)
+        code = code.replace("20261130", day.replace("-", ""))
+        results = [
+            con.execute(stmt).fetchall()
+            for stmt in statements(code)
+            if not stmt.startswith(("INSTALL", "LOAD"))
+        ]
+        lite = sqlite3.connect(sqlite_db)
+        (stored,) = lite.execute("SELECT count(*) FROM bars").fetchone()
+        lite.close()
+        assert results[1] == [(stored,)]  # count(*) of the attached bars table
+        rows = results[2]
+        assert "7203.T" in {r[0] for r in rows} and {str(r[2]) for r in rows} == {day}
     finally:
         con.close()
 

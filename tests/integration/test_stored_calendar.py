@@ -357,8 +357,11 @@ def _make_0_1_table(sink, table: str) -> None:
     """A bars table exactly as stockbatch 0.1 created it (no date column)."""
     from stockbatch.sinks._ddl import SPECS
 
+    ddl = SPECS["bars_0_1"].create(sink.dialect, table)
+    if sink.dialect.name == "sqlite":  # 0.1's SQLite keyed tables had no rowid
+        ddl += " WITHOUT ROWID"
     with sink._connection() as conn:
-        sink._exec(conn, SPECS["bars_0_1"].create(sink.dialect, table))
+        sink._exec(conn, ddl)
 
 
 def test_0_1_table_is_written_then_migrated_in_place(sink, names, uri):
@@ -388,6 +391,9 @@ def test_cli_migrate(tmp_path, capsys):
     with sinks.connect(f"sqlite:///{db}") as s:
         _make_0_1_table(s, "bars")
         s.ingest(daily_bars(["SAP.DE"], DAYS[:2]), mode="append")
+    with sqlite3.connect(db) as con, pytest.raises(sqlite3.OperationalError, match="ROWID"):
+        con.execute("SELECT ROWID FROM bars")  # what DuckDB's attach sends for count(*)
+    con.close()
     assert main(["migrate", "--db", str(db)]) == 0
     out = capsys.readouterr().out
     assert "bars: upgraded: 2 rows" in out
@@ -398,6 +404,7 @@ def test_cli_migrate(tmp_path, capsys):
             ("2026-03-08",),
         ]  # no zone known for 0.1 rows: UTC dates
         assert con.execute("SELECT value FROM stockbatch_meta").fetchall() == [("2",)]
+        assert len(con.execute("SELECT ROWID FROM bars").fetchall()) == 2  # rebuilt with one
     finally:
         con.close()
     assert main(["migrate", "--db", str(db)]) == 0

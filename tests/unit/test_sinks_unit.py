@@ -62,12 +62,32 @@ def test_sql_fills_only_named_slots():
     assert _ddl.sql("{a} {b}", a="{b}", b="1") == "{b} 1"
 
 
+@pytest.mark.parametrize(
+    "days",
+    [
+        np.arange(20_000, 20_400),  # a batch's span: the per-day lookup
+        np.arange(-719_162, 2_932_896, 997),  # 0001-01-01 .. 9999-12-31, spread: direct
+    ],
+    ids=["lookup", "direct"],
+)
+def test_sqlite_yyyymmdd_is_the_calendar_date(days):
+    from stockbatch.sinks._sqlite import yyyymmdd
+
+    col = pa.array(days.astype(np.int32)).cast(pa.date32())
+    want = [d.year * 10_000 + d.month * 100 + d.day for d in col.to_pylist()]
+    assert yyyymmdd(col).to_pylist() == want
+    nulls = pa.array([date(2026, 11, 30), None, date(1969, 12, 31)])
+    assert yyyymmdd(pa.chunked_array([nulls])).to_pylist() == [20261130, None, 19691231]
+    assert yyyymmdd(pa.array([], pa.date32())).to_pylist() == []
+
+
 def test_ddl_types():
     pg = _ddl.SPECS["bars"].create(_ddl.DIALECTS["postgresql"], "bars")
     assert '"ts" TIMESTAMPTZ NOT NULL' in pg and "DOUBLE PRECISION" in pg
     assert 'PRIMARY KEY ("symbol", "interval", "ts")' in pg
     lite = _ddl.SPECS["bars"].create(_ddl.DIALECTS["sqlite"], "bars")
-    assert '"ts" INT64_US_UTC NOT NULL' in lite and lite.endswith("WITHOUT ROWID")
+    # a rowid table: DuckDB's SQLite attach counts rows by rowid
+    assert '"ts" INT64_US_UTC NOT NULL' in lite and "WITHOUT ROWID" not in lite
     stage = _ddl.SPECS["bars"].create(_ddl.DIALECTS["sqlite"], "s", temporary=True, keyed=False)
     assert "PRIMARY KEY" not in stage and "NOT NULL" not in stage
     my = _ddl.SPECS["bars"].create(_ddl.DIALECTS["mysql"], "bars")

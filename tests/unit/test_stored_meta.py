@@ -44,6 +44,41 @@ def test_local_dates_follow_each_zone_across_dst():
     assert got.type == pa.date32() and got.to_pylist() == want
 
 
+def test_local_dates_of_interleaved_rows_nulls_and_chunks():
+    # rows of several zones interleaved (each zone converts its own rows), a symbol with
+    # no zone, a null symbol (dated in UTC) and a null ts (null date), in two chunks
+    zones = {"T": "Asia/Tokyo", "A": "America/New_York", "U": None}
+    rows = [
+        ("T", datetime(2026, 11, 29, 15, 0, tzinfo=UTC)),  # Tokyo midnight of the 30th
+        ("A", datetime(2026, 3, 9, 4, 0, tzinfo=UTC)),  # New York midnight, DST began
+        ("U", datetime(2026, 11, 29, 23, 0, tzinfo=UTC)),
+        (None, datetime(2026, 11, 29, 23, 0, tzinfo=UTC)),
+        ("T", None),
+        ("A", datetime(2026, 3, 8, 4, 59, tzinfo=UTC)),  # still the 7th in New York
+        ("T", datetime(2026, 11, 30, 14, 59, tzinfo=UTC)),
+    ]
+    want = [
+        date(2026, 11, 30),
+        date(2026, 3, 9),
+        date(2026, 11, 29),
+        date(2026, 11, 29),
+        None,
+        date(2026, 3, 7),
+        date(2026, 11, 30),
+    ]
+    sym = pa.chunked_array([pa.array([r[0] for r in rows[:3]]), pa.array([r[0] for r in rows[3:]])])
+    ts = pa.chunked_array(
+        [pa.array([r[1] for r in rows[:4]], US), pa.array([r[1] for r in rows[4:]], US)]
+    )
+    assert local_dates(sym, ts, zones).to_pylist() == want
+    # one zone for every row, and none at all
+    one = local_dates(pa.array(["T", "T"]), pa.array([rows[0][1], rows[6][1]], US), zones)
+    assert one.to_pylist() == [date(2026, 11, 30)] * 2
+    assert local_dates(pa.array(["U"]), pa.array([rows[2][1]], US), {}).to_pylist() == [
+        date(2026, 11, 29)
+    ]
+
+
 def test_actions_table_one_row_per_symbol_and_exchange_day():
     ex = int(datetime(2026, 3, 30, tzinfo=ZoneInfo("Asia/Tokyo")).timestamp())
     ny = int(datetime(2026, 3, 30, 9, 30, tzinfo=ZoneInfo("America/New_York")).timestamp())

@@ -89,8 +89,8 @@ DIALECTS = {
     # SQLite: timestamps are int64 microseconds since the epoch, UTC; the declared type
     # (INTEGER affinity, because it contains "INT") documents the unit. 2x faster ingest than
     # ISO text (baselines.md); reads turn it back into timestamp[us, tz=UTC]. Dates are
-    # integers YYYYMMDD (20261130): as ISO text they made 1e6-bar appends 15 % slower
-    # (bench/append_speed.py); the <table>_v views show them as 'YYYY-MM-DD'.
+    # integers YYYYMMDD (20261130): cheaper to store than ISO text (bench/test_layout.py,
+    # sqlite-date-repr); the <table>_v views show them as 'YYYY-MM-DD'.
     "sqlite": Dialect(
         "sqlite",
         '"',
@@ -193,10 +193,10 @@ class TableSpec:
         if if_not_exists:
             head += "IF NOT EXISTS "
         tail = ""
-        if d.name == "sqlite" and keyed and self.key:
-            # one B-tree keyed by the primary key instead of rowid table + key index:
-            # 1e6 bars append in 1.11 s instead of 1.23-1.33 s, and half the file
-            tail = " WITHOUT ROWID"
+        # SQLite: a rowid table (+ the key's index), not WITHOUT ROWID: DuckDB's SQLite
+        # attach reads by rowid (count(*) fails without one; scans run in parallel by
+        # rowid range). It costs 1e6-bar appends 7-10 %, upserts ~0, the file +27 %
+        # (bench/test_layout.py).
         if d.name == "mysql":
             tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
         return head + d.quote(table) + " (" + ", ".join(cols) + ")" + tail

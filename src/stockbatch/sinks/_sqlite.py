@@ -9,13 +9,18 @@ Readable by every client: each table ``t`` stockbatch creates comes with a view 
 holding the same rows with timestamps as ISO 8601 UTC text (``bars_v.ts`` is
 ``2026-11-29T15:00:00.000Z``; the exact integer stays as ``ts_us``) and dates as
 ``YYYY-MM-DD`` text. The view costs nothing at ingest. In the tables, the bars' exchange
-``date`` is an integer YYYYMMDD (``WHERE date = 20261130``): ISO text there made appends
-15 % slower. The column itself costs appends about 5-20 % (bench/append_speed.py, 1e6 bars,
-on a loaded 2-core machine; SQLite binding and storing an 11th column, the Python side is
-~0.1 s per 1e6 rows) — the price of a trading date every client can select by.
+``date`` is an integer YYYYMMDD (``WHERE date = 20261130``), the cheapest form SQLite stores
+that still reads as a date (bench/test_layout.py ``sqlite-date-repr``: ISO text costs more,
+a day number as much and reads as nothing). The column costs 1e6-bar appends 6-8 %
+(``sqlite-layout-append``): half the time-zone conversion (each zone converts only its own
+rows), the rest writing an 11th column, which no representation avoids.
 
-Keyed tables are ``WITHOUT ROWID`` (one B-tree ordered by the key). Writes take
-``BEGIN IMMEDIATE`` so that concurrent writers queue instead of failing on a lock upgrade.
+Keyed tables are rowid tables with the key as PRIMARY KEY (an index beside the rows), not
+``WITHOUT ROWID``: DuckDB's SQLite attach reads by rowid (``count(*)`` fails on a ``WITHOUT
+ROWID`` table, "no such column: ROWID") and splits its scans by rowid range. That costs
+1e6-bar appends 7-10 %, upserts nothing measurable, and the file 27 % more
+(bench/test_layout.py). Writes take ``BEGIN IMMEDIATE`` so that concurrent writers queue
+instead of failing on a lock upgrade.
 
 Waiting for another writer is bounded: ``busy_timeout`` (seconds, default 30; ``connect(uri,
 busy_timeout=…)``). The wait is logged once at WARNING on the ``stockbatch.sinks`` logger
@@ -35,8 +40,8 @@ Levels, measured with 1e6 bars (bench/test_ingest.py): BASIC binds rows through
 batches through ADBC (as fast as raw ``adbc_ingest`` into the same table). EXTREME adds only a
 256 MiB page cache: what else was tried was slower or unsafe — WAL made bulk appends ~25 %
 slower (1.56 s vs 1.26 s), ``synchronous=OFF`` with an in-memory journal gained ~5 % but can
-corrupt the file on power loss, and building the key after the rows gains nothing over a
-``WITHOUT ROWID`` table.
+corrupt the file on power loss, and building the key's index after the rows was no faster
+than a ``WITHOUT ROWID`` table.
 """
 
 from __future__ import annotations
@@ -113,10 +118,23 @@ def uri_for(scheme: str, path: str) -> str:
 def yyyymmdd(col: Any) -> pa.Array:
     """A date32 column as integers YYYYMMDD, by integer arithmetic on the day numbers
     (H. Hinnant's civil_from_days; casting through text or calendar kernels was the
-    largest cost of the date column)."""
+    largest cost of the date column), done once per distinct day of a batch's span and
+    looked up per row (a batch spans few days: 27 ms -> ~4 ms per 1e6 rows)."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
-    z = np.asarray(col.cast(pa.int32()).fill_null(0), dtype=np.int32) + np.int32(719_468)
+    days = np.asarray(col.cast(pa.int32()).fill_null(0), dtype=np.int32)
+    if len(days) and int(days.max()) - int(days.min()) < len(days):
+        lo = days.min()
+        out = _civil(np.arange(lo, days.max() + 1, dtype=np.int32))[days - lo]
+    else:
+        out = _civil(days)
+    arr = pa.array(out, pa.int64())
+    return pc.if_else(col.is_valid(), arr, pa.scalar(None, pa.int64())) if col.null_count else arr
+
+
+def _civil(days: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 as int64 YYYYMMDD (proleptic Gregorian)."""
+    z = days.astype(np.int64) + 719_468
     era = np.floor_divide(z, 146_097)
     doe = z - era * 146_097
     yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
@@ -125,8 +143,7 @@ def yyyymmdd(col: Any) -> pa.Array:
     day = doy - (153 * mp + 2) // 5 + 1
     month = np.where(mp < 10, mp + 3, mp - 9)
     year = yoe + era * 400 + (month <= 2)
-    out = pa.array((year * 10_000 + month * 100 + day).astype(np.int64), pa.int64())
-    return pc.if_else(col.is_valid(), out, pa.scalar(None, pa.int64())) if col.null_count else out
+    return year * 10_000 + month * 100 + day
 
 
 def readable_view(table: str, kind: str) -> str | None:

@@ -10,7 +10,7 @@ targets met and missed, and one PNG figure per area.
 
 Areas come from the benchmark file: ``test_pipeline`` end to end, ``test_kernels`` kernels,
 ``test_indicators`` indicators, ``test_queue`` request layer, ``test_sources`` and
-``test_http`` sources, ``test_ingest`` ingestion. Each benchmark group
+``test_http`` sources, ``test_ingest`` and ``test_layout`` ingestion. Each benchmark group
 (``benchmark.group``) is one markdown table and one panel of its area's figure.
 
 Every ratio has one meaning: **the group's best peer = 1.0**. Peers are the benchmarks that
@@ -65,6 +65,7 @@ AREAS = {
     "test_sources": "sources",
     "test_http": "sources",
     "test_ingest": "ingestion",
+    "test_layout": "ingestion",
 }
 OTHER_AREA = "other"
 _OURS = re.compile(r"stockbatch|compiled|twin", re.I)
