@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from test_sinks_accounting import hold_lock
 
 from stockbatch.alerts import AlertMonitor, Thresholds, rss_bytes
 from stockbatch.pipeline import BatchProcessingEngine
@@ -160,25 +161,12 @@ def test_cli_refuses_bad_alert_options(arg, why, capsys):
     assert why in capsys.readouterr().err
 
 
-_HOLD_LOCK = """
-import sqlite3, sys
-con = sqlite3.connect(sys.argv[1])
-con.execute("CREATE TABLE hold (x)")
-con.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-con.commit()
-"""
-
-
 def test_a_blocked_database_fills_the_hand_off(fixture_server, tmp_path):
     """Another process holds SQLite's write lock: the job's thread waits in its store,
     answers pile up in the hand-off, queue_fill fires; then the lock goes (at the alert, or
     after 10 s at most) and it resolves. (The writer is another process: two SQLite
     libraries in one process, Python's and the ADBC driver's, need not see each other's
     locks.)"""
-    import subprocess
-    import sys
     import threading
 
     db = tmp_path / "locked.db"
@@ -194,19 +182,11 @@ def test_a_blocked_database_fills_the_hand_off(fixture_server, tmp_path):
                 fired.set()
 
         engine.on_alert(on_alert)
-        writer = subprocess.Popen(
-            [sys.executable, "-c", _HOLD_LOCK, str(db)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert writer.stdout is not None and writer.stdin is not None
-        assert writer.stdout.readline().strip() == "locked"
+        holder = hold_lock(db, 10)
 
         def release() -> None:
             fired.wait(10)
-            writer.stdin.write("go\n")  # the writer commits: the lock goes
-            writer.stdin.flush()
+            holder.kill()  # the lock goes with the process
 
         timer = threading.Thread(target=release)
         timer.start()
@@ -221,7 +201,7 @@ def test_a_blocked_database_fills_the_hand_off(fixture_server, tmp_path):
             )
         finally:
             timer.join()
-            writer.wait(30)
+            holder.wait(30)
     assert result.success
     fill = [(a.state, a.value) for a in got if a.metric == "queue_fill"]
     assert [s for s, _ in fill] == ["firing", "resolved"]

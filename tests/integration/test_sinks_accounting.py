@@ -388,7 +388,8 @@ c.execute("COMMIT")
 """
 
 
-def _hold_lock(path, seconds):
+def hold_lock(path, seconds):
+    """A process holding SQLite's write lock on ``path`` for ``seconds`` (or until killed)."""
     p = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
     )
@@ -400,7 +401,7 @@ def test_sqlite_lock_wait_is_bounded_and_told(tmp_path, caplog):
     path = tmp_path / "locked.db"
     with sinks.connect(f"sqlite:///{path}", busy_timeout=2.0) as s:
         s.ensure_tables()
-        holder = _hold_lock(path, 30)
+        holder = hold_lock(path, 30)
         try:
             caplog.set_level(logging.WARNING, logger="stockbatch.sinks")
             t = time.monotonic()
@@ -421,7 +422,7 @@ def test_sqlite_waits_for_a_short_lock(tmp_path):
     path = tmp_path / "short.db"
     with sinks.connect(f"sqlite:///{path}", busy_timeout=20) as s:
         s.ensure_tables()
-        holder = _hold_lock(path, 1.5)
+        holder = hold_lock(path, 1.5)
         try:
             t = time.monotonic()
             assert s.ingest(make_bars(["A"], 5), mode="upsert").written == 5
