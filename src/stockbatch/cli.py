@@ -633,23 +633,33 @@ def _cmd_ingest(args) -> int:
         return _run_dask_ingest(symbols, args)
     return _run_ingest(
         symbols,
-        db=args.db,
-        source=args.source,
-        base_url=args.base_url,
-        interval=args.interval,
-        period=args.period,
-        start=args.start,
-        end=args.end,
-        mode=args.mode,
-        table=args.table,
-        indicators=args.indicators,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
+        **_job_options(args),
         quiet=args.quiet,
         command="ingest",
         alerts=dict(args.alert),
         tuned=args.tuned,
     )
+
+
+_JOB_OPTIONS = (
+    "db",
+    "source",
+    "base_url",
+    "interval",
+    "period",
+    "start",
+    "end",
+    "mode",
+    "table",
+    "indicators",
+    "concurrency",
+    "timeout",
+)
+
+
+def _job_options(args) -> dict[str, Any]:
+    """What ``ingest`` passes to a job, local or on a Dask cluster, from its command line."""
+    return {name: getattr(args, name) for name in _JOB_OPTIONS}
 
 
 def _pyarrow_without_pandas_probe() -> None:
@@ -1002,18 +1012,7 @@ def _run_dask_ingest(symbols: list[str], args) -> int:
             result = sbd.ingest(
                 symbols,
                 client=client,
-                db=args.db,
-                source=args.source,
-                base_url=args.base_url,
-                interval=args.interval,
-                period=args.period,
-                start=args.start,
-                end=args.end,
-                mode=args.mode,
-                table=args.table,
-                indicators=args.indicators,
-                concurrency=args.concurrency,
-                timeout=args.timeout,
+                **_job_options(args),
                 on_progress=progress.on_progress if progress is not None else None,
             )
         except (ValueError, TypeError) as exc:
