@@ -49,6 +49,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._arrow import array, bools, from_numpy, strings, to_numpy
 from ._errors import SchemaError
 from .schema import conform, to_table
 
@@ -62,7 +63,6 @@ __all__ = [
     "Interval",
     "calendar_edges",
     "mask_buffer",
-    "float_array",
     "VALIDATE_COLUMNS",
     "RESAMPLE_COLUMNS",
     "KEY_COLUMNS",
@@ -100,7 +100,7 @@ def _reasons(masks: np.ndarray) -> pa.Array:
     """Readable reason strings ("HIGH_INCONSISTENT,NEGATIVE_VOLUME") for the given masks."""
     uniq, inverse = np.unique(masks, return_inverse=True)
     names = [",".join(n for k, n in enumerate(RULE_NAMES) if int(m) >> k & 1) for m in uniq]
-    return pa.array(names, pa.string()).take(pa.array(inverse.astype(np.int32)))
+    return strings(names).take(from_numpy(inverse.astype(np.int32)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,15 +150,15 @@ class ValidationReport:
         """The rows that passed every checked rule (the input itself when all did)."""
         if self.n_rejected == 0:
             return self.table
-        return self.table.filter(pa.array(self.mask == 0))
+        return self.table.filter(bools(self.mask == 0))
 
     @cached_property
     def rejected(self) -> pa.Table:
         """The failing rows, with a ``reasons`` column naming their rules."""
         if self.n_rejected == 0:
-            return self.table.slice(0, 0).append_column("reasons", pa.array([], pa.string()))
+            return self.table.slice(0, 0).append_column("reasons", strings([]))
         keep = self.mask != 0
-        rows = self.table.filter(pa.array(keep))
+        rows = self.table.filter(bools(keep))
         return rows.append_column("reasons", _reasons(self.mask[keep]))
 
     def reasons(self) -> pa.Array:
@@ -272,13 +272,6 @@ def mask_buffer(n: int, out: np.ndarray | None, dtype: Any = np.uint16) -> np.nd
     return out[:n]
 
 
-def float_array(values: np.ndarray, validity: np.ndarray | None = None) -> pa.Array:
-    """float64 Arrow array over ``values`` (no copy); ``validity`` is a packed bitmap."""
-    n = len(values)
-    bitmap = None if validity is None else pa.py_buffer(validity)
-    return pa.Array.from_buffers(pa.float64(), n, [bitmap, pa.py_buffer(values)])
-
-
 # ---------------------------------------------------------------------------------------
 # resampling plans
 
@@ -331,7 +324,7 @@ def _local(us: list[int], tz: str | None) -> list[int]:
     """Wall-clock microseconds in ``tz`` of the given UTC instants."""
     if tz is None:
         return us
-    arr = pa.array(us, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    arr = array(us, pa.timestamp("us", tz="UTC"))
     try:
         local = pc.local_timestamp(arr.cast(pa.timestamp("us", tz=tz)))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
@@ -373,6 +366,6 @@ def calendar_edges(ts: pa.Array, iv: Interval, tz: str | None) -> np.ndarray | N
         local = np.arange(first, d1 + step + 1, step, dtype=np.int64) * day
     if tz is None:
         return local
-    naive = pa.array(local, pa.timestamp("us"))
+    naive = array(local, pa.timestamp("us"))
     start = pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="latest")
-    return start.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return to_numpy(start.cast(pa.int64()))

@@ -662,32 +662,6 @@ def _job_options(args) -> dict[str, Any]:
     return {name: getattr(args, name) for name in _JOB_OPTIONS}
 
 
-def _pyarrow_without_pandas_probe() -> None:
-    """Spare this process pyarrow's pandas import (0.2-0.4 s of a whole ``stockbatch ingest``).
-
-    pyarrow imports pandas, when installed, on its first conversion of a Python value, only to
-    ask whether the value is a pandas object. A CLI job never hands pyarrow one, so its first
-    probe is made here with ``import pandas`` failing: pyarrow records "no pandas" for such
-    probes, and still imports pandas for real if anything converts to pandas later
-    (``to_pandas`` retries the import). A library call never does this: a user's process may
-    pass pandas objects to pyarrow."""
-    if "pandas" in sys.modules:
-        return
-    import pyarrow as pa
-
-    class NoPandas:
-        @staticmethod
-        def find_spec(name: str, *_: Any) -> None:
-            if name == "pandas":
-                raise ModuleNotFoundError("pandas is not needed here", name=name)
-
-    sys.meta_path.insert(0, NoPandas)
-    try:
-        pa.array([0])
-    finally:
-        sys.meta_path.remove(NoPandas)
-
-
 def _run_ingest(
     symbols: list[str],
     *,
@@ -709,7 +683,6 @@ def _run_ingest(
     from .pipeline import BatchProcessingEngine
     from .sinks import connect
 
-    _pyarrow_without_pandas_probe()
     where = _redact(db)
     limits: dict[str, Any] = dict(alerts or {})
     thresholds = dataclasses.replace(Thresholds(), **limits)

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._arrow import array, fill_null, to_numpy
 from ._errors import SchemaError
 
 __all__ = ["BARS", "QUOTES", "BAR_KEY", "conform", "to_table", "PRICE_COLUMNS", "local_dates"]
@@ -235,11 +236,7 @@ def conform(
         if name not in table.column_names:
             value = fill.get(name)
             if name in optional and (name != "interval" or value is not None):
-                columns.append(
-                    pa.array([value] * n if value is not None else [None] * n, field.type)
-                    if n
-                    else pa.array([], field.type)
-                )
+                columns.append(array([value] * n, field.type))
                 continue
             problems[name] = "missing required column" + (
                 " (or pass interval=)" if name == "interval" else ""
@@ -300,15 +297,17 @@ def local_dates(
     # each zone converts only its own rows: the time-zone conversion is the costly part,
     # and a batch holds symbols of several exchanges (O(rows), not O(rows x zones))
     zone_code = np.array([distinct.index(z) for z in zone_of], dtype=np.int32)
-    row_zone = zone_code[np.asarray(codes.indices.fill_null(-1), dtype=np.int64) + 1]
-    out = np.asarray(utc.cast(pa.int32()).fill_null(0), dtype=np.int32).copy()
+    row_zone = zone_code[to_numpy(fill_null(codes.indices, -1)).astype(np.int64) + 1]
+    out = to_numpy(fill_null(utc.cast(pa.int32()), 0)).copy()
     for k, zone in enumerate(distinct[1:], start=1):
         rows = np.flatnonzero(row_zone == k)
         if len(rows):
-            local = _in_zone(ts.take(pa.array(rows)), zone).cast(pa.int32())
-            out[rows] = np.asarray(local.fill_null(0), dtype=np.int32)
-    mask = np.asarray(ts.is_null()) if ts.null_count else None
-    return pa.array(out, pa.int32(), mask=mask).cast(pa.date32())
+            local = _in_zone(ts.take(array(rows)), zone)
+            out[rows] = to_numpy(fill_null(local.cast(pa.int32()), 0))
+    valid = None
+    if ts.null_count:
+        valid = pa.py_buffer(np.packbits(to_numpy(ts.is_valid()), bitorder="little"))
+    return pa.Array.from_buffers(pa.date32(), len(out), [valid, pa.py_buffer(out)])
 
 
 def _in_zone(ts: pa.Array, zone: str) -> pa.Array:

@@ -7,7 +7,7 @@
     2  request layer  queueing, stats, alerts, _py/queue, _py/coalesce, _py/optimizer
        and kernels    _kernels, _validation, indicators, schema, _py/kernels, _py/indicators,
                       _py/decode, and every compiled _ext module
-    1  base           _errors, _backend, _time, _redact, _types, _version
+    1  base           _errors, _backend, _time, _redact, _types, _version, _arrow
 
 Imports inside functions count too: a lazy import is still a dependency. ``testing/`` sits
 beside the library: it may use layers 1-2, and only the CLI's demo, serve-fixture and bench
@@ -65,6 +65,7 @@ LAYERS = {
     "stockbatch._redact": BASE,
     "stockbatch._types": BASE,
     "stockbatch._version": BASE,
+    "stockbatch._arrow": BASE,
     "stockbatch.testing": TESTING,
     # the pytest plugin is an entry point (pytest's) that lives in testing/
     "stockbatch.testing.pytest_plugin": ENTRY,

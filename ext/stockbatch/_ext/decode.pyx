@@ -1584,7 +1584,7 @@ def decode_yahoo_chart(data, *, symbol=None, interval=None, str source="yahoo"):
             ts = _from_buffers(UTC_US, n, [None, _values(&c.cols[C_TS], n, False,
                                                          1000000)])
         else:
-            ts = pa.array([], UTC_US)
+            ts = pa.nulls(0, UTC_US)
         arrays = [_repeat(sym, n), _repeat(ivl, n), ts,
                   _f64(&c.cols[C_OPEN], n, False), _f64(&c.cols[C_HIGH], n, False),
                   _f64(&c.cols[C_LOW], n, False), _f64(&c.cols[C_CLOSE], n, False),

@@ -19,9 +19,10 @@ from stockbatch._ext.arrow cimport (
     import_capsules, K_F64,
 )
 
+from stockbatch._arrow import float_array
 from stockbatch._validation import (
     RESAMPLE_COLUMNS, RULES, VALIDATE_COLUMNS, NormalizeResult, Rule, ValidationReport,
-    calendar_edges, float_array, mask_buffer, parse_interval, prepare,
+    calendar_edges, mask_buffer, parse_interval, prepare,
 )
 
 __all__ = ["validate", "normalize", "resample", "returns", "log_returns"]

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._arrow import float_array
 from .._validation import (
     RESAMPLE_COLUMNS,
     RULES,
@@ -22,7 +23,6 @@ from .._validation import (
     Rule,
     ValidationReport,
     calendar_edges,
-    float_array,
     mask_buffer,
     parse_interval,
     prepare,

@@ -23,6 +23,8 @@ import adbc_driver_manager as adbc
 import pyarrow as pa
 from adbc_driver_manager._lib import _blocking_call
 
+from .._arrow import array, values
+
 __all__ = ["Connection", "Cursor", "connect"]
 
 _INGEST_MODES = {"append": adbc.INGEST_OPTION_MODE_APPEND, "create": adbc.INGEST_OPTION_MODE_CREATE}
@@ -175,7 +177,7 @@ class Cursor:
         table = self.fetch_arrow_table()
         if table.num_rows == 0:
             return []
-        return list(zip(*(col.to_pylist() for col in table.columns), strict=True))
+        return list(zip(*(values(col) for col in table.columns), strict=True))
 
     def adbc_ingest(
         self,
@@ -224,7 +226,7 @@ class Cursor:
 
 
 def _one_row(values: Sequence[Any]) -> pa.RecordBatch:
-    return pa.record_batch([[v] for v in values], names=[str(i) for i in range(len(values))])
+    return _rows([values])
 
 
 def _rows(rows: Sequence[Sequence[Any]]) -> pa.RecordBatch:
@@ -233,4 +235,6 @@ def _rows(rows: Sequence[Sequence[Any]]) -> pa.RecordBatch:
     for row in rows:
         for i, v in enumerate(row):
             cols[i].append(v)
-    return pa.RecordBatch.from_pydict({str(i): c for i, c in enumerate(cols)})
+    return pa.RecordBatch.from_arrays(
+        [array(c) for c in cols], names=[str(i) for i in range(width)]
+    )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._arrow import array, datetimes, pylist, table
 from .._errors import SinkError
 from ..schema import UTC_US
 from . import _meta, _sql
@@ -59,7 +60,7 @@ def merge_old_quarantine(old: pa.Table) -> pa.Table:
     """Rows of a 0.1 quarantine table, one per (target, row, reasons, error): first
     ``quarantined_at``, ``last_seen`` the latest, ``seen_count`` how many, the job id of
     the latest."""
-    at = as_utc(old.column("quarantined_at")).to_pylist()
+    at = datetimes(as_utc(old.column("quarantined_at")))
     ts = as_utc(old.column("ts"))
     cols = {
         c: old.column(c).to_pylist()
@@ -78,26 +79,26 @@ def merge_old_quarantine(old: pa.Table) -> pa.Table:
             g[2] = when
         if when is not None and (g[3] is None or when >= g[3]):
             g[3], g[4] = when, i
-    firsts = pa.array([g[0] for g in groups.values()], pa.int64())
+    firsts = array([g[0] for g in groups.values()], pa.int64())
     lasts = [g[4] for g in groups.values()]
     now = datetime.now(timezone.utc)
 
     def text(c):
-        return pa.array(cols[c], pa.string()).take(firsts)
+        return array(cols[c], pa.string()).take(firsts)
 
     return pa.table(
         {
-            "job_id": pa.array([cols["job_id"][i] for i in lasts], pa.string()),
+            "job_id": array([cols["job_id"][i] for i in lasts], pa.string()),
             "target": text("target"),
             "symbol": text("symbol"),
             "ts": ts.take(firsts),
             "reasons": text("reasons"),
             "error": text("error"),
             "row_json": text("row_json"),
-            "quarantined_at": pa.array([g[2] or now for g in groups.values()], UTC_US),
-            "row_hash": pa.array(list(groups), pa.string()),
-            "seen_count": pa.array([g[1] for g in groups.values()], pa.int64()),
-            "last_seen": pa.array([g[3] or now for g in groups.values()], UTC_US),
+            "quarantined_at": array([g[2] or now for g in groups.values()], UTC_US),
+            "row_hash": array(list(groups), pa.string()),
+            "seen_count": array([g[1] for g in groups.values()], pa.int64()),
+            "last_seen": array([g[3] or now for g in groups.values()], UTC_US),
         }
     )
 
@@ -223,7 +224,7 @@ def quarantine_rows(
         [error or ""] * n if error is None or isinstance(error, str) else [e or "" for e in error]
     )
     body = table.drop_columns([c for c in ("reasons",) if c in table.column_names])
-    rows = body.to_pylist()
+    rows = pylist(body)
     ts = (
         pc.cast(body.column("ts"), UTC_US, safe=False)
         if "ts" in body.column_names and pa.types.is_timestamp(body.column("ts").type)
@@ -248,22 +249,22 @@ def quarantine_rows(
         else:
             first[h] = i
             seen[h] = 1
-    take = pa.array(list(first.values()), pa.int64())
+    take = array(list(first.values()), pa.int64())
     now = datetime.now(timezone.utc)
     m = len(first)
     q = pa.table(
         {
-            "job_id": pa.array([job_id] * m, pa.string()),
-            "target": pa.array([target] * m, pa.string()),
+            "job_id": array([job_id] * m, pa.string()),
+            "target": array([target] * m, pa.string()),
             "symbol": symbol.take(take),
             "ts": ts.take(take),
-            "reasons": pa.array(texts, pa.string()).take(take),
-            "error": pa.array(errors, pa.string()).take(take),
-            "row_json": pa.array(row_json, pa.string()).take(take),
-            "quarantined_at": pa.array([now] * m, UTC_US),
-            "row_hash": pa.array(list(first), pa.string()),
-            "seen_count": pa.array(list(seen.values()), pa.int64()),
-            "last_seen": pa.array([now] * m, UTC_US),
+            "reasons": array(texts, pa.string()).take(take),
+            "error": array(errors, pa.string()).take(take),
+            "row_json": array(row_json, pa.string()).take(take),
+            "quarantined_at": array([now] * m, UTC_US),
+            "row_hash": array(list(first), pa.string()),
+            "seen_count": array(list(seen.values()), pa.int64()),
+            "last_seen": array([now] * m, UTC_US),
         }
     )
     sink._merge_quarantine(conn, sink.tables["quarantine"], q)
@@ -290,17 +291,17 @@ def log_row(
     now = datetime.now(timezone.utc)
     row = pa.table(
         {
-            "job_id": pa.array([job_id], pa.string()),
-            "source": pa.array([source], pa.string()),
-            "target": pa.array([target], pa.string()),
-            "mode": pa.array([mode], pa.string()),
-            "rows_written": pa.array([written], pa.int64()),
-            "rows_updated": pa.array([updated], pa.int64()),
-            "rows_ignored": pa.array([ignored], pa.int64()),
-            "rows_rejected": pa.array([rejected], pa.int64()),
-            "rows_refused": pa.array([refused], pa.int64()),
-            "started": pa.array([started or now], UTC_US),
-            "finished": pa.array([finished or now], UTC_US),
+            "job_id": array([job_id], pa.string()),
+            "source": array([source], pa.string()),
+            "target": array([target], pa.string()),
+            "mode": array([mode], pa.string()),
+            "rows_written": array([written], pa.int64()),
+            "rows_updated": array([updated], pa.int64()),
+            "rows_ignored": array([ignored], pa.int64()),
+            "rows_rejected": array([rejected], pa.int64()),
+            "rows_refused": array([refused], pa.int64()),
+            "started": array([started or now], UTC_US),
+            "finished": array([finished or now], UTC_US),
         }
     )
     sink._append_aux(conn, sink.tables["ingest_log"], row)
@@ -368,7 +369,7 @@ def aux_canonical(t: pa.Table, kind: str) -> pa.Table:
     schema = _meta.SCHEMAS[kind]
     cols = []
     for f in schema:
-        col = t.column(f.name) if t.num_rows else pa.array([], f.type)
+        col = t.column(f.name) if t.num_rows else array([], f.type)
         if pa.types.is_timestamp(f.type):
             col = as_utc(col)
         elif pa.types.is_date(f.type) and pa.types.is_integer(col.type):  # YYYYMMDD
@@ -393,13 +394,13 @@ def store_symbols(sink: Sink, conn: Any, seen: dict, meta: dict, source: str | N
     existing: list[dict] = []
     for part, marks in in_chunks(sink.dialect, syms):
         where = sql("WHERE {s} IN {marks}", s=d.quote("symbol"), marks=marks)
-        existing += select_aux(sink, conn, "symbols", where, list(part)).to_pylist()
+        existing += pylist(select_aux(sink, conn, "symbols", where, list(part)))
     # a set-based upsert through a staging table (no DELETE: its gap locks deadlock
     # concurrent writers on MariaDB; no row-by-row statements: 500 symbols took 3 s
     # on PostgreSQL)
     rows = _meta.merge_symbols(existing, seen, meta, source)
     if rows:
-        upsert_rows(sink, conn, "symbols", t, pa.Table.from_pylist(rows, schema=_meta.SYMBOLS))
+        upsert_rows(sink, conn, "symbols", t, table(rows, _meta.SYMBOLS))
 
 
 def upsert_rows(sink: Sink, conn: Any, kind: str, table: str, data: pa.Table) -> None:

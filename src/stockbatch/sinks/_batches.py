@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._arrow import array, datetimes, fill_null, to_numpy
 from ..schema import UTC_US, to_table
 
 __all__ = [
@@ -85,7 +86,7 @@ def key_codes(batch: pa.RecordBatch, key: tuple) -> list[np.ndarray]:
             col = pc.dictionary_encode(col).indices
         elif pa.types.is_timestamp(col.type):
             col = col.cast(pa.int64())
-        out.append(np.asarray(col.fill_null(-1) if col.null_count else col))
+        out.append(to_numpy(fill_null(col, -1)))
     return out
 
 
@@ -120,7 +121,7 @@ def dedup(batch: pa.RecordBatch, key: tuple, *, keep: str) -> tuple[pa.RecordBat
     else:
         keep_mask[1:] = ~same_next  # the first of each run
     rows = np.sort(order[keep_mask])
-    return batch.take(pa.array(rows)), n - len(rows)
+    return batch.take(array(rows)), n - len(rows)
 
 
 def castable(col: Any, to: pa.DataType) -> bool:
@@ -151,19 +152,15 @@ def key_ranges(symbol: Any, ts: Any) -> tuple[list, list, list]:
     """(symbols, first ts, last ts) of a batch: one pass when it is grouped by symbol
     (the usual), a hash aggregation otherwise."""
     enc = pc.dictionary_encode(symbol)
-    codes = np.asarray(enc.indices.fill_null(-1))
-    us = np.asarray(ts.cast(pa.int64()).fill_null(0))
+    codes = to_numpy(fill_null(enc.indices, -1))
+    us = to_numpy(fill_null(ts.cast(pa.int64()), 0))
     names = enc.dictionary.to_pylist()
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     if len(starts) == len(names) and (enc.indices.null_count == 0 or -1 not in codes):
         order = np.argsort(codes[starts])
         los = np.minimum.reduceat(us, starts)[order]
         his = np.maximum.reduceat(us, starts)[order]
-        return (
-            names,
-            pa.array(los).cast(UTC_US).to_pylist(),
-            pa.array(his).cast(UTC_US).to_pylist(),
-        )
+        return names, datetimes(array(los)), datetimes(array(his))
     by = (
         pa.table({"symbol": symbol, "ts": ts})
         .group_by("symbol")
@@ -171,6 +168,6 @@ def key_ranges(symbol: Any, ts: Any) -> tuple[list, list, list]:
     )
     return (
         by.column("symbol").to_pylist(),
-        by.column("ts_min").to_pylist(),
-        by.column("ts_max").to_pylist(),
+        datetimes(by.column("ts_min")),
+        datetimes(by.column("ts_max")),
     )

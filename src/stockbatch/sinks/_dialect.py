@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .._arrow import pylist
 from .._errors import SchemaError, SinkError, StockbatchError
 from .._redact import redact
 from .._time import micros_to_datetime
@@ -203,7 +204,7 @@ class DialectSink(abc.ABC):
 
     def _append_aux(self, conn, table: str, data: pa.Table) -> None:
         """Append a small table of ours (quarantine, log) with bound values."""
-        rows = [tuple(self._bind_value(v) for v in r.values()) for r in data.to_pylist()]
+        rows = [tuple(self._bind_value(v) for v in r.values()) for r in pylist(data)]
         _dbapi.executemany(conn, _sql.insert_values(self.dialect, table, data.column_names), rows)
 
     # -- plumbing -----------------------------------------------------------------------

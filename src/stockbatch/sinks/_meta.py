@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._arrow import array, fill_null, pylist
 from ..schema import UTC_US, local_dates
 
 __all__ = [
@@ -99,7 +100,7 @@ def indicators_long(wide: pa.Table) -> pa.Table:
             continue
         value = col.cast(pa.float64())
         keep = pc.and_kleene(pc.is_valid(value), pc.invert(pc.is_nan(value)))
-        keep = pc.fill_null(keep, False)
+        keep = fill_null(keep, False)
         n = pc.sum(keep).as_py() or 0
         if not n:
             continue
@@ -108,7 +109,7 @@ def indicators_long(wide: pa.Table) -> pa.Table:
                 [
                     wide.column("symbol").filter(keep).cast(pa.string()),
                     wide.column("interval").filter(keep).cast(pa.string()),
-                    pa.array([name] * n, pa.string()),
+                    array([name] * n, pa.string()),
                     wide.column("ts").filter(keep).cast(UTC_US),
                     value.filter(keep),
                 ],
@@ -161,16 +162,16 @@ def actions_table(
             tss.append(t * 1_000_000)
             divs.append(rows[t][0])
             ratios.append(rows[t][1])
-    sym = pa.array(syms, pa.string())
-    ts_arr = pa.array(tss, pa.int64()).cast(UTC_US)
+    sym = array(syms, pa.string())
+    ts_arr = array(tss, pa.int64()).cast(UTC_US)
     table = pa.Table.from_pydict(
         {
             "symbol": sym,
             "date": local_dates(sym, ts_arr, zones),
             "ts": ts_arr,
-            "dividend": pa.array(divs, pa.float64()),
-            "split_ratio": pa.array(ratios, pa.float64()),
-            "source": pa.array([source] * len(syms), pa.string()),
+            "dividend": array(divs, pa.float64()),
+            "split_ratio": array(ratios, pa.float64()),
+            "source": array([source] * len(syms), pa.string()),
         },
         schema=ACTIONS,
     )
@@ -184,7 +185,7 @@ def _last_per_date(table: pa.Table) -> pa.Table:
     if len(set(keys)) == len(keys):
         return table
     merged: dict[Any, dict] = {}
-    for key, r in zip(keys, table.to_pylist(), strict=True):
+    for key, r in zip(keys, pylist(table), strict=True):
         m = merged.setdefault(key, dict(r))
         for k in ("dividend", "split_ratio"):
             if r[k] is not None:

@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from .._arrow import array, fill_null, pylist
 from .._errors import SinkError
 from .._time import micros_to_datetime
 from . import _dbapi, _sql
@@ -104,7 +105,7 @@ class MysqlSink(Sink):
             conn, statement, params, lambda cur: ([c[0] for c in cur.description], cur.fetchall())
         )
         cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
-        return pa.table({n: pa.array(list(c)) for n, c in zip(names, cols, strict=True)})
+        return pa.table({n: array(list(c)) for n, c in zip(names, cols, strict=True)})
 
     def _read_arrow(self, conn, stmt: str, params: list, kind: str) -> pa.Table:
         t = self._query_arrow(conn, stmt, params or None)
@@ -179,7 +180,7 @@ class MysqlSink(Sink):
             last=last,
             job=job,
         )
-        rows = [tuple(self._bind_value(v) for v in r.values()) for r in q.to_pylist()]
+        rows = [tuple(self._bind_value(v) for v in r.values()) for r in pylist(q)]
         _dbapi.executemany(conn, stmt, rows)
 
     def _bind_ts(self, us: int) -> Any:
@@ -197,8 +198,8 @@ class MysqlSink(Sink):
                 col = col.cast(pa.timestamp("us"))  # UTC wall time for DATETIME(6)
             elif pa.types.is_floating(f.type) and col.null_count < len(col):
                 finite = pc.is_finite(col)
-                if not pc.all(pc.fill_null(finite, True)).as_py():
-                    col = pc.if_else(finite, col, pa.scalar(None, col.type))
+                if not pc.all(fill_null(finite, True)).as_py():
+                    col = pc.if_else(finite, col, pa.nulls(len(col), col.type))
             cols.append(col)
         return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
 
@@ -207,7 +208,7 @@ class MysqlSink(Sink):
     ) -> None:
         d = self.dialect
         if level is Level.BASIC:
-            rows = [tuple(r.values()) for r in batch.to_pylist()]
+            rows = [tuple(r.values()) for r in pylist(batch)]
             _dbapi.executemany(conn, _sql.insert_values(d, table, batch.schema.names), rows)
             return
         cols = ", ".join(d.quote(c) for c in batch.schema.names)

@@ -48,6 +48,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._arrow import array, fill_null, to_numpy
 from .._errors import SinkError
 from . import _adbc_conn, _sql
 from ._adbc import AdbcSink
@@ -283,7 +284,7 @@ class PostgresSink(AdbcSink):
             combo = combo * (int(c.max()) + 2) + c
         _, first, row_gid = np.unique(combo, return_index=True, return_inverse=True)
         row_gid = row_gid.astype(np.int32)
-        ts = np.asarray(batch.column("ts").cast(pa.int64()))
+        ts = to_numpy(batch.column("ts").cast(pa.int64()))
         lo = np.full(len(first), np.iinfo(np.int64).max)
         hi = np.full(len(first), np.iinfo(np.int64).min)
         np.minimum.at(lo, row_gid, ts)
@@ -291,10 +292,10 @@ class PostgresSink(AdbcSink):
         ts_type = batch.schema.field("ts").type
         ranges = pa.table(
             [
-                *(batch.column(g).take(pa.array(first)) for g in group),
-                pa.array(np.arange(len(first), dtype=np.int32)),
-                pa.array(lo).cast(ts_type),
-                pa.array(hi).cast(ts_type),
+                *(batch.column(g).take(array(first)) for g in group),
+                array(np.arange(len(first), dtype=np.int32)),
+                array(lo).cast(ts_type),
+                array(hi).cast(ts_type),
             ],
             names=[*group, "gid", "lo", "hi"],
         )
@@ -331,57 +332,47 @@ class PostgresSink(AdbcSink):
         if stored.num_rows == 0:
             self._move(conn, table, batch, level=level)
             return n, 0, 0
-        # classify the batch against what is stored, in Arrow, joined on integer keys
-        left = pa.table(
-            [
-                pa.array(row_gid),
-                pa.array(ts),
-                pa.array(np.arange(n, dtype=np.int64)),
-                *(batch.column(c) for c in values),
-            ],
-            names=["__gid", "__ts", "__row", *values],
-        )
-        stored = pa.table(
-            [
-                stored.column("__gid").cast(pa.int32()),
-                stored.column("ts").cast(ts_type).cast(pa.int64()),
-                pa.array(np.ones(stored.num_rows, bool)),
-                *(stored.column(c) for c in values),
-            ],
-            names=["__gid", "__ts", "__hit", *(c + "__old" for c in values)],
-        )
-        joined = left.join(
-            stored, keys=["__gid", "__ts"], join_type="full outer", use_threads=False
-        )
-        row = joined.column("__row")
-        in_batch = pc.is_valid(row)
-        hit = pc.fill_null(joined.column("__hit"), False)
-        missing = pc.and_(pc.invert(in_batch), hit)  # stored in range, absent from batch
-        changed = pa.array(np.zeros(joined.num_rows, bool))
-        for name in values:
-            changed = pc.or_(changed, _differs(joined.column(name), joined.column(name + "__old")))
-        changed = pc.and_(pc.and_(changed, hit), in_batch)
-        new = pc.and_(in_batch, pc.invert(hit))
-        n_new = pc.sum(new).as_py() or 0
-        n_changed = pc.sum(changed).as_py() or 0
+        # classify the batch against what is stored: both sides sorted together by (range
+        # id, ts, side); keys are unique on each side, so a batch row directly followed by a
+        # stored row of the same key is a hit (numpy, not Arrow's join: that one imports
+        # pyarrow.dataset and pandas)
+        m = stored.num_rows
+        s_gid = to_numpy(stored.column("__gid").cast(pa.int32()))
+        s_ts = to_numpy(stored.column("ts").cast(ts_type).cast(pa.int64()))
+        gid_all = np.concatenate([row_gid, s_gid])
+        ts_all = np.concatenate([ts, s_ts])
+        order = np.lexsort((np.arange(n + m), ts_all, gid_all))
+        a, b = order[:-1], order[1:]
+        pair = (a < n) & (b >= n) & (gid_all[a] == gid_all[b]) & (ts_all[a] == ts_all[b])
+        rows_hit, stored_hit = a[pair], b[pair] - n
+        new = np.ones(n, bool)
+        new[rows_hit] = False
+        matched = np.zeros(m, bool)
+        matched[stored_hit] = True
+        changed = np.zeros(n, bool)
+        if len(rows_hit):
+            mine, theirs = batch.take(array(rows_hit)), stored.take(array(stored_hit))
+            differs = np.zeros(len(rows_hit), bool)
+            for name in values:
+                differs |= to_numpy(_differs(mine.column(name), theirs.column(name)))
+            changed[rows_hit[differs]] = True
+        n_new, n_changed = int(new.sum()), int(changed.sum())
         n_same = n - n_new - n_changed
         if n_changed == 0:
             if n_new:
-                self._move(conn, table, batch.take(_sorted(pc.filter(row, new))), level=level)
+                self._move(conn, table, batch.take(array(np.flatnonzero(new))), level=level)
             return n_new, 0, n_same
-        # groups: covered (no stored row missing from the batch) and with changes -> rewrite
-        gids = joined.column("__gid")
-        uncovered = set(pc.unique(pc.filter(gids, missing)).to_pylist())
-        changed_gids = set(pc.unique(pc.filter(gids, changed)).to_pylist())
-        rewrite = sorted(changed_gids - uncovered)
-        rows_rewrite = pa.array([], pa.int64())
+        # ranges covered (no stored row missing from the batch) and with changes: rewrite
+        uncovered = set(np.unique(s_gid[~matched]).tolist())
+        rewrite = sorted(set(np.unique(row_gid[changed]).tolist()) - uncovered)
+        is_rewrite = np.zeros(n, bool)
         if rewrite:
             self._clear_stage(conn, rname)
             cur = conn.cursor()
             try:
                 cur.adbc_ingest(
                     rname,
-                    ranges.filter(pc.is_in(ranges.column("gid"), pa.array(rewrite, pa.int32()))),
+                    ranges.filter(pc.is_in(ranges.column("gid"), array(rewrite, pa.int32()))),
                     mode="append",
                     temporary=True,
                 )
@@ -397,14 +388,13 @@ class PostgresSink(AdbcSink):
                 ),
             )
             # every batch row of a rewritten range goes in again
-            rows_rewrite = pa.array(np.flatnonzero(np.isin(row_gid, rewrite)))
-        is_rewrite_row = pc.is_in(row, rows_rewrite)
-        direct = pc.filter(row, pc.and_(in_batch, pc.or_(new, pc.fill_null(is_rewrite_row, False))))
-        staged = pc.filter(row, pc.and_(changed, pc.invert(pc.fill_null(is_rewrite_row, False))))
+            is_rewrite = np.isin(row_gid, rewrite)
+        direct = np.flatnonzero(new | is_rewrite)
+        staged = np.flatnonzero(changed & ~is_rewrite)
         if len(direct):
-            self._move(conn, table, batch.take(_sorted(direct)), level=level)
+            self._move(conn, table, batch.take(array(direct)), level=level)
         if len(staged):
-            self._upsert_on_conflict(conn, table, kind, batch.take(_sorted(staged)), level)
+            self._upsert_on_conflict(conn, table, kind, batch.take(array(staged)), level)
         return n_new, n_changed, n_same
 
 
@@ -422,16 +412,11 @@ def _lock_key(table: str) -> int:
     return 0x5B000000_00000000 + zlib.crc32(table.encode())
 
 
-def _sorted(a) -> pa.Array:
-    a = a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
-    return pc.take(a, pc.array_sort_indices(a))
-
-
 def _differs(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
     """Null-safe, NaN-equal "a differs from b" (as PostgreSQL compares: NaN = NaN)."""
     ne = pc.not_equal(a, b)
     if pa.types.is_floating(a.type):
-        both_nan = pc.and_(pc.fill_null(pc.is_nan(a), False), pc.fill_null(pc.is_nan(b), False))
+        both_nan = pc.and_(fill_null(pc.is_nan(a), False), fill_null(pc.is_nan(b), False))
         ne = pc.and_(ne, pc.invert(both_nan))
     one_null = pc.xor(pc.is_null(a), pc.is_null(b))
-    return pc.or_(pc.fill_null(ne, False), one_null)
+    return pc.or_(fill_null(ne, False), one_null)

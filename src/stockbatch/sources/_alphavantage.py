@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from yarl import URL
 
 from .. import _backend
+from .._arrow import scalar
 from .._errors import ProviderError, ProviderUnavailable, RateLimited
 from .._redact import redact
 from .._time import period_days
@@ -213,8 +214,8 @@ class AlphaVantageSource(HTTPSource):
             # are not counted in stats.out_of_window (1969 / 9999 stamps go with them).
             ts = batch.column("ts")
             keep = pc.and_(
-                pc.greater_equal(ts, pa.scalar(p1 * 1_000_000, ts.type)),
-                pc.less(ts, pa.scalar(p2 * 1_000_000, ts.type)),
+                pc.greater_equal(ts, scalar(p1 * 1_000_000, ts.type)),
+                pc.less(ts, scalar(p2 * 1_000_000, ts.type)),
             )
             return batch.filter(keep)
 

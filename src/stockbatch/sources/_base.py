@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._arrow import empty_batch
 from .._errors import ProviderError, ProviderUnavailable, SymbolNotFound
 from .._redact import redact
 from .._time import period_days, to_epoch
@@ -164,7 +165,7 @@ def clip_window(
 
 
 def empty_bars(symbol: str, interval: str, source: str) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pylist([], schema=BARS)
+    return empty_batch(BARS)
 
 
 def normalize_daily(batch: pa.RecordBatch) -> pa.RecordBatch:

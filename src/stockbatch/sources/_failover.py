@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
+from .._arrow import array
 from .._errors import ProviderError, ProviderUnavailable, SymbolNotFound
 from ._base import Source
 
@@ -103,7 +104,7 @@ class FailoverSource(Source):
             # a later source spelt it its own way: keep the one name this source promised
             idx = batch.schema.get_field_index("symbol")
             batch = batch.set_column(
-                idx, batch.schema.field(idx), pa.array([symbol] * batch.num_rows, pa.string())
+                idx, batch.schema.field(idx), array([symbol] * batch.num_rows, pa.string())
             )
         return batch
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._arrow import array, empty_batch
 from .._errors import (
     DecodeError,
     ProviderError,
@@ -197,18 +198,18 @@ class HTTPJSONSource(HTTPSource):
                 naive = all(t.tzinfo is None for t in stamps)
                 if naive:
                     arr = pc.assume_timezone(
-                        pa.array(stamps, pa.timestamp("us")),
+                        array(stamps, pa.timestamp("us")),
                         self.tz,
                         ambiguous="earliest",
                         nonexistent="earliest",
                     )
                 else:
-                    arr = pa.array(
+                    arr = array(
                         [t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc) for t in stamps],
                         pa.timestamp("us", tz="UTC"),
                     )
             else:
-                arr = pa.array(
+                arr = array(
                     [None if v is None else int(v) * _UNITS[self.ts_unit] for v in ts], pa.int64()
                 ).cast(pa.timestamp("us", tz="UTC"))
             data = {"ts": arr}
@@ -224,8 +225,8 @@ class HTTPJSONSource(HTTPSource):
                     if k != "volume"
                     else [None if x is None else int(float(x)) for x in v]
                 )
-                data[k] = pa.array(conv, pa.float64() if k != "volume" else pa.int64())
-            data["symbol"] = pa.array([symbol] * n, pa.string())
+                data[k] = array(conv, pa.float64() if k != "volume" else pa.int64())
+            data["symbol"] = array([symbol] * n, pa.string())
             table = conform(pa.table(data), BARS, interval=interval, source=self.name)
         except (ValueError, TypeError, pa.ArrowInvalid, SchemaError) as exc:
             raise DecodeError(
@@ -235,7 +236,7 @@ class HTTPJSONSource(HTTPSource):
         md[b"stockbatch.tz"] = self.tz.encode()
         table = table.replace_schema_metadata(md).combine_chunks()
         batches = table.to_batches()
-        return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+        return batches[0] if batches else empty_batch(table.schema)
 
     async def fetch_history(
         self, symbol: str, *, interval: str = "1d", start=None, end=None, period: str | None = None

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .._arrow import empty_batch
 from .._errors import DecodeError, ProviderError, ProviderUnavailable, RateLimited
 from .._redact import redact
 
@@ -272,7 +273,7 @@ class ResponseCache:
                     batch = (
                         table.combine_chunks().to_batches()[0]
                         if table.num_rows
-                        else pa.RecordBatch.from_pylist([], schema=table.schema)
+                        else empty_batch(table.schema)
                     )
                     self._remember(key, batch, path.stat().st_mtime)
                     self.hits += 1

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from .. import _backend
+from .._arrow import empty_batch
 from .._errors import ProviderError, ProviderUnavailable, RateLimited, SymbolNotFound
 from .._redact import redact
 from .._time import period_days
@@ -340,7 +341,7 @@ class YahooChartSource(HTTPSource):
             md[b"stockbatch.missing"] = ",".join(missing).encode()
         table = table.replace_schema_metadata(md)
         batches = table.combine_chunks().to_batches()
-        return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+        return batches[0] if batches else empty_batch(table.schema)
 
 
 def _concat(parts: list[pa.RecordBatch]) -> pa.RecordBatch:
