@@ -1,9 +1,11 @@
-"""Arrow arrays from numpy and Python values, built from buffers.
+"""Arrow arrays built from numpy and Python values, and read back as numpy and Python
+values, through their buffers.
 
-Why not ``pa.array``: its first call in a process asks whether the value is a pandas object,
-and that question imports pandas when it is installed (~0.3 s of CPU), even for a numpy array
-or a list of strings. The ingest path builds its arrays here so a first ``stockbatch.ingest``
-imports no pandas the user did not import.
+Why not pyarrow's own conversions: ``pa.array``, ``pa.scalar``, ``Array.to_numpy``, a zoned
+timestamp's ``as_py`` and ``Table.join`` ask, on their first use in a process, whether a value
+is a pandas object, and that question imports pandas when it is installed (~0.3 s of CPU),
+even for a numpy array or a list of strings. The ingest path converts here, so a first
+``stockbatch.ingest`` imports no pandas the user did not import.
 """
 
 from __future__ import annotations
@@ -14,6 +16,18 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = _EPOCH.replace(tzinfo=timezone.utc)
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_INFERRED: dict[type, pa.DataType] = {
+    bool: pa.bool_(),
+    int: pa.int64(),
+    float: pa.float64(),
+    str: pa.string(),
+    bytes: pa.binary(),
+    date: pa.date32(),
+}
 
 
 def from_numpy(values: np.ndarray, type: pa.DataType | None = None) -> pa.Array:
@@ -40,19 +54,6 @@ def bools(mask: np.ndarray) -> pa.BooleanArray:
 def strings(values: Sequence[str]) -> pa.StringArray:
     """A string Arrow array (no nulls) from Python strings."""
     return _binary(list(values), pa.string(), None)
-
-
-_EPOCH = datetime(1970, 1, 1)
-_EPOCH_UTC = _EPOCH.replace(tzinfo=timezone.utc)
-_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-_INFERRED: dict[type, pa.DataType] = {
-    bool: pa.bool_(),
-    int: pa.int64(),
-    float: pa.float64(),
-    str: pa.string(),
-    bytes: pa.binary(),
-    date: pa.date32(),
-}
 
 
 def array(values: Any, type: pa.DataType | None = None) -> pa.Array:
@@ -184,7 +185,7 @@ def pylist(table: pa.Table | pa.RecordBatch) -> list[dict[str, Any]]:
     """``table.to_pylist()``, with UTC timestamp columns converted by :func:`datetimes`."""
     cols = [values(col) for col in table.columns]
     names = table.column_names
-    return [dict(zip(names, values, strict=True)) for values in zip(*cols, strict=True)]
+    return [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
 
 
 def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
