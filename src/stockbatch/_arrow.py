@@ -73,8 +73,12 @@ def array(values: Any, type: pa.DataType | None = None) -> pa.Array:
             type = pa.timestamp("us")
         elif (type := _INFERRED.get(kind)) is None:  # type: ignore[arg-type]
             return pa.array(values)
-    valid = [v is not None for v in values]
-    bitmap = None if all(valid) else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    if not _built(type):
+        return pa.array(values, type)
+    bitmap = None
+    if any(v is None for v in values):
+        valid = [v is not None for v in values]
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
     if pa.types.is_string(type) or pa.types.is_binary(type):
         return _binary(values, type, bitmap)
     if pa.types.is_boolean(type):
@@ -86,12 +90,24 @@ def array(values: Any, type: pa.DataType | None = None) -> pa.Array:
     elif pa.types.is_date32(type):
         values = [_days(v) for v in values]
         dtype = np.int32
-    elif pa.types.is_integer(type) or pa.types.is_floating(type):
-        dtype = type.to_pandas_dtype()
     else:
-        return pa.array(values, type)
+        dtype = type.to_pandas_dtype()
     data = np.array([0 if v is None else v for v in values], dtype=dtype)
     return pa.Array.from_buffers(type, len(values), [bitmap, pa.py_buffer(data)])
+
+
+def _built(type: pa.DataType) -> bool:
+    """The types :func:`array` builds itself."""
+    t = pa.types
+    return (
+        t.is_string(type)
+        or t.is_binary(type)
+        or t.is_boolean(type)
+        or t.is_timestamp(type)
+        or t.is_date32(type)
+        or t.is_integer(type)
+        or t.is_floating(type)
+    )
 
 
 def table(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -102,11 +118,19 @@ def table(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 
 
 def _binary(values: list, type: pa.DataType, bitmap: pa.Buffer | None) -> pa.Array:
-    encoded = [b"" if v is None else v.encode() if isinstance(v, str) else bytes(v) for v in values]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
-    np.cumsum([len(b) for b in encoded], out=offsets[1:])
-    data = pa.py_buffer(b"".join(encoded))
-    return pa.Array.from_buffers(type, len(values), [bitmap, pa.py_buffer(offsets), data])
+    n = len(values)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    text = "".join(values) if bitmap is None and pa.types.is_string(type) else None
+    if text is not None and text.isascii():  # the usual: one encode, lengths in characters
+        data = text.encode("ascii")
+        np.cumsum(np.fromiter(map(len, values), np.int64, n), out=offsets[1:])
+    else:
+        parts = [
+            b"" if v is None else v.encode() if isinstance(v, str) else bytes(v) for v in values
+        ]
+        data = b"".join(parts)
+        np.cumsum(np.fromiter(map(len, parts), np.int64, n), out=offsets[1:])
+    return pa.Array.from_buffers(type, n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def _ticks(v: Any, unit: str) -> int | None:
