@@ -103,3 +103,26 @@ def test_seeded_mutations_only_ever_raise_provider_errors(load, seed):
             continue
         normalize_daily(batch)
         batch.to_pylist()
+
+
+def test_normalize_daily_answers_by_zone_and_stamps(load):
+    """Batches of the same stamps share one zone conversion: the answer is the one the
+    conversion gives, for each zone (the stamps alone are not the key), and the same again."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def expected(batch, tz):
+        local = batch.column("ts").view(pa.timestamp("us", tz=tz))
+        return pc.floor_temporal(local, unit="day").view(batch.column("ts").type)
+
+    decode = load("decode")
+    for tz in ("America/New_York", "Asia/Tokyo", "America/New_York", "Europe/London"):
+        batch = decode.decode_yahoo_chart(
+            _chart(exchangeTimezoneName=tz), symbol="AAPL", interval="1d"
+        )
+        for _ in range(2):
+            out = normalize_daily(batch)
+            assert out.column("ts").equals(expected(batch, tz))
+            assert out.schema == batch.schema
+        sliced = batch.slice(3)  # an offset into the same buffer
+        assert normalize_daily(sliced).column("ts").equals(expected(sliced, tz))

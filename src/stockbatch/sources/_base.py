@@ -180,10 +180,29 @@ def normalize_daily(batch: pa.RecordBatch) -> pa.RecordBatch:
     if not tz or batch.num_rows == 0:
         return batch
     ts = batch.column("ts")
-    # view, not cast: the same int64 microseconds under the zone's type (cast re-validates)
-    local = ts.view(pa.timestamp("us", tz=tz.decode()))
-    floored = pc.floor_temporal(local, unit="day").view(ts.type)
+    key = floored = None
+    if ts.null_count == 0 and len(ts) <= _MIDNIGHTS_ROWS:
+        stamps = np.frombuffer(ts.buffers()[1], np.int64, len(ts), ts.offset * 8)
+        key = (tz, ts.type, stamps.tobytes())
+        floored = _MIDNIGHTS.get(key)
+    if floored is None:
+        # view, not cast: the same int64 microseconds under the zone's type (cast re-validates)
+        local = ts.view(pa.timestamp("us", tz=tz.decode()))
+        floored = pc.floor_temporal(local, unit="day").view(ts.type)
+        if key is not None:
+            if len(_MIDNIGHTS) >= _MIDNIGHTS_MAX:
+                _MIDNIGHTS.pop(next(iter(_MIDNIGHTS), None), None)  # the oldest
+            _MIDNIGHTS[key] = floored
     return batch.set_column(batch.schema.get_field_index("ts"), batch.schema.field("ts"), floored)
+
+
+#: normalize_daily's answers by (zone, type, stamps). The daily bars of one exchange carry the
+#: same stamps (Yahoo stamps each session at its open), so the symbols of one window share one
+#: zone conversion, the largest cost of stamping a daily payload; Arrow arrays are immutable,
+#: so batches may share one. Bounded: 256 answers of at most 2,048 bars (8 years) each.
+_MIDNIGHTS: dict[tuple[bytes, pa.DataType, bytes], pa.Array] = {}
+_MIDNIGHTS_MAX = 256
+_MIDNIGHTS_ROWS = 2048
 
 
 class Source:
