@@ -39,6 +39,16 @@ def from_numpy(values: np.ndarray, type: pa.DataType | None = None) -> pa.Array:
     return pa.Array.from_buffers(type, len(values), [None, pa.py_buffer(values)])
 
 
+def with_nulls_of(col: Any, type: pa.DataType, values: np.ndarray) -> pa.Array:
+    """An Arrow array of ``type`` over ``values`` (no copy when contiguous), null where
+    ``col`` (an array of the same length) is null."""
+    valid = None
+    if col.null_count:
+        valid = pa.py_buffer(np.packbits(to_numpy(col.is_valid()), bitorder="little"))
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(type, len(values), [valid, pa.py_buffer(values)])
+
+
 def float_array(values: np.ndarray, validity: np.ndarray | None = None) -> pa.Array:
     """float64 Arrow array over ``values`` (no copy); ``validity`` is a packed bitmap."""
     bitmap = None if validity is None else pa.py_buffer(validity)

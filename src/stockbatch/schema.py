@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._arrow import array, fill_null, to_numpy
+from ._arrow import array, fill_null, to_numpy, with_nulls_of
 from ._errors import SchemaError
 
 __all__ = ["BARS", "QUOTES", "BAR_KEY", "conform", "to_table", "PRICE_COLUMNS", "local_dates"]
@@ -304,10 +304,7 @@ def local_dates(
         if len(rows):
             local = _in_zone(ts.take(array(rows)), zone)
             out[rows] = to_numpy(fill_null(local.cast(pa.int32()), 0))
-    valid = None
-    if ts.null_count:
-        valid = pa.py_buffer(np.packbits(to_numpy(ts.is_valid()), bitorder="little"))
-    return pa.Array.from_buffers(pa.date32(), len(out), [valid, pa.py_buffer(out)])
+    return with_nulls_of(ts, pa.date32(), out)
 
 
 def _in_zone(ts: pa.Array, zone: str) -> pa.Array:

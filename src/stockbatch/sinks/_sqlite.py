@@ -55,7 +55,7 @@ import adbc_driver_sqlite
 import numpy as np
 import pyarrow as pa
 
-from .._arrow import fill_null, to_numpy
+from .._arrow import fill_null, to_numpy, with_nulls_of
 from .._errors import SinkError
 from . import _adbc_conn
 from ._adbc import AdbcSink
@@ -128,11 +128,7 @@ def yyyymmdd(col: Any) -> pa.Array:
         out = _civil(np.arange(lo, days.max() + 1, dtype=np.int32))[days - lo]
     else:
         out = _civil(days)
-    valid = None
-    if col.null_count:
-        valid = pa.py_buffer(np.packbits(to_numpy(col.is_valid()), bitorder="little"))
-    out = np.ascontiguousarray(out, dtype=np.int64)
-    return pa.Array.from_buffers(pa.int64(), len(out), [valid, pa.py_buffer(out)])
+    return with_nulls_of(col, pa.int64(), out.astype(np.int64, copy=False))
 
 
 def _civil(days: np.ndarray) -> np.ndarray:
