@@ -314,17 +314,21 @@ class IngestRun:
             return None
         key = SPECS[kind].key
         d = sink.dialect
-        stage = sink._stage(conn, kind, sink._prepare(part, kind), self.level)
-        found = sink._query_arrow(
-            conn,
-            sql(
-                "SELECT {cols} FROM {s} s JOIN {t} t ON {on}",
-                cols=", ".join(f"s.{d.quote(k)}" for k in key),
-                s=d.quote(stage),
-                t=d.quote(self.table),
-                on=_sql.key_join(d, "s", "t", kind),
-            ),
-        )
+        try:
+            stage = sink._stage(conn, kind, sink._prepare(part, kind), self.level)
+            found = sink._query_arrow(
+                conn,
+                sql(
+                    "SELECT {cols} FROM {s} s JOIN {t} t ON {on}",
+                    cols=", ".join(f"s.{d.quote(k)}" for k in key),
+                    s=d.quote(stage),
+                    t=d.quote(self.table),
+                    on=_sql.key_join(d, "s", "t", kind),
+                ),
+            )
+        except sink._db_errors():  # the lookup failed: bisect as before
+            self._rollback_to(conn)
+            return None
         stored = set(zip(*(_key_values(found.column(i)) for i in range(len(key))), strict=True))
         rows = zip(*(_key_values(part.column(k)) for k in key), strict=True)
         return np.fromiter((r in stored for r in rows), bool, part.num_rows)
