@@ -168,6 +168,9 @@ class ChunkStages:
         t = time.perf_counter()
         # the provider's metadata per symbol (exchange zone, currency, dividends, splits)
         meta = {sym: m for sym, b in chunk if (m := meta_from_batch(b))}
+        # in symbol order (answers arrive in completion order): each answer is sorted by
+        # time, so the chunk is sorted already and normalizing finds nothing to sort
+        chunk = sorted(chunk, key=lambda item: item[0])
         table = pa.Table.from_batches([b.replace_schema_metadata(None) for _, b in chunk])
         rows_in = table.num_rows
         if job.kind == "bars":
