@@ -11,14 +11,14 @@ even for a numpy array or a list of strings. The ingest path converts here, so a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-_EPOCH = datetime(1970, 1, 1)
-_EPOCH_UTC = _EPOCH.replace(tzinfo=timezone.utc)
+from ._time import micros_to_datetime, to_utc_micros
+
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _INFERRED: dict[type, pa.DataType] = {
     bool: pa.bool_(),
@@ -30,29 +30,29 @@ _INFERRED: dict[type, pa.DataType] = {
 }
 
 
-def from_numpy(values: np.ndarray, type: pa.DataType | None = None) -> pa.Array:
+def from_numpy(
+    values: np.ndarray, type: pa.DataType | None = None, validity: np.ndarray | None = None
+) -> pa.Array:
     """A primitive Arrow array over a one-dimensional numpy array (no copy when contiguous);
-    ``type`` defaults to the array's own (e.g. ``timestamp[us, UTC]`` over int64 values)."""
+    ``type`` defaults to the array's own (e.g. ``timestamp[us, UTC]`` over int64 values),
+    ``validity`` is a packed bitmap (None: no nulls)."""
     values = np.ascontiguousarray(values)
     if type is None:
         type = pa.from_numpy_dtype(values.dtype)
-    return pa.Array.from_buffers(type, len(values), [None, pa.py_buffer(values)])
+    bitmap = None if validity is None else pa.py_buffer(validity)
+    return pa.Array.from_buffers(type, len(values), [bitmap, pa.py_buffer(values)])
 
 
 def with_nulls_of(col: Any, type: pa.DataType, values: np.ndarray) -> pa.Array:
     """An Arrow array of ``type`` over ``values`` (no copy when contiguous), null where
     ``col`` (an array of the same length) is null."""
-    valid = None
-    if col.null_count:
-        valid = pa.py_buffer(np.packbits(to_numpy(col.is_valid()), bitorder="little"))
-    values = np.ascontiguousarray(values)
-    return pa.Array.from_buffers(type, len(values), [valid, pa.py_buffer(values)])
+    valid = np.packbits(to_numpy(col.is_valid()), bitorder="little") if col.null_count else None
+    return from_numpy(values, type, valid)
 
 
 def float_array(values: np.ndarray, validity: np.ndarray | None = None) -> pa.Array:
     """float64 Arrow array over ``values`` (no copy); ``validity`` is a packed bitmap."""
-    bitmap = None if validity is None else pa.py_buffer(validity)
-    return pa.Array.from_buffers(pa.float64(), len(values), [bitmap, pa.py_buffer(values)])
+    return from_numpy(values, pa.float64(), validity)
 
 
 def bools(mask: np.ndarray) -> pa.BooleanArray:
@@ -144,11 +144,11 @@ def _binary(values: list, type: pa.DataType, bitmap: pa.Buffer | None) -> pa.Arr
 
 
 def _ticks(v: Any, unit: str) -> int | None:
-    """A datetime (naive = UTC, as pyarrow reads it) or an int, in ``unit`` since 1970."""
+    """A datetime (naive = UTC, as pyarrow reads it) or an int (already in ``unit``), in
+    ``unit`` since 1970."""
     if not isinstance(v, datetime):
         return v
-    delta = v - (_EPOCH if v.tzinfo is None else _EPOCH_UTC)
-    us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    us = to_utc_micros(v)
     per = _PER_SECOND[unit]
     return us * (per // 1_000_000) if per >= 1_000_000 else us // (1_000_000 // per)
 
@@ -205,7 +205,7 @@ def datetimes(col: Any) -> list[datetime | None]:
     """``col.to_pylist()`` of a timestamp column, as aware UTC datetimes (pyarrow's own
     conversion of a zoned timestamp asks whether pandas is installed)."""
     us = col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
-    return [None if v is None else _EPOCH_UTC + timedelta(microseconds=v) for v in us]
+    return [None if v is None else micros_to_datetime(v) for v in us]
 
 
 def values(col: Any) -> list[Any]:

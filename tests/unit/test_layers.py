@@ -5,9 +5,9 @@
     4  pipeline       pipeline/
     3  I/O            sources/ | sinks/          (never each other)
     2  request layer  queueing, stats, alerts, _py/queue, _py/coalesce, _py/optimizer
-       and kernels    _kernels, _validation, indicators, schema, _py/kernels, _py/indicators,
+       and kernels    _kernels, _validation, _arrow, indicators, schema, _py/kernels, _py/indicators,
                       _py/decode, and every compiled _ext module
-    1  base           _errors, _backend, _time, _redact, _types, _version, _arrow
+    1  base           _errors, _backend, _time, _redact, _types, _version
 
 Imports inside functions count too: a lazy import is still a dependency. ``testing/`` sits
 beside the library: it may use layers 1-2, and only the CLI's demo, serve-fixture and bench
@@ -54,6 +54,7 @@ LAYERS = {
     "stockbatch.alerts": CORE,
     "stockbatch._kernels": CORE,
     "stockbatch._validation": CORE,
+    "stockbatch._arrow": CORE,
     "stockbatch.indicators": CORE,
     "stockbatch.schema": CORE,
     "stockbatch.adjust": CORE,
@@ -65,7 +66,6 @@ LAYERS = {
     "stockbatch._redact": BASE,
     "stockbatch._types": BASE,
     "stockbatch._version": BASE,
-    "stockbatch._arrow": BASE,
     "stockbatch.testing": TESTING,
     # the pytest plugin is an entry point (pytest's) that lives in testing/
     "stockbatch.testing.pytest_plugin": ENTRY,

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._arrow import array, datetimes, fill_null, to_numpy
+from .._time import micros_to_datetime
 from ..schema import UTC_US, to_table
 
 __all__ = [
@@ -160,7 +161,11 @@ def key_ranges(symbol: Any, ts: Any) -> tuple[list, list, list]:
         order = np.argsort(codes[starts])
         los = np.minimum.reduceat(us, starts)[order]
         his = np.maximum.reduceat(us, starts)[order]
-        return names, datetimes(array(los)), datetimes(array(his))
+        return (
+            names,
+            [micros_to_datetime(v) for v in los.tolist()],
+            [micros_to_datetime(v) for v in his.tolist()],
+        )
     by = (
         pa.table({"symbol": symbol, "ts": ts})
         .group_by("symbol")

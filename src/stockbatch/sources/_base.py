@@ -31,11 +31,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._arrow import empty_batch
+from .._arrow import empty_batch, to_numpy
 from .._errors import ProviderError, ProviderUnavailable, SymbolNotFound
 from .._redact import redact
 from .._time import period_days, to_epoch
@@ -143,7 +142,7 @@ def clip_window(
     ts = batch.column("ts").view(pa.int64())  # zero-copy: the same int64 microseconds
     if ts.null_count == 0:
         # the common case, every bar inside: two numpy reductions instead of four compute calls
-        us = np.frombuffer(ts.buffers()[1], np.int64, len(ts), ts.offset * 8)
+        us = to_numpy(ts)
         if (lo is None or us.min() >= lo * 1_000_000) and (hi is None or us.max() < hi * 1_000_000):
             return batch, 0
     keep = None
@@ -182,8 +181,7 @@ def normalize_daily(batch: pa.RecordBatch) -> pa.RecordBatch:
     ts = batch.column("ts")
     key = floored = None
     if ts.null_count == 0 and len(ts) <= _MIDNIGHTS_ROWS:
-        stamps = np.frombuffer(ts.buffers()[1], np.int64, len(ts), ts.offset * 8)
-        key = (tz, ts.type, stamps.tobytes())
+        key = (tz, ts.type, to_numpy(ts).tobytes())
         floored = _MIDNIGHTS.get(key)
     if floored is None:
         # view, not cast: the same int64 microseconds under the zone's type (cast re-validates)
