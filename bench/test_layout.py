@@ -16,7 +16,8 @@ into a fresh table made before the timer starts; only the table differs:
 
 Groups ``{sqlite,pg}-layout-append-N`` (append into an empty table) and
 ``{sqlite,pg}-layout-upsert-N`` (half of the rows stored already with other values).
-``sqlite-date-repr-N``: the SQLite side of the date's representation alone — raw
+``sqlite-page-size-N``: today's layout in files made with 4, 8, 16 (what stockbatch makes) or
+32 KiB pages, append. ``sqlite-date-repr-N``: the SQLite side of the date's representation alone — raw
 ``adbc_ingest`` of the same rows into keyed tables (today's rowid layout), the date column
 computed from ``date32`` inside the timer as INTEGER YYYYMMDD, INTEGER days since 1970-01-01,
 ISO text, or left out.
@@ -43,7 +44,7 @@ from test_ingest import _half_conflicts, bars, tag, with_int_ts
 from stockbatch import sinks
 from stockbatch.schema import local_dates
 from stockbatch.sinks._ddl import DIALECTS, SPECS
-from stockbatch.sinks._sqlite import yyyymmdd
+from stockbatch.sinks._sqlite import PAGE_SIZE, yyyymmdd
 
 PG = os.environ.get("STOCKBATCH_PG_URI")
 N = 1_000_000
@@ -65,6 +66,7 @@ def _execute(uri: str, statement: str) -> None:
             c.execute(statement)
     else:
         with sqlite3.connect(uri) as c:
+            c.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # as stockbatch makes its files
             c.execute(statement)
         c.close()
 
@@ -132,6 +134,30 @@ def test_pg_layout(benchmark, layout, what):
     _layout_bench(benchmark, PG, layout, what, drop=True)
 
 
+@pytest.mark.parametrize("page", [4096, 8192, 16384, 32768])
+def test_sqlite_page_size(benchmark, tmp_path, page):
+    n = sized(N)
+    new = bars(n)
+    info = meta(new)
+    benchmark.group = f"sqlite-page-size-{n:.0e}"
+    paths: list = []
+
+    def setup():
+        paths.append(str(tmp_path / f"{tag()}.db"))
+        with sqlite3.connect(paths[-1]) as c:
+            c.execute(f"PRAGMA page_size = {page}")
+            c.execute("CREATE TABLE made (x)")  # the file exists with its page size
+        c.close()
+        _make(paths[-1], "bars", "date")
+        return (), {}
+
+    def go():
+        with sinks.connect(paths[-1]) as s:
+            assert s.ingest(new, mode="append", meta=info).written == new.num_rows
+
+    benchmark.pedantic(go, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+
+
 # the date's representations in SQLite: declared type and the column from date32
 _REPR = {
     "none": None,
@@ -157,6 +183,7 @@ def test_sqlite_date_repr(benchmark, tmp_path, rep):
         if _REPR[rep]:
             cols.append(f'"date" {_REPR[rep][0]}')
         con = sqlite3.connect(path)
+        con.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         con.execute(f'CREATE TABLE "{t}" ({", ".join(cols)}, PRIMARY KEY (symbol, interval, ts))')
         con.close()
         return (), {}
