@@ -57,6 +57,12 @@ def test_all_failing_symbols_finish(fixture_server, tmp_path):
         r = _run(engine, symbols, base_url=fixture_server.url, sink=str(tmp_path / "f.db"))
     assert r.count("failed") == 1000 and not r.success
     assert all("SymbolNotFound" in (o.error or "") for o in r.symbols.values())
+    # the job made its tables while fetching (before any rows): they are there, empty
+    with sqlite3.connect(tmp_path / "f.db") as conn:
+        tables = {t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"bars", "quarantine", "ingest_log", "symbols"} <= tables
+        assert conn.execute("SELECT count(*) FROM bars").fetchone()[0] == 0
+    conn.close()
 
 
 def test_fetch_of_many_failing_symbols_finishes(fixture_server):

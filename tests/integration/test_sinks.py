@@ -163,6 +163,42 @@ def test_modes(db, sink, names):
         sink.ingest(data, mode="merge")
 
 
+def _exists(sink, table) -> bool:
+    with sink._connection() as conn:
+        return sink._table_exists(conn, table)
+
+
+def test_prepare_makes_the_tables_before_any_rows(db, sink, names):
+    aux = ("quarantine", "ingest_log")
+    # modes that must see rows first (replace drops, create fails on an existing table,
+    # append requires one) leave the target alone; the auxiliary tables are made
+    for mode in ("replace", "create", "append"):
+        sink.prepare(mode=mode, aux=("ingest_log",))
+        assert not _exists(sink, names["bars"])
+    assert _exists(sink, names["ingest_log"]) and not _exists(sink, names["quarantine"])
+    sink.prepare(mode="create_append", aux=aux)
+    assert all(_exists(sink, names[t]) for t in ("bars", "quarantine", "ingest_log"))
+    assert sink.read().num_rows == 0
+    sink.prepare(mode="upsert", aux=aux)  # ready already: nothing to do, nothing breaks
+    r = sink.ingest(
+        make_bars(["A"], 5), mode="create_append", job_id="j", quarantine=make_bars(["B"], 2)
+    )
+    assert (r.written, r.quarantined) == (5, 2)
+    assert count(sink, names["bars"]) == 5
+
+
+def test_prepare_over_a_table_of_another_kind_is_a_schema_error(db, sink, uri, names):
+    from stockbatch import SchemaError
+
+    q = QUOTES.empty_table()
+    sink.ingest(q, table=names["bars"], kind="quotes", mode="create_append")
+    with sinks.connect(uri, tables=names) as fresh:  # knows nothing of the table yet
+        with pytest.raises(SchemaError, match="not a bars table"):
+            fresh.prepare(mode="create_append", aux=())
+        with pytest.raises(SchemaError, match="not a bars table"):
+            fresh.ingest(make_bars(["A"], 3), mode="create_append")
+
+
 def test_idempotent_reingest(db, sink, names):
     data = make_bars(["A", "B", "C"], 400)
     first = sink.ingest(data, mode="upsert", batch_rows=500)

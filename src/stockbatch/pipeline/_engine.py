@@ -481,6 +481,7 @@ class _JobRun:
         seen = len(alerts.history)
         try:
             with alerts.watch(job.source, fetch.fill):
+                stages.prepare()
                 stages.consume(deadline)
         finally:
             job._abort = None

@@ -60,6 +60,23 @@ class ChunkStages:
         self.analysis: list[pa.Table] = []
 
     # -- taking answers ------------------------------------------------------------------
+    def prepare(self) -> None:
+        """While the first answers are fetched, make the tables the chunks will write (the
+        first chunk would otherwise pay for the DDL while the fetch holds the GIL). Best
+        effort: what fails here is tried again, and reported, by the first chunk's store."""
+        job, sink = self.job, self.sink
+        if sink is None or self.fetch.abort_reason is not None:
+            return
+        try:
+            sink.prepare(
+                job.table,
+                kind=job.kind,
+                mode=_store_mode(job.mode),
+                aux=("quarantine", "ingest_log") + (("symbols",) if job.kind == "bars" else ()),
+            )
+        except (SinkError, SchemaError):
+            pass
+
     def consume(self, deadline: float | None) -> None:
         """Take every answer (until DONE), storing chunks as they fill. Slots are given back
         in batches and always before this thread waits: the fetch side never waits on a
@@ -171,7 +188,10 @@ class ChunkStages:
         # in symbol order (answers arrive in completion order): each answer is sorted by
         # time, so the chunk is sorted already and normalizing finds nothing to sort
         chunk = sorted(chunk, key=lambda item: item[0])
-        table = pa.Table.from_batches([b.replace_schema_metadata(None) for _, b in chunk])
+        # one copy into one chunk here, so that no later stage combines it again
+        table = pa.Table.from_batches(
+            [b.replace_schema_metadata(None) for _, b in chunk]
+        ).combine_chunks()
         rows_in = table.num_rows
         if job.kind == "bars":
             norm = kernels.normalize(table)
@@ -261,7 +281,7 @@ class ChunkStages:
         job, sink = self.job, self.sink
         if sink is None:
             return None, None
-        mode = "create_append" if job.mode == "append" else job.mode
+        mode = _store_mode(job.mode)
         quarantine = rejected if rejected is not None and rejected.num_rows else None
         error = None
         for attempt in range(1, self.store_attempts + 1):
@@ -324,6 +344,12 @@ class ChunkStages:
                 elapsed_s=time.perf_counter() - self.t0,
             )
         )
+
+
+def _store_mode(mode: str) -> str:
+    """The sink mode a job's ``mode`` stores its chunks with (a job appends into a table it
+    creates if missing)."""
+    return "create_append" if mode == "append" else mode
 
 
 def _add(st: StageStats, rows_in: int, rows_out: int, rejected: int, seconds: float) -> None:

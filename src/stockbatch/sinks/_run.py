@@ -155,15 +155,7 @@ class IngestRun:
     def _open(self, conn: Any) -> None:
         """Begin the transaction with every table this call writes ready."""
         sink = self.sink
-        if not sink.transactional_ddl:  # MariaDB: DDL commits, so do it first
-            sink._prepare_table(conn, self.table, self.kind, self.mode)
-            for a in self.aux:
-                sink._ensure(conn, a, in_tx=False)
-        sink._begin_write(conn, self.level)
-        if sink.transactional_ddl:
-            sink._prepare_table(conn, self.table, self.kind, self.mode)
-            for a in self.aux:
-                sink._ensure(conn, a, in_tx=True)
+        sink._begin_ready(conn, self.table, self.kind, self.mode, self.aux, self.level)
         if self.kind == "bars" and self.table in sink._dateless:
             self.wkind = "bars_0_1"
 

@@ -44,6 +44,63 @@ class TableSink(DialectSink):
                 self._ensure(c, k, in_tx=False)
                 self._known.add(self.tables[k])
 
+    def prepare(
+        self,
+        table: str | None = None,
+        *,
+        kind: str = "bars",
+        mode: str = "create_append",
+        aux: tuple[str, ...] = ("quarantine", "ingest_log", "symbols"),
+    ) -> None:
+        """Make ready, before any rows exist, what :meth:`ingest` into ``table`` by ``mode``
+        will write: the table itself in the modes that create a missing one
+        (``create_append``, ``upsert``, ``insert_new``; ``replace`` and ``create`` wait for
+        rows, ``append`` only checks at ingest) and the auxiliary tables of the roles
+        ``aux``, in one transaction. The pipeline calls it while the first answers are
+        fetched, so that the first chunk does not pay for the DDL."""
+        table = self.check_table(self.tables[kind] if table is None else table)
+        make = mode in ("create_append", "upsert", "insert_new") and table not in self._known
+        roles = [a for a in aux if self.tables[a] not in self._known]
+        if not make and not roles:
+            return
+        with (
+            self._write_lock,
+            self._connection() as conn,
+            self._translating("prepare", table, mode=mode),
+        ):
+            try:
+                self._begin_ready(conn, table if make else None, kind, mode, roles, self.level)
+                self._commit(conn)
+            except BaseException:
+                self._rollback_quietly(conn)
+                raise
+        if make:
+            self._known.add(table)
+        self._known.update(self.tables[a] for a in roles)
+
+    def _begin_ready(
+        self,
+        conn: Any,
+        table: str | None,
+        kind: str,
+        mode: str,
+        roles: Any,
+        level: Level,
+    ) -> None:
+        """Begin a write transaction with ``table`` (if given) prepared for ``mode`` and
+        the tables of ``roles`` ready; where DDL commits (MariaDB) it is done first."""
+        if not self.transactional_ddl:
+            if table is not None:
+                self._prepare_table(conn, table, kind, mode)
+            for a in roles:
+                self._ensure(conn, a, in_tx=False)
+        self._begin_write(conn, level)
+        if self.transactional_ddl:
+            if table is not None:
+                self._prepare_table(conn, table, kind, mode)
+            for a in roles:
+                self._ensure(conn, a, in_tx=True)
+
     def _ensure(self, conn: Any, kind: str, *, in_tx: bool) -> None:
         """Make the table of role ``kind`` exist in the current shape. The caller marks it
         known (``self._known``) once what it did is committed."""
