@@ -7,6 +7,9 @@ Groups (peers side by side, every round on a fresh table made before the timer s
   ``executemany``, ``polars.write_database(engine="adbc")``, ``pandas.to_sql``.
 - ``pg-append-N``: stockbatch vs psycopg binary COPY (numpy-encoded, 64k-row chunks) into
   the same keyed table, raw ``adbc_ingest`` of a 64k-batch reader, polars, pandas (1e5).
+- ``pg-copy-pieces-N``: a chunk the size the pipeline stores (52k bars: 200 symbols x 1y)
+  appended by stockbatch in one COPY sent as one encoded piece, or streamed in 8k-row pieces
+  (the default), beside psycopg's binary COPY.
 - ``pg-upsert-N``: 1e6 rows, half of them stored already with other values; stockbatch's
   ``range`` / ``on_conflict`` / ``merge`` strategies vs the naive ADBC staging table +
   ``INSERT … SELECT … ON CONFLICT DO UPDATE``. ``pg-reupsert-N``: the same input again
@@ -351,6 +354,44 @@ def test_pg_append(benchmark, peer, n):
 
     try:
         run(benchmark, go, setup)
+    finally:
+        for t in names:
+            _pg_drop(t)
+
+
+@needs_pg
+@pytest.mark.parametrize(
+    "peer", ["stockbatch-one-piece", "stockbatch-8k-pieces", "psycopg-binary-copy"]
+)
+def test_pg_copy_pieces(benchmark, peer):
+    data = bars(sized(52_000), nsym=200)
+    benchmark.group = f"pg-copy-pieces-{data.num_rows:.0e}"
+    names: list = []
+
+    def setup():
+        names.append(tag())
+        _pg_fresh(names[-1])
+        return (), {}
+
+    def go():
+        t = names[-1]
+        if peer == "psycopg-binary-copy":
+            import psycopg
+
+            with psycopg.connect(PG) as c, c.cursor() as cur:
+                with cur.copy(f'COPY "{t}" ({_COLS}) FROM STDIN (FORMAT BINARY)') as cp:
+                    cp.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
+                    for chunk in pg_binary_copy_chunks(data):
+                        cp.write(chunk)
+                    cp.write(struct.pack(">h", -1))
+            return
+        with sinks.connect(PG, tables={"bars": t}) as s:
+            if peer == "stockbatch-one-piece":
+                s.copy_piece_rows = None
+            assert s.ingest(data, mode="append").written == data.num_rows
+
+    try:
+        run(benchmark, go, setup, rounds=7)
     finally:
         for t in names:
             _pg_drop(t)

@@ -165,6 +165,23 @@ def test_check_refusing_some_rows_is_told_per_symbol(db, sink, names):
     assert stored == {k for k, v in rows_of(data).items() if v[3] < 50}
 
 
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_a_row_refused_in_the_last_piece_of_a_streamed_copy(db, sink, names):
+    """PostgreSQL streams a batch's COPY in 8k-row pieces: a row refused in the last piece
+    rolls back the pieces sent before it (raise), or is the only row refused (split)."""
+    check_table(sink, names, "< 1000")
+    data = make_bars(["AAA", "BBB"], 10_000, seed=2)  # 20,000 rows in one batch: 3 pieces
+    close = data.column("close").to_numpy().copy()
+    close[19_000] = 5000.0
+    data = data.set_column(data.schema.get_field_index("close"), "close", pa.array(close))
+    with pytest.raises(SinkError, match="(?i)check"):
+        sink.ingest(data, mode="append", batch_rows=20_000)
+    assert sink.read().num_rows == 0
+    r = sink.ingest(data, mode="append", on_error="split", batch_rows=20_000)
+    assert (r.written, r.rejected, r.refused_by_symbol) == (19_999, 1, {"BBB": 1})
+    assert sink.read().num_rows == 19_999
+
+
 def test_quarantine_in_the_same_transaction(db, sink, names):
     sink.ingest(make_bars(["A"], 10), mode="create_append")
     clash = make_bars(["A"], 1, start=5)  # an existing key: append fails

@@ -27,6 +27,8 @@ class AdbcSink(Sink):
     #: Ask the driver for the table's Arrow schema (SQLite's driver guesses it from the
     #: stored values, so the SQLite sink relies on its own DDL instead).
     lookup_schema = True
+    #: Rows per piece of a bulk ingest streamed to the driver (None: one batch, one piece).
+    copy_piece_rows: int | None = None
 
     def _db_errors(self) -> tuple:
         return (adbc_driver_manager.Error,)
@@ -95,10 +97,18 @@ class AdbcSink(Sink):
         db_schema, name = self._split_name(table)
         if not temporary:
             batch = self._target(conn, table, batch)
+        data: Any = batch
+        piece = self.copy_piece_rows
+        if piece and batch.num_rows > piece:
+            # a stream of pieces: the driver sends each piece as soon as it is encoded, so
+            # the server inserts while the next is encoded (a whole batch is encoded first)
+            data = pa.RecordBatchReader.from_batches(
+                batch.schema, pa.Table.from_batches([batch]).to_batches(max_chunksize=piece)
+            )
         cur = conn.cursor()
         try:
             cur.adbc_ingest(
-                name, batch, mode="append", db_schema_name=db_schema, temporary=temporary
+                name, data, mode="append", db_schema_name=db_schema, temporary=temporary
             )
         finally:
             cur.close()
