@@ -391,7 +391,7 @@ def test_pg_copy_pieces(benchmark, peer):
             assert s.ingest(data, mode="append").written == data.num_rows
 
     try:
-        run(benchmark, go, setup, rounds=7)
+        run(benchmark, go, setup, rounds=21)
     finally:
         for t in names:
             _pg_drop(t)

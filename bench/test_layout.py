@@ -17,7 +17,7 @@ into a fresh table made before the timer starts; only the table differs:
 Groups ``{sqlite,pg}-layout-append-N`` (append into an empty table) and
 ``{sqlite,pg}-layout-upsert-N`` (half of the rows stored already with other values).
 ``sqlite-page-size-N``: today's layout in files made with 4, 8, 16 (what stockbatch makes) or
-32 KiB pages, append. ``sqlite-date-repr-N``: the SQLite side of the date's representation alone — raw
+32 KiB pages, append (N = 52k: a chunk the size the pipeline stores, 200 symbols; and 1e6). ``sqlite-date-repr-N``: the SQLite side of the date's representation alone — raw
 ``adbc_ingest`` of the same rows into keyed tables (today's rowid layout), the date column
 computed from ``date32`` inside the timer as INTEGER YYYYMMDD, INTEGER days since 1970-01-01,
 ISO text, or left out.
@@ -134,10 +134,11 @@ def test_pg_layout(benchmark, layout, what):
     _layout_bench(benchmark, PG, layout, what, drop=True)
 
 
+@pytest.mark.parametrize("n", [52_000, N], ids=["pipeline-chunk", "1e6"])
 @pytest.mark.parametrize("page", [4096, 8192, 16384, 32768])
-def test_sqlite_page_size(benchmark, tmp_path, page):
-    n = sized(N)
-    new = bars(n)
+def test_sqlite_page_size(benchmark, tmp_path, page, n):
+    n = sized(n)
+    new = bars(n, nsym=200 if n < N else 100)  # a chunk of the pipeline: 200 symbols
     info = meta(new)
     benchmark.group = f"sqlite-page-size-{n:.0e}"
     paths: list = []
@@ -155,7 +156,9 @@ def test_sqlite_page_size(benchmark, tmp_path, page):
         with sinks.connect(paths[-1]) as s:
             assert s.ingest(new, mode="append", meta=info).written == new.num_rows
 
-    benchmark.pedantic(go, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+    benchmark.pedantic(
+        go, setup=setup, rounds=ROUNDS if n >= N else 21, iterations=1, warmup_rounds=0
+    )
 
 
 # the date's representations in SQLite: declared type and the column from date32

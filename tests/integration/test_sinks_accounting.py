@@ -499,7 +499,7 @@ def test_sqlite_new_files_get_16k_pages_and_old_files_keep_theirs(tmp_path):
     new = tmp_path / "new.db"
     with sinks.connect(f"sqlite:///{new}") as s:
         assert s.ingest(make_bars(["A"], 5), mode="create_append").written == 5
-    assert page_size(new) == 16384  # bulk appends ~10 % faster than with 4 KiB pages
+    assert page_size(new) == 16384  # appends a pipeline chunk ~10 % faster than 4 KiB
 
     old = tmp_path / "old.db"
     with sqlite3.connect(old) as c:

@@ -4,6 +4,7 @@ and drop tables, and write one batch by mode (append, upsert, insert_new)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -84,7 +85,7 @@ class TableSink(DialectSink):
         table: str | None,
         kind: str,
         mode: str,
-        roles: Any,
+        roles: Iterable[str],
         level: Level,
     ) -> None:
         """Begin a write transaction with ``table`` (if given) prepared for ``mode`` and
