@@ -102,6 +102,39 @@ def test_10000_symbols_5d(fixture_server, tmp_path):
     assert _rows(db) == r.rows_stored
 
 
+def test_a_sink_that_breaks_ends_the_job_instead_of_hanging(fixture_server, tmp_path):
+    """A user's sink raising a plain exception (a bug, not a SinkError) on the first chunk
+    (stored at once: min_chunk_rows=1) while far more answers than the hand-off holds are
+    still coming: the fetch is stopped and the exception reaches the caller; nothing waits
+    for slots nobody gives back (this hung before)."""
+    from stockbatch.sinks._sqlite import SqliteSink
+
+    class Broken(SqliteSink):
+        def ingest(self, *args, **kwargs):
+            raise RuntimeError("a bug in the user's sink")
+
+    sink = Broken(str(tmp_path / "broken.db"))
+    box: dict = {}
+    done = threading.Event()
+
+    def go():
+        try:
+            with BatchProcessingEngine(slots=8, min_chunk_rows=1) as engine:
+                job = engine.create_stock_data_pipeline_job(
+                    demo_symbols(300), base_url=fixture_server.url, period="5d", sink=sink
+                )
+                engine.run(job)
+        except BaseException as exc:  # noqa: BLE001 - what the caller sees
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=go, daemon=True).start()
+    assert done.wait(WATCHDOG_S), "the job hung after its sink raised"
+    sink.close()
+    assert isinstance(box.get("error"), RuntimeError) and "bug" in str(box["error"])
+
+
 def test_a_slow_symbol_does_not_hold_back_the_others(faulty_server, tmp_path):
     """Answers wait at most flush_seconds for a chunk: healthy symbols are committed while a
     slow one is still being fetched."""

@@ -483,6 +483,10 @@ class _JobRun:
             with alerts.watch(job.source, fetch.fill):
                 stages.prepare()
                 stages.consume(deadline)
+        except BaseException as exc:
+            # nobody takes answers any more: stop the fetch (it may wait for hand-off slots)
+            fetch.abort(JobCancelled(f"the job failed: {type(exc).__name__}"))
+            raise
         finally:
             job._abort = None
             fetching.result()  # the fetch stage has ended (it put DONE last)
