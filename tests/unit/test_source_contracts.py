@@ -111,6 +111,32 @@ def test_clip_window_explicit_bounds_with_one_bar_of_slack_before():
     assert week.num_rows == 1  # the week holding p1 is kept, the one before is not
 
 
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        [0, 10, 20, 30, 40, 50],  # in time order: the rows kept are one run
+        [50, 10, 0, 40, 20, 30],  # out of order: kept rows are not contiguous
+        [None, 10, 20, 60, 30, None],  # null stamps are outside any window
+        [0, 1, 2],  # nothing inside
+    ],
+)
+def test_clip_window_keeps_exactly_the_rows_inside(stamps):
+    """Whatever the order, nulls and sizes: the rows kept are those with p1 - slack <= ts <
+    p2, in their order, and the count dropped is the rest (a Python oracle)."""
+    day = 86400
+    p1, p2 = 20 * day, 50 * day
+    secs = [None if s is None else s * day for s in stamps]
+    batch = _bars([0] * len(secs))
+    ts = pa.array([None if s is None else s * 1_000_000 for s in secs], pa.int64())
+    batch = batch.set_column(2, "ts", ts.cast(BARS.field("ts").type))
+    out, dropped = clip_window(batch, "1d", p1, p2)
+    inside = [s for s in secs if s is not None and p1 - day <= s < p2]
+    assert dropped == len(secs) - len(inside)
+    kept = [v // 1_000_000 for v in out.column("ts").cast(pa.int64()).to_pylist()]
+    assert kept == inside
+    assert (OUT_OF_WINDOW_KEY in (out.schema.metadata or {})) == (dropped > 0)
+
+
 def test_clip_window_for_periods():
     now = 1740787200
     batch = _bars([-86400, now - 20 * 86400, now, now + 2 * 86400])
