@@ -276,6 +276,18 @@ def pg_binary_copy_chunks(table: pa.Table, rows: int = BATCH):
         yield out.tobytes()
 
 
+def psycopg_binary_copy(table: str, data: pa.Table) -> None:
+    """The hand-written peer: psycopg's binary COPY of numpy-encoded 64k-row chunks."""
+    import psycopg
+
+    with psycopg.connect(PG) as c, c.cursor() as cur:
+        with cur.copy(f'COPY "{table}" ({_COLS}) FROM STDIN (FORMAT BINARY)') as cp:
+            cp.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
+            for chunk in pg_binary_copy_chunks(data):
+                cp.write(chunk)
+            cp.write(struct.pack(">h", -1))
+
+
 def _pg_fresh(name, *, old=None):
     with sinks.connect(PG, tables={"bars": name}) as s:
         s.ensure_tables("bars")
@@ -323,14 +335,7 @@ def test_pg_append(benchmark, peer, n):
                 r = s.ingest(data, mode="append")
             assert r.written == data.num_rows
         elif peer == "psycopg-binary-copy":
-            import psycopg
-
-            with psycopg.connect(PG) as c, c.cursor() as cur:
-                with cur.copy(f'COPY "{t}" ({_COLS}) FROM STDIN (FORMAT BINARY)') as cp:
-                    cp.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
-                    for chunk in pg_binary_copy_chunks(data):
-                        cp.write(chunk)
-                    cp.write(struct.pack(">h", -1))
+            psycopg_binary_copy(t, data)
         elif peer == "adbc_ingest-reader64k":
             import adbc_driver_postgresql.dbapi as ap
 
@@ -376,14 +381,7 @@ def test_pg_copy_pieces(benchmark, peer):
     def go():
         t = names[-1]
         if peer == "psycopg-binary-copy":
-            import psycopg
-
-            with psycopg.connect(PG) as c, c.cursor() as cur:
-                with cur.copy(f'COPY "{t}" ({_COLS}) FROM STDIN (FORMAT BINARY)') as cp:
-                    cp.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
-                    for chunk in pg_binary_copy_chunks(data):
-                        cp.write(chunk)
-                    cp.write(struct.pack(">h", -1))
+            psycopg_binary_copy(t, data)
             return
         with sinks.connect(PG, tables={"bars": t}) as s:
             if peer == "stockbatch-one-piece":
