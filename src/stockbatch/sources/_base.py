@@ -145,7 +145,7 @@ def clip_window(
     ts = batch.column("ts").view(pa.int64())  # zero-copy: the same int64 microseconds
     if ts.null_count == 0:
         # numpy on the buffer, not pyarrow.compute: its Python wrappers cost ~25-50 µs a
-        # call, more than the work on a payload (Yahoo often adds a bar past the window)
+        # call (~190 µs for a payload with a bar outside the window, ~40 µs this way)
         us = to_numpy(ts)
         if (lo is None or us.min() >= lo * 1_000_000) and (hi is None or us.max() < hi * 1_000_000):
             return batch, 0  # the common case: every bar inside
