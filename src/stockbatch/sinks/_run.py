@@ -343,7 +343,11 @@ class IngestRun:
             errors.extend([err] * rows.num_rows)
             result.add(rejected=rows.num_rows)
             result.errors.extend([err] * rows.num_rows)
-            syms = rows.column("symbol").to_pylist() if "symbol" in rows.schema.names else [None]
+            syms = (
+                rows.column("symbol").to_pylist()
+                if "symbol" in rows.schema.names
+                else [None] * rows.num_rows
+            )
             for sym in syms:
                 sym = "" if sym is None else str(sym)
                 result.refused_by_symbol[sym] = result.refused_by_symbol.get(sym, 0) + 1
