@@ -17,7 +17,8 @@ into a fresh table made before the timer starts; only the table differs:
 Groups ``{sqlite,pg}-layout-append-N`` (append into an empty table) and
 ``{sqlite,pg}-layout-upsert-N`` (half of the rows stored already with other values).
 ``sqlite-page-size-N``: today's layout in files made with 4, 8, 16 (what stockbatch makes) or
-32 KiB pages, append (N = 52k: a chunk the size the pipeline stores, 200 symbols; and 1e6). ``sqlite-date-repr-N``: the SQLite side of the date's representation alone — raw
+32 KiB pages, append (N = 52k: a chunk the size the pipeline stores, 200 symbols; and 1e6).
+``sqlite-date-repr-N``: the SQLite side of the date's representation alone — raw
 ``adbc_ingest`` of the same rows into keyed tables (today's rowid layout), the date column
 computed from ``date32`` inside the timer as INTEGER YYYYMMDD, INTEGER days since 1970-01-01,
 ISO text, or left out.

@@ -5,8 +5,8 @@
     4  pipeline       pipeline/
     3  I/O            sources/ | sinks/          (never each other)
     2  request layer  queueing, stats, alerts, _py/queue, _py/coalesce, _py/optimizer
-       and kernels    _kernels, _validation, _arrow, indicators, schema, _py/kernels, _py/indicators,
-                      _py/decode, and every compiled _ext module
+       and kernels    _kernels, _validation, _arrow, indicators, schema, _py/kernels,
+                      _py/indicators, _py/decode, and every compiled _ext module
     1  base           _errors, _backend, _time, _redact, _types, _version
 
 Imports inside functions count too: a lazy import is still a dependency. ``testing/`` sits

@@ -41,8 +41,8 @@ batches through ADBC (as fast as raw ``adbc_ingest`` into the same table). EXTRE
 256 MiB page cache. Every new file gets 16 KiB pages (``PRAGMA page_size`` before its first
 table; existing files keep theirs): appending a pipeline chunk (52k bars) ~10 % faster than
 with 4 KiB pages (bench/test_layout.py ``sqlite-page-size``: median 96 vs 108 ms, min 93 vs
-102); at 1e6 bars the difference is within the noise; the same file size. What else was tried was
-slower or unsafe — WAL made bulk appends ~25 % slower (1.56 s vs 1.26 s),
+102); at 1e6 bars the difference is within the noise; the same file size. What else was
+tried was slower or unsafe — WAL made bulk appends ~25 % slower (1.56 s vs 1.26 s),
 ``synchronous=OFF`` with an in-memory journal gained ~5 % but can corrupt the file on power
 loss, and building the key's index after the rows was no faster than a ``WITHOUT ROWID``
 table.
