@@ -14,7 +14,7 @@ errors are reported here with their exact byte position.
 
 from libc.stdint cimport int64_t, uint64_t, uint8_t, int32_t, UINT64_MAX
 from libc.stdlib cimport malloc, realloc, free, strtod
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
@@ -1204,6 +1204,150 @@ cdef int chart_walk(Scan* s, Chart* c) noexcept nogil:
     return OK
 
 
+# -- Yahoo chart events ------------------------------------------------------------------
+# ``events`` as the twin reads it (``_twin._events``), for the shape Yahoo sends: objects of
+# dividends and splits keyed by their date, each an object of numbers. Anything else (a key
+# seen twice, whose last value json keeps, a null or missing field, a fractional date, more
+# than MAX_EVENTS entries, an infinite amount) is SLOW: the twin decides.
+
+cdef enum:
+    MAX_EVENTS = 256
+    E_DATE = 1
+    E_V0 = 2      # dividend amount, split numerator
+    E_V1 = 4      # split denominator
+
+cdef struct Event:
+    int64_t date
+    double v[2]
+    Py_ssize_t ks, ke   # its key, to find one given twice
+    int seen            # E_* bits
+
+cdef struct Events:
+    Event items[2][256]   # [0] dividends, [1] splits
+    int n[2]
+    int kind              # the list being read
+    int seen              # 1 << kind for each list read
+    Event* cur
+
+
+cdef int event_number(Scan* s, Event* e, int bit, bint integer) noexcept nogil:
+    cdef Num num
+    cdef uint8_t ch = s.buf[s.pos]
+    if e.seen & bit or not (ch == 45 or 48 <= ch <= 57):
+        return SLOW
+    if parse_number(s, &num) < 0:
+        return ERR
+    e.seen |= bit
+    if integer:
+        if not num.is_int:
+            return SLOW
+        e.date = num.i
+    elif not (-1.7976931348623157e308 <= num.d <= 1.7976931348623157e308):
+        return SLOW  # json.dumps writes Infinity, which is not JSON: the twin decides
+    else:
+        e.v[0 if bit == E_V0 else 1] = num.d
+    return OK
+
+
+cdef int event_field_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    cdef Events* ev = <Events*>ctx
+    if key_is(s, ks, ke, b"date", 4):
+        return event_number(s, ev.cur, E_DATE, True)
+    if ev.kind == 0 and key_is(s, ks, ke, b"amount", 6):
+        return event_number(s, ev.cur, E_V0, False)
+    if ev.kind == 1 and key_is(s, ks, ke, b"numerator", 9):
+        return event_number(s, ev.cur, E_V0, False)
+    if ev.kind == 1 and key_is(s, ks, ke, b"denominator", 11):
+        return event_number(s, ev.cur, E_V1, False)
+    return SKIP
+
+
+cdef int event_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    cdef Events* ev = <Events*>ctx
+    cdef int k = ev.kind
+    cdef int i, rc
+    cdef Event* e
+    if ev.n[k] == MAX_EVENTS:
+        return SLOW
+    for i in range(ev.n[k]):
+        e = &ev.items[k][i]
+        if e.ke - e.ks == ke - ks and memcmp(s.buf + ks, s.buf + e.ks, ke - ks) == 0:
+            return SLOW
+    e = &ev.items[k][ev.n[k]]
+    e.ks = ks
+    e.ke = ke
+    e.seen = 0
+    ev.cur = e
+    rc = walk_object(s, 6, event_field_key, ctx)
+    if rc < 0:
+        return rc
+    if e.seen != (E_DATE | E_V0 if k == 0 else E_DATE | E_V0 | E_V1):
+        return SLOW
+    ev.n[k] += 1
+    return OK
+
+
+cdef int events_key(Scan* s, void* ctx, Py_ssize_t ks, Py_ssize_t ke) noexcept nogil:
+    cdef Events* ev = <Events*>ctx
+    if key_is(s, ks, ke, b"dividends", 9):
+        ev.kind = 0
+    elif key_is(s, ks, ke, b"splits", 6):
+        ev.kind = 1
+    else:
+        return SKIP
+    if ev.seen & (1 << ev.kind):
+        return SLOW
+    ev.seen |= 1 << ev.kind
+    return walk_object(s, 5, event_key, ctx)
+
+
+cdef void events_sort(Event* items, int n) noexcept nogil:
+    """By date, stable (insertion sort: a few entries, as Python's sort keeps ties)."""
+    cdef int i, j
+    cdef Event e
+    for i in range(1, n):
+        e = items[i]
+        j = i - 1
+        while j >= 0 and items[j].date > e.date:
+            items[j + 1] = items[j]
+            j -= 1
+        items[j + 1] = e
+
+
+cdef object _events_json(Scan* s, Py_ssize_t start, Py_ssize_t end):
+    """The ``stockbatch.events`` metadata of the events object at ``start``, as the twin
+    writes it; None when there are none; False when the twin must decide."""
+    cdef Events* ev = <Events*>malloc(sizeof(Events))
+    cdef Scan sub
+    cdef int rc, i
+    cdef Event* e
+    if ev == NULL:
+        raise MemoryError()
+    try:
+        sub = s[0]
+        sub.pos = start
+        sub.n = end
+        ev.n[0] = 0
+        ev.n[1] = 0
+        ev.seen = 0
+        with nogil:
+            rc = walk_object(&sub, 4, events_key, ev)
+            if rc == OK:
+                events_sort(ev.items[0], ev.n[0])
+                events_sort(ev.items[1], ev.n[1])
+        if rc != OK:
+            return False
+        if ev.n[0] == 0 and ev.n[1] == 0:
+            return None
+        # json.dumps's own spelling: ints as str(), floats as float.__repr__
+        divs = [f"[{ev.items[0][i].date},{ev.items[0][i].v[0]!r}]" for i in range(ev.n[0])]
+        splits = [f"[{ev.items[1][i].date},{ev.items[1][i].v[0]!r},{ev.items[1][i].v[1]!r}]"
+                  for i in range(ev.n[1])]
+        return '{"dividends":[' + ",".join(divs) + '],"splits":[' + ",".join(splits) + "]}"
+    finally:
+        free(ev)
+
+
 # -- Alpha Vantage -----------------------------------------------------------------------
 
 cdef enum:
@@ -1570,13 +1714,14 @@ def decode_yahoo_chart(data, *, symbol=None, interval=None, str source="yahoo"):
             if c.has_gmtoff:
                 extra.append(("gmtoffset", str(c.gmtoff)))
             if c.ev_s >= 0:
-                try:
-                    events = _twin._events(json.loads(raw[c.ev_s:c.ev_e]))
-                except _twin._Bad:
-                    slow = True
-                else:
-                    if events is not None:
-                        extra.append(("events", events))
+                events = _events_json(&s, c.ev_s, c.ev_e)
+                if events is False:
+                    try:
+                        events = _twin._events(json.loads(raw[c.ev_s:c.ev_e]))
+                    except _twin._Bad:
+                        slow = True
+                if events is not None and not slow:
+                    extra.append(("events", events))
         if slow:
             return _twin.decode_yahoo_chart(raw, symbol=symbol, interval=interval,
                                             source=source)
