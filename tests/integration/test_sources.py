@@ -546,6 +546,29 @@ def test_alphavantage_daily_and_intraday(fixture_server):
     assert int((its[1:] - its[:-1]).min()) == 300 * 1_000_000
 
 
+
+@pytest.mark.parametrize("symbol", ["IBM", "7203.T", "SAP.DE", "VOD.L", "0005.HK"])
+def test_alphavantage_daily_window_holds_the_asked_trading_days(fixture_server, symbol):
+    """start is the first trading day, end the first one left out, in every zone: a daily
+    bar east of UTC is stamped on the UTC day before its own (Tokyo's 1 Oct at 30 Sep 15:00)."""
+    start, end = epoch(2025, 10, 1), epoch(2025, 10, 8)  # Wed 1 Oct .. Tue 7 Oct
+
+    async def go():
+        async with AlphaVantageSource(
+            api_key="demo", base_url=fixture_server.url, rate=1000, outputsize="full"
+        ) as av:
+            got = await av.fetch_history(symbol, start=start, end=end)
+        async with YahooChartSource(base_url=fixture_server.url) as yahoo:
+            want = await yahoo.fetch_history(symbol, start=start, end=end)
+        return got, want
+
+    got, want = run(go())
+    zone = got.schema.metadata[b"stockbatch.tz"].decode()
+    days = pc.local_timestamp(got.column("ts").cast(pa.timestamp("us", tz=zone)))
+    assert [d.day for d in days.cast(pa.date32()).to_pylist()] == [1, 2, 3, 6, 7]
+    want = want.filter(pc.is_valid(want.column("close")))
+    assert got.column("ts").equals(want.column("ts"))
+
 @pytest.mark.parametrize("style", ["note", "information"])
 def test_alphavantage_quota_payload_is_rate_limited(faulty_server, style):
     faulty_server.add_fault("rate_limit", route="alphavantage", style=style)

@@ -43,6 +43,24 @@ _INTRADAY = {
 _AV_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-_]{0,31}")
 
 
+
+def _in_window(batch: pa.RecordBatch, interval: str, p1: int, p2: int) -> pa.Array:
+    """Which bars of ``batch`` fall in ``[p1, p2)`` (epoch seconds).
+
+    An intraday bar is in when its instant is. A daily bar is stamped at its exchange's
+    midnight, up to 14 h before the UTC day it belongs to (Tokyo's 1 Oct is 30 Sep 15:00
+    UTC): it is in when its local wall time is, so ``start=2026-10-01, end=2026-10-06``
+    keeps the trading days 1-5 Oct in every zone, as Yahoo's chart answers them.
+    """
+    ts = batch.column("ts")
+    tz = (batch.schema.metadata or {}).get(b"stockbatch.tz")
+    if interval == "1d" and tz:
+        ts = pc.local_timestamp(ts.cast(pa.timestamp("us", tz=tz.decode())))
+    return pc.and_(
+        pc.greater_equal(ts, scalar(p1 * 1_000_000, ts.type)),
+        pc.less(ts, scalar(p2 * 1_000_000, ts.type)),
+    )
+
 class _RedactKeys(logging.Filter):
     """Masks secrets in the HTTP libraries' log records (they may log request URLs):
     ``apikey=…`` in any encoding, credential headers, URI passwords, and the keys of live
@@ -212,11 +230,6 @@ class AlphaVantageSource(HTTPSource):
             # Alpha Vantage answers its whole series (compact: 100 bars, full: 20 years):
             # cut to [p1, p2) here. Bars outside are expected, not a provider fault, so they
             # are not counted in stats.out_of_window (1969 / 9999 stamps go with them).
-            ts = batch.column("ts")
-            keep = pc.and_(
-                pc.greater_equal(ts, scalar(p1 * 1_000_000, ts.type)),
-                pc.less(ts, scalar(p2 * 1_000_000, ts.type)),
-            )
-            return batch.filter(keep)
+            return batch.filter(_in_window(batch, interval, p1, p2))
 
         return await self._call(key, symbol, run)
