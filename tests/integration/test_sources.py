@@ -546,7 +546,6 @@ def test_alphavantage_daily_and_intraday(fixture_server):
     assert int((its[1:] - its[:-1]).min()) == 300 * 1_000_000
 
 
-
 @pytest.mark.parametrize("symbol", ["IBM", "7203.T", "SAP.DE", "VOD.L", "0005.HK"])
 def test_alphavantage_daily_window_holds_the_asked_trading_days(fixture_server, symbol):
     """start is the first trading day, end the first one left out, in every zone: a daily
@@ -568,6 +567,7 @@ def test_alphavantage_daily_window_holds_the_asked_trading_days(fixture_server, 
     assert [d.day for d in days.cast(pa.date32()).to_pylist()] == [1, 2, 3, 6, 7]
     want = want.filter(pc.is_valid(want.column("close")))
     assert got.column("ts").equals(want.column("ts"))
+
 
 @pytest.mark.parametrize("style", ["note", "information"])
 def test_alphavantage_quota_payload_is_rate_limited(faulty_server, style):

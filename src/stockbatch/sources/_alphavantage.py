@@ -43,7 +43,6 @@ _INTRADAY = {
 _AV_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-_]{0,31}")
 
 
-
 def _in_window(batch: pa.RecordBatch, interval: str, p1: int, p2: int) -> pa.Array:
     """Which bars of ``batch`` fall in ``[p1, p2)`` (epoch seconds).
 
@@ -60,6 +59,7 @@ def _in_window(batch: pa.RecordBatch, interval: str, p1: int, p2: int) -> pa.Arr
         pc.greater_equal(ts, scalar(p1 * 1_000_000, ts.type)),
         pc.less(ts, scalar(p2 * 1_000_000, ts.type)),
     )
+
 
 class _RedactKeys(logging.Filter):
     """Masks secrets in the HTTP libraries' log records (they may log request URLs):
