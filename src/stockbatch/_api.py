@@ -121,7 +121,9 @@ def fetch(
 ) -> pa.Table:
     """Fetch bars for ``symbols`` into one table (canonical ``BARS`` schema, sorted by
     symbol, interval, ts, duplicate keys dropped). Nothing is stored or filtered: check the
-    bars with :func:`stockbatch.validate`.
+    bars with :func:`stockbatch.validate`. The provider's metadata per symbol (exchange time
+    zone, currency, dividends, splits) is the table's ``stockbatch.meta`` schema metadata
+    (JSON), which a sink's ``ingest`` reads to date each bar in its exchange's zone.
 
     ``errors="raise"`` (default): if any symbol failed, raise :class:`~stockbatch.JobError`
     whose ``failures`` maps each failed symbol to its reason and whose ``table`` holds the

@@ -8,6 +8,7 @@ uses its own table names and drops them.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from datetime import date, datetime, timezone
@@ -300,6 +301,63 @@ def test_pipeline_stores_provider_metadata_and_actions(fixture_server, uri, name
             ok = ~np.isnan(want) & ~np.isnan(got)
             assert ok.sum() > 0.95 * len(want)
             np.testing.assert_allclose(got[ok], want[ok], rtol=2e-6)
+        finally:
+            for t in names.values():
+                sink.drop_table(t)
+
+
+def test_fetched_bars_stored_later_keep_their_exchange_dates(fixture_server, uri, names):
+    """``sb.fetch`` then ``Sink.ingest`` (no ``meta=``): the table carries each symbol's
+    provider metadata, through ``validate``, so the dates are the exchanges' own; so does
+    one symbol's decoded batch. Bars of several symbols under one symbol's metadata (what
+    ``pa.concat_tables`` makes) are not dated in that symbol's zone."""
+    syms = ["AAPL", "7203.T", "SAP.DE"]
+    bars = stockbatch.fetch(syms, base_url=fixture_server.url, period="1mo", interval="1d")
+    valid = stockbatch.validate(bars).valid
+    with sinks.connect(uri, tables=names) as sink:
+        try:
+            sink.ingest(valid, mode="upsert")
+            zones = {r["symbol"]: r["timezone"] for r in sink.read(kind="symbols").to_pylist()}
+            assert zones == {
+                "AAPL": "America/New_York",
+                "7203.T": "Asia/Tokyo",
+                "SAP.DE": "Europe/Berlin",
+            }
+            dates = stored_dates(sink, names["bars"])
+            assert len(dates) == valid.num_rows > 30
+            for (s, ts), day in dates.items():
+                assert ts.astimezone(ZoneInfo(zones[s])).date() == day
+            # explicit meta= wins over what the data carries
+            sink.ingest(valid, mode="upsert", meta={"7203.T": {"timezone": "UTC"}})
+            tokyo = {
+                ts: d for (s, ts), d in stored_dates(sink, names["bars"]).items() if s == "7203.T"
+            }
+            assert all(ts.date() == d for ts, d in tokyo.items())
+        finally:
+            for t in names.values():
+                sink.drop_table(t)
+
+    async def decoded(symbol):
+        async with stockbatch.sources.YahooChartSource(base_url=fixture_server.url) as src:
+            return await src.fetch_history(symbol, period="5d")
+
+    tokyo, berlin = asyncio.run(decoded("SONY.T")), asyncio.run(decoded("BMW.DE"))
+    assert tokyo.schema.metadata[b"stockbatch.tz"] == b"Asia/Tokyo"
+    with sinks.connect(uri, tables=names) as sink:
+        try:
+            sink.ingest(tokyo, mode="upsert")
+            sink.ingest(
+                # Tokyo's metadata, BMW.DE's rows first
+                pa.concat_tables(
+                    [pa.Table.from_batches([tokyo]), pa.Table.from_batches([berlin])]
+                ).sort_by("symbol"),
+                mode="upsert",
+            )
+            dates = stored_dates(sink, names["bars"])
+            assert {s for s, _ in dates} == {"SONY.T", "BMW.DE"}
+            for (s, ts), day in dates.items():
+                zone = "Asia/Tokyo" if s == "SONY.T" else "UTC"  # BMW.DE's was never given
+                assert ts.astimezone(ZoneInfo(zone)).date() == day, (s, ts, day)
         finally:
             for t in names.values():
                 sink.drop_table(t)

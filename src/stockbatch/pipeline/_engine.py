@@ -37,6 +37,7 @@ from .._errors import JobCancelled, JobTimeout
 from ..alerts import Alert, AlertMonitor, Thresholds
 from ..queueing import BatchOptimizer, Coalescer
 from ..sinks import Sink, connect
+from ..sinks._meta import with_carried
 from ..sources import Source
 from ._admission import Admission
 from ._fetch import FetchStage, provider_key
@@ -494,7 +495,9 @@ class _JobRun:
         self.result.stats["alerts"] = [a.to_dict() for a in alerts.history[seen:]]
         if stages.tables:  # each chunk is sorted; the whole is sorted once more
             whole = pa.concat_tables(stages.tables)
-            self.result.table = kernels.normalize(whole).table if job.kind == "bars" else whole
+            if job.kind == "bars":
+                whole = with_carried(kernels.normalize(whole).table, stages.meta)
+            self.result.table = whole
         elif not job.store_data:
             from ..schema import BARS, QUOTES
 

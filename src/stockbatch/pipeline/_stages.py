@@ -56,6 +56,7 @@ class ChunkStages:
         self.done = self.failed = self.dups = self.attempts = 0
         self.out_of_window = 0  # bars the source dropped outside the asked window
         self.tables: list[pa.Table] = []  # jobs without storage return their rows
+        self.meta: dict[str, dict] = {}  # and their provider metadata per symbol
         self.rejected_tables: list[pa.Table] = []
         self.analysis: list[pa.Table] = []
 
@@ -252,6 +253,7 @@ class ChunkStages:
             self.rejected += n_rej + refused
             if not job.store_data:  # nothing is stored: the rows travel in the result
                 self.tables.append(table)
+                self.meta.update(meta)
                 if rejected is not None:
                     self.rejected_tables.append(rejected)
             if wide is not None:

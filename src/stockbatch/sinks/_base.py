@@ -182,7 +182,9 @@ class Sink(TableSink):
             from a decoded batch). Bars get their ``date`` in the symbol's zone (else the
             zone stored in the ``symbols`` table, else UTC); the ``symbols`` table is
             updated and ``events`` (dividends, splits) are upserted into ``actions``, all
-            in the same transaction.
+            in the same transaction. Default: what ``data`` carries itself, the
+            ``stockbatch.meta`` schema metadata of :func:`stockbatch.fetch`'s tables (kept
+            by ``validate``), or a decoder's keys on one symbol's batch.
         indicators : pyarrow.Table, optional
             Indicator values beside the bar key (``symbol``, ``interval``, ``ts`` and one
             column per indicator, as :func:`stockbatch.indicators.compute` adds them),

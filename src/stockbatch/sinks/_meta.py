@@ -10,6 +10,7 @@ the provider's metadata (``stockbatch.tz`` on decoded batches), kept per symbol 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timezone
@@ -18,13 +19,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._arrow import array, fill_null, pylist
+from .._arrow import array, fill_null, pylist, values
 from ..schema import UTC_US, local_dates
 
 __all__ = [
     "local_dates",
     "SymbolMeta",
     "meta_from_batch",
+    "with_carried",
+    "carried",
     "actions_table",
     "date_bound",
     "merge_symbols",
@@ -132,6 +135,43 @@ def meta_from_batch(batch: pa.RecordBatch | pa.Table) -> SymbolMeta:
     if raw:
         out["events"] = raw.decode()
     return out
+
+
+#: schema metadata of :func:`stockbatch.fetch`'s tables: the provider metadata per symbol
+CARRIED = b"stockbatch.meta"
+
+
+def with_carried(table: pa.Table, meta: Mapping[str, SymbolMeta]) -> pa.Table:
+    """``table`` carrying ``meta`` (symbol -> :func:`meta_from_batch`), so that a sink given
+    it later dates each symbol in its exchange's zone without ``meta=``."""
+    if not meta:
+        return table
+    plain = {
+        sym: {**m, "events": json.loads(m["events"])} if "events" in m else m
+        for sym, m in meta.items()
+    }
+    return table.replace_schema_metadata({CARRIED: json.dumps(plain, sort_keys=True)})
+
+
+def carried(data: Any, first: pa.RecordBatch | None) -> dict:
+    """The provider metadata ``data`` carries itself (``meta=None`` of an ingest): the
+    per-symbol metadata of :func:`with_carried`, or the ``stockbatch.tz`` … keys a decoder
+    leaves on one symbol's bars (only when all of ``data`` is that symbol:
+    ``pa.concat_tables`` keeps the first table's metadata for every symbol)."""
+    if first is None:
+        return {}
+    raw = (first.schema.metadata or {}).get(CARRIED)
+    if raw is not None:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ValueError("the data's stockbatch.meta schema metadata is not JSON") from None
+    if isinstance(data, (pa.Table, pa.RecordBatch)) and "symbol" in data.schema.names:
+        found = meta_from_batch(data)
+        symbols = values(pc.unique(data.column("symbol")))
+        if found and len(symbols) == 1 and symbols[0] is not None:
+            return {symbols[0]: found}
+    return {}
 
 
 def actions_table(

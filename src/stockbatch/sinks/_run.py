@@ -115,7 +115,8 @@ class IngestRun:
         self.result = IngestResult(table=self.table, mode=mode, job_id=job_id)
         self.quarantine = quarantine
         self.quarantining = quarantine is not None and quarantine.num_rows > 0
-        self.meta = _aux.check_meta(meta)
+        # meta= wins; else what the data carries (sb.fetch's tables, a decoder's batch)
+        self.meta = _aux.check_meta(_meta.carried(data, first) if meta is None else meta)
         for sym, m in self.meta.items():
             if m.get("timezone"):
                 sink._zones[sym] = m["timezone"]
