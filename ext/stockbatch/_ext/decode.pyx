@@ -1223,7 +1223,7 @@ cdef struct Event:
     int seen            # E_* bits
 
 cdef struct Events:
-    Event items[2][256]   # [0] dividends, [1] splits
+    Event items[2][MAX_EVENTS]   # [0] dividends, [1] splits
     int n[2]
     int kind              # the list being read
     int seen              # 1 << kind for each list read
@@ -1320,7 +1320,6 @@ cdef object _events_json(Scan* s, Py_ssize_t start, Py_ssize_t end):
     cdef Events* ev = <Events*>malloc(sizeof(Events))
     cdef Scan sub
     cdef int rc, i
-    cdef Event* e
     if ev == NULL:
         raise MemoryError()
     try:
