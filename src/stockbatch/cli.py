@@ -386,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_int,
         default=None,
         metavar="N",
-        help="only the latest N bars of each symbol; 0 = all (default: all for "
-        "--csv, 20 for the table)",
+        help="only the latest N bars of each symbol and interval; 0 = all (default: all "
+        "for --csv, 20 for the table)",
     )
     p.set_defaults(func=_cmd_read)
 
@@ -1380,7 +1380,8 @@ def _print_bars(out, table, total: int, args) -> None:
     out.print(rt)
     if shown != total:
         out.print(
-            f"[dim]latest {args.limit if args.limit is not None else 20} per symbol; "
+            f"[dim]latest {args.limit if args.limit is not None else 20} per symbol and "
+            "interval; "
             "--limit 0 for all, --csv for CSV[/]"
         )
 
