@@ -260,6 +260,19 @@ def test_sqlite_view_is_readable_by_plain_sqlite(tmp_path):
         assert started.endswith("Z") and started[:4] == "2026"
         (first,) = con.execute("SELECT first_bar FROM symbols_v").fetchone()
         assert first == "2026-03-05T15:00:00.000Z"
+        # microseconds are cut to milliseconds, never rounded into the next second or day;
+        # a date written as NULL (by another client) reads NULL
+        last = int(datetime(2026, 4, 4, 23, 59, 59, tzinfo=UTC).timestamp()) * 10**6
+        con.executemany(
+            "INSERT INTO bars (symbol, interval, ts, date) VALUES (?, '1m', ?, ?)",
+            [("Y", last + 999_999, None), ("Y", -1, 19691231), ("Y", -1_500_000, 19691231)],
+        )
+        got = con.execute("SELECT ts, date FROM bars_v WHERE symbol = 'Y' ORDER BY ts_us")
+        assert got.fetchall() == [
+            ("1969-12-31T23:59:58.500Z", "1969-12-31"),
+            ("1969-12-31T23:59:59.999Z", "1969-12-31"),
+            ("2026-04-04T23:59:59.999Z", None),
+        ]
     finally:
         con.close()
 

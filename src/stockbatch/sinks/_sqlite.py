@@ -163,10 +163,19 @@ def readable_view(table: str, kind: str) -> str | None:
     for name, logical, _ in SPECS[kind].columns:
         q = d.quote(name)
         if logical == "ts":
-            cols.append(f"strftime('%Y-%m-%dT%H:%M:%fZ', {q} / 1000000.0, 'unixepoch') AS {q}")
+            # whole seconds (floored) and milliseconds (truncated) apart: '%f' of a float
+            # rounds 15:59:59.9996 up to the next second, and so maybe the next day
+            us = f"(({q} % 1000000) + 1000000) % 1000000"
+            cols.append(
+                f"strftime('%Y-%m-%dT%H:%M:%S', ({q} - {us}) / 1000000, 'unixepoch')"
+                f" || printf('.%03dZ', {us} / 1000) AS {q}"
+            )
             cols.append(f"{q} AS {d.quote(name + '_us')}")
         elif logical == "date":
-            cols.append(f"printf('%04d-%02d-%02d', {q} / 10000, {q} / 100 % 100, {q} % 100) AS {q}")
+            cols.append(
+                f"CASE WHEN {q} IS NOT NULL THEN printf('%04d-%02d-%02d', {q} / 10000, "
+                f"{q} / 100 % 100, {q} % 100) END AS {q}"
+            )
         else:
             cols.append(q)
     return sql(
