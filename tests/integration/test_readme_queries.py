@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -50,7 +51,7 @@ def sqlite_db(fixture_server, tmp_path_factory) -> str:
 
 
 def test_readme_has_every_client():
-    assert {"psql", "sqlite3", "duckdb", "pandas"} <= set(blocks())
+    assert {"psql", "sqlite3", "duckdb", "pandas", "mariadb"} <= set(blocks())
 
 
 @pytest.mark.skipif(shutil.which("sqlite3") is None, reason="no sqlite3 CLI")
@@ -201,3 +202,33 @@ def test_psql_queries(pg_uri, fixture_server):
         finally:
             with sink._connection() as conn:
                 sink._exec(conn, f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.mark.skipif(shutil.which("mariadb") is None, reason="no mariadb client")
+def test_mariadb_queries(mysql_uri, fixture_server):
+    import pymysql
+
+    url = urlsplit(mysql_uri)
+    host, port, user = url.hostname or "127.0.0.1", str(url.port or 3306), url.username or "root"
+    db = f"sbreadme_{uuid.uuid4().hex[:8]}"
+    admin = pymysql.connect(host=host, port=int(port), user=user, password=url.password or "")
+    try:
+        admin.cursor().execute(f"CREATE DATABASE {db}")
+        uri = mysql_uri.rsplit("/", 1)[0] + f"/{db}"
+        assert stockbatch.ingest(SYMBOLS, db=uri, base_url=fixture_server.url, period="3mo").success
+        day = last_tokyo_day(uri)
+        login = ["mariadb", "-h", host, "-P", port, "-u", user, "-B", "-N", db]
+        env = dict(os.environ, MYSQL_PWD=url.password or "")
+        for stmt in statements(blocks()["mariadb"]):
+            out = subprocess.run(
+                [*login, "-e", stmt.replace("2026-11-30", day)],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            ).stdout
+            rows = [line.split("\t") for line in out.strip().splitlines()]
+            assert ["7203.T", "1d", day] in [r[:3] for r in rows], (stmt, out)
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {db}")
+        admin.close()
