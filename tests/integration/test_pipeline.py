@@ -172,6 +172,25 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_stored(tmp_path):
     )
 
 
+def test_a_later_bad_answer_never_overwrites_stored_bars(tmp_path):
+    """The provider answers a stored bar again with nulls / high below low: upsert keeps the
+    stored values, the new rows are quarantined with their reasons."""
+    db = tmp_path / "keep.db"
+    first = bars("K", [10.0, 11.0, 12.0])
+    assert sb.ingest(["K"], db=db, source=CraftedSource({"K": first}), period="max").success
+    worse = first.to_pydict()
+    worse["close"][1] = None
+    worse["high"][2] = 1.0  # below its low
+    again = pa.RecordBatch.from_pydict(worse, schema=BARS)
+    result = sb.ingest(["K"], db=db, source=CraftedSource({"K": again}), period="max")
+    assert (result.symbols["K"].rows, result.symbols["K"].quarantined) == (1, 2)
+    with sqlite3.connect(db) as con:
+        stored = con.execute("SELECT close, high FROM bars ORDER BY ts").fetchall()
+        reasons = [r for (r,) in con.execute("SELECT reasons FROM quarantine ORDER BY ts")]
+    assert stored == [(10.0, 11.0), (11.0, 12.0), (12.0, 13.0)]
+    assert "NULL_FIELD" in reasons[0] and "HIGH_INCONSISTENT" in reasons[1]
+
+
 def test_indicators_match_the_kernel_on_the_stored_bars(fixture_server, tmp_path):
     db = tmp_path / "i.db"
     result = sb.ingest(
