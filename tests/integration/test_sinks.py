@@ -344,6 +344,92 @@ def test_split_quarantines_exactly_the_bad_rows(db, sink, names):
     assert [tuple(x) for x in logged] == [(800, 0, 10)]
 
 
+def test_split_refuses_a_key_given_twice_in_the_data(db, sink, names):
+    """Appending rows whose key repeats inside the data: the first is stored, the later
+    one refused (each alone would be taken; together they are not)."""
+    data = make_bars(["A"], 50)
+    twice = pa.concat_tables([data, data.slice(10, 2)])
+    r = sink.ingest(twice, mode="create_append", on_error="split")
+    assert (r.written, r.rejected) == (50, 2)
+    assert "comes earlier in the same data" in r.errors[0]
+    assert rows_of(sink.read()) == rows_of(data)
+    assert len(_quarantine(sink, names)) == 2
+
+
+def test_split_raises_an_error_about_the_table_instead_of_refusing_every_row(db, sink, names):
+    """An error no row can escape (here: ``insert_new`` into a table without a unique key,
+    so ON CONFLICT has nothing to match) is raised at once: nothing is bisected, nothing
+    quarantined, nothing stored."""
+    if db == "mysql":
+        pytest.skip("MariaDB's INSERT IGNORE needs no key: the rows are simply inserted")
+    sink.ingest(make_bars(["A"], 10), mode="create_append")
+    keyless = names["bars"] + "_nokey"
+    q = sink.dialect.quote
+    with sink._connection() as conn:
+        sink._exec(
+            conn, f"CREATE TABLE {q(keyless)} AS SELECT * FROM {q(names['bars'])} WHERE 1 = 0"
+        )
+    try:
+        with pytest.raises(SinkError) as err:
+            sink.ingest(make_bars(["B"], 2000), table=keyless, mode="insert_new", on_error="split")
+        assert "conflict" in str(err.value).lower(), err.value
+        with sink._connection() as conn:
+            assert sink._query(conn, f"SELECT count(*) FROM {q(keyless)}")[0][0] == 0
+        assert rows_of(sink.read()) == rows_of(make_bars(["A"], 10))
+    finally:
+        sink.drop_table(keyless)
+    assert sink.read(kind="bars").num_rows == 10
+
+
+def test_split_gives_up_when_refusals_are_everywhere(pg_uri, names):
+    """Each try to single out a refused row is a savepoint, and PostgreSQL holds a lock for
+    each until the transaction ends, from a table the whole server shares: a batch refused
+    in many places fails with the database's error after ``split_tries`` tries, instead of
+    filling the server's lock table ("out of shared memory"). A few refusals are found, and
+    the locks held then stay within that budget (counted on the server by a trigger)."""
+    d = sinks.connect(pg_uri, tables=names)
+    q = d.dialect.quote
+    t, side = names["bars"], names["bars"] + "_locks"
+    fn = names["bars"] + "_count_locks"
+
+    def refused_every(k: int) -> pa.Table:
+        data = make_bars(["A", "B", "C"], 1500)
+        close = data.column("close").to_numpy().copy()
+        close[::k] = 5000.0  # breaks the CHECK below
+        return data.set_column(data.schema.get_field_index("close"), "close", pa.array(close))
+
+    try:
+        d.ingest(make_bars(["A"], 1).slice(0, 0), mode="create")
+        with d._connection() as conn:
+            for stmt in (
+                f"ALTER TABLE {q(t)} ADD CHECK (close < 1000)",
+                f"CREATE TABLE {q(side)} (locks int)",
+                f"CREATE FUNCTION {q(fn)}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"INSERT INTO {q(side)} SELECT count(*) FROM pg_locks "
+                "WHERE pid = pg_backend_pid(); RETURN NULL; END $$",
+                f"CREATE TRIGGER count_locks AFTER INSERT ON {q(t)} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {q(fn)}()",
+            ):
+                d._exec(conn, stmt)
+        with pytest.raises(SinkError, match="check constraint") as err:
+            d.ingest(refused_every(2), mode="append", on_error="split")
+        assert f"{d.split_tries} tries" in str(err.value)
+        assert d.read().num_rows == 0
+        r = d.ingest(refused_every(100), mode="append", on_error="split")
+        assert (r.written, r.rejected) == (4455, 45)
+        with d._connection() as conn:
+            (locks,) = d._query(conn, f"SELECT max(locks) FROM {q(side)}")[0]
+        assert locks < d.split_tries + 64, locks
+    finally:
+        with d._connection() as conn:
+            d._exec(conn, f"DROP TABLE IF EXISTS {q(side)}")
+            d._exec(conn, f"DROP TABLE IF EXISTS {q(t)}")
+            d._exec(conn, f"DROP FUNCTION IF EXISTS {q(fn)}()")
+        for name in names.values():
+            d.drop_table(name)
+        d.close()
+
+
 def _quarantine(sink, names):
     import json
 

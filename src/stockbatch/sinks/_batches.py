@@ -20,6 +20,7 @@ __all__ = [
     "raw_batches",
     "key_codes",
     "dedup",
+    "unique_rows",
     "castable",
     "as_utc",
     "key_ranges",
@@ -93,13 +94,23 @@ def key_codes(batch: pa.RecordBatch, key: tuple) -> list[np.ndarray]:
 
 def dedup(batch: pa.RecordBatch, key: tuple, *, keep: str) -> tuple[pa.RecordBatch, int]:
     """Drop rows whose key repeats inside ``batch``, keeping the ``"last"`` or ``"first"``
-    occurrence; returns the batch (input order otherwise kept) and how many rows went.
+    occurrence; returns the batch (input order otherwise kept) and how many rows went."""
+    kept = unique_rows(batch, key, keep=keep)
+    if kept is None:
+        return batch, 0
+    rows = np.flatnonzero(kept)
+    return batch.take(array(rows)), batch.num_rows - len(rows)
+
+
+def unique_rows(batch: pa.RecordBatch, key: tuple, *, keep: str) -> np.ndarray | None:
+    """Which rows of ``batch`` to keep so that no key repeats (the ``"last"`` or ``"first"``
+    of each run of equal keys), as a boolean mask; None when no key repeats.
 
     Sorted input (the usual: per symbol, by time) is recognised in one O(n) pass; otherwise
     a stable lexicographic sort of the integer-coded key finds the runs of equal keys."""
     n = batch.num_rows
     if n < 2:
-        return batch, 0
+        return None
     codes = key_codes(batch, key)
     # strictly increasing keys (lexicographically) cannot repeat
     less = np.zeros(n - 1, bool)
@@ -108,21 +119,22 @@ def dedup(batch: pa.RecordBatch, key: tuple, *, keep: str) -> tuple[pa.RecordBat
         less |= equal & (c[:-1] < c[1:])
         equal &= c[:-1] == c[1:]
     if less.all():
-        return batch, 0
+        return None
     order = np.lexsort(codes[::-1])  # stable: equal keys stay in input order
     same_next = np.ones(n - 1, bool)
     for c in codes:
         cs = c[order]
         same_next &= cs[:-1] == cs[1:]
     if not same_next.any():
-        return batch, 0
-    keep_mask = np.ones(n, bool)
+        return None
+    keep_sorted = np.ones(n, bool)
     if keep == "last":
-        keep_mask[:-1] = ~same_next  # the last of each run of equal keys
+        keep_sorted[:-1] = ~same_next  # the last of each run of equal keys
     else:
-        keep_mask[1:] = ~same_next  # the first of each run
-    rows = np.sort(order[keep_mask])
-    return batch.take(array(rows)), n - len(rows)
+        keep_sorted[1:] = ~same_next  # the first of each run
+    kept = np.zeros(n, bool)
+    kept[order[keep_sorted]] = True
+    return kept
 
 
 def castable(col: Any, to: pa.DataType) -> bool:

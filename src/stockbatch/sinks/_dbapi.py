@@ -12,7 +12,15 @@ import pyarrow as pa
 
 from .._redact import redact
 
-__all__ = ["run", "execute", "fetchall", "fetch_arrow", "executemany", "error_text"]
+__all__ = [
+    "run",
+    "execute",
+    "fetchall",
+    "fetch_arrow",
+    "executemany",
+    "error_text",
+    "refuses_rows",
+]
 
 T = TypeVar("T")
 
@@ -67,3 +75,33 @@ def error_text(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     text = " ".join(line.strip() for line in msg[:3]) if msg else type(exc).__name__
     text = STATEMENT_TAIL.sub("", text)
     return redact(text, secrets)[:500]
+
+
+#: SQLSTATE classes of errors about the statement, the objects or the server, not the rows:
+#: connection, feature, transaction state, rollback (deadlock), syntax and access (42: no
+#: such table or column, a view as target, ON CONFLICT without a matching key), resources
+#: (disk full), limits, object state (locked), operator, system, internal
+_NOT_ROWS_STATES = frozenset(
+    ("08", "0A", "25", "2D", "40", "42", "53", "54", "55", "57", "58", "XX")
+)
+#: the messages of such errors where the driver gives no SQLSTATE (SQLite, DuckDB): their
+#: PEP 249 classes do not tell (SQLite's driver reports a UNIQUE violation as INTERNAL)
+_NOT_ROWS_TEXT = re.compile(
+    r"no such (table|column|savepoint)|has no column named|is a view|not insertable"
+    r"|ON CONFLICT clause does not match|conflict target|not referenced by a UNIQUE"
+    r"|readonly|read-only|disk is full|disk I/O error|database is locked|out of memory"
+    r"|malformed|unable to open|Catalog Error|Binder Error|Parser Error|Permission Error"
+    r"|IO Error|server closed the connection|terminating connection|connection (reset|lost)",
+    re.I,
+)
+
+
+def refuses_rows(exc: BaseException) -> bool:
+    """Whether the database refused the rows (a constraint, a value, a trigger), not the
+    statement or the table: by SQLSTATE where the driver gives one, else by its message
+    (anything not known to be about the table or the database counts as about the rows:
+    halving the batch then finds them, as before this check)."""
+    state = getattr(exc, "sqlstate", None)
+    if isinstance(state, str) and len(state) == 5:
+        return state[:2] not in _NOT_ROWS_STATES
+    return not _NOT_ROWS_TEXT.search(str(exc))

@@ -48,6 +48,10 @@ class DialectSink(abc.ABC):
     deferred_batch_rows = 262_144
     #: Run this sink's ingest calls one at a time (databases with optimistic concurrency).
     serialize_writes = False
+    #: The most writes ``on_error="split"`` tries in one ingest call to single out the rows
+    #: the database refuses (None: no limit); past it the call fails with the database's
+    #: error. Each try is a savepoint.
+    split_tries: int | None = None
 
     # the state every room shares, set by Sink.__init__
     _uri: str
@@ -261,6 +265,13 @@ class DialectSink(abc.ABC):
     def _err(self, exc: BaseException) -> str:
         """The database's message, one line, without the statement, passwords redacted."""
         return _dbapi.error_text(exc, self._secrets)
+
+    def _refuses_rows(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is about the rows written (a constraint, a value, a trigger that
+        refused them), so that halving the batch finds them; False when it is about the
+        table or the database (a view as target, no unique key for ON CONFLICT, a full disk,
+        a lost connection), which every row would meet."""
+        return _dbapi.refuses_rows(exc)
 
     @contextmanager
     def _translating(self, what: str, table: str | None, *, mode: str | None = None):

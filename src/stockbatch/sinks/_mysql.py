@@ -61,6 +61,14 @@ except ImportError:  # pragma: no cover - pymysql is an optional dependency
     pymysql = None
     _PYMYSQL_ERROR = ()
 
+#: MariaDB/MySQL errors about the statement, the table or the server, not the rows: no such
+#: table / column / database, access denied, a view or table that takes no inserts, read
+#: only, disk or table full, lock wait, deadlock, server gone, syntax, no unique key
+_NOT_ROWS_ERRNOS = frozenset(
+    (1021, 1036, 1044, 1045, 1049, 1054, 1064, 1099, 1100, 1114, 1142, 1143, 1146, 1205)
+    + (1213, 1288, 1290, 1356, 1471, 1792, 2003, 2006, 2013, 2055)
+)
+
 _CSV = pacsv.WriteOptions(include_header=False, quoting_style="all_valid", null_string="NULL")
 
 
@@ -99,6 +107,14 @@ class MysqlSink(Sink):
 
     def _db_errors(self) -> tuple:
         return _PYMYSQL_ERROR
+
+    def _refuses_rows(self, exc: BaseException) -> bool:
+        # by error number: PyMySQL's classes say OperationalError for a failed CHECK (4025)
+        # and a trigger's SIGNAL (1644) as for a lost connection
+        if isinstance(exc, _LoadRejected):
+            return True
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        return code not in _NOT_ROWS_ERRNOS if code is not None else super()._refuses_rows(exc)
 
     def _query_arrow(self, conn: Any, statement: str, params: Any = None) -> pa.Table:
         names, rows = _dbapi.run(

@@ -71,6 +71,11 @@ class PostgresSink(AdbcSink):
     # 262 vs 293 ms, min 242 vs 284; 1e6 rows, streamed as 64k-row batches already, gain nothing)
     copy_piece_rows = 8192
     default_level = Level.EXTREME
+    # PostgreSQL holds a lock for every savepoint that wrote (released or rolled back) until
+    # the transaction ends, from a lock table the whole server shares (~6,400 slots by
+    # default): ~8k refused rows singled out in one transaction left other sessions "out of
+    # shared memory". 4,096 tries single out ~2,000 refused rows of a chunk.
+    split_tries = 4096
 
     def __init__(self, uri: str, *, upsert_strategy: str | None = None, **options: Any):
         from urllib.parse import urlparse

@@ -21,7 +21,7 @@ from .._redact import redact
 from .._types import MODES
 from ..schema import conform, to_table
 from . import _aux, _meta, _sql
-from ._batches import DEFAULT_BATCH_ROWS, as_utc, dedup, raw_batches, rechunk
+from ._batches import DEFAULT_BATCH_ROWS, as_utc, dedup, raw_batches, rechunk, unique_rows
 from ._ddl import SPECS, kind_of, sql
 from ._read import SCHEMAS
 from ._result import IngestResult, Level
@@ -112,6 +112,7 @@ class IngestRun:
             [] if first is None else [first], it
         )
         self.unique = False  # True once the whole input was de-duplicated up front
+        self.tries = 0  # split mode's writes so far (Sink.split_tries)
         self.result = IngestResult(table=self.table, mode=mode, job_id=job_id)
         self.quarantine = quarantine
         self.quarantining = quarantine is not None and quarantine.num_rows > 0
@@ -289,13 +290,21 @@ class IngestRun:
         if self.sink.dialect.savepoints:
             self.sink._exec(conn, "RELEASE SAVEPOINT sb_split")
 
-    def _rollback_to(self, conn: Any) -> None:
+    def _rollback_to(self, conn: Any, exc: BaseException | None = None) -> None:
+        """Undo what followed the savepoint. When the database has already rolled back the
+        whole transaction after ``exc`` (SQLite after a full disk: "no such savepoint"),
+        ``exc`` is raised: it, not the failed rollback, is what went wrong."""
         sink = self.sink
-        if sink.dialect.savepoints:
-            sink._exec(conn, "ROLLBACK TO SAVEPOINT sb_split")
-        else:
-            sink._rollback(conn)
-            sink._begin(conn)
+        try:
+            if sink.dialect.savepoints:
+                sink._exec(conn, "ROLLBACK TO SAVEPOINT sb_split")
+            else:
+                sink._rollback(conn)
+                sink._begin(conn)
+        except sink._db_errors():
+            if exc is None:
+                raise
+            raise exc from None
 
     def _stored_keys(self, conn: Any, part: pa.RecordBatch, exc: BaseException) -> Any:
         """After the database refused ``part`` for a duplicate key in an appending mode: which
@@ -326,16 +335,26 @@ class IngestRun:
         rows = zip(*(_key_values(part.column(k)) for k in key), strict=True)
         return np.fromiter((r in stored for r in rows), bool, part.num_rows)
 
-    def _duplicate_text(self) -> str:
+    def _duplicate_text(self, *, twice: bool = False) -> str:
         key = ", ".join(SPECS[self.wkind].key)
+        if twice:
+            return f"INTEGRITY: a row with this key ({key}) comes earlier in the same data"
         return f"INTEGRITY: a row with this key ({key}) is already stored in {self.table!r}"
 
     def _write_split(self, conn: Any, batch: pa.RecordBatch) -> None:
-        """Bisect a failing batch down to the single rows the database refuses (rows whose
-        key is already stored are found by one lookup instead); those go to the quarantine
-        table (one bulk write per batch) with the database's error, counted per symbol."""
+        """Store ``batch`` but the rows the database refuses; those go to the quarantine
+        table (one bulk write per batch) with the database's error, counted per symbol.
+
+        The refused rows are found first: each part is written under a savepoint that is
+        then always rolled back, so a probe leaves nothing behind, neither rows nor locks
+        (PostgreSQL holds a released savepoint's locks to the end of the transaction: a
+        committed piece each was ~2 locks, and ~8k refused rows filled the server's shared
+        lock table). A part the database refuses is halved down to its single rows (rows
+        whose key is already stored are found by one lookup instead, a key given twice in
+        ``batch`` is refused before). An error about the table or the database, not the
+        rows (a view as target, no unique key for ON CONFLICT, a full disk) is raised at
+        once: every row would meet it. Then the other rows are written together."""
         sink, result, table, mode = self.sink, self.result, self.table, self.mode
-        stack = [batch]
         refused: list[pa.RecordBatch] = []
         errors: list[str] = []
 
@@ -354,14 +373,67 @@ class IngestRun:
                 result.refused_by_symbol[sym] = result.refused_by_symbol.get(sym, 0) + 1
                 result.refused_errors.setdefault(sym, err)
 
-        while stack:
-            part = stack.pop()
+        if mode in _APPENDING:
+            first = unique_rows(batch, SPECS[self.wkind].key, keep="first")
+            if first is not None:
+                refuse(batch.filter(_arrow.bools(~first)), self._duplicate_text(twice=True))
+                batch = batch.filter(_arrow.bools(first))
+        for _ in range(3):  # a writer beside us may refuse again what a probe let pass
+            good = self._probe(conn, batch, refuse)
+            if not good:
+                break
+            whole = pa.Table.from_batches(good).combine_chunks().to_batches()[0]
             self._savepoint(conn)
             sub = IngestResult(table=table, mode=mode)
             try:
-                sink._write(conn, table, self.wkind, part, mode, self.level, sub)
+                sink._write(conn, table, self.wkind, whole, mode, self.level, sub)
             except sink._db_errors() as exc:
-                self._rollback_to(conn)
+                self._rollback_to(conn, exc)
+                batch = whole
+                continue
+            self._release(conn)
+            result.add(sub.written, sub.updated, sub.ignored, sub.rejected)
+            break
+        else:
+            raise SinkError(
+                f"ingest into {table!r} ({mode}): rows that were stored alone were refused "
+                "together three times",
+                table=table,
+                mode=mode,
+            )
+        if refused:
+            rows = pa.Table.from_batches(refused)
+            if "date" in rows.column_names:  # derived from ts: not part of the input row
+                rows = rows.drop_columns(["date"])
+            _aux.quarantine_rows(
+                sink, conn, rows, job_id=self.job_id, target=table, reasons=None, error=errors
+            )
+
+    def _probe(self, conn: Any, batch: pa.RecordBatch, refuse: Any) -> list[pa.RecordBatch]:
+        """The parts of ``batch`` the database takes (each written, then rolled back); the
+        rows it refuses go to ``refuse`` with its error."""
+        sink = self.sink
+        stack, good = [batch], []
+        while stack:
+            part = stack.pop()
+            self.tries += 1
+            if sink.split_tries is not None and self.tries > sink.split_tries:
+                first = self.result.errors[0] if self.result.errors else "?"
+                raise SinkError(
+                    f"ingest into {self.table!r} ({self.mode}): the database refused rows "
+                    f"in more places than {sink.split_tries} tries can single out in one "
+                    f"transaction; the first refusal: {first}",
+                    table=self.table,
+                    mode=self.mode,
+                )
+            self._savepoint(conn)
+            try:
+                probe = IngestResult(table=self.table, mode=self.mode)
+                sink._write(conn, self.table, self.wkind, part, self.mode, self.level, probe)
+            except sink._db_errors() as exc:
+                self._rollback_to(conn, exc)
+                if not sink._refuses_rows(exc):
+                    raise
                 if part.num_rows == 1:
                     refuse(part, sink._err(exc))
                     continue
@@ -375,12 +447,6 @@ class IngestRun:
                 stack.append(part.slice(half))
                 stack.append(part.slice(0, half))
                 continue
-            self._release(conn)
-            result.add(sub.written, sub.updated, sub.ignored, sub.rejected)
-        if refused:
-            rows = pa.Table.from_batches(refused)
-            if "date" in rows.column_names:  # derived from ts: not part of the input row
-                rows = rows.drop_columns(["date"])
-            _aux.quarantine_rows(
-                sink, conn, rows, job_id=self.job_id, target=table, reasons=None, error=errors
-            )
+            self._rollback_to(conn)
+            good.append(part)
+        return good
