@@ -346,14 +346,14 @@ class IngestRun:
         table (one bulk write per batch) with the database's error, counted per symbol.
 
         The refused rows are found first: each part is written under a savepoint that is
-        then always rolled back, so a probe leaves nothing behind, neither rows nor locks
-        (PostgreSQL holds a released savepoint's locks to the end of the transaction: a
-        committed piece each was ~2 locks, and ~8k refused rows filled the server's shared
-        lock table). A part the database refuses is halved down to its single rows (rows
-        whose key is already stored are found by one lookup instead, a key given twice in
-        ``batch`` is refused before). An error about the table or the database, not the
-        rows (a view as target, no unique key for ON CONFLICT, a full disk) is raised at
-        once: every row would meet it. Then the other rows are written together."""
+        then rolled back, whether it was taken or not (a piece kept at once held its locks
+        to the end of the transaction: PostgreSQL keeps ~1 lock per try anyway, so it stops
+        after ``Sink.split_tries``). A part the database refuses is halved down to its
+        single rows (rows whose key is already stored are found by one lookup instead; a key
+        given twice in ``batch`` is refused before). An error about the table or the
+        database, not the rows (a view as target, no unique key for ON CONFLICT, a full
+        disk) is raised at once: every row would meet it. Then the other rows are written
+        together."""
         sink, result, table, mode = self.sink, self.result, self.table, self.mode
         refused: list[pa.RecordBatch] = []
         errors: list[str] = []
