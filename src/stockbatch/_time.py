@@ -46,6 +46,8 @@ PERIOD_DAYS = {
 PERIODS = (*PERIOD_DAYS, "ytd", "max")
 #: Every period :func:`period_days` reads: ``<n>d|wk|mo|y``, ``ytd``, ``max``.
 PERIOD_PATTERN = re.compile(r"^(\d+)(d|wk|mo|y)$|^(ytd|max)$")
+#: The longest period :func:`period_days` accepts (200 years).
+MAX_PERIOD_DAYS = 200 * 366
 
 
 def _aware(value: datetime) -> datetime:
@@ -133,4 +135,8 @@ def period_days(period: str) -> int:
     if not m or not m.group(1):
         raise ValueError(f"bad period {period!r} (e.g. 5d, 1mo, 1y, ytd, max)")
     n, unit = int(m.group(1)), m.group(2)
-    return n * {"d": 1, "wk": 7, "mo": 31, "y": 366}[unit]
+    days = n * {"d": 1, "wk": 7, "mo": 31, "y": 366}[unit]
+    if days > MAX_PERIOD_DAYS:
+        # a date that far back overflows datetime (year 1): say so before any fetch
+        raise ValueError(f"period {period!r} is longer than 200 years: use 'max'")
+    return days

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import math
 import os
 import re
 import subprocess
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ._time import PERIOD_PATTERN as _PERIOD
+from ._time import period_days
 from ._types import MODES
 from ._types import SOURCE_NAMES as SOURCES
 
@@ -102,6 +104,10 @@ def _period_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"bad period {text!r} (e.g. 5d, 2wk, 1mo, 6mo, 1y, 10y, ytd, max)"
         )
+    try:
+        period_days(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -128,8 +134,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -498,6 +504,11 @@ def _main(argv: list[str]) -> int:
     except UsageError as exc:
         _err(f"stockbatch {args.command}: error: {exc}")
         return 2
+    except BrokenPipeError:
+        # the reader left (`stockbatch read … | head`): nothing more to say, as `cat` says
+        # nothing; stdout goes to /dev/null so that the flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Refused as exc:
         _err(f"stockbatch {args.command}: error: {exc}")
         return 1
@@ -601,14 +612,30 @@ def _console(*, stderr: bool = False):
 # -- ingest / demo -------------------------------------------------------------------------
 
 
+#: The largest symbols file read (a few million symbols): ``-f /dev/zero`` ends here.
+SYMBOLS_FILE_BYTES = 16 << 20
+
+
 def _read_symbols_file(name: str) -> list[str]:
     try:
         if name == "-":
-            text = sys.stdin.read()
+            raw = sys.stdin.buffer.read(SYMBOLS_FILE_BYTES + 1)
         else:
-            text = Path(name).read_text(encoding="utf-8")
+            with open(name, "rb") as f:
+                raw = f.read(SYMBOLS_FILE_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"cannot read symbols file {name!r}: {exc.strerror or exc}") from None
+    if len(raw) > SYMBOLS_FILE_BYTES:
+        raise UsageError(f"symbols file {name!r} is larger than {SYMBOLS_FILE_BYTES >> 20} MiB")
+    if b"\0" in raw:
+        raise UsageError(f"symbols file {name!r} is not text (it holds NUL bytes)")
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Excel's "CSV UTF-8") is no symbol
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.start + 1]
+        raise UsageError(
+            f"symbols file {name!r} is not UTF-8 text (byte {exc.start}: {bad!r})"
+        ) from None
     out: list[str] = []
     for line in text.splitlines():
         line = line.split("#", 1)[0]

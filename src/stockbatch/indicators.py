@@ -349,6 +349,14 @@ def _plan(specs: Iterable[str] | str) -> list[tuple[str, tuple[int, ...], list[s
             plan.append(("vwap", (), ["vwap"]))
             continue
         raise ValueError(f"unknown indicator spec {spec!r}; valid forms: {SPEC_FORMS}")
+    seen: set[str] = set()
+    for _, params, names in plan:
+        if any(p < 1 for p in params):
+            raise ValueError(f"indicator {names[0]!r}: a period must be >= 1")
+        for name in names:
+            if name in seen:
+                raise ValueError(f"indicator column {name!r} already exists (asked for twice)")
+            seen.add(name)
     return plan
 
 

@@ -25,6 +25,9 @@ def files(tmp_path_factory, fixture_server):
     sqlite3.connect(locked).close()
     good = d / "good.db"
     assert main(["ingest", "AAPL", "--db", str(good), "--base-url", fixture_server.url, "-q"]) == 0
+    (d / "latin1.txt").write_bytes("AAPL\nN\xc9STL\n".encode("latin-1"))
+    (d / "binary.txt").write_bytes(b"AAPL\0\0\0")
+    (d / "huge.txt").write_bytes(b"AAPL " * (4 << 20))  # 20 MiB
     check = d / "check.db"
     with sqlite3.connect(check) as conn:  # a bars table with a CHECK no row passes
         conn.execute(
@@ -78,6 +81,15 @@ BAD = [
     (["ingest", "AAPL", "--mode", "merge"], 2),
     (["ingest", "AAPL", "--concurrency", "0"], 2),
     (["ingest", "AAPL", "--indicators", "bogus7"], 2),
+    (["ingest", "AAPL", "--indicators", "sma0"], 2),
+    (["ingest", "AAPL", "--indicators", "macd0_26_9"], 2),
+    (["ingest", "AAPL", "--indicators", "sma20,SMA20"], 2),
+    (["ingest", "AAPL", "--timeout", "inf"], 2),
+    (["ingest", "AAPL", "--period", "99999y"], 2),
+    (["ingest", "AAPL", "--period", "1000000wk"], 2),
+    (["ingest", "--symbols-file", "{d}/latin1.txt"], 2),
+    (["ingest", "--symbols-file", "{d}/binary.txt"], 2),
+    (["ingest", "--symbols-file", "{d}/huge.txt"], 2),
     (["ingest", "--symbols-file", "{d}/missing.txt"], 2),
     (["ingest"], 2),
     (["ingest", "A\nB"], 2),
@@ -122,3 +134,33 @@ def test_a_traceback_needs_debug(files, fixture_server):
     plain = subprocess.run(base + argv, capture_output=True, text=True, timeout=60)
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
     assert len(plain.stderr.strip().splitlines()) == 1
+
+
+def test_a_symbols_file_with_a_byte_order_mark(files, fixture_server, tmp_path, capsys):
+    """Excel's "CSV UTF-8" starts with a byte-order mark: it is not part of the first symbol."""
+    (tmp_path / "bom.csv").write_bytes("\ufeffAAPL,MSFT\r\n".encode())
+    db = tmp_path / "bom.db"
+    argv = ["ingest", "-f", str(tmp_path / "bom.csv"), "--db", str(db), "--base-url"]
+    assert main([*argv, fixture_server.url, "-q"]) == 0
+    with sqlite3.connect(db) as conn:
+        got = {s for (s,) in conn.execute("SELECT DISTINCT symbol FROM bars")}
+    assert got == {"AAPL", "MSFT"}
+
+
+def test_read_into_a_closed_pipe_is_quiet(files):
+    """`stockbatch read … | head`: the reader leaves early; no error, the exit of a process
+    ended by SIGPIPE (141), as `cat` gives."""
+    cmd = (
+        f"{sys.executable} -m stockbatch read --db {files}/good.db --csv --limit 0 | head -1; "
+        "exit ${PIPESTATUS[0]}"
+    )
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60)
+    assert done.stdout.startswith('"symbol"') and done.stderr == "", done.stderr
+    assert done.returncode == 141
+
+
+def test_an_impossible_period_is_refused_before_any_fetch():
+    import stockbatch as sb
+
+    with pytest.raises(ValueError, match="200 years"):
+        sb.fetch(["AAPL"], period="99999y", base_url="http://127.0.0.1:1")
