@@ -34,17 +34,17 @@ __all__ = ["redact", "uri_secrets", "MASK"]
 
 MASK = "***"
 
-# scheme://[user]:password@host — the password is greedy up to the last "@" of the token
+# scheme://[user]:password@host (the host may be empty: sqlite://u:pw@/x.db) — the password is greedy up to the last "@" of the token
 # that is followed by a host and then a URI delimiter (so raw "@" / ":" / "/" in it are kept
 # inside the masked part).
 _USERINFO = re.compile(
     r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#'\"]*:)(?P<pw>[^\s<>]*)@"
-    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%\-]+)(?=[:/?#\s'\"<>),;\]]|$)"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%\-]*)(?=[:/?#\s'\"<>),;\]]|$)"
 )
 # a whole string that is one URI: its password may even hold raw spaces
 _ONE_URI = re.compile(
     r"\s*[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#]*:(?P<pw>.*)@"
-    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%\-]+)(?:[:/?#]|\s*\Z)",
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%\-]*)(?:[:/?#]|\s*\Z)",
     re.DOTALL,
 )
 _SECRET_KEYS = (

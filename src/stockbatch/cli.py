@@ -1180,6 +1180,8 @@ def _local_file(db: str) -> str | None:
     if not sep:
         return text
     if scheme.lower() in ("sqlite", "duckdb"):
+        if rest.partition("/")[0]:  # a host or a user: connecting says what is wrong
+            return None
         path = rest[1:] if rest.startswith("/") else rest
         return None if path in ("", ":memory:") else path
     return None

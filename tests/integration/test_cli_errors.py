@@ -164,3 +164,15 @@ def test_an_impossible_period_is_refused_before_any_fetch():
 
     with pytest.raises(ValueError, match="200 years"):
         sb.fetch(["AAPL"], period="99999y", base_url="http://127.0.0.1:1")
+
+
+@pytest.mark.parametrize("command", ["ingest", "read"])
+@pytest.mark.parametrize(
+    "uri", ["sqlite://u:S3CRETpw@/nodir/x.db", "duckdb://u:S3CRETpw@/x.duckdb"]
+)
+def test_a_file_uri_with_a_password_is_refused_without_showing_it(command, uri, capsys):
+    extra = ["--base-url", "http://127.0.0.1:1", "-q"] if command == "ingest" else []
+    got = main([command, "AAPL", "--db", uri, *extra])
+    out, err = capsys.readouterr()
+    assert got == 1 and "names no host, user or password" in err
+    assert "S3CRETpw" not in out + err

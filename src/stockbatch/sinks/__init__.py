@@ -112,6 +112,13 @@ def connect(uri: str | os.PathLike, **options: Any) -> Sink:
         from ._mysql import MysqlSink
 
         return MysqlSink(text, **options)
+    if scheme in ("duckdb", "sqlite") and rest.partition("/")[0]:
+        # sqlite://user:pw@host/x.db: a file has no host, user or password (and what looks
+        # like one is not shown)
+        raise SinkError(
+            f"a {scheme} URI names no host, user or password: {redact(text)!r}; use "
+            f"{scheme}:///relative/path or {scheme}:////absolute/path"
+        )
     if scheme == "duckdb":
         from ._duckdb import DuckdbSink
 
