@@ -1047,6 +1047,8 @@ def _print_summary(out, result, where: str) -> None:
     if result.count("cancelled"):
         table.add_row("  of which cancelled (not stored)", f"{result.count('cancelled'):,}")
     table.add_row("rows stored", f"{result.rows_stored:,}")
+    if result.rows_kept:
+        table.add_row("rows kept as stored (insert_new)", f"{result.rows_kept:,}")
     table.add_row("rows rejected (quarantined)", f"{result.rows_rejected:,}")
     if result.rows_refused:
         table.add_row("  of which refused by the database", f"[red]{result.rows_refused:,}")

@@ -162,3 +162,50 @@ def test_postgres_integer_column_is_a_sink_error_not_a_raw_one(fixture_server, p
         with pg.connect(pg_uri) as conn, conn.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
             conn.commit()
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite", "postgresql"])
+def test_insert_new_counts_only_the_rows_it_wrote(fixture_server, tmp_path, db_kind, request):
+    """``insert_new`` over stored bars writes only the new keys: the rest are ``kept`` as
+    they were stored, not counted in ``rows``; ingest_log agrees."""
+    if db_kind == "sqlite":
+        db = str(tmp_path / "keep.db")
+        table = "bars"
+    else:
+        db = request.getfixturevalue("pg_uri")
+        table = f"bars_keep_{uuid.uuid4().hex[:8]}"
+    try:
+        first = sb.ingest(
+            ["AAPL", "MSFT"], db=db, base_url=fixture_server.url, period="1mo", table=table
+        )
+        assert first.success and first.rows_stored > 30
+        wider = sb.ingest(
+            ["AAPL", "MSFT"],
+            db=db,
+            base_url=fixture_server.url,
+            period="3mo",
+            table=table,
+            mode="insert_new",
+        )
+        back = sb.read(db, table=table)
+        for s in ("AAPL", "MSFT"):
+            o, before = wider.symbols[s], first.symbols[s]
+            assert o.kept == before.rows and o.rows > 0, o
+            assert before.rows + o.rows == back.filter(pc.equal(back["symbol"], s)).num_rows
+        assert wider.rows_kept == first.rows_stored
+        assert "kept as stored (insert_new)" in wider.summary()
+        again = sb.ingest(
+            ["AAPL"],
+            db=db,
+            base_url=fixture_server.url,
+            period="3mo",
+            table=table,
+            mode="insert_new",
+        )
+        assert again.rows_stored == 0 and again.symbols["AAPL"].kept > 0
+        assert again.symbols["AAPL"].status == "stored"
+    finally:
+        if db_kind == "postgresql":
+            with sb.sinks.connect(db) as sink:
+                for t in (table,):
+                    sink.drop_table(t)

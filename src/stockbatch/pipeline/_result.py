@@ -41,7 +41,8 @@ class SymbolOutcome:
 
     Counts are the database's truth: ``rows`` are rows committed; ``quarantined`` counts
     its rows in the quarantine table: those validation rejected plus the ``refused`` ones
-    the database would not take (``error`` then gives the database's reason).
+    the database would not take (``error`` then gives the database's reason); ``kept``
+    (``insert_new``) its rows whose key was stored already, left as they were.
     ``exception`` keeps the exception behind a failure.
     """
 
@@ -50,6 +51,7 @@ class SymbolOutcome:
     rows: int = 0
     quarantined: int = 0
     refused: int = 0
+    kept: int = 0
     error: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
@@ -60,6 +62,7 @@ class SymbolOutcome:
             "rows": self.rows,
             "quarantined": self.quarantined,
             "refused": self.refused,
+            "kept": self.kept,
             "error": self.error,
         }
 
@@ -138,6 +141,11 @@ class JobResult:
         return sum(o.refused for o in self.symbols.values())
 
     @property
+    def rows_kept(self) -> int:
+        """Rows ``insert_new`` left as stored (their key was): not in ``rows_stored``."""
+        return sum(o.kept for o in self.symbols.values())
+
+    @property
     def rows_stored(self) -> int:
         return sum(o.rows for o in self.symbols.values() if o.status == "stored")
 
@@ -157,7 +165,8 @@ class JobResult:
             f"symbols: {self.count('stored')} stored, {self.count('empty')} empty, "
             f"{len(self.failed_symbols)} failed of {len(self.symbols)}",
             f"rows: {self.rows_stored} stored, {self.rows_rejected} quarantined"
-            + (f" ({self.rows_refused} refused by the database)" if self.rows_refused else ""),
+            + (f" ({self.rows_refused} refused by the database)" if self.rows_refused else "")
+            + (f", {self.rows_kept} kept as stored (insert_new)" if self.rows_kept else ""),
             "ms per stage: "
             + ", ".join(f"{k} {v.seconds * 1e3:.1f}" for k, v in self.stages.items()),
             f"total: {self.total_processing_time_ms:.1f} ms",

@@ -219,6 +219,7 @@ class ChunkStages:
         error, stored = self.store(table, rejected, meta, wide)
         refused = stored.rejected if stored is not None else 0
         by_symbol = stored.refused_by_symbol if stored is not None else {}
+        kept_by = stored.kept_by_symbol if stored is not None else {}
         _add(
             stages["store"],
             table.num_rows + n_rej,
@@ -237,7 +238,8 @@ class ChunkStages:
                 continue
             # the database's truth: rows it refused are quarantined, not stored
             o.refused = by_symbol.get(s, 0)
-            o.rows = valid_counts.get(s, 0) - o.refused
+            o.kept = kept_by.get(s, 0)
+            o.rows = valid_counts.get(s, 0) - o.refused - o.kept
             o.quarantined = rej_counts.get(s, 0) + o.refused
             o.status = "refused" if o.refused and not o.rows else "stored"
             if o.refused:
@@ -249,7 +251,7 @@ class ChunkStages:
                 self.failed += o.status == "refused"
         if error is None:
             self.refused += refused
-            self.stored += table.num_rows - refused
+            self.stored += table.num_rows - refused - sum(kept_by.values())
             self.rejected += n_rej + refused
             if not job.store_data:  # nothing is stored: the rows travel in the result
                 self.tables.append(table)

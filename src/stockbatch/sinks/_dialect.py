@@ -185,11 +185,18 @@ class DialectSink(abc.ABC):
         self._exec(conn, self._merge_sql(table, stage, kind, update=True))
         return batch.num_rows - existing, changed, existing - changed
 
-    def _insert_new(self, conn, table, kind, batch, level) -> int:
+    def _insert_new(self, conn, table, kind, batch, level) -> dict:
+        """Insert the rows of ``batch`` whose key is not stored; returns the others (left as
+        stored) counted per symbol."""
         stage = self._stage(conn, kind, batch, level)
-        existing, _ = self._count_existing(conn, table, stage, kind)
+        kept = self._existing_by_symbol(conn, table, stage, kind)
         self._exec(conn, self._merge_sql(table, stage, kind, update=False))
-        return batch.num_rows - existing
+        return kept
+
+    def _existing_by_symbol(self, conn, table: str, stage: str, kind: str) -> dict:
+        """{symbol: rows of the stage whose key is stored}."""
+        rows = self._query(conn, _sql.existing_by_symbol(self.dialect, table, stage, kind))
+        return {sym: int(n) for sym, n in rows}
 
     def _count_existing(self, conn, table: str, stage: str, kind: str) -> tuple[int, int]:
         """(rows of the stage whose key is stored, of which values differ)."""

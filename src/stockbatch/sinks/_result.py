@@ -75,6 +75,8 @@ class IngestResult:
     quarantined: int = 0
     refused_by_symbol: dict = field(default_factory=dict)
     refused_errors: dict = field(default_factory=dict)
+    #: ``insert_new``: rows left as they were stored (their key was), per symbol
+    kept_by_symbol: dict = field(default_factory=dict)
     #: indicator values (``ingest(indicators=…)``) inserted / changed / unchanged
     indicators_written: int = 0
     indicators_updated: int = 0

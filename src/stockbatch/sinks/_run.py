@@ -393,6 +393,8 @@ class IngestRun:
                 continue
             self._release(conn)
             result.add(sub.written, sub.updated, sub.ignored, sub.rejected)
+            for sym, n in sub.kept_by_symbol.items():
+                result.kept_by_symbol[sym] = result.kept_by_symbol.get(sym, 0) + n
             break
         else:
             raise SinkError(

@@ -68,6 +68,17 @@ def count_existing(d: Dialect, table: str, stage: str, kind: str) -> str:
     )
 
 
+def existing_by_symbol(d: Dialect, table: str, stage: str, kind: str) -> str:
+    """(symbol, rows of ``stage`` whose key is in ``table``) for every symbol with some."""
+    return sql(
+        "SELECT s.{sym}, COUNT(*) FROM {stage} s JOIN {t} t ON {on} GROUP BY s.{sym}",
+        sym=d.quote("symbol"),
+        on=key_join(d, "s", "t", kind),
+        stage=d.quote(stage),
+        t=d.quote(table),
+    )
+
+
 def merge_on_conflict(d: Dialect, table: str, stage: str, kind: str, *, update: bool) -> str:
     """``INSERT … SELECT … ON CONFLICT`` from ``stage`` into ``table`` (SQLite, PostgreSQL,
     DuckDB): ``update`` rewrites rows whose values changed, else conflicts are skipped."""

@@ -261,8 +261,11 @@ class TableSink(DialectSink):
             result.add(written=ins, updated=upd, ignored=same + dups)
         elif mode == "insert_new":
             batch, dups = dedup(batch, key, keep="first")
-            ins = self._insert_new(conn, table, kind, batch, level)
-            result.add(written=ins, ignored=batch.num_rows - ins + dups)
+            kept = self._insert_new(conn, table, kind, batch, level)
+            n_kept = sum(kept.values())
+            result.add(written=batch.num_rows - n_kept, ignored=n_kept + dups)
+            for sym, n in kept.items():
+                result.kept_by_symbol[sym] = result.kept_by_symbol.get(sym, 0) + n
         else:
             self._move(conn, table, batch, level=level)
             result.add(written=batch.num_rows)
