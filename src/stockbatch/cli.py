@@ -738,10 +738,11 @@ def _run_ingest(
                 ) from None
             sink.check()  # fail now, in one line, if the database is unreachable
             progress = None if quiet else _LiveProgress(command, len(job.symbols))
+            # the live display shows alerts; --quiet shows none (they are no failure)
+            _quiet_alert_log()
             if progress is not None:
                 job.on_progress = progress.on_progress
                 engine.on_alert(progress.on_alert)
-                _quiet_alert_log()  # the live display shows them instead
                 progress.start()
             interrupted = False
             try:
@@ -952,7 +953,8 @@ def _cmd_tune(args) -> int:
 
 
 def _quiet_alert_log() -> None:
-    """Alerts are drawn by the live display: no second copy from logging's last resort."""
+    """Alerts are drawn by the live display (or not at all under --quiet): no copy from
+    logging's last resort."""
     import logging
 
     log = logging.getLogger("stockbatch.alerts")

@@ -113,6 +113,17 @@ def test_ingest_quiet_reports_failures_on_stderr(fixture_server, tmp_path, capsy
     assert set(_counts(db)) == {"AAPL"}
 
 
+def test_ingest_quiet_prints_no_alert(fixture_server, tmp_path):
+    """An alert is no failure: --quiet prints nothing for it (a whole process, so that
+    logging's own last-resort handler would show a stray one)."""
+    argv = ["ingest", "AAPL", "-q", "--db", str(tmp_path / "q.db"), "--base-url"]
+    argv += [fixture_server.url, "--alert", "rss_mb=1"]  # over 1 MiB at once: it fires
+    done = subprocess.run(
+        [sys.executable, "-m", "stockbatch", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stderr
+
+
 def test_ingest_symbols_file_and_start_end(fixture_server, tmp_path, capsys):
     listing = tmp_path / "symbols.txt"
     listing.write_text("# portfolio\nAAPL, MSFT\n7203.T   6758.T  # Tokyo\n\nAAPL\n")

@@ -191,6 +191,27 @@ def test_a_later_bad_answer_never_overwrites_stored_bars(tmp_path):
     assert "NULL_FIELD" in reasons[0] and "HIGH_INCONSISTENT" in reasons[1]
 
 
+def test_a_symbol_whose_every_row_is_rejected_is_not_stored(tmp_path, capsys):
+    """Bars came for it, none passed validation: status "rejected", the job does not
+    succeed, the CLI-style summary names it; the other symbol is stored."""
+    good = bars("OK", [10.0, 11.0])
+    worse = bars("NULLS", [10.0, 11.0, 12.0]).to_pydict()
+    worse["close"] = [None, None, None]
+    nulls = pa.RecordBatch.from_pydict(worse, schema=BARS)
+    r = sb.ingest(
+        ["OK", "NULLS"],
+        db=tmp_path / "rej.db",
+        source=CraftedSource({"OK": good, "NULLS": nulls}),
+        period="max",
+    )
+    o = r.symbols["NULLS"]
+    assert (o.status, o.rows, o.quarantined) == ("rejected", 0, 3)
+    assert "validation rejected all 3" in o.error
+    assert not r.success and r.failed_symbols == ["NULLS"]
+    assert r.symbols["OK"].status == "stored" and r.rows_stored == 2
+    assert "failed NULLS: validation rejected all 3" in r.summary()
+
+
 def test_indicators_match_the_kernel_on_the_stored_bars(fixture_server, tmp_path):
     db = tmp_path / "i.db"
     result = sb.ingest(

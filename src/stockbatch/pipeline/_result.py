@@ -36,8 +36,9 @@ class SymbolOutcome:
     ``status`` is ``"stored"`` (its rows are committed, or in the result of a job without
     storage), ``"empty"`` (the provider had no bars for the range), ``"refused"`` (the
     database refused every one of its rows: they are in the quarantine table with the
-    database's error), ``"failed"`` (``error`` says why; nothing of it was stored) or
-    ``"cancelled"`` (the job was cancelled before it was stored).
+    database's error), ``"rejected"`` (validation rejected every one of its rows: they are
+    in the quarantine table with their reasons), ``"failed"`` (``error`` says why; nothing
+    of it was stored) or ``"cancelled"`` (the job was cancelled before it was stored).
 
     Counts are the database's truth: ``rows`` are rows committed; ``quarantined`` counts
     its rows in the quarantine table: those validation rejected plus the ``refused`` ones
@@ -130,9 +131,12 @@ class JobResult:
 
     @property
     def failed_symbols(self) -> list[str]:
-        """Symbols not stored: failed, cancelled, or refused whole by the database."""
+        """Symbols not stored: failed, cancelled, refused whole by the database, or
+        rejected whole by validation."""
         return [
-            s for s, o in self.symbols.items() if o.status in ("failed", "cancelled", "refused")
+            s
+            for s, o in self.symbols.items()
+            if o.status in ("failed", "cancelled", "refused", "rejected")
         ]
 
     @property

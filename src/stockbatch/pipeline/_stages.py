@@ -249,6 +249,14 @@ class ChunkStages:
                     f"{stored.refused_errors.get(s, '')}"
                 )
                 self.failed += o.status == "refused"
+            elif not o.rows and not o.kept and o.quarantined:
+                # bars came, none usable: not "stored", and the job did not succeed
+                o.status = "rejected"
+                o.error = (
+                    f"validation rejected all {o.quarantined} of its rows "
+                    "(they are in the quarantine table with their reasons)"
+                )
+                self.failed += 1
         if error is None:
             self.refused += refused
             self.stored += table.num_rows - refused - sum(kept_by.values())
