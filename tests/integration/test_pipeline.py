@@ -167,9 +167,12 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_stored(tmp_path):
     assert result.rows_stored == 3 + 3 + 2 == rows_in(db)
     with sqlite3.connect(db) as con:
         q = con.execute("SELECT job_id, reasons FROM quarantine").fetchall()
-    assert q == [(result.job_id, "HIGH_INCONSISTENT,LOW_INCONSISTENT")] or (
-        len(q) == 1 and q[0][0] == result.job_id and "HIGH_INCONSISTENT" in q[0][1]
-    )
+    # DUPE's repeated stamp came with another close: the earlier bar is quarantined too
+    assert sorted(q) == [
+        (result.job_id, "DUPLICATE_TS"),
+        (result.job_id, "HIGH_INCONSISTENT,LOW_INCONSISTENT"),
+    ]
+    assert result.symbols["DUPE"].quarantined == 1
 
 
 def test_a_later_bad_answer_never_overwrites_stored_bars(tmp_path):
@@ -210,6 +213,44 @@ def test_a_symbol_whose_every_row_is_rejected_is_not_stored(tmp_path, capsys):
     assert not r.success and r.failed_symbols == ["NULLS"]
     assert r.symbols["OK"].status == "stored" and r.rows_stored == 2
     assert "failed NULLS: validation rejected all 3" in r.summary()
+
+
+def test_a_bar_given_twice_with_other_values_is_quarantined_not_lost(tmp_path):
+    """The provider repeats a timestamp with other values: the last is kept (its last
+    word) and validated, the other is quarantined with DUPLICATE_TS; an identical repeat is
+    just dropped. Nothing is lost: a kept repeat that fails validation is quarantined too."""
+    clash = bars("CL", [10.0, 11.0, 12.0, 13.0]).to_pydict()
+    clash["ts"][2] = clash["ts"][1]  # close 12.0 repeats the key of close 11.0
+    same = bars("SAME", [10.0, 11.0, 11.0]).to_pydict()
+    same["ts"][2] = same["ts"][1]  # the same bar twice
+    nulls = bars("NUL", [10.0, 11.0, 11.0]).to_pydict()
+    nulls["ts"][2], nulls["volume"][2] = nulls["ts"][1], None  # the repeat lost its volume
+    src = CraftedSource(
+        {
+            k: pa.RecordBatch.from_pydict(v, schema=BARS)
+            for k, v in {"CL": clash, "SAME": same, "NUL": nulls}.items()
+        }
+    )
+    db = tmp_path / "dup.db"
+    r = sb.ingest(["CL", "SAME", "NUL"], db=db, source=src, period="max")
+    assert r.success and r.stats["duplicates_dropped"] == 3
+    got = {s: (o.rows, o.quarantined) for s, o in r.symbols.items()}
+    assert got == {"CL": (3, 1), "SAME": (2, 0), "NUL": (1, 2)}
+    with sqlite3.connect(db) as con:
+        closes = [
+            c for (c,) in con.execute("SELECT close FROM bars WHERE symbol = 'CL' ORDER BY ts")
+        ]
+        q = con.execute(
+            "SELECT symbol, reasons, row_json FROM quarantine ORDER BY symbol"
+        ).fetchall()
+    assert closes == [10.0, 12.0, 13.0]
+    assert sorted((s, reasons) for s, reasons, _ in q) == [
+        ("CL", "DUPLICATE_TS"),
+        ("NUL", "DUPLICATE_TS"),
+        ("NUL", "NULL_FIELD"),
+    ]
+    (cl_row,) = [row for s, _, row in q if s == "CL"]
+    assert json.loads(cl_row)["close"] == 11.0
 
 
 def test_indicators_match_the_kernel_on_the_stored_bars(fixture_server, tmp_path):

@@ -14,12 +14,15 @@ import queue
 import time
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import _kernels as kernels
+from .._arrow import array, fill_null, to_numpy
 from .._errors import JobCancelled, JobTimeout, SchemaError, SinkError
 from ..sinks import IngestResult, Sink
+from ..sinks._batches import key_codes, unique_rows
 from ..sinks._meta import meta_from_batch
 from ..sources._base import OUT_OF_WINDOW_KEY
 from ._fetch import DONE, FetchStage
@@ -194,8 +197,11 @@ class ChunkStages:
             [b.replace_schema_metadata(None) for _, b in chunk]
         ).combine_chunks()
         rows_in = table.num_rows
+        clashes = None
         if job.kind == "bars":
             norm = kernels.normalize(table)
+            if norm.duplicates_dropped:
+                clashes = clashing_duplicates(table)
             table, self.dups = norm.table, self.dups + norm.duplicates_dropped
         _add(stages["transform"], rows_in, table.num_rows, 0, time.perf_counter() - t)
 
@@ -206,6 +212,13 @@ class ChunkStages:
             report = kernels.validate(table, spike_threshold=job.spike_threshold)
             if report.n_rejected:
                 table, rejected = report.valid, report.rejected
+        if clashes is not None and clashes.num_rows:
+            # the kept bar is the provider's last word; the others are not lost silently
+            rejected = (
+                clashes
+                if rejected is None
+                else pa.concat_tables([rejected, clashes], promote_options="permissive")
+            )
         n_rej = 0 if rejected is None else rejected.num_rows
         _add(stages["validate"], rows_in, table.num_rows, n_rej, time.perf_counter() - t)
 
@@ -376,3 +389,32 @@ def _counts(table: pa.Table | None) -> dict[str, int]:
         return {}
     vc = pc.value_counts(table.column("symbol").combine_chunks())
     return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+
+
+def clashing_duplicates(table: pa.Table) -> pa.Table | None:
+    """The bars normalizing drops for a key given again later with other values (the last
+    one is kept), as quarantine rows with reason ``DUPLICATE_TS``; None when every repeat
+    is identical (then nothing is lost)."""
+    batch = table.combine_chunks().to_batches()[0]
+    kept = unique_rows(batch, _KEY_COLS, keep="last")
+    if kept is None:
+        return None
+    codes = key_codes(batch, _KEY_COLS)
+    order = np.lexsort(codes[::-1])  # stable: a key's rows stay in input order, last = kept
+    same_next = np.ones(len(order) - 1, bool)
+    for c in codes:
+        same_next &= c[order][:-1] == c[order][1:]
+    # a run of equal keys clashes when some value column differs inside it
+    differs = np.zeros(len(order) - 1, bool)
+    for name in ("open", "high", "low", "close", "adj_close", "volume"):
+        col = batch.column(name)
+        valid = to_numpy(col.is_valid())[order]
+        vals = to_numpy(fill_null(col, 0))[order]
+        differs |= (valid[:-1] != valid[1:]) | (valid[:-1] & (vals[:-1] != vals[1:]))
+    run = np.concatenate(([0], np.cumsum(~same_next)))  # run id of each sorted row
+    clash_runs = np.unique(run[1:][same_next & differs])
+    dropped = order[np.isin(run, clash_runs) & ~kept[order]]
+    if not len(dropped):
+        return None
+    rows = table.take(array(np.sort(dropped)))
+    return rows.append_column("reasons", array(["DUPLICATE_TS"] * rows.num_rows, pa.string()))
