@@ -392,8 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_int,
         default=None,
         metavar="N",
-        help="only the latest N bars of each symbol and interval; 0 = all (default: all "
-        "for --csv, 20 for the table)",
+        help="only the latest N rows of each symbol and interval (actions: of each symbol; "
+        "indicators: and name); 0 = all (default: 20 for the bars table, else all)",
     )
     p.set_defaults(func=_cmd_read)
 
@@ -1205,12 +1205,14 @@ def _cmd_read(args) -> int:
         )
     if args.start and args.end and type(args.start) is type(args.end) and args.end <= args.start:
         raise UsageError("--end must be after --start")
+    # ingest stored Yahoo's (upper-case) spelling of `aapl`: read finds it under either
+    wanted = list(dict.fromkeys(args.symbols + [s.upper() for s in args.symbols]))
     if args.kind != "bars":
-        return _read_aux(args)
+        return _read_aux(args, wanted)
     try:
         table = sb.read(
             args.db,
-            args.symbols or None,
+            wanted or None,
             interval=args.interval,
             start=args.start,
             end=args.end,
@@ -1247,14 +1249,15 @@ def _cmd_read(args) -> int:
         what = ", ".join(args.symbols) if args.symbols else "any symbol"
         _err(f"stockbatch read: no bars for {what} in {_redact(args.db)}")
         return 1
-    missing = sorted(set(args.symbols) - set(pc.unique(table["symbol"]).to_pylist()))
+    found = set(pc.unique(table["symbol"]).to_pylist())
+    missing = sorted(s for s in args.symbols if s not in found and s.upper() not in found)
     if missing:
         _err("stockbatch read: no bars for " + ", ".join(missing))
         return 1
     return 0
 
 
-def _read_aux(args) -> int:
+def _read_aux(args, symbols: list[str]) -> int:
     """``read --kind actions|symbols``: the rows as CSV (``--csv``) or aligned text."""
     import pyarrow.csv as pacsv
 
@@ -1265,15 +1268,15 @@ def _read_aux(args) -> int:
             "--table names a bars table; --kind actions/symbols read the tables of that name"
         )
     try:
-        table = sb.read(
-            args.db, args.symbols or None, start=args.start, end=args.end, kind=args.kind
-        )
+        table = sb.read(args.db, symbols or None, start=args.start, end=args.end, kind=args.kind)
     except (ValueError, TypeError) as exc:
         from ._errors import StockbatchError
 
         if isinstance(exc, StockbatchError):
             raise
         raise UsageError(_redact(exc)) from None
+    if args.limit:
+        table = _latest(table, args.limit)
     if args.csv:
         sys.stdout.flush()
         out = getattr(sys.stdout, "buffer", None)
@@ -1299,16 +1302,20 @@ def _read_aux(args) -> int:
 
 
 def _latest(table, n: int):
-    """The last ``n`` rows of each (symbol, interval), keeping the table's key order."""
+    """The last ``n`` rows of each symbol (and interval, and indicator name, where the table
+    has them), keeping the table's key order."""
     import numpy as np
     import pyarrow as pa
 
     if table.num_rows == 0:
         return table
+    by = [
+        table[c].cast(pa.string())
+        for c in ("symbol", "interval", "name")
+        if c in table.schema.names
+    ]
     keys = np.asarray(
-        pa.compute.binary_join_element_wise(table["symbol"], table["interval"], "\x1f").to_numpy(
-            zero_copy_only=False
-        ),
+        pa.compute.binary_join_element_wise(*by, "\x1f").to_numpy(zero_copy_only=False),
         dtype=object,
     )
     # rows are ordered by key, so each group is contiguous: rank from the end of its group

@@ -501,3 +501,39 @@ def test_bench_touches_no_database_it_was_not_given():
     assert "passed" not in done.stdout.splitlines()[-1]
     assert "STOCKBATCH_PG_URI is not set: no PostgreSQL benchmark" in done.stdout
     assert "test_ingest.py" in done.stdout and "STOCKBATCH_MYSQL_URI" in done.stdout
+
+
+def test_read_limit_applies_to_actions(fixture_server, tmp_path, capsys):
+    db = tmp_path / "act.db"
+    syms = ["AAPL", "MSFT", "7203.T", "KO"]
+    assert (
+        main(
+            [
+                "ingest",
+                *syms,
+                "--db",
+                str(db),
+                "--base-url",
+                fixture_server.url,
+                "--period",
+                "10y",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert main(["read", "--db", str(db), "--kind", "actions", "--csv"]) == 0
+    every = pacsv.read_csv(io.BytesIO(capsys.readouterr().out.encode()))["symbol"].to_pylist()
+    assert main(["read", "--db", str(db), "--kind", "actions", "--csv", "--limit", "1"]) == 0
+    latest = pacsv.read_csv(io.BytesIO(capsys.readouterr().out.encode()))["symbol"].to_pylist()
+    assert len(every) > len(set(every)) and sorted(latest) == sorted(set(every))
+
+
+def test_read_finds_a_symbol_spelled_as_it_was_ingested(fixture_server, tmp_path, capsys):
+    """`ingest aapl` stores Yahoo's AAPL; `read aapl` finds it."""
+    db = str(tmp_path / "case.db")
+    assert main(["ingest", "aapl", "--db", db, "--base-url", fixture_server.url, "-q"]) == 0
+    capsys.readouterr()
+    assert main(["read", "aapl", "--db", db, "--csv", "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert pacsv.read_csv(io.BytesIO(out.encode()))["symbol"].to_pylist() == ["AAPL", "AAPL"]
