@@ -73,6 +73,8 @@ BAD = [
         ],
         1,
     ),
+    (["ingest", "AAPL", "--db", "{d}/t5.db", "--table", "bars_v", "--base-url", "{url}"], 2),
+    (["read", "AAPL", "--db", "{d}/good.db", "--table", "bars_v"], 1),
     (["ingest", "AAPL", "--interval", "3h"], 2),
     (["ingest", "AAPL", "--interval", "5d"], 2),
     (["ingest", "AAPL", "--period", "7x"], 2),

@@ -275,6 +275,18 @@ class SqliteSink(AdbcSink):
     def _begin(self, conn: Any) -> None:
         self._exec(conn, "BEGIN IMMEDIATE")
 
+    def check_table(self, name: str) -> str:
+        """As every sink's, and a name ending in ``_v`` is refused: that is the readable
+        view made beside each table (a table ``bars_v`` would silently stand in for it)."""
+        name = super().check_table(name)
+        if name.lower().endswith("_v"):
+            raise SinkError(
+                f"table {name!r} refused: names ending in _v are the readable views "
+                "stockbatch makes beside SQLite tables (bars_v for bars)",
+                table=name,
+            )
+        return name
+
     def _schema_refusal(self, schema: str) -> str | None:
         if schema == "temp":
             return (
