@@ -209,3 +209,14 @@ def test_insert_new_counts_only_the_rows_it_wrote(fixture_server, tmp_path, db_k
             with sb.sinks.connect(db) as sink:
                 for t in (table,):
                     sink.drop_table(t)
+
+
+def test_an_error_names_the_mode_the_job_was_given(fixture_server, tmp_path):
+    """A job's ``append`` stores through the sink's ``create_append``: the message says
+    ``append``, what the user asked for."""
+    db = tmp_path / "mode.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE other (a INTEGER)")
+    r = sb.ingest(["AAPL"], db=db, base_url=fixture_server.url, table="other", mode="append")
+    err = r.symbols["AAPL"].error
+    assert "ingest (append): table 'other' is not a bars table" in err, err

@@ -326,9 +326,9 @@ class ChunkStages:
                     indicators=indicators,
                 )
             except SchemaError as exc:  # the table does not take these rows: no retry
-                return exc, None
+                return _as_asked(exc, mode, job.mode), None
             except SinkError as exc:
-                error = exc
+                error = _as_asked(exc, mode, job.mode)
                 if mode == "create":  # a second try would find the table it made
                     break
         return error, None
@@ -369,6 +369,16 @@ class ChunkStages:
                 elapsed_s=time.perf_counter() - self.t0,
             )
         )
+
+
+def _as_asked(exc: Any, mode: str, asked: str) -> Any:
+    """``exc`` naming the job's mode (a job's ``append`` stores with the sink's
+    ``create_append``: the user asked for the first)."""
+    if mode != asked and exc.args and isinstance(exc.args[0], str):
+        exc.args = (exc.args[0].replace(f"({mode})", f"({asked})"), *exc.args[1:])
+        if getattr(exc, "mode", None) == mode:
+            exc.mode = asked
+    return exc
 
 
 def _store_mode(mode: str) -> str:
