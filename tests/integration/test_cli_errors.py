@@ -41,6 +41,8 @@ def files(tmp_path_factory, fixture_server):
 BAD = [
     # (argv with {d} for the folder and {url} for the fixture server, expected exit code)
     (["ingest", "AAPL", "--db", "/nonexistent/dir/x.db", "--base-url", "{url}"], 1),
+    (["ingest", "AAPL", "--db", "{d}", "--base-url", "{url}"], 1),
+    (["read", "--db", "{d}"], 1),
     (["ingest", "AAPL", "--db", "{d}/not-a-db.db", "--base-url", "{url}"], 1),
     (["ingest", "AAPL", "--db", "{d}/copy-of-duckdb.db", "--base-url", "{url}"], 1),
     (["ingest", "AAPL", "--db", "nosuchscheme://x", "--base-url", "{url}"], 1),
@@ -178,3 +180,8 @@ def test_a_file_uri_with_a_password_is_refused_without_showing_it(command, uri, 
     out, err = capsys.readouterr()
     assert got == 1 and "names no host, user or password" in err
     assert "S3CRETpw" not in out + err
+
+
+def test_a_directory_as_the_database_is_named_as_such(files, capsys):
+    assert main(["read", "--db", str(files)]) == 1
+    assert "is a directory, not a database file" in capsys.readouterr().err

@@ -97,9 +97,15 @@ def file_kind(path: str) -> str | None:
 
 
 def missing_dir(path: str, scheme: str) -> str | None:
-    """A message if the directory of the database file ``path`` does not exist."""
+    """A message if the directory of the database file ``path`` does not exist, or if
+    ``path`` is a directory itself."""
     if path in ("", ":memory:") or path.startswith("file:"):
         return None
+    if os.path.isdir(path):
+        return (
+            f"cannot connect to {uri_for(scheme, path)}: {path!r} is a directory, not a "
+            "database file (name a file in it, e.g. " + os.path.join(path, "stockbatch.db") + ")"
+        )
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(parent):
         return None
