@@ -122,11 +122,11 @@ def test_cli_first_ctrl_c_cancels_cleanly(fixture_server, symbols_file, clean_co
     db = tmp_path / "one.db"
     code, text, took = _interrupt_once(fixture_server, symbols_file, db, 1.2)
     assert "Traceback" not in text
-    if code in INTERRUPTED:
+    if code in INTERRUPTED and ": completed" not in text:  # cancelled mid-job
         assert "interrupted" in text and "cancel" in text
         assert took < 2.5
-    else:  # the job beat the signal
-        assert code == 0
+    else:  # the job beat the signal (which may land while its summary is printed)
+        assert code in (0, *INTERRUPTED)
     bars, _ = _counts(db)
     assert bars <= clean_counts[0]
     p = _start(_ingest_args(fixture_server, db, symbols_file))
