@@ -72,6 +72,19 @@ def test_huge_body_with_content_length_fails_that_symbol_only():
     assert elapsed < 5
 
 
+def test_a_broken_answer_says_what_was_wrong_with_it():
+    """A 204 with a body: the next read finds no status line. The error says so (and what
+    aiohttp saw), not only its exception's name; secrets in the URL stay masked."""
+    faults = [{"kind": "status", "route": "chart", "symbols": ["NC"], "status": 204}]
+    with FixtureServer(faults=faults) as srv:
+        out, _ = fetch(srv.url, ["AAPL", "NC"])
+    assert_good(out, "AAPL")
+    err = out["NC"]
+    assert type(err) is ProviderUnavailable
+    assert "connection failed (ClientResponseError: " in str(err) and "status line" in str(err)
+    assert "\n" not in str(err)
+
+
 def test_endless_chunked_body_stops_at_the_cap():
     with FixtureServer(faults=[{"kind": "endless", "symbols": ["ENDLESS"]}]) as srv:
         out, elapsed = fetch(srv.url, ["AAPL", "ENDLESS", "MSFT"], max_bytes=4_000_000)

@@ -338,8 +338,11 @@ class HTTPClient:
                 f"{self.name}: {label}: too many redirects", provider=self.name, symbol=symbol
             ) from None
         except (aiohttp.ClientError, OSError) as exc:  # reset, refused, protocol errors
+            # what went wrong, in one line, secrets masked (aiohttp's text may hold the URL)
+            detail = " ".join(self.redact(str(exc)).split())[:200]
             raise ProviderUnavailable(
-                f"{self.name}: {label}: connection failed ({type(exc).__name__})",
+                f"{self.name}: {label}: connection failed ({type(exc).__name__}"
+                + (f": {detail})" if detail else ")"),
                 provider=self.name,
                 symbol=symbol,
             ) from None
