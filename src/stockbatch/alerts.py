@@ -17,7 +17,9 @@ metric             default   meaning
 ``error_rate``     10 %      calls that failed (a symbol not found is not a failure)
 ``rate_429``       10 %      HTTP requests answered 429 / quota, of requests sent
 ``queue_fill``     90 %      hand-off slots in use (answers fetched, not yet taken
-                             back by the job's thread): the database is not keeping up
+                             back by the job's thread) for ``queue_fill_for_s`` (10 s) on
+                             end: the database is not keeping up (a full hand-off for a
+                             moment is only back-pressure, the normal state of a bulk load)
 ``rss_share``      90 %      resident memory / the machine's memory or the cgroup limit
 ``rss_mb``         off       resident memory in MiB (absolute)
 =================  ========  ==========================================================
@@ -70,6 +72,7 @@ class Thresholds:
     error_rate: float | None = 0.10
     rate_429: float | None = 0.10
     queue_fill: float | None = 0.90
+    queue_fill_for_s: float = 10.0
     rss_share: float | None = 0.90
     rss_mb: float | None = None
     memory_limit_bytes: int | None = None
@@ -88,6 +91,8 @@ class Thresholds:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ValueError(f"threshold {name} must be positive or None, not {v!r}")
+        if not self.queue_fill_for_s >= 0:
+            raise ValueError("queue_fill_for_s must be >= 0")
         if not self.window_s > 0 or self.min_calls < 1:
             raise ValueError("window_s must be positive and min_calls at least 1")
 
@@ -172,6 +177,7 @@ class AlertMonitor:
         self._http: deque[tuple[float, int, int]] = deque(maxlen=10_000)  # (t, sent, 429s)
         self._subscribers: list[Callable[[Alert], Any]] = []
         self._firing: dict[str, Alert] = {}
+        self._fill_over_since: float | None = None  # queue_fill above its limit since
         self.history: list[Alert] = []
         self._lock = threading.Lock()
         self._fills: dict[int, Callable[[], float]] = {}  # the running jobs' hand-offs
@@ -268,7 +274,14 @@ class AlertMonitor:
                 continue
             with self._lock:
                 was = metric in self._firing
-                if value > limit and not was:
+                over = value > limit
+                if metric == "queue_fill":  # only a hand-off full for a while alerts
+                    now = time.monotonic()
+                    since = (self._fill_over_since or now) if over else None
+                    self._fill_over_since = since
+                    if since is not None and not was:
+                        over = now - since >= self.thresholds.queue_fill_for_s
+                if over and not was:
                     alert = Alert(metric, "firing", value, limit)
                     self._firing[metric] = alert
                 elif value <= limit and was:

@@ -115,7 +115,25 @@ def test_absolute_rss_threshold_and_a_raising_subscriber():
     assert mon.evaluate() == []  # the same episode
 
 
-@pytest.mark.parametrize("bad", [{"error_rate": 0}, {"latency_p95_s": -1}, {"min_calls": 0}])
+def test_a_full_hand_off_alerts_only_when_it_stays_full():
+    """A hand-off full for a moment is back-pressure, the normal state of a bulk load (the
+    demo showed an alert on every run): queue_fill fires once it stays over its limit for
+    queue_fill_for_s, and resolves when it drops."""
+    patient = AlertMonitor(Thresholds(queue_fill_for_s=3600.0), rss=lambda: 2**20)
+    assert patient.evaluate(queue_fill=1.0) == [] and patient.evaluate(queue_fill=1.0) == []
+    at_once = AlertMonitor(Thresholds(queue_fill_for_s=0.0), rss=lambda: 2**20)
+    edges = at_once.evaluate(queue_fill=1.0)
+    assert [(a.metric, a.state) for a in edges] == [("queue_fill", "firing")]
+    assert at_once.evaluate(queue_fill=1.0) == []  # the same episode
+    assert [(a.metric, a.state) for a in at_once.evaluate(queue_fill=0.2)] == [
+        ("queue_fill", "resolved")
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"error_rate": 0}, {"latency_p95_s": -1}, {"min_calls": 0}, {"queue_fill_for_s": -1}],
+)
 def test_bad_thresholds_are_refused(bad):
     with pytest.raises(ValueError, match="must be"):
         Thresholds(**bad)
@@ -172,7 +190,10 @@ def test_a_blocked_database_fills_the_hand_off(fixture_server, tmp_path):
     db = tmp_path / "locked.db"
     got = []
     with BatchProcessingEngine(
-        slots=8, chunk_rows=600, min_chunk_rows=300, alert_thresholds=Thresholds(queue_fill=0.5)
+        slots=8,
+        chunk_rows=600,
+        min_chunk_rows=300,
+        alert_thresholds=Thresholds(queue_fill=0.5, queue_fill_for_s=0.5),
     ) as engine:
         fired = threading.Event()
 
