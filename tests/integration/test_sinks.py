@@ -381,6 +381,26 @@ def test_split_raises_an_error_about_the_table_instead_of_refusing_every_row(db,
     assert sink.read(kind="bars").num_rows == 10
 
 
+def test_split_reads_a_refusal_by_its_kind_not_by_words_in_it(tmp_path):
+    """A trigger's message or a constraint's name is user text: "malformed price" or
+    "…_readonly" must not make a refusal of some rows look like a broken database."""
+    t = "bars"
+    with sinks.connect(f"sqlite:///{tmp_path / 'words.db'}") as sink:
+        sink.ingest(make_bars(["A"], 1).slice(0, 0), mode="create")
+        with sink._connection() as conn:
+            sink._exec(
+                conn,
+                f"CREATE TRIGGER no_big BEFORE INSERT ON {t} WHEN NEW.close > 90 "
+                "BEGIN SELECT RAISE(ABORT, 'malformed price: database is locked'); END",
+            )
+        data = make_bars(["B", "C"], 300)
+        want = int(np.sum(data.column("close").to_numpy() > 90))
+        r = sink.ingest(data, mode="upsert", on_error="split")
+        assert (r.written, r.rejected) == (600 - want, want) and want > 0
+        assert all("malformed price" in e for e in r.errors)
+        assert sink.read().num_rows == 600 - want
+
+
 def test_split_gives_up_when_refusals_are_everywhere(pg_uri, names):
     """Each try to single out a refused row is a savepoint, and PostgreSQL holds a lock for
     each until the transaction ends, from a table the whole server shares: a batch refused

@@ -85,15 +85,19 @@ _NOT_ROWS_STATES = frozenset(
     ("08", "0A", "25", "2D", "40", "42", "53", "54", "55", "57", "58", "XX")
 )
 #: the messages of such errors where the driver gives no SQLSTATE (SQLite, DuckDB): their
-#: PEP 249 classes do not tell (SQLite's driver reports a UNIQUE violation as INTERNAL)
+#: PEP 249 classes do not tell (SQLite's driver reports a UNIQUE violation as INTERNAL).
+#: Whole phrases of the engines, so that a constraint's name or a trigger's message (user
+#: text) cannot match them; an error the driver marks INTEGRITY, or any "constraint
+#: failed", is about the rows whatever it says.
 _NOT_ROWS_TEXT = re.compile(
-    r"no such (table|column|savepoint)|has no column named|is a view|not insertable"
-    r"|ON CONFLICT clause does not match|conflict target|not referenced by a UNIQUE"
-    r"|readonly|read-only|disk is full|disk I/O error|database is locked|out of memory"
-    r"|malformed|unable to open|Catalog Error|Binder Error|Parser Error|Permission Error"
-    r"|IO Error|server closed the connection|terminating connection|connection (reset|lost)",
-    re.I,
+    r"no such (table|column|savepoint): |has no column named |cannot modify \S+ because it "
+    r"is a view|ON CONFLICT clause does not match any PRIMARY KEY or UNIQUE constraint"
+    r"|attempt to write a readonly database|database or disk is full|disk I/O error"
+    r"|database is locked|database disk image is malformed|unable to open database file"
+    r"|^(?:\w+: )?(?:Catalog|Binder|Parser|Permission|IO|Out of Memory) Error: "
+    r"|server closed the connection|terminating connection"
 )
+_ROWS_TEXT = re.compile(r"^INTEGRITY: |constraint failed", re.I)
 
 
 def refuses_rows(exc: BaseException) -> bool:
@@ -104,4 +108,5 @@ def refuses_rows(exc: BaseException) -> bool:
     state = getattr(exc, "sqlstate", None)
     if isinstance(state, str) and len(state) == 5:
         return state[:2] not in _NOT_ROWS_STATES
-    return not _NOT_ROWS_TEXT.search(str(exc))
+    text = str(exc).strip()
+    return bool(_ROWS_TEXT.search(text)) or not _NOT_ROWS_TEXT.search(text)

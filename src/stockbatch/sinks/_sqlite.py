@@ -194,6 +194,8 @@ def readable_view(table: str, kind: str) -> str | None:
 
 def _is_busy(exc: BaseException) -> bool:
     text = str(exc).lower()
+    if text.startswith("integrity:"):  # a trigger's message may say anything
+        return False
     return "database is locked" in text or "sqlite_busy" in text or "database is busy" in text
 
 
