@@ -376,6 +376,45 @@ def test_fetched_bars_stored_later_keep_their_exchange_dates(fixture_server, uri
                 sink.drop_table(t)
 
 
+def test_carried_metadata_reaches_only_the_symbols_stored(fixture_server, tmp_path):
+    """A filtered sb.fetch table still carries every fetched symbol's metadata: only the
+    symbols whose bars are stored get symbols and actions rows."""
+    bars = stockbatch.fetch(
+        ["AAPL", "MSFT", "7203.T"], base_url=fixture_server.url, period="2y", interval="1d"
+    )
+    only = bars.filter(pa.compute.equal(bars["symbol"], "AAPL"))
+    with sinks.connect(f"sqlite:///{tmp_path / 'only.db'}") as sink:
+        sink.ingest(only, mode="upsert")
+        assert {r["symbol"] for r in sink.read(kind="symbols").to_pylist()} == {"AAPL"}
+        assert set(sink.read(kind="actions").column("symbol").to_pylist()) <= {"AAPL"}
+
+
+@pytest.mark.parametrize(
+    ("meta", "why"),
+    [
+        ('{"X": {"events": {"dividends": 5}}}', "must be a list"),
+        ('{"X": {"events": {"dividends": [[1]]}}}', "is not [epoch seconds, amount]"),
+        ('{"X": {"events": {"dividends": [[1e300, 1]]}}}', "is not [epoch seconds"),
+        ('{"X": {"events": {"splits": [["x", 1, 2]]}}}', "numerator, denominator]"),
+        ('{"X": {"exchange": 42}}', "must be text"),
+        ('{"X": {"timezone": "Mars/Olympus"}}', "unknown time zone"),
+        ('{"X": 3}', "must map symbol text to a dict"),
+        ("[1, 2]", "must be a dict"),
+        ("{nope", "not JSON"),
+    ],
+)
+def test_hostile_carried_metadata_is_a_clear_error(tmp_path, meta, why):
+    """Schema metadata is anyone's to write: a malformed ``stockbatch.meta`` is a ValueError
+    naming it, before anything is written."""
+    data = daily_bars(["AAPL"], DAYS[:2])
+    data = data.replace_schema_metadata({b"stockbatch.meta": meta.encode()})
+    with sinks.connect(f"sqlite:///{tmp_path / 'm.db'}") as sink:
+        with pytest.raises(ValueError, match="stockbatch.meta") as err:
+            sink.ingest(data, mode="upsert")
+        assert why in str(err.value)
+        assert not (tmp_path / "m.db").exists() or sink.read().num_rows == 0
+
+
 def test_cli_reads_actions_symbols_and_trading_dates(fixture_server, tmp_path, capsys):
     import pyarrow.csv as pacsv
 

@@ -5,6 +5,7 @@ transaction of the write they belong to."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -103,27 +104,79 @@ def merge_old_quarantine(old: pa.Table) -> pa.Table:
     )
 
 
-def check_meta(meta: Any) -> dict:
-    """``meta=`` of :meth:`Sink.ingest` checked: symbol -> dict, events parsed."""
+def check_meta(meta: Any, where: str = "meta=") -> dict:
+    """``meta=`` of :meth:`Sink.ingest` (or the metadata the data carries, ``where`` says
+    which) checked: symbol -> dict of text fields, a time zone Arrow knows, and events
+    parsed into ``{"dividends": [[ts, amount], ...], "splits": [[ts, num, den], ...]}``;
+    ValueError naming what is wrong otherwise."""
     if meta is None:
         return {}
     if not isinstance(meta, dict):
         raise ValueError(
-            f"meta= must be a dict of symbol -> metadata dict, not {type(meta).__name__}"
+            f"{where} must be a dict of symbol -> metadata dict, not {type(meta).__name__}"
         )
     out = {}
     for sym, m in meta.items():
         if not isinstance(sym, str) or not isinstance(m, dict):
-            raise ValueError(f"meta= must map symbol text to a dict; got {sym!r}: {m!r}")
+            raise ValueError(f"{where} must map symbol text to a dict; got {sym!r}: {m!r}"[:300])
         m = dict(m)
+        for field in ("timezone", "exchange", "currency", "instrument_type"):
+            value = m.get(field)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{where}[{sym!r}][{field!r}] must be text, not {value!r}"[:300])
+        zone = m.get("timezone")
+        if zone and not _known_zone(zone):
+            raise ValueError(f"{where}[{sym!r}]: unknown time zone {zone!r}"[:300])
         ev = m.get("events")
         if isinstance(ev, (str, bytes)):
             try:
-                m["events"] = json.loads(ev)
+                ev = json.loads(ev)
             except ValueError:
-                raise ValueError(f"meta[{sym!r}]['events'] is not JSON") from None
+                raise ValueError(f"{where}[{sym!r}]['events'] is not JSON") from None
+        if ev is not None:
+            m["events"] = _check_events(ev, f"{where}[{sym!r}]['events']")
         out[sym] = m
     return out
+
+
+def _check_events(ev: Any, where: str) -> dict:
+    """Dividends ``[ts, amount]`` and splits ``[ts, numerator, denominator]``: epoch
+    seconds and numbers (or null)."""
+    if not isinstance(ev, dict):
+        raise ValueError(f"{where} must be a dict of dividends and splits")
+    for name, width in (("dividends", 2), ("splits", 3)):
+        items = ev.get(name, [])
+        if not isinstance(items, list):
+            raise ValueError(f"{where}[{name!r}] must be a list")
+        for item in items:
+            if not _event_ok(item, width):
+                raise ValueError(
+                    f"{where}[{name!r}]: {item!r} is not [epoch seconds"
+                    + (", amount]" if width == 2 else ", numerator, denominator]")
+                )
+    return ev
+
+
+def _event_ok(item: Any, width: int) -> bool:
+    if not isinstance(item, list) or len(item) != width:
+        return False
+    ts, *values = item
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        return False
+    if not -(2**63) // 1_000_000 <= ts <= (2**63 - 1) // 1_000_000:  # as microseconds
+        return False
+    return all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _known_zone(zone: str) -> bool:
+    try:
+        pc.assume_timezone(pa.nulls(1, pa.timestamp("us")), zone)
+    except (pa.ArrowInvalid, ValueError, TypeError):
+        return False
+    return True
 
 
 def reasons_text(value: Any) -> str:

@@ -116,8 +116,13 @@ class IngestRun:
         self.result = IngestResult(table=self.table, mode=mode, job_id=job_id)
         self.quarantine = quarantine
         self.quarantining = quarantine is not None and quarantine.num_rows > 0
-        # meta= wins; else what the data carries (sb.fetch's tables, a decoder's batch)
-        self.meta = _aux.check_meta(_meta.carried(data, first) if meta is None else meta)
+        # meta= wins; else what the data carries (sb.fetch's tables, a decoder's batch),
+        # kept for the symbols the data turns out to hold (see _write_aux)
+        self.carried = meta is None
+        if self.carried:
+            self.meta = _aux.check_meta(_meta.carried(data, first), "stockbatch.meta")
+        else:
+            self.meta = _aux.check_meta(meta)
         for sym, m in self.meta.items():
             if m.get("timezone"):
                 sink._zones[sym] = m["timezone"]
@@ -209,10 +214,13 @@ class IngestRun:
 
     def _write_aux(self, conn: Any) -> None:
         sink, result = self.sink, self.result
-        if self.kind == "bars" and (self.seen or self.meta):
-            _aux.store_symbols(sink, conn, self.seen, self.meta, self.source)
+        meta = self.meta
+        if self.carried:  # a filtered sb.fetch table still carries every symbol's metadata
+            meta = {s: m for s, m in meta.items() if s in self.seen}
+        if self.kind == "bars" and (self.seen or meta):
+            _aux.store_symbols(sink, conn, self.seen, meta, self.source)
         if self.has_events:
-            _aux.store_actions(sink, conn, self.meta, self.source)
+            _aux.store_actions(sink, conn, meta, self.source)
         if self.values is not None and self.values.num_rows:
             self._write_indicators(conn, self.values)
         if self.quarantining:
