@@ -215,6 +215,24 @@ def test_a_symbol_whose_every_row_is_rejected_is_not_stored(tmp_path, capsys):
     assert "failed NULLS: validation rejected all 3" in r.summary()
 
 
+def test_a_symbol_with_only_priceless_bars_is_empty_not_failed(tmp_path):
+    """Yahoo answers a day not traded yet (or a holiday) with a bar of nulls: a daily
+    update that gets only those has no bars, which is no failure."""
+    blank = bars("HOLI", [10.0]).to_pydict()
+    for name in ("open", "high", "low", "close", "adj_close", "volume"):
+        blank[name] = [None]
+    r = sb.ingest(
+        ["OK", "HOLI"],
+        db=tmp_path / "holi.db",
+        source=CraftedSource(
+            {"OK": bars("OK", [10.0]), "HOLI": pa.RecordBatch.from_pydict(blank, schema=BARS)}
+        ),
+        period="max",
+    )
+    assert r.success and r.symbols["HOLI"].status == "empty"
+    assert (r.symbols["HOLI"].rows, r.symbols["HOLI"].quarantined) == (0, 1)
+
+
 def test_a_bar_given_twice_with_other_values_is_quarantined_not_lost(tmp_path):
     """The provider repeats a timestamp with other values: the last is kept (its last
     word) and validated, the other is quarantined with DUPLICATE_TS; an identical repeat is

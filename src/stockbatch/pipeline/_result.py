@@ -34,7 +34,8 @@ class SymbolOutcome:
     """What happened to one symbol.
 
     ``status`` is ``"stored"`` (its rows are committed, or in the result of a job without
-    storage), ``"empty"`` (the provider had no bars for the range), ``"refused"`` (the
+    storage), ``"empty"`` (the provider had no bars for the range, or only bars without
+    any price, which are quarantined), ``"refused"`` (the
     database refused every one of its rows: they are in the quarantine table with the
     database's error), ``"rejected"`` (validation rejected every one of its rows: they are
     in the quarantine table with their reasons), ``"failed"`` (``error`` says why; nothing

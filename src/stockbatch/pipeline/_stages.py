@@ -241,6 +241,7 @@ class ChunkStages:
             time.perf_counter() - t,
         )
         valid_counts, rej_counts = _counts(table), _counts(rejected)
+        blank_counts = _counts(_blank(rejected))
         for s, _ in chunk:
             o = self.result.symbols[s]
             self.done += 1
@@ -262,6 +263,9 @@ class ChunkStages:
                     f"{stored.refused_errors.get(s, '')}"
                 )
                 self.failed += o.status == "refused"
+            elif not o.rows and not o.kept and o.quarantined == blank_counts.get(s, 0):
+                # only bars without a price (Yahoo's for a day not traded yet): no bars
+                o.status = "empty"
             elif not o.rows and not o.kept and o.quarantined:
                 # bars came, none usable: not "stored", and the job did not succeed
                 o.status = "rejected"
@@ -392,6 +396,16 @@ def _add(st: StageStats, rows_in: int, rows_out: int, rejected: int, seconds: fl
     st.rows_out += rows_out
     st.rejected += rejected
     st.seconds += seconds
+
+
+def _blank(rejected: pa.Table | None) -> pa.Table | None:
+    """The rejected bars without any price (open, high, low and close null)."""
+    if rejected is None or rejected.num_rows == 0:
+        return None
+    mask = pc.is_null(rejected["open"])
+    for name in ("high", "low", "close"):
+        mask = pc.and_(mask, pc.is_null(rejected[name]))
+    return rejected.filter(mask)
 
 
 def _counts(table: pa.Table | None) -> dict[str, int]:
