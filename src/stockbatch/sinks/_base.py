@@ -164,7 +164,10 @@ class Sink(TableSink):
             ``raise``: any failure rolls everything back and raises :class:`SinkError`.
             ``split``: a failing batch is bisected until the bad rows are isolated; they go
             to the quarantine table with the database's error, the rest is stored
-            (``rejected``, ``refused_by_symbol``, ``refused_errors`` of the result).
+            (``rejected``, ``refused_by_symbol``, ``refused_errors`` of the result). An
+            error about the table rather than the rows is raised at once; PostgreSQL stops
+            after :attr:`split_tries`. DuckDB has no savepoints: there each try commits what
+            the call wrote before it.
         job_id, source : str, optional
             With ``job_id`` a row goes to the ingest log in the same transaction: rows
             written, updated, ignored, ``rows_rejected`` (the ``quarantine=`` rows) and
