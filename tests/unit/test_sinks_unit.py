@@ -335,6 +335,15 @@ def test_statement_is_cut_from_driver_errors():
     assert _dbapi.STATEMENT_TAIL.sub("", text) == (
         "INVALID_ARGUMENT: [SQLite] Failed to prepare query: no such table: t"
     )
+    quoted = (
+        'INVALID_ARGUMENT: [libpq] Failed to execute query \'INSERT INTO "x" ("a") '
+        'SELECT "a" FROM "s" WHERE true ON CONFLICT ("a") DO NOTHING\': ERROR:  there '
+        "is no unique or exclusion constraint matching the ON CONFLICT specification"
+    )
+    assert _dbapi.error_text(Exception(quoted)) == (
+        "INVALID_ARGUMENT: [libpq] Failed to execute query: ERROR:  there is no unique or "
+        "exclusion constraint matching the ON CONFLICT specification"
+    )
 
 
 def test_connect_options_and_forms(tmp_path, monkeypatch):

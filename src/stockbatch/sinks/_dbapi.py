@@ -25,6 +25,13 @@ __all__ = [
 T = TypeVar("T")
 
 # the statement ADBC appends to an error: "... query: SELECT ..." (SQL, not the reason)
+#: libpq's "Failed to execute query '<statement>': ERROR: …": the statement is ours (and
+#: long), the reason is the server's
+STATEMENT_QUOTED = re.compile(
+    r"(Failed to (?:execute|prepare) query) '(?:SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|"
+    r"ALTER|WITH|MERGE|TRUNCATE)\b.*?'(?=: )",
+    re.IGNORECASE | re.DOTALL,
+)
 STATEMENT_TAIL = re.compile(
     r"\s+query(?: was)?:\s+(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|BEGIN|COMMIT|"
     r"ROLLBACK|SAVEPOINT|RELEASE|PRAGMA|MERGE|TRUNCATE)\b.*$",
@@ -70,10 +77,11 @@ def executemany(conn: Any, statement: str, rows: Iterable[Any]) -> None:
 
 def error_text(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     """The database's message, one line, without the statement the ADBC drivers append
-    (``… query: SELECT …``), passwords redacted, at most 500 characters."""
+    (``… query: SELECT …``) or quote (``Failed to execute query '…'``), passwords
+    redacted, at most 500 characters."""
     msg = str(exc).strip().splitlines()
     text = " ".join(line.strip() for line in msg[:3]) if msg else type(exc).__name__
-    text = STATEMENT_TAIL.sub("", text)
+    text = STATEMENT_TAIL.sub("", STATEMENT_QUOTED.sub(r"\1", text))
     return redact(text, secrets)[:500]
 
 
