@@ -248,9 +248,11 @@ class MysqlSink(Sink):
                 os.unlink(path)
             if loaded != batch.num_rows or warnings:
                 first = warnings[0][2] if warnings else ""
+                # the statement is rolled back with the transaction: nothing of it stays
                 raise _LoadRejected(
-                    f"LOAD DATA stored {loaded} of {batch.num_rows} rows"
-                    + (f" with {len(warnings)} warning(s), first: {first}" if warnings else "")
+                    f"the database refused or altered rows (LOAD DATA took {loaded} of "
+                    f"{batch.num_rows} rows"
+                    + (f" with {len(warnings)} warning(s), first: {first})" if warnings else ")")
                 )
         finally:
             cur.close()
