@@ -506,22 +506,8 @@ def test_bench_touches_no_database_it_was_not_given():
 def test_read_limit_applies_to_actions(fixture_server, tmp_path, capsys):
     db = tmp_path / "act.db"
     syms = ["AAPL", "MSFT", "7203.T", "KO"]
-    assert (
-        main(
-            [
-                "ingest",
-                *syms,
-                "--db",
-                str(db),
-                "--base-url",
-                fixture_server.url,
-                "--period",
-                "10y",
-                "-q",
-            ]
-        )
-        == 0
-    )
+    argv = ["ingest", *syms, "--db", str(db), "--base-url", fixture_server.url]
+    assert main([*argv, "--period", "10y", "-q"]) == 0
     assert main(["read", "--db", str(db), "--kind", "actions", "--csv"]) == 0
     every = pacsv.read_csv(io.BytesIO(capsys.readouterr().out.encode()))["symbol"].to_pylist()
     assert main(["read", "--db", str(db), "--kind", "actions", "--csv", "--limit", "1"]) == 0

@@ -157,22 +157,8 @@ def test_read_into_a_closed_pipe_is_quiet(fixture_server, tmp_path):
     write meets the closed pipe.)"""
     db = tmp_path / "big.db"
     symbols = [f"S{i:04d}" for i in range(20)]
-    assert (
-        main(
-            [
-                "ingest",
-                *symbols,
-                "--db",
-                str(db),
-                "--base-url",
-                fixture_server.url,
-                "--period",
-                "2y",
-                "-q",
-            ]
-        )
-        == 0
-    )
+    argv = ["ingest", *symbols, "--db", str(db), "--base-url", fixture_server.url]
+    assert main([*argv, "--period", "2y", "-q"]) == 0
     cmd = (
         f"{sys.executable} -m stockbatch read --db {db} --csv --limit 0 | head -1; "
         "exit ${PIPESTATUS[0]}"
