@@ -168,9 +168,10 @@ def carried(data: Any, first: pa.RecordBatch | None) -> dict:
             raise ValueError("the data's stockbatch.meta schema metadata is not JSON") from None
     if isinstance(data, (pa.Table, pa.RecordBatch)) and "symbol" in data.schema.names:
         found = meta_from_batch(data)
-        symbols = values(pc.unique(data.column("symbol")))
-        if found and len(symbols) == 1 and symbols[0] is not None:
-            return {symbols[0]: found}
+        if found:  # (the symbols are looked at only then: a big table has none of this)
+            symbols = values(pc.unique(data.column("symbol")))
+            if len(symbols) == 1 and symbols[0] is not None:
+                return {symbols[0]: found}
     return {}
 
 
