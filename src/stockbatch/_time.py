@@ -10,12 +10,14 @@ as microseconds, :func:`to_epoch` (sources, job windows) reads a number as secon
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 __all__ = [
     "EPOCH",
+    "known_zone",
     "PERIOD_DAYS",
     "PERIOD_PATTERN",
     "PERIODS",
@@ -140,3 +142,21 @@ def period_days(period: str) -> int:
         # a date that far back overflows datetime (year 1): say so before any fetch
         raise ValueError(f"period {period!r} is longer than 200 years: use 'max'")
     return days
+
+
+@functools.lru_cache(maxsize=512)
+def known_zone(tz: str) -> bool:
+    """Whether Arrow (and so every later step: dating bars, normalize_daily, resample)
+    knows the time zone ``tz``. The decoders (both backends) and the sinks' metadata check
+    ask it."""
+    import pyarrow as pa  # here: the CLI reads this module before anything heavy
+    import pyarrow.compute as pc
+
+    if not tz or len(tz) > 64:
+        return False
+    try:
+        # a null array: pa.array() of Python values would make pyarrow import pandas
+        pc.assume_timezone(pa.nulls(1, pa.timestamp("us")), tz)
+    except (pa.ArrowInvalid, ValueError, TypeError):
+        return False
+    return True

@@ -30,7 +30,6 @@ Rules shared by both backends
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from typing import Any
@@ -39,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._errors import DecodeError, ProviderError, RateLimited, SymbolNotFound
+from .._time import known_zone as _known_tz  # the compiled backend asks it too
 from ..schema import BARS, QUOTES
 
 __all__ = [
@@ -58,21 +58,6 @@ _AV_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?: ([0-9]{2}):([0-9]{2}
 
 class _Bad(Exception):
     """A semantic problem found after parsing (no byte position)."""
-
-
-@functools.lru_cache(maxsize=512)
-def _known_tz(tz: str) -> bool:
-    """Whether Arrow (and so every later step: normalize_daily, resample) knows zone ``tz``.
-
-    Shared with the compiled backend, which calls it for the zone it found."""
-    if not tz or len(tz) > 64:
-        return False
-    try:
-        # a null array: pa.array() of Python values would make pyarrow import pandas
-        pc.assume_timezone(pa.nulls(1, pa.timestamp("us")), tz)
-    except (pa.ArrowInvalid, ValueError, TypeError):
-        return False
-    return True
 
 
 def _refuse_constant(name: str):

@@ -5,7 +5,6 @@ transaction of the write they belong to."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -19,6 +18,7 @@ import pyarrow.compute as pc
 
 from .._arrow import array, datetimes, pylist, table
 from .._errors import SinkError
+from .._time import known_zone
 from ..schema import UTC_US
 from . import _meta, _sql
 from ._batches import as_utc, key_ranges
@@ -125,7 +125,7 @@ def check_meta(meta: Any, where: str = "meta=") -> dict:
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{where}[{sym!r}][{field!r}] must be text, not {value!r}"[:300])
         zone = m.get("timezone")
-        if zone and not _known_zone(zone):
+        if zone and not known_zone(zone):
             raise ValueError(f"{where}[{sym!r}]: unknown time zone {zone!r}"[:300])
         ev = m.get("events")
         if isinstance(ev, (str, bytes)):
@@ -168,15 +168,6 @@ def _event_ok(item: Any, width: int) -> bool:
     return all(
         v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
     )
-
-
-@functools.lru_cache(maxsize=256)
-def _known_zone(zone: str) -> bool:
-    try:
-        pc.assume_timezone(pa.nulls(1, pa.timestamp("us")), zone)
-    except (pa.ArrowInvalid, ValueError, TypeError):
-        return False
-    return True
 
 
 def reasons_text(value: Any) -> str:
