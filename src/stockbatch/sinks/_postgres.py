@@ -271,12 +271,6 @@ class PostgresSink(AdbcSink):
         ins, upd = self._query(conn, stmt)[0]
         return int(ins), int(upd), batch.num_rows - int(ins) - int(upd)
 
-    def _insert_new(self, conn, table, kind, batch, level) -> dict:
-        stage = self._stage(conn, kind, batch, level)
-        kept = self._existing_by_symbol(conn, table, stage, kind)
-        self._exec(conn, _sql.merge_on_conflict(self.dialect, table, stage, kind, update=False))
-        return kept
-
     def _upsert_range(self, conn, table, kind, batch, level) -> tuple[int, int, int]:
         d = self.dialect
         spec = SPECS[kind]
