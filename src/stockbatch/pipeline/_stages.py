@@ -22,7 +22,7 @@ from .. import _kernels as kernels
 from .._arrow import array, fill_null, to_numpy
 from .._errors import JobCancelled, JobTimeout, SchemaError, SinkError
 from ..sinks import IngestResult, Sink
-from ..sinks._batches import key_codes, unique_rows
+from ..sinks._batches import key_codes, key_runs
 from ..sinks._meta import meta_from_batch
 from ..sources._base import OUT_OF_WINDOW_KEY
 from ._fetch import DONE, FetchStage
@@ -420,16 +420,9 @@ def clashing_duplicates(table: pa.Table) -> pa.Table | None:
     one is kept), as quarantine rows with reason ``DUPLICATE_TS``; None when every repeat
     is identical (then nothing is lost)."""
     batch = table.combine_chunks().to_batches()[0]
-    kept = unique_rows(batch, _KEY_COLS, keep="last")
-    if kept is None:
-        return None
-    codes = key_codes(batch, _KEY_COLS)
-    order = np.lexsort(codes[::-1])  # stable: a key's rows stay in input order, last = kept
-    same_next = np.ones(len(order) - 1, bool)
-    for c in codes:
-        same_next &= c[order][:-1] == c[order][1:]
+    order, same_next = key_runs(key_codes(batch, _KEY_COLS))
     # a run of equal keys clashes when some value column differs inside it
-    differs = np.zeros(len(order) - 1, bool)
+    differs = np.zeros(len(same_next), bool)
     for name in ("open", "high", "low", "close", "adj_close", "volume"):
         col = batch.column(name)
         valid = to_numpy(col.is_valid())[order]
@@ -437,7 +430,8 @@ def clashing_duplicates(table: pa.Table) -> pa.Table | None:
         differs |= (valid[:-1] != valid[1:]) | (valid[:-1] & (vals[:-1] != vals[1:]))
     run = np.concatenate(([0], np.cumsum(~same_next)))  # run id of each sorted row
     clash_runs = np.unique(run[1:][same_next & differs])
-    dropped = order[np.isin(run, clash_runs) & ~kept[order]]
+    # in key order the last row of a run is the one kept: the others of clashing runs go
+    dropped = order[np.isin(run, clash_runs) & np.append(same_next, False)]
     if not len(dropped):
         return None
     rows = table.take(array(np.sort(dropped)))

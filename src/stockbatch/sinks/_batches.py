@@ -21,6 +21,7 @@ __all__ = [
     "key_codes",
     "dedup",
     "unique_rows",
+    "key_runs",
     "castable",
     "as_utc",
     "key_ranges",
@@ -120,11 +121,7 @@ def unique_rows(batch: pa.RecordBatch, key: tuple, *, keep: str) -> np.ndarray |
         equal &= c[:-1] == c[1:]
     if less.all():
         return None
-    order = np.lexsort(codes[::-1])  # stable: equal keys stay in input order
-    same_next = np.ones(n - 1, bool)
-    for c in codes:
-        cs = c[order]
-        same_next &= cs[:-1] == cs[1:]
+    order, same_next = key_runs(codes)
     if not same_next.any():
         return None
     keep_sorted = np.ones(n, bool)
@@ -135,6 +132,17 @@ def unique_rows(batch: pa.RecordBatch, key: tuple, *, keep: str) -> np.ndarray |
     kept = np.zeros(n, bool)
     kept[order[keep_sorted]] = True
     return kept
+
+
+def key_runs(codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows in key order (a stable sort of :func:`key_codes`: equal keys stay in input
+    order) and, for each row in that order but the last, whether the next has its key."""
+    order = np.lexsort(codes[::-1])
+    same_next = np.ones(len(order) - 1, bool)
+    for c in codes:
+        cs = c[order]
+        same_next &= cs[:-1] == cs[1:]
+    return order, same_next
 
 
 def castable(col: Any, to: pa.DataType) -> bool:
