@@ -34,9 +34,9 @@ __all__ = ["redact", "uri_secrets", "MASK"]
 
 MASK = "***"
 
-# scheme://[user]:password@host (the host may be empty: sqlite://u:pw@/x.db) — the password is greedy up to the last "@" of the token
-# that is followed by a host and then a URI delimiter (so raw "@" / ":" / "/" in it are kept
-# inside the masked part).
+# scheme://[user]:password@host (the host may be empty: sqlite://u:pw@/x.db) — the password
+# is greedy up to the last "@" of the token that is followed by a host and then a URI
+# delimiter (so raw "@" / ":" / "/" in it are kept inside the masked part).
 _USERINFO = re.compile(
     r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#'\"]*:)(?P<pw>[^\s<>]*)@"
     r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%\-]*)(?=[:/?#\s'\"<>),;\]]|$)"

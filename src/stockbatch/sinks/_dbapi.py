@@ -20,11 +20,11 @@ __all__ = [
     "executemany",
     "error_text",
     "refuses_rows",
+    "about_rows",
 ]
 
 T = TypeVar("T")
 
-# the statement ADBC appends to an error: "... query: SELECT ..." (SQL, not the reason)
 #: libpq's "Failed to execute query '<statement>': ERROR: …": the statement is ours (and
 #: long), the reason is the server's
 STATEMENT_QUOTED = re.compile(
@@ -32,6 +32,7 @@ STATEMENT_QUOTED = re.compile(
     r"ALTER|WITH|MERGE|TRUNCATE)\b.*?'(?=: )",
     re.IGNORECASE | re.DOTALL,
 )
+# the statement ADBC appends to an error: "... query: SELECT ..." (SQL, not the reason)
 STATEMENT_TAIL = re.compile(
     r"\s+query(?: was)?:\s+(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|BEGIN|COMMIT|"
     r"ROLLBACK|SAVEPOINT|RELEASE|PRAGMA|MERGE|TRUNCATE)\b.*$",
@@ -108,6 +109,12 @@ _NOT_ROWS_TEXT = re.compile(
 _ROWS_TEXT = re.compile(r"^INTEGRITY: |constraint failed", re.I)
 
 
+def about_rows(text: str) -> bool:
+    """Whether the driver marks the error as a refusal of rows (INTEGRITY, a failed
+    constraint), whatever else it says: a trigger's message is the user's text."""
+    return bool(_ROWS_TEXT.search(text.strip()))
+
+
 def refuses_rows(exc: BaseException) -> bool:
     """Whether the database refused the rows (a constraint, a value, a trigger), not the
     statement or the table: by SQLSTATE where the driver gives one, else by its message
@@ -117,4 +124,4 @@ def refuses_rows(exc: BaseException) -> bool:
     if isinstance(state, str) and len(state) == 5:
         return state[:2] not in _NOT_ROWS_STATES
     text = str(exc).strip()
-    return bool(_ROWS_TEXT.search(text)) or not _NOT_ROWS_TEXT.search(text)
+    return about_rows(text) or not _NOT_ROWS_TEXT.search(text)

@@ -61,7 +61,7 @@ import pyarrow as pa
 
 from .._arrow import fill_null, to_numpy, with_nulls_of
 from .._errors import SinkError
-from . import _adbc_conn
+from . import _adbc_conn, _dbapi
 from ._adbc import AdbcSink
 from ._base import Level, log
 from ._ddl import DIALECTS, SPECS, sql
@@ -194,7 +194,7 @@ def readable_view(table: str, kind: str) -> str | None:
 
 def _is_busy(exc: BaseException) -> bool:
     text = str(exc).lower()
-    if text.startswith("integrity:"):  # a trigger's message may say anything
+    if _dbapi.about_rows(text):  # a trigger's message may say anything
         return False
     return "database is locked" in text or "sqlite_busy" in text or "database is busy" in text
 

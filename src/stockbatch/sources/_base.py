@@ -163,9 +163,7 @@ def clip_window(
         out = batch.slice(int(at[0]), kept)
     else:
         out = batch.filter(bools(inside))
-    dropped = batch.num_rows - kept
-    if dropped == 0:
-        return batch, 0
+    dropped = batch.num_rows - kept  # > 0: a null stamp or one outside got past the check
     md = dict(out.schema.metadata or {})
     md[OUT_OF_WINDOW_KEY] = str(dropped).encode()
     return out.replace_schema_metadata(md), dropped
